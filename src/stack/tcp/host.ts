@@ -1,0 +1,29 @@
+// What TCP needs from the rest of the stack. The Stack implements it; TCP tests hand in a
+// fake that captures emitted segments. TCP reaches nothing else outside src/stack/tcp/.
+import type { BufferPool, PacketBuffer } from '../../buf/pktbuf.js';
+import type { Sysctl } from '../sysctl.js';
+import type { Clock, TimerWheel } from '../time.js';
+
+export interface TcpHost {
+  readonly clock: Clock;
+  readonly wheel: TimerWheel;
+  readonly sysctl: Sysctl;
+  readonly pool: BufferPool;
+  /** Uniform 32-bit unsigned random number (seeded in simulations). */
+  random32(): number;
+  /**
+   * Sends one L4 segment. `buf` holds the TCP header and payload at start..end, with at least
+   * DEFAULT_HEADROOM bytes of headroom; its checksum is complete, or buf.csum = Csum.Partial with
+   * csumStart/csumOffset set when the route's device offloads it (see `txCsumOffload`).
+   * Takes ownership. Returns false (and releases buf) when there is no route.
+   */
+  ipv4Output(buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean): boolean;
+  /** IP MTU of the route to `dst`; 0 when there is no route. */
+  routeMtu(dst: number): number;
+  /** The source address the stack would use towards `dst`; 0 when there is no route. */
+  sourceAddress(dst: number): number;
+  /** True when `addr` is one of this stack's IPv4 addresses (or a broadcast/multicast we must not answer with TCP). */
+  isLocalAddress(addr: number): boolean;
+  /** True when the device on the route to `dst` completes L4 checksums (buf.csum = Partial allowed). */
+  txCsumOffload(dst: number): boolean;
+}
