@@ -1,0 +1,253 @@
+// ARP (RFC 826) and the IPv4 neighbor cache. Entry life cycle, FreeBSD-like:
+//   INCOMPLETE --reply--> REACHABLE --max_age--> STALE --used--> PROBE --reply--> REACHABLE
+//   INCOMPLETE --maxtries unanswered--> FAILED (drops for `wait` seconds) --> gone
+//   PROBE --maxtries unanswered--> gone
+// Packets waiting for resolution are held per entry (at most maxhold, oldest dropped first).
+import type { BufferPool, PacketBuffer } from '../buf/pktbuf.js';
+import { ARP_LEN, ArpOp, ArpView, writeArp } from '../wire/arp.js';
+import { MAC_BROADCAST, MAC_ZERO, formatIpv4, formatMac, macEquals } from '../wire/addr.js';
+import { EtherType } from '../wire/ethernet.js';
+import { WireError } from '../wire/errors.js';
+import type { Interface } from './iface.js';
+import type { Sysctl } from './sysctl.js';
+import { Timer, type Clock, type TimerWheel } from './time.js';
+
+export const ArpState = { Incomplete: 0, Reachable: 1, Stale: 2, Probe: 3, Failed: 4, Permanent: 5 } as const;
+export type ArpState = (typeof ArpState)[keyof typeof ArpState];
+const STATE_NAMES = ['incomplete', 'reachable', 'stale', 'probe', 'failed', 'permanent'];
+
+/** What ARP needs from the stack. */
+export interface ArpContext {
+  readonly clock: Clock;
+  readonly wheel: TimerWheel;
+  readonly sysctl: Sysctl;
+  readonly pool: BufferPool;
+  interfaceByIndex(ifIndex: number): Interface | undefined;
+  /** Prepends an Ethernet header (dst MAC at dstMac[dstOff..]) and transmits on `iface`. Takes ownership. */
+  ethOutput(iface: Interface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void;
+  drop(reason: string): void;
+}
+
+export function defineArpSysctls(s: Sysctl): void {
+  s.define({ name: 'net.link.ether.inet.max_age', type: 'int', default: 1200, min: 1, max: 86400, description: 'seconds an ARP entry stays reachable before it is re-verified' });
+  s.define({ name: 'net.link.ether.inet.maxtries', type: 'int', default: 5, min: 1, max: 100, description: 'ARP requests sent before a destination is declared down' });
+  s.define({ name: 'net.link.ether.inet.maxhold', type: 'int', default: 16, min: 1, max: 1024, description: 'packets held per entry while ARP resolves' });
+  s.define({ name: 'net.link.ether.inet.wait', type: 'int', default: 20, min: 0, max: 3600, description: 'seconds an unresolvable destination is marked down' });
+  s.define({ name: 'net.link.ether.inet.retrans', type: 'int', default: 1000, min: 10, max: 60000, description: 'milliseconds between ARP request retries' });
+  s.define({ name: 'net.link.ether.inet.max_entries', type: 'int', default: 4096, min: 16, max: 1 << 20, description: 'bound on the ARP cache size (hostile input cannot grow it further)' });
+}
+
+export class ArpEntry {
+  state: ArpState = ArpState.Incomplete;
+  readonly mac = new Uint8Array(6);
+  readonly queue: PacketBuffer[] = [];
+  tries = 0;
+  updatedAt = 0;
+  readonly timer: Timer;
+  constructor(readonly ifIndex: number, readonly ip: number, cb: (e: ArpEntry, now: number) => void) {
+    this.timer = new Timer((now) => cb(this, now));
+  }
+}
+
+export interface ArpEntryInfo { ip: string; mac: string; ifIndex: number; state: string; queued: number; }
+
+export class Arp {
+  private readonly entries = new Map<number, ArpEntry>();
+  private readonly view = new ArpView();
+  private readonly onTimer = (e: ArpEntry, now: number) => this.expire(e, now);
+  stats = { announcements: 0, requestsSent: 0, repliesSent: 0, requestsReceived: 0, repliesReceived: 0, held: 0, holdDropped: 0, unresolved: 0 };
+
+  constructor(private readonly ctx: ArpContext) {}
+
+  private key(ifIndex: number, ip: number): number { return ifIndex * 0x100000000 + ip; }
+
+  get size(): number { return this.entries.size; }
+
+  /** A received ARP packet at buf.data[off, off+len). Does not take ownership. */
+  input(iface: Interface, buf: PacketBuffer, off: number, len: number): void {
+    const v = this.view;
+    const err = v.wrap(buf.data, off, len);
+    if (err !== WireError.Ok) { this.ctx.drop(err === WireError.Unsupported ? 'arp_unsupported' : 'arp_malformed'); return; }
+    const b = buf.data;
+    const spa = v.spa, tpa = v.tpa, op = v.op;
+    if (op === ArpOp.Request) this.stats.requestsReceived++; else this.stats.repliesReceived++;
+    // A sender claiming a broadcast/multicast/zero MAC, or one of our own addresses, is bogus.
+    if ((b[v.shaOff]! & 1) === 1) { this.ctx.drop('arp_bad_sender_mac'); return; }
+    if (spa !== 0 && iface.hasAddress(spa) && !macEquals(b, v.shaOff, iface.mac, 0)) { this.ctx.drop('arp_address_conflict'); return; }
+    const forUs = iface.hasAddress(tpa);
+    // RFC 826 "merge": update an existing entry for the sender; create one only when the packet is for us.
+    if (spa !== 0) {
+      const e = this.entries.get(this.key(iface.index, spa));
+      if (e) this.confirm(e, b, v.shaOff);
+      else if (forUs) this.create(iface.index, spa, b, v.shaOff);
+    }
+    if (!forUs) return;
+    if (op === ArpOp.Request) this.sendArp(iface, ArpOp.Reply, b, v.shaOff, tpa, b, v.shaOff, spa);
+  }
+
+  /**
+   * Sends the IPv4 packet in buf (start = IP header) to `nexthop` on `iface`, resolving the MAC.
+   * Takes ownership.
+   */
+  output(iface: Interface, nexthop: number, buf: PacketBuffer): void {
+    const k = this.key(iface.index, nexthop);
+    let e = this.entries.get(k);
+    if (e) {
+      switch (e.state) {
+        case ArpState.Reachable: case ArpState.Permanent: case ArpState.Probe:
+          this.ctx.ethOutput(iface, e.mac, 0, EtherType.IPv4, buf); return;
+        case ArpState.Stale:
+          // Still usable; ask again by unicast to confirm (FreeBSD arp_refresh, RFC 1122 §2.3.2.1).
+          e.state = ArpState.Probe; e.tries = 1;
+          this.sendArp(iface, ArpOp.Request, e.mac, 0, iface.sourceFor(nexthop), MAC_ZERO, 0, nexthop);
+          this.ctx.wheel.arm(e.timer, this.ctx.clock.now() + this.ctx.sysctl.int('net.link.ether.inet.retrans'));
+          this.ctx.ethOutput(iface, e.mac, 0, EtherType.IPv4, buf); return;
+        case ArpState.Failed:
+          buf.release(); this.ctx.drop('arp_host_down'); return;
+        case ArpState.Incomplete:
+          this.hold(e, buf); return;
+      }
+    }
+    if (this.entries.size >= this.ctx.sysctl.int('net.link.ether.inet.max_entries') && !this.evictOne()) {
+      buf.release(); this.ctx.drop('arp_table_full'); return;
+    }
+    e = new ArpEntry(iface.index, nexthop, this.onTimer);
+    this.entries.set(k, e);
+    this.hold(e, buf);
+    e.tries = 1;
+    this.sendArp(iface, ArpOp.Request, MAC_BROADCAST, 0, iface.sourceFor(nexthop), MAC_ZERO, 0, nexthop);
+    this.ctx.wheel.arm(e.timer, this.ctx.clock.now() + this.ctx.sysctl.int('net.link.ether.inet.retrans'));
+  }
+
+  /** Gratuitous ARP (RFC 5227 §3 announcement) for each address of an interface coming up. */
+  announce(iface: Interface): void {
+    for (const a of iface.addrs) {
+      this.sendArp(iface, ArpOp.Request, MAC_BROADCAST, 0, a.addr, MAC_ZERO, 0, a.addr);
+      this.stats.announcements++;
+      this.stats.requestsSent--;
+    }
+  }
+
+  addStatic(ifIndex: number, ip: number, mac: Uint8Array): void {
+    const k = this.key(ifIndex, ip);
+    let e = this.entries.get(k);
+    if (!e) { e = new ArpEntry(ifIndex, ip, this.onTimer); this.entries.set(k, e); }
+    this.ctx.wheel.disarm(e.timer);
+    e.mac.set(mac); e.state = ArpState.Permanent;
+    this.flush(e);
+  }
+
+  delete(ifIndex: number, ip: number): boolean {
+    const e = this.entries.get(this.key(ifIndex, ip));
+    if (!e) return false;
+    this.remove(e);
+    return true;
+  }
+
+  lookup(ifIndex: number, ip: number): ArpEntry | undefined { return this.entries.get(this.key(ifIndex, ip)); }
+
+  list(): ArpEntryInfo[] {
+    return [...this.entries.values()].map((e) => ({
+      ip: formatIpv4(e.ip), mac: e.state === ArpState.Incomplete || e.state === ArpState.Failed ? '(incomplete)' : formatMac(e.mac),
+      ifIndex: e.ifIndex, state: STATE_NAMES[e.state]!, queued: e.queue.length,
+    }));
+  }
+
+  /** Drops every entry (and held packet) of an interface. */
+  flushInterface(ifIndex: number): void {
+    for (const e of [...this.entries.values()]) if (e.ifIndex === ifIndex) this.remove(e);
+  }
+
+  private create(ifIndex: number, ip: number, mac: Uint8Array, macOff: number): void {
+    if (this.entries.size >= this.ctx.sysctl.int('net.link.ether.inet.max_entries') && !this.evictOne()) { this.ctx.drop('arp_table_full'); return; }
+    const e = new ArpEntry(ifIndex, ip, this.onTimer);
+    this.entries.set(this.key(ifIndex, ip), e);
+    this.confirm(e, mac, macOff);
+  }
+
+  private confirm(e: ArpEntry, mac: Uint8Array, macOff: number): void {
+    if (e.state === ArpState.Permanent) return;
+    for (let i = 0; i < 6; i++) e.mac[i] = mac[macOff + i]!;
+    e.state = ArpState.Reachable;
+    e.tries = 0;
+    const now = this.ctx.clock.now();
+    e.updatedAt = now;
+    this.ctx.wheel.arm(e.timer, now + this.ctx.sysctl.int('net.link.ether.inet.max_age') * 1000);
+    this.flush(e);
+  }
+
+  private flush(e: ArpEntry): void {
+    if (e.queue.length === 0) return;
+    const iface = this.ctx.interfaceByIndex(e.ifIndex);
+    for (const b of e.queue.splice(0)) {
+      if (iface) this.ctx.ethOutput(iface, e.mac, 0, EtherType.IPv4, b); else b.release();
+    }
+  }
+
+  private hold(e: ArpEntry, buf: PacketBuffer): void {
+    if (e.queue.length >= this.ctx.sysctl.int('net.link.ether.inet.maxhold')) {
+      e.queue.shift()!.release();
+      this.stats.holdDropped++;
+      this.ctx.drop('arp_hold_overflow');
+    }
+    e.queue.push(buf);
+    this.stats.held++;
+  }
+
+  private expire(e: ArpEntry, now: number): void {
+    const iface = this.ctx.interfaceByIndex(e.ifIndex);
+    const s = this.ctx.sysctl;
+    switch (e.state) {
+      case ArpState.Incomplete:
+        if (iface && e.tries < s.int('net.link.ether.inet.maxtries')) {
+          e.tries++;
+          this.sendArp(iface, ArpOp.Request, MAC_BROADCAST, 0, iface.sourceFor(e.ip), MAC_ZERO, 0, e.ip);
+          this.ctx.wheel.arm(e.timer, now + s.int('net.link.ether.inet.retrans'));
+          return;
+        }
+        for (const b of e.queue.splice(0)) { b.release(); this.stats.unresolved++; this.ctx.drop('arp_unresolved'); }
+        e.state = ArpState.Failed;
+        this.ctx.wheel.arm(e.timer, now + Math.max(1, s.int('net.link.ether.inet.wait') * 1000));
+        return;
+      case ArpState.Reachable:
+        e.state = ArpState.Stale;
+        // A stale entry that nobody uses is collected after another max_age.
+        this.ctx.wheel.arm(e.timer, now + s.int('net.link.ether.inet.max_age') * 1000);
+        return;
+      case ArpState.Probe:
+        if (iface && e.tries < s.int('net.link.ether.inet.maxtries')) {
+          e.tries++;
+          this.sendArp(iface, ArpOp.Request, e.mac, 0, iface.sourceFor(e.ip), MAC_ZERO, 0, e.ip);
+          this.ctx.wheel.arm(e.timer, now + s.int('net.link.ether.inet.retrans'));
+          return;
+        }
+        this.remove(e); return;
+      default:
+        this.remove(e);
+    }
+  }
+
+  private remove(e: ArpEntry): void {
+    this.ctx.wheel.disarm(e.timer);
+    for (const b of e.queue.splice(0)) b.release();
+    this.entries.delete(this.key(e.ifIndex, e.ip));
+  }
+
+  /** Makes room by dropping a stale or failed entry; false when all are in use. */
+  private evictOne(): boolean {
+    for (const e of this.entries.values()) {
+      if (e.state === ArpState.Stale || e.state === ArpState.Failed) { this.remove(e); return true; }
+    }
+    return false;
+  }
+
+  private sendArp(iface: Interface, op: number, ethDst: Uint8Array, ethDstOff: number, spa: number, tha: Uint8Array, thaOff: number, tpa: number): void {
+    const buf = this.ctx.pool.alloc();
+    const off = buf.append(ARP_LEN);
+    const thaBytes = thaOff === 0 ? tha : tha.subarray(thaOff, thaOff + 6);
+    writeArp(buf.data, off, op, iface.mac, spa, thaBytes, tpa);
+    if (op === ArpOp.Request) this.stats.requestsSent++; else this.stats.repliesSent++;
+    this.ctx.ethOutput(iface, ethDst, ethDstOff, EtherType.ARP, buf);
+  }
+}
+

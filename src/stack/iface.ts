@@ -1,0 +1,70 @@
+// A network interface: a device plus its addresses, MTU, state and counters.
+import type { NetDevice } from './device.js';
+import { prefixMask } from '../wire/addr.js';
+
+export interface Ipv4IfAddr {
+  addr: number;
+  prefixLen: number;
+  mask: number;
+  network: number;
+  /** Subnet-directed broadcast address. */
+  broadcast: number;
+}
+
+export interface Ipv6IfAddr { addr: Uint8Array; prefixLen: number; }
+
+export class IfCounters {
+  rxPackets = 0; rxBytes = 0; rxErrors = 0; rxDropped = 0;
+  txPackets = 0; txBytes = 0; txErrors = 0; txDropped = 0;
+  rxMulticast = 0;
+}
+
+export class Interface {
+  readonly addrs: Ipv4IfAddr[] = [];
+  readonly addrs6: Ipv6IfAddr[] = [];
+  readonly counters = new IfCounters();
+  up = true;
+  mtu: number;
+
+  constructor(readonly index: number, readonly name: string, readonly dev: NetDevice, mtu?: number) {
+    this.mtu = Math.min(mtu ?? dev.mtu, dev.mtu);
+  }
+
+  get mac(): Uint8Array { return this.dev.mac; }
+
+  addAddress(addr: number, prefixLen: number): Ipv4IfAddr {
+    const mask = prefixMask(prefixLen);
+    const network = (addr & mask) >>> 0;
+    const a: Ipv4IfAddr = { addr, prefixLen, mask, network, broadcast: prefixLen >= 31 ? 0xffffffff : (network | ~mask) >>> 0 };
+    this.addrs.push(a);
+    return a;
+  }
+
+  removeAddress(addr: number): boolean {
+    const i = this.addrs.findIndex((a) => a.addr === addr);
+    if (i < 0) return false;
+    this.addrs.splice(i, 1);
+    return true;
+  }
+
+  /** The primary IPv4 address (0 when none). */
+  get primary(): number { return this.addrs[0]?.addr ?? 0; }
+
+  hasAddress(addr: number): boolean {
+    for (const a of this.addrs) if (a.addr === addr) return true;
+    return false;
+  }
+
+  /** True for 255.255.255.255 or one of this interface's subnet-directed broadcasts. */
+  isBroadcast(addr: number): boolean {
+    if (addr === 0xffffffff) return true;
+    for (const a of this.addrs) if (a.broadcast === addr && a.prefixLen < 31) return true;
+    return false;
+  }
+
+  /** The address on this interface in the same subnet as `peer`, else the primary. */
+  sourceFor(peer: number): number {
+    for (const a of this.addrs) if (((peer & a.mask) >>> 0) === a.network) return a.addr;
+    return this.primary;
+  }
+}

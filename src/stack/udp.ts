@@ -1,0 +1,270 @@
+// UDP (RFC 768, RFC 1122 §4.1): sockets with bind/connect/send/receive, broadcast, bounded
+// receive queues, port unreachable for closed ports, and ICMP errors for connected sockets.
+import { Csum, DEFAULT_HEADROOM, SMALL_BUF_SIZE, LARGE_BUF_SIZE, type PacketBuffer } from '../buf/pktbuf.js';
+import { UDP_HLEN, UdpView, finishUdpChecksumV4, writeUdpHeader } from '../wire/udp.js';
+import { IpProto, IPV4_HLEN, type Ipv4View } from '../wire/ipv4.js';
+import { IcmpType, UnreachCode } from '../wire/icmpv4.js';
+import { isIpv4Multicast } from '../wire/addr.js';
+import { WireError } from '../wire/errors.js';
+import { NetError } from './errors.js';
+import type { Sysctl } from './sysctl.js';
+import type { Stack } from './stack.js';
+
+export const UDP_MAX_PAYLOAD = 65535 - IPV4_HLEN - UDP_HLEN;
+
+export function defineUdpSysctls(s: Sysctl): void {
+  s.define({ name: 'net.inet.udp.recvspace', type: 'int', default: 262144, min: 1024, max: 1 << 30, description: 'default UDP receive queue limit in bytes' });
+  s.define({ name: 'net.inet.udp.checksum', type: 'bool', default: true, description: 'compute checksums on sent UDP datagrams' });
+  s.define({ name: 'net.inet.udp.blackhole', type: 'bool', default: false, description: 'do not answer datagrams to closed ports with ICMP port unreachable' });
+}
+
+export interface UdpMessage { data: Uint8Array; addr: number; port: number; }
+
+export class UdpSocket {
+  localAddr = 0;
+  localPort = 0;
+  remoteAddr = 0;
+  remotePort = 0;
+  broadcast = false;
+  reuseAddr = false;
+  ttl = 64;
+  tos = 0;
+  recvBufSize: number;
+  closed = false;
+  readonly memberships = new Set<number>();
+  /** Receive mode 1: every datagram is handed over at once. */
+  onMessage: ((data: Uint8Array, addr: number, port: number) => void) | null = null;
+  /** Receive mode 2 (onMessage unset): datagrams queue (bounded); onReadable says when one arrived. */
+  onReadable: (() => void) | null = null;
+  /** Asynchronous errors (ICMP) on a connected socket: ECONNREFUSED, EHOSTUNREACH, EMSGSIZE... */
+  onError: ((err: NetError) => void) | null = null;
+  private readonly queue: UdpMessage[] = [];
+  private queuedBytes = 0;
+  stats = { received: 0, sent: 0, dropped: 0 };
+
+  constructor(private readonly udp: Udp) { this.recvBufSize = udp.stack.sysctl.int('net.inet.udp.recvspace'); }
+
+  get connected(): boolean { return this.remotePort !== 0; }
+  get bound(): boolean { return this.localPort !== 0; }
+  get pending(): number { return this.queue.length; }
+
+  /** Binds to addr (0 = any) and port (0 = ephemeral). Throws NetError EADDRINUSE / EADDRNOTAVAIL / EINVAL. */
+  bind(addr = 0, port = 0): void {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    if (this.bound) throw new NetError('EINVAL', 'socket is already bound');
+    this.udp.bind(this, addr, port);
+  }
+
+  /** Fixes the peer: send() without an address goes there, and only its datagrams are received. */
+  connect(addr: number, port: number): void {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    if (port <= 0 || port > 65535) throw new NetError('EINVAL', 'bad port');
+    if (addr === 0 || addr === 0xffffffff && !this.broadcast) throw new NetError(addr === 0 ? 'EINVAL' : 'EACCES', 'bad destination');
+    if (this.udp.stack.sourceAddress(addr) === 0) throw new NetError('ENETUNREACH', 'no route to destination');
+    if (!this.bound) this.udp.bind(this, 0, 0);
+    this.remoteAddr = addr;
+    this.remotePort = port;
+  }
+
+  disconnect(): void { this.remoteAddr = 0; this.remotePort = 0; }
+
+  /** Sends one datagram. Throws NetError (EMSGSIZE, EACCES, ENETUNREACH, EDESTADDRREQ, EISCONN). */
+  send(data: Uint8Array, addr?: number, port?: number): void {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    let dst = this.remoteAddr, dport = this.remotePort;
+    if (addr !== undefined && port !== undefined) {
+      if (this.connected && (addr !== this.remoteAddr || port !== this.remotePort)) throw new NetError('EISCONN', 'socket is connected');
+      dst = addr; dport = port;
+    }
+    if (dport === 0) throw new NetError('EDESTADDRREQ', 'no destination');
+    if (dport < 0 || dport > 65535) throw new NetError('EINVAL', 'bad port');
+    if (!this.bound) this.udp.bind(this, 0, 0);
+    this.udp.output(this, data, dst, dport);
+    this.stats.sent++;
+  }
+
+  /** Next queued datagram (receive mode 2), or null. */
+  recv(): UdpMessage | null {
+    const m = this.queue.shift();
+    if (!m) return null;
+    this.queuedBytes -= m.data.length;
+    return m;
+  }
+
+  addMembership(group: number): void {
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    this.memberships.add(group);
+  }
+  dropMembership(group: number): void {
+    if (!this.memberships.delete(group)) throw new NetError('EADDRNOTAVAIL', 'not a member');
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.udp.unbind(this);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+  }
+
+  /** @internal */
+  deliver(data: Uint8Array, addr: number, port: number): boolean {
+    this.stats.received++;
+    if (this.onMessage) { this.onMessage(data, addr, port); return true; }
+    if (this.queuedBytes + data.length > this.recvBufSize) { this.stats.dropped++; return false; }
+    this.queue.push({ data, addr, port });
+    this.queuedBytes += data.length;
+    this.onReadable?.();
+    return true;
+  }
+}
+
+export class Udp {
+  /** Bound sockets by local port. */
+  private readonly ports = new Map<number, UdpSocket[]>();
+  private readonly view = new UdpView();
+  private nextEphemeral = 0;
+  stats = { received: 0, delivered: 0, sent: 0, noPort: 0, badChecksum: 0, badLength: 0, fullSocket: 0 };
+
+  constructor(readonly stack: Stack) {
+    stack.icmp.handlers.set(IpProto.UDP, (type, code, info, inner, l4Off) => this.icmpError(type, code, info, inner, l4Off));
+  }
+
+  open(): UdpSocket { return new UdpSocket(this); }
+
+  get socketCount(): number { let n = 0; for (const l of this.ports.values()) n += l.length; return n; }
+
+  /** @internal */
+  bind(s: UdpSocket, addr: number, port: number): void {
+    if (addr !== 0 && !this.stack.isLocalAddress(addr) && !isIpv4Multicast(addr) && addr !== 0xffffffff) {
+      throw new NetError('EADDRNOTAVAIL', 'address not on this stack');
+    }
+    if (port === 0) port = this.ephemeral(addr);
+    else if (port < 0 || port > 65535) throw new NetError('EINVAL', 'bad port');
+    const list = this.ports.get(port);
+    if (list) {
+      for (const o of list) {
+        const overlap = o.localAddr === 0 || addr === 0 || o.localAddr === addr;
+        if (overlap && !(o.reuseAddr && s.reuseAddr)) throw new NetError('EADDRINUSE', `port ${port} in use`);
+      }
+      list.push(s);
+    } else this.ports.set(port, [s]);
+    s.localAddr = addr;
+    s.localPort = port;
+  }
+
+  /** @internal */
+  unbind(s: UdpSocket): void {
+    const list = this.ports.get(s.localPort);
+    if (!list) return;
+    const i = list.indexOf(s);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.ports.delete(s.localPort);
+  }
+
+  private ephemeral(addr: number): number {
+    const first = this.stack.sysctl.int('net.inet.ip.portrange.first');
+    const last = this.stack.sysctl.int('net.inet.ip.portrange.last');
+    const n = last - first + 1;
+    if (this.nextEphemeral === 0) this.nextEphemeral = Math.floor(this.stack.random() * n);
+    for (let i = 0; i < n; i++) {
+      const p = first + ((this.nextEphemeral + i) % n);
+      const list = this.ports.get(p);
+      if (!list || !list.some((o) => o.localAddr === 0 || addr === 0 || o.localAddr === addr)) {
+        this.nextEphemeral = (this.nextEphemeral + i + 1) % n;
+        return p;
+      }
+    }
+    throw new NetError('EADDRNOTAVAIL', 'no free ephemeral port');
+  }
+
+  /** @internal Builds and sends one datagram. */
+  output(s: UdpSocket, data: Uint8Array, dst: number, dport: number): void {
+    const len = data.length;
+    if (len > UDP_MAX_PAYLOAD) throw new NetError('EMSGSIZE', `datagram of ${len} bytes is too large`);
+    const stack = this.stack;
+    const toBroadcast = dst === 0xffffffff || stack.isBroadcastAddress(dst);
+    if (toBroadcast && !s.broadcast) throw new NetError('EACCES', 'broadcast not enabled on this socket (setBroadcast)');
+    let src = s.localAddr;
+    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) src = stack.sourceAddress(dst);
+    if (src === 0) throw new NetError('ENETUNREACH', 'no route to destination');
+    const total = UDP_HLEN + len;
+    const buf = stack.pool.alloc(total + DEFAULT_HEADROOM <= SMALL_BUF_SIZE ? SMALL_BUF_SIZE : LARGE_BUF_SIZE);
+    const off = buf.append(total);
+    writeUdpHeader(buf.data, off, s.localPort, dport, total);
+    buf.data.set(data, off + UDP_HLEN);
+    if (stack.sysctl.bool('net.inet.udp.checksum')) finishUdpChecksumV4(buf.data, off, total, src, dst);
+    buf.csum = Csum.None;
+    this.stats.sent++;
+    if (!stack.ipOutput(buf, src, dst, IpProto.UDP, s.tos, isIpv4Multicast(dst) ? 1 : s.ttl, false)) {
+      throw new NetError('ENETUNREACH', 'no route to destination');
+    }
+  }
+
+  /** A datagram for us; `ip` is wrapped over buf. Takes ownership. */
+  input(ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean): void {
+    const v = this.view;
+    const stack = this.stack;
+    const err = v.wrap(buf.data, ip.payloadOff, ip.payloadLen);
+    if (err !== WireError.Ok) { this.stats.badLength++; buf.release(); stack.drop('udp_bad_length'); return; }
+    const src = ip.src, dst = ip.dst;
+    if (buf.csum !== Csum.Valid && !v.checksumOkV4(src, dst)) { this.stats.badChecksum++; buf.release(); stack.drop('udp_bad_checksum'); return; }
+    this.stats.received++;
+    const sport = v.srcPort, dport = v.dstPort;
+    const list = this.ports.get(dport);
+    const multi = toBroadcast || isIpv4Multicast(dst);
+    let delivered = false;
+    if (list) {
+      if (multi) {
+        // Broadcast and multicast go to every socket that matches (RFC 1122 §4.1.3.5).
+        for (const s of list) {
+          if (s.localAddr !== 0 && s.localAddr !== dst) continue;
+          if (isIpv4Multicast(dst) && !s.memberships.has(dst)) continue;
+          if (s.connected && (s.remoteAddr !== src || s.remotePort !== sport)) continue;
+          delivered = true;
+          if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; stack.drop('udp_full_socket'); }
+        }
+      } else {
+        let best: UdpSocket | null = null, bestScore = -1;
+        for (const s of list) {
+          let score = 0;
+          if (s.localAddr !== 0) { if (s.localAddr !== dst) continue; score += 2; }
+          if (s.connected) { if (s.remoteAddr !== src || s.remotePort !== sport) continue; score += 4; }
+          if (score > bestScore) { best = s; bestScore = score; }
+        }
+        if (best) {
+          delivered = true;
+          if (!best.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; stack.drop('udp_full_socket'); }
+        }
+      }
+    }
+    if (delivered) { this.stats.delivered++; buf.release(); return; }
+    this.stats.noPort++;
+    if (multi) { stack.drop('udp_noport_bcast'); buf.release(); return; }
+    stack.drop('udp_noport');
+    // RFC 1122 §4.1.3.1: "If a datagram arrives addressed to a UDP port for which there is no
+    // pending LISTEN call, UDP SHOULD send an ICMP Port Unreachable message."
+    if (!stack.sysctl.bool('net.inet.udp.blackhole')) stack.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Port, false);
+    buf.release();
+  }
+
+  private icmpError(type: number, code: number, info: number, inner: Ipv4View, l4Off: number): void {
+    const b = inner.bytes;
+    const sport = (b[l4Off]! << 8) | b[l4Off + 1]!;
+    const dport = (b[l4Off + 2]! << 8) | b[l4Off + 3]!;
+    const list = this.ports.get(sport);
+    if (!list) return;
+    let err: NetError | null = null;
+    if (type === IcmpType.DestUnreachable) {
+      if (code === UnreachCode.Port || code === UnreachCode.Protocol) err = new NetError('ECONNREFUSED', 'port unreachable');
+      else if (code === UnreachCode.FragNeeded) err = new NetError('EMSGSIZE', `path MTU ${info}`);
+      else if (code === UnreachCode.Net) err = new NetError('ENETUNREACH');
+      else err = new NetError('EHOSTUNREACH');
+    } else if (type === IcmpType.TimeExceeded) err = new NetError('EHOSTUNREACH', 'time exceeded');
+    if (!err) return;
+    // Like Linux without IP_RECVERR: only connected sockets hear about errors.
+    for (const s of list) {
+      if (s.connected && s.remoteAddr === inner.dst && s.remotePort === dport) s.onError?.(err);
+    }
+  }
+}
