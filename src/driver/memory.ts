@@ -1,0 +1,296 @@
+// The memory driver: an in-process Ethernet switch linking N stacks, with seeded fault
+// injection, driven by a Clock (virtual in simulations, real for two stacks in one process).
+//
+// A frame transmitted on a port goes through that port's transmit faults (which include its
+// rate limiter), the wire latency, then is copied into each destination port's own pool
+// (so stacks never share buffers), goes through that port's receive faults, and waits in the
+// port's receive queue until its delivery time. rxBurst only yields frames that are due.
+import { BufferPool, Csum, Gso, type PacketBuffer } from '../buf/pktbuf.js';
+import { Prng } from '../stack/prng.js';
+import type { Clock } from '../stack/time.js';
+import type { Offloads } from '../stack/device.js';
+import { parseMac, isMacMulticast } from '../wire/addr.js';
+import type { Driver, DriverStats } from './types.js';
+import {
+  FaultStage, TimedQueue, WakeUp, completeChecksum, copyBytes, isRealtimeClock,
+  type FaultConfig, type FaultStats,
+} from './fault.js';
+
+const ETH_HEADER = 14;
+/** Room for an 802.1Q tag beyond the MTU + Ethernet header. */
+const VLAN_TAG = 4;
+
+export interface MemoryWireOptions {
+  clock: Clock;
+  /** Seed for every fault decision on this wire (default 1). */
+  seed?: number | string;
+  /** Or a generator to fork the wire's streams from. */
+  random?: Prng;
+  /** One-way propagation delay added to every frame (ms, default 0). */
+  latencyMs?: number;
+  /** Default link rate of every port's uplink (bits/s, default unlimited); a port's faults.rateBps overrides. */
+  bandwidthBps?: number;
+  /** Frames a port's receive queue holds before dropping (default 4096). */
+  rxQueueLimit?: number;
+  /** Arm event-loop timers so onReadable fires when frames come due; default: unless the clock is a VirtualClock. */
+  realtime?: boolean;
+}
+
+export interface MemoryPortOptions {
+  name?: string;
+  /** "02:00:00:00:00:01" or 6 bytes; default a locally administered address unique on this wire. */
+  mac?: string | Uint8Array;
+  mtu?: number;
+  /** Faults on frames this port transmits (into the switch). */
+  faults?: FaultConfig;
+  /** Faults on frames delivered to this port. */
+  rxFaults?: FaultConfig;
+  /** Only txCsum is offered: the wire completes Csum.Partial checksums in software, as a NIC would. */
+  offloads?: Partial<Offloads>;
+  /** Pool for received frames (default: the port's own). */
+  pool?: BufferPool;
+}
+
+export interface MemoryPortStats extends DriverStats {
+  /** Decisions of this port's transmit and receive fault stages. */
+  faults: { tx: FaultStats; rx: FaultStats };
+  /** Frames waiting in the receive queue (due or not). */
+  queued: number;
+}
+
+export interface MemoryWireStats {
+  /** Frames forwarded to one learned port. */
+  unicast: number;
+  /** Frames flooded (broadcast, multicast, or unknown destination). */
+  flooded: number;
+  /** Frames whose destination was learned on the port they came from. */
+  filtered: number;
+  /** MAC addresses in the learning table. */
+  learned: number;
+}
+
+/** A 48-bit MAC as a number (exact in a double): the learning table's key. */
+function macKey(b: Uint8Array, off: number): number {
+  return ((b[off]! << 8) | b[off + 1]!) * 4294967296
+    + (((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!) >>> 0);
+}
+
+export class MemoryWire {
+  readonly clock: Clock;
+  readonly latencyMs: number;
+  readonly bandwidthBps: number;
+  readonly realtime: boolean;
+  private readonly rng: Prng;
+  private readonly rxQueueLimit: number;
+  private readonly ports: MemoryPort[] = [];
+  private readonly table = new Map<number, MemoryPort>();
+  private portSeq = 0;
+  private readonly counters: MemoryWireStats = { unicast: 0, flooded: 0, filtered: 0, learned: 0 };
+
+  constructor(opts: MemoryWireOptions) {
+    this.clock = opts.clock;
+    this.rng = opts.random ? opts.random.fork() : new Prng(opts.seed ?? 1);
+    this.latencyMs = opts.latencyMs ?? 0;
+    this.bandwidthBps = opts.bandwidthBps ?? Infinity;
+    this.rxQueueLimit = opts.rxQueueLimit ?? 4096;
+    this.realtime = opts.realtime ?? isRealtimeClock(this.clock);
+  }
+
+  /** Plugs a new port into the switch. Ports get their fault streams in creation order. */
+  createPort(opts: MemoryPortOptions = {}): MemoryPort {
+    const index = ++this.portSeq;
+    let mac: Uint8Array;
+    if (typeof opts.mac === 'string') {
+      const m = parseMac(opts.mac);
+      if (!m) throw new Error(`MemoryWire: bad MAC address "${opts.mac}"`);
+      mac = m;
+    } else if (opts.mac) {
+      if (opts.mac.length !== 6) throw new Error('MemoryWire: a MAC address is 6 bytes');
+      mac = Uint8Array.from(opts.mac);
+    } else {
+      // 02:... is locally administered unicast; "ts" then the port number.
+      mac = new Uint8Array([0x02, 0x74, 0x73, 0x00, (index >>> 8) & 0xff, index & 0xff]);
+    }
+    const port = new MemoryPort(this, index, opts.name ?? `mem${index}`, mac, opts, this.rng.fork(), this.rng.fork());
+    this.ports.push(port);
+    return port;
+  }
+
+  /** Earliest time any port has a frame waiting (Infinity when none): where a simulation jumps the clock. */
+  nextEventTime(): number {
+    let t = Infinity;
+    for (const p of this.ports) {
+      const q = p.nextEventTime();
+      if (q < t) t = q;
+    }
+    return t;
+  }
+
+  stats(): MemoryWireStats {
+    return { ...this.counters, learned: this.table.size };
+  }
+
+  /** Forgets every learned address (as after a switch reboot). */
+  flushTable(): void { this.table.clear(); }
+
+  /** @internal called by MemoryPort.transmit; takes ownership of buf. */
+  send(from: MemoryPort, buf: PacketBuffer, txStage: FaultStage): void {
+    const len = buf.end - buf.start;
+    const data = buf.data;
+    const s = buf.start;
+    if (len < ETH_HEADER || (buf.gso === Gso.None && len > from.mtu + ETH_HEADER + VLAN_TAG)) {
+      from.counters.txErrors++;
+      buf.release();
+      return;
+    }
+    // No segmentation offload is offered, so a super-segment here is a caller's bug.
+    if (buf.gso !== Gso.None) { from.counters.txErrors++; buf.release(); return; }
+    if (buf.csum === Csum.Partial) completeChecksum(buf);
+    from.counters.txPackets++;
+    from.counters.txBytes += len;
+
+    // Learn where the source lives (multicast sources are bogus; never learn them).
+    if (!isMacMulticast(data, s + 6)) {
+      const key = macKey(data, s + 6);
+      if (this.table.get(key) !== from) this.table.set(key, from);
+    }
+
+    const now = this.clock.now();
+    let t = txStage.decide(buf, now);
+    if (t < 0) { buf.release(); return; }
+    const copies = txStage.duplicate ? 2 : 1;
+    t += this.latencyMs;
+
+    if (!isMacMulticast(data, s)) {
+      const dst = this.table.get(macKey(data, s));
+      if (dst !== undefined) {
+        if (dst === from) this.counters.filtered++;
+        else { this.counters.unicast++; dst.enqueue(buf, t, copies); }
+        buf.release();
+        return;
+      }
+    }
+    this.counters.flooded++;
+    const ports = this.ports;
+    for (let i = 0; i < ports.length; i++) {
+      const p = ports[i]!;
+      if (p !== from) p.enqueue(buf, t, copies);
+    }
+    buf.release();
+  }
+
+  /** @internal */
+  get queueLimit(): number { return this.rxQueueLimit; }
+
+  /** @internal */
+  detach(port: MemoryPort): void {
+    const i = this.ports.indexOf(port);
+    if (i >= 0) this.ports.splice(i, 1);
+    for (const [k, p] of this.table) if (p === port) this.table.delete(k);
+  }
+}
+
+export class MemoryPort implements Driver {
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  readonly offloads: Offloads;
+  readonly pool: BufferPool;
+  /** @internal */
+  readonly counters: DriverStats = {
+    rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txErrors: 0,
+  };
+  private readonly txStage: FaultStage;
+  private readonly rxStage: FaultStage;
+  private readonly rxQueue = new TimedQueue();
+  private readonly wake: WakeUp;
+  private closed = false;
+
+  constructor(
+    private readonly wire: MemoryWire,
+    /** 1-based, in creation order. */
+    readonly index: number,
+    readonly name: string,
+    mac: Uint8Array,
+    opts: MemoryPortOptions,
+    txRng: Prng,
+    rxRng: Prng,
+  ) {
+    this.mac = mac;
+    this.mtu = opts.mtu ?? 1500;
+    this.offloads = Object.freeze({ rxCsum: false, txCsum: opts.offloads?.txCsum ?? false, tso4: false, tso6: false });
+    this.pool = opts.pool ?? new BufferPool();
+    this.txStage = new FaultStage(txRng, 'tx', this.withWireRate(opts.faults ?? {}));
+    this.rxStage = new FaultStage(rxRng, 'rx', opts.rxFaults ?? {});
+    this.wake = new WakeUp(wire.clock, () => this.rxQueue.peekTime(), wire.realtime);
+  }
+
+  /** Replaces the faults on transmit and/or receive (e.g. partition, then heal). */
+  setFaults(tx?: FaultConfig, rx?: FaultConfig): void {
+    if (tx) this.txStage.configure(this.withWireRate(tx));
+    if (rx) this.rxStage.configure(rx);
+  }
+
+  get faults(): { tx: Readonly<FaultConfig>; rx: Readonly<FaultConfig> } {
+    return { tx: this.txStage.config, rx: this.rxStage.config };
+  }
+
+  transmit(buf: PacketBuffer): void {
+    if (this.closed) { this.counters.txDropped++; buf.release(); return; }
+    this.wire.send(this, buf, this.txStage);
+  }
+
+  /** Frames leave on transmit(); there is nothing to batch in memory. */
+  flush(): void {}
+
+  rxBurst(out: PacketBuffer[], max: number): number {
+    const now = this.wire.clock.now();
+    const q = this.rxQueue;
+    let n = 0;
+    while (n < max && q.peekTime() <= now) {
+      const b = q.pop();
+      this.counters.rxPackets++;
+      this.counters.rxBytes += b.end - b.start;
+      out[n++] = b;
+    }
+    this.wake.arm();
+    return n;
+  }
+
+  onReadable(cb: (() => void) | null): void { this.wake.set(cb); }
+
+  /** When the next queued frame is due (Infinity when none). */
+  nextEventTime(): number { return this.rxQueue.peekTime(); }
+
+  stats(): MemoryPortStats {
+    return { ...this.counters, faults: { tx: { ...this.txStage.stats }, rx: { ...this.rxStage.stats } }, queued: this.rxQueue.size };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake.cancel();
+    this.rxQueue.clear();
+    this.wire.detach(this);
+  }
+
+  /** @internal Copies `src` into this port's pool `copies` times, due at `at` before receive faults. */
+  enqueue(src: PacketBuffer, at: number, copies: number): void {
+    const len = src.end - src.start;
+    if (len > this.mtu + ETH_HEADER + VLAN_TAG) { this.counters.rxDropped += copies; return; }
+    for (let c = 0; c < copies; c++) {
+      if (this.rxQueue.size >= this.wire.queueLimit) { this.counters.rxDropped++; continue; }
+      const b = this.pool.alloc(len + this.pool.headroom);
+      copyBytes(b.data, b.start, src.data, src.start, len);
+      b.end = b.start + len;
+      const t = this.rxStage.decide(b, at);
+      if (t < 0) { b.release(); continue; }
+      this.rxQueue.push(t, b);
+      if (this.rxStage.duplicate && this.rxQueue.size < this.wire.queueLimit) this.rxQueue.push(t, b.clone());
+    }
+    this.wake.arm();
+  }
+
+  private withWireRate(cfg: FaultConfig): FaultConfig {
+    return cfg.rateBps === undefined && this.wire.bandwidthBps !== Infinity ? { ...cfg, rateBps: this.wire.bandwidthBps } : cfg;
+  }
+}

@@ -1,0 +1,329 @@
+// TAP driver: a Linux TAP device (/dev/net/tun, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) read and
+// written with one syscall per frame, woken by a libuv readiness watcher.
+//
+// Every frame crosses the fd behind a 10-byte virtio_net_hdr (little-endian), which carries
+// the checksum and segmentation offload state both ways (DESIGN.md, "Offload metadata"):
+//   flags u8 | gso_type u8 | hdr_len u16 | gso_size u16 | csum_start u16 | csum_offset u16
+// On receive the header is read into the buffer's headroom so the frame lands at buf.start;
+// on transmit it is written into the headroom in front of the frame. No copies.
+//
+// Setup and teardown (MTU, up, addresses, namespace) shell out to iproute2: not per packet.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { BufferPool, Csum, Gso, LARGE_BUF_SIZE, SMALL_BUF_SIZE, type PacketBuffer } from '../buf/pktbuf.js';
+import type { Offloads } from '../stack/device.js';
+import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
+import * as libc from './sys/libc.js';
+
+// <linux/if_tun.h>
+const TUNSETIFF = 0x400454ca;
+const TUNSETOFFLOAD = 0x400454d0;
+const TUNSETVNETHDRSZ = 0x400454d8;
+const IFF_TAP = 0x0002;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+const TUN_F_CSUM = 0x01;
+const IFNAMSIZ = 16;
+/** sizeof(struct ifreq) on 64-bit Linux. */
+const IFREQ_SIZE = 40;
+
+// <linux/virtio_net.h>
+export const VNET_HDR_LEN = 10;
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+export const VIRTIO_NET_HDR_GSO_NONE = 0;
+export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+export const VIRTIO_NET_HDR_GSO_UDP = 3;
+export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+export const VIRTIO_NET_HDR_GSO_UDP_L4 = 5;
+export const VIRTIO_NET_HDR_GSO_ECN = 0x80;
+
+/** Ethernet header + one VLAN tag: what a frame adds to the IP MTU. */
+const L2_OVERHEAD = 18;
+
+export interface TapOptions {
+  /** Device name (at most 15 bytes). */
+  ifname: string;
+  /** IP MTU of the link; default 1500. */
+  mtu?: number;
+  /** The stack's MAC on this link (the kernel side has its own); default: random, locally administered. */
+  mac?: Uint8Array;
+  /** CIDR given to the kernel side, e.g. "198.18.0.1/24". */
+  hostAddr?: string;
+  /** IPv6 CIDR given to the kernel side, e.g. "2001:db8::1/64" (added without DAD). */
+  hostAddr6?: string;
+  /** Existing network namespace to move the device into; the kernel side is configured there. */
+  netns?: string;
+  /**
+   * Checksum offload with the kernel (TUN_F_CSUM); default true. false makes the kernel
+   * complete every checksum before handing a frame over (what a capture wants to see, or a
+   * test checking our partial sums); transmit still accepts Csum.Partial either way.
+   */
+  csumOffload?: boolean;
+  pool?: BufferPool;
+  /** Frames queued by transmit() before it flushes by itself; default 64. */
+  burst?: number;
+}
+
+/**
+ * Decodes the virtio_net_hdr at data[off..off+10) into buf's offload metadata; `frameStart`
+ * is the absolute offset of the frame (csum_start is relative to it).
+ *
+ * NEEDS_CSUM means the kernel left only the pseudo-header sum in the field: the frame never
+ * crossed a wire, so we trust it as DESIGN.md says (Csum.Valid) and keep where the sum sits.
+ */
+export function decodeVnetHeader(data: Uint8Array, off: number, buf: PacketBuffer, frameStart: number): void {
+  const flags = data[off]!;
+  const gsoType = data[off + 1]! & ~VIRTIO_NET_HDR_GSO_ECN;
+  if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+    buf.csum = Csum.Valid;
+    buf.csumStart = frameStart + (data[off + 6]! | (data[off + 7]! << 8));
+    buf.csumOffset = data[off + 8]! | (data[off + 9]! << 8);
+  } else if (flags & VIRTIO_NET_HDR_F_DATA_VALID) {
+    buf.csum = Csum.Valid;
+  } else {
+    buf.csum = Csum.None;
+  }
+  switch (gsoType) {
+    case VIRTIO_NET_HDR_GSO_TCPV4: buf.gso = Gso.Tcp4; break;
+    case VIRTIO_NET_HDR_GSO_TCPV6: buf.gso = Gso.Tcp6; break;
+    case VIRTIO_NET_HDR_GSO_UDP:
+    case VIRTIO_NET_HDR_GSO_UDP_L4: buf.gso = Gso.Udp; break;
+    default: buf.gso = Gso.None;
+  }
+  buf.gsoSize = buf.gso === Gso.None ? 0 : data[off + 4]! | (data[off + 5]! << 8);
+}
+
+/**
+ * Encodes buf's offload metadata as a virtio_net_hdr at data[off..off+10) for the frame
+ * starting at buf.start. Returns false when the metadata cannot be expressed (offsets beyond
+ * 16 bits or before the frame); the caller drops the frame.
+ */
+export function encodeVnetHeader(data: Uint8Array, off: number, buf: PacketBuffer): boolean {
+  let flags = 0, gsoType = VIRTIO_NET_HDR_GSO_NONE, hdrLen = 0, gsoSize = 0, csumStart = 0, csumOffset = 0;
+  if (buf.csum === Csum.Partial) {
+    csumStart = buf.csumStart - buf.start;
+    csumOffset = buf.csumOffset;
+    if (csumStart < 0 || csumStart > 0xffff || csumOffset > 0xffff) return false;
+    flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  }
+  if (buf.gso !== Gso.None) {
+    // Gso.Udp is UDP segmentation (like UDP_SEGMENT), which virtio calls GSO_UDP_L4.
+    gsoType = buf.gso === Gso.Tcp4 ? VIRTIO_NET_HDR_GSO_TCPV4
+      : buf.gso === Gso.Tcp6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_UDP_L4;
+    gsoSize = buf.gsoSize;
+    // hdr_len: Ethernet + IP + L4 headers, the part copied into every segment.
+    const l4 = buf.l4 >= 0 ? buf.l4 : buf.csumStart;
+    const l4Len = buf.gso === Gso.Udp ? 8 : ((data[l4 + 12]! >> 4) * 4);
+    hdrLen = l4 - buf.start + l4Len;
+    if (gsoSize <= 0 || gsoSize > 0xffff || hdrLen <= 0 || hdrLen > 0xffff) return false;
+  }
+  data[off] = flags;
+  data[off + 1] = gsoType;
+  data[off + 2] = hdrLen & 0xff; data[off + 3] = hdrLen >> 8;
+  data[off + 4] = gsoSize & 0xff; data[off + 5] = gsoSize >> 8;
+  data[off + 6] = csumStart & 0xff; data[off + 7] = csumStart >> 8;
+  data[off + 8] = csumOffset & 0xff; data[off + 9] = csumOffset >> 8;
+  return true;
+}
+
+/** A random unicast, locally administered MAC (02:xx:...). */
+export function randomLocalMac(): Uint8Array {
+  const m = new Uint8Array(randomBytes(6));
+  m[0] = (m[0]! & 0xfe) | 0x02;
+  return m;
+}
+
+function ip(args: string[]): string {
+  try {
+    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? '').trim() || err.message}`);
+  }
+}
+
+export class TapDriver implements Driver {
+  readonly name: string;
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  readonly offloads: Offloads;
+  readonly pool: BufferPool;
+  /** Namespace holding the device's kernel side, when one was given. */
+  readonly netns: string | undefined;
+
+  private fd: number;
+  private readonly burst: number;
+  private readonly rxBufSize: number;
+  private readonly txQueue: (PacketBuffer | null)[];
+  private txCount = 0;
+  /** A buffer kept across rxBurst calls so the read that meets EAGAIN costs no alloc/free. */
+  private spare: PacketBuffer | null = null;
+  private readonly st: DriverStats = emptyDriverStats();
+  // Strong reference to the readiness watcher (koffi's handle stops when collected).
+  private watcher: libc.PollWatcher | null = null;
+  private readableCb: (() => void) | null = null;
+  private readonly onPoll = (status: number): void => {
+    if (status < 0) return; // the watcher paused itself; a new onReadable(cb) re-arms it
+    this.readableCb?.();
+  };
+
+  private constructor(fd: number, name: string, opts: TapOptions) {
+    this.fd = fd;
+    this.name = name;
+    this.mtu = opts.mtu ?? 1500;
+    this.mac = opts.mac ? new Uint8Array(opts.mac) : randomLocalMac();
+    this.pool = opts.pool ?? new BufferPool();
+    this.netns = opts.netns;
+    this.offloads = Object.freeze({ rxCsum: opts.csumOffload !== false, txCsum: true, tso4: false, tso6: false });
+    this.burst = Math.max(1, opts.burst ?? 64);
+    this.txQueue = new Array<PacketBuffer | null>(this.burst).fill(null);
+    // Without TSO/GRO the kernel hands us at most MTU-sized frames; a read buffer smaller
+    // than the frame would truncate it silently, so size for the largest one.
+    this.rxBufSize = this.pool.headroom + this.mtu + L2_OVERHEAD <= SMALL_BUF_SIZE ? SMALL_BUF_SIZE : LARGE_BUF_SIZE;
+  }
+
+  /**
+   * Creates (or attaches to) the TAP device, applies MTU, moves it to `netns` if given,
+   * brings it up and addresses the kernel side. Throws with the failing step on error, after
+   * undoing what was done (the device goes away with its descriptor).
+   */
+  static open(opts: TapOptions): TapDriver {
+    const name = opts.ifname;
+    if (!name || Buffer.byteLength(name) >= IFNAMSIZ || /[\s/]/.test(name)) {
+      throw new Error(`TapDriver: invalid interface name ${JSON.stringify(name)} (1-15 bytes, no spaces or '/')`);
+    }
+    const mtu = opts.mtu ?? 1500;
+    if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535 - L2_OVERHEAD) throw new Error(`TapDriver: invalid mtu ${mtu}`);
+    if (opts.mac && opts.mac.length !== 6) throw new Error('TapDriver: mac must be 6 bytes');
+
+    const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
+    if (fd < 0) throw new libc.SysError('open(/dev/net/tun)', libc.errno());
+    let drv: TapDriver | null = null;
+    try {
+      const ifr = new Uint8Array(IFREQ_SIZE);
+      new TextEncoder().encodeInto(name, ifr.subarray(0, IFNAMSIZ - 1));
+      const flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+      ifr[16] = flags & 0xff; ifr[17] = flags >> 8;
+      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) throw new libc.SysError('ioctl(TUNSETIFF)', libc.errno());
+      const hdrSz = new Uint8Array(4);
+      new DataView(hdrSz.buffer).setInt32(0, VNET_HDR_LEN, true);
+      if (libc.ioctlPtr(fd, TUNSETVNETHDRSZ, hdrSz) < 0) throw new libc.SysError('ioctl(TUNSETVNETHDRSZ)', libc.errno());
+      // CSUM only: the kernel may give us frames with partial checksums and accepts ours.
+      // TSO4/TSO6 (GRO towards us) wait for TCP to use LARGE buffers.
+      const offload = opts.csumOffload === false ? 0 : TUN_F_CSUM;
+      if (libc.ioctlInt(fd, TUNSETOFFLOAD, offload) < 0) throw new libc.SysError('ioctl(TUNSETOFFLOAD)', libc.errno());
+
+      drv = new TapDriver(fd, name, opts);
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu)]);
+      const at = opts.netns ? ['-n', opts.netns] : [];
+      if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
+      ip([...at, 'link', 'set', 'dev', name, 'up']);
+      if (opts.hostAddr) ip([...at, 'addr', 'add', opts.hostAddr, 'dev', name]);
+      if (opts.hostAddr6) ip([...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', name, 'nodad']);
+      return drv;
+    } catch (e) {
+      if (drv) drv.close(); else libc.close(fd);
+      throw e;
+    }
+  }
+
+  rxBurst(out: PacketBuffer[], max: number): number {
+    const fd = this.fd;
+    if (fd < 0) return 0;
+    let n = 0;
+    while (n < max) {
+      let buf = this.spare;
+      if (buf === null) buf = this.pool.alloc(this.rxBufSize);
+      else this.spare = null;
+      // Virtio header into the headroom so the frame lands at buf.start.
+      const off = buf.start - VNET_HDR_LEN;
+      const cap = buf.data.length - off;
+      const r = libc.readAt(fd, buf.data, off, cap);
+      if (r < 0) {
+        this.spare = buf;
+        const err = libc.errno();
+        if (err !== libc.EAGAIN && err !== libc.EINTR) this.st.rxDropped++;
+        break;
+      }
+      // A runt (nothing after the header), or a frame that filled the buffer and may have
+      // been cut: the kernel truncates silently (the MTU was raised behind our back).
+      if (r <= VNET_HDR_LEN || r === cap) {
+        this.st.rxDropped++;
+        this.spare = buf;
+        continue;
+      }
+      buf.end = buf.start + (r - VNET_HDR_LEN);
+      decodeVnetHeader(buf.data, off, buf, buf.start);
+      this.st.rxPackets++;
+      this.st.rxBytes += r - VNET_HDR_LEN;
+      out[n++] = buf;
+    }
+    return n;
+  }
+
+  transmit(buf: PacketBuffer): void {
+    if (this.fd < 0) { this.st.txDropped++; buf.release(); return; }
+    this.txQueue[this.txCount++] = buf;
+    if (this.txCount === this.burst) this.flush();
+  }
+
+  flush(): void {
+    const fd = this.fd;
+    const q = this.txQueue;
+    for (let i = 0; i < this.txCount; i++) {
+      const buf = q[i]!;
+      q[i] = null;
+      const off = buf.start - VNET_HDR_LEN;
+      if (fd < 0) {
+        this.st.txDropped++;
+      } else if (off < 0 || !encodeVnetHeader(buf.data, off, buf)) {
+        this.st.txErrors++;
+      } else {
+        const len = buf.end - buf.start;
+        const r = libc.writeAt(fd, buf.data, off, len + VNET_HDR_LEN);
+        if (r >= 0) {
+          this.st.txPackets++;
+          this.st.txBytes += len;
+        } else {
+          const err = libc.errno();
+          // A full device queue (txqueuelen) is loss, as on a wire; anything else is a bug
+          // in the frame or the device (EINVAL: bad virtio header, EIO: device down).
+          if (err === libc.EAGAIN || err === libc.ENOBUFS) this.st.txDropped++;
+          else this.st.txErrors++;
+        }
+      }
+      buf.release();
+    }
+    this.txCount = 0;
+  }
+
+  onReadable(cb: (() => void) | null): void {
+    this.readableCb = cb;
+    if (this.fd < 0) return;
+    if (cb === null) { this.watcher?.pause(); return; }
+    if (this.watcher === null) this.watcher = libc.pollReadable(this.fd, this.onPoll);
+    else this.watcher.resume();
+  }
+
+  /** The file descriptor (for diagnostics and tools); -1 after close(). */
+  get fileDescriptor(): number { return this.fd; }
+
+  stats(): DriverStats { return { ...this.st }; }
+
+  close(): void {
+    if (this.fd < 0) return;
+    // Queued frames are dropped, not sent: close means the link is going away.
+    for (let i = 0; i < this.txCount; i++) { this.txQueue[i]!.release(); this.txQueue[i] = null; this.st.txDropped++; }
+    this.txCount = 0;
+    // Stop the watcher before closing the fd: libuv must not poll a closed (or reused) fd.
+    this.watcher?.close();
+    this.watcher = null;
+    this.readableCb = null;
+    this.spare?.release();
+    this.spare = null;
+    // A non-persistent TAP is removed with its last descriptor.
+    libc.close(this.fd);
+    this.fd = -1;
+  }
+}

@@ -1,0 +1,526 @@
+// tstack.toml: one file, modelled on F-Stack's config.ini. Every key has a default, a type and
+// an error that names the file, the key and the line. smol-toml gives values but not positions,
+// so a small scanner (KeyLines) maps each key path back to the line it was written on.
+import { readFileSync } from 'node:fs';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wire/addr.js';
+import { Stack } from '../stack/stack.js';
+import { Sysctl, SysctlError, type SysctlValue } from '../stack/sysctl.js';
+import type { Clock } from '../stack/time.js';
+
+export type PollMode = 'busy' | 'adaptive' | 'interrupt';
+export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt'];
+
+export type DriverKind = 'tap' | 'memory' | 'pcap' | 'afpacket' | 'afxdp';
+export const DRIVER_KINDS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket', 'afxdp'];
+/** Drivers that exist today; the others are accepted by name and refused with a clear error. */
+export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap'];
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+
+export const DEFAULT_CONTROL_SOCKET = '/run/tstack/tstack.sock';
+
+export interface PortConfig {
+  /** Position in the [[port]] array (0-based). */
+  index: number;
+  driver: DriverKind;
+  /** Device / interface name; default `tst<index>` (tap) or `<driver><index>`. */
+  ifname: string;
+  /** The stack's own IPv4 address, "a.b.c.d/len". */
+  addr?: string;
+  /** Default IPv4 gateway, "a.b.c.d" (must be on addr's subnet). */
+  gateway?: string;
+  /** tap: the kernel side's IPv4 address, "a.b.c.d/len". */
+  hostAddr?: string;
+  addr6?: string;
+  /** tap: the kernel side's IPv6 address. */
+  hostAddr6?: string;
+  mtu: number;
+  /** The stack's MAC on this link; default: a random locally administered one. */
+  mac?: Uint8Array;
+  /** tap: move the device into this existing network namespace. */
+  netns?: string;
+  /** Capture every frame this port receives and transmits into this pcap file. */
+  pcap?: string;
+  /** pcap driver: the file whose frames are replayed as received. */
+  input?: string;
+  /** pcap driver: the file transmitted frames are written to. */
+  output?: string;
+}
+
+export interface SysctlSetting { name: string; value: SysctlValue; line: number }
+
+export interface TstackConfig {
+  /** The file name used in error messages. */
+  file: string;
+  stack: { workers: number; poll: PollMode };
+  ports: PortConfig[];
+  /** Validated against the stack's registry, in file order. */
+  sysctl: SysctlSetting[];
+  control: { socket: string };
+  log: { level: LogLevel };
+  /** Line of a key path such as `port[0].mtu` (or of its nearest enclosing table); 0 if unknown. */
+  lineOf(key: string): number;
+}
+
+/** A configuration mistake, located: `FILE:LINE: key 'port[0].mtu': must be …`. */
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly line: number, readonly key: string | undefined, readonly detail: string) {
+    super(`${file}${line > 0 ? `:${line}` : ''}: ${key !== undefined ? `key '${key}': ` : ''}${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ParseOptions {
+  /**
+   * The sysctl registry [sysctl] is validated against. Default: a fresh Stack's registry
+   * (which holds every sysctl the stack's modules define).
+   */
+  sysctl?: Sysctl;
+}
+
+export function loadConfig(path: string, opts: ParseOptions = {}): TstackConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError(path, 0, undefined, `cannot read the file (${err.code ?? err.message})`);
+  }
+  return parseConfig(text, path, opts);
+}
+
+type Seg = string | number;
+type Table = Record<string, unknown>;
+
+export function parseConfig(text: string, fileName: string, opts: ParseOptions = {}): TstackConfig {
+  const lines = new KeyLines(text);
+  let doc: Table;
+  try {
+    doc = parseToml(text) as Table;
+  } catch (e) {
+    if (!(e instanceof TomlError)) throw e;
+    const what = e.message.split('\n')[0]!.replace(/^Invalid TOML document:\s*/, '');
+    const key = lines.keyAtLine(e.line);
+    throw new ConfigError(fileName, e.line, key && displayKey(key), `invalid TOML: ${what} (column ${e.column})`);
+  }
+  const v = new Validator(fileName, lines);
+
+  const cfg: TstackConfig = {
+    file: fileName,
+    stack: { workers: 1, poll: 'adaptive' },
+    ports: [],
+    sysctl: [],
+    control: { socket: DEFAULT_CONTROL_SOCKET },
+    log: { level: 'info' },
+    lineOf: (key) => lines.lineOfDisplay(key),
+  };
+
+  for (const [name, value] of Object.entries(doc)) {
+    switch (name) {
+      case 'stack': {
+        const t = v.table(['stack'], value);
+        v.known(['stack'], t, ['workers', 'poll']);
+        if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
+        if (t.poll !== undefined) cfg.stack.poll = v.choice(['stack', 'poll'], t.poll, POLL_MODES);
+        break;
+      }
+      case 'port': {
+        if (!Array.isArray(value)) v.fail(['port'], 'must be an array of tables: write each port as [[port]]');
+        (value as unknown[]).forEach((p, i) => cfg.ports.push(portConfig(v, i, p)));
+        break;
+      }
+      case 'sysctl': {
+        const t = v.table(['sysctl'], value);
+        const registry = opts.sysctl ?? new Stack({ clock: ZERO_CLOCK }).sysctl;
+        for (const [path, raw] of flatten(['sysctl'], t)) cfg.sysctl.push(sysctlSetting(v, registry, path, raw));
+        break;
+      }
+      case 'control': {
+        const t = v.table(['control'], value);
+        v.known(['control'], t, ['socket']);
+        if (t.socket !== undefined) cfg.control.socket = v.path(['control', 'socket'], t.socket);
+        break;
+      }
+      case 'log': {
+        const t = v.table(['log'], value);
+        v.known(['log'], t, ['level']);
+        if (t.level !== undefined) cfg.log.level = v.choice(['log', 'level'], t.level, LOG_LEVELS);
+        break;
+      }
+      default:
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log])`);
+    }
+  }
+
+  const seen = new Map<string, number>();
+  for (const p of cfg.ports) {
+    const prev = seen.get(p.ifname);
+    if (prev !== undefined) v.fail(['port', p.index, 'ifname'], `"${p.ifname}" is already used by port[${prev}]`);
+    seen.set(p.ifname, p.index);
+  }
+  return cfg;
+}
+
+const ZERO_CLOCK: Clock = { now: () => 0 };
+
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output'];
+/** Keys that only mean something for one driver. */
+const DRIVER_ONLY: Record<string, DriverKind> = { host_addr: 'tap', host_addr6: 'tap', netns: 'tap', input: 'pcap', output: 'pcap' };
+
+function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
+  const at = (k: string): Seg[] => ['port', index, k];
+  const t = v.table(['port', index], raw);
+  v.known(['port', index], t, PORT_KEYS);
+  const driver: DriverKind = t.driver === undefined ? 'tap' : v.choice(at('driver'), t.driver, DRIVER_KINDS);
+  if (!IMPLEMENTED_DRIVERS.includes(driver)) {
+    v.fail(at('driver'), `driver "${driver}" is not implemented yet (available: ${IMPLEMENTED_DRIVERS.join(', ')})`);
+  }
+  for (const [k, only] of Object.entries(DRIVER_ONLY)) {
+    if (t[k] !== undefined && driver !== only) v.fail(at(k), `only applies to driver "${only}" (this port's driver is "${driver}")`);
+  }
+  const p: PortConfig = {
+    index,
+    driver,
+    ifname: t.ifname === undefined ? (driver === 'tap' ? `tst${index}` : `${driver}${index}`) : v.ifname(at('ifname'), t.ifname),
+    mtu: t.mtu === undefined ? 1500 : v.int(at('mtu'), t.mtu, 68, 65535),
+  };
+  let net: { addr: number; prefixLen: number } | undefined;
+  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), t.addr); net = parseIpv4Cidr(p.addr)!; }
+  if (t.gateway !== undefined) {
+    const gw = v.ipv4(at('gateway'), t.gateway);
+    if (!net) v.fail(at('gateway'), 'needs addr on the same port (the gateway must be on its subnet)');
+    const mask = prefixMask(net.prefixLen);
+    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${p.addr}'s subnet`);
+    p.gateway = gw;
+  }
+  if (t.host_addr !== undefined) {
+    p.hostAddr = v.cidr4(at('host_addr'), t.host_addr);
+    if (net && parseIpv4Cidr(p.hostAddr)!.addr === net.addr) v.fail(at('host_addr'), `must differ from addr (${p.addr}): it is the kernel's side of the link`);
+  }
+  if (t.addr6 !== undefined) p.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.host_addr6 !== undefined) p.hostAddr6 = v.cidr6(at('host_addr6'), t.host_addr6);
+  if (t.mac !== undefined) {
+    const mac = parseMac(v.str(at('mac'), t.mac));
+    if (!mac) v.fail(at('mac'), `must be a MAC address like "02:00:00:00:00:01" (got ${JSON.stringify(t.mac)})`);
+    if (mac[0]! & 1) v.fail(at('mac'), `must be a unicast MAC (the first octet's low bit is the multicast bit) (got ${JSON.stringify(t.mac)})`);
+    p.mac = mac;
+  }
+  if (t.netns !== undefined) p.netns = v.name(at('netns'), t.netns, 'a network namespace name');
+  if (t.pcap !== undefined) p.pcap = v.path(at('pcap'), t.pcap);
+  if (t.input !== undefined) p.input = v.path(at('input'), t.input);
+  if (t.output !== undefined) p.output = v.path(at('output'), t.output);
+  if (driver === 'pcap' && p.input === undefined && p.output === undefined) {
+    v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
+  }
+  return p;
+}
+
+function sysctlSetting(v: Validator, registry: Sysctl, path: Seg[], raw: unknown): SysctlSetting {
+  const name = path.slice(1).join('.');
+  if (typeof raw !== 'number' && typeof raw !== 'string' && typeof raw !== 'boolean') {
+    v.fail(path, `a sysctl value must be an integer, a string or a boolean (got ${describe(raw)})`, name);
+  }
+  try {
+    // Validate on a scratch registry value: set() coerces and range-checks. The instance
+    // applies the result to its own stack.
+    const value = registry.set(name, raw);
+    return { name, value, line: v.line(path) };
+  } catch (e) {
+    if (!(e instanceof SysctlError)) throw e;
+    const detail = e.message.replace(/^sysctl '[^']*':\s*/, '');
+    return v.fail(path, /^unknown sysctl/.test(detail) ? `unknown sysctl "${name}" (see \`tstack sysctl -a\` for the list)` : detail, name);
+  }
+}
+
+/** [sysctl] accepts quoted names ("net.inet.tcp.msl" = …) and dotted keys (net.inet.tcp.msl = …). */
+function flatten(prefix: Seg[], t: Table): [Seg[], unknown][] {
+  const out: [Seg[], unknown][] = [];
+  for (const [k, val] of Object.entries(t)) {
+    const path = [...prefix, k];
+    if (isTable(val)) out.push(...flatten(path, val)); else out.push([path, val]);
+  }
+  return out;
+}
+
+function isTable(x: unknown): x is Table {
+  // smol-toml's TomlDate extends Date.
+  return typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Date);
+}
+
+function describe(x: unknown): string {
+  if (Array.isArray(x)) return 'an array';
+  if (isTable(x)) return 'a table';
+  if (typeof x === 'object' && x !== null) return `${String(x)}`;
+  return JSON.stringify(x);
+}
+
+const BARE_KEY = /^[A-Za-z0-9_-]+$/;
+/** `port[0].mtu`, `sysctl."net.inet.tcp.msl"`: TOML's own way of writing the path. */
+export function displayKey(path: readonly Seg[]): string {
+  let s = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') s += `[${seg}]`;
+    else s += (s ? '.' : '') + (BARE_KEY.test(seg) ? seg : JSON.stringify(seg));
+  }
+  return s;
+}
+
+class Validator {
+  constructor(readonly file: string, readonly lines: KeyLines) {}
+
+  line(path: Seg[]): number { return this.lines.lineOf(path); }
+
+  fail(path: Seg[], detail: string, keyName?: string): never {
+    throw new ConfigError(this.file, this.line(path), keyName ?? displayKey(path), detail);
+  }
+
+  table(path: Seg[], x: unknown): Table {
+    if (!isTable(x)) this.fail(path, `must be a table (got ${describe(x)})`);
+    return x;
+  }
+
+  known(path: Seg[], t: Table, keys: readonly string[]): void {
+    for (const k of Object.keys(t)) {
+      if (!keys.includes(k)) this.fail([...path, k], `unknown key (expected one of ${keys.join(', ')})`);
+    }
+  }
+
+  int(path: Seg[], x: unknown, min: number, max: number): number {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < min || x > max) {
+      this.fail(path, `must be an integer between ${min} and ${max} (got ${describe(x)})`);
+    }
+    return x;
+  }
+
+  str(path: Seg[], x: unknown): string {
+    if (typeof x !== 'string') this.fail(path, `must be a string (got ${describe(x)})`);
+    return x;
+  }
+
+  choice<T extends string>(path: Seg[], x: unknown, choices: readonly T[]): T {
+    if (typeof x !== 'string' || !choices.includes(x as T)) {
+      this.fail(path, `must be one of ${choices.map((c) => `"${c}"`).join(', ')} (got ${describe(x)})`);
+    }
+    return x as T;
+  }
+
+  path(path: Seg[], x: unknown): string {
+    const s = this.str(path, x);
+    if (s === '' || s.includes('\0')) this.fail(path, `must be a non-empty file path (got ${describe(x)})`);
+    return s;
+  }
+
+  name(path: Seg[], x: unknown, what: string): string {
+    const s = this.str(path, x);
+    if (!/^[A-Za-z0-9_.-]+$/.test(s) || s === '.' || s === '..') this.fail(path, `must be ${what}: letters, digits, '_', '-', '.' (got ${describe(x)})`);
+    return s;
+  }
+
+  ifname(path: Seg[], x: unknown): string {
+    const s = this.name(path, x, 'an interface name');
+    // IFNAMSIZ is 16 including the terminating NUL.
+    if (s.length > 15) this.fail(path, `must be at most 15 characters, the kernel's limit (got ${describe(x)})`);
+    return s;
+  }
+
+  ipv4(path: Seg[], x: unknown): string {
+    const s = this.str(path, x);
+    if (parseIpv4(s) === null) this.fail(path, `must be an IPv4 address like "198.18.0.1" (got ${describe(x)})`);
+    return s;
+  }
+
+  cidr4(path: Seg[], x: unknown): string {
+    const s = this.str(path, x);
+    const c = s.includes('/') ? parseIpv4Cidr(s) : null;
+    if (!c) this.fail(path, `must be an IPv4 address with prefix length like "198.18.0.2/24" (got ${describe(x)})`);
+    return s;
+  }
+
+  cidr6(path: Seg[], x: unknown): string {
+    const s = this.str(path, x);
+    const [a, l, ...rest] = s.split('/');
+    const ok = rest.length === 0 && a !== undefined && parseIpv6(a) !== null && l !== undefined && /^\d{1,3}$/.test(l) && Number(l) <= 128;
+    if (!ok) this.fail(path, `must be an IPv6 address with prefix length like "2001:db8::2/64" (got ${describe(x)})`);
+    return s;
+  }
+}
+
+/**
+ * Where each key was written. Tracks [table] and [[array]] headers (an array-of-tables header
+ * opens element n of that array) and `key = value` lines, with bare, quoted and dotted keys;
+ * skips the insides of multi-line strings and arrays so their contents are not taken for keys.
+ */
+class KeyLines {
+  private readonly byPath = new Map<string, number>();
+  /** line -> key path written on it (for locating TOML syntax errors). */
+  private readonly byLine = new Map<number, Seg[]>();
+  /** The table in effect on each line (index = line - 1). */
+  private readonly tableAt: Seg[][] = [];
+  private readonly lines: string[];
+
+  constructor(text: string) {
+    const arrayCounts = new Map<string, number>(); // header path (with indices) -> elements so far
+    let table: Seg[] = [];
+    const lines = this.lines = text.split(/\r?\n/);
+    let inMultiline: string | null = null; // '"""' or "'''" while inside one
+    let depth = 0; // open [ / { of a multi-line value
+    for (let i = 0; i < lines.length; i++) {
+      const lineNo = i + 1;
+      this.tableAt.push(table);
+      let s = lines[i]!;
+      if (inMultiline) {
+        const end = s.indexOf(inMultiline);
+        if (end < 0) continue;
+        s = s.slice(end + 3);
+        inMultiline = null;
+        const r = scanValue(s, depth); depth = r.depth; inMultiline = r.multiline;
+        continue;
+      }
+      if (depth > 0) {
+        const r = scanValue(s, depth); depth = r.depth; inMultiline = r.multiline;
+        continue;
+      }
+      const trimmed = s.trimStart();
+      if (trimmed === '' || trimmed.startsWith('#')) continue;
+      if (trimmed.startsWith('[')) {
+        const isArray = trimmed.startsWith('[[');
+        const keyText = trimmed.slice(isArray ? 2 : 1);
+        const parsed = parseKey(keyText);
+        if (!parsed) continue;
+        // Inner segments that name an array of tables refer to its last element:
+        // after [[port]], [port.x] means port[last].x.
+        const path: Seg[] = [];
+        const segs = parsed.segs;
+        for (let j = 0; j < segs.length; j++) {
+          path.push(segs[j]!);
+          const n = arrayCounts.get(JSON.stringify(path));
+          if (j < segs.length - 1 && n !== undefined) path.push(n - 1);
+        }
+        if (isArray) {
+          const k = JSON.stringify(path);
+          const n = (arrayCounts.get(k) ?? 0) + 1;
+          arrayCounts.set(k, n);
+          path.push(n - 1);
+        }
+        table = path;
+        this.record(table, lineNo);
+        this.byLine.set(lineNo, table);
+        continue;
+      }
+      const parsed = parseKey(trimmed);
+      if (!parsed || trimmed[parsed.end] !== '=') continue;
+      const path = [...table, ...parsed.segs];
+      this.record(path, lineNo);
+      this.byLine.set(lineNo, path);
+      const r = scanValue(trimmed.slice(parsed.end + 1), 0);
+      depth = r.depth; inMultiline = r.multiline;
+    }
+  }
+
+  private record(path: Seg[], line: number): void {
+    const k = JSON.stringify(path);
+    if (!this.byPath.has(k)) this.byPath.set(k, line);
+  }
+
+  /**
+   * The line of `path`; else of its first recorded descendant ([a.b] declares a); else of its
+   * nearest recorded ancestor; 0 when nothing matches.
+   */
+  lineOf(path: readonly Seg[]): number {
+    const exact = this.byPath.get(JSON.stringify(path));
+    if (exact !== undefined) return exact;
+    const prefix = JSON.stringify(path).slice(0, -1) + ',';
+    let first = 0;
+    for (const [k, line] of this.byPath) if (k.startsWith(prefix) && (first === 0 || line < first)) first = line;
+    if (first) return first;
+    for (let n = path.length - 1; n > 0; n--) {
+      const line = this.byPath.get(JSON.stringify(path.slice(0, n)));
+      if (line !== undefined) return line;
+    }
+    return 0;
+  }
+
+  lineOfDisplay(key: string): number {
+    for (const [k, line] of this.byPath) if (displayKey(JSON.parse(k) as Seg[]) === key) return line;
+    return 0;
+  }
+
+  /** The key written on `line`; for a line the scanner skipped (say, after a broken value), a best guess from its text. */
+  keyAtLine(line: number): Seg[] | undefined {
+    const known = this.byLine.get(line);
+    if (known) return known;
+    const text = this.lines[line - 1];
+    const table = this.tableAt[line - 1];
+    if (text === undefined || table === undefined) return undefined;
+    const k = parseKey(text);
+    if (k && text[k.end] === '=') return [...table, ...k.segs];
+    return table.length ? table : undefined;
+  }
+}
+
+/** Parses a (dotted, possibly quoted) key at the start of `s`; `end` is the index after it and its trailing spaces. */
+function parseKey(s: string): { segs: string[]; end: number } | null {
+  const segs: string[] = [];
+  let i = 0;
+  const skip = () => { while (s[i] === ' ' || s[i] === '\t') i++; };
+  skip();
+  for (;;) {
+    if (s[i] === '"') {
+      let out = '';
+      i++;
+      while (i < s.length && s[i] !== '"') {
+        if (s[i] === '\\' && i + 1 < s.length) {
+          const c = s[i + 1]!;
+          out += c === 'n' ? '\n' : c === 't' ? '\t' : c;
+          i += 2;
+        } else out += s[i++];
+      }
+      if (s[i] !== '"') return null;
+      i++;
+      segs.push(out);
+    } else if (s[i] === "'") {
+      const end = s.indexOf("'", i + 1);
+      if (end < 0) return null;
+      segs.push(s.slice(i + 1, end));
+      i = end + 1;
+    } else {
+      const m = /^[A-Za-z0-9_-]+/.exec(s.slice(i));
+      if (!m) return null;
+      segs.push(m[0]);
+      i += m[0].length;
+    }
+    skip();
+    if (s[i] !== '.') break;
+    i++;
+    skip();
+  }
+  return { segs, end: i };
+}
+
+/** Follows a value's text to see whether it leaves a multi-line string or bracket open. */
+function scanValue(s: string, depth: number): { depth: number; multiline: string | null } {
+  let i = 0;
+  while (i < s.length) {
+    const c = s[i]!;
+    if (c === '#') break;
+    if (c === '"' || c === "'") {
+      const triple = s.startsWith(c.repeat(3), i);
+      if (triple) {
+        const end = s.indexOf(c.repeat(3), i + 3);
+        if (end < 0) return { depth, multiline: c.repeat(3) };
+        i = end + 3;
+        continue;
+      }
+      i++;
+      while (i < s.length && s[i] !== c) i += c === '"' && s[i] === '\\' ? 2 : 1;
+      i++;
+      continue;
+    }
+    if (c === '[' || c === '{') depth++;
+    else if (c === ']' || c === '}') depth = Math.max(0, depth - 1);
+    i++;
+  }
+  return { depth, multiline: null };
+}

@@ -1,0 +1,139 @@
+// An instance: one Stack, its ports' drivers, and the run loop between them, built from a
+// TstackConfig. `tstack up` is startInstance + wait for a signal + stop.
+import type { Driver } from '../driver/types.js';
+import { TapDriver } from '../driver/tap.js';
+import { MemoryWire } from '../driver/memory.js';
+import { PcapDriver, PcapWriter, capture } from '../driver/pcap.js';
+import { Stack } from '../stack/stack.js';
+import { SysctlError } from '../stack/sysctl.js';
+import type { Clock } from '../stack/time.js';
+import { ConfigError, type DriverKind, type PortConfig, type TstackConfig } from './config.js';
+import { RunLoop, realClock } from './loop.js';
+
+export interface InstanceOptions {
+  /** Default: the real (performance.now) clock. */
+  clock?: Clock;
+  /** The wire `memory` ports plug into; default: one wire per instance. */
+  memoryWire?: MemoryWire;
+  /** Iteration errors (stack bugs); default: rethrow. */
+  onError?: (err: unknown) => void;
+  /** Start the loop (default true); false leaves it to the caller (tests drive loop.iterate()). */
+  start?: boolean;
+}
+
+export interface InstancePort {
+  config: PortConfig;
+  /** What the stack transmits on (the capture wrapper when `pcap` is set). */
+  driver: Driver;
+  ifIndex: number;
+}
+
+export interface Instance {
+  readonly config: TstackConfig;
+  readonly stack: Stack;
+  readonly loop: RunLoop;
+  readonly drivers: Driver[];
+  readonly ports: InstancePort[];
+  /** Stops the loop and releases every driver (a TAP device disappears). Idempotent. */
+  stop(): void;
+}
+
+/** A failure bringing a port up (the device could not be created, the stack refused it…). */
+export class InstanceError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) { super(message, options); this.name = 'InstanceError'; }
+}
+
+interface DriverContext { clock: Clock; memoryWire: () => MemoryWire }
+type DriverFactory = (port: PortConfig, ctx: DriverContext) => Driver;
+
+/** The driver registry: one line per implemented driver kind. */
+const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
+  tap: (p) => TapDriver.open({
+    ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
+    ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
+  }),
+  memory: (p, ctx) => ctx.memoryWire().createPort({ name: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }) }),
+  // Replays `input` at its recorded pace on the instance's clock; transmitted frames go to `output`.
+  pcap: (p, ctx) => new PcapDriver({
+    name: p.ifname, mtu: p.mtu, clock: ctx.clock, ...(p.mac && { mac: p.mac }),
+    ...(p.input !== undefined && { input: p.input }), ...(p.output !== undefined && { output: p.output }),
+  }),
+};
+
+export function startInstance(config: TstackConfig, opts: InstanceOptions = {}): Instance {
+  const where = (key: string, detail: string) => new ConfigError(config.file, config.lineOf(key), key, detail);
+  if (config.stack.workers !== 1) {
+    throw where('stack.workers', `${config.stack.workers} workers is not implemented yet (one stack per worker thread comes later); use 1`);
+  }
+  const clock = opts.clock ?? realClock;
+  const stack = new Stack({ clock });
+  for (const s of config.sysctl) {
+    try {
+      stack.sysctl.set(s.name, s.value);
+    } catch (e) {
+      if (!(e instanceof SysctlError)) throw e;
+      throw new ConfigError(config.file, s.line, s.name, e.message.replace(/^sysctl '[^']*':\s*/, ''));
+    }
+  }
+
+  let wire: MemoryWire | undefined = opts.memoryWire;
+  const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })) };
+  const drivers: Driver[] = [];
+  const ports: InstancePort[] = [];
+  const writers: PcapWriter[] = [];
+  const closeWriters = () => { for (const w of writers) { try { w.close(); } catch { /* best effort */ } } };
+  const release = () => {
+    for (const d of [...drivers].reverse()) { try { d.close(); } catch { /* best effort */ } }
+    closeWriters();
+  };
+  try {
+    for (const p of config.ports) {
+      const factory = DRIVERS[p.driver];
+      if (!factory) throw where(`port[${p.index}].driver`, `driver "${p.driver}" is not implemented yet`);
+      let driver: Driver;
+      try {
+        driver = factory(p, ctx);
+      } catch (e) {
+        throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): ${(e as Error).message}`, { cause: e });
+      }
+      drivers.push(driver);
+      if (p.pcap !== undefined) {
+        let writer: PcapWriter;
+        try {
+          // Timestamps in the file are wall-clock time: performance.now() counts from process start.
+          writer = new PcapWriter(p.pcap, { timeOffsetMs: Date.now() - clock.now() });
+        } catch (e) {
+          throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): cannot open the capture file ${p.pcap}: ${(e as Error).message}`, { cause: e });
+        }
+        writers.push(writer);
+        driver = capture(driver, writer, clock);
+      }
+      let ifIndex: number;
+      try {
+        ifIndex = stack.addInterface(driver, {
+          ...(p.addr && { addr: p.addr }), ...(p.gateway && { gateway: p.gateway }),
+          ...(p.addr6 && { addr6: p.addr6 }), mtu: p.mtu,
+        });
+      } catch (e) {
+        throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused the interface: ${(e as Error).message}`, { cause: e });
+      }
+      ports.push({ config: p, driver, ifIndex });
+    }
+  } catch (e) {
+    release();
+    throw e;
+  }
+
+  const loop = new RunLoop({ stack, clock, poll: config.stack.poll, ...(opts.onError && { onError: opts.onError }) });
+  for (const p of ports) loop.addPort(p.driver, p.ifIndex);
+  if (opts.start !== false) loop.start();
+  let stopped = false;
+  return {
+    config, stack, loop, drivers, ports,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      try { loop.stop(); } finally { closeWriters(); }
+    },
+  };
+}

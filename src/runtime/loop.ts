@@ -1,0 +1,236 @@
+// The run loop (F-Stack's ff_run): one per worker. An iteration pulls a receive burst from each
+// driver into the stack, lets the stack run its due timers, and flushes every driver's transmit
+// queue once (batching). Between iterations it idles according to the poll mode:
+//   busy      - spin (setImmediate, so the event loop still runs application I/O);
+//   adaptive  - spin for a few iterations after traffic, then sleep as in interrupt mode;
+//   interrupt - sleep until a driver says it is readable or the stack's next timer is due.
+import type { PacketBuffer } from '../buf/pktbuf.js';
+import type { Driver } from '../driver/types.js';
+import type { Stack } from '../stack/stack.js';
+import type { Clock } from '../stack/time.js';
+import type { PollMode } from './config.js';
+
+/** Wall-clock milliseconds from the monotonic high-resolution timer. */
+export class RealClock implements Clock {
+  now(): number { return performance.now(); }
+}
+export const realClock: Clock = new RealClock();
+
+export interface RunLoopOptions {
+  stack: LoopStack;
+  /** Default: the stack's clock. */
+  clock?: Clock;
+  poll?: PollMode;
+  /** Frames pulled from each driver per iteration. */
+  burst?: number;
+  /** adaptive: idle iterations to keep spinning after the last traffic before sleeping. */
+  spinIterations?: number;
+  /**
+   * Called when an iteration throws (a bug in the stack, since parsers do not throw).
+   * Default: rethrow, which crashes the process loudly.
+   */
+  onError?: (err: unknown) => void;
+}
+
+export interface RunLoopStats {
+  iterations: number;
+  rxFrames: number;
+  /** Iterations started by a driver's readable callback. */
+  readableWakeups: number;
+  /** Iterations started by the stack's timer deadline. */
+  timerWakeups: number;
+  /** Iterations started by kick() (application activity). */
+  kicks: number;
+  errors: number;
+}
+
+interface LoopPort { driver: Driver; ifIndex: number }
+
+/** The part of a Stack the loop drives (an interface so tests can hand in a fake). */
+export type LoopStack = Pick<Stack, 'clock' | 'input' | 'poll'> & { onOutput?: (() => void) | null };
+
+const NEVER = Infinity;
+
+export class RunLoop {
+  readonly stack: LoopStack;
+  readonly clock: Clock;
+  readonly mode: PollMode;
+  private readonly burst: number;
+  private readonly spinIterations: number;
+  private readonly onError: (err: unknown) => void;
+  private readonly ports: LoopPort[] = [];
+  private readonly rx: PacketBuffer[];
+  private running = false;
+  private stopped = false;
+  /** An iteration is already scheduled (setImmediate pending): schedule() coalesces. */
+  private scheduled = false;
+  private immediate: ReturnType<typeof setImmediate> | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  /** Deadline (clock ms) the armed timer is for; Infinity when none. */
+  private timerDeadline = NEVER;
+  private keepAlive: ReturnType<typeof setInterval> | null = null;
+  private spinsLeft = 0;
+  private activity = false;
+  private wakeReason: 'readable' | 'timer' | 'kick' | 'spin' = 'spin';
+  private readonly st: RunLoopStats = { iterations: 0, rxFrames: 0, readableWakeups: 0, timerWakeups: 0, kicks: 0, errors: 0 };
+
+  // Bound once so the hot path does not allocate closures.
+  private readonly onImmediate = (): void => { this.immediate = null; this.scheduled = false; this.runOnce(); };
+  private readonly onTimer = (): void => { this.timer = null; this.timerDeadline = NEVER; this.wake('timer'); };
+  private readonly onReadable = (): void => { this.wake('readable'); };
+
+  constructor(opts: RunLoopOptions) {
+    this.stack = opts.stack;
+    this.clock = opts.clock ?? opts.stack.clock;
+    this.mode = opts.poll ?? 'adaptive';
+    this.burst = opts.burst ?? 64;
+    this.spinIterations = opts.spinIterations ?? 64;
+    this.onError = opts.onError ?? ((err) => { throw err; });
+    this.rx = new Array<PacketBuffer>(this.burst);
+  }
+
+  /** Adds a driver whose frames go to `stack.input(ifIndex, …)`. Before or after start(). */
+  addPort(driver: Driver, ifIndex: number): void {
+    if (this.stopped) throw new Error('RunLoop: stopped');
+    this.ports.push({ driver, ifIndex });
+    if (this.running && this.mode !== 'busy') driver.onReadable(this.onReadable);
+  }
+
+  get isRunning(): boolean { return this.running; }
+
+  stats(): RunLoopStats { return { ...this.st }; }
+
+  start(): void {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    // The stack calls onOutput whenever it queues a frame, so application writes get flushed.
+    this.stack.onOutput = () => this.kick();
+    // Busy mode never sleeps, so it needs no wake-ups (and a TAP watcher would only add work).
+    if (this.mode !== 'busy') for (const p of this.ports) p.driver.onReadable(this.onReadable);
+    // Readiness watchers and timers come and go; this keeps the process alive while the loop
+    // runs, at the cost of one wake-up every ~24 days.
+    this.keepAlive = setInterval(() => {}, 0x7fffffff);
+    this.schedule();
+  }
+
+  /**
+   * Stops the loop and releases its drivers: unregisters wake-ups, flushes what the stack
+   * queued, closes each driver (a TAP device disappears). Idempotent.
+   */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.running = false;
+    if (this.stack.onOutput) this.stack.onOutput = null;
+    if (this.immediate) clearImmediate(this.immediate);
+    if (this.timer) clearTimeout(this.timer);
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.immediate = this.timer = this.keepAlive = null;
+    this.scheduled = false;
+    this.timerDeadline = NEVER;
+    let first: unknown = null;
+    for (const p of this.ports) {
+      try {
+        p.driver.onReadable(null);
+        p.driver.flush();
+      } catch (e) { first ??= e; }
+      try { p.driver.close(); } catch (e) { first ??= e; }
+    }
+    if (first) throw first;
+  }
+
+  /**
+   * Asks for an iteration soon: application code queued frames (or otherwise changed what the
+   * stack wants to do) outside an iteration. Coalesced: many kicks, one iteration.
+   */
+  kick(): void {
+    if (!this.running) return;
+    this.activity = true;
+    if (!this.scheduled) this.st.kicks++;
+    this.wake('kick');
+  }
+
+  /**
+   * One iteration: RX burst from every port into the stack, due timers, TX flush.
+   * Returns the number of frames received. Public so tests and embedders can drive it.
+   */
+  iterate(): number {
+    let frames = 0;
+    {
+      const rx = this.rx;
+      const stack = this.stack;
+      for (let p = 0; p < this.ports.length; p++) {
+        const port = this.ports[p]!;
+        const n = port.driver.rxBurst(rx, this.burst);
+        for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
+        frames += n;
+      }
+      this.nextDeadline = stack.poll(this.clock.now());
+      for (let p = 0; p < this.ports.length; p++) this.ports[p]!.driver.flush();
+    }
+    this.st.iterations++;
+    this.st.rxFrames += frames;
+    return frames;
+  }
+
+  /** When the stack last said it next needs to run (clock ms). */
+  nextDeadline = NEVER;
+
+  private wake(reason: 'readable' | 'timer' | 'kick'): void {
+    if (!this.running) return;
+    if (!this.scheduled) this.wakeReason = reason;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (!this.running || this.scheduled) return;
+    this.scheduled = true;
+    this.immediate = setImmediate(this.onImmediate);
+  }
+
+  private runOnce(): void {
+    if (!this.running) return;
+    if (this.wakeReason === 'readable') this.st.readableWakeups++;
+    else if (this.wakeReason === 'timer') this.st.timerWakeups++;
+    this.wakeReason = 'spin';
+    let frames = 0;
+    try {
+      frames = this.iterate();
+    } catch (err) {
+      this.st.errors++;
+      this.onError(err);
+    }
+    if (!this.running) return;
+    // A burst that came back full means more is waiting: go again at once in every mode.
+    const more = frames > 0 && frames >= this.burst;
+    switch (this.mode) {
+      case 'busy':
+        this.schedule();
+        return;
+      case 'adaptive':
+        if (frames > 0 || this.activity) this.spinsLeft = this.spinIterations;
+        this.activity = false;
+        if (more || this.spinsLeft > 0) {
+          if (!more) this.spinsLeft--;
+          this.schedule();
+          return;
+        }
+        this.armTimer(this.nextDeadline);
+        return;
+      case 'interrupt':
+        this.activity = false;
+        if (more) { this.schedule(); return; }
+        this.armTimer(this.nextDeadline);
+        return;
+    }
+  }
+
+  /** One setTimeout for the stack's next deadline, re-armed only when the deadline moves earlier. */
+  private armTimer(deadline: number): void {
+    if (deadline === NEVER || deadline >= this.timerDeadline) return;
+    if (this.timer) clearTimeout(this.timer);
+    const delay = Math.max(0, Math.ceil(deadline - this.clock.now()));
+    this.timerDeadline = deadline;
+    this.timer = setTimeout(this.onTimer, delay);
+  }
+}

@@ -1,0 +1,209 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, loadConfig, ConfigError, DEFAULT_CONTROL_SOCKET } from '../../src/runtime/config.js';
+import { Sysctl } from '../../src/stack/sysctl.js';
+
+function registry(): Sysctl {
+  const s = new Sysctl();
+  s.define({ name: 'net.inet.tcp.msl', type: 'int', default: 30000, description: 'MSL (ms)', min: 1, max: 600000 });
+  s.define({ name: 'net.inet.tcp.syncookies', type: 'bool', default: true, description: 'SYN cookies' });
+  s.define({ name: 'net.inet.tcp.cc.algorithm', type: 'string', default: 'newreno', description: 'CC', choices: ['newreno', 'cubic'] });
+  return s;
+}
+
+/** Parses `text` expecting a ConfigError; returns it. */
+function fails(text: string, file = 'conf/tstack.toml'): ConfigError {
+  try {
+    parseConfig(text, file, { sysctl: registry() });
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail('expected the config to be rejected');
+}
+
+/** Asserts the message starts with FILE:LINE: key 'KEY': and carries `detail`. */
+function assertNames(err: ConfigError, line: number, key: string, detail: RegExp): void {
+  assert.equal(err.line, line, err.message);
+  assert.equal(err.key, key, err.message);
+  assert.ok(err.message.startsWith(`conf/tstack.toml:${line}: key '${key}': `), err.message);
+  assert.match(err.message, detail);
+}
+
+describe('config defaults', () => {
+  test('an empty file gives every default', () => {
+    const c = parseConfig('', 'empty.toml');
+    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive' });
+    assert.deepEqual(c.ports, []);
+    assert.deepEqual(c.sysctl, []);
+    assert.deepEqual(c.control, { socket: DEFAULT_CONTROL_SOCKET });
+    assert.deepEqual(c.log, { level: 'info' });
+  });
+
+  test('a port with only an address defaults to tap, ifname tst<index>, mtu 1500, no MAC', () => {
+    const c = parseConfig('[[port]]\naddr = "198.18.0.2/24"\n[[port]]\ndriver = "memory"\n', 'x.toml');
+    assert.equal(c.ports.length, 2);
+    const [a, b] = c.ports;
+    assert.equal(a!.driver, 'tap');
+    assert.equal(a!.ifname, 'tst0');
+    assert.equal(a!.mtu, 1500);
+    assert.equal(a!.mac, undefined);
+    assert.equal(a!.addr, '198.18.0.2/24');
+    assert.equal(b!.driver, 'memory');
+    assert.equal(b!.ifname, 'memory1');
+  });
+
+  test('the DESIGN.md example parses to the values it states', () => {
+    const c = parseConfig(`
+[stack]
+workers = 1                 # one stack per worker
+poll = "interrupt"
+
+[[port]]
+driver = "tap"
+ifname = "tst0"
+addr = "198.18.0.2/24"
+gateway = "198.18.0.1"
+host_addr = "198.18.0.1/24"
+addr6 = "2001:db8::2/64"
+mtu = 9000
+mac = "02:00:00:00:00:02"
+netns = "tst-ns"
+pcap = "/tmp/x.pcap"
+
+[sysctl]
+"net.inet.tcp.syncookies" = 0
+"net.inet.tcp.cc.algorithm" = "cubic"
+net.inet.tcp.msl = 1000
+
+[control]
+socket = "/tmp/t.sock"
+
+[log]
+level = "debug"
+`, 'd.toml', { sysctl: registry() });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt' });
+    const p = c.ports[0]!;
+    assert.equal(p.gateway, '198.18.0.1');
+    assert.equal(p.hostAddr, '198.18.0.1/24');
+    assert.equal(p.addr6, '2001:db8::2/64');
+    assert.equal(p.mtu, 9000);
+    assert.deepEqual([...p.mac!], [2, 0, 0, 0, 0, 2]);
+    assert.equal(p.netns, 'tst-ns');
+    assert.equal(p.pcap, '/tmp/x.pcap');
+    // Sysctl values come back coerced by the registry (0 -> false), with their lines.
+    assert.deepEqual(c.sysctl, [
+      { name: 'net.inet.tcp.syncookies', value: false, line: 19 },
+      { name: 'net.inet.tcp.cc.algorithm', value: 'cubic', line: 20 },
+      { name: 'net.inet.tcp.msl', value: 1000, line: 21 },
+    ]);
+    assert.equal(c.control.socket, '/tmp/t.sock');
+    assert.equal(c.log.level, 'debug');
+    assert.equal(c.lineOf('port[0].mtu'), 13);
+    assert.equal(c.lineOf('stack.poll'), 4);
+  });
+
+  test('examples/tstack.toml is a valid config', () => {
+    const c = loadConfig(new URL('../../../examples/tstack.toml', import.meta.url).pathname);
+    assert.equal(c.ports[0]!.ifname, 'tst0');
+    assert.equal(c.ports[0]!.hostAddr, '198.18.0.1/24');
+  });
+
+  test('loadConfig reads a file and errors name that file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tstack-config-'));
+    try {
+      const f = join(dir, 'tstack.toml');
+      writeFileSync(f, '[stack]\nworkers = 2\n');
+      assert.equal(loadConfig(f).stack.workers, 2);
+      writeFileSync(f, '[stack]\n\nworkers = 0\n');
+      assert.throws(() => loadConfig(f), (e: Error) => e.message.startsWith(`${f}:3: key 'stack.workers': `));
+      assert.throws(() => loadConfig(join(dir, 'missing.toml')), /missing\.toml: cannot read the file \(ENOENT\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('config errors name the file, the key and the line', () => {
+  test('unknown key in a port', () => {
+    const e = fails('[[port]]\naddr = "198.18.0.2/24"\n\n[[port]]\ndriver = "memory"\nmtuu = 1400\n');
+    assertNames(e, 6, 'port[1].mtuu', /unknown key \(expected one of driver, ifname, .*mtu/);
+  });
+
+  test('unknown table', () => {
+    const e = fails('[stack]\nworkers = 1\n\n[freebsd.boot]\nhz = 100\n');
+    assertNames(e, 4, 'freebsd', /unknown table or key/);
+  });
+
+  test('wrong type', () => {
+    assertNames(fails('[[port]]\nmtu = "abc"\n'), 2, 'port[0].mtu', /must be an integer between 68 and 65535 \(got "abc"\)/);
+    assertNames(fails('[stack]\npoll = 3\n'), 2, 'stack.poll', /must be one of "busy", "adaptive", "interrupt" \(got 3\)/);
+    assertNames(fails('port = 1\n'), 1, 'port', /array of tables/);
+    assertNames(fails('[control]\nsocket = true\n'), 2, 'control.socket', /must be a string \(got true\)/);
+  });
+
+  test('out of range', () => {
+    assertNames(fails('[[port]]\nmtu = 67\n'), 2, 'port[0].mtu', /between 68 and 65535 \(got 67\)/);
+    assertNames(fails('[stack]\n# comment\nworkers = 0 # none\n'), 3, 'stack.workers', /integer between 1 and/);
+    assertNames(fails('[[port]]\nifname = "a-very-long-name0"\n'), 2, 'port[0].ifname', /at most 15 characters/);
+  });
+
+  test('bad CIDR, address, gateway and MAC', () => {
+    assertNames(fails('[[port]]\naddr = "198.18.0.2/33"\n'), 2, 'port[0].addr', /IPv4 address with prefix length .*\(got "198\.18\.0\.2\/33"\)/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.2"\n'), 2, 'port[0].addr', /prefix length/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\ngateway = "198.18.1.1"\n'), 3, 'port[0].gateway', /not on 198\.18\.0\.2\/24's subnet/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\ngateway = "198.18.0.x"\n'), 3, 'port[0].gateway', /IPv4 address/);
+    assertNames(fails('[[port]]\naddr6 = "2001:db8::g/64"\n'), 2, 'port[0].addr6', /IPv6 address/);
+    assertNames(fails('[[port]]\nhost_addr = "198.18.0.1"\n'), 2, 'port[0].host_addr', /prefix length/);
+    assertNames(fails('[[port]]\nmac = "01:00:5e:00:00:01"\n'), 2, 'port[0].mac', /unicast/);
+    assertNames(fails('[[port]]\nmac = "zz"\n'), 2, 'port[0].mac', /MAC address/);
+  });
+
+  test('unknown sysctl, quoted or dotted', () => {
+    assertNames(fails('[sysctl]\n"net.inet.tcp.msl" = 1000\n"net.inet.tcp.nope" = 1\n'), 3, 'net.inet.tcp.nope', /unknown sysctl "net\.inet\.tcp\.nope"/);
+    assertNames(fails('[sysctl]\nnet.inet.tcp.nope = 1\n'), 2, 'net.inet.tcp.nope', /unknown sysctl/);
+    // Against a real stack's registry too (no registry passed).
+    assert.throws(() => parseConfig('\n[sysctl]\n"no.such.key" = 1\n', 'r.toml'),
+      (e: Error) => e instanceof ConfigError && e.message.startsWith("r.toml:3: key 'no.such.key': unknown sysctl"));
+  });
+
+  test('bad sysctl value', () => {
+    assertNames(fails('[sysctl]\n"net.inet.tcp.msl" = "abc"\n'), 2, 'net.inet.tcp.msl', /expected an integer \(got "abc"\)/);
+    assertNames(fails('[sysctl.net.inet]\ntcp.msl = 0\n'), 2, 'net.inet.tcp.msl', /must be >= 1/);
+    assertNames(fails('[sysctl]\n"net.inet.tcp.cc.algorithm" = "bbr9"\n'), 2, 'net.inet.tcp.cc.algorithm', /must be one of newreno, cubic/);
+    assertNames(fails('[sysctl]\n"net.inet.tcp.msl" = [1, 2]\n'), 2, 'net.inet.tcp.msl', /integer, a string or a boolean \(got an array\)/);
+  });
+
+  test('TOML syntax error keeps its line and names the key on it', () => {
+    const e = fails('[stack]\nworkers = 1\npoll = "busy\n');
+    assert.equal(e.line, 3);
+    assert.equal(e.key, 'stack.poll');
+    assert.match(e.message, /^conf\/tstack\.toml:3: key 'stack\.poll': invalid TOML: .*\(column \d+\)$/);
+    const e2 = fails('[[port]]\nmtu = 1500\nmtu = 1400\n');
+    assert.equal(e2.line, 3);
+    assert.equal(e2.key, 'port[0].mtu');
+  });
+
+  test('unimplemented driver', () => {
+    assertNames(fails('[[port]]\ndriver = "afxdp"\n'), 2, 'port[0].driver', /"afxdp" is not implemented yet \(available: tap, memory, pcap\)/);
+    assertNames(fails('[[port]]\ndriver = "afpacket"\n'), 2, 'port[0].driver', /not implemented yet/);
+    assertNames(fails('[[port]]\ndriver = "dpdk"\n'), 2, 'port[0].driver', /must be one of "tap", "memory", "pcap", "afpacket", "afxdp"/);
+  });
+
+  test('driver-specific keys on the wrong driver, and duplicate ifnames', () => {
+    assertNames(fails('[[port]]\ndriver = "memory"\nnetns = "x"\n'), 3, 'port[0].netns', /only applies to driver "tap"/);
+    assertNames(fails('[[port]]\ndriver = "pcap"\n'), 1, 'port[0]', /needs input .* and\/or output/);
+    assertNames(fails('[[port]]\nifname = "a"\n[[port]]\nifname = "a"\n'), 4, 'port[1].ifname', /already used by port\[0\]/);
+  });
+
+  test('lines stay right after multi-line strings and arrays', () => {
+    // A key-looking line inside a multi-line string is not a key.
+    assertNames(fails('[stack]\npoll = """\nworkers = 5\n"""\nworkers = 0\n'), 5, 'stack.workers', /integer/);
+    assertNames(fails("[stack]\npoll = '''\nworkers = 5'''\nworkers = 0\n"), 4, 'stack.workers', /integer/);
+    assertNames(fails('[[port]]\nmac = [\n  "workers = 1",\n]\n[stack]\nworkers = 0\n'), 2, 'port[0].mac', /must be a string \(got an array\)/);
+    assertNames(fails('[stack]\npoll = [\n  "workers = 1",\n  { workers = 2 },\n]\nworkers = 0\n'), 6, 'stack.workers', /integer/);
+  });
+});
