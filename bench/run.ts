@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { hasCommand, isRoot } from '../test/helpers/netns.js';
+import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
 import type { BenchResult, Benchmark } from './types.js';

@@ -10,7 +10,7 @@
 import { TapDriver } from '../src/driver/tap.js';
 import { RunLoop, realClock } from '../src/runtime/loop.js';
 import { Stack } from '../src/stack/stack.js';
-import { createNetns, destroyNetns, ipIn, spawnIn } from '../test/helpers/netns.js';
+import { createNetns, destroyNetns, ipIn, spawnIn } from '../src/runtime/netns.js';
 import { result, type BenchOptions, type BenchResult, type Benchmark } from './types.js';
 
 const HOST_ADDR = '198.18.90.1/24';

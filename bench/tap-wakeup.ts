@@ -20,7 +20,7 @@ import { BufferPool, type PacketBuffer } from '../src/buf/pktbuf.js';
 import { TapDriver } from '../src/driver/tap.js';
 import { parseIpv4, parseMac } from '../src/wire/addr.js';
 import { Reply, respond } from '../test/helpers/l2-responder.js';
-import { createNetns, destroyAllNetns, hasCommand, ipIn, isRoot, spawnIn } from '../test/helpers/netns.js';
+import { createNetns, destroyAllNetns, hasCommand, ipIn, isRoot, spawnIn } from '../src/runtime/netns.js';
 
 const OUR_IP = parseIpv4('198.18.9.2')!;
 const OUR_MAC = parseMac('02:00:5e:00:09:02')!;
