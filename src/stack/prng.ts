@@ -96,3 +96,9 @@ export function createRandom(seed: number | string): () => number {
   const p = new Prng(seed);
   return () => p.next();
 }
+
+/** A `() => u32` for the TCP modules' `random32` parameter. */
+export function createRandom32(seed: number | string): () => number {
+  const p = new Prng(seed);
+  return () => p.u32();
+}

@@ -1,24 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRandom32 } from '../../src/stack/prng.js';
 import { EphemeralPorts } from '../../src/stack/tcp/ports.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
 
 const L = parseIpv4('198.18.0.2')!;
 const R = parseIpv4('198.18.0.1')!;
 const none = () => false;
 
 test('selects ports inside the default range 49152-65535', () => {
-  const p = new EphemeralPorts(xorshift(1));
+  const p = new EphemeralPorts(createRandom32(1));
   for (let i = 0; i < 1000; i++) {
     const port = p.select(L, R, 80 + (i % 7), none);
     assert.ok(port >= 49152 && port <= 65535, `${port}`);
@@ -26,7 +18,7 @@ test('selects ports inside the default range 49152-65535', () => {
 });
 
 test('successive connections to one destination take consecutive ports (Algorithm 3)', () => {
-  const p = new EphemeralPorts(xorshift(2), 1000, 1999);
+  const p = new EphemeralPorts(createRandom32(2), 1000, 1999);
   const a = p.select(L, R, 80, none);
   const b = p.select(L, R, 80, none);
   const c = p.select(L, R, 80, none);
@@ -35,17 +27,17 @@ test('successive connections to one destination take consecutive ports (Algorith
 });
 
 test('different destinations start at different secret offsets', () => {
-  const p = new EphemeralPorts(xorshift(3));
-  const q = new EphemeralPorts(xorshift(3)); // same seed: same counter and key
+  const p = new EphemeralPorts(createRandom32(3));
+  const q = new EphemeralPorts(createRandom32(3)); // same seed: same counter and key
   const a = p.select(L, R, 80, none);
   const b = q.select(L, R, 443, none);
   assert.notEqual(a, b);
-  const other = new EphemeralPorts(xorshift(4));
+  const other = new EphemeralPorts(createRandom32(4));
   assert.notEqual(other.select(L, R, 80, none), a);
 });
 
 test('skips ports in use and uses each port of the range before failing', () => {
-  const p = new EphemeralPorts(xorshift(5), 5000, 5009);
+  const p = new EphemeralPorts(createRandom32(5), 5000, 5009);
   const used = new Set<number>();
   const inUse = (port: number) => used.has(port);
   for (let i = 0; i < 10; i++) {
@@ -61,7 +53,7 @@ test('skips ports in use and uses each port of the range before failing', () => 
 });
 
 test('setRange changes the range and rejects invalid ones', () => {
-  const p = new EphemeralPorts(xorshift(6));
+  const p = new EphemeralPorts(createRandom32(6));
   p.setRange(32768, 32769);
   for (let i = 0; i < 10; i++) {
     const port = p.select(L, R, 80, none);
