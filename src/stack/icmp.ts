@@ -93,10 +93,7 @@ export class Icmp {
   private deliverError(v: IcmpV4View, buf: PacketBuffer): void {
     const inner = this.inner;
     // The quoted header must be complete; at least 8 bytes of its payload follow (RFC 792).
-    // The quote is usually cut short of the datagram's total length, so Truncated is expected here.
-    const e = inner.wrap(buf.data, v.payloadOff, v.payloadLen, false);
-    if ((e !== WireError.Ok && e !== WireError.Truncated) || v.payloadLen < IPV4_HLEN
-      || inner.version !== 4 || inner.headerLength < IPV4_HLEN || v.payloadLen < inner.headerLength + 8) {
+    if (inner.wrapQuoted(buf.data, v.payloadOff, v.payloadLen) !== WireError.Ok || v.payloadLen < inner.headerLength + 8) {
       this.stack.drop('icmp_bad_quote'); return;
     }
     // Only errors about datagrams we sent are of interest.

@@ -32,6 +32,22 @@ export class Ipv4View {
     return WireError.Ok;
   }
 
+  /**
+   * Points the view at a header quoted inside an ICMP error (RFC 792: the header plus the first
+   * 8 payload bytes, so the datagram is cut short of its total length). Checks version and header
+   * length only; the quoted checksum is not verified (a router may have changed the header).
+   */
+  wrapQuoted(bytes: Uint8Array, off: number, len: number): WireError {
+    if (len < IPV4_HLEN || off + len > bytes.length) return WireError.Truncated;
+    this.bytes = bytes; this.off = off;
+    const vihl = bytes[off]!;
+    if (vihl >> 4 !== 4) return WireError.BadVersion;
+    const hlen = (vihl & 0x0f) * 4;
+    if (hlen < IPV4_HLEN) return WireError.BadHeaderLength;
+    if (hlen > len) return WireError.Truncated;
+    return WireError.Ok;
+  }
+
   get version(): number { return this.bytes[this.off]! >> 4; }
   get headerLength(): number { return (this.bytes[this.off]! & 0x0f) * 4; }
   get tos(): number { return this.bytes[this.off + 1]!; }
