@@ -15,6 +15,7 @@ import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
 import { RouteFlags, RouteTable } from './route.js';
 import { Sysctl } from './sysctl.js';
 import type { TcpHost } from './tcp/host.js';
+import { Tcp } from './tcp/tcp.js';
 import { TimerWheel, type Clock } from './time.js';
 import { Udp, defineUdpSysctls } from './udp.js';
 
@@ -42,11 +43,6 @@ export interface InterfaceConfig {
   announce?: boolean;
 }
 
-/** The transport that handles IP protocol 6, attached once TCP exists (see src/stack/tcp/). */
-export interface TransportInput {
-  input(buf: PacketBuffer, src: number, dst: number): void;
-}
-
 export class IpStats {
   received = 0; delivered = 0; fragmentsReceived = 0; reassembled = 0;
   outRequests = 0; outNoRoute = 0; fragmented = 0; fragmentsCreated = 0; loopback = 0;
@@ -72,8 +68,7 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
   readonly reass: Reassembler;
   readonly icmp: Icmp;
   readonly udp: Udp;
-  /** Handler for IP protocol 6; null until TCP is attached. */
-  tcp: TransportInput | null = null;
+  readonly tcp: Tcp;
   readonly ipStats = new IpStats();
   /** Drops by reason; every packet the stack refuses is counted here. */
   readonly drops: Record<string, number> = Object.create(null);
@@ -103,6 +98,13 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     this.reass = new Reassembler(this);
     this.icmp = new Icmp(this);
     this.udp = new Udp(this);
+    this.tcp = new Tcp(this);
+    this.icmp.handlers.set(IpProto.TCP, (type, code, info, inner, l4Off) => {
+      const b = inner.bytes;
+      const sport = (b[l4Off]! << 8) | b[l4Off + 1]!, dport = (b[l4Off + 2]! << 8) | b[l4Off + 3]!;
+      const seq = ((b[l4Off + 4]! << 24) | (b[l4Off + 5]! << 16) | (b[l4Off + 6]! << 8) | b[l4Off + 7]!) >>> 0;
+      this.tcp.icmpError(type, code, inner.src, sport, inner.dst, dport, seq, info);
+    });
   }
 
   // ---- interfaces and routes -------------------------------------------------------------
@@ -217,18 +219,16 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     switch (ip.protocol) {
       case IpProto.ICMP: this.icmp.input(ip, buf, toBroadcast); return;
       case IpProto.UDP: this.udp.input(ip, buf, toBroadcast); return;
-      case IpProto.TCP:
-        if (this.tcp) {
-          if (toBroadcast) { buf.release(); this.drop('tcp_broadcast'); return; }
-          const src = ip.src, dst = ip.dst;
-          buf.l4 = ip.payloadOff;
-          buf.start = ip.payloadOff;
-          buf.end = ip.payloadOff + ip.payloadLen;
-          this.tcp.input(buf, src, dst);
-          return;
-        }
-        this.unknownProtocol(ip, buf, toBroadcast);
+      case IpProto.TCP: {
+        // RFC 1122 §4.2.3.10: TCP never answers a broadcast or multicast destination.
+        if (toBroadcast) { buf.release(); this.drop('tcp_broadcast'); return; }
+        const src = ip.src, dst = ip.dst;
+        buf.l4 = ip.payloadOff;
+        buf.start = ip.payloadOff;
+        buf.end = ip.payloadOff + ip.payloadLen;
+        this.tcp.input(buf, src, dst);
         return;
+      }
       default:
         this.unknownProtocol(ip, buf, toBroadcast);
     }
@@ -404,6 +404,7 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
 
   /** Releases everything the stack holds (held packets, reassembly, loopback queue). */
   close(): void {
+    this.tcp.destroy();
     for (const i of this.interfaces) this.arp.flushInterface(i.index);
     this.reass.clear();
     for (const b of this.loopQueue.splice(0)) b.release();

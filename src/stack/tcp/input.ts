@@ -1,0 +1,469 @@
+// SEGMENT ARRIVES (RFC 9293 §3.10.7) for a connection that exists, with RFC 5961's
+// challenge ACKs, RFC 7323's PAWS, and loss recovery driven by ACKs (RFC 5681 fast
+// retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
+import { TcpFlag } from '../../wire/tcp.js';
+import { listenerInput } from './listen.js';
+import { retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
+import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
+import type { Segment, Tcp } from './tcp.js';
+import { dropConnection, enterTimeWait, establish, freeTcb, applySynOptions, armKeepalive } from './timers.js';
+
+/** RFC 7323 §5.5: TS.Recent older than 24 days is invalid. */
+const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
+
+export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
+  const now = tcp.host.clock.now();
+  const flags = seg.flags;
+  const opts = seg.opts;
+  if (tcb.state === TcpState.SYN_SENT) { synSentInput(tcp, tcb, seg, now); return; }
+
+  // RFC 6191 / RFC 9293 §3.6.1: a new SYN may reopen a connection in TIME_WAIT when its
+  // sequence number (or timestamp) shows it is not an old duplicate.
+  if (tcb.state === TcpState.TIME_WAIT && (flags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN) {
+    const newer = tcb.tsOk && opts.timestamps ? seqGt(opts.tsVal, tcb.tsRecent) : seqGt(seg.seq, tcb.rcvNxt);
+    const l = newer ? tcp.findListener(seg.dst, seg.dport) : null;
+    if (l) { freeTcb(tcp, tcb); listenerInput(tcp, l, seg); return; }
+  }
+  // A retransmitted SYN in SYN_RECEIVED: our SYN-ACK was lost, send it again.
+  if (tcb.state === TcpState.SYN_RECEIVED && (flags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN && seg.seq === tcb.irs) {
+    tcb.sndNxt = tcb.iss;
+    tcpOutput(tcp, tcb);
+    return;
+  }
+
+  // RFC 7323 §5.3 PAWS: "If there is a Timestamps option in the arriving segment, SEG.TSval <
+  // TS.Recent, TS.Recent is valid, and the RST bit is not set, then treat the arriving segment
+  // as not acceptable: Send an acknowledgment in reply as specified in RFC 793 page 69 and drop
+  // the segment."
+  if (tcb.tsOk && opts.timestamps && !(flags & TcpFlag.RST) && seqLt(opts.tsVal, tcb.tsRecent)) {
+    if (now - tcb.tsRecentAge > PAWS_IDLE_MS) {
+      tcb.tsRecent = opts.tsVal; // §5.5: an idle connection's TS.Recent is no longer valid
+    } else {
+      tcp.counters.rcvPawsDropped++;
+      sendAck(tcp, tcb);
+      return;
+    }
+  }
+
+  // First: check the sequence number (§3.10.7.4, the four acceptability cases).
+  let rcvWnd = seqDiff(tcb.rcvAdv, tcb.rcvNxt);
+  if (rcvWnd < 0) rcvWnd = 0;
+  let seq = seg.seq;
+  let dataOff = seg.dataOff;
+  let dataLen = seg.dataLen;
+  let fin = (flags & TcpFlag.FIN) !== 0;
+  let syn = (flags & TcpFlag.SYN) !== 0;
+  const segLen = seg.len;
+  let acceptable: boolean;
+  if (segLen === 0) {
+    acceptable = rcvWnd === 0 ? seq === tcb.rcvNxt : seqInRange(seq, tcb.rcvNxt, (tcb.rcvNxt + rcvWnd) >>> 0);
+  } else if (rcvWnd === 0) {
+    acceptable = false;
+    // "special allowance should be made to accept valid ACKs, URGs, and RSTs": a zero-window
+    // probe at RCV.NXT is processed for its ACK and answered with our (zero) window.
+    if (seq === tcb.rcvNxt && !(flags & TcpFlag.RST)) { acceptable = true; dataLen = 0; fin = false; tcb.ackNow = true; }
+  } else {
+    const end = (tcb.rcvNxt + rcvWnd) >>> 0;
+    acceptable = seqInRange(seq, tcb.rcvNxt, end) || seqInRange((seq + segLen - 1) >>> 0, tcb.rcvNxt, end);
+  }
+  if (!acceptable) {
+    // "If an incoming segment is not acceptable, an acknowledgment should be sent in reply
+    // (unless the RST bit is set, if so drop the segment and return)"
+    tcp.counters.rcvOutOfWindow++;
+    if (flags & TcpFlag.RST) return;
+    if (tcb.state === TcpState.TIME_WAIT && fin) restartTimeWait(tcp, tcb, now);
+    sendAck(tcp, tcb);
+    return;
+  }
+  tcb.lastRecvTime = now;
+  tcb.keepProbes = 0;
+
+  // Second: the RST bit (RFC 5961 §3.2).
+  if (flags & TcpFlag.RST) {
+    if (seg.seq !== tcb.rcvNxt) {
+      // "If the RST bit is set and the sequence number does not exactly match the next expected
+      // sequence value, yet is within the current receive window, TCP MUST send an
+      // acknowledgment (challenge ACK)"
+      sendChallengeAck(tcp, tcb);
+      return;
+    }
+    switch (tcb.state) {
+      case TcpState.SYN_RECEIVED:
+        // "If this connection was initiated with a passive OPEN ... return this connection to
+        // LISTEN state"; an active one was refused.
+        if (tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); } else { tcp.counters.connRefused++; dropConnection(tcp, tcb, 'ECONNREFUSED'); }
+        return;
+      case TcpState.ESTABLISHED: case TcpState.FIN_WAIT_1: case TcpState.FIN_WAIT_2: case TcpState.CLOSE_WAIT:
+        tcp.counters.connResets++;
+        dropConnection(tcp, tcb, 'ECONNRESET');
+        return;
+      default: // CLOSING, LAST_ACK, TIME_WAIT: "enter the CLOSED state, delete the TCB, and return"
+        dropConnection(tcp, tcb, '');
+        return;
+    }
+  }
+
+  // Trim to the window: bytes before RCV.NXT are old duplicates, bytes past the right edge
+  // do not fit.
+  let front = seqDiff(tcb.rcvNxt, seq);
+  if (front > 0 && !syn) {
+    if (front >= dataLen + (fin ? 1 : 0)) {
+      // Nothing new: a pure duplicate (keep it for its ACK, but ACK now so the peer learns).
+      if (dataLen > 0 || fin) tcb.ackNow = true;
+      front = dataLen;
+      fin = false;
+    }
+    dataOff += front; dataLen -= front; seq = (seq + front) >>> 0;
+  }
+  if (dataLen > 0) {
+    const over = seqDiff((seq + dataLen) >>> 0, (tcb.rcvNxt + rcvWnd) >>> 0);
+    if (over > 0) { dataLen -= over; fin = false; tcb.ackNow = true; }
+  }
+
+  // RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ <= Last.ACK.sent then SEG.TSval is
+  // copied to TS.Recent".
+  if (tcb.tsOk && opts.timestamps && seqGe(opts.tsVal, tcb.tsRecent) && seqLe(seg.seq, tcb.lastAckSent)) {
+    tcb.tsRecent = opts.tsVal; tcb.tsRecentAge = now;
+  }
+
+  // Fourth: the SYN bit. RFC 5961 §4.2: "If the SYN bit is set, irrespective of the sequence
+  // number, TCP MUST send an ACK (also referred to as challenge ACK) to the remote peer".
+  if (syn) {
+    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); return; }
+    sendChallengeAck(tcp, tcb);
+    return;
+  }
+
+  // Fifth: the ACK field. "if the ACK bit is off, drop the segment and return"
+  if (!(flags & TcpFlag.ACK)) return;
+  const ack = seg.ack;
+
+  if (tcb.state === TcpState.SYN_RECEIVED) {
+    // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... If the segment
+    // acknowledgment is not acceptable, form a reset segment, <SEQ=SEG.ACK><CTL=RST>"
+    if (!(seqGt(ack, tcb.sndUna) && seqLe(ack, tcb.sndMax))) {
+      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, ack, 0, TcpFlag.RST);
+      return;
+    }
+    tcb.sndWnd = seg.wnd << tcb.sndWscale;
+    tcb.sndWl1 = seg.seq; tcb.sndWl2 = ack;
+    if (tcb.sndWnd > tcb.maxSndWnd) tcb.maxSndWnd = tcb.sndWnd;
+    if (!establish(tcp, tcb, now)) return;
+  }
+
+  // RFC 5961 §5.2: acceptable ACKs satisfy (SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT;
+  // anything else gets a (rate-limited) ACK and is dropped.
+  if (seqGt(ack, tcb.sndMax)) {
+    tcp.counters.rcvAckTooMuch++;
+    sendChallengeAck(tcp, tcb);
+    return;
+  }
+  if (seqLt(ack, (tcb.sndUna - Math.max(tcb.maxSndWnd, 1)) >>> 0)) {
+    sendChallengeAck(tcp, tcb);
+    return;
+  }
+
+  let ourFinAcked = false;
+  const wnd = seg.wnd << tcb.sndWscale;
+  if (seqGt(ack, tcb.sndUna)) {
+    ourFinAcked = newAck(tcp, tcb, seg, ack, now);
+  } else if (ack === tcb.sndUna && dataLen === 0 && !fin && tcb.sndMax !== tcb.sndUna && tcb.rexmtTimer.armed
+    && (wnd === tcb.sndWnd || (tcb.sackOk && opts.sackCount > 0))) {
+    // RFC 5681 §2's duplicate ACK (with SACK, RFC 6675 counts ACKs carrying SACK information).
+    // Like FreeBSD, only while the retransmission timer runs: answers to zero-window probes
+    // are not duplicate ACKs.
+    tcp.counters.rcvDupAck++;
+    dupAck(tcp, tcb, seg, now);
+  } else if (tcb.sackOk && opts.sackCount > 0) {
+    tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  }
+
+  // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ
+  // or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <-
+  // SEG.SEQ, and set SND.WL2 <- SEG.ACK."
+  if (seqLt(tcb.sndWl1, seg.seq) || (tcb.sndWl1 === seg.seq && seqLe(tcb.sndWl2, ack))) {
+    const opened = tcb.sndWnd === 0 && wnd > 0;
+    tcb.sndWnd = wnd; tcb.sndWl1 = seg.seq; tcb.sndWl2 = ack;
+    if (wnd > tcb.maxSndWnd) tcb.maxSndWnd = wnd;
+    if (opened && tcb.persistTimer.armed) {
+      // Out of persist: the unaccepted probe byte is sent again as ordinary data.
+      tcp.host.wheel.disarm(tcb.persistTimer);
+      tcb.persistBackoff = 0;
+      tcb.sndNxt = tcb.sndUna;
+    }
+  }
+
+  switch (tcb.state) {
+    case TcpState.FIN_WAIT_1:
+      // "if the FIN segment is now acknowledged, then enter FIN-WAIT-2"
+      if (ourFinAcked) {
+        tcb.state = TcpState.FIN_WAIT_2;
+        if (tcb.userClosed) armFinWait2(tcp, tcb, now);
+      }
+      break;
+    case TcpState.CLOSING:
+      if (ourFinAcked) { enterTimeWait(tcp, tcb, now); return; }
+      break;
+    case TcpState.LAST_ACK:
+      // "The only thing that can arrive in this state is an acknowledgment of our FIN. If our
+      // FIN is now acknowledged, delete the TCB, enter the CLOSED state, and return."
+      if (ourFinAcked) { dropConnection(tcp, tcb, ''); return; }
+      break;
+    case TcpState.TIME_WAIT:
+      if (fin) { restartTimeWait(tcp, tcb, now); tcb.ackNow = true; tcpOutput(tcp, tcb); }
+      return;
+  }
+
+  // Sixth: URG. Urgent data stays in-band (RFC 6093 §5: "the urgent mechanism ... should not
+  // be used by new applications"); it is only counted.
+  if (flags & TcpFlag.URG) tcp.counters.rcvUrgent++;
+
+  // Seventh: segment text.
+  if (dataLen > 0) {
+    const st = tcb.state;
+    if (st === TcpState.ESTABLISHED || st === TcpState.FIN_WAIT_1 || st === TcpState.FIN_WAIT_2) {
+      if (tcb.userClosed) {
+        // The application closed without reading: like Linux and FreeBSD, answer data arriving
+        // after close() with a reset.
+        tcp.counters.rcvAfterClose++;
+        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+        dropConnection(tcp, tcb, '');
+        return;
+      }
+      receiveData(tcp, tcb, seq, seg.bytes, dataOff, dataLen, fin, now);
+      fin = fin && ((seq + dataLen) >>> 0) === tcb.rcvNxt;
+    } else {
+      fin = false; // CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent its FIN
+    }
+  } else if (fin && seq !== tcb.rcvNxt) {
+    // A FIN past a hole: remember where it is, take it when the hole fills.
+    tcb.rcvFinSeq = seq;
+    tcb.ackNow = true;
+    fin = false;
+  }
+  if (!fin && tcb.rcvFinSeq >= 0 && tcb.rcvFinSeq === tcb.rcvNxt && !tcb.finRcvd) fin = true;
+
+  // Eighth: the FIN bit.
+  if (fin && !tcb.finRcvd) {
+    tcb.rcvNxt = (tcb.rcvNxt + 1) >>> 0;
+    tcb.finRcvd = true;
+    tcb.rcvFinSeq = -1;
+    tcb.ackNow = true;
+    tcp.post(tcb, TcbEvent.End);
+    switch (tcb.state) {
+      case TcpState.SYN_RECEIVED: case TcpState.ESTABLISHED:
+        tcb.state = TcpState.CLOSE_WAIT;
+        break;
+      case TcpState.FIN_WAIT_1:
+        // "If our FIN has been ACKed ... enter TIME-WAIT ... otherwise, enter the CLOSING state."
+        tcb.state = TcpState.CLOSING;
+        break;
+      case TcpState.FIN_WAIT_2:
+        tcpOutput(tcp, tcb);
+        enterTimeWait(tcp, tcb, now);
+        return;
+    }
+  }
+
+  tcpOutput(tcp, tcb);
+}
+
+/** New data acknowledged (SND.UNA < SEG.ACK =< SND.MAX). Returns true when our FIN is now acked. */
+function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boolean {
+  const acked = seqDiff(ack, tcb.sndUna);
+  const flightBefore = seqDiff(tcb.sndMax, tcb.sndUna);
+  const opts = seg.opts;
+  // RTT: from the echoed timestamp (RFC 7323 §4.1), else the timed segment (Karn's rule: the
+  // timing was cancelled when anything was retransmitted).
+  let rttMs = -1;
+  if (tcb.tsOk && opts.timestamps && opts.tsEcr !== 0) {
+    const r = (tsNow(tcb, now) - opts.tsEcr) >>> 0;
+    if (r < 0x7fffffff) rttMs = r;
+  } else if (tcb.rttSeq >= 0 && seqGt(ack, tcb.rttSeq)) {
+    rttMs = now - tcb.rttStart;
+    tcb.rttSeq = -1;
+  }
+  if (rttMs >= 0) tcb.rtt.sample(rttMs);
+
+  // Drop acknowledged bytes from the send buffer.
+  const dataEnd = (tcb.sndBase + tcb.sndBuf.length) >>> 0;
+  const ackedData = seqDiff(seqMin(ack, dataEnd), tcb.sndBase);
+  if (ackedData > 0) {
+    const wasFull = tcb.sndBuf.free === 0;
+    tcb.sndBuf.drop(ackedData);
+    tcb.sndBase = (tcb.sndBase + ackedData) >>> 0;
+    tcb.bytesAcked += ackedData;
+    if (tcb.sock && (wasFull || tcb.sock.wantDrain) && !tcb.finQueued) tcp.post(tcb, TcbEvent.Drain);
+  }
+  const finAcked = tcb.finSent && seqGt(ack, tcb.finSeq);
+  tcb.sndUna = ack;
+  if (seqLt(tcb.sndNxt, ack)) tcb.sndNxt = ack;
+  if (tcb.sackOk && (opts.sackCount > 0 || tcb.hasScoreboard)) tcb.scoreboard.update(ack, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  tcb.rexmtCount = 0;
+  tcb.firstRexmtTime = -1;
+
+  if (tcb.inRecovery) {
+    if (seqGe(ack, tcb.recover)) {
+      // RFC 6582 §3.2 step 3: a full acknowledgment ends fast recovery.
+      tcb.inRecovery = false;
+      tcb.dupAcks = 0;
+      tcb.cc.onRecoveryExit(now);
+    } else if (!tcb.sackOk) {
+      // Step 4 (partial ACK): "retransmit the first unacknowledged segment ... deflate the
+      // congestion window by the amount of new data acknowledged ... then add back SMSS bytes
+      // if the partial ACK acknowledges at least SMSS bytes of new data"
+      const mss = tcb.maxSeg;
+      retransmit(tcp, tcb, ack, mss, now);
+      let cw = tcb.cc.cwnd - acked;
+      if (acked >= mss) cw += mss;
+      tcb.cc.cwnd = Math.max(cw, mss);
+    }
+  } else {
+    tcb.dupAcks = 0;
+    tcb.cc.onAck(acked, now, rttMs, flightBefore);
+  }
+
+  // RFC 6298 §5.2/5.3: all data acknowledged -> stop the timer, else restart it.
+  const wheel = tcp.host.wheel;
+  if (tcb.sndUna === tcb.sndMax) {
+    if (tcb.rexmtTimer.armed) wheel.disarm(tcb.rexmtTimer);
+  } else {
+    wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+  }
+  return finAcked;
+}
+
+function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
+  const opts = seg.opts;
+  if (tcb.sackOk && opts.sackCount > 0) tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  tcb.dupAcks++;
+  const mss = tcb.maxSeg;
+  if (tcb.inRecovery) {
+    // NewReno: "For each additional duplicate ACK received ... increment cwnd by SMSS" (RFC
+    // 6582 §3.2 step 3 / RFC 5681 §3.2 step 4); SACK recovery sends by pipe instead.
+    if (!tcb.sackOk) tcb.cc.cwnd += mss;
+    tcpOutput(tcp, tcb);
+    return;
+  }
+  const lost = tcb.dupAcks >= 3 || (tcb.sackOk && tcb.scoreboard.isLost(tcb.sndUna, mss));
+  // RFC 6582 §3.2 step 2: enter only when the ACK covers more than "recover" (no second
+  // reduction for losses from the same window).
+  if (lost && seqGt(tcb.sndUna, tcb.recover)) {
+    tcp.counters.fastRetransmits++;
+    tcb.inRecovery = true;
+    tcb.recover = tcb.sndMax;
+    tcb.cc.onCongestion(now, seqDiff(tcb.sndMax, tcb.sndUna));
+    tcb.rttSeq = -1;
+    // RFC 5681 §3.2 step 2/3: retransmit the lost segment; NewReno inflates by 3 segments.
+    const n = retransmit(tcp, tcb, tcb.sndUna, mss, now);
+    if (tcb.sackOk) {
+      tcp.counters.sackRecoveries++;
+      tcb.highRxt = (tcb.sndUna + n) >>> 0;
+    } else {
+      tcb.cc.cwnd = tcb.cc.ssthresh + 3 * mss;
+    }
+    tcpOutput(tcp, tcb);
+    return;
+  }
+  if (tcb.dupAcks < 3) {
+    // RFC 3042 limited transmit: output() allows one extra segment per duplicate ACK.
+    const before = tcb.sndMax;
+    tcpOutput(tcp, tcb);
+    if (tcb.sndMax !== before) tcp.counters.limitedTransmits++;
+  }
+}
+
+/** Seventh step for ESTABLISHED / FIN_WAIT_1 / FIN_WAIT_2: queue in-order or out-of-order bytes. */
+function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: number, len: number, fin: boolean, now: number): void {
+  const rb = tcb.rcvBuf;
+  const hadHoles = rb.oooCount > 0;
+  const adv = rb.insert(tcb.rcvNxt, seq, bytes, off, len);
+  if (adv < 0) {
+    tcp.counters.rcvReassFull++;
+    tcb.ackNow = true;
+    return;
+  }
+  if (adv === 0) {
+    // RFC 5681 §4.2: "A TCP receiver SHOULD send an immediate duplicate ACK when an
+    // out-of-order segment arrives."
+    tcp.counters.rcvOutOfOrder++;
+    if (fin) tcb.rcvFinSeq = (seq + len) >>> 0;
+    tcb.ackNow = true;
+    return;
+  }
+  tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
+  tcb.bytesReceived += adv;
+  tcp.post(tcb, TcbEvent.Data);
+  // RFC 5681 §4.2: ACK at once when a segment fills a hole; otherwise delay, but ACK at least
+  // every second full-sized segment (RFC 1122 §4.2.3.2) and within delacktime.
+  tcb.unackedBytes += adv;
+  if (hadHoles || !tcp.delayedAck || tcb.unackedBytes >= 2 * tcb.rcvMss) {
+    tcb.ackNow = true;
+  } else if (!tcb.delackTimer.armed) {
+    tcp.host.wheel.arm(tcb.delackTimer, now + tcp.delAckTime);
+  }
+}
+
+/** RFC 9293 §3.10.7.3: SYN-SENT. */
+function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
+  const flags = seg.flags;
+  if (flags & TcpFlag.ACK) {
+    // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set, if so
+    // drop the segment and return) <SEQ=SEG.ACK><CTL=RST>"
+    if (seqLe(seg.ack, tcb.iss) || seqGt(seg.ack, tcb.sndMax)) {
+      if (!(flags & TcpFlag.RST)) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seg.ack, 0, TcpFlag.RST);
+      return;
+    }
+  }
+  if (flags & TcpFlag.RST) {
+    // "If the ACK was acceptable, then signal to the user 'error: connection reset', drop the
+    // segment, enter CLOSED state ... Otherwise (no ACK), drop the segment and return."
+    if (flags & TcpFlag.ACK) { tcp.counters.connRefused++; dropConnection(tcp, tcb, 'ECONNREFUSED'); }
+    return;
+  }
+  if (!(flags & TcpFlag.SYN)) return;
+  tcb.irs = seg.seq;
+  tcb.rcvNxt = (seg.seq + 1) >>> 0;
+  tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
+  applySynOptions(tcp, tcb, seg.opts, true, now);
+  // RFC 7323 §2.2: the window in a SYN is not scaled.
+  tcb.sndWnd = seg.wnd;
+  tcb.maxSndWnd = seg.wnd;
+  tcb.sndWl1 = seg.seq;
+  tcb.sndWl2 = seg.ack;
+  if (flags & TcpFlag.ACK) {
+    // "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to ESTABLISHED,
+    // form an ACK segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
+    if (tcb.rttSeq >= 0 && !(tcb.tsOk && seg.opts.timestamps)) { tcb.rtt.sample(now - tcb.rttStart); }
+    else if (tcb.tsOk && seg.opts.tsEcr !== 0 && tcb.rexmtCount === 0) tcb.rtt.sample((tsNow(tcb, now) - seg.opts.tsEcr) >>> 0);
+    tcb.rttSeq = -1;
+    tcb.sndUna = seg.ack;
+    if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
+    tcb.rexmtCount = 0;
+    tcb.firstRexmtTime = -1;
+    if (!establish(tcp, tcb, now)) return;
+    tcb.ackNow = true;
+    // Data or FIN on a SYN-ACK is rare; it is dropped and the peer retransmits it.
+    tcpOutput(tcp, tcb);
+  } else {
+    // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment
+    // <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK> and send it."
+    tcb.state = TcpState.SYN_RECEIVED;
+    tcb.sndNxt = tcb.iss;
+    if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
+    tcpOutput(tcp, tcb);
+  }
+}
+
+function restartTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
+  tcb.keepMode = KeepMode.TimeWait;
+  tcp.host.wheel.arm(tcb.keepTimer, now + 2 * tcp.msl);
+}
+
+function armFinWait2(tcp: Tcp, tcb: Tcb, now: number): void {
+  tcb.keepMode = KeepMode.FinWait2;
+  tcp.host.wheel.arm(tcb.keepTimer, now + tcp.host.sysctl.int('net.inet.tcp.finwait2_timeout'));
+}
+
+export { armFinWait2, armKeepalive };

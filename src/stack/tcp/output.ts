@@ -1,0 +1,316 @@
+// What to send now (RFC 9293 §3.8.6, RFC 5681, RFC 6675): data within min(cwnd, SND.WND),
+// Nagle and sender SWS avoidance, window updates with receiver SWS avoidance, ACKs,
+// options, SACK blocks, retransmissions. One pooled buffer per segment; payload copied once.
+import { Csum } from '../../buf/pktbuf.js';
+import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
+import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
+import { seqDiff, seqGt, seqLt } from './seq.js';
+import { Tcb, TcpState } from './tcb.js';
+import type { Tcp } from './tcp.js';
+
+const IPPROTO_TCP = 6;
+const TTL = 64;
+
+/** Reusable option spec (one per process is enough: emitting is synchronous). */
+const spec: TcpOptionsSpec = {
+  mss: -1, wscale: -1, sackPermitted: false, timestamps: false, tsVal: 0, tsEcr: 0, sackCount: 0, sackBlocks: new Uint32Array(8),
+};
+const nextSegOut = new Int32Array(2);
+
+function clearSpec(): void {
+  spec.mss = -1; spec.wscale = -1; spec.sackPermitted = false; spec.timestamps = false; spec.sackCount = 0;
+}
+
+/** Our TSval: a millisecond clock plus a per-connection random offset (RFC 7323 §5.4). */
+export function tsNow(tcb: Tcb, now: number): number {
+  return (Math.floor(now) + tcb.tsOffset) >>> 0;
+}
+
+/** Window scale we offer so that recvspace fits (RFC 7323 §2.2). */
+export function chooseWscale(space: number): number {
+  let s = 0;
+  while (s < 14 && (65535 << s) < space) s++;
+  return s;
+}
+
+/**
+ * The receive window to advertise (bytes, before scaling). RFC 9293 §3.8.6.2.2: the right
+ * edge only moves when it can move by min(RCV.BUFF/2, Eff.snd.MSS); it never shrinks.
+ */
+export function rcvWindow(tcb: Tcb): number {
+  const space = tcb.rcvBuf.space;
+  let cur = seqDiff(tcb.rcvAdv, tcb.rcvNxt);
+  if (cur < 0) cur = 0;
+  let win = space;
+  const threshold = Math.min(tcb.rcvBuf.capacity >>> 1, tcb.rcvMss);
+  if (win - cur < threshold) win = cur;
+  const max = 65535 * (1 << tcb.rcvWscale);
+  return win > max ? max : win;
+}
+
+/** True when the window may be opened enough to be worth a segment of its own. */
+function windowUpdateDue(tcb: Tcb): boolean {
+  // Only reading opens the window; the first scaled advertisement rides on the next segment.
+  if (!tcb.readSinceAck || tcb.finRcvd) return false;
+  let cur = seqDiff(tcb.rcvAdv, tcb.rcvNxt);
+  if (cur < 0) cur = 0;
+  const grow = rcvWindow(tcb) - cur;
+  return grow >= 2 * tcb.rcvMss || 2 * grow >= tcb.rcvBuf.capacity;
+}
+
+/** Option bytes on a non-SYN segment right now (timestamps, SACK blocks). */
+function dataOptionBytes(tcb: Tcb): number {
+  let n = tcb.tsOk ? 12 : 0;
+  if (tcb.sackOk && tcb.rcvBuf.oooCount > 0) {
+    const blocks = Math.min(tcb.rcvBuf.oooCount, tcb.tsOk ? 3 : 4);
+    n += 4 + 8 * blocks;
+  }
+  return n;
+}
+
+/** Sends whatever the state, windows and queues allow. */
+export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
+  const st = tcb.state;
+  if (st === TcpState.CLOSED || st === TcpState.LISTEN) return;
+  const now = tcp.host.clock.now();
+  if (st === TcpState.TIME_WAIT) {
+    if (tcb.ackNow) emit(tcp, tcb, tcb.sndMax, 0, TcpFlag.ACK, now);
+    return;
+  }
+  if (st === TcpState.SYN_SENT || st === TcpState.SYN_RECEIVED) {
+    if (tcb.sndNxt === tcb.iss) {
+      emit(tcp, tcb, tcb.iss, 0, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
+      tcb.sndNxt = (tcb.iss + 1) >>> 0;
+      if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
+      if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+      if (tcb.rexmtCount === 0 && tcb.rttSeq < 0) { tcb.rttSeq = tcb.iss; tcb.rttStart = now; }
+    } else if (tcb.ackNow && st === TcpState.SYN_RECEIVED) {
+      emit(tcp, tcb, tcb.sndNxt, 0, TcpFlag.ACK, now);
+    }
+    return;
+  }
+
+  // RFC 5681 §4.1: restart from a small window after an idle period longer than the RTO.
+  if (tcb.sndMax === tcb.sndUna && tcb.lastSendTime > 0 && now - tcb.lastSendTime > tcb.rtt.rto && tcb.sndBuf.length > 0) {
+    tcb.cc.onIdle(now, tcb.rtt.rto);
+  }
+  const sackRecovery = tcb.inRecovery && tcb.sackOk;
+  if (sackRecovery) sackRetransmit(tcp, tcb, now);
+
+  for (;;) {
+    const buffered = tcb.sndBuf.length;
+    const off = seqDiff(tcb.sndNxt, tcb.sndBase);
+    let avail = buffered - off;
+    if (avail < 0) avail = 0;
+    const maxSeg = tcb.mss - dataOptionBytes(tcb);
+    let len = 0;
+    let forced = false;
+    if (avail > 0) {
+      // Usable window: the peer's window measured from SND.UNA, and cwnd less what is in flight.
+      let cwnd = tcb.cc.cwnd;
+      // RFC 3042 limited transmit: one new segment for each of the first two duplicate ACKs.
+      if (!tcb.inRecovery && tcb.dupAcks > 0 && tcb.dupAcks < 3) cwnd += tcb.dupAcks * maxSeg;
+      const flight = sackRecovery ? tcb.scoreboard.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, maxSeg) : seqDiff(tcb.sndNxt, tcb.sndUna);
+      let usable = tcb.sndWnd - seqDiff(tcb.sndNxt, tcb.sndUna);
+      const cw = cwnd - flight;
+      if (cw < usable) usable = cw;
+      len = avail < usable ? avail : usable;
+      if (len < 0) len = 0;
+      if (len > maxSeg) len = maxSeg;
+      if (len === 0 && tcb.forceOne) { len = 1; forced = true; }
+    }
+    const fin = tcb.finQueued && !forced && off + len === buffered && off <= buffered;
+    let send = false;
+    if (len > 0) {
+      if (len === maxSeg) send = true;
+      // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
+      // only when it empties the buffer and nothing is outstanding (or NODELAY), or it is at
+      // least half the largest window the peer offered.
+      else if ((tcb.noDelay || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
+      else if (tcb.maxSndWnd > 0 && len >= tcb.maxSndWnd >>> 1) send = true;
+      else if (seqLt(tcb.sndNxt, tcb.sndMax)) send = true;
+      else if (forced || fin) send = true;
+    } else if (fin) {
+      send = true;
+    }
+    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) send = true;
+    if (!send) break;
+    let flags = TcpFlag.ACK;
+    if (fin) flags |= TcpFlag.FIN;
+    if (len > 0 && off + len === buffered) flags |= TcpFlag.PSH;
+    if (len === 0 && !fin) {
+      // A pure ACK carries SND.MAX, not a rolled-back SND.NXT: the peer has already seen
+      // everything below it and would find an older sequence number unacceptable (FreeBSD does
+      // the same), leaving both ends exchanging ACKs neither processes.
+      emit(tcp, tcb, tcb.sndMax, 0, flags, now);
+      break;
+    }
+    const seq = tcb.sndNxt;
+    const rexmt = seqLt(seq, tcb.sndMax);
+    emit(tcp, tcb, seq, len, flags, now);
+    if (fin) { tcb.finSent = true; tcb.finSeq = (seq + len) >>> 0; }
+    tcb.sndNxt = (seq + len + (fin ? 1 : 0)) >>> 0;
+    if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
+    if (len > 0 || fin) {
+      tcb.lastSendTime = now;
+      if (rexmt) { tcp.counters.sndRexmtPackets++; if (tcb.rttSeq >= 0 && !tcb.tsOk) tcb.rttSeq = -1; }
+      else if (tcb.rttSeq < 0 && !tcb.tsOk && len > 0) { tcb.rttSeq = seq; tcb.rttStart = now; }
+      if (!forced && !tcb.rexmtTimer.armed) {
+        tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+        if (tcb.persistTimer.armed) tcp.host.wheel.disarm(tcb.persistTimer);
+      }
+    }
+    if (len === 0 || forced) break;
+  }
+  // Data waiting but nothing in flight and nothing sent: the persist timer keeps probing the
+  // window (RFC 9293 §3.8.6.1) and breaks an SWS stand-off.
+  if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistTimer.armed) {
+    armPersist(tcp, tcb, now);
+  }
+}
+
+export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
+  const s = tcp.host.sysctl;
+  let t = tcb.rtt.rto * (1 << Math.min(tcb.persistBackoff, 16));
+  const lo = s.int('net.inet.tcp.persmin'), hi = s.int('net.inet.tcp.persmax');
+  if (t < lo) t = lo;
+  if (t > hi) t = hi;
+  tcp.host.wheel.arm(tcb.persistTimer, now + t);
+}
+
+/** RFC 6675 §5 (C): while (cwnd - pipe) >= 1 SMSS, retransmit what NextSeg() returns. */
+function sackRetransmit(tcp: Tcp, tcb: Tcb, now: number): void {
+  const sb = tcb.scoreboard;
+  const mss = tcb.maxSeg;
+  for (let guard = 0; guard < 1024; guard++) {
+    const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
+    if (tcb.cc.cwnd - pipe < mss) return;
+    const s = sb.nextSeg(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss, nextSegOut);
+    if (s < 0) return;
+    const n = retransmit(tcp, tcb, s >>> 0, nextSegOut[0]!, now);
+    if (n <= 0) return;
+    tcb.highRxt = (s + n) >>> 0;
+  }
+}
+
+/**
+ * Sends one segment of already-sent data from `seq` (at most maxLen bytes, one MSS), with the
+ * FIN if it reaches it. SND.NXT is left alone. Returns the sequence space covered.
+ */
+export function retransmit(tcp: Tcp, tcb: Tcb, seq: number, maxLen: number, now: number): number {
+  const dataEnd = (tcb.sndBase + tcb.sndBuf.length) >>> 0;
+  let len = seqDiff(dataEnd, seq);
+  if (len < 0) len = 0;
+  const maxSeg = tcb.mss - dataOptionBytes(tcb);
+  if (len > maxSeg) len = maxSeg;
+  if (len > maxLen) len = maxLen;
+  const fin = tcb.finSent && ((seq + len) >>> 0) === tcb.finSeq;
+  if (len === 0 && !fin) return 0;
+  emit(tcp, tcb, seq, len, TcpFlag.ACK | (fin ? TcpFlag.FIN : 0) | (len > 0 && seq + len === dataEnd ? TcpFlag.PSH : 0), now);
+  tcp.counters.sndRexmtPackets++;
+  tcb.lastSendTime = now;
+  if (!tcb.tsOk) tcb.rttSeq = -1; // Karn: the timed segment may be this one
+  if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+  return len + (fin ? 1 : 0);
+}
+
+/** ACK now (e.g. an out-of-window segment, a challenge ACK). */
+export function sendAck(tcp: Tcp, tcb: Tcb): void {
+  tcb.ackNow = true;
+  tcpOutput(tcp, tcb);
+}
+
+/** RFC 5961 §3.2/§4/§5: a rate-limited ACK telling a blind attacker nothing. */
+export function sendChallengeAck(tcp: Tcp, tcb: Tcb): void {
+  const now = tcp.host.clock.now();
+  if (!tcp.challengeAllowed(now)) return;
+  tcp.counters.sndChallengeAcks++;
+  emit(tcp, tcb, tcb.sndMax, 0, TcpFlag.ACK, now);
+}
+
+/** Builds and sends one segment of `tcb` (payload from the send buffer at `seq`). */
+export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number, now: number): void {
+  clearSpec();
+  const syn = (flags & TcpFlag.SYN) !== 0;
+  if (syn) {
+    spec.mss = tcb.rcvMss;
+    if (tcb.state === TcpState.SYN_SENT) {
+      // An active open offers what is enabled; the SYN-ACK only what the SYN offered (RFC 7323
+      // §2.2, §3.2; RFC 2018 §2).
+      if (tcp.rfc1323) { spec.wscale = tcb.rcvWscale; spec.timestamps = true; }
+      spec.sackPermitted = tcp.sackEnable;
+    } else {
+      if (tcb.wsOk) spec.wscale = tcb.rcvWscale;
+      spec.timestamps = tcb.tsOk;
+      spec.sackPermitted = tcb.sackOk;
+    }
+  } else {
+    spec.timestamps = tcb.tsOk;
+    if (tcb.sackOk && (flags & TcpFlag.ACK) && tcb.rcvBuf.oooCount > 0) {
+      spec.sackCount = tcb.rcvBuf.sackBlocks(spec.sackBlocks, tcb.tsOk ? 3 : 4);
+    }
+  }
+  if (spec.timestamps) {
+    spec.tsVal = tsNow(tcb, now);
+    spec.tsEcr = (flags & TcpFlag.ACK) ? tcb.tsRecent : 0;
+  }
+  let window: number;
+  if (syn) {
+    // RFC 7323 §2.2: the window field of a SYN is never scaled.
+    window = Math.min(tcb.rcvBuf.space, 65535);
+  } else {
+    const w = rcvWindow(tcb);
+    window = Math.min(Math.floor(w / (1 << tcb.rcvWscale)), 65535);
+    const edge = (tcb.rcvNxt + window * (1 << tcb.rcvWscale)) >>> 0;
+    if (seqGt(edge, tcb.rcvAdv)) tcb.rcvAdv = edge;
+  }
+  const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
+  const payloadOff = seqDiff(seq, tcb.sndBase);
+  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len);
+  if (flags & TcpFlag.ACK) {
+    tcb.lastAckSent = tcb.rcvNxt;
+    tcb.ackNow = false;
+    tcb.unackedBytes = 0;
+    tcb.readSinceAck = false;
+    if (tcb.delackTimer.armed) tcp.host.wheel.disarm(tcb.delackTimer);
+  }
+}
+
+/**
+ * Sends a segment with the given header fields and options; payload (len bytes) comes from
+ * tcb's send buffer at payloadOff. Used by emit() and by stateless replies (RST, SYN cookies).
+ */
+export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number,
+  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number): void {
+  const host = tcp.host;
+  const optLen = opts ? tcpOptionsLength(opts) : 0;
+  const hl = 20 + optLen;
+  const total = hl + len;
+  const buf = host.pool.alloc(host.pool.headroom + total);
+  const off = buf.append(total);
+  const d = buf.data;
+  writeTcpHeader(d, off, lport, rport, seq, ack, flags, window, hl);
+  if (opts && optLen) writeTcpOptions(d, off + 20, opts);
+  if (len > 0 && tcb) tcb.sndBuf.copyOut(payloadOff, d, off + hl, len);
+  const ph = pseudoHeaderV4(laddr, raddr, IPPROTO_TCP, total);
+  if (host.txCsumOffload(raddr)) {
+    // The device completes the sum: leave the folded pseudo-header sum in the field.
+    const p = fold(ph);
+    d[off + 16] = p >>> 8; d[off + 17] = p;
+    buf.csum = Csum.Partial; buf.csumStart = off; buf.csumOffset = 16;
+  } else {
+    const c = finish(sum16(d, off, total, ph));
+    d[off + 16] = c >>> 8; d[off + 17] = c;
+  }
+  const c = tcp.counters;
+  c.sndTotal++;
+  if (len > 0) c.sndData++;
+  else if (flags & TcpFlag.RST) c.sndRst++;
+  else if (!(flags & (TcpFlag.SYN | TcpFlag.FIN))) c.sndAcks++;
+  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, 0, TTL, true)) c.noRoute++;
+}
+
+/** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */
+export function sendRst(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number, flags: number): void {
+  sendRaw(tcp, laddr, lport, raddr, rport, seq >>> 0, ack >>> 0, flags, 0, null, null, 0, 0);
+}

@@ -1,0 +1,301 @@
+// The low-level TCP socket API (for tests and for the Node-compatible `net` layer built on top):
+// callbacks for readiness, copy-in write with backpressure, copy-out read, and async/await
+// helpers. Events are delivered after the segment or timer that caused them has been processed,
+// so callbacks may call back into the socket freely.
+import { createCongestionControl, CC_ALGORITHMS } from './congestion/index.js';
+import type { AbortSignalLike } from './listen.js';
+import { sendRst, tcpOutput } from './output.js';
+import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
+import { armKeepalive, dropConnection, freeTcb } from './timers.js';
+import { TcpFlag } from '../../wire/tcp.js';
+import { seqDiff } from './seq.js';
+
+export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
+  | 'ENETUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
+
+export class TcpError extends Error {
+  constructor(readonly code: TcpErrorCode | string, message?: string) {
+    super(message ?? code);
+    this.name = 'TcpError';
+  }
+}
+
+export interface ConnectOptions {
+  raddr: number;
+  rport: number;
+  /** Local address (0/undefined = the route's source address). */
+  laddr?: number;
+  /** Local port (0/undefined = ephemeral, RFC 6056). */
+  lport?: number;
+  noDelay?: boolean;
+  /** Congestion control for this socket (default: net.inet.tcp.cc.algorithm). */
+  congestionControl?: string;
+}
+
+type Waiter = () => void;
+
+export class TcpSocket {
+  /** The three-way handshake completed. */
+  onConnect: (() => void) | null = null;
+  /** Bytes are readable. */
+  onData: (() => void) | null = null;
+  /** The peer sent FIN and every byte before it has been made readable. */
+  onEnd: (() => void) | null = null;
+  /** Send buffer space is available again after write() accepted less than asked. */
+  onDrain: (() => void) | null = null;
+  /** The connection is over (err set for ECONNREFUSED, ECONNRESET, ETIMEDOUT, ...). */
+  onClose: ((err?: TcpError) => void) | null = null;
+  /** @internal write() fell short: announce drain */
+  wantDrain = false;
+  private closeNotified = false;
+  private endNotified = false;
+  private waiters: Waiter[] = [];
+
+  constructor(readonly tcb: Tcb) {
+    tcb.sock = this;
+  }
+
+  get state(): string { return TCP_STATE_NAMES[this.tcb.state]; }
+  get localAddress(): number { return this.tcb.laddr; }
+  get localPort(): number { return this.tcb.lport; }
+  get remoteAddress(): number { return this.tcb.raddr; }
+  get remotePort(): number { return this.tcb.rport; }
+  /** Bytes readable now. */
+  get readableLength(): number { return this.tcb.rcvBuf.length; }
+  get bytesRead(): number { return this.tcb.bytesReceived - this.tcb.rcvBuf.length; }
+  /** Bytes the peer has acknowledged. */
+  get bytesWritten(): number { return this.tcb.bytesAcked; }
+  /** Room in the send buffer. */
+  get sendBufferFree(): number { return this.tcb.state === TcpState.CLOSED || this.tcb.finQueued ? 0 : this.tcb.sndBuf.free; }
+  /** Bytes queued and not yet acknowledged. */
+  get sendBufferLength(): number { return this.tcb.sndBuf.length; }
+  /** The peer's FIN has been received. */
+  get ended(): boolean { return this.tcb.finRcvd; }
+  get closed(): boolean { return this.closeNotified || this.tcb.state === TcpState.CLOSED; }
+  /** Error that closed the connection, if any. */
+  get error(): TcpError | undefined { return this.tcb.error ? new TcpError(this.tcb.error) : undefined; }
+
+  /**
+   * Copies bytes into the send buffer and sends what the windows allow. Returns the number of
+   * bytes accepted (less than data.length when the buffer is full: wait for onDrain).
+   * Throws TcpError EPIPE after shutdown()/close() or once the connection is gone.
+   */
+  write(data: Uint8Array): number {
+    const t = this.tcb;
+    if (t.finQueued || t.state === TcpState.CLOSED || t.state === TcpState.TIME_WAIT) throw new TcpError('EPIPE', 'write after end');
+    const n = t.sndBuf.write(data, 0, data.length);
+    if (n < data.length) this.wantDrain = true;
+    if (n > 0 && t.synchronized) {
+      tcpOutput(t.tcp, t);
+      t.tcp.dispatch();
+    }
+    return n;
+  }
+
+  /** Copies up to `max` readable bytes out; null when nothing is readable. */
+  read(max = Infinity): Uint8Array | null {
+    const t = this.tcb;
+    const out = t.rcvBuf.read(max);
+    if (out) this.afterRead();
+    return out;
+  }
+
+  /** Reads into a caller-provided buffer; returns the byte count (0 when nothing is readable). */
+  readInto(dst: Uint8Array, off = 0, max = dst.length - off): number {
+    const n = this.tcb.rcvBuf.length === 0 ? 0 : this.tcb.rcvBuf.readInto(dst, off, max);
+    if (n > 0) this.afterRead();
+    return n;
+  }
+
+  private afterRead(): void {
+    const t = this.tcb;
+    if (t.state === TcpState.CLOSED || t.state === TcpState.TIME_WAIT) {
+      if (t.rcvBuf.length === 0) t.rcvBuf.release();
+      return;
+    }
+    // The window may have opened enough for an update (receiver SWS rules in output).
+    t.readSinceAck = true;
+    tcpOutput(t.tcp, t);
+    t.tcp.dispatch();
+  }
+
+  /** Half-close: FIN after the queued data (RFC 9293 §3.10.4 CLOSE on our side only). */
+  shutdown(): void {
+    const t = this.tcb;
+    if (t.finQueued) return;
+    switch (t.state) {
+      case TcpState.SYN_SENT: case TcpState.SYN_RECEIVED:
+        t.finQueued = true; // sent once established
+        return;
+      case TcpState.ESTABLISHED:
+        t.finQueued = true;
+        t.state = TcpState.FIN_WAIT_1;
+        break;
+      case TcpState.CLOSE_WAIT:
+        t.finQueued = true;
+        t.state = TcpState.LAST_ACK;
+        break;
+      default:
+        return;
+    }
+    tcpOutput(t.tcp, t);
+    t.tcp.dispatch();
+  }
+
+  /**
+   * Graceful close: FIN after queued data; the application will read no more. Like Linux and
+   * FreeBSD (RFC 2525 §2.17), unread received data — or data arriving later — makes it a reset
+   * instead. In SYN_SENT the connection is simply forgotten.
+   */
+  close(): void {
+    const t = this.tcb;
+    if (t.userClosed) return;
+    t.userClosed = true;
+    this.onData = null;
+    if (t.state === TcpState.CLOSED || t.state === TcpState.TIME_WAIT) { t.rcvBuf.release(); return; }
+    if (t.state === TcpState.SYN_SENT) { dropConnection(t.tcp, t, ''); t.tcp.dispatch(); return; }
+    if (t.rcvBuf.length > 0) { this.abort(); return; }
+    t.rcvBuf.release();
+    this.shutdown();
+    if (t.state === TcpState.FIN_WAIT_2) {
+      t.tcp.host.wheel.arm(t.keepTimer, t.tcp.host.clock.now() + t.tcp.host.sysctl.int('net.inet.tcp.finwait2_timeout'));
+      t.keepMode = KeepMode.FinWait2;
+    }
+  }
+
+  /** Abortive close: RST (RFC 9293 §3.10.5 ABORT), buffers dropped, onClose() without error. */
+  abort(): void {
+    const t = this.tcb;
+    if (t.state === TcpState.CLOSED) return;
+    if (t.state !== TcpState.SYN_SENT && t.state !== TcpState.TIME_WAIT) {
+      // "<SEQ=SND.NXT><CTL=RST>"
+      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST);
+    }
+    t.userClosed = true;
+    const wasOpen = t.state !== TcpState.TIME_WAIT;
+    freeTcb(t.tcp, t);
+    if (wasOpen) t.tcp.post(t, TcbEvent.Close);
+    t.tcp.dispatch();
+  }
+
+  setNoDelay(on = true): void {
+    this.tcb.noDelay = on;
+    if (on && this.tcb.synchronized) { tcpOutput(this.tcb.tcp, this.tcb); this.tcb.tcp.dispatch(); }
+  }
+
+  /** Keepalive (RFC 9293 §3.8.4); times in ms; unset values keep the sysctl defaults. */
+  setKeepAlive(on: boolean, idleMs?: number, intvlMs?: number, count?: number): void {
+    const t = this.tcb;
+    t.keepalive = on;
+    if (idleMs !== undefined && idleMs > 0) t.keepIdle = idleMs;
+    if (intvlMs !== undefined && intvlMs > 0) t.keepIntvl = intvlMs;
+    if (count !== undefined && count > 0) t.keepCnt = count;
+    const now = t.tcp.host.clock.now();
+    if (on && (t.state === TcpState.ESTABLISHED || t.state === TcpState.CLOSE_WAIT)) armKeepalive(t.tcp, t, now);
+    else if (!on && t.keepMode === KeepMode.Keepalive) { t.tcp.host.wheel.disarm(t.keepTimer); t.keepMode = 0; }
+  }
+
+  /** RFC 9293 §3.8.4 / RFC 5482 user timeout: give up when data stays unacknowledged this long (0 = off). */
+  setUserTimeout(ms: number): void { this.tcb.userTimeout = ms; }
+
+  /** Switches this connection's congestion control ('newreno' | 'cubic'). */
+  setCongestionControl(name: string): void {
+    if (!(CC_ALGORITHMS as readonly string[]).includes(name)) throw new TcpError('EINVAL', `unknown congestion control '${name}'`);
+    const t = this.tcb;
+    const cc = createCongestionControl(name);
+    if (t.synchronized) {
+      cc.init(t.maxSeg, t.tcp.host.clock.now(), 1);
+      cc.cwnd = t.cc.cwnd;
+      cc.ssthresh = t.cc.ssthresh;
+    }
+    t.cc = cc;
+  }
+  get congestionControl(): string { return this.tcb.cc.name; }
+
+  // ---- async/await helpers ----
+
+  /** Resolves when connected; rejects with the TcpError that closed the connection. */
+  connected(): Promise<void> {
+    return this.waitFor(() => {
+      if (this.tcb.state >= TcpState.ESTABLISHED && this.tcb.state !== TcpState.CLOSED) return true;
+      if (this.closed) throw this.error ?? new TcpError('ECONNABORTED', 'closed before connecting');
+      return false;
+    });
+  }
+
+  /** Next readable bytes, or null at end of stream (peer FIN) or after a clean close. */
+  async readAsync(signal?: AbortSignalLike, max = Infinity): Promise<Uint8Array | null> {
+    let out: Uint8Array | null = null;
+    await this.waitFor(() => {
+      out = this.read(max);
+      if (out) return true;
+      if (this.tcb.finRcvd) return true;
+      if (this.closed) { if (this.tcb.error) throw this.error; return true; }
+      return false;
+    }, signal);
+    return out;
+  }
+
+  /** Queues all of data, waiting for buffer space as needed. */
+  async writeAsync(data: Uint8Array, signal?: AbortSignalLike): Promise<void> {
+    let off = 0;
+    await this.waitFor(() => {
+      if (this.closed && this.tcb.error) throw this.error;
+      if (off < data.length) off += this.write(off === 0 ? data : data.subarray(off));
+      return off >= data.length;
+    }, signal);
+  }
+
+  /** Resolves when the connection has closed (with or without error). */
+  closedAsync(): Promise<TcpError | undefined> {
+    return this.waitFor(() => this.closed).then(() => this.error);
+  }
+
+  /** Re-evaluates `check` on every event until it returns true (or throws). */
+  private waitFor(check: () => boolean, signal?: AbortSignalLike): Promise<void> {
+    try { if (check()) return Promise.resolve(); } catch (e) { return Promise.reject(e); }
+    if (signal?.aborted) return Promise.reject(signal.reason ?? new TcpError('ECONNABORTED', 'aborted'));
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => { remove(); reject(signal!.reason ?? new TcpError('ECONNABORTED', 'aborted')); };
+      const w: Waiter = () => {
+        let done: boolean;
+        try { done = check(); } catch (e) { remove(); reject(e); return; }
+        if (done) { remove(); resolve(); }
+      };
+      const remove = () => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** @internal */
+  deliver(ev: number): void {
+    if (ev & TcbEvent.Connect) this.onConnect?.();
+    if ((ev & TcbEvent.Data) && this.tcb.rcvBuf.length > 0) this.onData?.();
+    if ((ev & TcbEvent.End) && !this.endNotified) { this.endNotified = true; this.onEnd?.(); }
+    if (ev & TcbEvent.Drain) {
+      const free = this.tcb.sndBuf.free;
+      if (this.wantDrain && free >= this.tcb.sndBuf.capacity >>> 1) { this.wantDrain = false; this.onDrain?.(); }
+    }
+    if ((ev & TcbEvent.Close) && !this.closeNotified) {
+      this.closeNotified = true;
+      this.onClose?.(this.error);
+    }
+    if (this.waiters.length > 0) for (const w of this.waiters.slice()) w();
+  }
+}
+
+/** @internal called by Tcp.dispatch() */
+export function dispatchEvents(tcb: Tcb, ev: number): void {
+  if (ev & TcbEvent.Accept) {
+    // Listener reference is kept until accept; deliver from the listener the TCB belongs to.
+    const l = tcb.listener;
+    if (l && tcb.inAcceptQueue) l.deliver();
+  }
+  const s = tcb.sock;
+  if (s) s.deliver(ev & ~TcbEvent.Accept);
+}

@@ -1,0 +1,198 @@
+// The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
+import { Timer } from '../time.js';
+import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
+import type { CongestionControl } from './congestion/types.js';
+import { RttEstimator } from './rtt.js';
+import { SackScoreboard } from './sack.js';
+import type { TcpSocket } from './socket.js';
+import type { Tcp } from './tcp.js';
+import type { TcpListener } from './listen.js';
+import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
+
+export const TcpState = {
+  CLOSED: 0,
+  LISTEN: 1,
+  SYN_SENT: 2,
+  SYN_RECEIVED: 3,
+  ESTABLISHED: 4,
+  FIN_WAIT_1: 5,
+  FIN_WAIT_2: 6,
+  CLOSE_WAIT: 7,
+  CLOSING: 8,
+  LAST_ACK: 9,
+  TIME_WAIT: 10,
+} as const;
+export type TcpState = (typeof TcpState)[keyof typeof TcpState];
+
+export const TCP_STATE_NAMES = ['CLOSED', 'LISTEN', 'SYN_SENT', 'SYN_RECEIVED', 'ESTABLISHED', 'FIN_WAIT_1', 'FIN_WAIT_2',
+  'CLOSE_WAIT', 'CLOSING', 'LAST_ACK', 'TIME_WAIT'] as const;
+
+/** Address family: only IPv4 today; IPv6 TCBs will carry their 16-byte addresses beside the key. */
+export const AF_INET = 4;
+
+/** What the keep timer is currently timing (it is shared: keepalive, FIN_WAIT_2, TIME_WAIT). */
+export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
+
+export class Tcb {
+  state: TcpState = TcpState.CLOSED;
+  readonly family = AF_INET;
+  laddr = 0;
+  lport = 0;
+  raddr = 0;
+  rport = 0;
+  /** Next TCB in the same 4-tuple hash chain. */
+  hashNext: Tcb | null = null;
+  inTable = false;
+
+  // Send sequence space (RFC 9293 §3.3.1, figure 4), plus SND.MAX (highest sequence sent).
+  iss = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  sndMax = 0;
+  /** Send window in bytes (scaled). */
+  sndWnd = 0;
+  sndWl1 = 0;
+  sndWl2 = 0;
+  /** Largest window the peer has offered: sender SWS avoidance (RFC 9293 §3.8.6.2.1). */
+  maxSndWnd = 0;
+  /** Sequence number of the first byte in the send buffer. */
+  sndBase = 0;
+
+  // Receive sequence space.
+  irs = 0;
+  rcvNxt = 0;
+  /** Right edge of the window last advertised (RCV.NXT + RCV.WND when sent). */
+  rcvAdv = 0;
+  /** Last ACK number sent (RFC 7323 §4.3 Last.ACK.sent). */
+  lastAckSent = 0;
+  /** Sequence number of a FIN that arrived out of order, or -1. */
+  rcvFinSeq = -1;
+
+  // Options negotiated.
+  /** Effective send MSS (peer's MSS clamped to the route), without options. */
+  mss = 536;
+  /** MSS we advertised. */
+  rcvMss = 536;
+  sndWscale = 0;
+  rcvWscale = 0;
+  wsOk = false;
+  tsOk = false;
+  sackOk = false;
+  tsRecent = 0;
+  tsRecentAge = 0;
+  /** Random offset added to our TSval (RFC 7323 §5.4). */
+  tsOffset = 0;
+  /** Options the peer's SYN offered (for the SYN-ACK we build). */
+  peerWscale = -1;
+
+  // Flags.
+  /** The application asked for a FIN after the queued data (shutdown/close). */
+  finQueued = false;
+  /** A FIN has been sent (its sequence number is finSeq). */
+  finSent = false;
+  finSeq = 0;
+  /** Peer's FIN received (no more data will arrive). */
+  finRcvd = false;
+  /** The application closed the socket fully: it will read no more (orphaned connection). */
+  userClosed = false;
+  ackNow = false;
+  /** Receive-side: bytes received since the last ACK we sent (ACK every second full segment). */
+  unackedBytes = 0;
+  noDelay = false;
+  /** The application read since our last ACK: a window update may be due. */
+  readSinceAck = false;
+  /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */
+  passive = false;
+  /** Forces one byte out past a zero window (persist probe). */
+  forceOne = false;
+
+  // Retransmission and congestion state.
+  readonly rtt: RttEstimator;
+  cc: CongestionControl;
+  /** Sequence being timed for an RTT sample without timestamps (Karn), or -1. */
+  rttSeq = -1;
+  rttStart = 0;
+  rexmtCount = 0;
+  /** Time of the first retransmission of the current outstanding data (user timeout), or -1. */
+  firstRexmtTime = -1;
+  dupAcks = 0;
+  inRecovery = false;
+  /** RFC 6582 "recover". */
+  recover = 0;
+  /** RFC 6675 HighRxt. */
+  highRxt = 0;
+  private sb: SackScoreboard | null = null;
+  persistBackoff = 0;
+  keepMode: number = KeepMode.None;
+  keepProbes = 0;
+  lastRecvTime = 0;
+  lastSendTime = 0;
+  keepIdle = 0;
+  keepIntvl = 0;
+  keepCnt = 0;
+  keepalive = false;
+  /** User timeout (RFC 9293 §3.8.4), ms; 0 = none beyond the retry limit. */
+  userTimeout = 0;
+
+  readonly sndBuf: SendBuffer;
+  readonly rcvBuf: RecvBuffer;
+
+  readonly rexmtTimer: Timer;
+  readonly persistTimer: Timer;
+  readonly keepTimer: Timer;
+  readonly delackTimer: Timer;
+
+  sock: TcpSocket | null = null;
+  /** For a passive open: the listener until the connection is accepted. */
+  listener: TcpListener | null = null;
+  /** Established but not yet accepted (in the listener's accept queue). */
+  inAcceptQueue = false;
+  /** Pending application events (bits of TcbEvent), delivered after input processing. */
+  events = 0;
+  /** Error to report on close (a TcpErrorCode string) or ''. */
+  error = '';
+  /** Queued for event delivery. */
+  queued = false;
+
+  bytesAcked = 0;
+  bytesReceived = 0;
+
+  constructor(readonly tcp: Tcp, store: RingStore, sendSpace: number, recvSpace: number, reassMax: number, cc: CongestionControl, rtt: RttEstimator) {
+    this.sndBuf = new SendBuffer(sendSpace, store);
+    this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
+    this.cc = cc;
+    this.rtt = rtt;
+    this.rexmtTimer = new Timer((now) => onRexmtTimer(this, now));
+    this.persistTimer = new Timer((now) => onPersistTimer(this, now));
+    this.keepTimer = new Timer((now) => onKeepTimer(this, now));
+    this.delackTimer = new Timer((now) => onDelackTimer(this, now));
+  }
+
+  /** RFC 6675 scoreboard, created on first use (only SACK connections that see loss need one). */
+  get scoreboard(): SackScoreboard {
+    if (this.sb === null) this.sb = new SackScoreboard();
+    return this.sb;
+  }
+  get hasScoreboard(): boolean { return this.sb !== null; }
+  /** Clears SACK state without creating a scoreboard. */
+  resetScoreboard(): void { if (this.sb !== null) this.sb.reset(); }
+
+  get stateName(): string { return TCP_STATE_NAMES[this.state]; }
+  /** Bytes sent and not yet acknowledged. */
+  get flightSize(): number { return (this.sndMax - this.sndUna) >>> 0; }
+  /** True once the connection is synchronized (SYN exchanged). */
+  get synchronized(): boolean { return this.state >= TcpState.ESTABLISHED; }
+  /** Largest payload per segment given the options we put on data segments. */
+  get maxSeg(): number { return this.tsOk ? this.mss - 12 : this.mss; }
+}
+
+/** Event bits delivered to the socket. */
+export const TcbEvent = {
+  Connect: 1,
+  Data: 2,
+  End: 4,
+  Drain: 8,
+  Close: 16,
+  /** A new connection is ready on the listener (set on the child). */
+  Accept: 32,
+} as const;

@@ -1,0 +1,422 @@
+// The TCP module the Stack instantiates: demultiplexing by 4-tuple, then listener; resets for
+// closed ports; the connection table; sysctls; counters; event delivery to sockets.
+import { Csum, type PacketBuffer } from '../../buf/pktbuf.js';
+import { pseudoHeaderV4, sum16, fold } from '../../wire/checksum.js';
+import { WireError } from '../../wire/errors.js';
+import { TcpFlag, TcpHeader, TcpOptions, parseTcpOptions } from '../../wire/tcp.js';
+import { CC_ALGORITHMS, createCongestionControl } from './congestion/index.js';
+import type { TcpHost } from './host.js';
+import { segmentArrives } from './input.js';
+import { IsnGenerator } from './isn.js';
+import { listenerInput, TcpListener, type ListenOptions } from './listen.js';
+import { sendRst } from './output.js';
+import { EphemeralPorts } from './ports.js';
+import { RttEstimator } from './rtt.js';
+import { RingStore } from './buffers.js';
+import { SynCookies } from './syncookie.js';
+import { Tcb, TcpState } from './tcb.js';
+import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
+import { startConnect, freeTcb } from './timers.js';
+
+export const IPPROTO_TCP = 6;
+
+/** Counters by reason, printed by the tools. Plain numbers: incrementing allocates nothing. */
+export class TcpCounters {
+  rcvTotal = 0;
+  rcvBadChecksum = 0;
+  rcvBadHeader = 0;
+  rcvBadOptions = 0;
+  rcvBadAddress = 0;
+  rcvNoSocket = 0;
+  rcvDupAck = 0;
+  rcvAckTooMuch = 0;
+  rcvOutOfWindow = 0;
+  rcvPawsDropped = 0;
+  rcvOutOfOrder = 0;
+  rcvReassFull = 0;
+  rcvAfterClose = 0;
+  rcvUrgent = 0;
+  sndTotal = 0;
+  sndData = 0;
+  sndRexmtPackets = 0;
+  sndAcks = 0;
+  sndRst = 0;
+  sndProbes = 0;
+  sndKeepProbes = 0;
+  sndChallengeAcks = 0;
+  challengeAckLimited = 0;
+  noRoute = 0;
+  connAttempts = 0;
+  connAccepts = 0;
+  connEstablished = 0;
+  connDrops = 0;
+  connRefused = 0;
+  connResets = 0;
+  timeoutDrops = 0;
+  keepDrops = 0;
+  rexmtTimeouts = 0;
+  persistTimeouts = 0;
+  fastRetransmits = 0;
+  sackRecoveries = 0;
+  limitedTransmits = 0;
+  synCookiesSent = 0;
+  synCookiesReceived = 0;
+  synCookiesFailed = 0;
+  listenOverflows = 0;
+  synQueueDrops = 0;
+  maxConnDrops = 0;
+}
+
+/** The per-segment facts input processing needs, filled in place for every segment. */
+export class Segment {
+  buf!: PacketBuffer;
+  bytes!: Uint8Array;
+  src = 0;
+  dst = 0;
+  sport = 0;
+  dport = 0;
+  seq = 0;
+  ack = 0;
+  flags = 0;
+  wnd = 0;
+  up = 0;
+  /** Absolute offset of the payload in bytes. */
+  dataOff = 0;
+  dataLen = 0;
+  readonly opts = new TcpOptions();
+  /** SEG.LEN: payload plus one each for SYN and FIN. */
+  get len(): number { return this.dataLen + (this.flags & TcpFlag.SYN ? 1 : 0) + (this.flags & TcpFlag.FIN ? 1 : 0); }
+}
+
+export class Tcp {
+  readonly counters = new TcpCounters();
+  readonly isnGen: IsnGenerator;
+  readonly cookies: SynCookies;
+  readonly ports: EphemeralPorts;
+  readonly store = new RingStore();
+  /** Connections keyed by a 48-bit mix of the 4-tuple (connKey), chained on collisions. */
+  private readonly conns = new Map<number, Tcb>();
+  private readonly listeners = new Map<number, TcpListener>();
+  /** Local ports in use (connections and listeners), with reference counts. */
+  private readonly portRefs = new Map<number, number>();
+  private connCount = 0;
+  readonly hdr = new TcpHeader();
+  readonly seg = new Segment();
+  /** Sockets with events to deliver. */
+  private readonly eventQueue: Tcb[] = [];
+  private dispatching = false;
+  // Challenge ACK rate limit (RFC 5961 §7): a budget per second for the whole stack.
+  private challengeWindowStart = -1;
+  private challengeCount = 0;
+
+  // Hot sysctls, cached via watch().
+  delayedAck = true;
+  delAckTime = 40;
+  msl = 30000;
+  rfc1323 = true;
+  sackEnable = true;
+  challengeAckLimit = 1000;
+
+  constructor(readonly host: TcpHost) {
+    defineTcpSysctls(host);
+    const s = host.sysctl;
+    s.watch('net.inet.tcp.delayed_ack', (v) => { this.delayedAck = v as boolean; });
+    s.watch('net.inet.tcp.delacktime', (v) => { this.delAckTime = v as number; });
+    s.watch('net.inet.tcp.msl', (v) => { this.msl = v as number; });
+    s.watch('net.inet.tcp.rfc1323', (v) => { this.rfc1323 = v as boolean; });
+    s.watch('net.inet.tcp.sack.enable', (v) => { this.sackEnable = v as boolean; });
+    s.watch('net.inet.tcp.challenge_ack_limit', (v) => { this.challengeAckLimit = v as number; });
+    const r = () => host.random32();
+    this.isnGen = new IsnGenerator(r);
+    this.cookies = new SynCookies(r);
+    this.ports = new EphemeralPorts(r, s.int('net.inet.ip.portrange.first'), s.int('net.inet.ip.portrange.last'));
+  }
+
+  /** Connections that still hold state (including TIME_WAIT and not-yet-accepted ones). */
+  get activeTcbs(): number { return this.connCount; }
+  get listenerCount(): number { return this.listeners.size; }
+
+  /** All connections (for netstat-like tools and tests; allocates). */
+  connections(): Tcb[] {
+    const out: Tcb[] = [];
+    for (const head of this.conns.values()) for (let t: Tcb | null = head; t; t = t.hashNext) out.push(t);
+    return out;
+  }
+
+  // ---- Receive path ----
+
+  /**
+   * One TCP segment: buf.start is the TCP header, buf.end the segment end. buf.csum tells whether
+   * to verify the checksum (None = verify). Takes ownership of buf.
+   */
+  input(buf: PacketBuffer, src: number, dst: number): void {
+    const c = this.counters;
+    c.rcvTotal++;
+    const h = this.hdr;
+    const len = buf.end - buf.start;
+    const err = h.wrap(buf.data, buf.start, len);
+    if (err !== WireError.Ok) { c.rcvBadHeader++; buf.release(); return; }
+    if (buf.csum === Csum.None) {
+      const sum = sum16(buf.data, buf.start, len, pseudoHeaderV4(src, dst, IPPROTO_TCP, len));
+      if (fold(sum) !== 0xffff) { c.rcvBadChecksum++; buf.release(); return; }
+    }
+    const seg = this.seg;
+    const hl = h.headerLength;
+    if (hl > 20 && parseTcpOptions(buf.data, buf.start + 20, hl - 20, seg.opts) !== WireError.Ok) {
+      c.rcvBadOptions++; buf.release(); return;
+    }
+    if (hl === 20) seg.opts.clear();
+    // RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address must be dropped; so must
+    // anything from such a source.
+    if (src === 0 || src >>> 28 >= 14 || dst >>> 28 >= 14 || src === 0xffffffff) { c.rcvBadAddress++; buf.release(); return; }
+    seg.buf = buf; seg.bytes = buf.data; seg.src = src; seg.dst = dst;
+    seg.sport = h.srcPort; seg.dport = h.dstPort;
+    seg.seq = h.seq; seg.ack = h.ack; seg.flags = h.flags; seg.wnd = h.window; seg.up = h.urgentPointer;
+    seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
+    if (seg.dport === 0 || seg.sport === 0) { c.rcvBadHeader++; buf.release(); return; }
+
+    const tcb = this.lookup(dst, seg.dport, src, seg.sport);
+    if (tcb) {
+      segmentArrives(this, tcb, seg);
+    } else {
+      const l = this.findListener(dst, seg.dport);
+      if (l) listenerInput(this, l, seg);
+      else this.respondClosed(seg);
+    }
+    buf.release();
+    this.dispatch();
+  }
+
+  /** ICMP error about a segment we sent (hook for the ICMP layer; PMTU and soft errors later). */
+  icmpError(type: number, code: number, laddr: number, lport: number, raddr: number, rport: number, seq: number, mtu = 0): void {
+    const tcb = this.lookup(laddr, lport, raddr, rport);
+    if (!tcb) return;
+    void type; void code; void seq; void mtu;
+    // RFC 5927 / RFC 1122 §4.2.3.9: soft errors do not abort an established connection.
+  }
+
+  /**
+   * RFC 9293 §3.10.7.1: "If the state is CLOSED (i.e., TCB does not exist), then all data in the
+   * incoming segment is discarded. An incoming segment containing a RST is discarded. An incoming
+   * segment not containing a RST causes a RST to be sent in response."
+   */
+  respondClosed(seg: Segment): void {
+    this.counters.rcvNoSocket++;
+    if (seg.flags & TcpFlag.RST) return;
+    if (seg.flags & TcpFlag.ACK) {
+      // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>"
+      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST);
+    } else {
+      // "If the ACK bit is off, sequence number zero is used, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
+      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, 0, (seg.seq + seg.len) >>> 0, TcpFlag.RST | TcpFlag.ACK);
+    }
+  }
+
+  /** RFC 5961 §7: at most challenge_ack_limit challenge ACKs per second. */
+  challengeAllowed(now: number): boolean {
+    if (this.challengeWindowStart < 0 || now - this.challengeWindowStart >= 1000) {
+      this.challengeWindowStart = now; this.challengeCount = 0;
+    }
+    if (this.challengeCount >= this.challengeAckLimit) { this.counters.challengeAckLimited++; return false; }
+    this.challengeCount++;
+    return true;
+  }
+
+  // ---- Connection table ----
+
+  lookup(laddr: number, lport: number, raddr: number, rport: number): Tcb | null {
+    let t = this.conns.get(connKey(laddr, lport, raddr, rport)) ?? null;
+    while (t !== null && (t.lport !== lport || t.rport !== rport || t.raddr !== raddr || t.laddr !== laddr)) t = t.hashNext;
+    return t;
+  }
+
+  insert(tcb: Tcb): void {
+    const key = connKey(tcb.laddr, tcb.lport, tcb.raddr, tcb.rport);
+    tcb.hashNext = this.conns.get(key) ?? null;
+    this.conns.set(key, tcb);
+    tcb.inTable = true;
+    this.connCount++;
+    this.portRef(tcb.lport, 1);
+  }
+
+  remove(tcb: Tcb): void {
+    if (!tcb.inTable) return;
+    const key = connKey(tcb.laddr, tcb.lport, tcb.raddr, tcb.rport);
+    let t = this.conns.get(key) ?? null;
+    if (t === tcb) {
+      if (tcb.hashNext) this.conns.set(key, tcb.hashNext); else this.conns.delete(key);
+    } else {
+      while (t && t.hashNext !== tcb) t = t.hashNext;
+      if (t) t.hashNext = tcb.hashNext;
+    }
+    tcb.hashNext = null;
+    tcb.inTable = false;
+    this.connCount--;
+    this.portRef(tcb.lport, -1);
+  }
+
+  private portRef(port: number, d: number): void {
+    const n = (this.portRefs.get(port) ?? 0) + d;
+    if (n > 0) this.portRefs.set(port, n); else this.portRefs.delete(port);
+  }
+
+  findListener(laddr: number, lport: number): TcpListener | null {
+    const l = this.listeners.get(lport);
+    if (!l || l.closed) return null;
+    if (l.laddr !== 0 && l.laddr !== laddr) return null;
+    return l;
+  }
+
+  /** Creates a TCB with this stack's defaults (buffers, CC, RTO bounds). */
+  newTcb(laddr: number, lport: number, raddr: number, rport: number, ccName?: string): Tcb {
+    const s = this.host.sysctl;
+    const rtt = new RttEstimator({ minRto: s.int('net.inet.tcp.rexmit_min'), maxRto: s.int('net.inet.tcp.rexmit_max'), initialRto: s.int('net.inet.tcp.rexmit_initial') });
+    const cc = createCongestionControl(ccName ?? s.str('net.inet.tcp.cc.algorithm'));
+    const t = new Tcb(this, this.store, s.int('net.inet.tcp.sendspace'), s.int('net.inet.tcp.recvspace'), s.int('net.inet.tcp.reass.maxsegments'), cc, rtt);
+    t.laddr = laddr; t.lport = lport; t.raddr = raddr; t.rport = rport;
+    t.noDelay = false;
+    t.keepIdle = s.int('net.inet.tcp.keepidle');
+    t.keepIntvl = s.int('net.inet.tcp.keepintvl');
+    t.keepCnt = s.int('net.inet.tcp.keepcnt');
+    t.tsOffset = this.host.random32();
+    return t;
+  }
+
+  /** True when another connection may be created (net.inet.tcp.maxconn). */
+  canCreate(): boolean {
+    if (this.connCount >= this.host.sysctl.int('net.inet.tcp.maxconn')) { this.counters.maxConnDrops++; return false; }
+    return true;
+  }
+
+  // ---- Application API ----
+
+  /** Opens a listener. Throws TcpError EADDRINUSE when the port is taken, EADDRNOTAVAIL for a foreign address. */
+  listen(opts: ListenOptions): TcpListener {
+    const addr = opts.addr ?? 0;
+    if (addr !== 0 && !this.host.isLocalAddress(addr)) throw new TcpError('EADDRNOTAVAIL', `listen: ${addr >>> 0} is not a local address`);
+    let port = opts.port;
+    if (port === 0) {
+      port = this.ports.select(addr, 0, 0, (p) => this.listeners.has(p) || this.portRefs.has(p));
+      if (port < 0) throw new TcpError('EADDRINUSE', 'listen: no free ephemeral port');
+    } else if (this.listeners.has(port)) {
+      throw new TcpError('EADDRINUSE', `listen: port ${port} is in use`);
+    }
+    const backlog = opts.backlog ?? 511;
+    const l = new TcpListener(this, addr, port, backlog);
+    this.listeners.set(port, l);
+    return l;
+  }
+
+  /** @internal called by TcpListener.close() */
+  unlisten(l: TcpListener): void {
+    if (this.listeners.get(l.localPort) === l) this.listeners.delete(l.localPort);
+  }
+
+  /**
+   * Active open: sends the SYN and returns the socket at once (await `socket.connected()` or use
+   * onConnect). Throws TcpError: EADDRINUSE (4-tuple taken / no ephemeral port), ENETUNREACH (no
+   * route), EINVAL (bad port), EAGAIN (net.inet.tcp.maxconn reached).
+   */
+  connect(opts: ConnectOptions): TcpSocket {
+    const { raddr, rport } = opts;
+    if (!(rport > 0 && rport < 65536)) throw new TcpError('EINVAL', `connect: bad port ${rport}`);
+    const mtu = this.host.routeMtu(raddr);
+    if (mtu === 0) throw new TcpError('ENETUNREACH', 'connect: no route to host');
+    const laddr = opts.laddr || this.host.sourceAddress(raddr);
+    if (laddr === 0) throw new TcpError('ENETUNREACH', 'connect: no source address');
+    let lport = opts.lport ?? 0;
+    if (lport !== 0) {
+      if (this.lookup(laddr, lport, raddr, rport)) throw new TcpError('EADDRINUSE', `connect: ${lport} -> ${rport} is in use`);
+    } else {
+      lport = this.ports.select(laddr, raddr, rport, (p) => this.listeners.has(p) || this.lookup(laddr, p, raddr, rport) !== null);
+      if (lport < 0) throw new TcpError('EADDRINUSE', 'connect: no free ephemeral port');
+    }
+    if (!this.canCreate()) throw new TcpError('EAGAIN', 'connect: net.inet.tcp.maxconn reached');
+    const tcb = this.newTcb(laddr, lport, raddr, rport, opts.congestionControl);
+    const sock = new TcpSocket(tcb);
+    if (opts.noDelay) tcb.noDelay = true;
+    this.insert(tcb);
+    this.counters.connAttempts++;
+    startConnect(this, tcb, mtu);
+    this.dispatch();
+    return sock;
+  }
+
+  // ---- Event delivery ----
+
+  /** @internal marks events for delivery after the current input/timer processing. */
+  post(tcb: Tcb, ev: number): void {
+    tcb.events |= ev;
+    if (!tcb.queued) { tcb.queued = true; this.eventQueue.push(tcb); }
+  }
+
+  /** Delivers queued events (callbacks may re-enter the API; their events are picked up here). */
+  dispatch(): void {
+    if (this.dispatching) return;
+    this.dispatching = true;
+    try {
+      const q = this.eventQueue;
+      for (let i = 0; i < q.length; i++) {
+        const t = q[i]!;
+        t.queued = false;
+        const ev = t.events;
+        t.events = 0;
+        if (ev !== 0) dispatchEvents(t, ev);
+      }
+      q.length = 0;
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  /** Drops every connection and listener (stack shutdown): no timers or buffers left. */
+  destroy(): void {
+    for (const t of this.connections()) freeTcb(this, t);
+    for (const l of [...this.listeners.values()]) l.close();
+    this.eventQueue.length = 0;
+  }
+}
+
+/**
+ * A numeric Map key for a 4-tuple: remote address and both ports folded into 48 bits (exact in a
+ * double). Many connections from one client to one server port, or from many clients to one
+ * listener, all get distinct keys; the local address only matters on multi-address hosts,
+ * where colliding tuples chain.
+ */
+function connKey(laddr: number, lport: number, raddr: number, rport: number): number {
+  return ((raddr ^ laddr ^ (lport << 16)) >>> 0) * 65536 + rport;
+}
+
+function defineTcpSysctls(host: TcpHost): void {
+  const s = host.sysctl;
+  const int = (name: string, def: number, description: string, min = 0, max = 0x7fffffff) => s.define({ name, type: 'int', default: def, description, min, max });
+  const bool = (name: string, def: boolean, description: string) => s.define({ name, type: 'bool', default: def, description });
+  int('net.inet.tcp.msl', 30000, 'Maximum segment lifetime in ms (TIME_WAIT lasts 2*MSL)', 1);
+  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout (ms)', 1);
+  int('net.inet.tcp.rexmit_max', 60000, 'Maximum retransmission timeout (ms)', 1);
+  int('net.inet.tcp.rexmit_initial', 1000, 'Initial retransmission timeout before an RTT sample (ms, RFC 6298)', 1);
+  bool('net.inet.tcp.delayed_ack', true, 'Delay ACKs (RFC 1122 §4.2.3.2): ACK every second full segment or after delacktime');
+  int('net.inet.tcp.delacktime', 40, 'Delayed ACK timeout (ms)', 1, 40);
+  int('net.inet.tcp.syncookies', 1, 'SYN cookies: 0 off, 1 when the SYN queue overflows, 2 always', 0, 2);
+  s.define({ name: 'net.inet.tcp.cc.algorithm', type: 'string', default: 'newreno', description: 'Default congestion control', choices: CC_ALGORITHMS });
+  int('net.inet.tcp.sendspace', 262144, 'Send buffer size (bytes)', 1024, 1 << 30);
+  int('net.inet.tcp.recvspace', 262144, 'Receive buffer size (bytes)', 1024, 1 << 30);
+  int('net.inet.tcp.mssdflt', 536, 'Send MSS when the peer offers none (RFC 9293 §3.7.1)', 88, 65495);
+  bool('net.inet.tcp.rfc1323', true, 'Offer window scaling and timestamps (RFC 7323)');
+  bool('net.inet.tcp.sack.enable', true, 'Offer and use SACK (RFC 2018, RFC 6675)');
+  int('net.inet.tcp.keepidle', 7200000, 'Idle time before keepalive probes (ms)', 1);
+  int('net.inet.tcp.keepintvl', 75000, 'Interval between keepalive probes (ms)', 1);
+  int('net.inet.tcp.keepcnt', 8, 'Unanswered keepalive probes before the connection is dropped', 1);
+  int('net.inet.tcp.maxconn', 65536, 'Maximum connections (all states)', 1);
+  int('net.inet.tcp.syn_backlog', 1024, 'Maximum SYN_RECEIVED connections per listener before SYN cookies / drops', 1);
+  int('net.inet.tcp.reass.maxsegments', 64, 'Out-of-order ranges kept per connection', 1, 4096);
+  int('net.inet.tcp.challenge_ack_limit', 1000, 'Challenge ACKs per second (RFC 5961 §7)', 1);
+  int('net.inet.tcp.initcwnd_segments', 10, 'Initial congestion window in segments (RFC 6928)', 1, 100);
+  int('net.inet.tcp.rexmit_count', 12, 'Retransmissions of data before the connection is dropped (ETIMEDOUT)', 1, 100);
+  int('net.inet.tcp.syn_retries', 6, 'SYN retransmissions before connect fails with ETIMEDOUT', 1, 100);
+  int('net.inet.tcp.finwait2_timeout', 60000, 'How long an orphaned connection may stay in FIN_WAIT_2 (ms)', 1);
+  int('net.inet.tcp.persmin', 200, 'Minimum persist (zero-window probe) interval (ms)', 1);
+  int('net.inet.tcp.persmax', 60000, 'Maximum persist interval (ms)', 1);
+  int('net.inet.ip.portrange.first', 49152, 'First ephemeral port (RFC 6056)', 1, 65535);
+  int('net.inet.ip.portrange.last', 65535, 'Last ephemeral port', 1, 65535);
+}

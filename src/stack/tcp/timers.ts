@@ -1,0 +1,249 @@
+// Connection lifecycle and the per-TCB timers (each a Timer on host.wheel allocated once per
+// TCB): retransmission (RFC 6298), persist (RFC 9293 §3.8.6.1), keep (keepalive RFC 9293
+// §3.8.4 / RFC 1122 §4.2.3.6, FIN_WAIT_2 timeout, TIME_WAIT 2*MSL), delayed ACK.
+import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
+import { armPersist, chooseWscale, emit, sendRst, tcpOutput } from './output.js';
+import { seqDiff } from './seq.js';
+import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
+import type { Tcp } from './tcp.js';
+
+/** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
+export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number): void {
+  const now = tcp.host.clock.now();
+  tcb.state = TcpState.SYN_SENT;
+  const iss = tcp.isnGen.isn(now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) >>> 0;
+  initSendSpace(tcb, iss);
+  tcb.rcvMss = mtu - 40;
+  tcb.rcvWscale = tcp.rfc1323 ? chooseWscale(tcb.rcvBuf.capacity) : 0;
+  tcpOutput(tcp, tcb);
+}
+
+export function initSendSpace(tcb: Tcb, iss: number): void {
+  tcb.iss = iss;
+  tcb.sndUna = tcb.sndNxt = tcb.sndMax = iss;
+  tcb.sndBase = (iss + 1) >>> 0;
+  tcb.recover = iss;
+  tcb.highRxt = iss;
+}
+
+/**
+ * Records what the peer's SYN offered and what we therefore use. An option is in use only when
+ * both sides sent it (RFC 7323 §1.3, RFC 2018 §2); the MSS is clamped to the route.
+ */
+export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: boolean, now: number): void {
+  const mtu = tcp.host.routeMtu(tcb.raddr) || 576;
+  const routeMss = mtu - 40;
+  const peerMss = opts.mss >= 0 ? opts.mss : tcp.host.sysctl.int('net.inet.tcp.mssdflt');
+  tcb.mss = Math.max(64, Math.min(peerMss, routeMss));
+  tcb.rcvMss = routeMss;
+  if (tcp.rfc1323 && opts.wscale >= 0 && (!active || tcb.rcvWscale >= 0)) {
+    tcb.wsOk = true;
+    tcb.sndWscale = opts.wscale;
+    tcb.rcvWscale = active ? tcb.rcvWscale : chooseWscale(tcb.rcvBuf.capacity);
+  } else {
+    tcb.wsOk = false; tcb.sndWscale = 0; tcb.rcvWscale = 0;
+  }
+  tcb.peerWscale = opts.wscale;
+  tcb.tsOk = tcp.rfc1323 && opts.timestamps;
+  if (tcb.tsOk) { tcb.tsRecent = opts.tsVal; tcb.tsRecentAge = now; }
+  tcb.sackOk = tcp.sackEnable && opts.sackPermitted;
+  // The receive buffer never exceeds what the window field can announce.
+  const maxWin = 65535 * (1 << tcb.rcvWscale);
+  if (tcb.rcvBuf.capacity > maxWin) tcb.rcvBuf.capacity = maxWin;
+}
+
+/**
+ * SYN_SENT/SYN_RECEIVED -> ESTABLISHED: start congestion control, hand a passive connection to
+ * its listener's accept queue. Returns false when the connection was dropped (queue full).
+ */
+export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
+  const wasSynRcvd = tcb.state === TcpState.SYN_RECEIVED;
+  tcb.state = TcpState.ESTABLISHED;
+  tcb.cc.init(tcb.maxSeg, now, tcp.host.sysctl.int('net.inet.tcp.initcwnd_segments'));
+  tcb.lastRecvTime = now;
+  tcp.counters.connEstablished++;
+  if (tcb.passive && wasSynRcvd && tcb.listener) {
+    const l = tcb.listener;
+    l.synQueueLen--;
+    if (l.closed || l.acceptQueue.length >= l.backlog) {
+      tcp.counters.listenOverflows++;
+      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+      tcb.listener = null;
+      freeTcb(tcp, tcb);
+      return false;
+    }
+    l.acceptQueue.push(tcb);
+    tcb.inAcceptQueue = true;
+    tcp.counters.connAccepts++;
+    tcp.post(tcb, TcbEvent.Accept);
+  } else {
+    tcp.post(tcb, TcbEvent.Connect);
+  }
+  if (tcb.keepalive) armKeepalive(tcp, tcb, now);
+  // A shutdown() issued before the handshake finished takes effect now (RFC 9293 §3.10.4).
+  if (tcb.finQueued) tcb.state = TcpState.FIN_WAIT_1;
+  return true;
+}
+
+export function armKeepalive(tcp: Tcp, tcb: Tcb, now: number): void {
+  if (tcb.keepMode === KeepMode.TimeWait || tcb.keepMode === KeepMode.FinWait2) return;
+  tcb.keepMode = KeepMode.Keepalive;
+  tcb.keepProbes = 0;
+  tcp.host.wheel.arm(tcb.keepTimer, Math.max(tcb.lastRecvTime, now - tcb.keepIdle) + tcb.keepIdle);
+}
+
+/** Ends a connection with an error for the application ('' for a normal close). */
+export function dropConnection(tcp: Tcp, tcb: Tcb, err: string): void {
+  if (err) tcb.error = err;
+  if (err) tcp.counters.connDrops++;
+  freeTcb(tcp, tcb);
+  tcp.post(tcb, TcbEvent.Close);
+}
+
+/**
+ * Forgets a connection: every timer disarmed, buffers returned (unread data stays readable
+ * for an application that is still reading after a clean close), out of every table.
+ */
+export function freeTcb(tcp: Tcp, tcb: Tcb): void {
+  const wheel = tcp.host.wheel;
+  wheel.disarm(tcb.rexmtTimer);
+  wheel.disarm(tcb.persistTimer);
+  wheel.disarm(tcb.keepTimer);
+  wheel.disarm(tcb.delackTimer);
+  tcb.keepMode = KeepMode.None;
+  tcb.sndBuf.release();
+  if (!tcb.sock || tcb.userClosed || tcb.error || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
+  tcb.rcvBuf.oooCount = 0;
+  tcb.resetScoreboard();
+  tcp.remove(tcb);
+  const l = tcb.listener;
+  if (l) {
+    if (tcb.inAcceptQueue) {
+      const i = l.acceptQueue.indexOf(tcb);
+      if (i >= 0) l.acceptQueue.splice(i, 1);
+    } else if (tcb.state === TcpState.SYN_RECEIVED) {
+      l.synQueueLen--;
+    }
+    tcb.listener = null;
+    tcb.inAcceptQueue = false;
+  }
+  tcb.state = TcpState.CLOSED;
+}
+
+/** RFC 9293 §3.10.7.4: "Enter the TIME-WAIT state. Start the time-wait timer". */
+export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
+  const wheel = tcp.host.wheel;
+  tcb.state = TcpState.TIME_WAIT;
+  wheel.disarm(tcb.rexmtTimer);
+  wheel.disarm(tcb.persistTimer);
+  wheel.disarm(tcb.delackTimer);
+  tcb.sndBuf.release();
+  if (!tcb.sock || tcb.userClosed || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
+  tcb.keepMode = KeepMode.TimeWait;
+  wheel.arm(tcb.keepTimer, now + 2 * tcp.msl);
+  tcp.post(tcb, TcbEvent.Close);
+}
+
+export function onRexmtTimer(tcb: Tcb, now: number): void {
+  const tcp = tcb.tcp;
+  if (tcb.state === TcpState.CLOSED) return;
+  const s = tcp.host.sysctl;
+  tcb.rexmtCount++;
+  tcp.counters.rexmtTimeouts++;
+  const synState = tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED;
+  const limit = synState ? s.int('net.inet.tcp.syn_retries') : s.int('net.inet.tcp.rexmit_count');
+  const userTimedOut = tcb.userTimeout > 0 && tcb.firstRexmtTime >= 0 && now - tcb.firstRexmtTime >= tcb.userTimeout;
+  if (tcb.rexmtCount > limit || userTimedOut) {
+    // RFC 9293 §3.8.3 R2 / user timeout §3.10.8: give up and tell the user.
+    tcp.counters.timeoutDrops++;
+    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
+    else {
+      if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+      dropConnection(tcp, tcb, 'ETIMEDOUT');
+    }
+    tcp.dispatch();
+    return;
+  }
+  if (tcb.firstRexmtTime < 0) tcb.firstRexmtTime = now;
+  // RFC 6298 §5.5: back off; §5.4: retransmit the earliest unacknowledged segment.
+  tcb.rtt.backoff();
+  tcb.rttSeq = -1;
+  if (synState) {
+    tcb.sndNxt = tcb.iss;
+  } else {
+    tcb.cc.onRto(now, seqDiff(tcb.sndMax, tcb.sndUna));
+    // RFC 6582 §3.2 step 4: "recover" is set to the highest sequence sent; recovery ends.
+    tcb.recover = tcb.sndMax;
+    tcb.inRecovery = false;
+    tcb.dupAcks = 0;
+    tcb.resetScoreboard();
+    tcb.highRxt = tcb.sndUna;
+    tcb.sndNxt = tcb.sndUna;
+  }
+  tcpOutput(tcp, tcb);
+  tcp.dispatch();
+}
+
+export function onPersistTimer(tcb: Tcb, now: number): void {
+  const tcp = tcb.tcp;
+  if (tcb.state === TcpState.CLOSED) return;
+  tcp.counters.persistTimeouts++;
+  if (tcb.userTimeout > 0) {
+    if (tcb.firstRexmtTime < 0) tcb.firstRexmtTime = now;
+    else if (now - tcb.firstRexmtTime >= tcb.userTimeout) { dropConnection(tcp, tcb, 'ETIMEDOUT'); tcp.dispatch(); return; }
+  }
+  // Probe with one byte past the window (RFC 9293 §3.8.6.1 "send at least one octet of new
+  // data"); the interval doubles up to persmax.
+  tcb.persistBackoff++;
+  if (tcb.sndWnd === 0) {
+    tcb.sndNxt = tcb.sndUna;
+    tcb.forceOne = true;
+    tcp.counters.sndProbes++;
+  }
+  tcpOutput(tcp, tcb);
+  tcb.forceOne = false;
+  if (!tcb.persistTimer.armed && !tcb.rexmtTimer.armed && tcb.sndBuf.length > 0) armPersist(tcp, tcb, now);
+  tcp.dispatch();
+}
+
+export function onKeepTimer(tcb: Tcb, now: number): void {
+  const tcp = tcb.tcp;
+  switch (tcb.keepMode) {
+    case KeepMode.TimeWait:
+      freeTcb(tcp, tcb);
+      break;
+    case KeepMode.FinWait2:
+      if (tcb.state === TcpState.FIN_WAIT_2) dropConnection(tcp, tcb, '');
+      break;
+    case KeepMode.Keepalive: {
+      if (!tcb.keepalive || (tcb.state !== TcpState.ESTABLISHED && tcb.state !== TcpState.CLOSE_WAIT)) { tcb.keepMode = KeepMode.None; break; }
+      const idle = now - tcb.lastRecvTime;
+      if (tcb.keepProbes === 0 && idle < tcb.keepIdle) {
+        tcp.host.wheel.arm(tcb.keepTimer, tcb.lastRecvTime + tcb.keepIdle);
+        break;
+      }
+      if (tcb.keepProbes >= tcb.keepCnt) {
+        tcp.counters.keepDrops++;
+        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+        dropConnection(tcp, tcb, 'ETIMEDOUT');
+        break;
+      }
+      // RFC 9293 §3.8.4: a probe is a segment with SEG.SEQ = SND.NXT-1 and no data.
+      tcp.counters.sndKeepProbes++;
+      tcb.keepProbes++;
+      emit(tcp, tcb, (tcb.sndUna - 1) >>> 0, 0, TcpFlag.ACK, now);
+      tcp.host.wheel.arm(tcb.keepTimer, now + tcb.keepIntvl);
+      break;
+    }
+  }
+  tcp.dispatch();
+}
+
+export function onDelackTimer(tcb: Tcb, now: number): void {
+  void now;
+  const tcp = tcb.tcp;
+  if (tcb.state === TcpState.CLOSED) return;
+  tcb.ackNow = true;
+  tcpOutput(tcp, tcb);
+  tcp.dispatch();
+}

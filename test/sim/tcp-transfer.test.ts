@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { BackToBack, LOCAL, filler, type WireFaults } from '../helpers/tcp-harness.js';
+import type { TcpSocket } from '../../src/stack/tcp/socket.js';
+
+function sha(chunks: Uint8Array[]): string {
+  const h = createHash('sha256');
+  for (const c of chunks) h.update(c);
+  return h.digest('hex');
+}
+
+/** Streams `data` out of `s` as fast as the send buffer allows, then shuts down. */
+function pump(s: TcpSocket, data: Uint8Array): void {
+  let off = 0;
+  const go = () => {
+    while (off < data.length) {
+      const n = s.write(data.subarray(off, Math.min(data.length, off + 65536)));
+      off += n;
+      if (n === 0) return;
+    }
+    s.shutdown();
+  };
+  s.onDrain = go;
+  go();
+}
+
+function collect(s: TcpSocket): { chunks: Uint8Array[]; ended: boolean; bytes: number } {
+  const r = { chunks: [] as Uint8Array[], ended: false, bytes: 0 };
+  s.onData = () => { for (let d = s.read(); d; d = s.read()) { r.chunks.push(d); r.bytes += d.length; } };
+  s.onEnd = () => { r.ended = true; };
+  return r;
+}
+
+function transfer(faults: WireFaults, seed: number, sizeAB: number, sizeBA: number, sysctls = {}) {
+  const w = new BackToBack(faults, seed, sysctls);
+  const l = w.b.listen({ port: 80 });
+  const dataAB = filler(sizeAB, seed);
+  const dataBA = filler(sizeBA, seed + 1);
+  let server: ReturnType<typeof collect> | null = null;
+  let serverSock: TcpSocket | null = null;
+  l.onConnection = (s) => { serverSock = s; server = collect(s); pump(s, dataBA); };
+  const c = w.a.connect({ raddr: LOCAL, rport: 80 });
+  const client = collect(c);
+  c.onConnect = () => pump(c, dataAB);
+  let closedA = false; let closedB = false;
+  c.onClose = (e) => { assert.equal(e, undefined, `client closed with ${e?.code}`); closedA = true; };
+  const ok = w.run(() => {
+    if (serverSock && !(serverSock as TcpSocket).onClose) (serverSock as TcpSocket).onClose = (e) => { assert.equal(e, undefined); closedB = true; };
+    return closedA && closedB;
+  }, 3_600_000);
+  assert.ok(ok, `transfer finished (client ${client.bytes}/${sizeBA}, server ${server ? (server as { bytes: number }).bytes : -1}/${sizeAB}; ${c.state})`);
+  assert.equal(client.bytes, sizeBA);
+  assert.equal((server as unknown as { bytes: number }).bytes, sizeAB);
+  assert.equal(sha(client.chunks), sha([dataBA]));
+  assert.equal(sha((server as unknown as { chunks: Uint8Array[] }).chunks), sha([dataAB]));
+  assert.ok(client.ended && (server as unknown as { ended: boolean }).ended);
+  // Let TIME_WAIT run out: nothing may be left behind.
+  w.run(() => w.a.activeTcbs === 0 && w.b.activeTcbs === 0 && w.inFlight === 0, 600_000);
+  l.close();
+  assert.equal(w.a.activeTcbs, 0);
+  assert.equal(w.b.activeTcbs, 0);
+  assert.equal(w.hostA.wheel.size, 0);
+  assert.equal(w.hostB.wheel.size, 0);
+  assert.equal(w.hostA.pool.inUse + w.hostB.pool.inUse, 0, 'every packet buffer returned');
+  return w;
+}
+
+test('clean wire: 2 MiB each way, SHA-256 equal, both ends finish with no state left', () => {
+  transfer({ delayMs: 1 }, 1, 2 << 20, 2 << 20);
+});
+
+test('zero bytes each way: handshake and close only', () => {
+  transfer({ delayMs: 5 }, 2, 0, 0);
+});
+
+test('2% loss with 10 ms delay: 1 MiB each way arrives intact', () => {
+  const w = transfer({ delayMs: 10, loss: 0.02 }, 3, 1 << 20, 1 << 20);
+  assert.ok(w.dropped > 0);
+});
+
+test('loss, reordering, duplication and corruption together: 512 KiB each way', () => {
+  transfer({ delayMs: 20, jitterMs: 5, loss: 0.05, reorder: 0.05, duplicate: 0.03, corrupt: 0.02 }, 4, 512 << 10, 512 << 10);
+});
+
+test('SACK off and timestamps off: 512 KiB with 3% loss', () => {
+  transfer({ delayMs: 10, loss: 0.03 }, 5, 512 << 10, 100, { 'net.inet.tcp.sack.enable': 0, 'net.inet.tcp.rfc1323': 0 });
+});
+
+test('CUBIC: 1 MiB with 1% loss', () => {
+  transfer({ delayMs: 10, loss: 0.01 }, 6, 1 << 20, 0, { 'net.inet.tcp.cc.algorithm': 'cubic' });
+});
