@@ -130,6 +130,8 @@ export class CaptureDriver implements Driver {
 
   flush(): void { this.inner.flush(); }
   onReadable(cb: (() => void) | null): void { this.inner.onReadable(cb); }
+  ref(): void { this.inner.ref?.(); }
+  unref(): void { this.inner.unref?.(); }
   stats(): DriverStats { return this.inner.stats(); }
 
   close(): void {

@@ -163,6 +163,8 @@ export class TapDriver implements Driver {
   // Strong reference to the readiness watcher (koffi's handle stops when collected).
   private watcher: libc.PollWatcher | null = null;
   private readableCb: (() => void) | null = null;
+  /** False after unref(): the watcher (now or when created later) does not hold the process. */
+  private refed = true;
   private readonly onPoll = (status: number): void => {
     if (status < 0) return; // the watcher paused itself; a new onReadable(cb) re-arms it
     this.readableCb?.();
@@ -302,9 +304,17 @@ export class TapDriver implements Driver {
     this.readableCb = cb;
     if (this.fd < 0) return;
     if (cb === null) { this.watcher?.pause(); return; }
-    if (this.watcher === null) this.watcher = libc.pollReadable(this.fd, this.onPoll);
-    else this.watcher.resume();
+    if (this.watcher === null) {
+      this.watcher = libc.pollReadable(this.fd, this.onPoll);
+      if (!this.refed) this.watcher.unref();
+    } else this.watcher.resume();
   }
+
+  /** The readiness watcher keeps the process alive (the default). */
+  ref(): void { this.refed = true; this.watcher?.ref(); }
+
+  /** The readiness watcher stops keeping the process alive (uv_unref on the uv_poll handle). */
+  unref(): void { this.refed = false; this.watcher?.unref(); }
 
   /** The file descriptor (for diagnostics and tools); -1 after close(). */
   get fileDescriptor(): number { return this.fd; }

@@ -22,6 +22,12 @@ export interface Driver extends NetDevice {
    */
   onReadable(cb: (() => void) | null): void;
   readonly pool: BufferPool;
+  /**
+   * Optional: stop (unref) or resume (ref) letting the readiness wake-up keep the process
+   * alive, like a timer's unref(). Drivers whose wake-ups never hold the process omit them.
+   */
+  ref?(): void;
+  unref?(): void;
   stats(): DriverStats;
   /** Releases the device (removes a TAP device, closes descriptors). Idempotent. */
   close(): void;

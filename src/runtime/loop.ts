@@ -69,6 +69,8 @@ export class RunLoop {
   /** Deadline (clock ms) the armed timer is for; Infinity when none. */
   private timerDeadline = NEVER;
   private keepAlive: ReturnType<typeof setInterval> | null = null;
+  /** False after unref(): nothing the loop arms keeps the process alive (see unref()). */
+  private refed = true;
   private spinsLeft = 0;
   private activity = false;
   private wakeReason: 'readable' | 'timer' | 'kick' | 'spin' = 'spin';
@@ -94,6 +96,7 @@ export class RunLoop {
     if (this.stopped) throw new Error('RunLoop: stopped');
     this.ports.push({ driver, ifIndex });
     if (this.running && this.mode !== 'busy') driver.onReadable(this.onReadable);
+    if (!this.refed) driver.unref?.();
   }
 
   get isRunning(): boolean { return this.running; }
@@ -110,7 +113,41 @@ export class RunLoop {
     // Readiness watchers and timers come and go; this keeps the process alive while the loop
     // runs, at the cost of one wake-up every ~24 days.
     this.keepAlive = setInterval(() => {}, 0x7fffffff);
+    if (!this.refed) {
+      this.keepAlive.unref();
+      for (const p of this.ports) p.driver.unref?.();
+    }
     this.schedule();
+  }
+
+  /** Whether the loop keeps the process alive (true unless unref() was called). */
+  get hasRef(): boolean { return this.refed; }
+
+  /**
+   * Lets the process exit while the loop runs, like a timer's unref(): the keep-alive, the
+   * loop's timers and immediates, and the drivers' readiness watchers stop holding the event
+   * loop. The API layers call this when no socket handle is ref'd (src/api/runtime.ts).
+   * Frames already queued on a driver are flushed now: the turn that would have flushed
+   * them may never come.
+   */
+  unref(): void {
+    if (!this.refed) return;
+    this.refed = false;
+    this.keepAlive?.unref();
+    this.timer?.unref();
+    this.immediate?.unref();
+    for (const p of this.ports) p.driver.unref?.();
+    if (this.running) for (const p of this.ports) p.driver.flush();
+  }
+
+  /** Undoes unref(): the loop keeps the process alive again. */
+  ref(): void {
+    if (this.refed) return;
+    this.refed = true;
+    this.keepAlive?.ref();
+    this.timer?.ref();
+    this.immediate?.ref();
+    for (const p of this.ports) p.driver.ref?.();
   }
 
   /**
@@ -186,6 +223,7 @@ export class RunLoop {
     if (!this.running || this.scheduled) return;
     this.scheduled = true;
     this.immediate = setImmediate(this.onImmediate);
+    if (!this.refed) this.immediate.unref();
   }
 
   private runOnce(): void {
@@ -232,5 +270,6 @@ export class RunLoop {
     const delay = Math.max(0, Math.ceil(deadline - this.clock.now()));
     this.timerDeadline = deadline;
     this.timer = setTimeout(this.onTimer, delay);
+    if (!this.refed) this.timer.unref();
   }
 }

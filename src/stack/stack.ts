@@ -251,6 +251,14 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     this.ipStats.outRequests++;
     let iface: Interface | undefined;
     let nexthop = dst;
+    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host"; this stack has no loopback
+    // interface, so such a destination has no route (never the default gateway).
+    if ((dst >>> 24) === 127 && !this.isLocalAddress(dst)) {
+      this.ipStats.outNoRoute++;
+      buf.release();
+      this.drop('ip_loopback_destination');
+      return false;
+    }
     if (dst === 0xffffffff) {
       iface = this.interfaceForSource(src) ?? this.interfaces.find((i) => i.up && i.addrs.length > 0);
     } else {
@@ -266,6 +274,8 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     if (src === 0) src = iface.sourceFor(dst);
     if (buf.csum === Csum.Partial && (!iface.dev.offloads.txCsum || this.isLocalAddress(dst))) completeChecksum(buf);
     const payloadLen = buf.length;
+    // A super-segment only goes to a device that segments it (the route may have changed).
+    if (buf.gso !== Gso.None && !iface.dev.offloads.tso4) { buf.release(); this.drop('ip_gso_unsupported'); return false; }
     if (IPV4_HLEN + payloadLen > iface.mtu && buf.gso === Gso.None) {
       if (df) { buf.release(); this.drop('ip_needs_frag_df'); return false; }
       return this.fragment(iface, nexthop, buf, src, dst, proto, tos, ttl);
@@ -381,6 +391,7 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
 
   sourceAddress(dst: number): number {
     if (this.isLocalAddress(dst)) return dst;
+    if ((dst >>> 24) === 127) return 0;
     if (dst === 0xffffffff) return this.interfaces.find((i) => i.up && i.addrs.length)?.primary ?? 0;
     const r = this.routes.lookup(dst);
     if (!r) return 0;
@@ -390,9 +401,21 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
 
   routeMtu(dst: number): number {
     if (this.isLocalAddress(dst)) return this.interfaces.find((i) => i.hasAddress(dst))?.mtu ?? 0;
+    if ((dst >>> 24) === 127) return 0;
     const r = this.routes.lookup(dst);
     const iface = r ? this.interfaces[r.ifIndex - 1] : undefined;
     return iface && iface.up ? iface.mtu : 0;
+  }
+
+  /** TcpHost: TSO towards `dst` when its device offloads it (never for local addresses). */
+  gsoMaxPayload(dst: number): number {
+    const r = this.routes.lookup(dst);
+    const iface = r ? this.interfaces[r.ifIndex - 1] : undefined;
+    if (!iface || !iface.up) return 0;
+    const o = iface.dev.offloads;
+    if (!o.tso4 || !o.txCsum || this.isLocalAddress(dst)) return 0;
+    // The whole datagram must fit IPv4's 16-bit total length with the largest TCP header.
+    return 65535 - IPV4_HLEN - 60;
   }
 
   txCsumOffload(dst: number): boolean {

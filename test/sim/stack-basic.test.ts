@@ -131,3 +131,15 @@ test('echo to the broadcast address is ignored by default (bmcastecho=0)', () =>
   assert.equal(b.drops['icmp_bmcast_echo'], 1);
   void A;
 });
+
+test('127/8 destinations never leave the stack, even with a default gateway (RFC 1122 §3.2.1.3)', () => {
+  const clock = new VirtualClock(0);
+  const dev = new PipeDevice('a0', Uint8Array.of(2, 0, 0, 0, 0, 1));
+  dev.peer = new PipeDevice('x', Uint8Array.of(2, 0, 0, 0, 0, 9));
+  const a = new Stack({ clock });
+  a.addInterface(dev, { addr: '198.18.0.1/24', gateway: '198.18.0.254', announce: false });
+  assert.equal(a.sourceAddress(parseIpv4('127.0.0.1')!), 0);
+  assert.equal(a.icmp.sendEcho(parseIpv4('127.0.0.1')!, 1, 1, new Uint8Array(4)), false);
+  assert.equal(a.drops['ip_loopback_destination'], 1);
+  assert.equal(dev.sent, 0);
+});

@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 
 test('docs/sysctl.md lists every sysctl the stack defines, as generated', async () => {
   const root = new URL('../../../', import.meta.url);
-  // @ts-expect-error: a plain JS script outside the TypeScript project
   const { sysctlDoc } = await import(new URL('scripts/sysctl-doc.js', root).href);
   const current = readFileSync(new URL('docs/sysctl.md', root), 'utf8');
   assert.equal(current, sysctlDoc(), 'run: node scripts/sysctl-doc.js > docs/sysctl.md');
