@@ -16,10 +16,14 @@ import { pathToFileURL } from 'node:url';
 import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
+import { tcpBulkMemory } from './tcp-bulk-memory.js';
+import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
 import type { BenchResult, Benchmark } from './types.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
   icmpEchoMemory,
+  tcpBulkMemory,
+  tcpConnectCloseMemory,
   tapPing,
 ];
 

@@ -4,10 +4,11 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as registerUp } from './up.js';
+import { register as registerRun } from './run.js';
 
 /** Subcommands, in the order `tstack --help` lists them. More (run, sysctl, ifconfig, route,
  * netstat, arp…) slot in here, one file each. */
-const COMMANDS: ((program: Command) => void)[] = [registerUp];
+const COMMANDS: ((program: Command) => void)[] = [registerUp, registerRun];
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -24,6 +25,8 @@ export function buildProgram(): Command {
     .description('tstack: a user-space TCP/IP stack for Node.js')
     .version(version(), '-V, --version', 'print the version and exit')
     .showHelpAfterError()
+    // `tstack run app.js --flag`: options after a subcommand's arguments can belong to the app.
+    .enablePositionalOptions()
     .exitOverride();
   for (const reg of COMMANDS) reg(program);
   return program;

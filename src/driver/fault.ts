@@ -8,7 +8,7 @@
 import { Csum, Gso, type PacketBuffer, type BufferPool } from '../buf/pktbuf.js';
 import { Prng } from '../stack/prng.js';
 import { VirtualClock, type Clock } from '../stack/time.js';
-import { sum16, finish } from '../wire/checksum.js';
+import { sum16, finish, pseudoHeaderV4 } from '../wire/checksum.js';
 import type { Offloads } from '../stack/device.js';
 import type { Driver, DriverStats } from './types.js';
 
@@ -75,6 +75,66 @@ export function completeChecksum(buf: PacketBuffer): void {
 }
 
 /**
+ * Software TCP segmentation (what a NIC does with a TSO super-frame when the far side cannot take
+ * it whole): splits an Ethernet + IPv4 + TCP frame marked Gso.Tcp4 into frames of at most
+ * buf.gsoSize payload bytes, each with its own IPv4 total length, id (+1 per segment) and header
+ * checksum, TCP sequence number and complete TCP checksum; FIN and PSH stay on the last segment
+ * only, CWR on the first (RFC 3168 §6.1.2). Appends the frames to `out` from index 0 and returns
+ * how many; returns 0 (the caller counts an error) when the frame is not Ethernet/IPv4/TCP or
+ * its sizes disagree. Does not take ownership of buf.
+ */
+export function segmentTcp4(buf: PacketBuffer, pool: BufferPool, out: PacketBuffer[]): number {
+  const d = buf.data;
+  const s = buf.start;
+  const len = buf.end - s;
+  if (len < 14 + 20 + 20 || d[s + 12] !== 0x08 || d[s + 13] !== 0x00) return 0;
+  const ip = s + 14;
+  const ihl = (d[ip]! & 0x0f) * 4;
+  if ((d[ip]! >> 4) !== 4 || ihl < 20 || d[ip + 9] !== 6) return 0;
+  const tcp = ip + ihl;
+  if (tcp + 20 > buf.end) return 0;
+  const thl = (d[tcp + 12]! >> 4) * 4;
+  const hdrs = tcp + thl - s;
+  const payload = len - hdrs;
+  const mss = buf.gsoSize;
+  if (thl < 20 || payload < 0 || mss <= 0) return 0;
+  const id0 = (d[ip + 4]! << 8) | d[ip + 5]!;
+  const seq0 = ((d[tcp + 4]! << 24) | (d[tcp + 5]! << 16) | (d[tcp + 6]! << 8) | d[tcp + 7]!) >>> 0;
+  const flags = d[tcp + 13]!;
+  const src = ((d[ip + 12]! << 24) | (d[ip + 13]! << 16) | (d[ip + 14]! << 8) | d[ip + 15]!) >>> 0;
+  const dst = ((d[ip + 16]! << 24) | (d[ip + 17]! << 16) | (d[ip + 18]! << 8) | d[ip + 19]!) >>> 0;
+  let n = 0;
+  // A super-frame without payload (never built by TCP, but legal) becomes one plain frame.
+  for (let at = 0; at === 0 || at < payload; at += mss) {
+    const chunk = Math.min(mss, payload - at);
+    const f = pool.alloc(pool.headroom + hdrs + chunk);
+    const o = f.append(hdrs + chunk);
+    const fd = f.data;
+    copyBytes(fd, o, d, s, hdrs);
+    if (chunk > 0) fd.set(d.subarray(s + hdrs + at, s + hdrs + at + chunk), o + hdrs);
+    const fip = o + 14, ftcp = fip + ihl;
+    const total = ihl + thl + chunk;
+    fd[fip + 2] = total >>> 8; fd[fip + 3] = total & 0xff;
+    const id = (id0 + n) & 0xffff;
+    fd[fip + 4] = id >>> 8; fd[fip + 5] = id & 0xff;
+    fd[fip + 10] = 0; fd[fip + 11] = 0;
+    const ipc = finish(sum16(fd, fip, ihl));
+    fd[fip + 10] = ipc >>> 8; fd[fip + 11] = ipc & 0xff;
+    const seq = (seq0 + at) >>> 0;
+    fd[ftcp + 4] = seq >>> 24; fd[ftcp + 5] = (seq >>> 16) & 0xff; fd[ftcp + 6] = (seq >>> 8) & 0xff; fd[ftcp + 7] = seq & 0xff;
+    const last = at + mss >= payload;
+    // FIN 0x01 and PSH 0x08 only on the last segment, CWR 0x80 only on the first.
+    fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(n === 0 ? 0 : 0x80);
+    fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
+    const tc = finish(sum16(fd, ftcp, thl + chunk, pseudoHeaderV4(src, dst, 6, thl + chunk)));
+    fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
+    f.ifIndex = buf.ifIndex;
+    out[n++] = f;
+  }
+  return n;
+}
+
+/**
  * Copies len bytes between arrays. Short frames (ACKs, ARP) are copied by a loop, which
  * allocates nothing; longer ones through a subarray view, where the native copy wins.
  */
@@ -107,6 +167,9 @@ export class FaultStage {
   }
 
   get config(): Readonly<FaultConfig> { return this.cfg; }
+
+  /** True when any fault (or a filter) is configured: frames may be inspected, changed, lost or held. */
+  get isActive(): boolean { return this.active; }
 
   /** Replaces the fault configuration (counters and the link's backlog carry over). */
   configure(config: FaultConfig): void {
@@ -357,7 +420,18 @@ export class FaultInjector implements Driver {
   get name(): string { return this.inner.name; }
   get mac(): Uint8Array { return this.inner.mac; }
   get mtu(): number { return this.inner.mtu; }
-  get offloads(): Offloads { return this.inner.offloads; }
+  /**
+   * The inner device's offloads without segmentation: losing or corrupting a 64 KiB super-frame
+   * as a whole is not what the wire would do to its segments, so TCP sends MSS-sized frames here.
+   */
+  get offloads(): Offloads {
+    const o = this.inner.offloads;
+    if (!o.tso4 && !o.tso6) return o;
+    if (this.offloadsFrom !== o) { this.offloadsFrom = o; this.masked = Object.freeze({ ...o, tso4: false, tso6: false }); }
+    return this.masked!;
+  }
+  private offloadsFrom: Offloads | null = null;
+  private masked: Offloads | null = null;
   get pool(): BufferPool { return this.inner.pool; }
 
   /** Changes the faults in one or both directions. */

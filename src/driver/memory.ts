@@ -12,13 +12,15 @@ import type { Offloads } from '../stack/device.js';
 import { parseMac, isMacMulticast } from '../wire/addr.js';
 import type { Driver, DriverStats } from './types.js';
 import {
-  FaultStage, TimedQueue, WakeUp, completeChecksum, copyBytes, isRealtimeClock,
+  FaultStage, TimedQueue, WakeUp, completeChecksum, copyBytes, isRealtimeClock, segmentTcp4,
   type FaultConfig, type FaultStats,
 } from './fault.js';
 
 const ETH_HEADER = 14;
 /** Room for an 802.1Q tag beyond the MTU + Ethernet header. */
 const VLAN_TAG = 4;
+/** Largest super-frame a TSO port takes: an IPv4 datagram of 65535 bytes plus Ethernet and a tag. */
+const GSO_MAX_FRAME = 65535 + ETH_HEADER + VLAN_TAG;
 
 export interface MemoryWireOptions {
   clock: Clock;
@@ -45,7 +47,14 @@ export interface MemoryPortOptions {
   faults?: FaultConfig;
   /** Faults on frames delivered to this port. */
   rxFaults?: FaultConfig;
-  /** Only txCsum is offered: the wire completes Csum.Partial checksums in software, as a NIC would. */
+  /**
+   * txCsum: the port takes Csum.Partial frames. rxCsum: frames for this port may arrive with the
+   * checksum still partial, marked Csum.Valid (as a Linux veth hands over a CHECKSUM_PARTIAL skb);
+   * otherwise the wire completes the checksum in software, as a NIC would. tso4 (needs txCsum):
+   * the port takes TCP/IPv4 super-frames (buf.gso = Gso.Tcp4, up to 64 KiB) and hands them whole
+   * to a tso4 port (GRO-equivalent), or segments them in software for any other port. Frames
+   * cross whole only when neither end has faults configured (faults act on real frames).
+   */
   offloads?: Partial<Offloads>;
   /** Pool for received frames (default: the port's own). */
   pool?: BufferPool;
@@ -85,6 +94,8 @@ export class MemoryWire {
   private readonly ports: MemoryPort[] = [];
   private readonly table = new Map<number, MemoryPort>();
   private portSeq = 0;
+  /** Scratch for software segmentation (reused: send() is not re-entered while it is in use). */
+  private readonly segments: PacketBuffer[] = [];
   private readonly counters: MemoryWireStats = { unicast: 0, flooded: 0, filtered: 0, learned: 0 };
 
   constructor(opts: MemoryWireOptions) {
@@ -138,22 +149,37 @@ export class MemoryWire {
     const len = buf.end - buf.start;
     const data = buf.data;
     const s = buf.start;
-    if (len < ETH_HEADER || (buf.gso === Gso.None && len > from.mtu + ETH_HEADER + VLAN_TAG)) {
+    const gso = buf.gso !== Gso.None;
+    // A super-frame needs the port's segmentation offload; anything else must fit the MTU.
+    if (len < ETH_HEADER || (gso ? !from.offloads.tso4 || buf.gso !== Gso.Tcp4 || len > GSO_MAX_FRAME : len > from.mtu + ETH_HEADER + VLAN_TAG)) {
       from.counters.txErrors++;
       buf.release();
       return;
     }
-    // No segmentation offload is offered, so a super-segment here is a caller's bug.
-    if (buf.gso !== Gso.None) { from.counters.txErrors++; buf.release(); return; }
-    if (buf.csum === Csum.Partial) completeChecksum(buf);
-    from.counters.txPackets++;
-    from.counters.txBytes += len;
 
     // Learn where the source lives (multicast sources are bogus; never learn them).
     if (!isMacMulticast(data, s + 6)) {
       const key = macKey(data, s + 6);
       if (this.table.get(key) !== from) this.table.set(key, from);
     }
+    // Offloaded work crosses untouched only to one known port that offloads it too, with no
+    // faults on the way; otherwise the wire does the device's work here.
+    let direct: MemoryPort | undefined;
+    if ((gso || buf.csum === Csum.Partial) && !txStage.isActive && !isMacMulticast(data, s)) {
+      const d = this.table.get(macKey(data, s));
+      if (d !== undefined && d !== from && !d.rxFaultsActive) direct = d;
+    }
+    if (gso && (direct === undefined || !direct.offloads.tso4)) {
+      const out = this.segments;
+      const n = segmentTcp4(buf, from.pool, out);
+      if (n === 0) from.counters.txErrors++;
+      buf.release();
+      for (let i = 0; i < n; i++) { const f = out[i]!; out[i] = null!; this.send(from, f, txStage); }
+      return;
+    }
+    if (buf.csum === Csum.Partial && (direct === undefined || !direct.offloads.rxCsum)) completeChecksum(buf);
+    from.counters.txPackets++;
+    from.counters.txBytes += len;
 
     const now = this.clock.now();
     let t = txStage.decide(buf, now);
@@ -217,7 +243,9 @@ export class MemoryPort implements Driver {
   ) {
     this.mac = mac;
     this.mtu = opts.mtu ?? 1500;
-    this.offloads = Object.freeze({ rxCsum: false, txCsum: opts.offloads?.txCsum ?? false, tso4: false, tso6: false });
+    const o = opts.offloads ?? {};
+    if (o.tso4 && !o.txCsum) throw new Error('MemoryWire: tso4 needs txCsum (a super-frame\'s checksums are the device\'s job)');
+    this.offloads = Object.freeze({ rxCsum: o.rxCsum ?? false, txCsum: o.txCsum ?? false, tso4: o.tso4 ?? false, tso6: false });
     this.pool = opts.pool ?? new BufferPool();
     this.txStage = new FaultStage(txRng, 'tx', this.withWireRate(opts.faults ?? {}));
     this.rxStage = new FaultStage(rxRng, 'rx', opts.rxFaults ?? {});
@@ -258,6 +286,9 @@ export class MemoryPort implements Driver {
 
   onReadable(cb: (() => void) | null): void { this.wake.set(cb); }
 
+  /** @internal true when frames delivered here go through receive faults. */
+  get rxFaultsActive(): boolean { return this.rxStage.isActive; }
+
   /** When the next queued frame is due (Infinity when none). */
   nextEventTime(): number { return this.rxQueue.peekTime(); }
 
@@ -276,12 +307,15 @@ export class MemoryPort implements Driver {
   /** @internal Copies `src` into this port's pool `copies` times, due at `at` before receive faults. */
   enqueue(src: PacketBuffer, at: number, copies: number): void {
     const len = src.end - src.start;
-    if (len > this.mtu + ETH_HEADER + VLAN_TAG) { this.counters.rxDropped += copies; return; }
+    if (len > this.mtu + ETH_HEADER + VLAN_TAG && src.gso === Gso.None) { this.counters.rxDropped += copies; return; }
     for (let c = 0; c < copies; c++) {
       if (this.rxQueue.size >= this.wire.queueLimit) { this.counters.rxDropped++; continue; }
       const b = this.pool.alloc(len + this.pool.headroom);
       copyBytes(b.data, b.start, src.data, src.start, len);
       b.end = b.start + len;
+      // Still partial only when sent straight to a port with rxCsum: it never left this host.
+      if (src.csum === Csum.Partial) b.csum = Csum.Valid;
+      b.gso = src.gso; b.gsoSize = src.gsoSize;
       const t = this.rxStage.decide(b, at);
       if (t < 0) { b.release(); continue; }
       this.rxQueue.push(t, b);

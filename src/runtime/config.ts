@@ -21,6 +21,21 @@ export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'
 
 export const DEFAULT_CONTROL_SOCKET = '/run/tstack/tstack.sock';
 
+/**
+ * [api] kernel_fallback: which outgoing connections (and UDP sockets that only send) of a program
+ * under `tstack run` / `tstack/register` stay on the kernel's sockets instead of the stack.
+ * "auto": loopback, and destinations the stack has no route for; "loopback": loopback only
+ * (unrouted destinations fail on the stack); "never": everything goes to the stack.
+ */
+export type KernelFallback = 'auto' | 'loopback' | 'never';
+export const KERNEL_FALLBACKS: readonly KernelFallback[] = ['auto', 'loopback', 'never'];
+
+export interface ApiConfig {
+  kernelFallback: KernelFallback;
+  /** [api] kernel: IPv4 prefixes ("10.0.0.0/8") whose destinations always use the kernel. */
+  kernel: string[];
+}
+
 export interface PortConfig {
   /** Position in the [[port]] array (0-based). */
   index: number;
@@ -60,6 +75,8 @@ export interface TstackConfig {
   sysctl: SysctlSetting[];
   control: { socket: string };
   log: { level: LogLevel };
+  /** How `tstack/register` splits a program's sockets between the stack and the kernel. */
+  api: ApiConfig;
   /** Line of a key path such as `port[0].mtu` (or of its nearest enclosing table); 0 if unknown. */
   lineOf(key: string): number;
 }
@@ -114,6 +131,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     sysctl: [],
     control: { socket: DEFAULT_CONTROL_SOCKET },
     log: { level: 'info' },
+    api: { kernelFallback: 'auto', kernel: [] },
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
@@ -149,8 +167,18 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         if (t.level !== undefined) cfg.log.level = v.choice(['log', 'level'], t.level, LOG_LEVELS);
         break;
       }
+      case 'api': {
+        const t = v.table(['api'], value);
+        v.known(['api'], t, ['kernel_fallback', 'kernel']);
+        if (t.kernel_fallback !== undefined) cfg.api.kernelFallback = v.choice(['api', 'kernel_fallback'], t.kernel_fallback, KERNEL_FALLBACKS);
+        if (t.kernel !== undefined) {
+          if (!Array.isArray(t.kernel)) v.fail(['api', 'kernel'], `must be an array of IPv4 prefixes like ["10.0.0.0/8"] (got ${describe(t.kernel)})`);
+          cfg.api.kernel = (t.kernel as unknown[]).map((x) => v.cidr4(['api', 'kernel'], x));
+        }
+        break;
+      }
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log], [api])`);
     }
   }
 

@@ -54,6 +54,27 @@ test('the table shows the figure, the reference with what it is, the ratio and t
   assert.ok(lines.some((l) => /^machine: .+ \(\d+ cores\), node v\d+.*, Linux /.test(l)), r.stdout);
 });
 
+test('tcp-bulk-memory and tcp-connect-close-memory --quick --json print their result lines with sane figures', { timeout: 120_000 }, () => {
+  const r = runBench(['tcp-bulk-memory', 'tcp-connect-close-memory', '--quick', '--json']);
+  assert.equal(r.status, 0, `exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  const rows = r.stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(rows.map((o) => [o.bench, o.metric, o.unit, o.better]), [
+    ['tcp-bulk-memory', 'bulk', 'MB/s', 'higher'],
+    ['tcp-connect-close-memory', 'connect-close', 'µs', 'lower'],
+  ]);
+  for (const o of rows) {
+    assert.deepEqual(Object.keys(o), ['bench', 'metric', 'value', 'unit', 'reference', 'ratio', 'better', 'referenceLabel']);
+    assert.match(o.referenceLabel as string, /node net on kernel loopback/);
+    const value = o.value as number, reference = o.reference as number, ratio = o.ratio as number;
+    assert.ok(Number.isFinite(value) && value > 0, `value ${value}`);
+    assert.ok(Number.isFinite(reference) && reference > 0, `reference ${reference}`);
+    assert.ok(Math.abs(ratio - value / reference) <= 1e-3 * (value / reference), `ratio ${ratio} vs ${value}/${reference}`);
+  }
+  // Loose floors a loaded CI machine still clears: 20 MB/s in memory, a cycle within 5 ms.
+  assert.ok((rows[0]!.value as number) > 20, `bulk ${rows[0]!.value} MB/s`);
+  assert.ok((rows[1]!.value as number) < 5000, `connect+close ${rows[1]!.value} µs`);
+});
+
 test('an unknown benchmark name exits 2 and lists the available ones', () => {
   const r = runBench(['no-such-bench', '--json']);
   assert.equal(r.status, 2);

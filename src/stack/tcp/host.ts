@@ -26,4 +26,10 @@ export interface TcpHost {
   isLocalAddress(addr: number): boolean;
   /** True when the device on the route to `dst` completes L4 checksums (buf.csum = Partial allowed). */
   txCsumOffload(dst: number): boolean;
+  /**
+   * Optional TCP segmentation offload: the most TCP payload bytes one super-segment to `dst` may
+   * carry (buf.gso = Gso.Tcp4, buf.gsoSize = the MSS; the device or the far side segments it), or
+   * 0 when the route's device cannot take super-segments. Hosts without it never get one.
+   */
+  gsoMaxPayload?(dst: number): number;
 }

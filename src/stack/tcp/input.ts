@@ -348,8 +348,10 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   }
   const lost = tcb.dupAcks >= 3 || (tcb.sackOk && tcb.scoreboard.isLost(tcb.sndUna, mss));
   // RFC 6582 §3.2 step 2: enter only when the ACK covers more than "recover" (no second
-  // reduction for losses from the same window).
-  if (lost && seqGt(tcb.sndUna, tcb.recover)) {
+  // reduction for losses from the same window). With SACK, RFC 6675 §5 ends recovery on the ACK
+  // that covers RecoveryPoint, so a loss found exactly there starts a new recovery at once
+  // rather than waiting for the retransmission timer.
+  if (lost && (tcb.sackOk ? seqGe(tcb.sndUna, tcb.recover) : seqGt(tcb.sndUna, tcb.recover))) {
     tcp.counters.fastRetransmits++;
     tcb.inRecovery = true;
     tcb.recover = tcb.sndMax;

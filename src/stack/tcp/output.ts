@@ -1,7 +1,7 @@
 // What to send now (RFC 9293 §3.8.6, RFC 5681, RFC 6675): data within min(cwnd, SND.WND),
 // Nagle and sender SWS avoidance, window updates with receiver SWS avoidance, ACKs,
 // options, SACK blocks, retransmissions. One pooled buffer per segment; payload copied once.
-import { Csum } from '../../buf/pktbuf.js';
+import { Csum, Gso } from '../../buf/pktbuf.js';
 import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
 import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
@@ -96,6 +96,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
   }
   const sackRecovery = tcb.inRecovery && tcb.sackOk;
   if (sackRecovery) sackRetransmit(tcp, tcb, now);
+  // TCP segmentation offload: several full segments may leave as one super-segment.
+  const gsoMax = tcp.host.gsoMaxPayload === undefined ? 0 : tcp.host.gsoMaxPayload(tcb.raddr);
 
   for (;;) {
     const buffered = tcb.sndBuf.length;
@@ -116,13 +118,18 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
       if (cw < usable) usable = cw;
       len = avail < usable ? avail : usable;
       if (len < 0) len = 0;
-      if (len > maxSeg) len = maxSeg;
+      if (len > maxSeg) {
+        // Only whole segments are merged, so the receiver sees exactly the segments it would
+        // have without offload; a short tail goes on through the rules below on its own.
+        const most = gsoMax >= 2 * maxSeg ? gsoMax - gsoMax % maxSeg : maxSeg;
+        len = len > most ? most : len - len % maxSeg;
+      }
       if (len === 0 && tcb.forceOne) { len = 1; forced = true; }
     }
     const fin = tcb.finQueued && !forced && off + len === buffered && off <= buffered;
     let send = false;
     if (len > 0) {
-      if (len === maxSeg) send = true;
+      if (len >= maxSeg) send = true;
       // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
       // only when it empties the buffer and nothing is outstanding (or NODELAY), or it is at
       // least half the largest window the peer offered.
@@ -130,6 +137,10 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
       else if (tcb.maxSndWnd > 0 && len >= tcb.maxSndWnd >>> 1) send = true;
       else if (seqLt(tcb.sndNxt, tcb.sndMax)) send = true;
       else if (forced || fin) send = true;
+      // The persist timer fired with a window smaller than the SWS threshold: RFC 9293
+      // §3.8.6.2.1 sends anyway on "the override timeout", else a lost window update would
+      // stall the connection for good. Once per timeout.
+      else if (tcb.forceOne) { send = true; tcb.forceOne = false; }
     } else if (fin) {
       send = true;
     }
@@ -147,7 +158,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
     }
     const seq = tcb.sndNxt;
     const rexmt = seqLt(seq, tcb.sndMax);
-    emit(tcp, tcb, seq, len, flags, now);
+    emit(tcp, tcb, seq, len, flags, now, len > maxSeg ? maxSeg : 0);
     if (fin) { tcb.finSent = true; tcb.finSeq = (seq + len) >>> 0; }
     tcb.sndNxt = (seq + len + (fin ? 1 : 0)) >>> 0;
     if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
@@ -228,8 +239,11 @@ export function sendChallengeAck(tcp: Tcp, tcb: Tcb): void {
   emit(tcp, tcb, tcb.sndMax, 0, TcpFlag.ACK, now);
 }
 
-/** Builds and sends one segment of `tcb` (payload from the send buffer at `seq`). */
-export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number, now: number): void {
+/**
+ * Builds and sends one segment of `tcb` (payload from the send buffer at `seq`); with gsoSize > 0
+ * a super-segment of len / gsoSize full segments (and options replicated on each).
+ */
+export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number, now: number, gsoSize = 0): void {
   clearSpec();
   const syn = (flags & TcpFlag.SYN) !== 0;
   if (syn) {
@@ -266,7 +280,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
   }
   const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
   const payloadOff = seqDiff(seq, tcb.sndBase);
-  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len);
+  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize);
   if (flags & TcpFlag.ACK) {
     tcb.lastAckSent = tcb.rcvNxt;
     tcb.ackNow = false;
@@ -281,7 +295,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
  * tcb's send buffer at payloadOff. Used by emit() and by stateless replies (RST, SYN cookies).
  */
 export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number,
-  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number): void {
+  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0): void {
   const host = tcp.host;
   const optLen = opts ? tcpOptionsLength(opts) : 0;
   const hl = 20 + optLen;
@@ -302,6 +316,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
     const c = finish(sum16(d, off, total, ph));
     d[off + 16] = c >>> 8; d[off + 17] = c;
   }
+  if (gsoSize > 0 && len > gsoSize) { buf.gso = Gso.Tcp4; buf.gsoSize = gsoSize; }
   const c = tcp.counters;
   c.sndTotal++;
   if (len > 0) c.sndData++;

@@ -49,7 +49,8 @@ export class TcpSocket {
   wantDrain = false;
   private closeNotified = false;
   private endNotified = false;
-  private waiters: Waiter[] = [];
+  /** Pending async helpers; allocated by the first one (most sockets never await). */
+  private waiters: Waiter[] | null = null;
 
   constructor(readonly tcb: Tcb) {
     tcb.sock = this;
@@ -263,11 +264,11 @@ export class TcpSocket {
         if (done) { remove(); resolve(); }
       };
       const remove = () => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
+        const i = this.waiters!.indexOf(w);
+        if (i >= 0) this.waiters!.splice(i, 1);
         signal?.removeEventListener('abort', onAbort);
       };
-      this.waiters.push(w);
+      (this.waiters ??= []).push(w);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -285,7 +286,7 @@ export class TcpSocket {
       this.closeNotified = true;
       this.onClose?.(this.error);
     }
-    if (this.waiters.length > 0) for (const w of this.waiters.slice()) w();
+    if (this.waiters !== null && this.waiters.length > 0) for (const w of this.waiters.slice()) w();
   }
 }
 

@@ -1,5 +1,5 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
-import { Timer } from '../time.js';
+import { Timer, type TimerCallback } from '../time.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
@@ -162,10 +162,10 @@ export class Tcb {
     this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
     this.cc = cc;
     this.rtt = rtt;
-    this.rexmtTimer = new Timer((now) => onRexmtTimer(this, now));
-    this.persistTimer = new Timer((now) => onPersistTimer(this, now));
-    this.keepTimer = new Timer((now) => onKeepTimer(this, now));
-    this.delackTimer = new Timer((now) => onDelackTimer(this, now));
+    this.rexmtTimer = new TcbTimer(this, rexmtFired);
+    this.persistTimer = new TcbTimer(this, persistFired);
+    this.keepTimer = new TcbTimer(this, keepFired);
+    this.delackTimer = new TcbTimer(this, delackFired);
   }
 
   /** RFC 6675 scoreboard, created on first use (only SACK connections that see loss need one). */
@@ -185,6 +185,19 @@ export class Tcb {
   /** Largest payload per segment given the options we put on data segments. */
   get maxSeg(): number { return this.tsOk ? this.mss - 12 : this.mss; }
 }
+
+/**
+ * A TCB's timer: it knows its TCB, so the four timers share four module-level callbacks instead
+ * of each holding a closure (fewer objects per connection, and per TIME_WAIT entry).
+ */
+class TcbTimer extends Timer {
+  constructor(readonly tcb: Tcb, callback: TimerCallback) { super(callback); }
+}
+// The wheel calls `timer.callback(now)`, so `this` is the timer.
+function rexmtFired(this: TcbTimer, now: number): void { onRexmtTimer(this.tcb, now); }
+function persistFired(this: TcbTimer, now: number): void { onPersistTimer(this.tcb, now); }
+function keepFired(this: TcbTimer, now: number): void { onKeepTimer(this.tcb, now); }
+function delackFired(this: TcbTimer, now: number): void { onDelackTimer(this.tcb, now); }
 
 /** Event bits delivered to the socket. */
 export const TcbEvent = {

@@ -94,11 +94,17 @@ export class Tcp {
   readonly cookies: SynCookies;
   readonly ports: EphemeralPorts;
   readonly store = new RingStore();
-  /** Connections keyed by a 48-bit mix of the 4-tuple (connKey), chained on collisions. */
-  private readonly conns = new Map<number, Tcb>();
+  /**
+   * Connections in a chained hash table over the 4-tuple (a keyed 32-bit mix, so a peer cannot
+   * aim at one chain), chained through Tcb.hashNext; it doubles when the load passes 1. No Map:
+   * numeric 48-bit keys would each cost a boxed number, and inserts would allocate.
+   */
+  private buckets: (Tcb | null)[] = new Array<Tcb | null>(256).fill(null);
+  private bucketMask = 255;
+  private readonly hashKey: number;
   private readonly listeners = new Map<number, TcpListener>();
-  /** Local ports in use (connections and listeners), with reference counts. */
-  private readonly portRefs = new Map<number, number>();
+  /** Connections using each local port (listeners are in `listeners`). */
+  private readonly portRefs = new Uint32Array(65536);
   private connCount = 0;
   readonly hdr = new TcpHeader();
   readonly seg = new Segment();
@@ -128,6 +134,9 @@ export class Tcp {
     s.watch('net.inet.tcp.challenge_ack_limit', (v) => { this.challengeAckLimit = v as number; });
     const r = () => host.random32();
     this.isnGen = new IsnGenerator(r);
+    // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
+    // simulations draw exactly the random numbers they drew before.
+    this.hashKey = this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1;
     this.cookies = new SynCookies(r);
     this.ports = new EphemeralPorts(r, s.int('net.inet.ip.portrange.first'), s.int('net.inet.ip.portrange.last'));
   }
@@ -139,7 +148,7 @@ export class Tcp {
   /** All connections (for netstat-like tools and tests; allocates). */
   connections(): Tcb[] {
     const out: Tcb[] = [];
-    for (const head of this.conns.values()) for (let t: Tcb | null = head; t; t = t.hashNext) out.push(t);
+    for (const head of this.buckets) for (let t: Tcb | null = head; t; t = t.hashNext) out.push(t);
     return out;
   }
 
@@ -225,26 +234,27 @@ export class Tcp {
   // ---- Connection table ----
 
   lookup(laddr: number, lport: number, raddr: number, rport: number): Tcb | null {
-    let t = this.conns.get(connKey(laddr, lport, raddr, rport)) ?? null;
+    let t: Tcb | null = this.buckets[connHash(this.hashKey, laddr, lport, raddr, rport) & this.bucketMask]!;
     while (t !== null && (t.lport !== lport || t.rport !== rport || t.raddr !== raddr || t.laddr !== laddr)) t = t.hashNext;
     return t;
   }
 
   insert(tcb: Tcb): void {
-    const key = connKey(tcb.laddr, tcb.lport, tcb.raddr, tcb.rport);
-    tcb.hashNext = this.conns.get(key) ?? null;
-    this.conns.set(key, tcb);
+    if (this.connCount >= this.buckets.length) this.grow();
+    const i = connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) & this.bucketMask;
+    tcb.hashNext = this.buckets[i]!;
+    this.buckets[i] = tcb;
     tcb.inTable = true;
     this.connCount++;
-    this.portRef(tcb.lport, 1);
+    this.portRefs[tcb.lport]!++;
   }
 
   remove(tcb: Tcb): void {
     if (!tcb.inTable) return;
-    const key = connKey(tcb.laddr, tcb.lport, tcb.raddr, tcb.rport);
-    let t = this.conns.get(key) ?? null;
+    const i = connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) & this.bucketMask;
+    let t: Tcb | null = this.buckets[i]!;
     if (t === tcb) {
-      if (tcb.hashNext) this.conns.set(key, tcb.hashNext); else this.conns.delete(key);
+      this.buckets[i] = tcb.hashNext;
     } else {
       while (t && t.hashNext !== tcb) t = t.hashNext;
       if (t) t.hashNext = tcb.hashNext;
@@ -252,12 +262,26 @@ export class Tcp {
     tcb.hashNext = null;
     tcb.inTable = false;
     this.connCount--;
-    this.portRef(tcb.lport, -1);
+    this.portRefs[tcb.lport]!--;
   }
 
-  private portRef(port: number, d: number): void {
-    const n = (this.portRefs.get(port) ?? 0) + d;
-    if (n > 0) this.portRefs.set(port, n); else this.portRefs.delete(port);
+  /** Doubles the bucket array and rehashes every chain (amortised: load stays at most 1). */
+  private grow(): void {
+    const old = this.buckets;
+    const n = old.length * 2;
+    const b = new Array<Tcb | null>(n).fill(null);
+    const mask = n - 1;
+    for (let head of old) {
+      while (head !== null) {
+        const next: Tcb | null = head.hashNext;
+        const i = connHash(this.hashKey, head.laddr, head.lport, head.raddr, head.rport) & mask;
+        head.hashNext = b[i]!;
+        b[i] = head;
+        head = next;
+      }
+    }
+    this.buckets = b;
+    this.bucketMask = mask;
   }
 
   findListener(laddr: number, lport: number): TcpListener | null {
@@ -296,7 +320,7 @@ export class Tcp {
     if (addr !== 0 && !this.host.isLocalAddress(addr)) throw new TcpError('EADDRNOTAVAIL', `listen: ${addr >>> 0} is not a local address`);
     let port = opts.port;
     if (port === 0) {
-      port = this.ports.select(addr, 0, 0, (p) => this.listeners.has(p) || this.portRefs.has(p));
+      port = this.ports.select(addr, 0, 0, (p) => this.listeners.has(p) || this.portRefs[p] !== 0);
       if (port < 0) throw new TcpError('EADDRINUSE', 'listen: no free ephemeral port');
     } else if (this.listeners.has(port)) {
       throw new TcpError('EADDRINUSE', `listen: port ${port} is in use`);
@@ -378,13 +402,15 @@ export class Tcp {
 }
 
 /**
- * A numeric Map key for a 4-tuple: remote address and both ports folded into 48 bits (exact in a
- * double). Many connections from one client to one server port, or from many clients to one
- * listener, all get distinct keys; the local address only matters on multi-address hosts,
- * where colliding tuples chain.
+ * The connection table's hash of a 4-tuple under a random key (multiply-xorshift rounds, all in
+ * 32-bit integers): many connections from one client to one port, or from many clients to one
+ * listener, spread over the buckets.
  */
-function connKey(laddr: number, lport: number, raddr: number, rport: number): number {
-  return ((raddr ^ laddr ^ (lport << 16)) >>> 0) * 65536 + rport;
+function connHash(key: number, laddr: number, lport: number, raddr: number, rport: number): number {
+  let h = Math.imul(raddr ^ key, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 15) ^ laddr, 0x85ebca77);
+  h = Math.imul(h ^ (h >>> 13) ^ ((lport << 16) | rport), 0xc2b2ae3d);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 function defineTcpSysctls(host: TcpHost): void {

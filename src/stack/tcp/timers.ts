@@ -195,9 +195,10 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   // Probe with one byte past the window (RFC 9293 §3.8.6.1 "send at least one octet of new
   // data"); the interval doubles up to persmax.
   tcb.persistBackoff++;
+  // With a zero window this forces a one-byte probe; with a small one, what the window allows.
+  tcb.forceOne = true;
   if (tcb.sndWnd === 0) {
     tcb.sndNxt = tcb.sndUna;
-    tcb.forceOne = true;
     tcp.counters.sndProbes++;
   }
   tcpOutput(tcp, tcb);

@@ -1,0 +1,513 @@
+// Puts an unmodified program's node:net, node:dgram (and so node:http, https, express, fastify,
+// undici, ws…) on a tstack instance by patching Node's own modules in place.
+//
+// Why patch prototypes instead of swapping classes: http.Server, https.Server and tls.Server
+// inherit from the net.Server that existed when they were loaded, and http.Agent copied
+// net.createConnection at load time. So `listen`, `close`, `address`… are patched on the
+// original net.Server.prototype (a patched listen opens a tstack listener and emits
+// 'connection' with tstack sockets: http's connection handling works on any Duplex), and the
+// copies of createConnection are patched where they were copied to. `new net.Socket().connect()`
+// is left on the kernel (docs/run.md, "Limitations").
+//
+// installPatches() is idempotent; uninstallPatches() restores every original (tests use it).
+import net from 'node:net';
+import http from 'node:http';
+import tls from 'node:tls';
+import dgram from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import { syncBuiltinESMExports } from 'node:module';
+import * as tnet from './net.js';
+import * as tdgram from './dgram.js';
+import type { StackLike } from './runtime.js';
+import { RoutingPolicy, type Placement } from './register-policy.js';
+
+export interface PatchOptions {
+  /** The stack the patched modules put sockets on (the default instance under `tstack run`). */
+  stack: StackLike;
+  policy: RoutingPolicy;
+  /** Called with each placement decision (tests and `TSTACK_DEBUG`); not on the hot path. */
+  onDecision?: (what: string, target: string, where: Placement) => void;
+}
+
+// Node's functions are called with whatever arguments the program passed.
+type AnyFn = (...args: any[]) => any;
+type Cb = (...args: unknown[]) => void;
+
+interface Saved {
+  netProto: Record<string, PropertyDescriptor | undefined>;
+  getpeername: AnyFn;
+  getsockname: AnyFn;
+  netConnect: AnyFn;
+  netCreateConnection: AnyFn;
+  agentCreateConnection: AnyFn;
+  tlsConnect: AnyFn;
+  dgramCreateSocket: AnyFn;
+  dgramSocket: AnyFn;
+}
+
+let saved: Saved | null = null;
+let active: PatchOptions | null = null;
+
+/** The tstack server behind a patched net.Server (absent: the server is the kernel's, or idle). */
+const kTstack = Symbol('tstack.server');
+
+type OuterServer = net.Server & { [kTstack]?: tnet.Server; _unref?: boolean; _handle?: unknown; allowHalfOpen?: boolean; pauseOnConnect?: boolean; noDelay?: boolean; keepAlive?: boolean; keepAliveInitialDelay?: number; highWaterMark?: number };
+
+function decide(what: string, target: string | undefined, where: Placement): Placement {
+  active?.onDecision?.(what, target ?? '', where);
+  return where;
+}
+
+// ---- net.Server --------------------------------------------------------------------------
+
+/** Where a listen(...) call's arguments point: a Unix path, a handle or fd stays on the kernel. */
+function listenPlacement(args: unknown[]): Placement {
+  const a0 = args[0];
+  const policy = active!.policy;
+  if (a0 !== null && typeof a0 === 'object') {
+    const o = a0 as Record<string, unknown>;
+    if (o['_handle'] !== undefined || o['handle'] !== undefined || (typeof o['fd'] === 'number' && o['fd'] >= 0) || o['path'] != null) {
+      return decide('listen', 'handle/path', 'kernel');
+    }
+    const host = o['host'] as string | undefined;
+    return decide('listen', `${host || '*'}:${String(o['port'] ?? 0)}`, policy.listen(host));
+  }
+  if (typeof a0 === 'string' && !(Number(a0) >= 0)) return decide('listen', a0, 'kernel'); // a pipe name
+  const host = typeof args[1] === 'string' ? args[1] : undefined;
+  return decide('listen', `${host || '*'}:${typeof a0 === 'function' || a0 === undefined ? 0 : String(a0)}`, policy.listen(host));
+}
+
+/** '::' is Node's default "any"; the stack is IPv4-only, so any means 0.0.0.0 there. */
+function anyToV4(args: unknown[]): unknown[] {
+  const a0 = args[0];
+  if (a0 !== null && typeof a0 === 'object') {
+    const o = a0 as Record<string, unknown>;
+    if (o['host'] === '::' || o['host'] === '::0') return [{ ...o, host: '0.0.0.0' }, ...args.slice(1)];
+    return args;
+  }
+  if (args[1] === '::' || args[1] === '::0') return [a0, '0.0.0.0', ...args.slice(2)];
+  return args;
+}
+
+function serverNotRunning(): Error {
+  const e = new Error('Server is not running.') as Error & { code: string };
+  e.code = 'ERR_SERVER_NOT_RUNNING';
+  return e;
+}
+
+function alreadyListening(): Error {
+  const e = new Error('Listen method has been called more than once without closing.') as Error & { code: string };
+  e.code = 'ERR_SERVER_ALREADY_LISTEN';
+  return e;
+}
+
+function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDescriptor> {
+  const o = (k: string) => orig[k]!.value as AnyFn;
+  const origListening = orig['listening']!.get!;
+
+  function listen(this: OuterServer, ...args: unknown[]): OuterServer {
+    if (!active || listenPlacement(args) === 'kernel') return o('listen').apply(this, args) as OuterServer;
+    if (this[kTstack]?.listening || this._handle) throw alreadyListening();
+    const outer = this;
+    const srv = tnet.createServer({
+      stack: active.stack,
+      allowHalfOpen: this.allowHalfOpen ?? false,
+      pauseOnConnect: this.pauseOnConnect ?? false,
+      noDelay: this.noDelay ?? false,
+      keepAlive: this.keepAlive ?? false,
+      keepAliveInitialDelay: (this.keepAliveInitialDelay ?? 0) * 1000,
+      ...(this.highWaterMark !== undefined && { highWaterMark: this.highWaterMark }),
+    });
+    // maxConnections is set on the server the program holds: the tstack server reads it there.
+    Object.defineProperty(srv, 'maxConnections', {
+      configurable: true, enumerable: true,
+      get: () => outer.maxConnections,
+      set: (v: number) => { outer.maxConnections = v; },
+    });
+    this[kTstack] = srv;
+    srv.on('listening', () => outer.emit('listening'));
+    srv.on('error', (e: Error) => outer.emit('error', e));
+    srv.on('drop', (d: unknown) => outer.emit('drop', d));
+    srv.on('close', () => outer.emit('close'));
+    srv.on('connection', (socket: tnet.Socket) => {
+      // http's connection listener sets this too; a plain net server's user expects it.
+      (socket as unknown as { server: unknown }).server = outer;
+      outer.emit('connection', socket);
+    });
+    if (this._unref) srv.unref();
+    const a = anyToV4(args);
+    // The callback is a 'listening' listener of the program's server, as on Node.
+    if (typeof a[a.length - 1] === 'function') this.once('listening', a.pop() as Cb);
+    srv.listen(...(a as Parameters<tnet.Server['listen']>));
+    return this;
+  }
+
+  function close(this: OuterServer, cb?: (err?: Error) => void): OuterServer {
+    const srv = this[kTstack];
+    if (!srv) return o('close').call(this, cb) as OuterServer;
+    // A closed tstack server is done: listening/address() fall back to Node's (no handle: false/null).
+    delete this[kTstack];
+    if (typeof cb === 'function') {
+      if (!srv.listening) this.once('close', () => cb(serverNotRunning()));
+      else this.once('close', cb);
+    }
+    srv.close();
+    return this;
+  }
+
+  function address(this: OuterServer): ReturnType<net.Server['address']> {
+    const srv = this[kTstack];
+    return srv ? srv.address() : o('address').call(this);
+  }
+
+  function getConnections(this: OuterServer, cb: (err: Error | null, count: number) => void): OuterServer {
+    const srv = this[kTstack];
+    if (!srv) return o('getConnections').call(this, cb) as OuterServer;
+    srv.getConnections(cb);
+    return this;
+  }
+
+  function ref(this: OuterServer): OuterServer {
+    o('ref').call(this);
+    this[kTstack]?.ref();
+    return this;
+  }
+
+  function unref(this: OuterServer): OuterServer {
+    o('unref').call(this);
+    this[kTstack]?.unref();
+    return this;
+  }
+
+  const fn = (value: AnyFn): PropertyDescriptor => ({ value, writable: true, configurable: true, enumerable: false });
+  return {
+    listen: fn(listen), close: fn(close), address: fn(address), getConnections: fn(getConnections),
+    ref: fn(ref), unref: fn(unref),
+    listening: {
+      configurable: true, enumerable: true,
+      get(this: OuterServer) { const srv = this[kTstack]; return srv ? srv.listening : origListening.call(this) as boolean; },
+    },
+  };
+}
+
+// ---- outgoing TCP ------------------------------------------------------------------------
+
+/** Node's normalizeArgs for connect(): the options (a copy when built from positionals) and cb. */
+function connectArgs(args: unknown[]): { options: Record<string, unknown>; cb: Cb | undefined; positional: boolean } {
+  const a0 = args[0];
+  const last = args[args.length - 1];
+  const cb = typeof last === 'function' ? last as Cb : undefined;
+  if (Array.isArray(a0)) return connectArgs(a0); // Node's internal [options, cb] form
+  if (a0 !== null && typeof a0 === 'object') return { options: a0 as Record<string, unknown>, cb, positional: false };
+  if (typeof a0 === 'string' && !(Number(a0) >= 0)) return { options: { path: a0 }, cb, positional: true };
+  const options: Record<string, unknown> = { port: a0 };
+  if (typeof args[1] === 'string') options['host'] = args[1];
+  return { options, cb, positional: true };
+}
+
+function connectPlacement(what: string, options: Record<string, unknown>): Placement {
+  if (options['path'] != null || options['fd'] !== undefined) return decide(what, 'path/fd', 'kernel');
+  const host = options['host'] as string | undefined;
+  return decide(what, `${host ?? 'localhost'}:${String(options['port'])}`, active!.policy.outgoing(host));
+}
+
+function makeConnect(origConnect: AnyFn): AnyFn {
+  return function connect(this: unknown, ...args: unknown[]) {
+    if (!active) return origConnect.apply(this, args);
+    const { options, cb } = connectArgs(args);
+    if (connectPlacement('connect', options) === 'kernel') return origConnect.apply(this, args);
+    const opts = { ...options, stack: active.stack } as unknown as tnet.TcpSocketConnectOpts;
+    return cb ? tnet.connect(opts, cb as () => void) : tnet.connect(opts);
+  };
+}
+
+/** tls.connect without a `socket` opens a kernel net.Socket: give it a tstack one when routed. */
+function makeTlsConnect(origTls: AnyFn): AnyFn {
+  return function connect(this: unknown, ...args: unknown[]) {
+    if (!active) return origTls.apply(this, args);
+    // tls.connect(options[, cb]) or (port[, host][, options][, cb]).
+    const last = args[args.length - 1];
+    const cb = typeof last === 'function' ? last as Cb : undefined;
+    let options: Record<string, unknown>;
+    if (args[0] !== null && typeof args[0] === 'object') options = { ...(args[0] as object) };
+    else {
+      options = {};
+      for (const a of args.slice(1)) if (a !== null && typeof a === 'object') options = { ...(a as object) };
+      options['port'] = args[0];
+      if (typeof args[1] === 'string') options['host'] = args[1];
+    }
+    if (options['socket'] != null || connectPlacement('tls.connect', options) === 'kernel') return origTls.apply(this, args);
+    const host = (options['host'] as string | undefined) ?? 'localhost';
+    const raw = tnet.connect({
+      port: options['port'] as number, host, stack: active.stack,
+      ...(options['localAddress'] !== undefined && { localAddress: options['localAddress'] as string }),
+      ...(options['timeout'] !== undefined && { timeout: options['timeout'] as number }),
+    });
+    const tlsOpts: Record<string, unknown> = { ...options, socket: raw, host };
+    if (tlsOpts['servername'] === undefined && !net.isIP(host)) tlsOpts['servername'] = host;
+    return cb ? origTls.call(this, tlsOpts, cb) : origTls.call(this, tlsOpts);
+  };
+}
+
+// ---- dgram -------------------------------------------------------------------------------
+
+const DGRAM_EVENTS = ['message', 'listening', 'connect', 'close', 'error'] as const;
+
+function ebadf(syscall: string): NodeJS.ErrnoException {
+  const e = new Error(`${syscall} EBADF`) as NodeJS.ErrnoException;
+  e.code = 'EBADF';
+  e.errno = -9;
+  e.syscall = syscall;
+  return e;
+}
+
+type DgramSock = dgram.Socket | tdgram.Socket;
+
+/**
+ * A udp4 socket whose home (stack or kernel) is chosen by its first bind, connect or send:
+ * bind → the stack (unless loopback); send/connect → where the destination is. Until then it
+ * only records listeners and ref state; afterwards every call and event goes to the real one.
+ */
+class PolicyUdpSocket extends EventEmitter {
+  readonly type: string;
+  #options: Record<string, unknown>;
+  #inner: DgramSock | null = null;
+  #refd = true;
+  #patch: PatchOptions | null;
+
+  constructor(type: string | Record<string, unknown>, listener?: Cb) {
+    super();
+    this.#options = typeof type === 'object' && type !== null ? { ...type } : { type };
+    this.type = this.#options['type'] as string;
+    this.#patch = active;
+    if (typeof listener === 'function') this.on('message', listener);
+    if (this.type !== 'udp4' || !this.#patch) this.#choose('kernel');
+  }
+
+  /** The real socket, created on first need. */
+  #choose(where: Placement): DgramSock {
+    if (this.#inner) return this.#inner;
+    const inner: DgramSock = where === 'stack'
+      ? tdgram.createSocket({ ...this.#options, stack: this.#patch!.stack } as tdgram.SocketOptions)
+      : (saved ? saved.dgramCreateSocket : dgram.createSocket)(this.#options) as dgram.Socket;
+    this.#inner = inner;
+    for (const ev of DGRAM_EVENTS) (inner as EventEmitter).on(ev, (...a: unknown[]) => { this.emit(ev, ...a); });
+    if (!this.#refd) inner.unref();
+    return inner;
+  }
+
+  #innerOrChoose(what: string, host: string | undefined, port: unknown, how: 'listen' | 'outgoing'): DgramSock {
+    if (this.#inner) return this.#inner;
+    const policy = this.#patch!.policy;
+    const where = how === 'listen' ? policy.listen(host) : policy.outgoing(host ?? '127.0.0.1');
+    const shown = how === 'listen' ? host || '*' : host ?? '127.0.0.1';
+    return this.#choose(decide(`udp ${what}`, `${shown}:${typeof port === 'number' || typeof port === 'string' ? port : 0}`, where));
+  }
+
+  /** The socket, or EBADF as Node's unbound socket gives for getsockname/setsockopt. */
+  #bound(syscall: string): DgramSock {
+    if (!this.#inner) throw ebadf(syscall);
+    return this.#inner;
+  }
+
+  bind(...args: unknown[]): this {
+    const a0 = args[0];
+    const obj = a0 !== null && typeof a0 === 'object' ? a0 as { address?: string; port?: number } : null;
+    const host = obj ? obj.address : typeof args[1] === 'string' ? args[1] : undefined;
+    const inner = this.#innerOrChoose('bind', host, obj ? obj.port : a0, 'listen');
+    const a = [...args];
+    if (typeof a[a.length - 1] === 'function') {
+      // As Node does: the callback is a 'listening' listener (of this socket), dropped on error.
+      const cb = a.pop() as Cb;
+      const onListening = () => { this.removeListener('error', onError); cb.call(this); };
+      const onError = () => { this.removeListener('listening', onListening); };
+      this.once('listening', onListening);
+      this.once('error', onError);
+    }
+    (inner.bind as AnyFn).apply(inner, a);
+    return this;
+  }
+
+  connect(port: number, address?: unknown, cb?: unknown): void {
+    const host = typeof address === 'string' ? address : undefined;
+    const inner = this.#innerOrChoose('connect', host, port, 'outgoing');
+    (inner.connect as AnyFn).call(inner, port, address, cb);
+  }
+
+  send(...args: unknown[]): void {
+    if (!this.#inner) {
+      // Node's own reading of send(msg, [offset, length,] port[, address][, callback]).
+      const [, offset, length, port, address] = args;
+      let host: unknown, dport: unknown;
+      if (address || (port && typeof port !== 'function')) { host = address; dport = port; } else { host = length; dport = offset; }
+      this.#innerOrChoose('send', typeof host === 'string' ? host : undefined, dport, 'outgoing');
+    }
+    const inner = this.#inner!;
+    (inner.send as AnyFn).apply(inner, args);
+  }
+
+  close(cb?: () => void): this {
+    if (typeof cb === 'function') this.once('close', cb);
+    this.#choose('kernel').close();
+    return this;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await new Promise<void>((resolve) => this.close(resolve));
+  }
+
+  ref(): this { this.#refd = true; this.#inner?.ref(); return this; }
+  unref(): this { this.#refd = false; this.#inner?.unref(); return this; }
+
+  address(): ReturnType<dgram.Socket['address']> { return this.#bound('getsockname').address(); }
+  remoteAddress(): ReturnType<dgram.Socket['remoteAddress']> {
+    if (!this.#inner) {
+      const e = new Error('Not connected') as Error & { code: string };
+      e.code = 'ERR_SOCKET_DGRAM_NOT_CONNECTED';
+      throw e;
+    }
+    return this.#inner.remoteAddress();
+  }
+  disconnect(): void { (this.#bound('disconnect').disconnect as AnyFn).call(this.#inner); }
+  setBroadcast(flag: boolean): void { this.#bound('setBroadcast').setBroadcast(flag); }
+  setTTL(ttl: number): number { return this.#bound('setTTL').setTTL(ttl); }
+  setMulticastTTL(ttl: number): number { return this.#bound('setMulticastTTL').setMulticastTTL(ttl); }
+  setMulticastLoopback(flag: boolean): boolean { return this.#bound('setMulticastLoopback').setMulticastLoopback(flag); }
+  setMulticastInterface(i: string): void { this.#bound('setMulticastInterface').setMulticastInterface(i); }
+  addMembership(g: string, i?: string): void { this.#bound('addMembership').addMembership(g, i); }
+  dropMembership(g: string, i?: string): void { this.#bound('dropMembership').dropMembership(g, i); }
+  addSourceSpecificMembership(...a: unknown[]): void { this.#call('addSourceSpecificMembership', a); }
+  dropSourceSpecificMembership(...a: unknown[]): void { this.#call('dropSourceSpecificMembership', a); }
+  setRecvBufferSize(n: number): void { this.#bound('setRecvBufferSize').setRecvBufferSize(n); }
+  setSendBufferSize(n: number): void { this.#bound('setSendBufferSize').setSendBufferSize(n); }
+  getRecvBufferSize(): number { return this.#bound('getRecvBufferSize').getRecvBufferSize(); }
+  getSendBufferSize(): number { return this.#bound('getSendBufferSize').getSendBufferSize(); }
+  getSendQueueSize(): number { return this.#inner ? this.#inner.getSendQueueSize() : 0; }
+  getSendQueueCount(): number { return this.#inner ? this.#inner.getSendQueueCount() : 0; }
+
+  #call(name: string, a: unknown[]): unknown {
+    const inner = this.#bound(name) as unknown as Record<string, AnyFn>;
+    if (typeof inner[name] !== 'function') {
+      const e = new Error(`${name} is not supported on a tstack UDP socket`) as Error & { code: string };
+      e.code = 'ERR_TSTACK_NOT_SUPPORTED';
+      throw e;
+    }
+    return inner[name]!.apply(inner, a);
+  }
+}
+
+function createSocket(type: string | Record<string, unknown>, listener?: Cb): dgram.Socket {
+  const t = typeof type === 'object' && type !== null ? (type as { type?: string }).type : type;
+  // udp6 (and bad types, whose errors Node's own createSocket gives) stay on the kernel.
+  if (!active || t !== 'udp4') return saved!.dgramCreateSocket(type, listener) as dgram.Socket;
+  return new PolicyUdpSocket(type, listener) as unknown as dgram.Socket;
+}
+
+// ---- install -----------------------------------------------------------------------------
+
+const SERVER_KEYS = ['listen', 'close', 'address', 'getConnections', 'ref', 'unref', 'listening'];
+
+/** Patches node:net, node:http, node:tls and node:dgram so new sockets follow `opts.policy`. */
+export function installPatches(opts: PatchOptions): void {
+  active = opts;
+  if (saved) return;
+  const proto = net.Server.prototype as unknown as Record<string | symbol, unknown>;
+  const sockProto = net.Socket.prototype as unknown as Record<string, unknown>;
+  const netProto: Saved['netProto'] = {};
+  for (const k of SERVER_KEYS) netProto[k] = Object.getOwnPropertyDescriptor(proto, k);
+  netProto[Symbol.asyncDispose as unknown as string] = Object.getOwnPropertyDescriptor(proto, Symbol.asyncDispose);
+  const s: Saved = {
+    netProto,
+    getpeername: sockProto['_getpeername'] as AnyFn,
+    getsockname: sockProto['_getsockname'] as AnyFn,
+    netConnect: net.connect,
+    netCreateConnection: net.createConnection,
+    agentCreateConnection: http.Agent.prototype.createConnection as AnyFn,
+    tlsConnect: tls.connect,
+    dgramCreateSocket: dgram.createSocket,
+    dgramSocket: dgram.Socket as unknown as AnyFn,
+  };
+  saved = s;
+
+  const patches = makeServerPatches(netProto);
+  for (const [k, d] of Object.entries(patches)) Object.defineProperty(proto, k, d);
+  Object.defineProperty(proto, Symbol.asyncDispose, {
+    value: asyncDisposeFor(netProto), writable: true, configurable: true, enumerable: false,
+  });
+
+  const connect = makeConnect(s.netConnect);
+  const m = net as unknown as Record<string, unknown>;
+  m['connect'] = connect;
+  m['createConnection'] = connect;
+  (http.Agent.prototype as unknown as Record<string, unknown>)['createConnection'] = connect;
+  (tls as unknown as Record<string, unknown>)['connect'] = makeTlsConnect(s.tlsConnect);
+  const dg = dgram as unknown as Record<string, unknown>;
+  dg['createSocket'] = createSocket;
+  dg['Socket'] = PolicyUdpSocket;
+
+  sockProto['_getpeername'] = throughTls(s.getpeername, 'remote');
+  sockProto['_getsockname'] = throughTls(s.getsockname, 'local');
+
+  // Deliberately not done: making `x instanceof net.Socket` true for tstack sockets. Node's own
+  // TLSSocket takes such a socket for a kernel one (it waits for a 'connect' an accepted socket
+  // never emits, so an https server would never answer): see docs/run.md, "Limitations".
+
+  // ESM named imports (`import { createServer } from 'node:net'`) read these bindings.
+  syncBuiltinESMExports();
+}
+
+function asyncDisposeFor(orig: Saved['netProto']): AnyFn {
+  const origDispose = orig[Symbol.asyncDispose as unknown as string]?.value as AnyFn | undefined;
+  return async function (this: OuterServer): Promise<void> {
+    if (!this[kTstack]) { await origDispose?.call(this); return; }
+    await new Promise<void>((resolve, reject) => this.close((e) => (e ? reject(e) : resolve())));
+  };
+}
+
+/**
+ * A TLSSocket over a tstack socket asks its JS-stream handle for addresses, which has none
+ * (Node gives undefined, as for any Duplex): answer from the tstack socket underneath, so
+ * `req.socket.remoteAddress` (express's req.ip, logs) works for https too.
+ */
+function throughTls(orig: AnyFn, side: 'remote' | 'local'): AnyFn {
+  return function (this: { _handle?: { _parentWrap?: { stream?: unknown } }; _peername?: unknown; _sockname?: unknown }) {
+    const r = orig.call(this) as { address?: string };
+    if (r.address !== undefined) return r;
+    const inner = this._handle?._parentWrap?.stream;
+    if (!(inner instanceof tnet.Socket)) return r;
+    const address = side === 'remote' ? inner.remoteAddress : inner.localAddress;
+    if (address === undefined) return r;
+    const info = side === 'remote'
+      ? { address, family: inner.remoteFamily, port: inner.remotePort }
+      : { address, family: inner.localFamily, port: inner.localPort };
+    if (side === 'remote') this._peername = info; else this._sockname = info;
+    return info;
+  };
+}
+
+/** Restores every original (servers already listening on the stack stay there). */
+export function uninstallPatches(): void {
+  const s = saved;
+  active = null;
+  if (!s) return;
+  saved = null;
+  const proto = net.Server.prototype as unknown as Record<string | symbol, unknown>;
+  for (const k of SERVER_KEYS) Object.defineProperty(proto, k, s.netProto[k]!);
+  const sockProto = net.Socket.prototype as unknown as Record<string, unknown>;
+  sockProto['_getpeername'] = s.getpeername;
+  sockProto['_getsockname'] = s.getsockname;
+  const d = s.netProto[Symbol.asyncDispose as unknown as string];
+  if (d) Object.defineProperty(proto, Symbol.asyncDispose, d);
+  const m = net as unknown as Record<string, unknown>;
+  m['connect'] = s.netConnect;
+  m['createConnection'] = s.netCreateConnection;
+  (http.Agent.prototype as unknown as Record<string, unknown>)['createConnection'] = s.agentCreateConnection;
+  (tls as unknown as Record<string, unknown>)['connect'] = s.tlsConnect;
+  const dg = dgram as unknown as Record<string, unknown>;
+  dg['createSocket'] = s.dgramCreateSocket;
+  dg['Socket'] = s.dgramSocket;
+  syncBuiltinESMExports();
+}
+
+/** Whether patches are installed (for diagnostics). */
+export function patchesInstalled(): boolean { return saved !== null; }

@@ -1,0 +1,39 @@
+// `node --import tstack/register app.js` (and `tstack run`, which does the same): starts the
+// default instance from TSTACK_CONFIG and patches node:net, node:http, node:tls and node:dgram
+// so the unmodified program's sockets live on the stack (src/api/patch-node.ts; the routing
+// policy is src/api/register-policy.ts; docs/run.md explains both).
+//
+// Only the main thread of the first process is patched: a worker thread, or a child process
+// that inherited `--import` (child_process.fork, cluster), would try to open the same devices
+// again; TSTACK_REGISTER_PID, inherited through the environment, tells a child it is one.
+// TSTACK_DEBUG=1 prints each placement decision on stderr.
+import { isMainThread } from 'node:worker_threads';
+import { getDefaultInstance } from './runtime.js';
+import { installPatches } from './patch-node.js';
+import { RoutingPolicy } from './register-policy.js';
+import { ConfigError } from '../runtime/config.js';
+
+function start(): void {
+  let inst;
+  try {
+    inst = getDefaultInstance();
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    // Nothing of the program has run yet. As the `tstack` command: 2 for a missing or bad
+    // configuration, 1 for a runtime failure (say, no permission to create the TAP device).
+    const cause = (e as { cause?: unknown }).cause;
+    process.exit(!process.env['TSTACK_CONFIG'] || cause instanceof ConfigError ? 2 : 1);
+  }
+  const debug = !!process.env['TSTACK_DEBUG'];
+  installPatches({
+    stack: inst,
+    policy: new RoutingPolicy(inst.stack, inst.config.api),
+    ...(debug && { onDecision: (what: string, target: string, where: string) => process.stderr.write(`tstack: ${what} ${target} -> ${where}\n`) }),
+  });
+}
+
+const owner = process.env['TSTACK_REGISTER_PID'];
+if (isMainThread && (owner === undefined || owner === String(process.pid))) {
+  process.env['TSTACK_REGISTER_PID'] = String(process.pid);
+  start();
+}

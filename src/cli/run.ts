@@ -1,0 +1,95 @@
+// `tstack run --config FILE app.js [args…]`: runs an unmodified Node program with its
+// node:net / node:dgram sockets (and so http, express, fastify, undici, ws…) on the stack.
+// It checks the config, then starts `node --import <register.js> app.js args…` with
+// TSTACK_CONFIG set; the child brings the stack up in its own thread (src/api/register.ts).
+// stdio is shared, signals are passed on, and the child's exit status becomes ours.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { constants } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../runtime/config.js';
+
+export interface RunOptions { config: string; nodeOption?: string[] }
+
+/** Signals passed on to the program (the ones a terminal or a supervisor sends). */
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+const FROM_TERMINAL: NodeJS.Signals[] = ['SIGINT', 'SIGQUIT'];
+
+export function register(program: Command): void {
+  program.command('run')
+    .description('run a Node program with its node:net and node:dgram sockets on the stack')
+    .requiredOption('-c, --config <file>', 'the tstack.toml to run the program on')
+    .option('--node-option <option>', 'an option for node itself, before the program (repeatable)',
+      (v: string, prev: string[] = []) => [...prev, v])
+    .argument('<app>', 'the program to run (a .js / .mjs / .cjs file)')
+    .argument('[args...]', "the program's own arguments")
+    // Options after the program name belong to the program, not to us.
+    .passThroughOptions()
+    .action(async (app: string, args: string[], opts: RunOptions) => {
+      process.exitCode = await run(app, args, opts);
+    });
+}
+
+const err = (line: string) => process.stderr.write(`tstack: ${line}\n`);
+
+/** The compiled preload: dist/src/api/register.js, next to this file's folder. */
+export function registerModulePath(): string {
+  return fileURLToPath(new URL('../api/register.js', import.meta.url));
+}
+
+/** Runs the program; resolves with the exit code to use (a signal death re-raises the signal). */
+export async function run(app: string, args: string[], opts: RunOptions): Promise<number> {
+  const configPath = resolve(opts.config);
+  try {
+    const config = loadConfig(configPath);
+    if (config.ports.length === 0) {
+      err(`${opts.config}: no [[port]] configured: the program would have no network to run on`);
+      return 2;
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) { err(e.message); return 2; }
+    throw e;
+  }
+  const preload = registerModulePath();
+  if (!existsSync(preload)) {
+    err(`${preload} is missing: build tstack first (npm run build)`);
+    return 1;
+  }
+
+  const env: NodeJS.ProcessEnv = { ...process.env, TSTACK_CONFIG: configPath };
+  // Set by register.ts for the processes a registered program starts; this one is a new program.
+  delete env['TSTACK_REGISTER_PID'];
+  const child = spawn(process.execPath, [
+    ...(opts.nodeOption ?? []), '--import', pathToFileURL(preload).href, app, ...args,
+  ], { stdio: 'inherit', env });
+
+  const forward = (sig: NodeJS.Signals) => {
+    // A terminal's ^C / ^\ already went to its whole foreground group, the program included:
+    // passing it on again would deliver it twice.
+    if (FROM_TERMINAL.includes(sig) && process.stdin.isTTY) return;
+    child.kill(sig);
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+  const unhook = () => { for (const s of FORWARDED) process.removeListener(s, forward); };
+
+  return await new Promise<number>((done) => {
+    child.on('error', (e) => {
+      unhook();
+      err(`cannot start ${process.execPath}: ${e.message}`);
+      done(1);
+    });
+    child.on('exit', (code, signal) => {
+      unhook();
+      if (signal) {
+        // Die of the same signal, so whoever started us sees what happened to the program.
+        process.kill(process.pid, signal);
+        // Not every signal kills by default (SIGUSR1 starts the inspector…): the shell's code.
+        done(128 + (constants.signals[signal] ?? 0));
+        return;
+      }
+      done(code ?? 1);
+    });
+  });
+}

@@ -1,0 +1,197 @@
+// Runs an unmodified Node program under `tstack run` in a test namespace: a TAP port whose
+// kernel side (198.18.X.1/24) lives in a fresh namespace, the stack on 198.18.X.2/24. The
+// kernel-side peers (curl, ab, socat, python, a node client) run in that namespace. stop()
+// (and stopAllApps() in after()) ends the process group this started and removes the namespace.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createNetns, destroyNetns, run } from './netns.js';
+
+/** The package root (dist/test/helpers/ -> ../../../). */
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const BIN = join(ROOT, 'bin', 'tstack.js');
+
+export interface AppOptions {
+  /** Namespace name prefix (1-12 of [a-z0-9-]). */
+  prefix: string;
+  /** X in 198.18.X.0/24. */
+  subnet: number;
+  /** The program, relative to the package root. */
+  app: string;
+  args?: string[];
+  env?: Record<string, string>;
+  /** Extra TOML appended to the generated config (say, an [api] table). */
+  extraConfig?: string;
+  /** Output that means the program is ready (listening). */
+  ready: RegExp;
+  /** How long to wait for `ready` (ms). */
+  readyTimeoutMs?: number;
+  /** Keep stdin open (a pipe) for programs that wait for input. */
+  stdin?: boolean;
+}
+
+export interface RunningApp {
+  ns: string;
+  /** The stack's address (198.18.X.2) and the kernel side's (198.18.X.1). */
+  stackIp: string;
+  hostIp: string;
+  ifname: string;
+  child: ChildProcess;
+  /** stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the first match of `re` in the output (waiting up to ms). */
+  waitForOutput(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
+  /** Resolves when the process exits (with its code or signal). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM (then SIGKILL to the group after ms), then removes the namespace. */
+  stop(ms?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running = new Set<RunningApp>();
+let counter = 0;
+
+export async function startApp(o: AppOptions): Promise<RunningApp> {
+  const ns = createNetns(o.prefix);
+  const dir = mkdtempSync(join(tmpdir(), `tstack-run-${o.prefix}-`));
+  // Unique among concurrently running tests: the device exists in the root namespace briefly.
+  const ifname = `tr${process.pid % 100000}x${counter++}`;
+  const stackIp = `198.18.${o.subnet}.2`;
+  const hostIp = `198.18.${o.subnet}.1`;
+  const config = join(dir, 'tstack.toml');
+  writeFileSync(config, `# written by test/helpers/run-app.ts
+[stack]
+poll = "adaptive"
+
+[[port]]
+driver = "tap"
+ifname = "${ifname}"
+addr = "${stackIp}/24"
+host_addr = "${hostIp}/24"
+netns = "${ns}"
+${o.extraConfig ?? ''}
+`);
+  // detached: the program and its `tstack run` parent form their own process group, so a
+  // hung test can end exactly the processes it started.
+  const child = spawn(process.execPath, [BIN, 'run', '--config', config, o.app, ...(o.args ?? [])], {
+    cwd: ROOT, detached: true, stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...o.env },
+  });
+  let out = '';
+  const waiters = new Set<() => void>();
+  const onData = (d: string) => { out += d; for (const w of waiters) w(); };
+  child.stdout!.setEncoding('utf8').on('data', onData);
+  child.stderr!.setEncoding('utf8').on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => { for (const w of waiters) w(); resolve({ code, signal }); });
+  });
+  let exitedNow = false;
+  void exited.then(() => { exitedNow = true; });
+
+  const waitForOutput = (re: RegExp, ms = 10_000): Promise<RegExpMatchArray> => new Promise((resolve, reject) => {
+    const check = () => {
+      const m = re.exec(out);
+      if (m) { done(); resolve(m); return; }
+      if (exitedNow || child.exitCode !== null) { done(); reject(new Error(`the program exited before printing ${re}; output:\n${out}`)); }
+    };
+    const timer = setTimeout(() => { done(); reject(new Error(`timed out after ${ms} ms waiting for ${re}; output:\n${out}`)); }, ms);
+    const done = () => { clearTimeout(timer); waiters.delete(check); };
+    waiters.add(check);
+    check();
+  });
+
+  let stopped: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null;
+  const app: RunningApp = {
+    ns, stackIp, hostIp, ifname, child, exited, waitForOutput,
+    output: () => out,
+    stop(ms = 5000) {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          const t = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } }, ms);
+          const r = await exited;
+          clearTimeout(t);
+          finish();
+          return r;
+        }
+        const r = await exited;
+        finish();
+        return r;
+      })();
+      return stopped;
+    },
+  };
+  const finish = () => {
+    // Whatever is left of the group (a program that ignored its parent's death).
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+    running.delete(app);
+    destroyNetns(ns);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  running.add(app);
+  try {
+    await app.waitForOutput(o.ready, o.readyTimeoutMs ?? 15_000);
+  } catch (e) {
+    await app.stop(1000);
+    throw e;
+  }
+  return app;
+}
+
+/** Stops every program started here and removes their namespaces. Use in after(). */
+export async function stopAllApps(): Promise<void> {
+  await Promise.all([...running].map((a) => a.stop(2000)));
+}
+
+/** Runs `cmd args` in ns without blocking this process; resolves with its output and code. */
+export function runIn(ns: string, cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
+    let stdout = '', stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
+    p.on('error', (e) => { clearTimeout(timer); reject(e); });
+    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    p.stdin.end(opts.input ?? '');
+  });
+}
+
+/** curl in ns; resolves with the body (throws with curl's stderr on failure). */
+export async function curl(ns: string, args: string[]): Promise<string> {
+  const r = await runIn(ns, 'curl', ['-sS', '--max-time', '5', ...args]);
+  if (r.code !== 0) throw new Error(`curl ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}
+
+export interface AbResult { complete: number; failed: number; non2xx: number; rps: number; raw: string }
+
+/** ApacheBench in ns against url; parses the summary. */
+export async function ab(ns: string, url: string, n: number, c: number, timeoutMs = 120_000): Promise<AbResult> {
+  const r = await runIn(ns, 'ab', ['-q', '-n', String(n), '-c', String(c), '-s', '10', url], { timeoutMs });
+  const num = (re: RegExp) => { const m = re.exec(r.stdout); return m ? Number(m[1]) : NaN; };
+  if (r.code !== 0) throw new Error(`ab failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+  return {
+    complete: num(/Complete requests:\s+(\d+)/),
+    failed: num(/Failed requests:\s+(\d+)/),
+    non2xx: /Non-2xx responses:\s+(\d+)/.test(r.stdout) ? num(/Non-2xx responses:\s+(\d+)/) : 0,
+    rps: num(/Requests per second:\s+([\d.]+)/),
+    raw: r.stdout,
+  };
+}
+
+/** Waits until cond() holds (polling), or throws naming what. */
+export async function waitUntil(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** True while `ifname` exists in ns. */
+export function deviceExists(ns: string, ifname: string): boolean {
+  try { run('ip', ['-n', ns, 'link', 'show', 'dev', ifname]); return true; } catch { return false; }
+}

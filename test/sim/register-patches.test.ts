@@ -1,0 +1,302 @@
+// tstack/register's patches in one process, without privileges: stack A (198.18.31.2) is the
+// one the patched node:net/node:dgram put sockets on; stack B (198.18.31.3), on the same
+// memory wire, plays the network peer through tstack/net and tstack/dgram directly. Kernel
+// sockets on 127.0.0.1 show what the policy leaves on the kernel.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import * as netNamed from 'node:net';
+import http from 'node:http';
+import https from 'node:https';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import * as tnet from '../../src/api/net.js';
+import * as tdgram from '../../src/api/dgram.js';
+import { installPatches, uninstallPatches, patchesInstalled } from '../../src/api/patch-node.js';
+import { RoutingPolicy, type Placement } from '../../src/api/register-policy.js';
+import { MemoryWire } from '../../src/driver/memory.js';
+import { parseConfig } from '../../src/runtime/config.js';
+import { startInstance, type Instance } from '../../src/runtime/instance.js';
+import { realClock } from '../../src/runtime/loop.js';
+
+const A = '198.18.31.2';
+const B = '198.18.31.3';
+
+function instance(wire: MemoryWire, addr: string): Instance {
+  return startInstance(parseConfig(`[stack]\npoll = "interrupt"\n[[port]]\ndriver = "memory"\naddr = "${addr}/24"\n`, 'register.toml'), { memoryWire: wire });
+}
+
+let wire: MemoryWire;
+let instA: Instance;
+let instB: Instance;
+const decisions: string[] = [];
+const original = { getpeername: (net.Socket.prototype as unknown as { _getpeername: unknown })._getpeername, connect: net.connect, createServer: net.createServer, listen: net.Server.prototype.listen, agent: http.Agent.prototype.createConnection, tls: tls.connect, createSocket: dgram.createSocket };
+
+/** GET http://host:port/ through a tstack/net socket on stack B; resolves with the body. */
+function getFromB(port: number, host = A): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, path: '/', createConnection: () => tnet.connect({ port, host, stack: instB }) as unknown as net.Socket }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('tstack/register patches (memory wire)', () => {
+  before(() => {
+    wire = new MemoryWire({ clock: realClock });
+    instA = instance(wire, A);
+    instB = instance(wire, B);
+    installPatches({
+      stack: instA,
+      policy: new RoutingPolicy(instA.stack, { kernelFallback: 'auto' }),
+      onDecision: (what: string, target: string, where: Placement) => { decisions.push(`${what} ${target} ${where}`); },
+    });
+  });
+
+  after(() => {
+    uninstallPatches();
+    instA?.stop();
+    instB?.stop();
+  });
+
+  test('an unmodified http.Server listens on the stack and serves a peer on the network', async () => {
+    const server = http.createServer((req, res) => { res.end(`hello ${req.socket.remoteAddress}`); });
+    server.listen(0);
+    await once(server, 'listening');
+    const a = server.address() as net.AddressInfo;
+    assert.equal(a.address, '0.0.0.0');
+    assert.equal(a.family, 'IPv4');
+    assert.ok(a.port > 0);
+    assert.equal(server.listening, true);
+    assert.equal(await getFromB(a.port), `hello ${B}`);
+    await new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve())));
+    assert.equal(server.listening, false);
+    assert.equal(server.address(), null);
+  });
+
+  test('ESM named imports of node:net see the patched connect', () => {
+    assert.notEqual(net.connect, original.connect);
+    assert.equal(netNamed.connect, net.connect);
+    assert.equal(netNamed.createConnection, net.connect);
+    assert.equal(http.Agent.prototype.createConnection, net.connect);
+    assert.notEqual(tls.connect, original.tls);
+  });
+
+  test('a second listen on the same stack port fails with EADDRINUSE, as on Node', async () => {
+    const s1 = net.createServer().listen(0);
+    await once(s1, 'listening');
+    const port = (s1.address() as net.AddressInfo).port;
+    const s2 = net.createServer().listen(port);
+    const [err] = await once(s2, 'error') as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'EADDRINUSE');
+    assert.equal(err.syscall, 'listen');
+    assert.equal(s2.listening, false);
+    const closedErr = await new Promise<Error | undefined>((resolve) => s2.close(resolve));
+    assert.equal((closedErr as NodeJS.ErrnoException | undefined)?.code, 'ERR_SERVER_NOT_RUNNING');
+    await new Promise((resolve) => s1.close(resolve));
+  });
+
+  test('a net.Server\'s connection listener gets a tstack socket (not a net.Socket: TLS must not take it for one)', async () => {
+    const got = new Promise<net.Socket>((resolve) => {
+      const s = net.createServer((sock) => { resolve(sock); sock.end('bye'); });
+      s.listen(0, () => {
+        const port = (s.address() as net.AddressInfo).port;
+        const c = tnet.connect({ port, host: A, stack: instB });
+        c.resume();
+        c.on('close', () => s.close());
+      });
+    });
+    const sock = await got;
+    assert.ok(sock instanceof tnet.Socket);
+    assert.equal(sock instanceof net.Socket, false);
+    assert.equal(sock.remoteAddress, B);
+  });
+
+  test('maxConnections set on the program\'s server drops the extra connection with a \'drop\' event', async () => {
+    const server = net.createServer((sock) => { sock.on('error', () => {}); });
+    server.maxConnections = 1;
+    server.listen(0);
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    const first = tnet.connect({ port, host: A, stack: instB });
+    await once(first, 'connect');
+    await once(server, 'connection');
+    const dropped = once(server, 'drop');
+    const second = tnet.connect({ port, host: A, stack: instB });
+    second.on('error', () => {});
+    second.resume();
+    const [info] = await dropped as [{ remoteAddress: string; localPort: number }];
+    assert.equal(info.remoteAddress, B);
+    assert.equal(info.localPort, port);
+    await once(second, 'close');
+    first.destroy();
+    server.close();
+  });
+
+  test('outgoing: a routed destination goes through the stack, loopback through the kernel', async () => {
+    // The peer on stack B.
+    const peer = tnet.createServer({ stack: instB }, (s) => { s.end(`from B to ${s.remoteAddress}`); });
+    peer.listen(7001);
+    await once(peer, 'listening');
+    // A kernel server on loopback.
+    const kernel = original.createServer((s) => { s.end(`from kernel to ${s.remoteAddress}`); });
+    kernel.listen(0, '127.0.0.1');
+    await once(kernel, 'listening');
+    const kport = (kernel.address() as net.AddressInfo).port;
+
+    const read = (s: net.Socket) => new Promise<string>((resolve, reject) => {
+      let b = '';
+      s.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
+    });
+    const viaStack = net.connect(7001, B);
+    assert.ok(viaStack instanceof tnet.Socket, 'a tstack socket');
+    assert.equal(await read(viaStack), `from B to ${A}`);
+    const viaKernel = net.createConnection({ port: kport, host: '127.0.0.1' });
+    assert.equal(viaKernel instanceof tnet.Socket, false);
+    assert.equal(await read(viaKernel), 'from kernel to 127.0.0.1');
+    assert.ok(decisions.includes(`connect ${B}:7001 stack`), decisions.join('\n'));
+    assert.ok(decisions.includes(`connect 127.0.0.1:${kport} kernel`), decisions.join('\n'));
+    peer.close();
+    kernel.close();
+  });
+
+  test('http.get through the patched Agent reaches a server on the stack\'s network', async () => {
+    // The program's http.get (default Agent) goes to B's server through stack A.
+    const bServer = tnet.createServer({ stack: instB }, (s) => { new http.Server((_req, res) => res.end('B says hi')).emit('connection', s); });
+    bServer.listen(7002);
+    await once(bServer, 'listening');
+    const body = await new Promise<string>((resolve, reject) => {
+      http.get(`http://${B}:7002/`, (res) => {
+        let b = '';
+        res.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b));
+      }).on('error', reject);
+    });
+    assert.equal(body, 'B says hi');
+    bServer.close();
+  });
+
+  test('https: the program\'s https server and https.get (tls.connect) both run over the stack', async (t) => {
+    // A throwaway certificate for both stack addresses.
+    const dir = mkdtempSync(join(tmpdir(), 'tstack-register-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+        '-subj', '/CN=tstack-test', '-addext', `subjectAltName=IP:${A},IP:${B}`,
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    } catch {
+      if (process.env.CI) throw new Error('openssl is needed to make a test certificate');
+      t.skip('needs openssl to make a test certificate');
+      return;
+    }
+    const key = readFileSync(join(dir, 'key.pem'));
+    const cert = readFileSync(join(dir, 'cert.pem'));
+
+    // The program's https server (tls.Server inherits the patched net.Server.listen) …
+    const server = https.createServer({ key, cert }, (req, res) => res.end(`secure hello ${req.socket.remoteAddress}`));
+    server.listen(0);
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    // … reached from B with TLS over a tstack/net socket.
+    const fromB = await new Promise<string>((resolve, reject) => {
+      const raw = tnet.connect({ port, host: A, stack: instB }) as unknown as net.Socket;
+      const c = original.tls({ socket: raw, ca: cert, servername: undefined as unknown as string, checkServerIdentity: () => undefined });
+      c.on('secureConnect', () => c.end(`GET / HTTP/1.1\r\nHost: ${A}\r\nConnection: close\r\n\r\n`));
+      let b = '';
+      c.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
+    });
+    // remoteAddress through TLS comes from the tstack socket underneath (Node has none for a Duplex).
+    assert.match(fromB, /^HTTP\/1\.1 200 OK\r\n[\s\S]*secure hello 198\.18\.31\.3$/);
+
+    // B's TLS server, reached by the program's https.get (https.Agent -> tls.connect, patched).
+    const bTls = tls.createServer({ key, cert });
+    const bHttps = new http.Server((_req, res) => res.end('B over TLS'));
+    bTls.on('secureConnection', (s) => bHttps.emit('connection', s));
+    const bServer = tnet.createServer({ stack: instB }, (s) => { bTls.emit('connection', s); });
+    bServer.listen(7443);
+    await once(bServer, 'listening');
+    const body = await new Promise<string>((resolve, reject) => {
+      https.get(`https://${B}:7443/`, { ca: cert }, (res) => {
+        let b = '';
+        res.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b));
+      }).on('error', reject);
+    });
+    assert.equal(body, 'B over TLS');
+    assert.ok(decisions.includes(`tls.connect ${B}:7443 stack`), decisions.join('\n'));
+    bServer.close();
+    server.close();
+    server.closeAllConnections();
+  });
+
+  test('listening on 127.0.0.1 stays on the kernel', async () => {
+    const s = net.createServer((sock) => sock.end('kernel listener'));
+    s.listen(0, '127.0.0.1');
+    await once(s, 'listening');
+    const port = (s.address() as net.AddressInfo).port;
+    const c = original.connect(port, '127.0.0.1');
+    let b = '';
+    c.setEncoding('utf8').on('data', (d: string) => { b += d; });
+    await once(c, 'end');
+    assert.equal(b, 'kernel listener');
+    await new Promise((resolve) => s.close(resolve));
+  });
+
+  test('dgram: a bound udp4 socket lives on the stack; one that only sends to loopback on the kernel', async () => {
+    const echo = dgram.createSocket('udp4');
+    echo.on('message', (msg, rinfo) => echo.send(msg, rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => echo.bind(7003, () => resolve()));
+    assert.deepEqual(echo.address(), { address: '0.0.0.0', family: 'IPv4', port: 7003 });
+
+    const peer = tdgram.createSocket({ type: 'udp4', stack: instB });
+    await new Promise<void>((resolve) => peer.bind(0, () => resolve()));
+    const reply = once(peer, 'message');
+    peer.send('ping over the stack', 7003, A);
+    const [msg, rinfo] = await reply as [Buffer, dgram.RemoteInfo];
+    assert.equal(msg.toString(), 'ping over the stack');
+    assert.equal(rinfo.address, A);
+
+    const kernelRx = original.createSocket('udp4');
+    await new Promise<void>((resolve) => kernelRx.bind(0, '127.0.0.1', () => resolve()));
+    const got = once(kernelRx, 'message');
+    const sender = dgram.createSocket('udp4');
+    sender.send('to loopback', (kernelRx.address()).port, '127.0.0.1');
+    const [m2] = await got as [Buffer];
+    assert.equal(m2.toString(), 'to loopback');
+    assert.ok(decisions.includes(`udp send 127.0.0.1:${kernelRx.address().port} kernel`), decisions.join('\n'));
+    assert.ok(decisions.includes('udp bind *:7003 stack'), decisions.join('\n'));
+    for (const s of [echo, peer, kernelRx, sender]) s.close();
+  });
+
+  test('kernel_fallback "loopback": an unrouted destination fails on the stack with ENETUNREACH instead of leaving via the kernel', async () => {
+    installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'loopback' }) });
+    try {
+      const s = net.connect(80, '192.0.2.1');
+      assert.ok(s instanceof tnet.Socket);
+      const [err] = await once(s, 'error') as [NodeJS.ErrnoException & { address: string; port: number }];
+      assert.equal(err.code, 'ENETUNREACH');
+      assert.equal(err.syscall, 'connect');
+      assert.equal(err.message, 'connect ENETUNREACH 192.0.2.1:80');
+    } finally {
+      installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'auto' }) });
+    }
+  });
+
+  test('uninstallPatches restores every original', () => {
+    uninstallPatches();
+    assert.equal(patchesInstalled(), false);
+    assert.equal(net.connect, original.connect);
+    assert.equal(netNamed.connect, original.connect);
+    assert.equal(net.Server.prototype.listen, original.listen);
+    assert.equal(http.Agent.prototype.createConnection, original.agent);
+    assert.equal(tls.connect, original.tls);
+    assert.equal(dgram.createSocket, original.createSocket);
+    assert.equal((net.Socket.prototype as unknown as { _getpeername: unknown })._getpeername, original.getpeername);
+  });
+});

@@ -1,0 +1,91 @@
+// Which sockets of a program under `tstack run` go to the stack and which stay on the kernel
+// (src/api/register-policy.ts): decided from the address and the stack's own routing table.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { Stack } from '../../src/stack/stack.js';
+import { VirtualClock } from '../../src/stack/time.js';
+import type { NetDevice } from '../../src/stack/device.js';
+import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import { RoutingPolicy } from '../../src/api/register-policy.js';
+
+function device(name: string): NetDevice {
+  return {
+    name, mac: new Uint8Array([2, 0, 0, 0, 0, 2]), mtu: 1500,
+    offloads: { rxCsum: false, txCsum: false, tso4: false, tso6: false },
+    transmit(buf: PacketBuffer) { buf.release(); },
+  };
+}
+
+/** A stack on 198.18.0.2/24, with a default route via 198.18.0.1 when `gateway`. */
+function stack(gateway: boolean): Stack {
+  const s = new Stack({ clock: new VirtualClock() });
+  s.addInterface(device('t0'), { addr: '198.18.0.2/24', ...(gateway && { gateway: '198.18.0.1' }) });
+  return s;
+}
+
+describe('RoutingPolicy "auto" (the default)', () => {
+  const p = new RoutingPolicy(stack(false));
+
+  test('connections to loopback and to Node\'s default host use the kernel', () => {
+    for (const h of ['127.0.0.1', '127.9.9.9', '::1', 'localhost', 'LOCALHOST', 'db.localhost', undefined, '', '0.0.0.0', '::', '::ffff:127.0.0.1']) {
+      assert.equal(p.outgoing(h), 'kernel', String(h));
+    }
+  });
+
+  test('a destination on the stack\'s connected network, or its own address, uses the stack', () => {
+    assert.equal(p.outgoing('198.18.0.1'), 'stack');
+    assert.equal(p.outgoing('198.18.0.254'), 'stack');
+    assert.equal(p.outgoing('::ffff:198.18.0.1'), 'stack');
+    assert.equal(p.outgoing('198.18.0.2'), 'stack');
+  });
+
+  test('a destination the stack has no route for uses the kernel', () => {
+    assert.equal(p.outgoing('198.18.1.1'), 'kernel');
+    assert.equal(p.outgoing('192.0.2.10'), 'kernel');
+    assert.equal(p.outgoing('2001:db8::1'), 'kernel');
+  });
+
+  test('a host name goes to the stack only when the stack has a default route', () => {
+    assert.equal(p.outgoing('db.example'), 'kernel');
+    const withGw = new RoutingPolicy(stack(true));
+    assert.equal(withGw.outgoing('db.example'), 'stack');
+    assert.equal(withGw.outgoing('192.0.2.10'), 'stack', 'everything is routed through the gateway');
+    assert.equal(withGw.outgoing('127.0.0.1'), 'kernel', 'loopback still stays on the kernel');
+  });
+
+  test('listening on any address or the stack\'s own address binds on the stack', () => {
+    for (const h of [undefined, '', '0.0.0.0', '::', '198.18.0.2', 'myhost.example']) assert.equal(p.listen(h), 'stack', String(h));
+  });
+
+  test('listening on loopback, or on an address the stack does not own, stays on the kernel', () => {
+    for (const h of ['127.0.0.1', 'localhost', '::1', '198.18.0.9', '2001:db8::2']) assert.equal(p.listen(h), 'kernel', h);
+  });
+});
+
+describe('RoutingPolicy options', () => {
+  test('[api] kernel prefixes send routed destinations to the kernel', () => {
+    const p = new RoutingPolicy(stack(true), { kernelFallback: 'auto', kernel: ['198.18.0.128/25', '10.0.0.0/8'] });
+    assert.equal(p.outgoing('198.18.0.200'), 'kernel');
+    assert.equal(p.outgoing('198.18.0.100'), 'stack');
+    assert.equal(p.outgoing('10.1.2.3'), 'kernel');
+  });
+
+  test('"loopback": only loopback uses the kernel; unrouted destinations fail on the stack instead', () => {
+    const p = new RoutingPolicy(stack(false), { kernelFallback: 'loopback' });
+    assert.equal(p.outgoing('127.0.0.1'), 'kernel');
+    assert.equal(p.outgoing('192.0.2.10'), 'stack');
+    assert.equal(p.outgoing('db.example'), 'stack');
+    assert.equal(p.listen('127.0.0.1'), 'kernel');
+    assert.equal(p.listen('198.18.0.9'), 'stack');
+  });
+
+  test('"never": everything goes to the stack, loopback and kernel prefixes included', () => {
+    const p = new RoutingPolicy(stack(false), { kernelFallback: 'never', kernel: ['10.0.0.0/8'] });
+    for (const h of ['127.0.0.1', 'localhost', undefined, '10.0.0.1', '192.0.2.1']) assert.equal(p.outgoing(h), 'stack', String(h));
+    assert.equal(p.listen('127.0.0.1'), 'stack');
+  });
+
+  test('a malformed prefix is refused when the policy is built', () => {
+    assert.throws(() => new RoutingPolicy(stack(false), { kernel: ['10.0.0.0'] }), /not an IPv4 prefix/);
+  });
+});
