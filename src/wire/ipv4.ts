@@ -18,13 +18,9 @@ export class Ipv4View {
    * the frame, header checksum when `verifyChecksum`). `len` is the bytes available (frame payload).
    */
   wrap(bytes: Uint8Array, off: number, len: number, verifyChecksum = true): WireError {
-    if (len < IPV4_HLEN || off + len > bytes.length) return WireError.Truncated;
-    this.bytes = bytes; this.off = off;
-    const vihl = bytes[off]!;
-    if (vihl >> 4 !== 4) return WireError.BadVersion;
-    const hlen = (vihl & 0x0f) * 4;
-    if (hlen < IPV4_HLEN) return WireError.BadHeaderLength;
-    if (hlen > len) return WireError.Truncated;
+    const err = this.wrapQuoted(bytes, off, len);
+    if (err !== WireError.Ok) return err;
+    const hlen = this.headerLength;
     const total = this.totalLength;
     if (total < hlen) return WireError.BadLength;
     if (total > len) return WireError.Truncated;
@@ -36,6 +32,7 @@ export class Ipv4View {
    * Points the view at a header quoted inside an ICMP error (RFC 792: the header plus the first
    * 8 payload bytes, so the datagram is cut short of its total length). Checks version and header
    * length only; the quoted checksum is not verified (a router may have changed the header).
+   * wrap() starts with these same checks.
    */
   wrapQuoted(bytes: Uint8Array, off: number, len: number): WireError {
     if (len < IPV4_HLEN || off + len > bytes.length) return WireError.Truncated;
