@@ -2,7 +2,6 @@
 // challenge ACKs, RFC 7323's PAWS, and loss recovery driven by ACKs (RFC 5681 fast
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
-import { listenerInput } from './listen.js';
 import { retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
@@ -18,17 +17,11 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   const opts = seg.opts;
   if (tcb.state === TcpState.SYN_SENT) { synSentInput(tcp, tcb, seg, now); return; }
 
-  // RFC 6191 / RFC 9293 §3.6.1: a new SYN may reopen a connection in TIME_WAIT when its
-  // sequence number (or timestamp) shows it is not an old duplicate.
-  if (tcb.state === TcpState.TIME_WAIT && (flags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN) {
-    const newer = tcb.tsOk && opts.timestamps ? seqGt(opts.tsVal, tcb.tsRecent) : seqGt(seg.seq, tcb.rcvNxt);
-    const l = newer ? tcp.findListener(seg.dst, seg.dport) : null;
-    if (l) { freeTcb(tcp, tcb); listenerInput(tcp, l, seg); return; }
-  }
+  // TIME_WAIT is handled by timewait.ts: a connection there has no TCB in the table.
   // A retransmitted SYN in SYN_RECEIVED: our SYN-ACK was lost, send it again.
   if (tcb.state === TcpState.SYN_RECEIVED && (flags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN && seg.seq === tcb.irs) {
     tcb.sndNxt = tcb.iss;
-    tcpOutput(tcp, tcb);
+    tcpOutput(tcp, tcb, now);
     return;
   }
 
@@ -41,7 +34,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
       tcb.tsRecent = opts.tsVal; // §5.5: an idle connection's TS.Recent is no longer valid
     } else {
       tcp.counters.rcvPawsDropped++;
-      sendAck(tcp, tcb);
+      sendAck(tcp, tcb, now);
       return;
     }
   }
@@ -72,8 +65,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     // (unless the RST bit is set, if so drop the segment and return)"
     tcp.counters.rcvOutOfWindow++;
     if (flags & TcpFlag.RST) return;
-    if (tcb.state === TcpState.TIME_WAIT && fin) restartTimeWait(tcp, tcb, now);
-    sendAck(tcp, tcb);
+    sendAck(tcp, tcb, now);
     return;
   }
   tcb.lastRecvTime = now;
@@ -98,7 +90,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
         tcp.counters.connResets++;
         dropConnection(tcp, tcb, 'ECONNRESET');
         return;
-      default: // CLOSING, LAST_ACK, TIME_WAIT: "enter the CLOSED state, delete the TCB, and return"
+      default: // CLOSING, LAST_ACK: "enter the CLOSED state, delete the TCB, and return"
         dropConnection(tcp, tcb, '');
         return;
     }
@@ -210,9 +202,6 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
       // FIN is now acknowledged, delete the TCB, enter the CLOSED state, and return."
       if (ourFinAcked) { dropConnection(tcp, tcb, ''); return; }
       break;
-    case TcpState.TIME_WAIT:
-      if (fin) { restartTimeWait(tcp, tcb, now); tcb.ackNow = true; tcpOutput(tcp, tcb); }
-      return;
   }
 
   // Sixth: URG. Urgent data stays in-band (RFC 6093 §5: "the urgent mechanism ... should not
@@ -260,13 +249,13 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
         tcb.state = TcpState.CLOSING;
         break;
       case TcpState.FIN_WAIT_2:
-        tcpOutput(tcp, tcb);
+        tcpOutput(tcp, tcb, now);
         enterTimeWait(tcp, tcb, now);
         return;
     }
   }
 
-  tcpOutput(tcp, tcb);
+  tcpOutput(tcp, tcb, now);
 }
 
 /** New data acknowledged (SND.UNA < SEG.ACK =< SND.MAX). Returns true when our FIN is now acked. */
@@ -302,6 +291,7 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   if (tcb.sackOk && (opts.sackCount > 0 || tcb.hasScoreboard)) tcb.scoreboard.update(ack, tcb.sndMax, opts.sackBlocks, opts.sackCount);
   tcb.rexmtCount = 0;
   tcb.firstRexmtTime = -1;
+  if (tcb.rtoRecovery && seqGe(ack, tcb.recover)) tcb.rtoRecovery = false;
 
   if (tcb.inRecovery) {
     if (seqGe(ack, tcb.recover)) {
@@ -343,7 +333,7 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     // NewReno: "For each additional duplicate ACK received ... increment cwnd by SMSS" (RFC
     // 6582 §3.2 step 3 / RFC 5681 §3.2 step 4); SACK recovery sends by pipe instead.
     if (!tcb.sackOk) tcb.cc.cwnd += mss;
-    tcpOutput(tcp, tcb);
+    tcpOutput(tcp, tcb, now);
     return;
   }
   const lost = tcb.dupAcks >= 3 || (tcb.sackOk && tcb.scoreboard.isLost(tcb.sndUna, mss));
@@ -365,13 +355,13 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     } else {
       tcb.cc.cwnd = tcb.cc.ssthresh + 3 * mss;
     }
-    tcpOutput(tcp, tcb);
+    tcpOutput(tcp, tcb, now);
     return;
   }
   if (tcb.dupAcks < 3) {
     // RFC 3042 limited transmit: output() allows one extra segment per duplicate ACK.
     const before = tcb.sndMax;
-    tcpOutput(tcp, tcb);
+    tcpOutput(tcp, tcb, now);
     if (tcb.sndMax !== before) tcp.counters.limitedTransmits++;
   }
 }
@@ -447,20 +437,15 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     if (!establish(tcp, tcb, now)) return;
     tcb.ackNow = true;
     // Data or FIN on a SYN-ACK is rare; it is dropped and the peer retransmits it.
-    tcpOutput(tcp, tcb);
+    tcpOutput(tcp, tcb, now);
   } else {
     // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment
     // <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK> and send it."
     tcb.state = TcpState.SYN_RECEIVED;
     tcb.sndNxt = tcb.iss;
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
-    tcpOutput(tcp, tcb);
+    tcpOutput(tcp, tcb, now);
   }
-}
-
-function restartTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
-  tcb.keepMode = KeepMode.TimeWait;
-  tcp.host.wheel.arm(tcb.keepTimer, now + 2 * tcp.msl);
 }
 
 function armFinWait2(tcp: Tcp, tcb: Tcb, now: number): void {

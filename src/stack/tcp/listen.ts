@@ -6,7 +6,7 @@ import { chooseWscale, sendRaw, sendRst, tcpOutput } from './output.js';
 import { TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { TcpSocket, TcpError } from './socket.js';
-import { applySynOptions, freeTcb, initSendSpace } from './timers.js';
+import { applySynOptions, chooseIsn, freeTcb, initSendSpace } from './timers.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
@@ -102,8 +102,11 @@ function abortChild(tcp: Tcp, t: Tcb): void {
   freeTcb(tcp, t);
 }
 
-/** A segment for a listening port with no connection yet (RFC 9293 §3.10.7.2). */
-export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment): void {
+/**
+ * A segment for a listening port with no connection yet (RFC 9293 §3.10.7.2). `isnFloor` >= 0
+ * when the SYN reopens a 4-tuple in TIME_WAIT: the new ISN is at least that.
+ */
+export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor = -1): void {
   const flags = seg.flags;
   // "First, check for a RST: An incoming RST segment could not be valid since it could not have
   // been sent in response to anything sent by this incarnation of the connection. An incoming
@@ -137,7 +140,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment): void {
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, false, now);
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
-  initSendSpace(tcb, tcp.isnGen.isn(now, seg.dst, seg.dport, seg.src, seg.sport) >>> 0);
+  initSendSpace(tcb, chooseIsn(tcp, now, seg.dst, seg.dport, seg.src, seg.sport, isnFloor));
   tcb.sndWnd = seg.wnd; // SYN windows are not scaled
   tcb.maxSndWnd = seg.wnd;
   tcb.sndWl1 = seg.seq;
@@ -145,7 +148,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment): void {
   tcb.lastRecvTime = now;
   tcp.insert(tcb);
   l.synQueueLen++;
-  tcpOutput(tcp, tcb); // SYN,ACK
+  tcpOutput(tcp, tcb, now); // SYN,ACK
 }
 
 /** Stateless SYN-ACK whose ISN encodes MSS, window scale and SACK-permitted (RFC 4987 §3.6). */

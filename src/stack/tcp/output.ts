@@ -68,15 +68,13 @@ function dataOptionBytes(tcb: Tcb): number {
   return n;
 }
 
-/** Sends whatever the state, windows and queues allow. */
-export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
+/** Sends whatever the state, windows and queues allow (`now`: the caller's clock reading, if it has one). */
+export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   const st = tcb.state;
   if (st === TcpState.CLOSED || st === TcpState.LISTEN) return;
-  const now = tcp.host.clock.now();
-  if (st === TcpState.TIME_WAIT) {
-    if (tcb.ackNow) emit(tcp, tcb, tcb.sndMax, 0, TcpFlag.ACK, now);
-    return;
-  }
+  if (now < 0) now = tcp.host.clock.now();
+  // A TCB in TIME_WAIT is already freed: its record (timewait.ts) answers for it.
+  if (st === TcpState.TIME_WAIT) return;
   if (st === TcpState.SYN_SENT || st === TcpState.SYN_RECEIVED) {
     if (tcb.sndNxt === tcb.iss) {
       emit(tcp, tcb, tcb.iss, 0, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
@@ -101,6 +99,22 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
 
   for (;;) {
     const buffered = tcb.sndBuf.length;
+    // After an RTO, the go-back-N retransmission jumps over ranges SACKed since (RFC 6675 §5.1)
+    // and a segment stops at the next SACKed range; SACKed bytes are not in flight.
+    let holeEnd = -1;
+    let sackedInFlight = 0;
+    if (tcb.rtoRecovery && tcb.hasScoreboard && seqLt(tcb.sndNxt, tcb.sndMax)) {
+      const sb = tcb.scoreboard;
+      if (sb.count > 0) {
+        const e = sb.rangeEndAt(tcb.sndNxt);
+        if (e >= 0) {
+          const dataEnd = (tcb.sndBase + buffered) >>> 0;
+          tcb.sndNxt = seqGt(e, dataEnd) ? dataEnd : e;
+        }
+        holeEnd = sb.nextRangeStart(tcb.sndNxt);
+        sackedInFlight = sb.sackedBelow(tcb.sndNxt);
+      }
+    }
     const off = seqDiff(tcb.sndNxt, tcb.sndBase);
     let avail = buffered - off;
     if (avail < 0) avail = 0;
@@ -112,11 +126,12 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb): void {
       let cwnd = tcb.cc.cwnd;
       // RFC 3042 limited transmit: one new segment for each of the first two duplicate ACKs.
       if (!tcb.inRecovery && tcb.dupAcks > 0 && tcb.dupAcks < 3) cwnd += tcb.dupAcks * maxSeg;
-      const flight = sackRecovery ? tcb.scoreboard.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, maxSeg) : seqDiff(tcb.sndNxt, tcb.sndUna);
+      const flight = sackRecovery ? tcb.scoreboard.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, maxSeg) : seqDiff(tcb.sndNxt, tcb.sndUna) - sackedInFlight;
       let usable = tcb.sndWnd - seqDiff(tcb.sndNxt, tcb.sndUna);
       const cw = cwnd - flight;
       if (cw < usable) usable = cw;
       len = avail < usable ? avail : usable;
+      if (holeEnd >= 0 && len > seqDiff(holeEnd, tcb.sndNxt)) len = seqDiff(holeEnd, tcb.sndNxt);
       if (len < 0) len = 0;
       if (len > maxSeg) {
         // Only whole segments are merged, so the receiver sees exactly the segments it would
@@ -226,9 +241,9 @@ export function retransmit(tcp: Tcp, tcb: Tcb, seq: number, maxLen: number, now:
 }
 
 /** ACK now (e.g. an out-of-window segment, a challenge ACK). */
-export function sendAck(tcp: Tcp, tcb: Tcb): void {
+export function sendAck(tcp: Tcp, tcb: Tcb, now = -1): void {
   tcb.ackNow = true;
-  tcpOutput(tcp, tcb);
+  tcpOutput(tcp, tcb, now);
 }
 
 /** RFC 5961 §3.2/§4/§5: a rate-limited ACK telling a blind attacker nothing. */

@@ -20,6 +20,11 @@ export class EphemeralPorts {
   private first: number;
   private last: number;
   private nextEphemeral: number;
+  // F() of the last destination: clients mostly connect to one server over and over.
+  private lastLaddr = -1;
+  private lastRaddr = -1;
+  private lastRport = -1;
+  private lastOffset = 0;
 
   /** Default range is IANA's dynamic ports (RFC 6056 §3.2: 49152-65535). */
   constructor(random32: () => number, first = 49152, last = 65535) {
@@ -51,7 +56,11 @@ export class EphemeralPorts {
    */
   select(laddr: number, raddr: number, rport: number, inUse: (lport: number) => boolean): number {
     const num = this.last - this.first + 1;
-    const offset = siphash24(this.key, laddr, raddr, rport & 0xffff);
+    let offset = this.lastOffset;
+    if (laddr !== this.lastLaddr || raddr !== this.lastRaddr || rport !== this.lastRport) {
+      offset = siphash24(this.key, laddr, raddr, rport & 0xffff);
+      this.lastLaddr = laddr; this.lastRaddr = raddr; this.lastRport = rport; this.lastOffset = offset;
+    }
     for (let count = num; count > 0; count--) {
       const port = this.first + ((this.nextEphemeral + offset) % 4294967296) % num;
       this.nextEphemeral = (this.nextEphemeral + 1) >>> 0;

@@ -76,6 +76,32 @@ export class SackScoreboard {
     return false;
   }
 
+  /** End of the SACKed range holding byte `seq`, or -1 when `seq` is not SACKed. */
+  rangeEndAt(seq: number): number {
+    for (let i = 0; i < this.n; i++) {
+      if (seqLt(seq, this.starts[i]!)) return -1;
+      if (seqLt(seq, this.ends[i]!)) return this.ends[i]!;
+    }
+    return -1;
+  }
+
+  /** Start of the lowest SACKed range that begins above `seq`, or -1 when there is none. */
+  nextRangeStart(seq: number): number {
+    for (let i = 0; i < this.n; i++) if (seqGt(this.starts[i]!, seq)) return this.starts[i]!;
+    return -1;
+  }
+
+  /** SACKed bytes below `seq`. */
+  sackedBelow(seq: number): number {
+    let total = 0;
+    for (let i = 0; i < this.n; i++) {
+      const s = this.starts[i]!, e = this.ends[i]!;
+      if (!seqLt(s, seq)) break;
+      total += ((seqLt(e, seq) ? e : seq) - s) >>> 0;
+    }
+    return total;
+  }
+
   /**
    * RFC 6675 §4 IsLost(SeqNumber): "returns true when either DupThresh discontiguous SACKed
    * sequences have arrived above 'SeqNumber' or more than (DupThresh - 1) * SMSS bytes with

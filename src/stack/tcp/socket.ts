@@ -56,7 +56,8 @@ export class TcpSocket {
     tcb.sock = this;
   }
 
-  get state(): string { return TCP_STATE_NAMES[this.tcb.state]; }
+  /** RFC 9293 state name; TIME_WAIT until 2*MSL is over (or the entry is reset), then CLOSED. */
+  get state(): string { return TCP_STATE_NAMES[this.tcb.liveState]; }
   get localAddress(): number { return this.tcb.laddr; }
   get localPort(): number { return this.tcb.lport; }
   get remoteAddress(): number { return this.tcb.raddr; }
@@ -168,14 +169,21 @@ export class TcpSocket {
   abort(): void {
     const t = this.tcb;
     if (t.state === TcpState.CLOSED) return;
-    if (t.state !== TcpState.SYN_SENT && t.state !== TcpState.TIME_WAIT) {
+    if (t.state === TcpState.TIME_WAIT) {
+      // The connection lives on as a TIME_WAIT record: abort ends it (no segment, no event).
+      t.userClosed = true;
+      if (t.tcp.timeWait.isLive(t.tw, t.twGen)) t.tcp.timeWait.remove(t.tw);
+      t.tw = -1;
+      t.state = TcpState.CLOSED;
+      return;
+    }
+    if (t.state !== TcpState.SYN_SENT) {
       // "<SEQ=SND.NXT><CTL=RST>"
       sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST);
     }
     t.userClosed = true;
-    const wasOpen = t.state !== TcpState.TIME_WAIT;
     freeTcb(t.tcp, t);
-    if (wasOpen) t.tcp.post(t, TcbEvent.Close);
+    t.tcp.post(t, TcbEvent.Close);
     t.tcp.dispatch();
   }
 

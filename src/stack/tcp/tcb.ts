@@ -30,7 +30,7 @@ export const TCP_STATE_NAMES = ['CLOSED', 'LISTEN', 'SYN_SENT', 'SYN_RECEIVED', 
 /** Address family: only IPv4 today; IPv6 TCBs will carry their 16-byte addresses beside the key. */
 export const AF_INET = 4;
 
-/** What the keep timer is currently timing (it is shared: keepalive, FIN_WAIT_2, TIME_WAIT). */
+/** What the keep timer is currently timing (it is shared: keepalive, FIN_WAIT_2; TIME_WAIT has its own table). */
 export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
 
 export class Tcb {
@@ -121,6 +121,11 @@ export class Tcb {
   recover = 0;
   /** RFC 6675 HighRxt. */
   highRxt = 0;
+  /**
+   * Between a retransmission timeout and the ACK of everything sent before it (`recover`): the
+   * slow-start retransmission skips what the receiver SACKs meanwhile (RFC 6675 §5.1).
+   */
+  rtoRecovery = false;
   private sb: SackScoreboard | null = null;
   persistBackoff = 0;
   keepMode: number = KeepMode.None;
@@ -157,6 +162,13 @@ export class Tcb {
   bytesAcked = 0;
   bytesReceived = 0;
 
+  /**
+   * Once in TIME_WAIT the TCB is out of the connection table and its resources are freed; the
+   * connection lives on as this slot of the TIME_WAIT table (while its generation matches).
+   */
+  tw = -1;
+  twGen = 0;
+
   constructor(readonly tcp: Tcp, store: RingStore, sendSpace: number, recvSpace: number, reassMax: number, cc: CongestionControl, rtt: RttEstimator) {
     this.sndBuf = new SendBuffer(sendSpace, store);
     this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
@@ -177,7 +189,12 @@ export class Tcb {
   /** Clears SACK state without creating a scoreboard. */
   resetScoreboard(): void { if (this.sb !== null) this.sb.reset(); }
 
-  get stateName(): string { return TCP_STATE_NAMES[this.state]; }
+  /** The state, with a TIME_WAIT that has since run out (or was reset) reported as CLOSED. */
+  get liveState(): TcpState {
+    if (this.state !== TcpState.TIME_WAIT) return this.state;
+    return this.tcp.timeWait.isLive(this.tw, this.twGen) ? TcpState.TIME_WAIT : TcpState.CLOSED;
+  }
+  get stateName(): string { return TCP_STATE_NAMES[this.liveState]; }
   /** Bytes sent and not yet acknowledged. */
   get flightSize(): number { return (this.sndMax - this.sndUna) >>> 0; }
   /** True once the connection is synchronized (SYN exchanged). */

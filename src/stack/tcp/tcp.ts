@@ -11,12 +11,13 @@ import { IsnGenerator } from './isn.js';
 import { listenerInput, TcpListener, type ListenOptions } from './listen.js';
 import { sendRst } from './output.js';
 import { EphemeralPorts } from './ports.js';
-import { RttEstimator } from './rtt.js';
+import { RttEstimator, type RttOptions } from './rtt.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { Tcb, TcpState } from './tcb.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
 import { startConnect, freeTcb } from './timers.js';
+import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
 
 export const IPPROTO_TCP = 6;
 
@@ -65,6 +66,18 @@ export class TcpCounters {
   listenOverflows = 0;
   synQueueDrops = 0;
   maxConnDrops = 0;
+  /** Outgoing connections that took over a 4-tuple in TIME_WAIT (net.inet.tcp.tw_reuse). */
+  timeWaitReused = 0;
+}
+
+/** What netstat-like views show of a connection (a Tcb, or a TIME_WAIT record). */
+export interface TcpConnectionInfo {
+  readonly laddr: number;
+  readonly lport: number;
+  readonly raddr: number;
+  readonly rport: number;
+  readonly state: TcpState;
+  readonly stateName: string;
 }
 
 /** The per-segment facts input processing needs, filled in place for every segment. */
@@ -106,10 +119,14 @@ export class Tcp {
   /** Connections using each local port (listeners are in `listeners`). */
   private readonly portRefs = new Uint32Array(65536);
   private connCount = 0;
+  /** Connections in TIME_WAIT, as compact records (timewait.ts). */
+  readonly timeWait: TimeWaitTable;
   readonly hdr = new TcpHeader();
   readonly seg = new Segment();
   /** Sockets with events to deliver. */
-  private readonly eventQueue: Tcb[] = [];
+  private readonly eventQueue: (Tcb | null)[] = [];
+  /** Entries used in eventQueue (the array keeps its storage between deliveries). */
+  private eventCount = 0;
   private dispatching = false;
   // Challenge ACK rate limit (RFC 5961 §7): a budget per second for the whole stack.
   private challengeWindowStart = -1;
@@ -122,6 +139,18 @@ export class Tcp {
   rfc1323 = true;
   sackEnable = true;
   challengeAckLimit = 1000;
+  twReuse = false;
+  // Per-connection defaults, cached via watch() too: newTcb() runs for every connection.
+  private readonly rttOpts: RttOptions = { minRto: 200, maxRto: 60000, initialRto: 1000 };
+  private sendSpace = 0;
+  private recvSpace = 0;
+  private reassMax = 0;
+  private ccAlgorithm = 'newreno';
+  private keepIdle = 0;
+  private keepIntvl = 0;
+  private keepCnt = 0;
+  private maxConn = 0;
+  initCwndSegments = 10;
 
   constructor(readonly host: TcpHost) {
     defineTcpSysctls(host);
@@ -132,6 +161,19 @@ export class Tcp {
     s.watch('net.inet.tcp.rfc1323', (v) => { this.rfc1323 = v as boolean; });
     s.watch('net.inet.tcp.sack.enable', (v) => { this.sackEnable = v as boolean; });
     s.watch('net.inet.tcp.challenge_ack_limit', (v) => { this.challengeAckLimit = v as number; });
+    s.watch('net.inet.tcp.tw_reuse', (v) => { this.twReuse = v as boolean; });
+    s.watch('net.inet.tcp.rexmit_min', (v) => { this.rttOpts.minRto = v as number; });
+    s.watch('net.inet.tcp.rexmit_max', (v) => { this.rttOpts.maxRto = v as number; });
+    s.watch('net.inet.tcp.rexmit_initial', (v) => { this.rttOpts.initialRto = v as number; });
+    s.watch('net.inet.tcp.sendspace', (v) => { this.sendSpace = v as number; });
+    s.watch('net.inet.tcp.recvspace', (v) => { this.recvSpace = v as number; });
+    s.watch('net.inet.tcp.reass.maxsegments', (v) => { this.reassMax = v as number; });
+    s.watch('net.inet.tcp.cc.algorithm', (v) => { this.ccAlgorithm = v as string; });
+    s.watch('net.inet.tcp.keepidle', (v) => { this.keepIdle = v as number; });
+    s.watch('net.inet.tcp.keepintvl', (v) => { this.keepIntvl = v as number; });
+    s.watch('net.inet.tcp.keepcnt', (v) => { this.keepCnt = v as number; });
+    s.watch('net.inet.tcp.maxconn', (v) => { this.maxConn = v as number; });
+    s.watch('net.inet.tcp.initcwnd_segments', (v) => { this.initCwndSegments = v as number; });
     const r = () => host.random32();
     this.isnGen = new IsnGenerator(r);
     // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
@@ -139,17 +181,63 @@ export class Tcp {
     this.hashKey = this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1;
     this.cookies = new SynCookies(r);
     this.ports = new EphemeralPorts(r, s.int('net.inet.ip.portrange.first'), s.int('net.inet.ip.portrange.last'));
+    this.timeWait = new TimeWaitTable(this);
   }
 
   /** Connections that still hold state (including TIME_WAIT and not-yet-accepted ones). */
-  get activeTcbs(): number { return this.connCount; }
+  get activeTcbs(): number { return this.connCount + this.timeWait.count; }
+  /** Connections in TIME_WAIT (compact records, no TCB). */
+  get timeWaitCount(): number { return this.timeWait.count; }
   get listenerCount(): number { return this.listeners.size; }
 
-  /** All connections (for netstat-like tools and tests; allocates). */
+  /**
+   * Connections with a full TCB: every state but TIME_WAIT (for tests and tools that look
+   * inside; allocates). TIME_WAIT entries are in `timeWaitEntries()`; `connectionInfo()` lists both.
+   */
   connections(): Tcb[] {
     const out: Tcb[] = [];
     for (const head of this.buckets) for (let t: Tcb | null = head; t; t = t.hashNext) out.push(t);
     return out;
+  }
+
+  /** Connections in TIME_WAIT, oldest first (snapshots; allocates). */
+  timeWaitEntries(): TimeWaitInfo[] { return this.timeWait.entries(); }
+
+  /** Every connection, TIME_WAIT included, as the netstat-like views need it (allocates). */
+  connectionInfo(): TcpConnectionInfo[] {
+    const out: TcpConnectionInfo[] = this.connections();
+    for (const t of this.timeWait.entries()) out.push(t);
+    return out;
+  }
+
+  /** @internal the connection table's hash of a 4-tuple */
+  hash(laddr: number, lport: number, raddr: number, rport: number): number {
+    return connHash(this.hashKey, laddr, lport, raddr, rport);
+  }
+
+  /** @internal moves a connection into TIME_WAIT (its TCB just left the table); returns the slot. */
+  addTimeWait(tcb: Tcb, expires: number, wndField: number, rcvWnd: number): number {
+    this.portRefs[tcb.lport]!++;
+    return this.timeWait.add(tcb, connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport), expires, wndField, rcvWnd);
+  }
+
+  /** @internal a TIME_WAIT entry was freed */
+  timeWaitGone(lport: number): void { this.portRefs[lport]!--; }
+
+  /** The TIME_WAIT slot of a 4-tuple, or -1. */
+  lookupTimeWait(laddr: number, lport: number, raddr: number, rport: number): number {
+    if (this.timeWait.count === 0) return -1;
+    return this.timeWait.lookup(connHash(this.hashKey, laddr, lport, raddr, rport), laddr, lport, raddr, rport);
+  }
+
+  /**
+   * True when a TIME_WAIT entry does not stop a new outgoing connection on its 4-tuple:
+   * net.inet.tcp.tw_reuse, both incarnations with timestamps (RFC 6191: the peer's PAWS then
+   * rejects the old one's duplicates; our TSvals keep rising because the new connection inherits
+   * the old TSval offset), and like Linux, at least a second since the last segment arrived.
+   */
+  timeWaitReusable(slot: number, now: number): boolean {
+    return this.twReuse && this.rfc1323 && this.timeWait.reusable(slot, now);
   }
 
   // ---- Receive path ----
@@ -184,13 +272,19 @@ export class Tcp {
     seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
     if (seg.dport === 0 || seg.sport === 0) { c.rcvBadHeader++; buf.release(); return; }
 
-    const tcb = this.lookup(dst, seg.dport, src, seg.sport);
-    if (tcb) {
+    const hh = connHash(this.hashKey, dst, seg.dport, src, seg.sport);
+    let tcb: Tcb | null = this.buckets[hh & this.bucketMask]!;
+    while (tcb !== null && (tcb.lport !== seg.dport || tcb.rport !== seg.sport || tcb.raddr !== src || tcb.laddr !== dst)) tcb = tcb.hashNext;
+    if (tcb !== null) {
       segmentArrives(this, tcb, seg);
     } else {
-      const l = this.findListener(dst, seg.dport);
-      if (l) listenerInput(this, l, seg);
-      else this.respondClosed(seg);
+      const tw = this.timeWait.count > 0 ? this.timeWait.lookup(hh, dst, seg.dport, src, seg.sport) : -1;
+      if (tw >= 0) this.timeWait.input(tw, seg);
+      else {
+        const l = this.findListener(dst, seg.dport);
+        if (l) listenerInput(this, l, seg);
+        else this.respondClosed(seg);
+      }
     }
     buf.release();
     this.dispatch();
@@ -293,22 +387,21 @@ export class Tcp {
 
   /** Creates a TCB with this stack's defaults (buffers, CC, RTO bounds). */
   newTcb(laddr: number, lport: number, raddr: number, rport: number, ccName?: string): Tcb {
-    const s = this.host.sysctl;
-    const rtt = new RttEstimator({ minRto: s.int('net.inet.tcp.rexmit_min'), maxRto: s.int('net.inet.tcp.rexmit_max'), initialRto: s.int('net.inet.tcp.rexmit_initial') });
-    const cc = createCongestionControl(ccName ?? s.str('net.inet.tcp.cc.algorithm'));
-    const t = new Tcb(this, this.store, s.int('net.inet.tcp.sendspace'), s.int('net.inet.tcp.recvspace'), s.int('net.inet.tcp.reass.maxsegments'), cc, rtt);
+    const rtt = new RttEstimator(this.rttOpts);
+    const cc = createCongestionControl(ccName ?? this.ccAlgorithm);
+    const t = new Tcb(this, this.store, this.sendSpace, this.recvSpace, this.reassMax, cc, rtt);
     t.laddr = laddr; t.lport = lport; t.raddr = raddr; t.rport = rport;
     t.noDelay = false;
-    t.keepIdle = s.int('net.inet.tcp.keepidle');
-    t.keepIntvl = s.int('net.inet.tcp.keepintvl');
-    t.keepCnt = s.int('net.inet.tcp.keepcnt');
+    t.keepIdle = this.keepIdle;
+    t.keepIntvl = this.keepIntvl;
+    t.keepCnt = this.keepCnt;
     t.tsOffset = this.host.random32();
     return t;
   }
 
   /** True when another connection may be created (net.inet.tcp.maxconn). */
   canCreate(): boolean {
-    if (this.connCount >= this.host.sysctl.int('net.inet.tcp.maxconn')) { this.counters.maxConnDrops++; return false; }
+    if (this.connCount + this.timeWait.count >= this.maxConn) { this.counters.maxConnDrops++; return false; }
     return true;
   }
 
@@ -349,19 +442,39 @@ export class Tcp {
     const laddr = opts.laddr || this.host.sourceAddress(raddr);
     if (laddr === 0) throw new TcpError('ENETUNREACH', 'connect: no source address');
     let lport = opts.lport ?? 0;
+    const now = this.timeWait.count > 0 && this.twReuse ? this.host.clock.now() : 0;
     if (lport !== 0) {
-      if (this.lookup(laddr, lport, raddr, rport)) throw new TcpError('EADDRINUSE', `connect: ${lport} -> ${rport} is in use`);
+      const tw = this.lookupTimeWait(laddr, lport, raddr, rport);
+      if (this.lookup(laddr, lport, raddr, rport) || (tw >= 0 && !this.timeWaitReusable(tw, now))) {
+        throw new TcpError('EADDRINUSE', `connect: ${lport} -> ${rport} is in use`);
+      }
     } else {
-      lport = this.ports.select(laddr, raddr, rport, (p) => this.listeners.has(p) || this.lookup(laddr, p, raddr, rport) !== null);
+      // RFC 6056 check_suitable_port(): not a listener's, not a live 4-tuple, not one in
+      // TIME_WAIT (unless tw_reuse allows it).
+      lport = this.ports.select(laddr, raddr, rport, (p) => {
+        if (this.listeners.has(p) || this.lookup(laddr, p, raddr, rport) !== null) return true;
+        const tw = this.lookupTimeWait(laddr, p, raddr, rport);
+        return tw >= 0 && !this.timeWaitReusable(tw, now);
+      });
       if (lport < 0) throw new TcpError('EADDRINUSE', 'connect: no free ephemeral port');
     }
     if (!this.canCreate()) throw new TcpError('EAGAIN', 'connect: net.inet.tcp.maxconn reached');
     const tcb = this.newTcb(laddr, lport, raddr, rport, opts.congestionControl);
+    // Taking over a 4-tuple from TIME_WAIT (tw_reuse): sequence numbers start above the old
+    // incarnation's (RFC 1122 §4.2.2.13) and TSvals go on rising from its offset (RFC 6191).
+    let isnFloor = -1;
+    const old = this.lookupTimeWait(laddr, lport, raddr, rport);
+    if (old >= 0) {
+      isnFloor = (this.timeWait.sndNxtOf(old) + 65537) >>> 0;
+      tcb.tsOffset = this.timeWait.tsOffsetOf(old);
+      this.counters.timeWaitReused++;
+      this.timeWait.remove(old);
+    }
     const sock = new TcpSocket(tcb);
     if (opts.noDelay) tcb.noDelay = true;
     this.insert(tcb);
     this.counters.connAttempts++;
-    startConnect(this, tcb, mtu);
+    startConnect(this, tcb, mtu, isnFloor);
     this.dispatch();
     return sock;
   }
@@ -371,24 +484,29 @@ export class Tcp {
   /** @internal marks events for delivery after the current input/timer processing. */
   post(tcb: Tcb, ev: number): void {
     tcb.events |= ev;
-    if (!tcb.queued) { tcb.queued = true; this.eventQueue.push(tcb); }
+    if (!tcb.queued) { tcb.queued = true; this.eventQueue[this.eventCount++] = tcb; }
   }
 
   /** Delivers queued events (callbacks may re-enter the API; their events are picked up here). */
   dispatch(): void {
     if (this.dispatching) return;
     this.dispatching = true;
+    const q = this.eventQueue;
+    let i = 0;
     try {
-      const q = this.eventQueue;
-      for (let i = 0; i < q.length; i++) {
+      for (; i < this.eventCount; i++) {
         const t = q[i]!;
+        q[i] = null;
         t.queued = false;
         const ev = t.events;
         t.events = 0;
         if (ev !== 0) dispatchEvents(t, ev);
       }
-      q.length = 0;
     } finally {
+      // When a callback threw, what was not delivered yet waits for the next dispatch.
+      const rest = i < this.eventCount ? this.eventCount - i - 1 : 0;
+      for (let k = 0; k < rest; k++) { q[k] = q[i + 1 + k]!; q[i + 1 + k] = null; }
+      this.eventCount = rest;
       this.dispatching = false;
     }
   }
@@ -396,8 +514,10 @@ export class Tcp {
   /** Drops every connection and listener (stack shutdown): no timers or buffers left. */
   destroy(): void {
     for (const t of this.connections()) freeTcb(this, t);
+    this.timeWait.clear();
     for (const l of [...this.listeners.values()]) l.close();
     this.eventQueue.length = 0;
+    this.eventCount = 0;
   }
 }
 
@@ -418,6 +538,7 @@ function defineTcpSysctls(host: TcpHost): void {
   const int = (name: string, def: number, description: string, min = 0, max = 0x7fffffff) => s.define({ name, type: 'int', default: def, description, min, max });
   const bool = (name: string, def: boolean, description: string) => s.define({ name, type: 'bool', default: def, description });
   int('net.inet.tcp.msl', 30000, 'Maximum segment lifetime in ms (TIME_WAIT lasts 2*MSL)', 1);
+  bool('net.inet.tcp.tw_reuse', false, 'Let an outgoing connection take over a 4-tuple in TIME_WAIT when both incarnations use timestamps and the last segment is over 1 s old (RFC 6191; Linux tcp_tw_reuse)');
   int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout (ms)', 1);
   int('net.inet.tcp.rexmit_max', 60000, 'Maximum retransmission timeout (ms)', 1);
   int('net.inet.tcp.rexmit_initial', 1000, 'Initial retransmission timeout before an RTT sample (ms, RFC 6298)', 1);

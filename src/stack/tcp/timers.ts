@@ -1,21 +1,30 @@
 // Connection lifecycle and the per-TCB timers (each a Timer on host.wheel allocated once per
 // TCB): retransmission (RFC 6298), persist (RFC 9293 §3.8.6.1), keep (keepalive RFC 9293
-// §3.8.4 / RFC 1122 §4.2.3.6, FIN_WAIT_2 timeout, TIME_WAIT 2*MSL), delayed ACK.
+// §3.8.4 / RFC 1122 §4.2.3.6, FIN_WAIT_2 timeout), delayed ACK. TIME_WAIT's 2*MSL belongs to
+// the compact TIME_WAIT table (timewait.ts), which outlives the TCB.
 import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
-import { armPersist, chooseWscale, emit, sendRst, tcpOutput } from './output.js';
-import { seqDiff } from './seq.js';
+import { armPersist, chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
+import { seqDiff, seqGt } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 /** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
-export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number): void {
+export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): void {
   const now = tcp.host.clock.now();
   tcb.state = TcpState.SYN_SENT;
-  const iss = tcp.isnGen.isn(now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) >>> 0;
-  initSendSpace(tcb, iss);
+  initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
   tcb.rcvMss = mtu - 40;
   tcb.rcvWscale = tcp.rfc1323 ? chooseWscale(tcb.rcvBuf.capacity) : 0;
-  tcpOutput(tcp, tcb);
+  tcpOutput(tcp, tcb, now);
+}
+
+/**
+ * RFC 6528 ISN; when the 4-tuple comes out of TIME_WAIT (isnFloor >= 0), at least isnFloor so
+ * it lies above every sequence number the previous incarnation used (RFC 1122 §4.2.2.13).
+ */
+export function chooseIsn(tcp: Tcp, now: number, laddr: number, lport: number, raddr: number, rport: number, isnFloor: number): number {
+  const isn = tcp.isnGen.isn(now, laddr, lport, raddr, rport) >>> 0;
+  return isnFloor >= 0 && !seqGt(isn, isnFloor) ? isnFloor >>> 0 : isn;
 }
 
 export function initSendSpace(tcb: Tcb, iss: number): void {
@@ -59,7 +68,7 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
 export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   const wasSynRcvd = tcb.state === TcpState.SYN_RECEIVED;
   tcb.state = TcpState.ESTABLISHED;
-  tcb.cc.init(tcb.maxSeg, now, tcp.host.sysctl.int('net.inet.tcp.initcwnd_segments'));
+  tcb.cc.init(tcb.maxSeg, now, tcp.initCwndSegments);
   tcb.lastRecvTime = now;
   tcp.counters.connEstablished++;
   if (tcb.passive && wasSynRcvd && tcb.listener) {
@@ -130,17 +139,23 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   tcb.state = TcpState.CLOSED;
 }
 
-/** RFC 9293 §3.10.7.4: "Enter the TIME-WAIT state. Start the time-wait timer". */
+/**
+ * RFC 9293 §3.10.7.4: "Enter the TIME-WAIT state. Start the time-wait timer". The TCB is freed
+ * (timers, buffers, table entry) and the connection continues as a compact TIME_WAIT entry
+ * (timewait.ts); the TCB keeps its slot and generation so its socket reports TIME_WAIT, then CLOSED.
+ */
 export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
-  const wheel = tcp.host.wheel;
+  freeTcb(tcp, tcb);
+  // The window our TIME_WAIT ACKs advertise (as on the last ACK), and the right edge the
+  // acceptability test uses.
+  const ws = tcb.rcvWscale;
+  const field = Math.min(Math.floor(rcvWindow(tcb) / (1 << ws)), 65535);
+  let edge = seqDiff(tcb.rcvAdv, tcb.rcvNxt);
+  if (edge < field * (1 << ws)) edge = field * (1 << ws);
   tcb.state = TcpState.TIME_WAIT;
-  wheel.disarm(tcb.rexmtTimer);
-  wheel.disarm(tcb.persistTimer);
-  wheel.disarm(tcb.delackTimer);
-  tcb.sndBuf.release();
-  if (!tcb.sock || tcb.userClosed || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
-  tcb.keepMode = KeepMode.TimeWait;
-  wheel.arm(tcb.keepTimer, now + 2 * tcp.msl);
+  const slot = tcp.addTimeWait(tcb, now + 2 * tcp.msl, field, edge);
+  tcb.tw = slot;
+  tcb.twGen = tcp.timeWait.gen(slot);
   tcp.post(tcb, TcbEvent.Close);
 }
 
@@ -176,11 +191,17 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     tcb.recover = tcb.sndMax;
     tcb.inRecovery = false;
     tcb.dupAcks = 0;
+    // RFC 2018 §8: after a timeout the sender "MUST ignore prior SACK information in determining
+    // which data to retransmit" (the receiver may have reneged); but RFC 6675 §5.1: "a SACK TCP
+    // sender SHOULD utilize all SACK information made available during the slow start phase of
+    // loss recovery following an RTO". So the scoreboard starts empty and what the receiver
+    // SACKs from now on steers the go-back-N retransmission (output.ts skips those ranges).
     tcb.resetScoreboard();
+    tcb.rtoRecovery = tcb.sackOk;
     tcb.highRxt = tcb.sndUna;
     tcb.sndNxt = tcb.sndUna;
   }
-  tcpOutput(tcp, tcb);
+  tcpOutput(tcp, tcb, now);
   tcp.dispatch();
 }
 
@@ -201,7 +222,7 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
     tcb.sndNxt = tcb.sndUna;
     tcp.counters.sndProbes++;
   }
-  tcpOutput(tcp, tcb);
+  tcpOutput(tcp, tcb, now);
   tcb.forceOne = false;
   if (!tcb.persistTimer.armed && !tcb.rexmtTimer.armed && tcb.sndBuf.length > 0) armPersist(tcp, tcb, now);
   tcp.dispatch();
@@ -210,9 +231,6 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
 export function onKeepTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   switch (tcb.keepMode) {
-    case KeepMode.TimeWait:
-      freeTcb(tcp, tcb);
-      break;
     case KeepMode.FinWait2:
       if (tcb.state === TcpState.FIN_WAIT_2) dropConnection(tcp, tcb, '');
       break;
@@ -245,6 +263,6 @@ export function onDelackTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
   tcb.ackNow = true;
-  tcpOutput(tcp, tcb);
+  tcpOutput(tcp, tcb, now);
   tcp.dispatch();
 }
