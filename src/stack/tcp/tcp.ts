@@ -9,21 +9,29 @@ import type { TcpHost } from './host.js';
 import { segmentArrives } from './input.js';
 import { IsnGenerator } from './isn.js';
 import { listenerInput, TcpListener, type ListenOptions } from './listen.js';
-import { sendRst } from './output.js';
+import { sendRst, tcpOutput } from './output.js';
+import { seqInRange } from './seq.js';
 import { EphemeralPorts } from './ports.js';
 import { RttEstimator, type RttOptions } from './rtt.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { Tcb, TcpState } from './tcb.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
-import { startConnect, freeTcb } from './timers.js';
+import { dropConnection, startConnect, freeTcb } from './timers.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
 
 export const IPPROTO_TCP = 6;
+const ICMP_UNREACH = 3;
+const UNREACH_NEEDFRAG = 4;
 
 /** Counters by reason, printed by the tools. Plain numbers: incrementing allocates nothing. */
 export class TcpCounters {
   rcvTotal = 0;
+  /** ICMP errors: about data not in flight (ignored), path MTU updates, hard and soft errors. */
+  icmpIgnored = 0;
+  pmtuUpdates = 0;
+  icmpHardErrors = 0;
+  icmpSoftErrors = 0;
   rcvBadChecksum = 0;
   rcvBadHeader = 0;
   rcvBadOptions = 0;
@@ -294,8 +302,36 @@ export class Tcp {
   icmpError(type: number, code: number, laddr: number, lport: number, raddr: number, rport: number, seq: number, mtu = 0): void {
     const tcb = this.lookup(laddr, lport, raddr, rport);
     if (!tcb) return;
-    void type; void code; void seq; void mtu;
-    // RFC 5927 / RFC 1122 §4.2.3.9: soft errors do not abort an established connection.
+    // RFC 5927 §4.1: believe an error only about a segment we have in flight
+    // (SND.UNA <= SEG.SEQ < SND.MAX); anything else may be spoofed.
+    if (!seqInRange(seq, tcb.sndUna, tcb.sndMax)) { this.counters.icmpIgnored++; return; }
+    if (type === ICMP_UNREACH && code === UNREACH_NEEDFRAG) {
+      // RFC 1191 §6.4 path MTU discovery: our segments carry DF, so a smaller hop says how big
+      // they may be. MTUs below 68 (or the 0 of an old router) are not believed.
+      if (mtu < 68 || mtu >= tcb.mss + 40) { this.counters.icmpIgnored++; return; }
+      const mss = Math.max(mtu - 40, 88);
+      if (mss >= tcb.mss) return;
+      this.counters.pmtuUpdates++;
+      tcb.mss = mss;
+      tcb.cc.setMss(tcb.maxSeg);
+      // The segment was dropped: send it again at the new size now rather than after an RTO.
+      if (tcb.state !== TcpState.SYN_SENT && tcb.state !== TcpState.SYN_RECEIVED) {
+        tcb.sndNxt = tcb.sndUna;
+        tcpOutput(this, tcb);
+      }
+      this.dispatch();
+      return;
+    }
+    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors; while the connection is
+    // still being opened they end it (as Linux does: connect() fails with ECONNREFUSED). Every
+    // other error is soft: the connection goes on and retransmission decides (RFC 5461).
+    if (type === ICMP_UNREACH && (code === 2 || code === 3) && tcb.state === TcpState.SYN_SENT) {
+      this.counters.icmpHardErrors++;
+      dropConnection(this, tcb, 'ECONNREFUSED');
+      this.dispatch();
+      return;
+    }
+    this.counters.icmpSoftErrors++;
   }
 
   /**
