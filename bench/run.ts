@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { hasCommand, isRoot } from '../src/runtime/netns.js';
+import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
 import { tcpBulkMemory } from './tcp-bulk-memory.js';
@@ -25,6 +26,8 @@ export const BENCHMARKS: readonly Benchmark[] = [
   tcpBulkMemory,
   tcpConnectCloseMemory,
   tapPing,
+  httpKeepalive,
+  httpClose,
 ];
 
 export interface CliArgs { names: string[]; json: boolean; quick: boolean; list: boolean; help: boolean }

@@ -165,8 +165,23 @@ export class TapDriver implements Driver {
   private readableCb: (() => void) | null = null;
   /** False after unref(): the watcher (now or when created later) does not hold the process. */
   private refed = true;
+  /**
+   * Whether a read may find a frame. While the (level-triggered) watcher runs, a read that met
+   * EAGAIN clears this and the next readable report sets it: rxBurst calls between the two
+   * (the run loop's spins and kicks) skip the read(), a system call that could only fail.
+   * Without a watcher (busy polling, or after a watcher error) every rxBurst reads.
+   */
+  private rxReady = true;
+  /** The watcher reports readiness (it exists, has a callback, and has not failed). */
+  private watching = false;
   private readonly onPoll = (status: number): void => {
-    if (status < 0) return; // the watcher paused itself; a new onReadable(cb) re-arms it
+    if (status < 0) {
+      // The watcher paused itself; a new onReadable(cb) re-arms it. Until then read blindly.
+      this.watching = false;
+      this.rxReady = true;
+      return;
+    }
+    this.rxReady = true;
     this.readableCb?.();
   };
 
@@ -232,7 +247,7 @@ export class TapDriver implements Driver {
 
   rxBurst(out: PacketBuffer[], max: number): number {
     const fd = this.fd;
-    if (fd < 0) return 0;
+    if (fd < 0 || (this.watching && !this.rxReady)) return 0;
     let n = 0;
     while (n < max) {
       let buf = this.spare;
@@ -245,7 +260,8 @@ export class TapDriver implements Driver {
       if (r < 0) {
         this.spare = buf;
         const err = libc.errno();
-        if (err !== libc.EAGAIN && err !== libc.EINTR) this.st.rxDropped++;
+        if (err === libc.EAGAIN) this.rxReady = false;
+        else if (err !== libc.EINTR) this.st.rxDropped++;
         break;
       }
       // A runt (nothing after the header), or a frame that filled the buffer and may have
@@ -302,12 +318,16 @@ export class TapDriver implements Driver {
 
   onReadable(cb: (() => void) | null): void {
     this.readableCb = cb;
+    // Frames may have arrived while nobody watched: the next rxBurst reads.
+    this.rxReady = true;
+    this.watching = false;
     if (this.fd < 0) return;
     if (cb === null) { this.watcher?.pause(); return; }
     if (this.watcher === null) {
       this.watcher = libc.pollReadable(this.fd, this.onPoll);
       if (!this.refed) this.watcher.unref();
     } else this.watcher.resume();
+    this.watching = true;
   }
 
   /** The readiness watcher keeps the process alive (the default). */
@@ -329,6 +349,7 @@ export class TapDriver implements Driver {
     // Stop the watcher before closing the fd: libuv must not poll a closed (or reused) fd.
     this.watcher?.close();
     this.watcher = null;
+    this.watching = false;
     this.readableCb = null;
     this.spare?.release();
     this.spare = null;

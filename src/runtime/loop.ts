@@ -80,6 +80,18 @@ export class RunLoop {
   private readonly onImmediate = (): void => { this.immediate = null; this.scheduled = false; this.runOnce(); };
   private readonly onTimer = (): void => { this.timer = null; this.timerDeadline = NEVER; this.wake('timer'); };
   private readonly onReadable = (): void => { this.wake('readable'); };
+  /** A deferred flush (see runOnce) is queued. */
+  private flushQueued = false;
+  private readonly onFlush = (): void => {
+    this.flushQueued = false;
+    if (!this.running) return; // stop() flushed already
+    try {
+      this.flushPorts();
+    } catch (err) {
+      this.st.errors++;
+      this.onError(err);
+    }
+  };
 
   constructor(opts: RunLoopOptions) {
     this.stack = opts.stack;
@@ -192,22 +204,30 @@ export class RunLoop {
    * Returns the number of frames received. Public so tests and embedders can drive it.
    */
   iterate(): number {
+    const frames = this.receive();
+    this.flushPorts();
+    return frames;
+  }
+
+  /** The first part of an iteration: RX bursts into the stack, then its due timers. */
+  private receive(): number {
     let frames = 0;
-    {
-      const rx = this.rx;
-      const stack = this.stack;
-      for (let p = 0; p < this.ports.length; p++) {
-        const port = this.ports[p]!;
-        const n = port.driver.rxBurst(rx, this.burst);
-        for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
-        frames += n;
-      }
-      this.nextDeadline = stack.poll(this.clock.now());
-      for (let p = 0; p < this.ports.length; p++) this.ports[p]!.driver.flush();
+    const rx = this.rx;
+    const stack = this.stack;
+    for (let p = 0; p < this.ports.length; p++) {
+      const port = this.ports[p]!;
+      const n = port.driver.rxBurst(rx, this.burst);
+      for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
+      frames += n;
     }
+    this.nextDeadline = stack.poll(this.clock.now());
     this.st.iterations++;
     this.st.rxFrames += frames;
     return frames;
+  }
+
+  private flushPorts(): void {
+    for (let p = 0; p < this.ports.length; p++) this.ports[p]!.driver.flush();
   }
 
   /** When the stack last said it next needs to run (clock ms). */
@@ -233,12 +253,23 @@ export class RunLoop {
     this.wakeReason = 'spin';
     let frames = 0;
     try {
-      frames = this.iterate();
+      frames = this.receive();
     } catch (err) {
       this.st.errors++;
       this.onError(err);
     }
     if (!this.running) return;
+    // The transmit flush waits for the process.nextTick callbacks (and the promise jobs) the
+    // frames just triggered: what the application does there goes out in the same batch. For
+    // node:http that is the FIN after a `Connection: close` response ('finish' -> end() runs
+    // in a nextTick): flushed with the response, it reaches the client before the client's
+    // own close, so the server keeps TIME_WAIT, as on kernel sockets (with the FIN one turn
+    // later the client closed first and its connect() slowed down searching for a port).
+    // A microtask queued now runs after the whole nextTick queue has drained.
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.onFlush);
+    }
     // A burst that came back full means more is waiting: go again at once in every mode.
     const more = frames > 0 && frames >= this.burst;
     switch (this.mode) {
