@@ -133,6 +133,21 @@ test('a SYN with a newer timestamp reopens the 4-tuple through the listener, wit
   assert.equal((second as TcpSocket).state, 'ESTABLISHED');
 });
 
+test('a SYN with the same timestamp reopens only when its sequence number is higher (RFC 6191 §2)', () => {
+  const h = new TcpHarness({ 'net.inet.tcp.msl': MSL });
+  const { l, sock } = intoTimeWait(h);
+  l.onConnection = () => {};
+  // TS.Recent is 102 (the peer's FIN). Same timestamp, sequence number not beyond RCV.NXT: no.
+  h.inject({ seq: PEER_ISN + 1, flags: SYN, wnd: 65535, mss: 1460, ts: [102, 0] });
+  assert.equal(h.one().flags, ACK);
+  assert.equal(sock.state, 'TIME_WAIT');
+  // Same timestamp, higher sequence number: a new incarnation.
+  h.inject({ seq: PEER_ISN + 50_000, flags: SYN, wnd: 65535, mss: 1460, ts: [102, 0] });
+  const sa = h.one();
+  assert.equal(sa.flags, SYN | ACK, fmt(sa));
+  assert.equal(sock.state, 'CLOSED');
+});
+
 test('an old SYN (older timestamp) does not reopen: it is ACKed as PAWS-rejected and TIME_WAIT stays', () => {
   const h = new TcpHarness({ 'net.inet.tcp.msl': MSL });
   const { sock, iss } = intoTimeWait(h);

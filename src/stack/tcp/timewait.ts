@@ -185,7 +185,12 @@ export class TimeWaitTable {
     // connection to be larger than the largest sequence number it used on the previous
     // connection incarnation").
     if ((flags & (TcpFlag.SYN | TcpFlag.ACK | TcpFlag.RST)) === TcpFlag.SYN) {
-      const newer = tsOk && opts.timestamps ? seqGt(opts.tsVal, this.tsRecent[i]!) : seqGt(seg.seq, rcvNxt);
+      // RFC 6191 §2 also honours an equal timestamp when the sequence number is higher (a
+      // client reusing the port within one timestamp tick, as Linux does).
+      const tsNow = tsOk && opts.timestamps;
+      const newer = tsNow
+        ? seqGt(opts.tsVal, this.tsRecent[i]!) || (opts.tsVal === this.tsRecent[i] && seqGt(seg.seq, rcvNxt))
+        : seqGt(seg.seq, rcvNxt);
       const l = newer ? tcp.findListener(seg.dst, seg.dport) : null;
       if (l !== null) {
         const isnFloor = (this.sndNxt[i]! + 65537) >>> 0;
