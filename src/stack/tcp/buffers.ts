@@ -10,16 +10,25 @@ const EMPTY32 = new Uint32Array(0);
 /** Recycles ring storage between connections (per Tcp instance, never shared across stacks). */
 export class RingStore {
   private readonly free = new Map<number, Uint8Array[]>();
-  constructor(private readonly maxPerSize = 64) {}
+  private cachedBytes = 0;
+  /**
+   * Freed ring storage is kept for reuse up to `maxBytes` in all (64 MiB: both rings of 128
+   * connections at the default 256 KiB), so a busy server does not allocate and zero-fill
+   * fresh rings for every connection, and an idle one does not pin more than that.
+   */
+  constructor(private readonly maxBytes = 64 << 20) {}
   take(size: number): Uint8Array {
-    const l = this.free.get(size);
-    return l?.pop() ?? new Uint8Array(size);
+    const b = this.free.get(size)?.pop();
+    if (!b) return new Uint8Array(size);
+    this.cachedBytes -= size;
+    return b;
   }
   give(b: Uint8Array): void {
-    if (b.length === 0) return;
+    if (b.length === 0 || this.cachedBytes + b.length > this.maxBytes) return;
     let l = this.free.get(b.length);
     if (!l) { l = []; this.free.set(b.length, l); }
-    if (l.length < this.maxPerSize) l.push(b);
+    l.push(b);
+    this.cachedBytes += b.length;
   }
 }
 
