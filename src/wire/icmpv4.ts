@@ -1,4 +1,5 @@
 // ICMP for IPv4 (RFC 792, RFC 1122 §3.2.2).
+import { IcmpHeaderView } from './icmp-header.js';
 import { internetChecksum } from './checksum.js';
 import { WireError } from './errors.js';
 
@@ -23,11 +24,7 @@ export function isIcmpError(type: number): boolean {
   return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
 }
 
-export class IcmpV4View {
-  bytes: Uint8Array = new Uint8Array(0);
-  off = 0;
-  len = 0;
-
+export class IcmpV4View extends IcmpHeaderView {
   wrap(bytes: Uint8Array, off: number, len: number, verifyChecksum = true): WireError {
     if (len < ICMP_HLEN || off + len > bytes.length) return WireError.Truncated;
     this.bytes = bytes; this.off = off; this.len = len;
@@ -35,12 +32,6 @@ export class IcmpV4View {
     return WireError.Ok;
   }
 
-  get type(): number { return this.bytes[this.off]!; }
-  get code(): number { return this.bytes[this.off + 1]!; }
-  get checksum(): number { return (this.bytes[this.off + 2]! << 8) | this.bytes[this.off + 3]!; }
-  /** Echo identifier / sequence (the "rest of header" word). */
-  get echoId(): number { return (this.bytes[this.off + 4]! << 8) | this.bytes[this.off + 5]!; }
-  get echoSeq(): number { return (this.bytes[this.off + 6]! << 8) | this.bytes[this.off + 7]!; }
   /** Next-hop MTU of a "fragmentation needed" message (RFC 1191). */
   get nextHopMtu(): number { return (this.bytes[this.off + 6]! << 8) | this.bytes[this.off + 7]!; }
   get payloadOff(): number { return this.off + ICMP_HLEN; }

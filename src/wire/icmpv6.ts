@@ -1,5 +1,6 @@
 // ICMPv6 (RFC 4443). The checksum covers the IPv6 pseudo-header (RFC 8200 §8.1), so verifying
 // and finishing it take the addresses (16 bytes at an offset, usually inside the packet).
+import { IcmpHeaderView } from './icmp-header.js';
 import { incrementalUpdate, internetChecksum, pseudoHeaderV6 } from './checksum.js';
 import { WireError } from './errors.js';
 import { IPV6_HLEN, IPV6_MIN_MTU, Ipv6Next } from './ipv6.js';
@@ -45,11 +46,7 @@ export const ICMPV6_ERROR_MAX_QUOTE = IPV6_MIN_MTU - IPV6_HLEN - ICMPV6_HLEN;
 /** RFC 4443 §2.1: "Error messages are identified as such by a zero in the high-order bit". */
 export function isIcmpv6Error(type: number): boolean { return type < 128; }
 
-export class Icmpv6View {
-  bytes: Uint8Array = new Uint8Array(0);
-  off = 0;
-  len = 0;
-
+export class Icmpv6View extends IcmpHeaderView {
   /** `len` is the upper-layer length the IPv6 layer found. The checksum is checked by checksumOk. */
   wrap(bytes: Uint8Array, off: number, len: number): WireError {
     if (off < 0 || len < ICMPV6_HLEN || off + len > bytes.length) return WireError.Truncated;
@@ -57,12 +54,6 @@ export class Icmpv6View {
     return WireError.Ok;
   }
 
-  get type(): number { return this.bytes[this.off]!; }
-  get code(): number { return this.bytes[this.off + 1]!; }
-  get checksum(): number { return (this.bytes[this.off + 2]! << 8) | this.bytes[this.off + 3]!; }
-  /** Echo request/reply identifier and sequence number. */
-  get echoId(): number { return (this.bytes[this.off + 4]! << 8) | this.bytes[this.off + 5]!; }
-  get echoSeq(): number { return (this.bytes[this.off + 6]! << 8) | this.bytes[this.off + 7]!; }
   /** The 32-bit word after the checksum: Packet Too Big's MTU, Parameter Problem's pointer. */
   get word(): number {
     const b = this.bytes, o = this.off + 4;
