@@ -47,7 +47,14 @@ export interface RunLoopStats {
 interface LoopPort { driver: Driver; ifIndex: number }
 
 /** The part of a Stack the loop drives (an interface so tests can hand in a fake). */
-export type LoopStack = Pick<Stack, 'clock' | 'input' | 'poll'> & { onOutput?: (() => void) | null };
+export type LoopStack = Pick<Stack, 'clock' | 'input' | 'poll'> & {
+  onOutput?: (() => void) | null;
+  /** Deferred output (Stack.setDeferOutput): the loop turns it on while it runs and flushes it each iteration. */
+  setDeferOutput?(on: boolean): void;
+  flushOutput?(): void;
+  /** When the stack next needs poll(), without running anything (timers the flush armed). */
+  nextDeadline?(): number;
+};
 
 const NEVER = Infinity;
 
@@ -86,6 +93,17 @@ export class RunLoop {
     this.flushQueued = false;
     if (!this.running) return; // stop() flushed already
     try {
+      const stack = this.stack;
+      if (stack.flushOutput) {
+        stack.flushOutput();
+        // What the flush sent may have armed a timer (retransmission, persist, delayed ACK)
+        // earlier than the deadline this iteration computed before it.
+        const d = stack.nextDeadline ? stack.nextDeadline() : NEVER;
+        if (d < this.nextDeadline) {
+          this.nextDeadline = d;
+          if (this.mode !== 'busy') this.armTimer(d);
+        }
+      }
       this.flushPorts();
     } catch (err) {
       this.st.errors++;
@@ -120,6 +138,7 @@ export class RunLoop {
     this.running = true;
     // The stack calls onOutput whenever it queues a frame, so application writes get flushed.
     this.stack.onOutput = () => this.kick();
+    this.stack.setDeferOutput?.(true);
     // Busy mode never sleeps, so it needs no wake-ups (and a TAP watcher would only add work).
     if (this.mode !== 'busy') for (const p of this.ports) p.driver.onReadable(this.onReadable);
     // Readiness watchers and timers come and go; this keeps the process alive while the loop
@@ -149,7 +168,10 @@ export class RunLoop {
     this.timer?.unref();
     this.immediate?.unref();
     for (const p of this.ports) p.driver.unref?.();
-    if (this.running) for (const p of this.ports) p.driver.flush();
+    if (this.running) {
+      this.stack.flushOutput?.();
+      for (const p of this.ports) p.driver.flush();
+    }
   }
 
   /** Undoes unref(): the loop keeps the process alive again. */
@@ -171,13 +193,14 @@ export class RunLoop {
     this.stopped = true;
     this.running = false;
     if (this.stack.onOutput) this.stack.onOutput = null;
+    let first: unknown = null;
+    try { this.stack.setDeferOutput?.(false); } catch (e) { first = e; }
     if (this.immediate) clearImmediate(this.immediate);
     if (this.timer) clearTimeout(this.timer);
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.immediate = this.timer = this.keepAlive = null;
     this.scheduled = false;
     this.timerDeadline = NEVER;
-    let first: unknown = null;
     for (const p of this.ports) {
       try {
         p.driver.onReadable(null);
@@ -205,6 +228,7 @@ export class RunLoop {
    */
   iterate(): number {
     const frames = this.receive();
+    this.stack.flushOutput?.();
     this.flushPorts();
     return frames;
   }

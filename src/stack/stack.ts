@@ -367,6 +367,11 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     return this.loopQueue.length ? now : this.wheel.nextDeadline();
   }
 
+  /** When the stack next needs poll() (clock ms; Infinity when idle), without running anything. */
+  nextDeadline(): number {
+    return this.loopQueue.length ? this.clock.now() : this.wheel.nextDeadline();
+  }
+
   // ---- queries (TcpHost, ArpContext, tools) -------------------------------------------------
 
   drop(reason: string): void { this.drops[reason] = (this.drops[reason] ?? 0) + 1; }
@@ -405,6 +410,25 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     const r = this.routes.lookup(dst);
     const iface = r ? this.interfaces[r.ifIndex - 1] : undefined;
     return iface && iface.up ? iface.mtu : 0;
+  }
+
+  /** TcpHost: deferred TCP output is waiting for flushOutput(). */
+  outputPending(): void {
+    this.onOutput?.();
+  }
+
+  /**
+   * Deferred output (Tcp.deferOutput): while on, application writes, reads and shutdowns are
+   * sent by flushOutput() — the run loop calls it once per iteration — so what one iteration's
+   * callbacks write to a connection leaves together. Turning it off sends what waits.
+   */
+  setDeferOutput(on: boolean): void {
+    this.tcp.setDeferOutput(on);
+  }
+
+  /** Sends the deferred TCP output (see setDeferOutput). */
+  flushOutput(): void {
+    this.tcp.flushOutput();
   }
 
   /** TcpHost: TSO towards `dst` when its device offloads it (never for local addresses). */

@@ -24,6 +24,10 @@ export interface SimHost {
   input(ifIndex: number, buf: PacketBuffer): void;
   /** Runs due work at `now`; returns when it next needs to run (ms; Infinity when idle). */
   poll(now: number): number;
+  /** Sends output the host deferred (Stack.setDeferOutput); the simulation calls it each round. */
+  flushOutput?(): void;
+  /** When the host next needs poll(), without running anything (after flushOutput armed timers). */
+  nextDeadline?(): number;
 }
 
 export interface PortOptions {
@@ -43,6 +47,11 @@ export interface HostOptions extends PortOptions {
   addr6?: string;
   /** Sysctl values set on the new stack ("net.inet.tcp.syncookies": 1). */
   sysctl?: Record<string, SysctlValue>;
+  /**
+   * Deferred output, as under a run loop (Stack.setDeferOutput): application writes, reads and
+   * shutdowns are sent once per round, after the host's input and timers.
+   */
+  deferOutput?: boolean;
 }
 
 export interface SimNode<H extends SimHost = SimHost> {
@@ -152,6 +161,7 @@ export class Simulation {
     const random = createRandom(this.rng.u32());
     const stack = new Stack({ clock: this.clock, random, name: opts.name });
     if (opts.sysctl) for (const [k, v] of Object.entries(opts.sysctl)) stack.sysctl.set(k, v);
+    if (opts.deferOutput) stack.setDeferOutput(true);
     const cfg: InterfaceConfig = {};
     if (opts.addr !== undefined) cfg.addr = opts.addr;
     if (opts.gateway !== undefined) cfg.gateway = opts.gateway;
@@ -211,6 +221,10 @@ export class Simulation {
         for (let i = 0; i < n; i++) host.input(ifIndex, out[i]!);
       } while (n === this.burst);
       e.deadline = host.poll(now);
+      if (host.flushOutput) {
+        host.flushOutput();
+        if (host.nextDeadline) e.deadline = Math.min(e.deadline, host.nextDeadline());
+      }
       e.dev.flush();
     }
     this.steps++;

@@ -32,4 +32,9 @@ export interface TcpHost {
    * 0 when the route's device cannot take super-segments. Hosts without it never get one.
    */
   gsoMaxPayload?(dst: number): number;
+  /**
+   * Optional: TCP has deferred output queued (Tcp.deferOutput) and needs `Tcp.flushOutput()`
+   * soon; the owner of the run loop schedules it.
+   */
+  outputPending?(): void;
 }

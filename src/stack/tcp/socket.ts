@@ -4,7 +4,7 @@
 // so callbacks may call back into the socket freely.
 import { createCongestionControl, CC_ALGORITHMS } from './congestion/index.js';
 import type { AbortSignalLike } from './listen.js';
-import { sendRst, tcpOutput } from './output.js';
+import { sendRst } from './output.js';
 import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
 import { armKeepalive, dropConnection, freeTcb } from './timers.js';
 import { TcpFlag } from '../../wire/tcp.js';
@@ -87,10 +87,7 @@ export class TcpSocket {
     if (t.finQueued || t.state === TcpState.CLOSED || t.state === TcpState.TIME_WAIT) throw new TcpError('EPIPE', 'write after end');
     const n = t.sndBuf.write(data, 0, data.length);
     if (n < data.length) this.wantDrain = true;
-    if (n > 0 && t.synchronized) {
-      tcpOutput(t.tcp, t);
-      t.tcp.dispatch();
-    }
+    if (n > 0 && t.synchronized) t.tcp.requestOutput(t);
     return n;
   }
 
@@ -117,8 +114,7 @@ export class TcpSocket {
     }
     // The window may have opened enough for an update (receiver SWS rules in output).
     t.readSinceAck = true;
-    tcpOutput(t.tcp, t);
-    t.tcp.dispatch();
+    t.tcp.requestOutput(t);
   }
 
   /** Half-close: FIN after the queued data (RFC 9293 §3.10.4 CLOSE on our side only). */
@@ -140,8 +136,7 @@ export class TcpSocket {
       default:
         return;
     }
-    tcpOutput(t.tcp, t);
-    t.tcp.dispatch();
+    t.tcp.requestOutput(t);
   }
 
   /**
@@ -189,7 +184,7 @@ export class TcpSocket {
 
   setNoDelay(on = true): void {
     this.tcb.noDelay = on;
-    if (on && this.tcb.synchronized) { tcpOutput(this.tcb.tcp, this.tcb); this.tcb.tcp.dispatch(); }
+    if (on && this.tcb.synchronized) this.tcb.tcp.requestOutput(this.tcb);
   }
 
   /** Keepalive (RFC 9293 §3.8.4); times in ms; unset values keep the sysctl defaults. */

@@ -158,6 +158,8 @@ export class Tcb {
   error = '';
   /** Queued for event delivery. */
   queued = false;
+  /** Waiting in Tcp's deferred-output queue (application writes, reads, shutdown). */
+  outPending = false;
 
   bytesAcked = 0;
   bytesReceived = 0;

@@ -136,6 +136,16 @@ export class Tcp {
   /** Entries used in eventQueue (the array keeps its storage between deliveries). */
   private eventCount = 0;
   private dispatching = false;
+  /**
+   * Deferred output (like Linux's autocorking, but for a whole run-loop iteration): when set,
+   * what the application does — write, read (window updates), shutdown — only marks the
+   * connection, and flushOutput() sends for each marked connection once. A response and the
+   * FIN that follows it a few callbacks later then leave as one segment, with the window
+   * update the read made room for. The run loop sets this and flushes at the end of each
+   * iteration; without a loop (tests, embedders driving the stack by hand) output is immediate.
+   */
+  deferOutput = false;
+  private readonly outQueue: Tcb[] = [];
   // Challenge ACK rate limit (RFC 5961 §7): a budget per second for the whole stack.
   private challengeWindowStart = -1;
   private challengeCount = 0;
@@ -513,6 +523,43 @@ export class Tcp {
     startConnect(this, tcb, mtu, isnFloor);
     this.dispatch();
     return sock;
+  }
+
+  // ---- Application-driven output ----
+
+  /** @internal the application changed what `tcb` may send (write, read, shutdown). */
+  requestOutput(tcb: Tcb): void {
+    if (!this.deferOutput) {
+      tcpOutput(this, tcb);
+      this.dispatch();
+      return;
+    }
+    if (tcb.outPending) return;
+    tcb.outPending = true;
+    this.outQueue.push(tcb);
+    if (this.outQueue.length === 1) this.host.outputPending?.();
+  }
+
+  /** Sends what the connections marked by requestOutput() may send now (each once). */
+  flushOutput(): void {
+    const q = this.outQueue;
+    if (q.length === 0) return;
+    const now = this.host.clock.now();
+    // Callbacks during dispatch may mark more connections: they join this flush.
+    for (let i = 0; i < q.length; i++) {
+      const t = q[i]!;
+      t.outPending = false;
+      tcpOutput(this, t, now);
+    }
+    q.length = 0;
+    this.dispatch();
+    if (q.length) this.flushOutput();
+  }
+
+  /** Output deferred so far goes now, and later output is immediate (the run loop stopped). */
+  setDeferOutput(on: boolean): void {
+    this.deferOutput = on;
+    if (!on) this.flushOutput();
   }
 
   // ---- Event delivery ----
