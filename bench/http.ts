@@ -180,13 +180,15 @@ async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<Be
     // tstack: `tstack run` with a TAP port whose kernel side is in namespace A.
     const poll = process.env['TSTACK_BENCH_POLL'] ?? 'adaptive';
     if (!['busy', 'adaptive', 'interrupt'].includes(poll)) throw new Error(`TSTACK_BENCH_POLL=${poll}: expected busy, adaptive or interrupt`);
+    const driver = process.env['TSTACK_BENCH_DRIVER'] ?? 'tap';
+    if (!['tap', 'afpacket'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected tap or afpacket`);
     const config = join(tmp, 'tstack.toml');
     writeFileSync(config, `# written by bench/http.ts
 [stack]
 poll = "${poll}"
 
 [[port]]
-driver = "tap"
+driver = "${driver}"
 ifname = "tsthb${tag}"
 addr = "${stackIp}/24"
 host_addr = "198.18.${spec.tapNet}.1/24"

@@ -14,7 +14,7 @@ export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt']
 export type DriverKind = 'tap' | 'memory' | 'pcap' | 'afpacket' | 'afxdp';
 export const DRIVER_KINDS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket', 'afxdp'];
 /** Drivers that exist today; the others are accepted by name and refused with a clear error. */
-export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap'];
+export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket'];
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
@@ -46,15 +46,15 @@ export interface PortConfig {
   addr?: string;
   /** Default IPv4 gateway, "a.b.c.d" (must be on addr's subnet). */
   gateway?: string;
-  /** tap: the kernel side's IPv4 address, "a.b.c.d/len". */
+  /** tap, afpacket (which then creates a veth pair): the kernel side's IPv4 address, "a.b.c.d/len". */
   hostAddr?: string;
   addr6?: string;
-  /** tap: the kernel side's IPv6 address. */
+  /** tap, afpacket: the kernel side's IPv6 address. */
   hostAddr6?: string;
   mtu: number;
   /** The stack's MAC on this link; default: a random locally administered one. */
   mac?: Uint8Array;
-  /** tap: move the device into this existing network namespace. */
+  /** tap: move the device into this existing network namespace; afpacket: the namespace the interface is in (or the veth pair is created in). */
   netns?: string;
   /** Capture every frame this port receives and transmits into this pcap file. */
   pcap?: string;
@@ -194,8 +194,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
 const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output'];
-/** Keys that only mean something for one driver. */
-const DRIVER_ONLY: Record<string, DriverKind> = { host_addr: 'tap', host_addr6: 'tap', netns: 'tap', input: 'pcap', output: 'pcap' };
+/** Keys that only mean something for some drivers. */
+const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
+  host_addr: ['tap', 'afpacket'], host_addr6: ['tap', 'afpacket'], netns: ['tap', 'afpacket'], input: ['pcap'], output: ['pcap'],
+};
 
 function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   const at = (k: string): Seg[] => ['port', index, k];
@@ -206,7 +208,9 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     v.fail(at('driver'), `driver "${driver}" is not implemented yet (available: ${IMPLEMENTED_DRIVERS.join(', ')})`);
   }
   for (const [k, only] of Object.entries(DRIVER_ONLY)) {
-    if (t[k] !== undefined && driver !== only) v.fail(at(k), `only applies to driver "${only}" (this port's driver is "${driver}")`);
+    if (t[k] !== undefined && !only.includes(driver)) {
+      v.fail(at(k), `only applies to driver ${only.map((d) => `"${d}"`).join(' or ')} (this port's driver is "${driver}")`);
+    }
   }
   const p: PortConfig = {
     index,
@@ -234,6 +238,10 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     if (!mac) v.fail(at('mac'), `must be a MAC address like "02:00:00:00:00:01" (got ${JSON.stringify(t.mac)})`);
     if (mac[0]! & 1) v.fail(at('mac'), `must be a unicast MAC (the first octet's low bit is the multicast bit) (got ${JSON.stringify(t.mac)})`);
     p.mac = mac;
+  }
+  // afpacket with host_addr creates a veth pair whose kernel end is named `${ifname}h`.
+  if (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
+    v.fail(at('ifname'), `must be at most 14 characters with host_addr: the veth pair's kernel end is "${p.ifname}h" (got ${describe(p.ifname)})`);
   }
   if (t.netns !== undefined) p.netns = v.name(at('netns'), t.netns, 'a network namespace name');
   if (t.pcap !== undefined) p.pcap = v.path(at('pcap'), t.pcap);

@@ -2,6 +2,7 @@
 // TstackConfig. `tstack up` is startInstance + wait for a signal + stop.
 import type { Driver } from '../driver/types.js';
 import { TapDriver } from '../driver/tap.js';
+import { AfPacketDriver } from '../driver/afpacket.js';
 import { MemoryWire } from '../driver/memory.js';
 import { PcapDriver, PcapWriter, capture } from '../driver/pcap.js';
 import { Stack } from '../stack/stack.js';
@@ -49,6 +50,10 @@ type DriverFactory = (port: PortConfig, ctx: DriverContext) => Driver;
 /** The driver registry: one line per implemented driver kind. */
 const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
   tap: (p) => TapDriver.open({
+    ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
+    ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
+  }),
+  afpacket: (p) => AfPacketDriver.open({
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
   }),

@@ -31,6 +31,8 @@ export interface AppOptions {
   readyTimeoutMs?: number;
   /** Keep stdin open (a pipe) for programs that wait for input. */
   stdin?: boolean;
+  /** The port's driver (default "tap"; "afpacket" creates a veth pair in the namespace). */
+  driver?: 'tap' | 'afpacket';
 }
 
 export interface RunningApp {
@@ -66,7 +68,7 @@ export async function startApp(o: AppOptions): Promise<RunningApp> {
 poll = "adaptive"
 
 [[port]]
-driver = "tap"
+driver = "${o.driver ?? 'tap'}"
 ifname = "${ifname}"
 addr = "${stackIp}/24"
 host_addr = "${hostIp}/24"

@@ -188,9 +188,18 @@ describe('config errors name the file, the key and the line', () => {
   });
 
   test('unimplemented driver', () => {
-    assertNames(fails('[[port]]\ndriver = "afxdp"\n'), 2, 'port[0].driver', /"afxdp" is not implemented yet \(available: tap, memory, pcap\)/);
-    assertNames(fails('[[port]]\ndriver = "afpacket"\n'), 2, 'port[0].driver', /not implemented yet/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\n'), 2, 'port[0].driver', /"afxdp" is not implemented yet \(available: tap, memory, pcap, afpacket\)/);
     assertNames(fails('[[port]]\ndriver = "dpdk"\n'), 2, 'port[0].driver', /must be one of "tap", "memory", "pcap", "afpacket", "afxdp"/);
+  });
+
+  test('afpacket takes host_addr, host_addr6 and netns, and an ifname that leaves room for the veth kernel end', () => {
+    const cfg = parseConfig('[[port]]\ndriver = "afpacket"\nifname = "afp0"\nhost_addr = "198.18.70.1/24"\nhost_addr6 = "2001:db8:70::1/64"\nnetns = "x"\n', 'conf/tstack.toml');
+    assert.equal(cfg.ports[0]!.driver, 'afpacket');
+    assert.equal(cfg.ports[0]!.hostAddr, '198.18.70.1/24');
+    assert.equal(cfg.ports[0]!.netns, 'x');
+    assertNames(fails('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\nhost_addr = "198.18.70.1/24"\n'), 3, 'port[0].ifname', /at most 14 characters with host_addr/);
+    // Without host_addr the driver attaches to an existing interface: 15 bytes are fine.
+    assert.equal(parseConfig('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\n', 'f').ports[0]!.ifname, 'abcdefghijklmno');
   });
 
   test('driver-specific keys on the wrong driver, and duplicate ifnames', () => {

@@ -24,6 +24,8 @@ interface Bindings {
   koffi: any;
   open: Fn; close: Fn; read: Fn; write: Fn; readP: Fn; writeP: Fn;
   ioctlPtr: Fn; ioctlInt: Fn; fcntl: Fn; socket: Fn; pipe2: Fn;
+  mmap: Fn; munmap: Fn; memcpy: Fn; setsockopt: Fn; getsockopt: Fn; bind: Fn; sendtoP: Fn;
+  ifNameToIndex: Fn; setns: Fn;
 }
 
 let bindings: Bindings | null = null;
@@ -51,6 +53,16 @@ function load(): Bindings {
       fcntl: lib.func('fcntl', 'int', ['int', 'int', 'int']),
       socket: lib.func('int socket(int domain, int type, int protocol)'),
       pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+      mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, intptr_t off)'),
+      munmap: lib.func('int munmap(void *addr, size_t len)'),
+      // Addresses as integers (see the header comment); memcpy's return value is not needed.
+      memcpy: lib.func('memcpy', 'void', ['uintptr_t', 'uintptr_t', 'size_t']),
+      setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+      getsockopt: lib.func('int getsockopt(int fd, int level, int name, _Inout_ void *val, _Inout_ uint32_t *len)'),
+      bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+      sendtoP: lib.func('sendto', 'intptr_t', ['int', 'uintptr_t', 'size_t', 'int', 'uintptr_t', 'uint32_t']),
+      ifNameToIndex: lib.func('unsigned int if_nametoindex(const char *name)'),
+      setns: lib.func('int setns(int fd, int nstype)'),
     };
     return bindings;
   } catch (e) {
@@ -78,6 +90,11 @@ export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
 export const SOCK_NONBLOCK = O_NONBLOCK;
 export const SOCK_CLOEXEC = O_CLOEXEC;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const MSG_DONTWAIT = 0x40;
+export const CLONE_NEWNET = 0x40000000;
 
 export const EINTR = 4;
 export const EIO = 5;
@@ -94,7 +111,7 @@ export const ENOENT = 2;
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES',
   14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 24: 'EMFILE', 95: 'EOPNOTSUPP',
-  105: 'ENOBUFS',
+  105: 'ENOBUFS', 90: 'EMSGSIZE', 100: 'ENETDOWN', 6: 'ENXIO',
 };
 
 /** errno of the last failed call on this thread. */
@@ -214,3 +231,65 @@ export function pollReadable(fd: number, cb: (status: number) => void): PollWatc
     ref() { if (!closed) handle.ref(); },
   };
 }
+
+/** A shared memory mapping (mmap): its bytes, and what munmap needs. */
+export interface Mapping {
+  /** The address of the first byte, as an integer (for copyAt). */
+  readonly address: number;
+  readonly length: number;
+  /** The mapped bytes (koffi.view): valid until unmap(); touching them afterwards crashes. */
+  readonly buffer: ArrayBuffer;
+  /** @internal koffi's pointer, kept for munmap. */
+  readonly ptr: unknown;
+}
+
+/** mmap(NULL, length, prot, flags, fd, offset); throws SysError on failure. */
+export function mmap(length: number, prot: number, flags: number, fd: number, offset = 0): Mapping {
+  const b = load();
+  const ptr = b.mmap(null, length, prot, flags, fd, offset);
+  const address = ptr === null ? -1 : Number(b.koffi.address(ptr));
+  // MAP_FAILED is (void *)-1: all ones, which loses precision as a Number.
+  if (address <= 0 || address >= 2 ** 64 - 4096) throw new SysError('mmap', errno());
+  return { address, length, buffer: b.koffi.view(ptr, length) as ArrayBuffer, ptr };
+}
+
+/** munmap(mapping); returns 0 or -1. The mapping's buffer must not be touched afterwards. */
+export function munmap(m: Mapping): number { return load().munmap(m.ptr, m.length); }
+
+/** memcpy(dst, src, len) between two addresses (addressOf(x) + offset, Mapping.address + offset). */
+export function copyAt(dst: number, src: number, len: number): void { load().memcpy(dst, src, len); }
+
+/** setsockopt with an int option value. Returns 0 or -1. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): number {
+  const v = new Int32Array(1);
+  v[0] = value;
+  return load().setsockopt(fd, level, name, new Uint8Array(v.buffer), 4);
+}
+
+/** setsockopt with the option value's bytes. Returns 0 or -1. */
+export function setsockopt(fd: number, level: number, name: number, value: Uint8Array): number {
+  return load().setsockopt(fd, level, name, value, value.length);
+}
+
+/** getsockopt into `value` (its length is the room offered). Returns the length written, or -1. */
+export function getsockopt(fd: number, level: number, name: number, value: Uint8Array): number {
+  const len = [value.length];
+  return load().getsockopt(fd, level, name, value, len) < 0 ? -1 : len[0]!;
+}
+
+/** bind(fd, sockaddr bytes). Returns 0 or -1. */
+export function bind(fd: number, addr: Uint8Array): number { return load().bind(fd, addr, addr.length); }
+
+/**
+ * sendto(fd, address, len, flags, NULL, 0) with the data as an integer address (0 and len 0
+ * for a packet ring's transmit kick). Returns bytes sent or -1.
+ */
+export function sendtoAt(fd: number, address: number, len: number, flags: number): number {
+  return load().sendtoP(fd, address, len, flags, 0, 0);
+}
+
+/** The interface index of `name` in the calling thread's network namespace; 0 when there is none. */
+export function ifNameToIndex(name: string): number { return load().ifNameToIndex(name); }
+
+/** setns(fd, nstype) for the calling thread. Returns 0 or -1. */
+export function setns(fd: number, nstype: number): number { return load().setns(fd, nstype); }
