@@ -374,3 +374,79 @@ test('checksum offload leaves the pseudo-header sum for the device (Csum.Partial
   assert.equal(syn.csumPartial, true);
   assert.equal(syn.csumOk, true);
 });
+
+test('tail loss probe (RFC 8985): the last segments lost -> the last one probed at 2*SRTT, its SACK starts recovery, no RTO', () => {
+  const h = new TcpHarness();
+  const { s, d0, sport } = open(h, { mss: 1000, sackOk: true, rttMs: 50 });
+  const S = (k: number) => d0 + k * 1000;
+  s.write(filler(5000));
+  assert.deepEqual(seqs(h.take()), [S(0), S(1), S(2), S(3), S(4)]);
+  h.advance(50);
+  ackFrom(h, sport, S(3)); // 3 and 4 are lost
+  h.take();
+  h.advance(99); h.none();
+  h.advance(1);
+  const probe = h.one();
+  assert.equal(probe.seq, S(4), 'the most recently sent segment');
+  assert.equal(probe.data.length, 1000);
+  assert.equal(h.tcp.counters.tlpProbes, 1);
+  // The probe's SACK: segment 3, sent before it a probe timeout ago, is lost.
+  h.advance(50);
+  ackFrom(h, sport, S(3), { sack: [[S(4), S(5)]] });
+  assert.deepEqual(seqs(h.take()), [S(3)]);
+  assert.equal(h.tcp.counters.tlpRecoveries, 1);
+  ackFrom(h, sport, S(5));
+  assert.equal(s.tcb.sndUna, S(5));
+  assert.equal(s.tcb.inRecovery, false);
+  assert.equal(h.tcp.counters.rexmtTimeouts, 0, 'no retransmission timeout');
+});
+
+test('tail loss probe: when the originals were only late, the D-SACK of the probe leaves cwnd alone', () => {
+  const h = new TcpHarness();
+  const { s, d0, sport } = open(h, { mss: 1000, sackOk: true, rttMs: 50 });
+  const S = (k: number) => d0 + k * 1000;
+  s.write(filler(5000));
+  h.take();
+  h.advance(50);
+  ackFrom(h, sport, S(3));
+  const cwnd = s.tcb.cc.cwnd;
+  h.advance(100);
+  assert.equal(h.one().seq, S(4), 'the probe');
+  ackFrom(h, sport, S(5)); // the late originals
+  ackFrom(h, sport, S(5), { sack: [[S(4), S(5)]] }); // the probe, reported as a duplicate
+  assert.ok(s.tcb.cc.cwnd >= cwnd, `cwnd ${s.tcb.cc.cwnd} not reduced from ${cwnd}`);
+  assert.equal(h.tcp.counters.tlpRecoveries, 0);
+  assert.equal(s.tcb.tlpHigh, -1);
+});
+
+test('tail loss probe: a probe that repaired the tail (no D-SACK) reduces cwnd once; tlp=0 waits for the RTO', () => {
+  const h = new TcpHarness();
+  const { s, d0, sport } = open(h, { mss: 1000, sackOk: true, rttMs: 50 });
+  const S = (k: number) => d0 + k * 1000;
+  s.write(filler(5000));
+  h.take();
+  h.advance(50);
+  ackFrom(h, sport, S(3)); // segment 4 is lost
+  const cwnd = s.tcb.cc.cwnd;
+  h.advance(100);
+  assert.equal(h.one().seq, S(4));
+  ackFrom(h, sport, S(5)); // segment 3 and the probe: exactly the probe's end, wait for more
+  assert.equal(h.tcp.counters.tlpRecoveries, 0);
+  s.write(filler(1000));
+  assert.deepEqual(seqs(h.take()), [S(5)]);
+  ackFrom(h, sport, S(6)); // past the probe, no D-SACK: the probe repaired a loss
+  assert.equal(h.tcp.counters.tlpRecoveries, 1);
+  assert.ok(s.tcb.cc.cwnd < cwnd, `cwnd ${s.tcb.cc.cwnd} reduced from ${cwnd}`);
+
+  const h2 = new TcpHarness({ 'net.inet.tcp.tlp': false });
+  const o2 = open(h2, { mss: 1000, sackOk: true, rttMs: 50 });
+  o2.s.write(filler(3000));
+  h2.take();
+  h2.advance(50);
+  ackFrom(h2, o2.sport, o2.d0 + 1000);
+  h2.advance(199); h2.none();
+  h2.advance(1);
+  assert.equal(h2.one().seq, o2.d0 + 1000);
+  assert.equal(h2.tcp.counters.rexmtTimeouts, 1);
+  assert.equal(h2.tcp.counters.tlpProbes, 0);
+});

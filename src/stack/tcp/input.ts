@@ -2,7 +2,7 @@
 // challenge ACKs, RFC 7323's PAWS, and loss recovery driven by ACKs (RFC 5681 fast
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
-import { retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { armRexmtTimer, retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
@@ -158,6 +158,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
 
   let ourFinAcked = false;
   const wnd = seg.wnd << tcb.sndWscale;
+  // RFC 8985 §7.4: another ACK of exactly the loss probe's end (with or without its D-SACK):
+  // the original and the probe both arrived; nothing was lost.
+  if (tcb.tlpHigh >= 0 && ack === tcb.sndUna && !seqLt(ack, tcb.tlpHigh)) tcb.tlpHigh = -1;
   if (seqGt(ack, tcb.sndUna)) {
     ourFinAcked = newAck(tcp, tcb, seg, ack, now);
   } else if (ack === tcb.sndUna && dataLen === 0 && !fin && tcb.sndMax !== tcb.sndUna && tcb.rexmtTimer.armed
@@ -292,6 +295,22 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   tcb.rexmtCount = 0;
   tcb.firstRexmtTime = -1;
   if (tcb.rtoRecovery && seqGe(ack, tcb.recover)) tcb.rtoRecovery = false;
+  if (tcb.tlpHigh >= 0 && seqGe(ack, tcb.tlpHigh)) {
+    // RFC 8985 §7.4: a D-SACK says the probe was a duplicate (nothing was lost). An ACK beyond
+    // the probe without one says the probe repaired a lost tail, which gets its congestion
+    // response; an ACK of exactly the probe waits for the next ACK (its D-SACK may follow).
+    if (hasDsack(opts.sackBlocks, opts.sackCount, ack)) {
+      tcb.tlpHigh = -1;
+    } else if (seqGt(ack, tcb.tlpHigh)) {
+      tcb.tlpHigh = -1;
+      if (!tcb.inRecovery) {
+        tcp.counters.tlpRecoveries++;
+        tcb.cc.onCongestion(now, flightBefore);
+        tcb.cc.onRecoveryExit(now);
+        tcb.recover = tcb.sndMax;
+      }
+    }
+  }
 
   if (tcb.inRecovery) {
     if (seqGe(ack, tcb.recover)) {
@@ -319,9 +338,14 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   if (tcb.sndUna === tcb.sndMax) {
     if (tcb.rexmtTimer.armed) wheel.disarm(tcb.rexmtTimer);
   } else {
-    wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+    armRexmtTimer(tcp, tcb, now);
   }
   return finAcked;
+}
+
+/** RFC 2883: the first SACK block reports a duplicate when it lies at or below the cumulative ACK. */
+function hasDsack(blocks: Uint32Array, n: number, ack: number): boolean {
+  return n > 0 && !seqGt(blocks[1]!, ack);
 }
 
 function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
@@ -329,6 +353,13 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   if (tcb.sackOk && opts.sackCount > 0) tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
   tcb.dupAcks++;
   const mss = tcb.maxSeg;
+  if (tcb.tlpHigh >= 0 && tcb.sackOk && seqLt(tcb.sndUna, tcb.tlpStart) && tcb.scoreboard.isSacked(tcb.tlpStart)) {
+    // The probe arrived while older data is still missing: what was sent before it, a probe
+    // timeout earlier, is lost (RFC 8985's time-based rule) — recover it by SACK now.
+    tcb.scoreboard.markLostBelow(tcb.tlpStart);
+    tcb.tlpHigh = -1;
+    tcp.counters.tlpRecoveries++;
+  }
   if (tcb.inRecovery) {
     // NewReno: "For each additional duplicate ACK received ... increment cwnd by SMSS" (RFC
     // 6582 §3.2 step 3 / RFC 5681 §3.2 step 4); SACK recovery sends by pipe instead.

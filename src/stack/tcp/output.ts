@@ -181,8 +181,9 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       tcb.lastSendTime = now;
       if (rexmt) { tcp.counters.sndRexmtPackets++; if (tcb.rttSeq >= 0 && !tcb.tsOk) tcb.rttSeq = -1; }
       else if (tcb.rttSeq < 0 && !tcb.tsOk && len > 0) { tcb.rttSeq = seq; tcb.rttStart = now; }
-      if (!forced && !tcb.rexmtTimer.armed) {
-        tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+      if (!forced && (!tcb.rexmtTimer.armed || (!rexmt && tcb.tlpArmed))) {
+        // RFC 8985 §7.2: (re)start the probe timer after sending new data.
+        armRexmtTimer(tcp, tcb, now);
         if (tcb.persistTimer.armed) tcp.host.wheel.disarm(tcb.persistTimer);
       }
     }
@@ -238,6 +239,50 @@ export function retransmit(tcp: Tcp, tcb: Tcb, seq: number, maxLen: number, now:
   if (!tcb.tsOk) tcb.rttSeq = -1; // Karn: the timed segment may be this one
   if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
   return len + (fin ? 1 : 0);
+}
+
+/** RFC 8985 §7.5's WCDelAckT: the most a receiver may delay the ACK of a lone segment. */
+const TLP_MAX_ACK_DELAY = 200;
+/** Floor of the probe timeout: a probe never races the ACK of a segment just sent. */
+const TLP_MIN_PTO = 10;
+
+/**
+ * (Re)arms the retransmission timer: the RTO (RFC 6298), or — with SACK, an RTT sample, outside
+ * loss recovery and with no probe outstanding — RFC 8985 §7.2's earlier probe timeout
+ * PTO = 2*SRTT (+ WCDelAckT when one segment is in flight), when that comes first.
+ */
+export function armRexmtTimer(tcp: Tcp, tcb: Tcb, now: number): void {
+  let at = now + tcb.rtt.rto;
+  tcb.tlpArmed = false;
+  if (tcp.tlp && tcb.sackOk && tcb.rtt.hasSample && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
+    && tcb.rexmtCount === 0 && tcb.synchronized && seqLt(tcb.sndUna, tcb.sndMax)) {
+    let pto = 2 * tcb.rtt.srtt;
+    if (seqDiff(tcb.sndMax, tcb.sndUna) <= tcb.maxSeg) pto += TLP_MAX_ACK_DELAY;
+    if (pto < TLP_MIN_PTO) pto = TLP_MIN_PTO;
+    if (now + pto < at) { at = now + pto; tcb.tlpArmed = true; }
+  }
+  tcp.host.wheel.arm(tcb.rexmtTimer, at);
+}
+
+/**
+ * RFC 8985 §7.3: the probe timeout fired. Retransmit the most recently sent segment (the
+ * probe), so its ACK carries SACK information that starts fast recovery for a lost tail (or
+ * shows, by a D-SACK, that nothing was lost); then the RTO proper runs.
+ */
+export function sendLossProbe(tcp: Tcp, tcb: Tcb, now: number): void {
+  tcb.tlpArmed = false;
+  if (!seqLt(tcb.sndUna, tcb.sndMax)) return;
+  const dataMax = tcb.finSent ? tcb.finSeq : tcb.sndMax;
+  let len = seqDiff(dataMax, tcb.sndUna);
+  const maxSeg = tcb.mss - dataOptionBytes(tcb);
+  if (len > maxSeg) len = maxSeg;
+  if (len < 0) len = 0;
+  const start = (dataMax - len) >>> 0;
+  tcp.counters.tlpProbes++;
+  tcb.tlpHigh = tcb.sndMax;
+  tcb.tlpStart = start;
+  // retransmit() arms the RTO: the timer just fired, so it is not running.
+  retransmit(tcp, tcb, start, len, now);
 }
 
 /** ACK now (e.g. an out-of-window segment, a challenge ACK). */

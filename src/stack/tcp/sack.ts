@@ -20,6 +20,13 @@ export class SackScoreboard {
   private n = 0;
   private sacked = 0;
   private una = 0;
+  /**
+   * Unsacked bytes below this sequence number are lost whatever IsLost()'s DupThresh rule says
+   * (set after a tail loss probe was SACKed while older data is still missing: RFC 8985's time-
+   * based inference, everything sent before a delivered segment and a probe timeout ago).
+   */
+  private lostMark = 0;
+  private hasLostMark = false;
 
   constructor(capacity = 64) {
     this.capacity = capacity;
@@ -41,6 +48,12 @@ export class SackScoreboard {
   reset(): void {
     this.n = 0;
     this.sacked = 0;
+    this.hasLostMark = false;
+  }
+
+  /** Marks every unSACKed byte below `seq` lost (see lostMark). */
+  markLostBelow(seq: number): void {
+    if (!this.hasLostMark || seqGt(seq, this.lostMark)) { this.lostMark = seq >>> 0; this.hasLostMark = true; }
   }
 
   /**
@@ -108,6 +121,7 @@ export class SackScoreboard {
    * sequence numbers greater than 'SeqNumber' have been SACKed."
    */
   isLost(seq: number, mss: number): boolean {
+    if (this.hasLostMark && seqLt(seq, this.lostMark)) return true;
     let ranges = 0;
     let bytes = 0;
     const limit = (DUP_THRESH - 1) * mss;
@@ -183,6 +197,7 @@ export class SackScoreboard {
       bytes += (this.ends[i]! - this.starts[i]!) >>> 0;
       if (ranges >= DUP_THRESH || bytes > limit) { lostEnd = this.starts[i]!; break; }
     }
+    if (this.hasLostMark && seqGt(this.lostMark, lostEnd)) lostEnd = this.lostMark;
     let rxtEnd = seqGt(highRxt, una) ? highRxt >>> 0 : una;
     if (seqGt(rxtEnd, nxt)) rxtEnd = nxt;
     if (seqGt(lostEnd, nxt)) lostEnd = nxt;
@@ -213,6 +228,7 @@ export class SackScoreboard {
 
   /** Removes or trims ranges at or below una. */
   private dropBelow(una: number): void {
+    if (this.hasLostMark && !seqGt(this.lostMark, una)) this.hasLostMark = false;
     let k = 0;
     while (k < this.n && !seqGt(this.ends[k]!, una)) {
       this.sacked -= (this.ends[k]! - this.starts[k]!) >>> 0;

@@ -126,6 +126,12 @@ export class Tcb {
    * slow-start retransmission skips what the receiver SACKs meanwhile (RFC 6675 §5.1).
    */
   rtoRecovery = false;
+  /** The retransmission timer is armed as RFC 8985's tail loss probe timeout (PTO), not the RTO. */
+  tlpArmed = false;
+  /** RFC 8985 TLP.end_seq: SND.MAX when the outstanding loss probe was sent; -1 when none. */
+  tlpHigh = -1;
+  /** First sequence number the outstanding probe carried. */
+  tlpStart = 0;
   private sb: SackScoreboard | null = null;
   persistBackoff = 0;
   keepMode: number = KeepMode.None;

@@ -3,7 +3,7 @@
 // §3.8.4 / RFC 1122 §4.2.3.6, FIN_WAIT_2 timeout), delayed ACK. TIME_WAIT's 2*MSL belongs to
 // the compact TIME_WAIT table (timewait.ts), which outlives the TCB.
 import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
-import { armPersist, chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
+import { armPersist, chooseWscale, emit, rcvWindow, sendLossProbe, sendRst, tcpOutput } from './output.js';
 import { seqDiff, seqGt } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -162,6 +162,12 @@ export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
 export function onRexmtTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
+  if (tcb.tlpArmed) {
+    sendLossProbe(tcp, tcb, now);
+    tcp.dispatch();
+    return;
+  }
+  tcb.tlpHigh = -1;
   const s = tcp.host.sysctl;
   tcb.rexmtCount++;
   tcp.counters.rexmtTimeouts++;
