@@ -68,6 +68,8 @@ export interface TapOptions {
    * unsegmented (TUN_F_TSO4, GRO's effect): one system call per 64 KiB instead of per 1.5 KB.
    */
   tso?: boolean;
+  /** Frames the kernel may queue for us before it drops (the device's txqueuelen); default 10000. */
+  queueLen?: number;
   pool?: BufferPool;
   /** Frames queued by transmit() before it flushes by itself; default 64. */
   burst?: number;
@@ -246,7 +248,11 @@ export class TapDriver implements Driver {
       if (libc.ioctlInt(fd, TUNSETOFFLOAD, offload) < 0) throw new libc.SysError('ioctl(TUNSETOFFLOAD)', libc.errno());
 
       drv = new TapDriver(fd, name, opts);
-      ip(['link', 'set', 'dev', name, 'mtu', String(mtu)]);
+      // The device's queue (frames the kernel sent that we have not read yet) is 500-1000
+      // frames by default: a burst from many connections at once (a thousand clients, a UDP
+      // flood) overflows it between two reads, and every lost frame costs its sender a
+      // retransmission timeout. A real NIC's receive ring is thousands of descriptors.
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000)]);
       const at = opts.netns ? ['-n', opts.netns] : [];
       if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
       ip([...at, 'link', 'set', 'dev', name, 'up']);

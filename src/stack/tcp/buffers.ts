@@ -115,9 +115,13 @@ export class RecvBuffer {
   insert(rcvNxt: number, seq: number, src: Uint8Array, off: number, n: number): number {
     if (this.data.length === 0) this.data = this.store.take(this.capacity);
     const rel = seqDiff(seq, rcvNxt);
-    if (rel > 0 && !this.addRange(seq, (seq + n) >>> 0)) return -1;
-    this.copyIn(this.length + rel, src, off, n);
-    if (rel > 0) return 0;
+    if (rel > 0) {
+      // Out of order: bytes already queued for these sequence numbers stay (as Linux keeps
+      // them); only the parts no queued range covers are copied.
+      this.copyUncovered(rcvNxt, seq, src, off, n);
+      return this.addRange(seq, (seq + n) >>> 0) ? 0 : -1;
+    }
+    this.copyIn(this.length, src, off, n);
     // In order: absorb any out-of-order ranges now contiguous.
     let end = (rcvNxt + n) >>> 0;
     let i = 0;
@@ -185,6 +189,20 @@ export class RecvBuffer {
     const first = Math.min(n, cap - p);
     this.data.set(src.subarray(off, off + first), p);
     if (first < n) this.data.set(src.subarray(off + first, off + n), 0);
+  }
+
+  /** Copies the parts of [seq, seq + n) that no out-of-order range holds yet. */
+  private copyUncovered(rcvNxt: number, seq: number, src: Uint8Array, off: number, n: number): void {
+    let s = seq >>> 0;
+    const e = (seq + n) >>> 0;
+    for (let i = 0; i < this.oooCount && seqDiff(e, s) > 0; i++) {
+      const rs = this.oooStart[i]!, re = this.oooEnd[i]!;
+      if (seqDiff(re, s) <= 0) continue;
+      if (seqDiff(rs, e) >= 0) break;
+      if (seqDiff(rs, s) > 0) this.copyIn(this.length + seqDiff(s, rcvNxt), src, off + seqDiff(s, seq), seqDiff(rs, s));
+      s = re;
+    }
+    if (seqDiff(e, s) > 0) this.copyIn(this.length + seqDiff(s, rcvNxt), src, off + seqDiff(s, seq), seqDiff(e, s));
   }
 
   /** Inserts/merges [s, e) into the sorted range list; false when the list is full. */
