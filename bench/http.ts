@@ -1,14 +1,17 @@
 // HTTP benchmarks with wrk: the same unmodified hello app (examples/hello-http/server.js) under
-// `tstack run` (its sockets on the user-space stack, behind a TAP device) and under plain Node
-// on kernel sockets, measured in the same run. Root only; wrk (Debian package) must be on PATH.
+// `tstack run` (its sockets on the user-space stack, behind an AF_PACKET-driven veth by default,
+// or a TAP device) and under plain Node on kernel sockets, measured in the same run. Root only;
+// wrk (Debian package) must be on PATH.
 //
-//   namespace A: tap (198.18.92.1/24) ---- `tstack run` process: stack 198.18.92.2, :8080
-//                veth (198.18.93.1/24) --- namespace B: veth (198.18.93.2/24), `node server.js` :8080
+//   namespace A: veth/tap (198.18.92.1/24) -- `tstack run` process: stack 198.18.92.2, :8080
+//                veth (198.18.93.1/24) ------ namespace B: veth (198.18.93.2/24), `node server.js` :8080
 //                wrk (both rounds start here)
 //
 // wrk runs in namespace A for both sides, so the client, its sockets and the kernel's TCP
-// on the client side are the same; what differs is the server's network path: our TAP driver,
-// run loop, stack and tstack/net, or the kernel's veth and TCP under Node's libuv.
+// on the client side are the same; what differs is the server's network path: our driver
+// (AF_PACKET rings on a veth, like the reference's link, or TAP), run loop, stack and
+// tstack/net, or the kernel's veth and TCP under Node's libuv.
+// TSTACK_BENCH_DRIVER=afpacket|tap (default afpacket) chooses the tstack side's driver.
 //
 //   http-keepalive: wrk -t1 -c50 -d5s --latency               (requests over 50 persistent connections)
 //   http-close:     wrk -t1 -c50 -d5s --latency -H 'Connection: close'   (one connection per request)
@@ -146,7 +149,8 @@ interface HttpBenchSpec {
 async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<BenchResult[]> {
   const duration = opts.quick ? 1 : 5;
   const warmup = opts.quick ? 1 : 3;
-  const rounds = opts.quick ? 1 : 3;
+  // Five rounds: on a shared VM one round in five can run at half speed on either side.
+  const rounds = opts.quick ? 1 : 5;
   const conns = 50;
   const pin = cpus().length >= 2 && hasCommand('taskset');
   const appPin = pin ? ['taskset', '-c', '0'] : [];
@@ -180,7 +184,7 @@ async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<Be
     // tstack: `tstack run` with a TAP port whose kernel side is in namespace A.
     const poll = process.env['TSTACK_BENCH_POLL'] ?? 'adaptive';
     if (!['busy', 'adaptive', 'interrupt'].includes(poll)) throw new Error(`TSTACK_BENCH_POLL=${poll}: expected busy, adaptive or interrupt`);
-    const driver = process.env['TSTACK_BENCH_DRIVER'] ?? 'tap';
+    const driver = process.env['TSTACK_BENCH_DRIVER'] ?? 'afpacket';
     if (!['tap', 'afpacket'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected tap or afpacket`);
     const config = join(tmp, 'tstack.toml');
     writeFileSync(config, `# written by bench/http.ts
@@ -239,7 +243,7 @@ netns = "${nsA}"
     const oursP99 = median(ours.map((w) => w.p99)), refP99 = median(ref.map((w) => w.p99));
     const fmt = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);
     const note = `wrk -t1 -c${conns} -d${duration}s --latency${spec.wrkArgs.length ? ` ${spec.wrkArgs.map((a) => a.includes(' ') ? `'${a}'` : a).join(' ')}` : ''}` +
-      `, median of ${rounds} interleaved round${rounds > 1 ? 's' : ''} after a ${warmup} s warm-up, poll = "${poll}"` +
+      `, median of ${rounds} interleaved round${rounds > 1 ? 's' : ''} after a ${warmup} s warm-up, driver ${driver}, poll = "${poll}"` +
       `${pin ? ', app on CPU 0 and wrk on CPU 1' : ''}; p99 latency ${fmt(oursP99)} ms tstack vs ${fmt(refP99)} ms reference` +
       `${errs(ours) || errs(ref) ? `; socket errors + non-2xx: tstack ${errs(ours)}, reference ${errs(ref)}` : ''}`;
     return [result({
