@@ -100,7 +100,7 @@ export interface ListenOptions {
 /** The engine's socket and how this Socket came by it (Node's `options.handle`). */
 const kHandle = Symbol('tstack.handle');
 interface InternalOpts extends SocketConstructorOpts {
-  [kHandle]?: { tcp: TcpSocket; ctx: StackContext; pauseOnCreate: boolean };
+  [kHandle]?: { tcp: TcpSocket; ctx: StackContext; pauseOnCreate: boolean; mapped: boolean };
 }
 
 /** Bytes pulled from the engine per read (libuv reads into 64 KiB buffers too). */
@@ -112,6 +112,16 @@ const UV_MESSAGE: Partial<Record<ErrnoCode, string>> = {
   EAFNOSUPPORT: 'address family not supported', EACCES: 'permission denied', EINVAL: 'invalid argument',
   ENETUNREACH: 'network is unreachable', EAGAIN: 'resource temporarily unavailable',
 };
+
+/** An address as Node reports it: IPv4, or IPv4-mapped IPv6 on a dual-stack ("::") server. */
+function nameOf(addr: number, port: number, mapped: boolean): AddressInfo {
+  return mapped ? { address: `::ffff:${formatIpv4(addr)}`, family: 'IPv6', port } : { address: formatIpv4(addr), family: 'IPv4', port };
+}
+
+/** `::` (or `::0`): IPv6's unspecified address, which Node binds dual-stack. */
+function isUnspecified6(host: string): boolean {
+  return host === '::' || host === '::0' || host === '0:0:0:0:0:0:0:0';
+}
 
 /** Node's UVExceptionWithHostPort: `listen EADDRINUSE: address already in use 0.0.0.0:8080`. */
 function uvExceptionWithHostPort(code: ErrnoCode, syscall: string, address: string, port: number): NodeJS.ErrnoException & { address: string; port?: number } {
@@ -229,6 +239,7 @@ export class Socket extends Duplex {
     const h = o[kHandle];
     if (h) {
       this.#ctx = h.ctx;
+      this.#mapped = h.mapped;
       this.#attach(h.tcp);
       this.#updateRef();
       if (o.readable !== false) {
@@ -367,10 +378,16 @@ export class Socket extends Duplex {
     if (!this.connecting) this.#cacheNames();
   }
 
+  /**
+   * Accepted by a server listening on "any" the way Node does by default (`::`, dual-stack):
+   * Node names IPv4 ends as IPv4-mapped IPv6 addresses there (::ffff:198.18.0.1, family IPv6).
+   */
+  #mapped = false;
+
   #cacheNames(): void {
     const t = this.#tcp!;
-    this.#peer = { address: formatIpv4(t.remoteAddress), family: 'IPv4', port: t.remotePort };
-    this.#sock = { address: formatIpv4(t.localAddress), family: 'IPv4', port: t.localPort };
+    this.#peer = nameOf(t.remoteAddress, t.remotePort, this.#mapped);
+    this.#sock = nameOf(t.localAddress, t.localPort, this.#mapped);
   }
 
   /** Node's afterConnect(). */
@@ -745,6 +762,8 @@ export class Server extends EventEmitter {
   #ctx: StackContext | null = null;
   #listener: TcpListener | null = null;
   #address: AddressInfo | null = null;
+  /** Listening as Node's default `::` (see listen). */
+  #dualStack = false;
   #refd = true;
   #holding = false;
 
@@ -794,8 +813,12 @@ export class Server extends EventEmitter {
       const port = validatePort(options.port, 'options.port');
       const backlog = options.backlog || backlogFromArgs || undefined;
       this.#ctx ??= resolveStack(this.#stackOpt);
-      if (options.host) this.#lookupAndListen(port, options.host, backlog);
-      else this.#listen2('0.0.0.0', port, backlog);
+      // No host: Node binds `::` dual-stack (IPv4 clients included). The stack is IPv4-only, so
+      // it listens on 0.0.0.0 and reports what Node reports (`::`, IPv4-mapped peers).
+      this.#dualStack = false;
+      if (options.host && !isUnspecified6(options.host)) this.#lookupAndListen(port, options.host, backlog);
+      else if (options.ipv6Only) process.nextTick(() => this.emit('error', uvExceptionWithHostPort('EAFNOSUPPORT', 'listen', '::', port)));
+      else { this.#dualStack = true; this.#listen2('0.0.0.0', port, backlog); }
       return this;
     }
     if (options.path) throw notSupported('listen(path) (Unix domain sockets / pipes)');
@@ -840,12 +863,12 @@ export class Server extends EventEmitter {
       }
     }
     if (code !== null) {
-      const ex = uvExceptionWithHostPort(code, 'listen', address, port);
+      const ex = uvExceptionWithHostPort(code, 'listen', this.#dualStack ? '::' : address, port);
       process.nextTick(() => this.emit('error', ex));
       return;
     }
     const l = this.#listener!;
-    this.#address = { address, family: 'IPv4', port: l.localPort };
+    this.#address = this.#dualStack ? { address: '::', family: 'IPv6', port: l.localPort } : { address, family: 'IPv4', port: l.localPort };
     l.onConnection = this.#onConnection;
     this.#updateRef();
     process.nextTick(() => { if (this.#listener === l) this.emit('listening'); });
@@ -854,9 +877,11 @@ export class Server extends EventEmitter {
   /** Node's onconnection(). */
   readonly #onConnection = (tcp: TcpSocket): void => {
     if (this.maxConnections != null && this._connections >= this.maxConnections) {
+      const local = nameOf(tcp.localAddress, tcp.localPort, this.#dualStack);
+      const remote = nameOf(tcp.remoteAddress, tcp.remotePort, this.#dualStack);
       this.emit('drop', {
-        localAddress: formatIpv4(tcp.localAddress), localPort: tcp.localPort, localFamily: 'IPv4',
-        remoteAddress: formatIpv4(tcp.remoteAddress), remotePort: tcp.remotePort, remoteFamily: 'IPv4',
+        localAddress: local.address, localPort: local.port, localFamily: local.family,
+        remoteAddress: remote.address, remotePort: remote.port, remoteFamily: remote.family,
       });
       tcp.close();
       return;
@@ -866,7 +891,7 @@ export class Server extends EventEmitter {
       readable: true,
       writable: true,
       ...(this.highWaterMark !== undefined && { readableHighWaterMark: this.highWaterMark, writableHighWaterMark: this.highWaterMark }),
-      [kHandle]: { tcp, ctx: this.#ctx!, pauseOnCreate: this.pauseOnConnect },
+      [kHandle]: { tcp, ctx: this.#ctx!, pauseOnCreate: this.pauseOnConnect, mapped: this.#dualStack },
     };
     const socket = new Socket(opts);
     if (this.noDelay) socket.setNoDelay(true);

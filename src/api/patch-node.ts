@@ -77,18 +77,6 @@ function listenPlacement(args: unknown[]): Placement {
   return decide('listen', `${host || '*'}:${typeof a0 === 'function' || a0 === undefined ? 0 : String(a0)}`, policy.listen(host));
 }
 
-/** '::' is Node's default "any"; the stack is IPv4-only, so any means 0.0.0.0 there. */
-function anyToV4(args: unknown[]): unknown[] {
-  const a0 = args[0];
-  if (a0 !== null && typeof a0 === 'object') {
-    const o = a0 as Record<string, unknown>;
-    if (o['host'] === '::' || o['host'] === '::0') return [{ ...o, host: '0.0.0.0' }, ...args.slice(1)];
-    return args;
-  }
-  if (args[1] === '::' || args[1] === '::0') return [a0, '0.0.0.0', ...args.slice(2)];
-  return args;
-}
-
 function serverNotRunning(): Error {
   const e = new Error('Server is not running.') as Error & { code: string };
   e.code = 'ERR_SERVER_NOT_RUNNING';
@@ -135,7 +123,8 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
       outer.emit('connection', socket);
     });
     if (this._unref) srv.unref();
-    const a = anyToV4(args);
+    // `::` and no host listen dual-stack in tstack/net as in Node (reported as `::`).
+    const a = [...args];
     // The callback is a 'listening' listener of the program's server, as on Node.
     if (typeof a[a.length - 1] === 'function') this.once('listening', a.pop() as Cb);
     srv.listen(...(a as Parameters<tnet.Server['listen']>));

@@ -176,7 +176,7 @@ test('tstack run examples/hello-http on driver = "afpacket": curl gets the body,
   if (!requireRoot(t, ['ip', 'curl', 'ab', 'sysctl'])) return;
   const app = await startApp({
     prefix: 'afp-run', subnet: 72, app: 'examples/hello-http/server.js', env: { PORT: '8080' }, driver: 'afpacket',
-    ready: /hello-http: listening on 0\.0\.0\.0:8080/,
+    ready: /hello-http: listening on :::8080/,
   });
   const url = `http://${app.stackIp}:8080/`;
   assert.equal(await curl(app.ns, [url]), 'Hello from tstack\n');

@@ -12,7 +12,7 @@ test('as root: hello-http runs under tstack run on TAP; the kernel pings it and 
   if (!requireRoot(t, ['ip', 'ping', 'curl'])) return;
   const r = spawnSync(process.execPath, [demo], { encoding: 'utf8', timeout: 90_000 });
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /hello-http: listening on 0\.0\.0\.0:80/);
+  assert.match(r.stdout, /hello-http: listening on :::80/);
   assert.match(r.stdout, /3 packets transmitted, 3 received/);
   assert.match(r.stdout, /HTTP\/1\.1 200 OK[\s\S]*Hello from tstack/);
   assert.match(r.stdout, /app exited with code 0; cleaned up/);
@@ -28,6 +28,6 @@ test('without privileges: the same app on one stack, fetched from a second, over
   const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, demo], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /needs root/);
-  assert.match(r.stdout, /hello-http: listening on 0\.0\.0\.0:80/);
+  assert.match(r.stdout, /hello-http: listening on :::80/);
   assert.match(r.stdout, /HTTP\/1\.1 200 OK[\s\S]*Hello from tstack/);
 });

@@ -59,9 +59,10 @@ const server = createServer().listen(0, () => {
     const r = await tstackRun(['--config', CONFIG, app], { env: { TSTACK_DEBUG: '1' } });
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { tcp: { address: string; family: string } };
-    // On the kernel, listen(0) without a host binds '::'; the stack is IPv4: 0.0.0.0.
-    assert.equal(out.tcp.address, '0.0.0.0');
-    assert.equal(out.tcp.family, 'IPv4');
+    // As on the kernel, listen(0) without a host reports '::' (dual-stack; the stack listens
+    // for IPv4 underneath).
+    assert.equal(out.tcp.address, '::');
+    assert.equal(out.tcp.family, 'IPv6');
     assert.match(r.stderr, /^tstack: listen \*:0 -> stack$/m);
     assert.match(r.stderr, /^tstack: udp bind \*:0 -> stack$/m);
   });
@@ -73,7 +74,7 @@ const s = http.createServer().listen(0, () => { console.log(JSON.stringify(s.add
 `);
     const r = await tstackRun(['--config', CONFIG, app]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { address: string }).address, '0.0.0.0');
+    assert.equal((JSON.parse(r.stdout) as { address: string }).address, '::');
   });
 
   test('passes SIGTERM on, and dies of the signal that killed the program', async () => {

@@ -167,7 +167,7 @@ print(ok)
 describe('node:http server (compat-http.mjs) under tstack run', () => {
   const getApp = lazyApp({
     prefix: 'cmp-http', subnet: 160, app: 'test/fixtures/apps/compat-http.mjs', env: { PORT: '8080' },
-    ready: /compat-http: listening on 0\.0\.0\.0:8080/,
+    ready: /compat-http: listening on :::8080/,
   });
 
   test('curl fetches a 10 MB body whose SHA-256 equals the server\'s', async (t) => {
@@ -722,7 +722,7 @@ describe('node:net servers (compat-net.mjs) under tstack run', () => {
   test('a second listen on a port in use emits EADDRINUSE, as Node words it', async (t) => {
     const app = await getApp(t, ['ip']);
     if (!app) return;
-    await app.waitForOutput(/second listen: EADDRINUSE listen listen EADDRINUSE: address already in use 0\.0\.0\.0:7001\n/);
+    await app.waitForOutput(/second listen: EADDRINUSE listen listen EADDRINUSE: address already in use :::7001\n/);
   });
 
   test('listen(0): address().port is the real port, and a kernel client connects to it', async (t) => {
@@ -748,7 +748,8 @@ describe('node:net servers (compat-net.mjs) under tstack run', () => {
     if (!app) return;
     const [l1, l2] = (await py(app, INFO, [app.stackIp])).trim().split('\n');
     const { first, me } = JSON.parse(l1!) as { first: Record<string, unknown>; me: [string, number] };
-    assert.deepEqual(first, { err: null, count: 3, remoteAddress: me[0], remotePort: me[1], remoteFamily: 'IPv4', localAddress: app.stackIp, localPort: 7005 });
+    // A server listening without a host is Node's dual-stack `::`: IPv4 peers appear IPv4-mapped.
+    assert.deepEqual(first, { err: null, count: 3, remoteAddress: `::ffff:${me[0]}`, remotePort: me[1], remoteFamily: 'IPv6', localAddress: `::ffff:${app.stackIp}`, localPort: 7005 });
     assert.equal(me[0], app.hostIp);
     assert.equal((JSON.parse(l2!) as { count: number }).count, 1);
   });
@@ -1181,7 +1182,7 @@ print(' '.join(res))`;
 describe('hostile input from scapy against compat-http.mjs under tstack run', () => {
   const getApp = lazyApp({
     prefix: 'cmp-hostile', subnet: 166, app: 'test/fixtures/apps/compat-http.mjs', env: { PORT: '8080' },
-    ready: /compat-http: listening on 0\.0\.0\.0:8080/,
+    ready: /compat-http: listening on :::8080/,
   });
 
   test('RFC 9293 answers to probes (RST forms, ICMP port unreachable, echo), silence for bad checksums, and a volley of malformed frames leaves the stack answering', async (t) => {
@@ -1244,7 +1245,7 @@ describe('hostile input from scapy against compat-http.mjs under tstack run', ()
 describe('node:http under 3% random loss each way (nftables numgen in the namespace)', () => {
   const getApp = lazyApp({
     prefix: 'cmp-loss', subnet: 167, app: 'test/fixtures/apps/compat-http.mjs', env: { PORT: '8080' },
-    ready: /compat-http: listening on 0\.0\.0\.0:8080/,
+    ready: /compat-http: listening on :::8080/,
   });
 
   test('a 10 MB download and a 10 MB upload arrive whole (SHA-256 equal) through loss on both directions', async (t) => {

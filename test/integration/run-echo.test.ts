@@ -47,7 +47,7 @@ describe('tstack run examples/echo-tcp/server.js', () => {
     if (!requireRoot(t, ['ip', 'python3'])) return;
     const app = await startApp({
       prefix: 'run-echotcp', subnet: 146, app: 'examples/echo-tcp/server.js', env: { PORT: '7000' },
-      ready: /echo-tcp: listening on 0\.0\.0\.0:7000/,
+      ready: /echo-tcp: listening on :::7000/,
     });
     const r = await runIn(app.ns, 'python3', ['-c', TCP_CLIENT, app.stackIp, '7000']);
     assert.equal(r.code, 0, r.stderr + app.output());

@@ -14,7 +14,7 @@ describe('tstack run examples/hello-http/server.js', () => {
     if (!requireRoot(t, ['ip', 'curl', 'ab'])) return;
     const app = await startApp({
       prefix: 'run-hello', subnet: 141, app: 'examples/hello-http/server.js', env: { PORT: '8080' },
-      ready: /hello-http: listening on 0\.0\.0\.0:8080/,
+      ready: /hello-http: listening on :::8080/,
     });
     const url = `http://${app.stackIp}:8080/`;
 

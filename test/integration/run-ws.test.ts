@@ -13,7 +13,7 @@ describe('tstack run test/fixtures/apps/ws-echo.js', () => {
     if (!requireRoot(t, ['ip'])) return;
     const app = await startApp({
       prefix: 'run-ws', subnet: 144, app: 'test/fixtures/apps/ws-echo.js', env: { PORT: '8080' },
-      ready: /ws-echo: listening on 0\.0\.0\.0:8080/,
+      ready: /ws-echo: listening on :::8080/,
     });
     const r = await runIn(app.ns, process.execPath, ['test/fixtures/apps/ws-client.js', `ws://${app.stackIp}:8080/`, '100']);
     assert.equal(r.code, 0, `${r.stdout}${r.stderr}\n--- app:\n${app.output()}`);

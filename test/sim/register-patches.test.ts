@@ -72,11 +72,12 @@ describe('tstack/register patches (memory wire)', () => {
     server.listen(0);
     await once(server, 'listening');
     const a = server.address() as net.AddressInfo;
-    assert.equal(a.address, '0.0.0.0');
-    assert.equal(a.family, 'IPv4');
+    // As on Node: no host means `::` (dual-stack), and IPv4 peers appear IPv4-mapped.
+    assert.equal(a.address, '::');
+    assert.equal(a.family, 'IPv6');
     assert.ok(a.port > 0);
     assert.equal(server.listening, true);
-    assert.equal(await getFromB(a.port), `hello ${B}`);
+    assert.equal(await getFromB(a.port), `hello ::ffff:${B}`);
     await new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve())));
     assert.equal(server.listening, false);
     assert.equal(server.address(), null);
@@ -117,7 +118,8 @@ describe('tstack/register patches (memory wire)', () => {
     const sock = await got;
     assert.ok(sock instanceof tnet.Socket);
     assert.equal(sock instanceof net.Socket, false);
-    assert.equal(sock.remoteAddress, B);
+    assert.equal(sock.remoteAddress, `::ffff:${B}`);
+    assert.equal(sock.remoteFamily, 'IPv6');
   });
 
   test('maxConnections set on the program\'s server drops the extra connection with a \'drop\' event', async () => {
@@ -134,7 +136,7 @@ describe('tstack/register patches (memory wire)', () => {
     second.on('error', () => {});
     second.resume();
     const [info] = await dropped as [{ remoteAddress: string; localPort: number }];
-    assert.equal(info.remoteAddress, B);
+    assert.equal(info.remoteAddress, `::ffff:${B}`);
     assert.equal(info.localPort, port);
     await once(second, 'close');
     first.destroy();
@@ -158,7 +160,7 @@ describe('tstack/register patches (memory wire)', () => {
     });
     const viaStack = net.connect(7001, B);
     assert.ok(viaStack instanceof tnet.Socket, 'a tstack socket');
-    assert.equal(await read(viaStack), `from B to ${A}`);
+    assert.equal(await read(viaStack), `from B to ::ffff:${A}`); // B listens on "any": `::` as in Node
     const viaKernel = net.createConnection({ port: kport, host: '127.0.0.1' });
     assert.equal(viaKernel instanceof tnet.Socket, false);
     assert.equal(await read(viaKernel), 'from kernel to 127.0.0.1');
@@ -213,7 +215,7 @@ describe('tstack/register patches (memory wire)', () => {
       c.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
     });
     // remoteAddress through TLS comes from the tstack socket underneath (Node has none for a Duplex).
-    assert.match(fromB, /^HTTP\/1\.1 200 OK\r\n[\s\S]*secure hello 198\.18\.31\.3$/);
+    assert.match(fromB, /^HTTP\/1\.1 200 OK\r\n[\s\S]*secure hello ::ffff:198\.18\.31\.3$/);
 
     // B's TLS server, reached by the program's https.get (https.Agent -> tls.connect, patched).
     const bTls = tls.createServer({ key, cert });
