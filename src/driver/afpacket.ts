@@ -63,6 +63,18 @@ const PAGE_SIZE = 4096;
 const FRAME_SIZE = 17 * PAGE_SIZE;
 const FRAMES_PER_BLOCK = 15;
 const BLOCK_SIZE = FRAME_SIZE * FRAMES_PER_BLOCK;
+
+/** A ring's slot geometry: slots never span blocks; a block is whole pages. */
+interface Geometry { frameSize: number; framesPerBlock: number; blockSize: number }
+const LARGE: Geometry = { frameSize: FRAME_SIZE, framesPerBlock: FRAMES_PER_BLOCK, blockSize: BLOCK_SIZE };
+/**
+ * Receive slots of 16 KiB (16 to a 256 KiB block) when the driver made the veth itself and capped
+ * its kernel end's GSO frames to fit (SMALL_GSO_MAX): four times the slots for the memory, so a
+ * burst from a thousand connections fits in the ring instead of being dropped at its end.
+ */
+const SMALL: Geometry = { frameSize: 4 * PAGE_SIZE, framesPerBlock: 16, blockSize: 64 * PAGE_SIZE };
+/** The kernel end's gso_max_size with SMALL receive slots (slot minus the 90-byte RX offset, L2, slack). */
+const SMALL_GSO_MAX = SMALL.frameSize - 512;
 /** Largest frame (virtio header included) a TX slot takes. */
 const TX_CAPACITY = FRAME_SIZE - TPACKET2_HDRLEN;
 const L2_OVERHEAD = 18;
@@ -140,6 +152,8 @@ export class AfPacketDriver implements Driver {
   /** The veth end holding the kernel's addresses when the driver created the pair; else null. */
   readonly kernelEnd: string | null;
   readonly rxFrames: number;
+  /** Bytes per receive slot (16 KiB on a veth the driver made, else 68 KiB). */
+  readonly rxFrameSize: number;
   readonly txFrames: number;
 
   private fd: number;
@@ -167,7 +181,7 @@ export class AfPacketDriver implements Driver {
     this.readableCb?.();
   };
 
-  private constructor(fd: number, ring: libc.Mapping, rxFrames: number, txFrames: number, opts: AfPacketOptions, kernelEnd: string | null) {
+  private constructor(fd: number, ring: libc.Mapping, rxFrameSize: number, rxFrames: number, txFrames: number, opts: AfPacketOptions, kernelEnd: string | null) {
     this.fd = fd;
     this.ring = ring;
     this.ringAddr = ring.address;
@@ -176,8 +190,9 @@ export class AfPacketDriver implements Driver {
     this.u32 = new Uint32Array(ring.buffer);
     this.i32 = new Int32Array(ring.buffer);
     this.rxFrames = rxFrames;
+    this.rxFrameSize = rxFrameSize;
     this.txFrames = txFrames;
-    this.txBase = rxFrames * FRAME_SIZE;
+    this.txBase = rxFrames * rxFrameSize;
     this.name = opts.ifname;
     this.mtu = opts.mtu ?? 1500;
     this.mac = opts.mac ? new Uint8Array(opts.mac) : randomLocalMac();
@@ -203,13 +218,14 @@ export class AfPacketDriver implements Driver {
     const mtu = opts.mtu ?? 1500;
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535 - L2_OVERHEAD) throw new Error(`AfPacketDriver: invalid mtu ${mtu}`);
     if (opts.mac && opts.mac.length !== 6) throw new Error('AfPacketDriver: mac must be 6 bytes');
-    const blocks = (n: number | undefined, what: string): number => {
-      const want = n ?? 256;
-      if (!Number.isInteger(want) || want < 1 || want > 8192) throw new Error(`AfPacketDriver: invalid ${what} ${want}`);
-      return Math.ceil(want / FRAMES_PER_BLOCK);
+    const rxGeo = createVeth && mtu + L2_OVERHEAD + 90 <= SMALL.frameSize ? SMALL : LARGE;
+    const blocks = (n: number | undefined, def: number, geo: Geometry, what: string): number => {
+      const want = n ?? def;
+      if (!Number.isInteger(want) || want < 1 || want > 16384) throw new Error(`AfPacketDriver: invalid ${what} ${want}`);
+      return Math.ceil(want / geo.framesPerBlock);
     };
-    const rxBlocks = blocks(opts.rxFrames, 'rxFrames');
-    const txBlocks = blocks(opts.txFrames, 'txFrames');
+    const rxBlocks = blocks(opts.rxFrames, rxGeo === SMALL ? 2048 : 256, rxGeo, 'rxFrames');
+    const txBlocks = blocks(opts.txFrames, 256, LARGE, 'txFrames');
 
     const at = opts.netns !== undefined ? ['-n', opts.netns] : [];
     const kernelEnd = createVeth ? kernelEndName(name) : null;
@@ -224,6 +240,8 @@ export class AfPacketDriver implements Driver {
         if (opts.netns !== undefined) sh('ip', ['netns', 'exec', opts.netns, 'sysctl', '-qw', key]);
         else sh('sysctl', ['-qw', key]);
         sh('ip', [...at, 'link', 'set', 'dev', name, 'arp', 'off', 'up']);
+        // Its TCP's super-frames must fit our receive slots (see SMALL).
+        if (rxGeo === SMALL) sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'gso_max_size', String(SMALL_GSO_MAX)]);
         sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'up']);
         if (opts.hostAddr) sh('ip', [...at, 'addr', 'add', opts.hostAddr, 'dev', kernelEnd]);
         if (opts.hostAddr6) sh('ip', [...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', kernelEnd, 'nodad']);
@@ -236,15 +254,15 @@ export class AfPacketDriver implements Driver {
         try {
           const ifindex = libc.ifNameToIndex(name);
           if (ifindex === 0) throw new libc.SysError(`if_nametoindex(${name})`, libc.errno());
-          setup(s, ifindex, rxBlocks, txBlocks);
+          setup(s, ifindex, rxGeo, rxBlocks, txBlocks);
           return s;
         } catch (e) {
           libc.close(s);
           throw e;
         }
       });
-      ring = libc.mmap((rxBlocks + txBlocks) * BLOCK_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd);
-      return new AfPacketDriver(fd, ring, rxBlocks * FRAMES_PER_BLOCK, txBlocks * FRAMES_PER_BLOCK, opts, kernelEnd);
+      ring = libc.mmap(rxBlocks * rxGeo.blockSize + txBlocks * BLOCK_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd);
+      return new AfPacketDriver(fd, ring, rxGeo.frameSize, rxBlocks * rxGeo.framesPerBlock, txBlocks * FRAMES_PER_BLOCK, opts, kernelEnd);
     } catch (e) {
       if (ring) libc.munmap(ring);
       if (fd >= 0) libc.close(fd);
@@ -258,7 +276,7 @@ export class AfPacketDriver implements Driver {
     const i32 = this.i32, u32 = this.u32, u16 = this.u16, u8 = this.u8, pool = this.pool;
     let n = 0;
     while (n < max) {
-      const slot = this.rxIdx * FRAME_SIZE;
+      const slot = this.rxIdx * this.rxFrameSize;
       const status = Atomics.load(i32, slot >> 2);
       if ((status & TP_STATUS_USER) === 0) break;
       if (++this.rxIdx === this.rxFrames) this.rxIdx = 0;
@@ -403,7 +421,7 @@ export class AfPacketDriver implements Driver {
 }
 
 /** Socket options, rings and bind, in the order the kernel requires (version and vnet before rings). */
-function setup(fd: number, ifindex: number, rxBlocks: number, txBlocks: number): void {
+function setup(fd: number, ifindex: number, rxGeo: Geometry, rxBlocks: number, txBlocks: number): void {
   const opt = (name: number, value: number, what: string): void => {
     if (libc.setsockoptInt(fd, SOL_PACKET, name, value) < 0) throw new libc.SysError(`setsockopt(${what})`, libc.errno());
   };
@@ -415,11 +433,13 @@ function setup(fd: number, ifindex: number, rxBlocks: number, txBlocks: number):
   opt(PACKET_LOSS, 1, 'PACKET_LOSS');
   const req = new Uint8Array(16);
   const dv = new DataView(req.buffer);
+  dv.setUint32(0, rxGeo.blockSize, true);
+  dv.setUint32(8, rxGeo.frameSize, true);
+  dv.setUint32(4, rxBlocks, true);
+  dv.setUint32(12, rxBlocks * rxGeo.framesPerBlock, true);
+  if (libc.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req) < 0) throw new libc.SysError('setsockopt(PACKET_RX_RING)', libc.errno());
   dv.setUint32(0, BLOCK_SIZE, true);
   dv.setUint32(8, FRAME_SIZE, true);
-  dv.setUint32(4, rxBlocks, true);
-  dv.setUint32(12, rxBlocks * FRAMES_PER_BLOCK, true);
-  if (libc.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req) < 0) throw new libc.SysError('setsockopt(PACKET_RX_RING)', libc.errno());
   dv.setUint32(4, txBlocks, true);
   dv.setUint32(12, txBlocks * FRAMES_PER_BLOCK, true);
   if (libc.setsockopt(fd, SOL_PACKET, PACKET_TX_RING, req) < 0) throw new libc.SysError('setsockopt(PACKET_TX_RING)', libc.errno());
