@@ -419,8 +419,8 @@ export class Socket extends Duplex {
     for (;;) {
       const tcp = this.#tcp;
       if (tcp === null || this.destroyed) return;
-      const chunk = tcp.read(READ_CHUNK);
-      if (chunk === null) {
+      const avail = tcp.readableLength;
+      if (avail === 0) {
         if (this.#eof && !this.#eofPushed) {
           this.#eofPushed = true;
           this.#reading = false;
@@ -429,9 +429,12 @@ export class Socket extends Duplex {
         }
         return;
       }
-      this.#bytesRead += chunk.length;
+      // Straight into a Buffer (small ones come from Node's shared slab, as its own reads do).
+      const chunk = Buffer.allocUnsafe(avail < READ_CHUNK ? avail : READ_CHUNK);
+      const n = tcp.readInto(chunk, 0, chunk.length);
+      this.#bytesRead += n;
       this.#unrefTimer();
-      if (!this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))) {
+      if (!this.push(n === chunk.length ? chunk : chunk.subarray(0, n))) {
         // The stream's buffer is full: leave the rest in the engine, whose window closes.
         this.#reading = false;
         return;
