@@ -174,13 +174,16 @@ export class TimerWheel {
       const tick = base + s;
       let t = this.slots[tick & this.mask] ?? null;
       while (t) {
-        const next = t.next;
         if (t.tick <= target && t.deadline <= now) {
           this.unlink(t);
           fired++;
           t.callback(now);
+          // The callback may have disarmed or moved any timer of this bucket (the one after
+          // `t` included): walk it again from its head (what it re-armed is due later).
+          t = this.slots[tick & this.mask] ?? null;
+        } else {
+          t = t.next;
         }
-        t = next;
       }
       if (this.nearCount === 0) break;
     }

@@ -295,3 +295,33 @@ export class BackToBack {
 
   get inFlight(): number { return this.queue.length; }
 }
+
+// ---- Scripted-peer helpers for data tests (the peer at REMOTE:80, ISN PEER_ISN) ----
+
+export const PEER_ISN = 5000;
+
+export interface OpenActiveOpts { mss?: number; sackOk?: boolean; ts?: boolean; wnd?: number; rttMs?: number; wscale?: number }
+
+/**
+ * Active open from the stack to the scripted peer on port 80, the SYN-ACK arriving rttMs after
+ * the SYN; returns the socket, the first data sequence number and the local port.
+ */
+export function openActive(h: TcpHarness, o: OpenActiveOpts = {}): { s: ReturnType<Tcp['connect']>; d0: number; sport: number } {
+  const s = h.tcp.connect({ raddr: REMOTE, rport: 80 });
+  const syn = h.one();
+  h.peerPort = 80;
+  h.advance(o.rttMs ?? 50);
+  h.inject({
+    sport: 80, dport: syn.sport, seq: PEER_ISN, ack: syn.seq + 1, flags: SYN | ACK, wnd: o.wnd ?? 65535,
+    mss: o.mss ?? 1000, sackOk: o.sackOk, wscale: o.wscale, ts: o.ts ? [1, syn.ts![0]] : undefined,
+  });
+  h.one();
+  if (s.state !== 'ESTABLISHED') throw new Error(`expected ESTABLISHED, got ${s.state}`);
+  h.peerAck = syn.seq + 1;
+  return { s, d0: syn.seq + 1, sport: syn.sport };
+}
+
+/** A pure ACK (optionally with SACK blocks or a timestamp) from the scripted peer. */
+export function peerAckTo(h: TcpHarness, sport: number, ack: number, extra: { wnd?: number; sack?: [number, number][]; ts?: [number, number] } = {}): void {
+  h.inject({ sport: 80, dport: sport, seq: PEER_ISN + 1, ack, flags: ACK, wnd: extra.wnd ?? 65535, sack: extra.sack, ts: extra.ts });
+}

@@ -3,6 +3,7 @@
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
 import { armRexmtTimer, retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
@@ -172,6 +173,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     dupAck(tcp, tcb, seg, now);
   } else if (tcb.sackOk && opts.sackCount > 0) {
     tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+    if (rackOnAck(tcp, tcb, opts, now)) rackEnterRecovery(tcp, tcb, now);
   }
 
   // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ
@@ -292,6 +294,7 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   tcb.sndUna = ack;
   if (seqLt(tcb.sndNxt, ack)) tcb.sndNxt = ack;
   if (tcb.sackOk && (opts.sackCount > 0 || tcb.hasScoreboard)) tcb.scoreboard.update(ack, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  rackOnAck(tcp, tcb, opts, now);
   tcb.rexmtCount = 0;
   tcb.firstRexmtTime = -1;
   if (tcb.rtoRecovery && seqGe(ack, tcb.recover)) tcb.rtoRecovery = false;
@@ -332,6 +335,9 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
     tcb.dupAcks = 0;
     tcb.cc.onAck(acked, now, rttMs, flightBefore);
   }
+  // RFC 8985 §6.2: what RACK found lost (now, or on an earlier ACK of a recovery that has just
+  // ended) is repaired by SACK recovery.
+  if (!tcb.inRecovery && tcb.rack !== null && tcb.rack.lostCount > 0) rackEnterRecovery(tcp, tcb, now);
 
   // RFC 6298 §5.2/5.3: all data acknowledged -> stop the timer, else restart it.
   const wheel = tcp.host.wheel;
@@ -351,6 +357,7 @@ function hasDsack(blocks: Uint32Array, n: number, ack: number): boolean {
 function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   const opts = seg.opts;
   if (tcb.sackOk && opts.sackCount > 0) tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  const rackLost = rackOnAck(tcp, tcb, opts, now);
   tcb.dupAcks++;
   const mss = tcb.maxSeg;
   if (tcb.tlpHigh >= 0 && tcb.sackOk && seqLt(tcb.sndUna, tcb.tlpStart) && tcb.scoreboard.isSacked(tcb.tlpStart)) {
@@ -367,7 +374,7 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     tcpOutput(tcp, tcb, now);
     return;
   }
-  const lost = tcb.dupAcks >= 3 || (tcb.sackOk && tcb.scoreboard.isLost(tcb.sndUna, mss));
+  const lost = tcb.dupAcks >= 3 || (tcb.sackOk && (rackLost || tcb.scoreboard.isLost(tcb.sndUna, mss)));
   // RFC 6582 §3.2 step 2: enter only when the ACK covers more than "recover" (no second
   // reduction for losses from the same window). With SACK, RFC 6675 §5 ends recovery on the ACK
   // that covers RecoveryPoint, so a loss found exactly there starts a new recovery at once
@@ -378,6 +385,8 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     tcb.recover = tcb.sndMax;
     tcb.cc.onCongestion(now, seqDiff(tcb.sndMax, tcb.sndUna));
     tcb.rttSeq = -1;
+    // No loss probes during recovery (RFC 8985 §7.2): a pending probe timeout becomes the RTO.
+    if (tcb.tlpArmed) armRexmtTimer(tcp, tcb, now);
     // RFC 5681 §3.2 step 2/3: retransmit the lost segment; NewReno inflates by 3 segments.
     const n = retransmit(tcp, tcb, tcb.sndUna, mss, now);
     if (tcb.sackOk) {
@@ -386,6 +395,12 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     } else {
       tcb.cc.cwnd = tcb.cc.ssthresh + 3 * mss;
     }
+    tcpOutput(tcp, tcb, now);
+    return;
+  }
+  if (rackLost && !tcb.inRecovery) {
+    // RACK found a loss in the window of an earlier recovery: repair it, no second reduction.
+    rackEnterRecovery(tcp, tcb, now);
     tcpOutput(tcp, tcb, now);
     return;
   }

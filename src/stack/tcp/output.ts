@@ -4,6 +4,8 @@
 import { Csum, Gso } from '../../buf/pktbuf.js';
 import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
 import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
+import { Rack } from './rack.js';
+import type { SackScoreboard } from './sack.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
 import { Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -126,7 +128,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       let cwnd = tcb.cc.cwnd;
       // RFC 3042 limited transmit: one new segment for each of the first two duplicate ACKs.
       if (!tcb.inRecovery && tcb.dupAcks > 0 && tcb.dupAcks < 3) cwnd += tcb.dupAcks * maxSeg;
-      const flight = sackRecovery ? tcb.scoreboard.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, maxSeg) : seqDiff(tcb.sndNxt, tcb.sndUna) - sackedInFlight;
+      const flight = sackRecovery ? sackPipe(tcb, tcb.scoreboard, maxSeg) : seqDiff(tcb.sndNxt, tcb.sndUna) - sackedInFlight;
       let usable = tcb.sndWnd - seqDiff(tcb.sndNxt, tcb.sndUna);
       const cw = cwnd - flight;
       if (cw < usable) usable = cw;
@@ -181,8 +183,9 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       tcb.lastSendTime = now;
       if (rexmt) { tcp.counters.sndRexmtPackets++; if (tcb.rttSeq >= 0 && !tcb.tsOk) tcb.rttSeq = -1; }
       else if (tcb.rttSeq < 0 && !tcb.tsOk && len > 0) { tcb.rttSeq = seq; tcb.rttStart = now; }
-      if (!forced && (!tcb.rexmtTimer.armed || (!rexmt && tcb.tlpArmed))) {
-        // RFC 8985 §7.2: (re)start the probe timer after sending new data.
+      if (!forced && (!tcb.rexmtTimer.armed || (!rexmt && (tcb.tlpArmed || tlpAllowed(tcp, tcb))))) {
+        // RFC 8985 §7.2: "The sender SHOULD start or restart a loss probe PTO timer after
+        // transmitting new data" — also when the RTO runs since a probe or a recovery ended.
         armRexmtTimer(tcp, tcb, now);
         if (tcb.persistTimer.armed) tcp.host.wheel.disarm(tcb.persistTimer);
       }
@@ -205,18 +208,34 @@ export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
   tcp.host.wheel.arm(tcb.persistTimer, now + t);
 }
 
-/** RFC 6675 §5 (C): while (cwnd - pipe) >= 1 SMSS, retransmit what NextSeg() returns. */
+/** RFC 6675 SetPipe(), less what RACK has since found lost (neither it nor its retransmission is in flight). */
+function sackPipe(tcb: Tcb, sb: SackScoreboard, mss: number): number {
+  const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
+  const r = tcb.rack;
+  if (r === null || r.lostCount === 0) return pipe;
+  const p = pipe - r.lostInPipe(sb, tcb.highRxt, mss);
+  return p > 0 ? p : 0;
+}
+
+/**
+ * RFC 6675 §5 (C): while (cwnd - pipe) >= 1 SMSS, retransmit what NextSeg() returns — first
+ * what RACK marked lost (RFC 8985 §6.2: also a retransmission lost again, below HighRxt).
+ */
 function sackRetransmit(tcp: Tcp, tcb: Tcb, now: number): void {
   const sb = tcb.scoreboard;
   const mss = tcb.maxSeg;
   for (let guard = 0; guard < 1024; guard++) {
-    const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
+    const pipe = sackPipe(tcb, sb, mss);
     if (tcb.cc.cwnd - pipe < mss) return;
-    const s = sb.nextSeg(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss, nextSegOut);
+    let s = -1;
+    const r = tcb.rack;
+    if (r !== null && r.lostCount > 0 && tcp.rack) s = r.nextLost(sb, mss, nextSegOut);
+    if (s < 0) s = sb.nextSeg(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss, nextSegOut);
     if (s < 0) return;
     const n = retransmit(tcp, tcb, s >>> 0, nextSegOut[0]!, now);
     if (n <= 0) return;
-    tcb.highRxt = (s + n) >>> 0;
+    const end = (s + n) >>> 0;
+    if (seqGt(end, tcb.highRxt)) tcb.highRxt = end;
   }
 }
 
@@ -254,14 +273,19 @@ const TLP_MIN_PTO = 10;
 export function armRexmtTimer(tcp: Tcp, tcb: Tcb, now: number): void {
   let at = now + tcb.rtt.rto;
   tcb.tlpArmed = false;
-  if (tcp.tlp && tcb.sackOk && tcb.rtt.hasSample && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
-    && tcb.rexmtCount === 0 && tcb.synchronized && seqLt(tcb.sndUna, tcb.sndMax)) {
+  if (tlpAllowed(tcp, tcb)) {
     let pto = 2 * tcb.rtt.srtt;
     if (seqDiff(tcb.sndMax, tcb.sndUna) <= tcb.maxSeg) pto += TLP_MAX_ACK_DELAY;
     if (pto < TLP_MIN_PTO) pto = TLP_MIN_PTO;
     if (now + pto < at) { at = now + pto; tcb.tlpArmed = true; }
   }
   tcp.host.wheel.arm(tcb.rexmtTimer, at);
+}
+
+/** A loss probe may be scheduled now (RFC 8985 §7.2: SACK, an RTT sample, no recovery, no probe outstanding). */
+function tlpAllowed(tcp: Tcp, tcb: Tcb): boolean {
+  return tcp.tlp && tcb.sackOk && tcb.rtt.hasSample && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
+    && tcb.rexmtCount === 0 && tcb.synchronized && seqLt(tcb.sndUna, tcb.sndMax);
 }
 
 /**
@@ -340,6 +364,11 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
   }
   const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
   const payloadOff = seqDiff(seq, tcb.sndBase);
+  if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.rack) {
+    // RFC 8985 §6.2 step 1: remember when each range (or its retransmission) left.
+    if (tcb.rack === null) tcb.rack = new Rack();
+    tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
+  }
   sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize);
   if (flags & TcpFlag.ACK) {
     tcb.lastAckSent = tcb.rcvNxt;

@@ -3,6 +3,7 @@ import { Timer, type TimerCallback } from '../time.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
+import { onRackTimer, type Rack } from './rack.js';
 import { SackScoreboard } from './sack.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
@@ -133,6 +134,8 @@ export class Tcb {
   /** First sequence number the outstanding probe carried. */
   tlpStart = 0;
   private sb: SackScoreboard | null = null;
+  /** RFC 8985 RACK: transmit records and state; created at the first data sent on a SACK connection. */
+  rack: Rack | null = null;
   persistBackoff = 0;
   keepMode: number = KeepMode.None;
   keepProbes = 0;
@@ -152,6 +155,8 @@ export class Tcb {
   readonly persistTimer: Timer;
   readonly keepTimer: Timer;
   readonly delackTimer: Timer;
+  /** RFC 8985 §6.2 step 5's reordering timer ("RACK timer"). */
+  readonly reoTimer: Timer;
 
   sock: TcpSocket | null = null;
   /** For a passive open: the listener until the connection is accepted. */
@@ -186,6 +191,7 @@ export class Tcb {
     this.persistTimer = new TcbTimer(this, persistFired);
     this.keepTimer = new TcbTimer(this, keepFired);
     this.delackTimer = new TcbTimer(this, delackFired);
+    this.reoTimer = new TcbTimer(this, reoFired);
   }
 
   /** RFC 6675 scoreboard, created on first use (only SACK connections that see loss need one). */
@@ -212,7 +218,7 @@ export class Tcb {
 }
 
 /**
- * A TCB's timer: it knows its TCB, so the four timers share four module-level callbacks instead
+ * A TCB's timer: it knows its TCB, so the timers share module-level callbacks instead
  * of each holding a closure (fewer objects per connection, and per TIME_WAIT entry).
  */
 class TcbTimer extends Timer {
@@ -223,6 +229,7 @@ function rexmtFired(this: TcbTimer, now: number): void { onRexmtTimer(this.tcb, 
 function persistFired(this: TcbTimer, now: number): void { onPersistTimer(this.tcb, now); }
 function keepFired(this: TcbTimer, now: number): void { onKeepTimer(this.tcb, now); }
 function delackFired(this: TcbTimer, now: number): void { onDelackTimer(this.tcb, now); }
+function reoFired(this: TcbTimer, now: number): void { onRackTimer(this.tcb, now); }
 
 /** Event bits delivered to the socket. */
 export const TcbEvent = {

@@ -70,6 +70,10 @@ export class TcpCounters {
   tlpProbes = 0;
   /** Losses a probe revealed: SACK recovery entered, or a repaired tail answered by a cwnd reduction. */
   tlpRecoveries = 0;
+  /** Reordering-timer expiries that found losses (RFC 8985 §6.2 step 5). */
+  rackTimeouts = 0;
+  /** Ranges RACK declared lost (RFC 8985 §6.2), lost retransmissions included. */
+  rackLost = 0;
   sackRecoveries = 0;
   limitedTransmits = 0;
   synCookiesSent = 0;
@@ -164,6 +168,8 @@ export class Tcp {
   twReuse = false;
   /** RFC 8985 tail loss probes (net.inet.tcp.tlp). */
   tlp = true;
+  /** RFC 8985 RACK loss detection (net.inet.tcp.rack). */
+  rack = true;
   // Per-connection defaults, cached via watch() too: newTcb() runs for every connection.
   private readonly rttOpts: RttOptions = { minRto: 200, maxRto: 60000, initialRto: 1000 };
   private sendSpace = 0;
@@ -187,6 +193,7 @@ export class Tcp {
     s.watch('net.inet.tcp.challenge_ack_limit', (v) => { this.challengeAckLimit = v as number; });
     s.watch('net.inet.tcp.tw_reuse', (v) => { this.twReuse = v as boolean; });
     s.watch('net.inet.tcp.tlp', (v) => { this.tlp = v as boolean; });
+    s.watch('net.inet.tcp.rack', (v) => { this.rack = v as boolean; });
     s.watch('net.inet.tcp.rexmit_min', (v) => { this.rttOpts.minRto = v as number; });
     s.watch('net.inet.tcp.rexmit_max', (v) => { this.rttOpts.maxRto = v as number; });
     s.watch('net.inet.tcp.rexmit_initial', (v) => { this.rttOpts.initialRto = v as number; });
@@ -642,6 +649,7 @@ function defineTcpSysctls(host: TcpHost): void {
   bool('net.inet.tcp.rfc1323', true, 'Offer window scaling and timestamps (RFC 7323)');
   bool('net.inet.tcp.sack.enable', true, 'Offer and use SACK (RFC 2018, RFC 6675)');
   bool('net.inet.tcp.tlp', true, 'Tail loss probes (RFC 8985 §7): with SACK, retransmit the last segment after ~2 RTTs without an ACK, so a lost tail is repaired by SACK recovery instead of a retransmission timeout');
+  bool('net.inet.tcp.rack', true, 'RACK loss detection (RFC 8985 §6): with SACK, a segment is lost once one sent after it was delivered a reordering window later; finds lost retransmissions without a retransmission timeout');
   int('net.inet.tcp.keepidle', 7200000, 'Idle time before keepalive probes (ms)', 1);
   int('net.inet.tcp.keepintvl', 75000, 'Interval between keepalive probes (ms)', 1);
   int('net.inet.tcp.keepcnt', 8, 'Unanswered keepalive probes before the connection is dropped', 1);

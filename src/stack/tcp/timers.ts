@@ -119,6 +119,8 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   wheel.disarm(tcb.persistTimer);
   wheel.disarm(tcb.keepTimer);
   wheel.disarm(tcb.delackTimer);
+  wheel.disarm(tcb.reoTimer);
+  if (tcb.rack !== null) tcb.rack.clear();
   tcb.keepMode = KeepMode.None;
   tcb.sndBuf.release();
   if (!tcb.sock || tcb.userClosed || tcb.error || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
@@ -203,6 +205,9 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     // loss recovery following an RTO". So the scoreboard starts empty and what the receiver
     // SACKs from now on steers the go-back-N retransmission (output.ts skips those ranges).
     tcb.resetScoreboard();
+    // RACK's records go too: the go-back-N resend records each range again as it leaves.
+    if (tcb.rack !== null) tcb.rack.clear();
+    if (tcb.reoTimer.armed) tcp.host.wheel.disarm(tcb.reoTimer);
     tcb.rtoRecovery = tcb.sackOk;
     tcb.highRxt = tcb.sndUna;
     tcb.sndNxt = tcb.sndUna;
