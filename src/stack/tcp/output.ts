@@ -4,7 +4,6 @@
 import { Csum, Gso } from '../../buf/pktbuf.js';
 import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
 import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
-import { Rack } from './rack.js';
 import type { SackScoreboard } from './sack.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
 import { Tcb, TcpState } from './tcb.js';
@@ -366,7 +365,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
   const payloadOff = seqDiff(seq, tcb.sndBase);
   if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.rack) {
     // RFC 8985 §6.2 step 1: remember when each range (or its retransmission) left.
-    if (tcb.rack === null) tcb.rack = new Rack();
+    if (tcb.rack === null) tcb.rack = tcp.takeRack();
     tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
   }
   sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize);

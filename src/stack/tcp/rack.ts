@@ -76,6 +76,13 @@ export class Rack {
   recordTime(i: number): number { return this.ts[(this.head + i) & this.mask]!; }
   recordFlags(i: number): number { return this.flags[(this.head + i) & this.mask]!; }
 
+  /** Back to the state of a new connection (for reuse from Tcp's pool). */
+  reset(): void {
+    this.clear();
+    this.xmitTs = -1; this.endSeq = 0; this.xmitOrder = -1; this.nextOrder = 0;
+    this.rtt = 0; this.minRtt = Infinity; this.fack = 0; this.hasFack = false; this.reorderingSeen = false;
+  }
+
   /** Forgets every record (after a retransmission timeout); RTT knowledge stays. */
   clear(): void {
     this.head = 0;

@@ -9,6 +9,7 @@ import type { TcpHost } from './host.js';
 import { segmentArrives } from './input.js';
 import { IsnGenerator } from './isn.js';
 import { listenerInput, TcpListener, type ListenOptions } from './listen.js';
+import { Rack } from './rack.js';
 import { sendRst, tcpOutput } from './output.js';
 import { seqInRange } from './seq.js';
 import { EphemeralPorts } from './ports.js';
@@ -537,6 +538,22 @@ export class Tcp {
     startConnect(this, tcb, mtu, isnFloor);
     this.dispatch();
     return sock;
+  }
+
+  // ---- RACK state, reused: its record rings are typed arrays, too dear to allocate per connection ----
+
+  private readonly rackPool: Rack[] = [];
+
+  /** @internal a RACK state for a connection's first data. */
+  takeRack(): Rack {
+    const r = this.rackPool.pop();
+    return r ?? new Rack();
+  }
+
+  /** @internal a freed connection's RACK state back to the pool (bounded). */
+  giveRack(r: Rack): void {
+    r.reset();
+    if (this.rackPool.length < 1024) this.rackPool.push(r);
   }
 
   // ---- Application-driven output ----

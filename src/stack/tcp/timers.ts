@@ -120,7 +120,7 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   wheel.disarm(tcb.keepTimer);
   wheel.disarm(tcb.delackTimer);
   wheel.disarm(tcb.reoTimer);
-  if (tcb.rack !== null) tcb.rack.clear();
+  if (tcb.rack !== null) { tcp.giveRack(tcb.rack); tcb.rack = null; }
   tcb.keepMode = KeepMode.None;
   tcb.sndBuf.release();
   if (!tcb.sock || tcb.userClosed || tcb.error || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
