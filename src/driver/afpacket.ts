@@ -377,10 +377,7 @@ export class AfPacketDriver implements Driver {
     if (this.fd < 0) return;
     if (cb === null) { this.watcher?.pause(); return; }
     // A packet socket with an RX ring polls readable while the kernel's last frame is ours.
-    if (this.watcher === null) {
-      this.watcher = libc.pollReadable(this.fd, this.onPoll);
-      if (!this.refed) this.watcher.unref();
-    } else this.watcher.resume();
+    this.watcher = libc.startWatcher(this.watcher, this.fd, this.onPoll, this.refed);
   }
 
   /** The readiness watcher keeps the process alive (the default). */

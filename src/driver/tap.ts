@@ -343,10 +343,7 @@ export class TapDriver implements Driver {
     this.watching = false;
     if (this.fd < 0) return;
     if (cb === null) { this.watcher?.pause(); return; }
-    if (this.watcher === null) {
-      this.watcher = libc.pollReadable(this.fd, this.onPoll);
-      if (!this.refed) this.watcher.unref();
-    } else this.watcher.resume();
+    this.watcher = libc.startWatcher(this.watcher, this.fd, this.onPoll, this.refed);
     this.watching = true;
   }
 

@@ -180,6 +180,17 @@ export function setNonBlocking(fd: number): void {
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw new SysError('fcntl(O_NONBLOCK)', errno());
 }
 
+/**
+ * A driver's readiness watcher, started on first use and resumed after a pause: `w` is the
+ * driver's current watcher or null. Created unref'd when the driver is (see PollWatcher.unref).
+ */
+export function startWatcher(w: PollWatcher | null, fd: number, cb: (status: number) => void, refed: boolean): PollWatcher {
+  if (w !== null) { w.resume(); return w; }
+  const created = pollReadable(fd, cb);
+  if (!refed) created.unref();
+  return created;
+}
+
 export interface PollWatcher {
   readonly fd: number;
   /** Stops and releases the watcher. Idempotent. */
