@@ -1,27 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ACK, FIN, RST, SYN, URG, REMOTE, TcpHarness, filler, type Seg } from '../helpers/tcp-harness.js';
+import { ACK, FIN, RST, SYN, URG, PEER_ISN, REMOTE, TcpHarness, filler, openActive, type Seg } from '../helpers/tcp-harness.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 
-const P = 5000; // peer ISN
-
-interface OpenOpts { mss?: number; sackOk?: boolean; ts?: boolean; wnd?: number; rttMs?: number; wscale?: number }
+const P = PEER_ISN;
 
 /** Active open against the scripted peer on port 80; returns the socket and SND.UNA's first data seq. */
-function open(h: TcpHarness, o: OpenOpts = {}): { s: TcpSocket; d0: number; sport: number } {
-  const s = h.tcp.connect({ raddr: REMOTE, rport: 80 });
-  const syn = h.one();
-  h.peerPort = 80;
-  h.advance(o.rttMs ?? 50);
-  h.inject({
-    sport: 80, dport: syn.sport, seq: P, ack: syn.seq + 1, flags: SYN | ACK, wnd: o.wnd ?? 65535,
-    mss: o.mss ?? 1000, sackOk: o.sackOk, wscale: o.wscale, ts: o.ts ? [1, syn.ts![0]] : undefined,
-  });
-  h.one();
-  assert.equal(s.state, 'ESTABLISHED');
-  h.peerAck = syn.seq + 1;
-  return { s, d0: syn.seq + 1, sport: syn.sport };
-}
+const open = openActive;
 
 function ackFrom(h: TcpHarness, sport: number, ack: number, extra: { wnd?: number; sack?: [number, number][]; seq?: number; data?: number; flags?: number } = {}): void {
   h.inject({ sport: 80, dport: sport, seq: extra.seq ?? P + 1, ack, flags: extra.flags ?? ACK, wnd: extra.wnd ?? 65535, sack: extra.sack, data: extra.data });
