@@ -93,18 +93,7 @@ export class RunLoop {
     this.flushQueued = false;
     if (!this.running) return; // stop() flushed already
     try {
-      const stack = this.stack;
-      if (stack.flushOutput) {
-        stack.flushOutput();
-        // What the flush sent may have armed a timer (retransmission, persist, delayed ACK)
-        // earlier than the deadline this iteration computed before it.
-        const d = stack.nextDeadline ? stack.nextDeadline() : NEVER;
-        if (d < this.nextDeadline) {
-          this.nextDeadline = d;
-          if (this.mode !== 'busy') this.armTimer(d);
-        }
-      }
-      this.flushPorts();
+      this.transmit();
     } catch (err) {
       this.st.errors++;
       this.onError(err);
@@ -168,10 +157,7 @@ export class RunLoop {
     this.timer?.unref();
     this.immediate?.unref();
     for (const p of this.ports) p.driver.unref?.();
-    if (this.running) {
-      this.stack.flushOutput?.();
-      for (const p of this.ports) p.driver.flush();
-    }
+    if (this.running) this.transmit();
   }
 
   /** Undoes unref(): the loop keeps the process alive again. */
@@ -228,8 +214,7 @@ export class RunLoop {
    */
   iterate(): number {
     const frames = this.receive();
-    this.stack.flushOutput?.();
-    this.flushPorts();
+    this.transmit();
     return frames;
   }
 
@@ -250,7 +235,19 @@ export class RunLoop {
     return frames;
   }
 
-  private flushPorts(): void {
+  /** The second part of an iteration: the stack's deferred TCP output, then every driver's queue. */
+  private transmit(): void {
+    const stack = this.stack;
+    if (stack.flushOutput) {
+      stack.flushOutput();
+      // What the flush sent may have armed a timer (retransmission, persist, delayed ACK)
+      // earlier than the deadline this iteration computed before it.
+      const d = stack.nextDeadline ? stack.nextDeadline() : NEVER;
+      if (d < this.nextDeadline) {
+        this.nextDeadline = d;
+        if (this.running && this.mode !== 'busy') this.armTimer(d);
+      }
+    }
     for (let p = 0; p < this.ports.length; p++) this.ports[p]!.driver.flush();
   }
 
