@@ -17,12 +17,12 @@
 //   TX: virtio_net_hdr at slot + 32, the frame right after it; tp_len counts both.
 //
 // Setup (veth pair, namespace, sysctl) shells out to iproute2 and sysctl: not per packet.
-import { execFileSync } from 'node:child_process';
 import { BufferPool, Csum, type PacketBuffer } from '../buf/pktbuf.js';
 import type { Offloads } from '../stack/device.js';
 import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './tap.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
+import { run as sh } from '../runtime/netns.js';
 
 // <linux/if_ether.h>, <linux/if_packet.h>
 const ETH_P_ALL = 0x0003;
@@ -107,15 +107,6 @@ export interface AfPacketOptions {
 
 /** The veth end the driver gives the addresses to: `${ifname}h`. */
 export function kernelEndName(ifname: string): string { return `${ifname}h`; }
-
-function sh(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(err.stderr ?? '').trim() || err.message}`);
-  }
-}
 
 /** Runs fn with the calling thread inside namespace `netns` (when given), and always back out. */
 function inNetns<T>(netns: string | undefined, fn: () => T): T {

@@ -8,12 +8,12 @@
 // on transmit it is written into the headroom in front of the frame. No copies.
 //
 // Setup and teardown (MTU, up, addresses, namespace) shell out to iproute2: not per packet.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { BufferPool, Csum, Gso, LARGE_BUF_SIZE, SMALL_BUF_SIZE, type PacketBuffer } from '../buf/pktbuf.js';
 import type { Offloads } from '../stack/device.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
+import { run } from '../runtime/netns.js';
 
 // <linux/if_tun.h>
 const TUNSETIFF = 0x400454ca;
@@ -150,12 +150,7 @@ export function randomLocalMac(): Uint8Array {
 }
 
 function ip(args: string[]): string {
-  try {
-    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? '').trim() || err.message}`);
-  }
+  return run('ip', args);
 }
 
 export class TapDriver implements Driver {
