@@ -136,7 +136,10 @@ export class Tcb {
   private sb: SackScoreboard | null = null;
   /** RFC 8985 RACK: transmit records and state; created at the first data sent on a SACK connection. */
   rack: Rack | null = null;
+  /** Zero-window probes sent since entering persist (reset when the window opens). */
   persistBackoff = 0;
+  /** Zero-window probes the peer has not answered (reset by every acceptable segment). */
+  persistProbes = 0;
   keepMode: number = KeepMode.None;
   keepProbes = 0;
   lastRecvTime = 0;

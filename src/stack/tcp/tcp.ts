@@ -66,6 +66,8 @@ export class TcpCounters {
   keepDrops = 0;
   rexmtTimeouts = 0;
   persistTimeouts = 0;
+  /** Connections dropped in persist: the peer stopped answering zero-window probes, or an orphan ran out of probes. */
+  persistDrops = 0;
   fastRetransmits = 0;
   /** Tail loss probes sent (RFC 8985 §7). */
   tlpProbes = 0;
@@ -680,6 +682,8 @@ function defineTcpSysctls(host: TcpHost): void {
   int('net.inet.tcp.finwait2_timeout', 60000, 'How long an orphaned connection may stay in FIN_WAIT_2 (ms)', 1);
   int('net.inet.tcp.persmin', 200, 'Minimum persist (zero-window probe) interval (ms)', 1);
   int('net.inet.tcp.persmax', 60000, 'Maximum persist interval (ms)', 1);
+  int('net.inet.tcp.persist_probes', 15, 'Unanswered zero-window probes before the connection is dropped (ETIMEDOUT); also the most probes an orphaned connection gets, answered or not (Linux tcp_retries2 / tcp_orphan_retries)', 1, 1000);
+  int('net.inet.tcp.maxpersistidle', 7200000, 'Longest a connection in persist may go without hearing from the peer before it is dropped (ms; FreeBSD tcp_maxpersistidle)', 1);
   int('net.inet.ip.portrange.first', 49152, 'First ephemeral port (RFC 6056)', 1, 65535);
   int('net.inet.ip.portrange.last', 65535, 'Last ephemeral port', 1, 65535);
 }
