@@ -22,6 +22,8 @@ export interface AppOptions {
   /** The program, relative to the package root. */
   app: string;
   args?: string[];
+  /** Options for node itself (`tstack run --node-option`), say --expose-gc. */
+  nodeOptions?: string[];
   env?: Record<string, string>;
   /** Extra TOML appended to the generated config (say, an [api] table). */
   extraConfig?: string;
@@ -77,7 +79,8 @@ ${o.extraConfig ?? ''}
 `);
   // detached: the program and its `tstack run` parent form their own process group, so a
   // hung test can end exactly the processes it started.
-  const child = spawn(process.execPath, [BIN, 'run', '--config', config, o.app, ...(o.args ?? [])], {
+  const child = spawn(process.execPath, [BIN, 'run', '--config', config,
+    ...(o.nodeOptions ?? []).flatMap((x) => ['--node-option', x]), o.app, ...(o.args ?? [])], {
     cwd: ROOT, detached: true, stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...o.env },
   });
