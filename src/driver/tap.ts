@@ -14,6 +14,7 @@ import type { Offloads } from '../stack/device.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { run } from '../runtime/netns.js';
+import { claimDeviceNames, ownerTag } from './ownership.js';
 
 // <linux/if_tun.h>
 const TUNSETIFF = 0x400454ca;
@@ -225,6 +226,11 @@ export class TapDriver implements Driver {
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535 - L2_OVERHEAD) throw new Error(`TapDriver: invalid mtu ${mtu}`);
     if (opts.mac && opts.mac.length !== 6) throw new Error('TapDriver: mac must be 6 bytes');
 
+    // The device is created in this namespace, then moved to netns: the name must be free (or
+    // a dead tstack's leftover) in both. TUNSETIFF would otherwise attach to someone's
+    // persistent TAP, or fail with a bare EBUSY / EINVAL.
+    if (opts.netns !== undefined) claimDeviceNames([name], opts.netns);
+    claimDeviceNames([name]);
     const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
     if (fd < 0) throw new libc.SysError('open(/dev/net/tun)', libc.errno());
     let drv: TapDriver | null = null;
@@ -247,7 +253,7 @@ export class TapDriver implements Driver {
       // frames by default: a burst from many connections at once (a thousand clients, a UDP
       // flood) overflows it between two reads, and every lost frame costs its sender a
       // retransmission timeout. A real NIC's receive ring is thousands of descriptors.
-      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000)]);
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000), 'alias', ownerTag()]);
       const at = opts.netns ? ['-n', opts.netns] : [];
       if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
       ip([...at, 'link', 'set', 'dev', name, 'up']);

@@ -25,7 +25,7 @@ interface Bindings {
   open: Fn; close: Fn; read: Fn; write: Fn; readP: Fn; writeP: Fn;
   ioctlPtr: Fn; ioctlInt: Fn; fcntl: Fn; socket: Fn; pipe2: Fn;
   mmap: Fn; munmap: Fn; memcpy: Fn; setsockopt: Fn; getsockopt: Fn; bind: Fn; sendtoP: Fn;
-  ifNameToIndex: Fn; setns: Fn;
+  ifNameToIndex: Fn; setns: Fn; prctl: Fn;
 }
 
 let bindings: Bindings | null = null;
@@ -63,6 +63,8 @@ function load(): Bindings {
       sendtoP: lib.func('sendto', 'intptr_t', ['int', 'uintptr_t', 'size_t', 'int', 'uintptr_t', 'uint32_t']),
       ifNameToIndex: lib.func('unsigned int if_nametoindex(const char *name)'),
       setns: lib.func('int setns(int fd, int nstype)'),
+      // Variadic in C; integer arguments pass the same way fixed (see ioctl above).
+      prctl: lib.func('prctl', 'int', ['int', 'unsigned long', 'unsigned long', 'unsigned long', 'unsigned long']),
     };
     return bindings;
   } catch (e) {
@@ -166,6 +168,15 @@ export function ioctlPtr(fd: number, request: number, arg: Uint8Array): number {
 export function ioctlInt(fd: number, request: number, arg: number): number { return load().ioctlInt(fd, request, arg); }
 export function fcntl(fd: number, cmd: number, arg = 0): number { return load().fcntl(fd, cmd, arg); }
 export function socket(domain: number, type: number, protocol: number): number { return load().socket(domain, type, protocol); }
+
+const PR_SET_PDEATHSIG = 1;
+/**
+ * prctl(PR_SET_PDEATHSIG): the kernel sends `signal` to this process when the thread that
+ * started it exits. Throws SysError on failure.
+ */
+export function setParentDeathSignal(signal: number): void {
+  if (load().prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0) !== 0) throw new SysError('prctl(PR_SET_PDEATHSIG)', errno());
+}
 
 /** pipe2(): [readFd, writeFd]; throws SysError on failure. */
 export function pipe(flags = O_CLOEXEC): [number, number] {
