@@ -189,8 +189,8 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     if (err !== WireError.Ok) { iface.counters.rxErrors++; buf.release(); this.drop(`ip_${wireErrorName(err)}`); return; }
     this.ipStats.received++;
     const src = ip.src, dst = ip.dst;
-    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast is martian.
-    if (src === 0xffffffff || isIpv4Multicast(src) || (src >>> 24) === 127) { buf.release(); this.drop('ip_bad_source'); return; }
+    const martian = this.martianSource(src, dst);
+    if (martian !== null) { buf.release(); this.drop(martian); return; }
     // RFC 1122 §3.2.1.7: TTL 0 must never be sent; a datagram carrying it is bogus.
     if (ip.ttl === 0) { buf.release(); this.drop('ip_ttl_zero'); return; }
     buf.start = off;
@@ -212,6 +212,28 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
       ip.wrap(buf.data, buf.start, buf.length, false);
     }
     this.deliver(ip, buf, bcast || mcast);
+  }
+
+  /**
+   * The drop reason for a source address that cannot come from the wire, or null. RFC 1812
+   * §5.3.7 / RFC 1122 §3.2.1.3: broadcast and multicast sources (a), class E (f), 127/8
+   * "MUST NOT appear outside a host" (g), {0, host} only during initialization — accepted, as
+   * Linux does, only from 0.0.0.0 to the limited broadcast (a DHCP/BOOTP client) — and, like
+   * Linux, one of our own addresses (a packet "from ourselves" off the wire is forged or looped).
+   */
+  private martianSource(src: number, dst: number): string | null {
+    const top = src >>> 24;
+    if (top === 0) return src === 0 && dst === 0xffffffff ? null : 'ip_martian_zero_source';
+    if (top === 127) return 'ip_martian_loopback_source';
+    if (top >= 224) {
+      if (src === 0xffffffff) return 'ip_martian_broadcast_source';
+      return top < 240 ? 'ip_martian_multicast_source' : 'ip_martian_class_e_source';
+    }
+    for (const i of this.interfaces) {
+      if (i.hasAddress(src)) return 'ip_martian_own_source';
+      if (i.isBroadcast(src)) return 'ip_martian_broadcast_source';
+    }
+    return null;
   }
 
   private deliver(ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean): void {
