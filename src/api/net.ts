@@ -110,7 +110,7 @@ const READ_CHUNK = 64 * 1024;
 const UV_MESSAGE: Partial<Record<ErrnoCode, string>> = {
   EADDRINUSE: 'address already in use', EADDRNOTAVAIL: 'address not available',
   EAFNOSUPPORT: 'address family not supported', EACCES: 'permission denied', EINVAL: 'invalid argument',
-  ENETUNREACH: 'network is unreachable', EAGAIN: 'resource temporarily unavailable',
+  ENETUNREACH: 'network is unreachable', EHOSTUNREACH: 'host is unreachable', EAGAIN: 'resource temporarily unavailable',
 };
 
 /** An address as Node reports it: IPv4, or IPv4-mapped IPv6 on a dual-stack ("::") server. */

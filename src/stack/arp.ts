@@ -34,11 +34,13 @@ export interface ArpContext {
   /** Prepends an Ethernet header (dst MAC at dstMac[dstOff..]) and transmits on `iface`. Takes ownership. */
   ethOutput(iface: Interface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void;
   drop(reason: string): void;
+  /** A packet held for a neighbour that did not answer (start = IP header), before it is dropped. */
+  unreachable?(buf: PacketBuffer): void;
 }
 
 export function defineArpSysctls(s: Sysctl): void {
   s.define({ name: 'net.link.ether.inet.max_age', type: 'int', default: 1200, min: 1, max: 86400, description: 'seconds an ARP entry stays reachable before it is re-verified' });
-  s.define({ name: 'net.link.ether.inet.maxtries', type: 'int', default: 5, min: 1, max: 100, description: 'ARP requests sent before a destination is declared down' });
+  s.define({ name: 'net.link.ether.inet.maxtries', type: 'int', default: 3, min: 1, max: 100, description: 'ARP requests sent (retrans apart) before a destination is declared down and its packets reported unreachable (Linux mcast_solicit 3: a connect to a silent neighbour fails with EHOSTUNREACH in 3 s)' });
   s.define({ name: 'net.link.ether.inet.maxhold', type: 'int', default: 16, min: 1, max: 1024, description: 'packets held per entry while ARP resolves' });
   s.define({ name: 'net.link.ether.inet.wait', type: 'int', default: 20, min: 0, max: 3600, description: 'seconds an unresolvable destination is marked down' });
   s.define({ name: 'net.link.ether.inet.retrans', type: 'int', default: 1000, min: 10, max: 60000, description: 'milliseconds between ARP request retries' });
@@ -122,6 +124,7 @@ export class Arp {
           this.ctx.wheel.arm(e.timer, this.ctx.clock.now() + this.ctx.sysctl.int('net.link.ether.inet.retrans'));
           this.ctx.ethOutput(iface, e.mac, 0, EtherType.IPv4, buf); return;
         case ArpState.Failed:
+          this.ctx.unreachable?.(buf);
           buf.release(); this.ctx.drop('arp_host_down'); return;
         case ArpState.Incomplete:
           this.hold(e, buf); return;
@@ -259,7 +262,7 @@ export class Arp {
           this.ctx.wheel.arm(e.timer, now + s.int('net.link.ether.inet.retrans'));
           return;
         }
-        for (const b of e.queue.splice(0)) { b.release(); this.stats.unresolved++; this.ctx.drop('arp_unresolved'); }
+        for (const b of e.queue.splice(0)) { this.ctx.unreachable?.(b); b.release(); this.stats.unresolved++; this.ctx.drop('arp_unresolved'); }
         e.state = ArpState.Failed;
         this.ctx.wheel.arm(e.timer, now + Math.max(1, s.int('net.link.ether.inet.wait') * 1000));
         return;

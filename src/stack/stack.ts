@@ -398,6 +398,20 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
 
   drop(reason: string): void { this.drops[reason] = (this.drops[reason] ?? 0) + 1; }
 
+  /** ArpContext: a packet we sent cannot reach its neighbour; its transport hears of it. */
+  unreachable(buf: PacketBuffer): void {
+    const b = buf.data, off = buf.start;
+    if (buf.end - off < 20 || b[off]! >> 4 !== 4) return;
+    const ihl = (b[off]! & 15) * 4;
+    // Only a first fragment carries the ports.
+    if (b[off + 9] !== IpProto.TCP || (((b[off + 6]! & 0x1f) << 8) | b[off + 7]!) !== 0 || buf.end - off < ihl + 4) return;
+    const src = ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+    const dst = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    const sport = (b[off + ihl]! << 8) | b[off + ihl + 1]!;
+    const dport = (b[off + ihl + 2]! << 8) | b[off + ihl + 3]!;
+    this.tcp.hostUnreachable(src, sport, dst, dport);
+  }
+
   random32(): number { return Math.floor(this.random() * 0x100000000) >>> 0; }
 
   isLocalAddress(addr: number): boolean {

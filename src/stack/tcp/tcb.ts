@@ -148,6 +148,14 @@ export class Tcb {
   keepIntvl = 0;
   keepCnt = 0;
   keepalive = false;
+  /**
+   * The last soft error (RFC 1122 §4.2.3.9), reported instead of ETIMEDOUT if the connection
+   * times out: 'EHOSTUNREACH' when the neighbour could not be resolved. Cleared by the peer's
+   * next acceptable segment.
+   */
+  softError = '';
+  /** Neighbour resolution failed while the handshake was under way: the timer ends the attempt. */
+  hostUnreach = false;
   /** User timeout (RFC 9293 §3.8.4), ms; 0 = none beyond the retry limit. */
   userTimeout = 0;
 

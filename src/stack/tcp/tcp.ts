@@ -66,6 +66,8 @@ export class TcpCounters {
   keepDrops = 0;
   rexmtTimeouts = 0;
   persistTimeouts = 0;
+  /** Segments that could not be sent because neighbour resolution failed. */
+  hostUnreachable = 0;
   /** Connections dropped in persist: the peer stopped answering zero-window probes, or an orphan ran out of probes. */
   persistDrops = 0;
   fastRetransmits = 0;
@@ -323,6 +325,23 @@ export class Tcp {
     }
     buf.release();
     this.dispatch();
+  }
+
+  /**
+   * A segment of this connection could not be sent: neighbour resolution for its next hop
+   * failed (the stack's equivalent of a local ICMP host unreachable, as Linux's
+   * ip_link_failure). A connection being opened ends with EHOSTUNREACH — through its timer, as
+   * this may be called from inside our own output; an established one keeps it as a soft error.
+   */
+  hostUnreachable(laddr: number, lport: number, raddr: number, rport: number): void {
+    const tcb = this.lookup(laddr, lport, raddr, rport);
+    if (!tcb) return;
+    this.counters.hostUnreachable++;
+    tcb.softError = 'EHOSTUNREACH';
+    if (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED) {
+      tcb.hostUnreach = true;
+      this.host.wheel.arm(tcb.rexmtTimer, this.host.clock.now());
+    }
   }
 
   /** ICMP error about a segment we sent (hook for the ICMP layer; PMTU and soft errors later). */

@@ -164,6 +164,15 @@ export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
 export function onRexmtTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
+  if (tcb.hostUnreach && (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED)) {
+    // The neighbour did not answer ARP: like Linux, a connection being opened ends at once
+    // (connect() fails with EHOSTUNREACH; a half-open passive one is forgotten).
+    tcp.counters.timeoutDrops++;
+    if (tcb.passive) freeTcb(tcp, tcb);
+    else dropConnection(tcp, tcb, 'EHOSTUNREACH');
+    tcp.dispatch();
+    return;
+  }
   if (tcb.tlpArmed) {
     sendLossProbe(tcp, tcb, now);
     tcp.dispatch();
@@ -182,7 +191,7 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
     else {
       if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
-      dropConnection(tcp, tcb, 'ETIMEDOUT');
+      dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
     }
     tcp.dispatch();
     return;
