@@ -7,9 +7,8 @@
 // that inherited `--import` (child_process.fork, cluster), would try to open the same devices
 // again; TSTACK_REGISTER_PID, inherited through the environment, tells a child it is one.
 // TSTACK_DEBUG=1 prints each placement decision on stderr.
-import { constants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
-import { setParentDeathSignal } from '../driver/sys/libc.js';
+import { dieWithRunParent } from '../runtime/lifetime.js';
 import { getDefaultInstance } from './runtime.js';
 import { installPatches } from './patch-node.js';
 import { RoutingPolicy } from './register-policy.js';
@@ -32,28 +31,6 @@ function start(): void {
     policy: new RoutingPolicy(inst.stack, inst.config.api),
     ...(debug && { onDecision: (what: string, target: string, where: string) => process.stderr.write(`tstack: ${what} ${target} -> ${where}\n`) }),
   });
-}
-
-/**
- * Under `tstack run` (TSTACK_RUN_PID names it), the program dies with it: a `kill -9` of
- * `tstack run` must not leave an orphan holding the device, which would keep the next start
- * from creating it. The death signal is SIGKILL: the parent is gone, nobody is left to pass a
- * gentler signal on or to wait for a graceful exit. A veth left behind by it is a dead owner's,
- * which the next start replaces (src/driver/ownership.ts).
- */
-function dieWithRunParent(): void {
-  const parent = process.env['TSTACK_RUN_PID'];
-  if (parent === undefined) return;
-  delete process.env['TSTACK_RUN_PID'];
-  if (process.platform !== 'linux') return;
-  try {
-    setParentDeathSignal(constants.signals.SIGKILL);
-  } catch (e) {
-    process.stderr.write(`tstack: cannot tie the program to tstack run's lifetime: ${(e as Error).message}\n`);
-    return;
-  }
-  // The parent may have died before the signal was armed: then we are an orphan already.
-  if (String(process.ppid) !== parent) process.exit(1);
 }
 
 const owner = process.env['TSTACK_REGISTER_PID'];

@@ -12,7 +12,7 @@
 // A driver deletes, when it closes or when its start fails, only a device that carries its own
 // process's mark (deleteOwnDevice). The start time makes a recycled pid no owner.
 import { existsSync, readFileSync } from 'node:fs';
-import { run } from '../runtime/netns.js';
+import { run } from './sys/netns.js';
 
 export class DeviceOwnershipError extends Error {
   constructor(message: string, readonly ifname: string, readonly ownerPid: number | null) {

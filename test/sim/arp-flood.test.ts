@@ -4,7 +4,7 @@
 // instead of refusing (net.link.ether.inet.max_entries, unsolicited_max, unsolicited_rate).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import type { Driver } from '../../src/driver/types.js';
 import { ARP_LEN, ArpOp, writeArp } from '../../src/wire/arp.js';
 import { MAC_BROADCAST, MAC_ZERO, parseIpv4 } from '../../src/wire/addr.js';

@@ -4,7 +4,7 @@
 // creates no connection and draws no answer.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import type { Driver } from '../../src/driver/types.js';
 import { MAC_BROADCAST, parseIpv4 } from '../../src/wire/addr.js';
 import { pseudoHeaderV4, internetChecksum } from '../../src/wire/checksum.js';

@@ -11,14 +11,14 @@
 // can create, so they have their own budget (unsolicited_max), a creation rate
 // (unsolicited_rate; past it the request is still answered, only not remembered), a short life
 // when unused (unsolicited_age) and come only from on-link senders.
-import type { BufferPool, PacketBuffer } from '../buf/pktbuf.js';
-import { ARP_LEN, ArpOp, ArpView, writeArp } from '../wire/arp.js';
-import { MAC_BROADCAST, MAC_ZERO, formatIpv4, formatMac, macEquals } from '../wire/addr.js';
-import { EtherType } from '../wire/ethernet.js';
-import { WireError } from '../wire/errors.js';
-import type { Interface } from './iface.js';
-import type { Sysctl } from './sysctl.js';
-import { Timer, type Clock, type TimerWheel } from './time.js';
+import type { BufferPool, PacketBuffer } from '../../base/pktbuf.js';
+import { ARP_LEN, ArpOp, ArpView, writeArp } from '../../wire/arp.js';
+import { MAC_BROADCAST, MAC_ZERO, formatIpv4, formatMac, macEquals } from '../../wire/addr.js';
+import { EtherType } from '../../wire/ethernet.js';
+import { WireError } from '../../wire/errors.js';
+import type { Interface } from '../iface.js';
+import type { Sysctl } from '../sysctl.js';
+import { Timer, type Clock, type TimerWheel } from '../../base/time.js';
 
 export const ArpState = { Incomplete: 0, Reachable: 1, Stale: 2, Probe: 3, Failed: 4, Permanent: 5 } as const;
 export type ArpState = (typeof ArpState)[keyof typeof ArpState];
