@@ -1,7 +1,7 @@
 // The IPv6 layer alone on the virtual clock: a fake stack context that records every frame it
 // would transmit, and builders for received frames made with the wire codecs.
 import { BufferPool, type PacketBuffer } from '../../src/buf/pktbuf.js';
-import { Ipv6, type Ipv6Config } from '../../src/stack/ip/ipv6.js';
+import { Ipv6, defineIpv6Sysctls, type Ipv6Config } from '../../src/stack/ip/ipv6.js';
 import type { Ipv6Context, Ipv6Iface } from '../../src/stack/ip/ipv6-context.js';
 import { Prng } from '../../src/stack/prng.js';
 import { Sysctl, type SysctlValue } from '../../src/stack/sysctl.js';
@@ -110,9 +110,9 @@ export function makeHarness(opts: { cfg?: Ipv6Config; sysctl?: Record<string, Sy
     drop: (r) => { drops[r] = (drops[r] ?? 0) + 1; },
     random32: () => prng.u32(),
   };
-  // Sysctls are defined by the Ipv6 constructor; values given here are applied after.
-  const ip6 = new Ipv6(ctx);
+  defineIpv6Sysctls(sysctl);
   for (const [k, v] of Object.entries(opts.sysctl ?? {})) sysctl.set(k, v);
+  const ip6 = new Ipv6(ctx);
   ip6.attach(iface, opts.cfg ?? { addr6: '2001:db8::2/64' });
   const h: Harness = {
     clock, wheel, sysctl, pool, ip6, iface, sent, drops,
