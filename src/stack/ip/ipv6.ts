@@ -30,7 +30,7 @@ import { Route6Flags, RouteTable6 } from './route6.js';
 export function defineIpv6Sysctls(s: Sysctl): void {
   s.define({ name: 'net.inet6.ip6.hlim', type: 'int', default: 64, min: 1, max: 255, description: 'default hop limit of sent IPv6 packets (a router advertisement may change it per link)' });
   s.define({ name: 'net.inet6.ip6.pmtu_expire', type: 'int', default: 600, min: 300, max: 86400, description: 'seconds a path MTU learned from Packet Too Big is kept (RFC 8201 §5.3)' });
-  s.define({ name: 'net.inet6.ip6.pmtu_entries', type: 'int', default: 1024, min: 16, max: 1 << 20, description: 'path MTU cache size (read when the stack starts)' });
+  s.define({ name: 'net.inet6.ip6.pmtu_entries', type: 'int', default: 1024, min: 16, max: 1 << 20, description: 'path MTU cache size (taken when the first interface starts IPv6)' });
   defineIcmp6Sysctls(s);
   defineReass6Sysctls(s);
   defineNdpSysctls(s);
@@ -122,6 +122,8 @@ export class Ipv6 implements Ip6Services {
     const link = new Ipv6Link(iface.index, iface.mac, Math.max(iface.mtu, IPV6_MIN_MTU), this.sysctl.int('net.inet6.ip6.hlim'),
       (l, now) => this.addrconf.rsTimer(l, now));
     link.slaac = !!cfg.slaac;
+    this.ndp.setCapacity(this.sysctl.int('net.inet6.icmp6.nd6_maxentries'));
+    this.pmtu.setCapacity(this.sysctl.int('net.inet6.ip6.pmtu_entries'));
     this.links[iface.index] = link;
     this.routes.add(LINK_LOCAL_PREFIX, 0, 64, null, iface.index, Route6Flags.Connected);
     this.addrconf.start(link);
@@ -401,7 +403,7 @@ export class Ipv6 implements Ip6Services {
     copyAddr6(this.nexthop, 0, dst, dstOff);
     if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
       // Scoped destinations need an interface; without one, the first with IPv6 (a single-port stack's only one).
-      link = ifIndex ? this.links[ifIndex] : this.links.find((l) => l !== undefined && this.ctx.interfaceByIndex(l.ifIndex)?.up);
+      link = ifIndex ? this.links[ifIndex] : this.firstUpLink();
     } else {
       const r = this.routes.lookup(dst, dstOff, this.clock.now(), isIpv6LinkLocal(dst, dstOff) ? ifIndex : 0);
       if (r) {
@@ -413,6 +415,11 @@ export class Ipv6 implements Ip6Services {
     }
     if (!link || !this.ctx.interfaceByIndex(link.ifIndex)?.up) return undefined;
     return link;
+  }
+
+  private firstUpLink(): Ipv6Link | undefined {
+    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up) return l;
+    return undefined;
   }
 
   private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer): void {

@@ -12,11 +12,16 @@ class PmtuEntry {
 }
 
 export class PmtuCache {
-  private readonly table: Addr6Table<PmtuEntry>;
+  private table: Addr6Table<PmtuEntry>;
   stats = { updates: 0, ignored: 0, expired: 0, evicted: 0 };
 
-  constructor(capacity: number, seed: number) {
+  constructor(capacity: number, private readonly seed: number) {
     this.table = new Addr6Table<PmtuEntry>(capacity, seed);
+  }
+
+  /** Resizes the (still empty) cache. */
+  setCapacity(capacity: number): void {
+    if (this.table.size === 0 && capacity !== this.table.capacity) this.table = new Addr6Table<PmtuEntry>(capacity, this.seed);
   }
 
   get size(): number { return this.table.size; }

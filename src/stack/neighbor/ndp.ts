@@ -30,7 +30,7 @@ export function defineNdpSysctls(s: Sysctl): void {
   s.define({ name: 'net.inet6.icmp6.nd6_delay', type: 'int', default: 5, min: 1, max: 3600, description: 'seconds in DELAY before the first unicast probe (DELAY_FIRST_PROBE_TIME)' });
   s.define({ name: 'net.inet6.icmp6.nd6_maxqueuelen', type: 'int', default: 16, min: 1, max: 1024, description: 'packets held per neighbour while its address is resolved' });
   s.define({ name: 'net.inet6.icmp6.nd6_gctimer', type: 'int', default: 1200, min: 1, max: 86400, description: 'seconds an unused stale neighbour entry is kept' });
-  s.define({ name: 'net.inet6.icmp6.nd6_maxentries', type: 'int', default: 4096, min: 16, max: 1 << 20, description: 'neighbour cache size (read when the stack starts); a full cache evicts, it never refuses' });
+  s.define({ name: 'net.inet6.icmp6.nd6_maxentries', type: 'int', default: 4096, min: 16, max: 1 << 20, description: 'neighbour cache size (taken when the first interface starts IPv6); a full cache evicts, it never refuses' });
 }
 
 export class NdEntry {
@@ -57,7 +57,7 @@ const EVICT_RANK = [1, 3, 0, 2, 2];
 const EVICT_WINDOW = 64;
 
 export class Ndp {
-  private readonly table: Addr6Table<NdEntry>;
+  private table: Addr6Table<NdEntry>;
   private readonly ns = new NeighborSolicitView();
   private readonly na = new NeighborAdvertView();
   private readonly mcastMac = new Uint8Array(6);
@@ -74,8 +74,13 @@ export class Ndp {
     probesFailed: 0, addressConflicts: 0,
   };
 
-  constructor(private readonly host: Ip6Services, capacity: number, seed: number) {
+  constructor(private readonly host: Ip6Services, capacity: number, private readonly seed: number) {
     this.table = new Addr6Table<NdEntry>(capacity, seed);
+  }
+
+  /** Resizes the (still empty) cache: the size sysctl is set after the stack is built, before interfaces attach. */
+  setCapacity(capacity: number): void {
+    if (this.table.size === 0 && capacity !== this.table.capacity) this.table = new Addr6Table<NdEntry>(capacity, this.seed);
   }
 
   get size(): number { return this.table.size; }
