@@ -1,11 +1,11 @@
 // The IPv6 layer alone on the virtual clock: a fake stack context that records every frame it
 // would transmit, and builders for received frames made with the wire codecs.
-import { BufferPool, type PacketBuffer } from '../../src/buf/pktbuf.js';
+import { BufferPool, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { Ipv6, defineIpv6Sysctls, type Ipv6Config } from '../../src/stack/ip/ipv6.js';
 import type { Ipv6Context, Ipv6Iface } from '../../src/stack/ip/ipv6-context.js';
-import { Prng } from '../../src/stack/prng.js';
+import { Prng } from '../../src/base/prng.js';
 import { Sysctl, type SysctlValue } from '../../src/stack/sysctl.js';
-import { TimerWheel, VirtualClock } from '../../src/stack/time.js';
+import { TimerWheel, VirtualClock } from '../../src/base/time.js';
 import { formatIpv6, parseIpv6 } from '../../src/wire/addr.js';
 import { ETH_HLEN, EtherType, writeEthernetHeader } from '../../src/wire/ethernet.js';
 import { ICMPV6_HLEN, Icmpv6Type, finishIcmpv6Checksum, icmpv6ChecksumOk, writeIcmpv6Echo } from '../../src/wire/icmpv6.js';

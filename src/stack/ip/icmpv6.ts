@@ -1,7 +1,7 @@
 // ICMPv6 (RFC 4443): echo replies, error generation under the §2.4(e) exclusions and the
 // §2.4(f) rate limit, and received errors handed to path MTU discovery and to transports.
 // Neighbour Discovery and MLD messages are ICMPv6 too; the IPv6 layer routes them elsewhere.
-import { Csum, type PacketBuffer } from '../../buf/pktbuf.js';
+import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
 import { WireError } from '../../wire/errors.js';
 import {
   ICMPV6_HLEN, Icmpv6ParamProblemCode, Icmpv6Type, Icmpv6View, icmpv6ChecksumOk, isIcmpv6Error, writeIcmpv6Echo, writeIcmpv6Error,

@@ -1,8 +1,8 @@
 // What the IPv6 layer's parts (ICMPv6, NDP, address configuration, MLD) need from it, and what
 // the IPv6 layer needs from the stack around it. Narrow on purpose: a test hands in a fake.
-import type { BufferPool, PacketBuffer } from '../../buf/pktbuf.js';
+import type { BufferPool, PacketBuffer } from '../../base/pktbuf.js';
 import type { Sysctl } from '../sysctl.js';
-import type { Clock, TimerWheel } from '../time.js';
+import type { Clock, TimerWheel } from '../../base/time.js';
 import type { Ipv6Link } from './ipv6-link.js';
 
 /** The interface as IPv6 sees it (the stack's Interface fits this shape). */

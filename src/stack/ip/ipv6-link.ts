@@ -1,7 +1,7 @@
 // The IPv6 side of one interface: its addresses with their RFC 4862 states and lifetimes, the
 // multicast groups it listens to, and the link parameters routers advertise (RFC 4861 §6.3.2).
 import { isIpv6LinkLocal, isIpv6Multicast } from '../../wire/ipv6.js';
-import { Timer } from '../time.js';
+import { Timer } from '../../base/time.js';
 import { addr6Equals, copyAddr6, prefixMatch } from './addr6.js';
 
 /** RFC 4862 §2: tentative (DAD running, not assigned), preferred, deprecated; duplicated: DAD failed, never used. */

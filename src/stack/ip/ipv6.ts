@@ -4,7 +4,8 @@
 // fragmentation to the path MTU, and the parts that make IPv6 work on a link: ICMPv6, the
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
-import { Csum, type PacketBuffer } from '../../buf/pktbuf.js';
+import { completeChecksum } from '../../base/offload.js';
+import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
 import { WireError, wireErrorName } from '../../wire/errors.js';
@@ -16,8 +17,8 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import type { Clock, TimerWheel } from '../time.js';
-import type { BufferPool } from '../../buf/pktbuf.js';
+import type { Clock, TimerWheel } from '../../base/time.js';
+import type { BufferPool } from '../../base/pktbuf.js';
 import { copyAddr6 } from './addr6.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
@@ -356,8 +357,8 @@ export class Ipv6 implements Ip6Services {
     }
     const mcast = isIpv6Multicast(dst, dstOff);
     if (hopLimit < 0) hopLimit = mcast ? 1 : link.curHopLimit;
-    // Transports over IPv6 hand in finished checksums until they send through a Path (issue 9).
-    if (buf.csum === Csum.Partial) { buf.release(); this.ctx.drop('ip6_partial_checksum'); return false; }
+    // No device checksum offload for IPv6 yet: a partial sum is completed here.
+    if (buf.csum === Csum.Partial) completeChecksum(buf);
     const payloadLen = buf.length;
     const mtu = mcast ? link.mtu : this.pmtu.get(dst, dstOff, link.mtu, this.clock.now());
     if (IPV6_HLEN + payloadLen > mtu) return this.fragment(link, buf, src, srcOff, dst, dstOff, nextHeader, hopLimit, trafficClass, mtu);

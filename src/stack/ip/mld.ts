@@ -2,10 +2,10 @@
 // joins (its solicited-node groups above all, so that snooping switches deliver Neighbor
 // Solicitations) are announced to ff02::16 with state-change reports, and queries from a router
 // are answered with current-state reports.
-import type { PacketBuffer } from '../../buf/pktbuf.js';
+import type { PacketBuffer } from '../../base/pktbuf.js';
 import { Icmpv6Type } from '../../wire/icmpv6.js';
 import { isIpv6LinkLocal, isIpv6Unspecified, type Ipv6View } from '../../wire/ipv6.js';
-import { Timer } from '../time.js';
+import { Timer } from '../../base/time.js';
 import { addr6Equals, copyAddr6 } from './addr6.js';
 import type { Ip6Services } from './ipv6-context.js';
 import { Group6, type Ipv6Link } from './ipv6-link.js';

@@ -2,10 +2,10 @@
 // progress and on fragments per datagram, and the 60-second limit. Overlapping fragments poison
 // the whole datagram, including fragments not yet received (RFC 5722 §4); an exact duplicate is
 // only dropped itself (RFC 8200 §4.5 allows it).
-import { LARGE_BUF_SIZE, type BufferPool, type PacketBuffer } from '../../buf/pktbuf.js';
+import { LARGE_BUF_SIZE, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import { IPV6_FRAG_HLEN, IPV6_HLEN } from '../../wire/ipv6.js';
 import type { Sysctl } from '../sysctl.js';
-import { Timer, type Clock, type TimerWheel } from '../time.js';
+import { Timer, type Clock, type TimerWheel } from '../../base/time.js';
 import { addr6Equals, copyAddr6 } from './addr6.js';
 
 export function defineReass6Sysctls(s: Sysctl): void {

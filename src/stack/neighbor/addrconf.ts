@@ -2,7 +2,7 @@
 // addresses, duplicate address detection and stateless autoconfiguration (RFC 4862), and
 // router discovery from Router Advertisements (RFC 4861 §6.3: default routers, on-link
 // prefixes, link MTU, hop limit, reachable time).
-import type { PacketBuffer } from '../../buf/pktbuf.js';
+import type { PacketBuffer } from '../../base/pktbuf.js';
 import { formatIpv6 } from '../../wire/addr.js';
 import { WireError } from '../../wire/errors.js';
 import { IPV6_MIN_MTU, isIpv6LinkLocal, type Ipv6View } from '../../wire/ipv6.js';

@@ -5,7 +5,7 @@
 // Entries are keyed by (interface, address) in typed storage (Addr6Table). A full cache makes
 // room by evicting the least useful entry it finds (stale before incomplete before the rest,
 // oldest first): junk from a scan can never lock out a new neighbour.
-import type { PacketBuffer } from '../../buf/pktbuf.js';
+import type { PacketBuffer } from '../../base/pktbuf.js';
 import { formatIpv6, formatMac, macEquals } from '../../wire/addr.js';
 import { WireError } from '../../wire/errors.js';
 import { Icmpv6Type, Icmpv6UnreachCode } from '../../wire/icmpv6.js';
@@ -18,7 +18,7 @@ import { Addr6Table, copyAddr6 } from '../ip/addr6.js';
 import type { Ip6Services } from '../ip/ipv6-context.js';
 import { Addr6State, type If6Addr, type Ipv6Link } from '../ip/ipv6-link.js';
 import type { Sysctl } from '../sysctl.js';
-import { Timer } from '../time.js';
+import { Timer } from '../../base/time.js';
 
 export const NdState = { Incomplete: 0, Reachable: 1, Stale: 2, Delay: 3, Probe: 4 } as const;
 export type NdState = (typeof NdState)[keyof typeof NdState];
