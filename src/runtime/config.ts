@@ -48,7 +48,12 @@ export interface PortConfig {
   gateway?: string;
   /** tap, afpacket (which then creates a veth pair): the kernel side's IPv4 address, "a.b.c.d/len". */
   hostAddr?: string;
+  /** The stack's IPv6 address, "2001:db8::2/64" (a link-local address from the MAC is always there too). */
   addr6?: string;
+  /** Default IPv6 router, "2001:db8::1" or a link-local "fe80::1". */
+  gateway6?: string;
+  /** Accept router advertisements: default routers, on-link prefixes, SLAAC addresses. */
+  slaac?: boolean;
   /** tap, afpacket: the kernel side's IPv6 address. */
   hostAddr6?: string;
   mtu: number;
@@ -193,7 +198,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
-const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output'];
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output'];
 /** Keys that only mean something for some drivers. */
 const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
   host_addr: ['tap', 'afpacket'], host_addr6: ['tap', 'afpacket'], netns: ['tap', 'afpacket'], input: ['pcap'], output: ['pcap'],
@@ -232,6 +237,16 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     if (net && parseIpv4Cidr(p.hostAddr)!.addr === net.addr) v.fail(at('host_addr'), `must differ from addr (${p.addr}): it is the kernel's side of the link`);
   }
   if (t.addr6 !== undefined) p.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.gateway6 !== undefined) {
+    const s = v.str(at('gateway6'), t.gateway6);
+    const gw = parseIpv6(s);
+    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
+    p.gateway6 = s;
+  }
+  if (t.slaac !== undefined) {
+    if (typeof t.slaac !== 'boolean') v.fail(at('slaac'), `must be true or false (got ${describe(t.slaac)})`);
+    p.slaac = t.slaac;
+  }
   if (t.host_addr6 !== undefined) p.hostAddr6 = v.cidr6(at('host_addr6'), t.host_addr6);
   if (t.mac !== undefined) {
     const mac = parseMac(v.str(at('mac'), t.mac));

@@ -117,7 +117,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
       try {
         ifIndex = stack.addInterface(driver, {
           ...(p.addr && { addr: p.addr }), ...(p.gateway && { gateway: p.gateway }),
-          ...(p.addr6 && { addr6: p.addr6 }), mtu: p.mtu,
+          ...(p.addr6 && { addr6: p.addr6 }), ...(p.gateway6 && { gateway6: p.gateway6 }), ...(p.slaac && { slaac: true }), mtu: p.mtu,
         });
       } catch (e) {
         throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused the interface: ${(e as Error).message}`, { cause: e });

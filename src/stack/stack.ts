@@ -2,17 +2,18 @@
 // time (poll), and transmits on its interfaces' NetDevices. No node:* imports here.
 //
 // This file is the facade: it composes the rooms (l2/ethernet, ip/ipv4 with ICMP and
-// reassembly, neighbor/arp, udp, tcp), owns the interfaces and the route table, and offers the
+// reassembly, ip/ipv6 with ICMPv6, NDP and address configuration, neighbor/arp, udp, tcp), owns the interfaces and the route table, and offers the
 // entry points the run loop, the API and the tools use.
 import { BufferPool, type PacketBuffer } from '../base/pktbuf.js';
 import type { NetDevice } from '../base/device.js';
 import { TimerWheel, type Clock } from '../base/time.js';
-import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6 } from '../wire/addr.js';
-import { EtherType } from '../wire/ethernet.js';
+import { formatIpv4, parseIpv4, parseIpv4Cidr } from '../wire/addr.js';
+import { ETH_HLEN, EtherType } from '../wire/ethernet.js';
 import { IpProto } from '../wire/ipv4.js';
 import { Interface } from './iface.js';
 import type { Icmp } from './ip/icmp.js';
 import { Ipv4, type IpStats, type Ipv4Context } from './ip/ipv4.js';
+import { Ipv6 } from './ip/ipv6.js';
 import type { Reassembler } from './ip/reass.js';
 import { RouteFlags, RouteTable } from './ip/route.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
@@ -41,8 +42,15 @@ export interface InterfaceConfig {
   gateway?: string;
   /** Overrides the device MTU (must not exceed it). */
   mtu?: number;
-  /** "2001:db8::2/64" (recorded; IPv6 behaviour is not implemented yet). */
+  /**
+   * "2001:db8::2/64". Any of addr6, gateway6 and slaac turns IPv6 on for the interface, with a
+   * link-local address from the MAC (docs/ipv6.md).
+   */
   addr6?: string;
+  /** Default IPv6 router ("2001:db8::1" or a link-local "fe80::1"). */
+  gateway6?: string;
+  /** Accept router advertisements: default routers, on-link prefixes and SLAAC addresses (RFC 4862). */
+  slaac?: boolean;
   name?: string;
   /** Send a gratuitous ARP for each address (default true). */
   announce?: boolean;
@@ -59,6 +67,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   readonly routes = new RouteTable();
   readonly ethernet: Ethernet;
   readonly ipv4: Ipv4;
+  readonly ip6: Ipv6;
   readonly arp: Arp;
   readonly reass: Reassembler;
   readonly icmp: Icmp;
@@ -87,9 +96,13 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.arp = new Arp(this);
     this.udp = new Udp(this.ipv4);
     this.tcp = new Tcp(this);
-    const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp;
+    this.ip6 = new Ipv6(this);
+    const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
     this.ethernet.register(EtherType.IPv4, (iface, buf, off, len, l2Bcast) => ipv4.input(iface, buf, off, len, l2Bcast));
     this.ethernet.register(EtherType.ARP, (iface, buf, off, len) => { arp.input(iface, buf, off, len); buf.release(); });
+    // IPv6 wants to know whether the frame was link-layer multicast (RFC 4443 §2.4(e.3)): the
+    // destination MAC's group bit, ETH_HLEN bytes before the payload.
+    this.ethernet.register(EtherType.IPv6, (iface, buf, off, len) => ip6.input(iface, buf, off, len, (buf.data[off - ETH_HLEN]! & 1) === 1));
     ipv4.register(IpProto.UDP, (ip, buf, toBroadcast) => udp.input(ip, buf, toBroadcast));
     ipv4.register(IpProto.TCP, (ip, buf, toBroadcast) => {
       // RFC 1122 §4.2.3.10: TCP never answers a broadcast or multicast destination.
@@ -119,13 +132,12 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       const a = iface.addAddress(c.addr, c.prefixLen);
       if (c.prefixLen < 32) this.routes.add(a.network, c.prefixLen, 0, index, 0, RouteFlags.Connected);
     }
-    if (cfg.addr6) {
-      const [a6, l6] = cfg.addr6.split('/');
-      const bytes = a6 ? parseIpv6(a6) : null;
-      if (!bytes) throw new Error(`bad IPv6 address '${cfg.addr6}'`);
-      iface.addrs6.push({ addr: bytes, prefixLen: l6 ? Number(l6) : 128 });
-    }
     this.interfaces.push(iface);
+    if (cfg.addr6 || cfg.gateway6 || cfg.slaac) {
+      try {
+        this.ip6.attach(iface, { ...(cfg.addr6 && { addr6: cfg.addr6 }), ...(cfg.gateway6 && { gateway6: cfg.gateway6 }), slaac: !!cfg.slaac });
+      } catch (e) { this.interfaces.pop(); throw e; }
+    }
     if (cfg.gateway) {
       const gw = parseIpv4(cfg.gateway);
       if (gw === null) throw new Error(`bad gateway '${cfg.gateway}'`);
@@ -141,7 +153,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     const iface = this.interfaces[ifIndex - 1];
     if (!iface || iface.up === up) return;
     iface.up = up;
-    if (up) this.arp.announce(iface); else this.arp.flushInterface(ifIndex);
+    if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); }
   }
 
   /** Adds an address to an interface (with its connected route). */
@@ -248,12 +260,13 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /** Releases everything the stack holds (held packets, reassembly, loopback queue). */
   close(): void {
     this.tcp.destroy();
+    this.ip6.close();
     for (const i of this.interfaces) this.arp.flushInterface(i.index);
     this.ipv4.close();
   }
 
   /** Human-readable summary (for logs and the tools). */
   describe(): string {
-    return this.interfaces.map((i) => `${i.name}: ${i.addrs.map((a) => `${formatIpv4(a.addr)}/${a.prefixLen}`).join(' ')} mtu ${i.mtu}`).join('\n');
+    return this.interfaces.map((i) => `${i.name}: ${[...i.addrs.map((a) => `${formatIpv4(a.addr)}/${a.prefixLen}`), this.ip6.describe(i.index)].filter(Boolean).join(' ')} mtu ${i.mtu}`).join('\n');
   }
 }

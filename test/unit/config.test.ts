@@ -151,12 +151,22 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\nifname = "a-very-long-name0"\n'), 2, 'port[0].ifname', /at most 15 characters/);
   });
 
+  test('IPv6 port keys: addr6, gateway6 (global or link-local) and slaac', () => {
+    const p = parseConfig('[[port]]\naddr6 = "2001:db8::2/64"\ngateway6 = "fe80::1"\nslaac = true\n', 'v6.toml').ports[0]!;
+    assert.equal(p.addr6, '2001:db8::2/64');
+    assert.equal(p.gateway6, 'fe80::1');
+    assert.equal(p.slaac, true);
+  });
+
   test('bad CIDR, address, gateway and MAC', () => {
     assertNames(fails('[[port]]\naddr = "198.18.0.2/33"\n'), 2, 'port[0].addr', /IPv4 address with prefix length .*\(got "198\.18\.0\.2\/33"\)/);
     assertNames(fails('[[port]]\naddr = "198.18.0.2"\n'), 2, 'port[0].addr', /prefix length/);
     assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\ngateway = "198.18.1.1"\n'), 3, 'port[0].gateway', /not on 198\.18\.0\.2\/24's subnet/);
     assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\ngateway = "198.18.0.x"\n'), 3, 'port[0].gateway', /IPv4 address/);
     assertNames(fails('[[port]]\naddr6 = "2001:db8::g/64"\n'), 2, 'port[0].addr6', /IPv6 address/);
+    assertNames(fails('[[port]]\ngateway6 = "ff02::1"\n'), 2, 'port[0].gateway6', /unicast IPv6 address/);
+    assertNames(fails('[[port]]\ngateway6 = "2001:db8::1/64"\n'), 2, 'port[0].gateway6', /unicast IPv6 address/);
+    assertNames(fails('[[port]]\nslaac = "yes"\n'), 2, 'port[0].slaac', /true or false/);
     assertNames(fails('[[port]]\nhost_addr = "198.18.0.1"\n'), 2, 'port[0].host_addr', /prefix length/);
     assertNames(fails('[[port]]\nmac = "01:00:5e:00:00:01"\n'), 2, 'port[0].mac', /unicast/);
     assertNames(fails('[[port]]\nmac = "zz"\n'), 2, 'port[0].mac', /MAC address/);
