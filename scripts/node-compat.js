@@ -26,6 +26,7 @@
 //   --timeout S         per file and mode, seconds (default 30)
 //   --plain-cache FILE  reuse plain-Node results from FILE (JSON, written when absent)
 //   --json FILE         write every result as JSON
+//   --verbose           print each failure as it happens (instead of one mark per file)
 //   --config FILE       extra TOML appended to the generated tstack.toml (say, an [api] table)
 //
 // Under tstack each run gets the configuration a new user writes first: one TAP port, the
@@ -51,7 +52,7 @@ function parseArgs(argv) {
   const o = {
     nodeTest: process.env.NODE_TEST_DIR ?? null, ws: process.env.WS_SRC_DIR ?? null,
     filter: '^test-(net|dgram|http|tls|https)[-.]', files: null, sample: 0, seed: 1,
-    jobs: 2, timeout: 30, plainCache: null, json: null, config: null,
+    jobs: 2, timeout: 30, plainCache: null, json: null, config: null, verbose: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -68,6 +69,7 @@ function parseArgs(argv) {
       case '--plain-cache': o.plainCache = v(); break;
       case '--json': o.json = v(); break;
       case '--config': o.config = v(); break;
+      case '-v': case '--verbose': o.verbose = true; break;
       case '-h': case '--help':
         process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 40).filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n') + '\n');
         process.exit(0);
@@ -106,8 +108,10 @@ function runNode(args, { cwd, env, timeoutMs }) {
 function firstErrorLine(r) {
   if (r.timedOut) return `timeout (${Math.round(r.ms / 1000)} s)`;
   const lines = (r.stderr + '\n' + r.stdout).split('\n').map((l) => l.trim()).filter(Boolean);
-  const pick = lines.find((l) => /^(Uncaught )?([A-Z]\w*Error|Error)\b|ERR_[A-Z_]+|^AssertionError|^not ok /.test(l) && !/^at /.test(l))
-    ?? lines.find((l) => !/^(at |node:|\^|Node\.js v)/.test(l));
+  // An error's own first line ("TypeError [ERR_X]: …"), not the source line printed above it.
+  const pick = lines.find((l) => /^(Uncaught )?([A-Z]\w*)?(Error|Exception)\b( \[\w+\])?:?/.test(l))
+    ?? lines.find((l) => /^not ok /.test(l))
+    ?? lines.find((l) => !/^(at |node:|file:|\^|Node\.js v)/.test(l) && !/\bthrow\b/.test(l));
   const what = pick ? pick.slice(0, 200) : '(no output)';
   return r.signal ? `${what} [signal ${r.signal}]` : `${what} [exit ${r.code}]`;
 }
@@ -207,6 +211,7 @@ async function nodeSuite(o, slots) {
       const r = await runNode([...flags, file], { cwd: root, env, timeoutMs });
       plain = { pass: r.code === 0 && !r.timedOut, error: r.code === 0 && !r.timedOut ? null : firstErrorLine(r), ms: r.ms };
       cache[f] = plain;
+      if (o.plainCache) writeFileSync(o.plainCache, JSON.stringify(cache, null, 1));
     }
     const r = await runNode([...flags, '--import', REGISTER, file], { cwd: root, env: { ...env, TSTACK_CONFIG: slotConfig(slot) }, timeoutMs });
     const tstack = { pass: r.code === 0 && !r.timedOut, error: r.code === 0 && !r.timedOut ? null : firstErrorLine(r), ms: r.ms };
@@ -214,8 +219,12 @@ async function nodeSuite(o, slots) {
   }, (i, res) => {
     results[i] = res;
     finished++;
-    const mark = res.plain.pass ? (res.tstack.pass ? '.' : 'F') : (res.tstack.pass ? '+' : 'x');
-    process.stderr.write(mark + (finished % 80 === 0 ? ` ${finished}\n` : ''));
+    if (o.verbose) {
+      if (res.plain.pass && !res.tstack.pass) process.stderr.write(`FAIL ${res.file}: ${res.tstack.error}\n`);
+    } else {
+      const mark = res.plain.pass ? (res.tstack.pass ? '.' : 'F') : (res.tstack.pass ? '+' : 'x');
+      process.stderr.write(mark + (finished % 80 === 0 ? ` ${finished}\n` : ''));
+    }
   });
   process.stderr.write('\n');
   if (o.plainCache) writeFileSync(o.plainCache, JSON.stringify(cache, null, 1));
