@@ -27,6 +27,8 @@
 //   --plain-cache FILE  reuse plain-Node results from FILE (JSON, written when absent)
 //   --json FILE         write every result as JSON
 //   --verbose           print each failure as it happens (instead of one mark per file)
+//   --tstack DIR        the tstack package whose dist/ to test (default: this one); a copy
+//                       keeps a long run steady while this tree is rebuilt
 //   --config FILE       extra TOML appended to the generated tstack.toml (say, an [api] table)
 //
 // Under tstack each run gets the configuration a new user writes first: one TAP port, the
@@ -44,7 +46,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const REGISTER = pathToFileURL(join(ROOT, 'dist/src/api/register.js')).href;
+/** The tstack package under test (--tstack): its built dist/ provides the register. */
+let REGISTER = pathToFileURL(join(ROOT, 'dist/src/api/register.js')).href;
 
 // ---- arguments ---------------------------------------------------------------------------
 
@@ -52,7 +55,7 @@ function parseArgs(argv) {
   const o = {
     nodeTest: process.env.NODE_TEST_DIR ?? null, ws: process.env.WS_SRC_DIR ?? null,
     filter: '^test-(net|dgram|http|tls|https)[-.]', files: null, sample: 0, seed: 1,
-    jobs: 2, timeout: 30, plainCache: null, json: null, config: null, verbose: false,
+    jobs: 2, timeout: 30, plainCache: null, json: null, config: null, verbose: false, tstack: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -69,6 +72,7 @@ function parseArgs(argv) {
       case '--plain-cache': o.plainCache = v(); break;
       case '--json': o.json = v(); break;
       case '--config': o.config = v(); break;
+      case '--tstack': o.tstack = v(); break;
       case '-v': case '--verbose': o.verbose = true; break;
       case '-h': case '--help':
         process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 40).filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n') + '\n');
@@ -372,6 +376,7 @@ require(path.resolve(process.argv[2]));
 // ---- main --------------------------------------------------------------------------------
 
 const o = parseArgs(process.argv.slice(2));
+if (o.tstack) REGISTER = pathToFileURL(join(resolve(o.tstack), 'dist/src/api/register.js')).href;
 if (!existsSync(fileURLToPath(REGISTER))) die('dist/ is not built: run `npm run build` (npm run compat:node does)');
 const { slots, cleanup } = await makeSlots(o.jobs, o.config ? readFileSync(o.config, 'utf8') : null);
 const report = {};

@@ -581,6 +581,24 @@ export class Socket extends Duplex {
     }
   }
 
+  /**
+   * Node wraps a stream that is not a kernel net.Socket in a JSStreamSocket to run TLS (or
+   * HTTP/2) over it, and from then on the wrapper owns the stream's lifetime: it ends it
+   * (doShutdown) and destroys it (doClose) when the TLS socket does. Over a kernel socket, the
+   * TLS socket's own allowHalfOpen decides what the peer's FIN does; if this socket ended and
+   * closed itself on that FIN, the TLS socket would close with its data unread (a paused
+   * reader loses the peer's last bytes and 'end'), and a TLS write in between would fail with
+   * "This socket has been ended by the other party". So a wrapped socket is half-open: the
+   * wrapper recognised by its constructor, which pauses the stream before it listens to it.
+   * (A tick later: TLSSocket's constructor copies this socket's allowHalfOpen right after.)
+   */
+  override pause(): this {
+    if (!this.allowHalfOpen && this.listenerCount('data') === 0 && new Error().stack?.includes('node:internal/js_stream_socket')) {
+      process.nextTick(() => { this.allowHalfOpen = true; });
+    }
+    return super.pause();
+  }
+
   /** Ends the writable side, then destroys the socket once the data has been handed over. */
   destroySoon(): void {
     if (this.writable) this.end();

@@ -1,48 +1,11 @@
 // Exit semantics: a program exits exactly when it would on kernel sockets. Each scenario is one
-// small program run twice in a child process, once on node:net (127.0.0.1) and once on
-// tstack/net (two stacks on a memory wire, their loops adopted so that socket handles decide
-// whether they keep the process alive, as under `tstack run`). Both runs must print the same
-// events and exit by themselves; a hang is a failure, reported with what the program printed.
-import { test, describe, before, after } from 'node:test';
-import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// small program run on node:net and on tstack/net (test/helpers/compat-program.ts): both runs
+// must print the same events and exit by themselves; a hang is a failure, reported with what
+// the program printed.
+import { test, describe, after } from 'node:test';
+import { assertSameOnKernelAndTstack, removePrograms } from '../helpers/compat-program.js';
 
-const DIST = new URL('../../', import.meta.url).href; // dist/
-
-/** The program's prologue: `net`, `host` and `log` for the scenario's body. */
-const PROLOGUE = `
-const mode = process.argv[2];
-let net, host;
-const log = (s) => process.stdout.write(s + '\\n');
-process.on('exit', (code) => log('exit ' + code));
-if (mode === 'kernel') {
-  net = await import('node:net');
-  host = '127.0.0.1';
-} else {
-  const t = await import('${DIST}src/api/net.js');
-  const { MemoryWire } = await import('${DIST}src/driver/memory.js');
-  const { parseConfig } = await import('${DIST}src/runtime/config.js');
-  const { startInstance } = await import('${DIST}src/runtime/instance.js');
-  const { realClock } = await import('${DIST}src/runtime/loop.js');
-  const { adoptInstance } = await import('${DIST}src/api/runtime.js');
-  const wire = new MemoryWire({ clock: realClock });
-  const mk = (addr) => {
-    const inst = startInstance(parseConfig('[stack]\\npoll = "interrupt"\\n[[port]]\\ndriver = "memory"\\naddr = "' + addr + '"\\n', 'exit.toml'), { memoryWire: wire });
-    adoptInstance(inst);
-    process.on('exit', () => inst.stop());
-    return inst;
-  };
-  const a = mk('198.18.31.1/24'), b = mk('198.18.31.2/24');
-  host = '198.18.31.2';
-  net = {
-    createServer: (o, l) => typeof o === 'function' ? t.createServer({ stack: b }, o) : t.createServer({ ...o, stack: b }, l),
-    connect: (o, cb) => t.connect({ ...o, stack: a }, cb),
-  };
-}
-`;
+after(removePrograms);
 
 const scenarios: Record<string, string> = {
   'a client paused before it connects does not keep the process alive': `
@@ -103,42 +66,8 @@ const scenarios: Record<string, string> = {
     }`,
 };
 
-interface Run { code: number | null; out: string; timedOut: boolean }
-
-function runProgram(file: string, mode: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [file, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let timedOut = false;
-    p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const t = setTimeout(() => { timedOut = true; p.kill('SIGKILL'); }, 15_000);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, timedOut }); });
-  });
-}
-
-let dir: string;
-before(() => { dir = mkdtempSync(join(tmpdir(), 'tstack-net-exit-')); });
-after(() => rmSync(dir, { recursive: true, force: true }));
-
 describe('exit semantics: a program on tstack/net exits when the same program on node:net does', () => {
-  let n = 0;
   for (const [name, body] of Object.entries(scenarios)) {
-    test(name, async () => {
-      const file = join(dir, `p${n++}.mjs`);
-      writeFileSync(file, PROLOGUE + body + '\n');
-      const [k, t] = await Promise.all([runProgram(file, 'kernel'), runProgram(file, 'tstack')]);
-      assert.ok(!k.timedOut, `the kernel run exits by itself:\n${k.out}`);
-      assert.ok(!t.timedOut, `the tstack run exits by itself (it hung; printed so far):\n${t.out}`);
-      // Each side's events in its own order; how the two sides interleave no network fixes.
-      const norm = (s: string) => {
-        const lines = s.replaceAll('198.18.31.2', 'HOST').replaceAll('127.0.0.1', 'HOST').split('\n');
-        const side = (p: string) => lines.filter((l) => l.startsWith(p));
-        return [...side('client:'), ...side('server:'), ...lines.filter((l) => !/^(client|server):/.test(l))].join('\n');
-      };
-      assert.equal(norm(t.out), norm(k.out), `tstack (actual) vs kernel (expected) output`);
-      assert.equal(t.code, k.code);
-    });
+    test(name, async () => { await assertSameOnKernelAndTstack(body); });
   }
 });
-
