@@ -277,8 +277,10 @@ export class Socket extends Duplex {
     this.#unrefTimer();
     this.#hasHandle = true;
     this.connecting = true;
-    this.#updateRef();
+    // As Node: an argument error throws from here with the socket left connecting but idle (no
+    // request was started), so it does not keep the process alive.
     this.#lookupAndConnect(options as unknown as TcpSocketConnectOpts);
+    this.#updateRef();
     return this;
   }
 
@@ -403,6 +405,7 @@ export class Socket extends Duplex {
     this.emit('ready');
     // Start the first read (or get an immediate EOF).
     if (!this.isPaused()) this.read(0);
+    this.#updateRef();
   };
 
   // ---- reading ---------------------------------------------------------------------------
@@ -424,6 +427,7 @@ export class Socket extends Duplex {
         if (this.#eof && !this.#eofPushed) {
           this.#eofPushed = true;
           this.#reading = false;
+          this.#updateRef();
           this.push(null);
           this.read(0);
         }
@@ -437,6 +441,7 @@ export class Socket extends Duplex {
       if (!this.push(n === chunk.length ? chunk : chunk.subarray(0, n))) {
         // The stream's buffer is full: leave the rest in the engine, whose window closes.
         this.#reading = false;
+        this.#updateRef();
         return;
       }
     }
@@ -447,6 +452,7 @@ export class Socket extends Duplex {
       this.once('connect', () => this._read(_size));
     } else if (!this.#reading) {
       this.#reading = true;
+      this.#updateRef();
       this.#pull();
     }
   }
@@ -489,6 +495,7 @@ export class Socket extends Duplex {
     }
     if (n === data.length) { cb(); return; }
     this.#pending = { data: data.subarray(n), cb };
+    this.#updateRef();
   }
 
   readonly #onDrain = (): void => {
@@ -500,12 +507,14 @@ export class Socket extends Duplex {
       n = tcp.write(p.data);
     } catch (e) {
       this.#pending = null;
+      this.#updateRef();
       p.cb(errnoException(tcpCode(e), 'write'));
       return;
     }
     this.#unrefTimer();
     if (n < p.data.length) { p.data = p.data.subarray(n); return; }
     this.#pending = null;
+    this.#updateRef();
     p.cb();
   };
 
@@ -570,6 +579,24 @@ export class Socket extends Duplex {
       server._connections--;
       server._emitCloseIfDrained();
     }
+  }
+
+  /**
+   * Node wraps a stream that is not a kernel net.Socket in a JSStreamSocket to run TLS (or
+   * HTTP/2) over it, and from then on the wrapper owns the stream's lifetime: it ends it
+   * (doShutdown) and destroys it (doClose) when the TLS socket does. Over a kernel socket, the
+   * TLS socket's own allowHalfOpen decides what the peer's FIN does; if this socket ended and
+   * closed itself on that FIN, the TLS socket would close with its data unread (a paused
+   * reader loses the peer's last bytes and 'end'), and a TLS write in between would fail with
+   * "This socket has been ended by the other party". So a wrapped socket is half-open: the
+   * wrapper recognised by its constructor, which pauses the stream before it listens to it.
+   * (A tick later: TLSSocket's constructor copies this socket's allowHalfOpen right after.)
+   */
+  override pause(): this {
+    if (!this.allowHalfOpen && this.listenerCount('data') === 0 && new Error().stack?.includes('node:internal/js_stream_socket')) {
+      process.nextTick(() => { this.allowHalfOpen = true; });
+    }
+    return super.pause();
   }
 
   /** Ends the writable side, then destroys the socket once the data has been handed over. */
@@ -718,9 +745,15 @@ export class Socket extends Duplex {
     return this;
   }
 
-  /** Hold a handle count on the stack exactly while the socket is open (or opening) and ref'd. */
+  /**
+   * Hold a handle count on the stack exactly while libuv's TCP handle would keep the loop
+   * alive: a connect or write request in flight (ref'd or not, as libuv's requests), or the
+   * handle reading and ref'd. A socket that is not reading (paused on connect, its buffer full,
+   * or past the peer's FIN) and has nothing to send lets the process exit, as Node's does.
+   */
   #updateRef(): void {
-    const want = this.#ctx !== null && this.#hasHandle && this.#refd;
+    const want = this.#ctx !== null && this.#hasHandle &&
+      (this.connecting || this.#pending !== null || (this.#refd && this.#reading));
     if (want === this.#holding) return;
     this.#holding = want;
     if (want) this.#ctx!.acquire();
