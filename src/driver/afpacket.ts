@@ -109,7 +109,7 @@ export interface AfPacketOptions {
 export function kernelEndName(ifname: string): string { return `${ifname}h`; }
 
 /** Runs fn with the calling thread inside namespace `netns` (when given), and always back out. */
-function inNetns<T>(netns: string | undefined, fn: () => T): T {
+export function inNetns<T>(netns: string | undefined, fn: () => T): T {
   if (netns === undefined) return fn();
   const target = libc.open(`/var/run/netns/${netns}`, libc.O_RDONLY | libc.O_CLOEXEC);
   if (target < 0) throw new libc.SysError(`open(/var/run/netns/${netns})`, libc.errno());

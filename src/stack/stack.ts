@@ -55,6 +55,9 @@ export function defineIpSysctls(s: Sysctl): void {
   s.define({ name: 'net.inet.ip.portrange.last', type: 'int', default: 65535, min: 1024, max: 65535, description: 'last ephemeral port' });
 }
 
+/** A subscriber to the stack's local ports (Stack.watchPorts): proto 6 (TCP) or 17 (UDP). */
+export type PortWatcher = (proto: number, port: number, inUse: boolean) => void;
+
 export class Stack implements ArpContext, ReassContext, TcpHost {
   readonly clock: Clock;
   readonly sysctl: Sysctl;
@@ -415,6 +418,27 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
   /** TcpHost: deferred TCP output is waiting for flushOutput(). */
   outputPending(): void {
     this.onOutput?.();
+  }
+
+  private portWatchers: PortWatcher[] = [];
+
+  /**
+   * Calls `watcher(proto, port, true)` for every TCP (6) and UDP (17) local port the stack holds
+   * now, then on every change: a port taken by a listener, a connection, a TIME_WAIT entry or a
+   * bound UDP socket (true), or no longer held by any (false). Returns the unsubscribe. What a
+   * driver's exception path uses to hand the kernel every frame the stack has no socket for.
+   */
+  watchPorts(watcher: PortWatcher): () => void {
+    for (const p of this.tcp.portsInUse()) watcher(6, p, true);
+    for (const p of this.udp.portsInUse()) watcher(17, p, true);
+    this.portWatchers = [...this.portWatchers, watcher];
+    return () => { this.portWatchers = this.portWatchers.filter((w) => w !== watcher); };
+  }
+
+  /** TcpHost (and Udp): a local port changed hands; see watchPorts. */
+  portChanged(proto: number, port: number, inUse: boolean): void {
+    const ws = this.portWatchers;
+    for (let i = 0; i < ws.length; i++) ws[i]!(proto, port, inUse);
   }
 
   /**

@@ -132,6 +132,9 @@ export class Udp {
 
   open(): UdpSocket { return new UdpSocket(this); }
 
+  /** Bound local ports (allocates: for subscribers). */
+  portsInUse(): number[] { return [...this.ports.keys()]; }
+
   get socketCount(): number { let n = 0; for (const l of this.ports.values()) n += l.length; return n; }
 
   /** @internal */
@@ -148,7 +151,10 @@ export class Udp {
         if (overlap && !(o.reuseAddr && s.reuseAddr)) throw new NetError('EADDRINUSE', `port ${port} in use`);
       }
       list.push(s);
-    } else this.ports.set(port, [s]);
+    } else {
+      this.ports.set(port, [s]);
+      this.stack.portChanged(17, port, true);
+    }
     s.localAddr = addr;
     s.localPort = port;
   }
@@ -159,7 +165,10 @@ export class Udp {
     if (!list) return;
     const i = list.indexOf(s);
     if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.ports.delete(s.localPort);
+    if (list.length === 0) {
+      this.ports.delete(s.localPort);
+      this.stack.portChanged(17, s.localPort, false);
+    }
   }
 
   private ephemeral(addr: number): number {
