@@ -31,8 +31,8 @@ export interface AppOptions {
   readyTimeoutMs?: number;
   /** Keep stdin open (a pipe) for programs that wait for input. */
   stdin?: boolean;
-  /** The port's driver (default "tap"; "afpacket" creates a veth pair in the namespace). */
-  driver?: 'tap' | 'afpacket';
+  /** The port's driver (default "tap"; "afpacket" and "afxdp" create a veth pair in the namespace). */
+  driver?: 'tap' | 'afpacket' | 'afxdp';
 }
 
 export interface RunningApp {
