@@ -470,17 +470,20 @@ export class AfXdpDriver implements Driver {
     if (this.txPending > 0) {
       const tx = this.tx;
       Atomics.store(tx.i32, tx.prod, this.txProd | 0);
-      // Copy mode sends at most 32 descriptors per kick: kick until the kernel took them all,
-      // or it stops making progress (EAGAIN/EBUSY: the device queue is full; the next flush retries).
+      // Copy mode sends at most 32 descriptors per kick and answers EAGAIN while more wait:
+      // kick until the kernel took them all, or stops making progress (EBUSY/ENOBUFS: the
+      // device queue is full; the next flush kicks again).
       let kicks = Math.ceil(this.txPending / TX_KICK_BATCH) + 1;
+      let cons = Atomics.load(tx.i32, tx.cons) >>> 0;
       while (kicks-- > 0) {
         const r = libc.sendtoAt(this.fd, 0, 0, libc.MSG_DONTWAIT);
         if (r < 0) {
           const e = libc.errno();
-          if (e !== libc.EAGAIN && e !== libc.EBUSY && e !== libc.ENOBUFS && e !== libc.EINTR) this.st.txErrors++;
-          break;
+          if (e !== libc.EAGAIN && e !== libc.EBUSY && e !== libc.ENOBUFS && e !== libc.EINTR) { this.st.txErrors++; break; }
         }
-        if ((Atomics.load(tx.i32, tx.cons) >>> 0) === this.txProd) break;
+        const now = Atomics.load(tx.i32, tx.cons) >>> 0;
+        if (now === this.txProd || now === cons) break;
+        cons = now;
       }
       this.txPending = ((this.txProd - (Atomics.load(tx.i32, tx.cons) >>> 0)) >>> 0);
     }
