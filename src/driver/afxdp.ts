@@ -341,7 +341,9 @@ export class AfXdpDriver implements Driver {
         sv.setUint32(8, queue, true);
         if (libc.bind(fd, sxdp) < 0) {
           const e = libc.errno();
-          const hint = opts.zeroCopy && (e === 95 || e === 22) ? ` (${name}'s driver does not do AF_XDP zero-copy on queue ${queue}; use copy mode)` : '';
+          const hint = opts.zeroCopy && (e === 95 || e === 22) ? ` (${name}'s driver does not do AF_XDP zero-copy on queue ${queue}; use copy mode)`
+            : e === libc.EINVAL ? ` (${name} has no receive queue ${queue}?)`
+            : e === libc.EBUSY ? ` (another AF_XDP socket already serves queue ${queue})` : '';
           throw new Error(`bind(AF_XDP ${name} queue ${queue}): ${libc.errnoName(e)}${hint}`);
         }
         bpf.mapUpdateU32(att.xskMapFd, queue, fd);

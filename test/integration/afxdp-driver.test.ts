@@ -165,6 +165,25 @@ test('AfXdpDriver carries a Stack\'s ICMP, ARP and TCP to the kernel over a veth
   });
 });
 
+test('AfXdpDriver refuses clearly and leaves nothing behind: zero-copy on a veth, a queue the device lacks, a queue already served', { timeout: 30_000 }, async (t) => {
+  if (!requireRoot(t, ['ip'])) return;
+  const ns = createNetns('xdp-err');
+  t.after(() => destroyNetns(ns));
+  const name = `xdz${process.pid % 100000}`;
+  assert.throws(() => AfXdpDriver.open({ ifname: name, netns: ns, hostAddr: '198.18.78.1/24', zeroCopy: true }),
+    /bind\(AF_XDP .* queue 0\): EOPNOTSUPP \(.*does not do AF_XDP zero-copy/);
+  assert.throws(() => ipIn(ns, ['link', 'show', 'dev', name]), /does not exist/, 'the veth pair it made is gone');
+  ipIn(ns, ['link', 'add', 'q0', 'type', 'veth', 'peer', 'name', 'q1']);
+  assert.throws(() => AfXdpDriver.open({ ifname: 'q0', netns: ns, queue: 5 }), /queue 5\): EINVAL \(q0 has no receive queue 5/);
+  const d = AfXdpDriver.open({ ifname: 'q0', netns: ns });
+  t.after(() => d.close());
+  assert.throws(() => AfXdpDriver.open({ ifname: 'q0', netns: ns }), /EBUSY \(another AF_XDP socket already serves queue 0/);
+  assert.equal(linkJson(ns, 'q0').xdp?.prog?.name, 'tstack_xsk', 'the first socket\'s program stays');
+  d.close();
+  assert.equal(linkJson(ns, 'q0').xdp, undefined, 'close() detached the program');
+  assert.match(ipIn(ns, ['link', 'show', 'dev', 'q0']), /q0/, 'an interface the driver did not create stays');
+});
+
 test('tstack run examples/hello-http on driver = "afxdp": curl gets the body, ab -n 5000 -c 50 has 0 failed', { timeout: 120_000 }, async (t) => {
   if (!requireRoot(t, ['ip', 'curl', 'ab', 'sysctl'])) return;
   const app = await startApp({
