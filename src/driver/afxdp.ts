@@ -20,15 +20,14 @@
 // ARP frame the kernel receives, so the stack learns neighbours too (docs/drivers.md).
 //
 // Setup (veth pair, namespace, sysctl) shells out to iproute2 and sysctl: not per packet.
-import { BufferPool, Csum, type PacketBuffer } from '../buf/pktbuf.js';
-import { NO_OFFLOADS, type Offloads } from '../stack/device.js';
-import { completeChecksum } from './fault.js';
-import { randomLocalMac } from './tap.js';
-import { inNetns } from './afpacket.js';
+import { BufferPool, Csum, type PacketBuffer } from '../base/pktbuf.js';
+import { NO_OFFLOADS, type Offloads } from '../base/device.js';
+import { completeChecksum } from '../base/offload.js';
+import { randomLocalMac } from './vnet.js';
+import { inNetns, run as sh } from './sys/netns.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import * as bpf from './sys/bpf.js';
-import { run as sh } from '../runtime/netns.js';
 
 // <linux/if_xdp.h>
 const SOL_XDP = 283;
