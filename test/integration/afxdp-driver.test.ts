@@ -316,3 +316,42 @@ test('exception path: on an existing veth end that keeps the kernel\'s address, 
   });
 
 });
+
+test('tstack run hello-http on port 80 with [[port]] exception = true: the peer gets tstack on 80 and a kernel socat on 7777 of the same address', { timeout: 120_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'curl', 'ab', 'socat'])) return;
+  const nsPeer = createNetns('xdp-runp');
+  const SHARED = '198.18.79.1', PEER = '198.18.79.9';
+  const peerEnd = `xrb${process.pid % 100000}`;
+  let socat: ChildProcess | null = null;
+  t.after(() => { socat?.kill('SIGKILL'); destroyNetns(nsPeer); });
+  const app = await startApp({
+    prefix: 'xdp-runx', subnet: 79, app: 'examples/hello-http/server.js', env: { PORT: '80' },
+    ready: /hello-http: listening on :::80/,
+    port: (ns, ifname) => {
+      // An existing veth end whose kernel side carries the address the stack will share.
+      ipIn(ns, ['link', 'add', ifname, 'type', 'veth', 'peer', 'name', peerEnd, 'netns', nsPeer]);
+      ipIn(ns, ['addr', 'add', `${SHARED}/24`, 'dev', ifname]);
+      ipIn(ns, ['link', 'set', ifname, 'up']);
+      ipIn(nsPeer, ['addr', 'add', `${PEER}/24`, 'dev', peerEnd]);
+      ipIn(nsPeer, ['link', 'set', peerEnd, 'up']);
+      socat = spawn('ip', ['netns', 'exec', ns, 'socat', `TCP-LISTEN:7777,bind=${SHARED},reuseaddr,fork`, 'SYSTEM:echo kernel-socat'], { stdio: 'ignore' });
+      return `[[port]]\ndriver = "afxdp"\nifname = "${ifname}"\naddr = "${SHARED}/24"\nnetns = "${ns}"\nexception = true\n`;
+    },
+  });
+  assert.equal(await curl(nsPeer, [`http://${SHARED}/`]), 'Hello from tstack\n');
+  const k = await runIn(nsPeer, 'socat', ['-T', '3', '-', `TCP:${SHARED}:7777`], { timeoutMs: 10_000 });
+  assert.equal(k.stdout, 'kernel-socat\n', k.stderr);
+  const r = await ab(nsPeer, `http://${SHARED}/`, 2000, 20);
+  assert.equal(r.complete, 2000, r.raw);
+  assert.equal(r.failed, 0, r.raw);
+  // The kernel kept serving while tstack was busy.
+  const k2 = await runIn(nsPeer, 'socat', ['-T', '3', '-', `TCP:${SHARED}:7777`], { timeoutMs: 10_000 });
+  assert.equal(k2.stdout, 'kernel-socat\n', k2.stderr);
+  console.log(`afxdp exception path under tstack run: ab -n 2000 -c 20: ${r.rps} requests/s; socat on the kernel answered before and after`);
+  app.child.kill('SIGTERM');
+  assert.deepEqual(await app.exited, { code: 0, signal: null }, app.output());
+  // The interface was not tstack's: it stays, with its address, and without our program.
+  assert.match(ipIn(app.ns, ['addr', 'show', 'dev', app.ifname]), new RegExp(`inet ${SHARED.replace(/\./g, '\\.')}/24`));
+  assert.equal(linkJson(app.ns, app.ifname).xdp, undefined);
+  await app.stop();
+});
