@@ -78,7 +78,11 @@ export interface SysctlSetting { name: string; value: SysctlValue; line: number 
 export interface TstackConfig {
   /** The file name used in error messages. */
   file: string;
-  stack: { workers: number; poll: PollMode };
+  /**
+   * busyPollUs (adaptive poll): after traffic, keep polling the devices for this many
+   * microseconds before sleeping on readiness; 0 keeps the iteration-count budget.
+   */
+  stack: { workers: number; poll: PollMode; busyPollUs: number };
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
@@ -135,7 +139,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
   const cfg: TstackConfig = {
     file: fileName,
-    stack: { workers: 1, poll: 'adaptive' },
+    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0 },
     ports: [],
     sysctl: [],
     control: { socket: DEFAULT_CONTROL_SOCKET },
@@ -148,9 +152,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     switch (name) {
       case 'stack': {
         const t = v.table(['stack'], value);
-        v.known(['stack'], t, ['workers', 'poll']);
+        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us']);
         if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
         if (t.poll !== undefined) cfg.stack.poll = v.choice(['stack', 'poll'], t.poll, POLL_MODES);
+        if (t.busy_poll_us !== undefined) cfg.stack.busyPollUs = v.int(['stack', 'busy_poll_us'], t.busy_poll_us, 0, 1_000_000);
         break;
       }
       case 'port': {

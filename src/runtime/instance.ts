@@ -144,7 +144,9 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     throw e;
   }
 
-  const loop = new RunLoop({ stack, clock, poll: config.stack.poll, ...(opts.onError && { onError: opts.onError }) });
+  const loop = new RunLoop({
+    stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, ...(opts.onError && { onError: opts.onError }),
+  });
   for (const p of ports) loop.addPort(p.driver, p.ifIndex);
   if (opts.start !== false) loop.start();
   let stopped = false;

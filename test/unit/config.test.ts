@@ -36,7 +36,7 @@ function assertNames(err: ConfigError, line: number, key: string, detail: RegExp
 describe('config defaults', () => {
   test('an empty file gives every default', () => {
     const c = parseConfig('', 'empty.toml');
-    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive' });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0 });
     assert.deepEqual(c.ports, []);
     assert.deepEqual(c.sysctl, []);
     assert.deepEqual(c.control, { socket: DEFAULT_CONTROL_SOCKET });
@@ -85,7 +85,7 @@ socket = "/tmp/t.sock"
 [log]
 level = "debug"
 `, 'd.toml', { sysctl: registry() });
-    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt' });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0 });
     const p = c.ports[0]!;
     assert.equal(p.gateway, '198.18.0.1');
     assert.equal(p.hostAddr, '198.18.0.1/24');
@@ -199,6 +199,11 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\nhost_addr = "198.18.70.1/24"\n'), 3, 'port[0].ifname', /at most 14 characters with host_addr/);
     // Without host_addr the driver attaches to an existing interface: 15 bytes are fine.
     assert.equal(parseConfig('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\n', 'f').ports[0]!.ifname, 'abcdefghijklmno');
+  });
+
+  test('[stack] busy_poll_us: microseconds of polling after traffic (adaptive), 0-1000000', () => {
+    assert.equal(parseConfig('[stack]\npoll = "adaptive"\nbusy_poll_us = 50\n', 'f').stack.busyPollUs, 50);
+    assertNames(fails('[stack]\nbusy_poll_us = -1\n'), 2, 'stack.busy_poll_us', /-1/);
   });
 
   test('afxdp takes exception, queue and zero_copy; exception needs addr and an existing interface; mtu fits a UMEM frame', () => {
