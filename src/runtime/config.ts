@@ -14,7 +14,7 @@ export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt']
 export type DriverKind = 'tap' | 'memory' | 'pcap' | 'afpacket' | 'afxdp';
 export const DRIVER_KINDS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket', 'afxdp'];
 /** Drivers that exist today; the others are accepted by name and refused with a clear error. */
-export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket'];
+export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket', 'afxdp'];
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
@@ -63,6 +63,15 @@ export interface PortConfig {
   netns?: string;
   /** Capture every frame this port receives and transmits into this pcap file. */
   pcap?: string;
+  /**
+   * afxdp: the exception path (F-Stack's KNI). The kernel keeps the interface and its address;
+   * only traffic for the stack's ports goes to the stack, the rest to the kernel.
+   */
+  exception?: boolean;
+  /** afxdp: the receive queue the socket serves; default 0. */
+  queue?: number;
+  /** afxdp: bind in zero-copy mode (the NIC's driver must support it); default false (copy mode). */
+  zeroCopy?: boolean;
   /** pcap driver: the file whose frames are replayed as received. */
   input?: string;
   /** pcap driver: the file transmitted frames are written to. */
@@ -74,7 +83,11 @@ export interface SysctlSetting { name: string; value: SysctlValue; line: number 
 export interface TstackConfig {
   /** The file name used in error messages. */
   file: string;
-  stack: { workers: number; poll: PollMode };
+  /**
+   * busyPollUs (adaptive poll): after traffic, keep polling the devices for this many
+   * microseconds before sleeping on readiness; 0 keeps the iteration-count budget.
+   */
+  stack: { workers: number; poll: PollMode; busyPollUs: number };
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
@@ -131,7 +144,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
   const cfg: TstackConfig = {
     file: fileName,
-    stack: { workers: 1, poll: 'adaptive' },
+    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0 },
     ports: [],
     sysctl: [],
     control: { socket: DEFAULT_CONTROL_SOCKET },
@@ -144,9 +157,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     switch (name) {
       case 'stack': {
         const t = v.table(['stack'], value);
-        v.known(['stack'], t, ['workers', 'poll']);
+        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us']);
         if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
         if (t.poll !== undefined) cfg.stack.poll = v.choice(['stack', 'poll'], t.poll, POLL_MODES);
+        if (t.busy_poll_us !== undefined) cfg.stack.busyPollUs = v.int(['stack', 'busy_poll_us'], t.busy_poll_us, 0, 1_000_000);
         break;
       }
       case 'port': {
@@ -198,10 +212,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
-const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output'];
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy'];
 /** Keys that only mean something for some drivers. */
 const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
-  host_addr: ['tap', 'afpacket'], host_addr6: ['tap', 'afpacket'], netns: ['tap', 'afpacket'], input: ['pcap'], output: ['pcap'],
+  host_addr: ['tap', 'afpacket', 'afxdp'], host_addr6: ['tap', 'afpacket', 'afxdp'], netns: ['tap', 'afpacket', 'afxdp'],
+  input: ['pcap'], output: ['pcap'], exception: ['afxdp'], queue: ['afxdp'], zero_copy: ['afxdp'],
 };
 
 function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
@@ -254,11 +269,25 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     if (mac[0]! & 1) v.fail(at('mac'), `must be a unicast MAC (the first octet's low bit is the multicast bit) (got ${JSON.stringify(t.mac)})`);
     p.mac = mac;
   }
-  // afpacket with host_addr creates a veth pair whose kernel end is named `${ifname}h`.
-  if (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
+  // afpacket and afxdp with host_addr create a veth pair whose kernel end is named `${ifname}h`.
+  if ((driver === 'afpacket' || driver === 'afxdp') && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
     v.fail(at('ifname'), `must be at most 14 characters with host_addr: the veth pair's kernel end is "${p.ifname}h" (got ${describe(p.ifname)})`);
   }
   if (t.netns !== undefined) p.netns = v.name(at('netns'), t.netns, 'a network namespace name');
+  if (t.exception !== undefined) {
+    if (typeof t.exception !== 'boolean') v.fail(at('exception'), `must be true or false (got ${describe(t.exception)})`);
+    if (t.exception && (t.host_addr !== undefined || t.host_addr6 !== undefined)) {
+      v.fail(at('exception'), 'applies to an existing interface whose kernel side keeps the address: remove host_addr/host_addr6');
+    }
+    if (t.exception && t.addr === undefined) v.fail(at('exception'), 'needs addr (the address the stack shares with the kernel)');
+    p.exception = t.exception;
+  }
+  if (t.queue !== undefined) p.queue = v.int(at('queue'), t.queue, 0, 63);
+  if (t.zero_copy !== undefined) {
+    if (typeof t.zero_copy !== 'boolean') v.fail(at('zero_copy'), `must be true or false (got ${describe(t.zero_copy)})`);
+    p.zeroCopy = t.zero_copy;
+  }
+  if (driver === 'afxdp' && p.mtu > 3490) v.fail(at('mtu'), `must be at most 3490 for afxdp (a frame fits one 4 KiB UMEM frame) (got ${p.mtu})`);
   if (t.pcap !== undefined) p.pcap = v.path(at('pcap'), t.pcap);
   if (t.input !== undefined) p.input = v.path(at('input'), t.input);
   if (t.output !== undefined) p.output = v.path(at('output'), t.output);

@@ -56,6 +56,9 @@ export interface InterfaceConfig {
   announce?: boolean;
 }
 
+/** A subscriber to the stack's local ports (Stack.watchPorts): proto 6 (TCP) or 17 (UDP). */
+export type PortWatcher = (proto: number, port: number, inUse: boolean) => void;
+
 export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost {
   readonly clock: Clock;
   readonly sysctl: Sysctl;
@@ -95,6 +98,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     defineUdpSysctls(this.sysctl);
     this.arp = new Arp(this);
     this.udp = new Udp(this.ipv4);
+    this.udp.onPortChanged = (proto, port, inUse) => this.portChanged(proto, port, inUse);
     this.tcp = new Tcp(this);
     this.ip6 = new Ipv6(this);
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
@@ -243,6 +247,27 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /** A frame or deferred TCP output is waiting: the run loop should flush soon. */
   outputPending(): void {
     this.onOutput?.();
+  }
+
+  private portWatchers: PortWatcher[] = [];
+
+  /**
+   * Calls `watcher(proto, port, true)` for every TCP (6) and UDP (17) local port the stack holds
+   * now, then on every change: a port taken by a listener, a connection, a TIME_WAIT entry or a
+   * bound UDP socket (true), or no longer held by any (false). Returns the unsubscribe. What a
+   * driver's exception path uses to hand the kernel every frame the stack has no socket for.
+   */
+  watchPorts(watcher: PortWatcher): () => void {
+    for (const p of this.tcp.portsInUse()) watcher(6, p, true);
+    for (const p of this.udp.portsInUse()) watcher(17, p, true);
+    this.portWatchers = [...this.portWatchers, watcher];
+    return () => { this.portWatchers = this.portWatchers.filter((w) => w !== watcher); };
+  }
+
+  /** TcpHost (and Udp): a local port changed hands; see watchPorts. */
+  portChanged(proto: number, port: number, inUse: boolean): void {
+    const ws = this.portWatchers;
+    for (let i = 0; i < ws.length; i++) ws[i]!(proto, port, inUse);
   }
 
   isLocalAddress(addr: number): boolean { return this.ipv4.isLocalAddress(addr); }

@@ -36,7 +36,7 @@ function assertNames(err: ConfigError, line: number, key: string, detail: RegExp
 describe('config defaults', () => {
   test('an empty file gives every default', () => {
     const c = parseConfig('', 'empty.toml');
-    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive' });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0 });
     assert.deepEqual(c.ports, []);
     assert.deepEqual(c.sysctl, []);
     assert.deepEqual(c.control, { socket: DEFAULT_CONTROL_SOCKET });
@@ -85,7 +85,7 @@ socket = "/tmp/t.sock"
 [log]
 level = "debug"
 `, 'd.toml', { sysctl: registry() });
-    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt' });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0 });
     const p = c.ports[0]!;
     assert.equal(p.gateway, '198.18.0.1');
     assert.equal(p.hostAddr, '198.18.0.1/24');
@@ -197,8 +197,7 @@ describe('config errors name the file, the key and the line', () => {
     assert.equal(e2.key, 'port[0].mtu');
   });
 
-  test('unimplemented driver', () => {
-    assertNames(fails('[[port]]\ndriver = "afxdp"\n'), 2, 'port[0].driver', /"afxdp" is not implemented yet \(available: tap, memory, pcap, afpacket\)/);
+  test('unknown driver', () => {
     assertNames(fails('[[port]]\ndriver = "dpdk"\n'), 2, 'port[0].driver', /must be one of "tap", "memory", "pcap", "afpacket", "afxdp"/);
   });
 
@@ -210,6 +209,24 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\nhost_addr = "198.18.70.1/24"\n'), 3, 'port[0].ifname', /at most 14 characters with host_addr/);
     // Without host_addr the driver attaches to an existing interface: 15 bytes are fine.
     assert.equal(parseConfig('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\n', 'f').ports[0]!.ifname, 'abcdefghijklmno');
+  });
+
+  test('[stack] busy_poll_us: microseconds of polling after traffic (adaptive), 0-1000000', () => {
+    assert.equal(parseConfig('[stack]\npoll = "adaptive"\nbusy_poll_us = 50\n', 'f').stack.busyPollUs, 50);
+    assertNames(fails('[stack]\nbusy_poll_us = -1\n'), 2, 'stack.busy_poll_us', /-1/);
+  });
+
+  test('afxdp takes exception, queue and zero_copy; exception needs addr and an existing interface; mtu fits a UMEM frame', () => {
+    const cfg = parseConfig('[[port]]\ndriver = "afxdp"\nifname = "eth1"\naddr = "198.18.80.2/24"\nexception = true\nqueue = 3\nzero_copy = true\n', 'f');
+    assert.equal(cfg.ports[0]!.driver, 'afxdp');
+    assert.equal(cfg.ports[0]!.exception, true);
+    assert.equal(cfg.ports[0]!.queue, 3);
+    assert.equal(cfg.ports[0]!.zeroCopy, true);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\nexception = true\n'), 3, 'port[0].exception', /needs addr/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\naddr = "198.18.80.2/24"\nhost_addr = "198.18.80.1/24"\nexception = true\n'), 5, 'port[0].exception', /existing interface/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\nexception = "yes"\n'), 3, 'port[0].exception', /true or false/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\nmtu = 9000\n'), 3, 'port[0].mtu', /at most 3490/);
+    assertNames(fails('[[port]]\ndriver = "afpacket"\nexception = true\n'), 3, 'port[0].exception', /only applies to driver "afxdp"/);
   });
 
   test('driver-specific keys on the wrong driver, and duplicate ifnames', () => {

@@ -252,14 +252,31 @@ export class Tcp {
     return connHash(this.hashKey, laddr, lport, raddr, rport);
   }
 
+  /** A connection or TIME_WAIT entry took `port`; tells the host when the port was free. */
+  private portRef(port: number): void {
+    if (this.portRefs[port]!++ === 0 && !this.listeners.has(port)) this.host.portChanged?.(6, port, true);
+  }
+
+  /** A connection or TIME_WAIT entry let `port` go; tells the host when nothing holds it now. */
+  private portUnref(port: number): void {
+    if (--this.portRefs[port]! === 0 && !this.listeners.has(port)) this.host.portChanged?.(6, port, false);
+  }
+
+  /** Local ports a listener, connection or TIME_WAIT entry holds (allocates: for subscribers). */
+  portsInUse(): number[] {
+    const out: number[] = [];
+    for (let p = 1; p < 65536; p++) if (this.portRefs[p] !== 0 || this.listeners.has(p)) out.push(p);
+    return out;
+  }
+
   /** @internal moves a connection into TIME_WAIT (its TCB just left the table); returns the slot. */
   addTimeWait(tcb: Tcb, expires: number, wndField: number, rcvWnd: number): number {
-    this.portRefs[tcb.lport]!++;
+    this.portRef(tcb.lport);
     return this.timeWait.add(tcb, connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport), expires, wndField, rcvWnd);
   }
 
   /** @internal a TIME_WAIT entry was freed */
-  timeWaitGone(lport: number): void { this.portRefs[lport]!--; }
+  timeWaitGone(lport: number): void { this.portUnref(lport); }
 
   /** The TIME_WAIT slot of a 4-tuple, or -1. */
   lookupTimeWait(laddr: number, lport: number, raddr: number, rport: number): number {
@@ -422,7 +439,7 @@ export class Tcp {
     this.buckets[i] = tcb;
     tcb.inTable = true;
     this.connCount++;
-    this.portRefs[tcb.lport]!++;
+    this.portRef(tcb.lport);
   }
 
   remove(tcb: Tcb): void {
@@ -438,7 +455,7 @@ export class Tcp {
     tcb.hashNext = null;
     tcb.inTable = false;
     this.connCount--;
-    this.portRefs[tcb.lport]!--;
+    this.portUnref(tcb.lport);
   }
 
   /** Doubles the bucket array and rehashes every chain (amortised: load stays at most 1). */
@@ -503,12 +520,15 @@ export class Tcp {
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog);
     this.listeners.set(port, l);
+    if (this.portRefs[port] === 0) this.host.portChanged?.(6, port, true);
     return l;
   }
 
   /** @internal called by TcpListener.close() */
   unlisten(l: TcpListener): void {
-    if (this.listeners.get(l.localPort) === l) this.listeners.delete(l.localPort);
+    if (this.listeners.get(l.localPort) !== l) return;
+    this.listeners.delete(l.localPort);
+    if (this.portRefs[l.localPort] === 0) this.host.portChanged?.(6, l.localPort, false);
   }
 
   /**
