@@ -116,7 +116,10 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
 
   // RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ <= Last.ACK.sent then SEG.TSval is
   // copied to TS.Recent".
-  if (tcb.tsOk && opts.timestamps && seqGe(opts.tsVal, tcb.tsRecent) && seqLe(seg.seq, tcb.lastAckSent)) {
+  // Like Linux, not from a segment whose ACK covers data never sent: a forged or broken segment
+  // must not move TS.Recent (it would weaken PAWS for the real peer's segments).
+  if (tcb.tsOk && opts.timestamps && seqGe(opts.tsVal, tcb.tsRecent) && seqLe(seg.seq, tcb.lastAckSent)
+    && (!(flags & TcpFlag.ACK) || seqLe(seg.ack, tcb.sndMax))) {
     tcb.tsRecent = opts.tsVal; tcb.tsRecentAge = now;
   }
 
@@ -297,6 +300,9 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   rackOnAck(tcp, tcb, opts, now);
   tcb.rexmtCount = 0;
   tcb.firstRexmtTime = -1;
+  // The user timeout runs from the oldest unacknowledged send; without per-segment send times,
+  // the data above this ACK counts from now (at most an RTT later than its send).
+  tcb.unaSentAt = ack === tcb.sndMax ? -1 : now;
   if (tcb.rtoRecovery && seqGe(ack, tcb.recover)) tcb.rtoRecovery = false;
   if (tcb.tlpHigh >= 0 && seqGe(ack, tcb.tlpHigh)) {
     // RFC 8985 §7.4: a D-SACK says the probe was a duplicate (nothing was lost). An ACK beyond
@@ -433,14 +439,38 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
   tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
   tcb.bytesReceived += adv;
   tcp.post(tcb, TcbEvent.Data);
+  // Linux's tcp_event_data_recv(): the first data of a connection, and data after a silence
+  // longer than the RTO (the sender restarts from a small window), enter quick-ACK mode so the
+  // peer's slow start is not held back by delayed ACKs; so does a filled hole (the sender is
+  // recovering).
+  if (tcb.lastDataRecvTime < 0 || now - tcb.lastDataRecvTime > tcb.rtt.rto || hadHoles) enterQuickAck(tcb);
+  tcb.lastDataRecvTime = now;
   // RFC 5681 §4.2: ACK at once when a segment fills a hole; otherwise delay, but ACK at least
   // every second full-sized segment (RFC 1122 §4.2.3.2) and within delacktime.
   tcb.unackedBytes += adv;
   if (hadHoles || !tcp.delayedAck || tcb.unackedBytes >= 2 * tcb.rcvMss) {
     tcb.ackNow = true;
+  } else if (tcb.quickAcks > 0 && !tcb.pingpong) {
+    // A quick ACK. Under a run loop (deferred output) it leaves at the end of this iteration,
+    // with the reply when the application answers at once, instead of just before it.
+    if (tcp.deferOutput) { tcb.quickAckPending = true; tcp.requestOutput(tcb); } else tcb.ackNow = true;
   } else if (!tcb.delackTimer.armed) {
     tcp.host.wheel.arm(tcb.delackTimer, now + tcp.delAckTime);
   }
+}
+
+/** Linux's TCP_MAX_QUICKACKS: the most segments acknowledged at once in a row. */
+const MAX_QUICKACKS = 16;
+
+/**
+ * Linux's tcp_incr_quickack(): a budget of one immediate ACK per two full segments the window
+ * holds (at least 2, at most 16); never lowers a budget already larger.
+ */
+export function enterQuickAck(tcb: Tcb): void {
+  let n = Math.floor(seqDiff(tcb.rcvAdv, tcb.rcvNxt) / (2 * tcb.rcvMss));
+  if (n <= 0) n = 2;
+  if (n > MAX_QUICKACKS) n = MAX_QUICKACKS;
+  if (n > tcb.quickAcks) tcb.quickAcks = n;
 }
 
 /** RFC 9293 §3.10.7.3: SYN-SENT. */
@@ -480,6 +510,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcb.rexmtCount = 0;
     tcb.firstRexmtTime = -1;
+    tcb.unaSentAt = -1;
     if (!establish(tcp, tcb, now)) return;
     tcb.ackNow = true;
     // Data or FIN on a SYN-ACK is rare; it is dropped and the peer retransmits it.
