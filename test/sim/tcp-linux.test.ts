@@ -209,3 +209,48 @@ test('TS.Recent is not taken from a segment whose ACK is above SND.NXT (Linux; k
   assert.equal(s.readableLength, 10);
   assert.equal(s.tcb.tsRecent, 5);
 });
+
+/** 20 segments in flight, the first lost; the peer SACKs one more segment per ACK. Returns segments sent per ACK. */
+function sackLossScenario(h: TcpHarness): { sent: number[]; s: ReturnType<typeof openActive>['s']; d0: number; sport: number } {
+  const { s, d0, sport } = openActive(h, { mss: 1000, sackOk: true });
+  s.write(filler(60000));
+  assert.equal(h.take().length, 20);
+  h.advance(50);
+  const sent: number[] = [];
+  for (let k = 1; k <= 19; k++) {
+    peerAckTo(h, sport, d0, { sack: [[d0 + 1000, d0 + 1000 + k * 1000]] });
+    sent.push(h.take().length);
+  }
+  return { sent, s, d0, sport };
+}
+
+test('RFC 6675 entering SACK recovery: the third duplicate ACK sends the fast retransmit alone while the pipe exceeds ssthresh', () => {
+  const h = new TcpHarness({ 'net.inet.tcp.initcwnd_segments': 20 });
+  const { s, d0, sport } = openActive(h, { mss: 1000, sackOk: true });
+  s.write(filler(60000));
+  h.take();
+  h.advance(50);
+  peerAckTo(h, sport, d0, { sack: [[d0 + 1000, d0 + 2000]] });
+  peerAckTo(h, sport, d0, { sack: [[d0 + 1000, d0 + 3000]] });
+  assert.equal(h.take().length, 2, 'RFC 3042 limited transmit: one new segment per duplicate ACK');
+  peerAckTo(h, sport, d0, { sack: [[d0 + 1000, d0 + 4000]] });
+  const entry = h.take();
+  // Pipe: 22 sent - 3 SACKed - 1 lost + 1 retransmitted = 19 segments > ssthresh 11: one segment.
+  assert.deepEqual(entry.map((x) => [x.seq - d0, x.data.length]), [[0, 1000]], entry.map(fmt).join(' ; '));
+  assert.equal(s.tcb.cc.ssthresh, 11000);
+});
+
+test('RFC 6937 PRR: in recovery one segment leaves per two delivered (ssthresh / RecoverFS = 11/22), not a stall then a burst', () => {
+  const h = new TcpHarness({ 'net.inet.tcp.initcwnd_segments': 20 });
+  const { sent, s, d0, sport } = sackLossScenario(h);
+  // ACKs 1, 2: limited transmit; 3: the fast retransmit; then PRR's proportional part. RFC 6675's
+  // cwnd - pipe rule sent 0 segments for the next 8 ACKs, then one per ACK.
+  assert.deepEqual(sent.slice(0, 15), [1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+  assert.ok(sent.every((n) => n <= 1), `never a burst: ${sent.join(',')}`);
+  assert.equal(h.tcp.counters.sackRecoveries, 1);
+  // The full ACK ends recovery with cwnd = ssthresh (RFC 6937 §3 "cwnd = ssthresh" on exit).
+  peerAckTo(h, sport, s.tcb.sndMax);
+  assert.equal(s.tcb.inRecovery, false);
+  assert.equal(s.tcb.cc.cwnd, s.tcb.cc.ssthresh);
+  void d0;
+});

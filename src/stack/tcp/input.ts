@@ -3,6 +3,7 @@
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
 import { armRexmtTimer, retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
@@ -175,8 +176,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     tcp.counters.rcvDupAck++;
     dupAck(tcp, tcb, seg, now);
   } else if (tcb.sackOk && opts.sackCount > 0) {
-    tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+    const newlySacked = tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
     if (rackOnAck(tcp, tcb, opts, now)) rackEnterRecovery(tcp, tcb, now);
+    else if (tcb.inRecovery) prrOnAck(tcb, newlySacked);
   }
 
   // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ
@@ -294,9 +296,12 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
     if (tcb.sock && (wasFull || tcb.sock.wantDrain) && !tcb.finQueued) tcp.post(tcb, TcbEvent.Drain);
   }
   const finAcked = tcb.finSent && seqGt(ack, tcb.finSeq);
+  const sackedBefore = tcb.hasScoreboard ? tcb.scoreboard.sackedBytes : 0;
   tcb.sndUna = ack;
   if (seqLt(tcb.sndNxt, ack)) tcb.sndNxt = ack;
   if (tcb.sackOk && (opts.sackCount > 0 || tcb.hasScoreboard)) tcb.scoreboard.update(ack, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  // RFC 6937 DeliveredData: "the change in snd.una" plus "the change in SACKed bytes".
+  const delivered = acked + (tcb.hasScoreboard ? tcb.scoreboard.sackedBytes : 0) - sackedBefore;
   rackOnAck(tcp, tcb, opts, now);
   tcb.rexmtCount = 0;
   tcb.firstRexmtTime = -1;
@@ -336,6 +341,8 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
       let cw = tcb.cc.cwnd - acked;
       if (acked >= mss) cw += mss;
       tcb.cc.cwnd = Math.max(cw, mss);
+    } else {
+      prrOnAck(tcb, delivered);
     }
   } else {
     tcb.dupAcks = 0;
@@ -362,7 +369,7 @@ function hasDsack(blocks: Uint32Array, n: number, ack: number): boolean {
 
 function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   const opts = seg.opts;
-  if (tcb.sackOk && opts.sackCount > 0) tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  const delivered = tcb.sackOk && opts.sackCount > 0 ? tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount) : 0;
   const rackLost = rackOnAck(tcp, tcb, opts, now);
   tcb.dupAcks++;
   const mss = tcb.maxSeg;
@@ -377,6 +384,7 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     // NewReno: "For each additional duplicate ACK received ... increment cwnd by SMSS" (RFC
     // 6582 §3.2 step 3 / RFC 5681 §3.2 step 4); SACK recovery sends by pipe instead.
     if (!tcb.sackOk) tcb.cc.cwnd += mss;
+    else prrOnAck(tcb, delivered);
     tcpOutput(tcp, tcb, now);
     return;
   }
@@ -393,6 +401,8 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     tcb.rttSeq = -1;
     // No loss probes during recovery (RFC 8985 §7.2): a pending probe timeout becomes the RTO.
     if (tcb.tlpArmed) armRexmtTimer(tcp, tcb, now);
+    // With SACK, RFC 6937 PRR sets the window for this ACK (RecoverFS: the flight just now).
+    if (tcb.sackOk) { prrStart(tcb); prrOnAck(tcb, delivered); }
     // RFC 5681 §3.2 step 2/3: retransmit the lost segment; NewReno inflates by 3 segments.
     const n = retransmit(tcp, tcb, tcb.sndUna, mss, now);
     if (tcb.sackOk) {

@@ -221,7 +221,7 @@ export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
 }
 
 /** RFC 6675 SetPipe(), less what RACK has since found lost (neither it nor its retransmission is in flight). */
-function sackPipe(tcb: Tcb, sb: SackScoreboard, mss: number): number {
+export function sackPipe(tcb: Tcb, sb: SackScoreboard, mss: number): number {
   const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
   const r = tcb.rack;
   if (r === null || r.lostCount === 0) return pipe;
@@ -426,6 +426,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     if (tcb.rack === null) tcb.rack = tcp.takeRack();
     tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
   }
+  if (tcb.inRecovery && len > 0) tcb.prrOut += len; // RFC 6937 prr_out
   sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize);
   if (flags & TcpFlag.ACK) {
     // An ACK of new data spends one of the quick-ACK budget (Linux's tcp_dec_quickack_mode()).
