@@ -92,6 +92,8 @@ export class Tcb {
   /** A FIN has been sent (its sequence number is finSeq). */
   finSent = false;
   finSeq = 0;
+  /** The FIN left in a segment of its own (a FIN-only tail, probed alone by RFC 8985 §7.3). */
+  finAlone = false;
   /** Peer's FIN received (no more data will arrive). */
   finRcvd = false;
   /** The application closed the socket fully: it will read no more (orphaned connection). */
@@ -99,6 +101,20 @@ export class Tcb {
   ackNow = false;
   /** Receive-side: bytes received since the last ACK we sent (ACK every second full segment). */
   unackedBytes = 0;
+  /**
+   * Linux's quick-ACK budget (icsk_ack.quick): while above zero and not in ping-pong mode, every
+   * segment of new data is acknowledged at once; each such ACK spends one.
+   */
+  quickAcks = 0;
+  /** A quick ACK is owed at the next deferred-output flush. */
+  quickAckPending = false;
+  /** Time the last in-order data arrived, or -1 before any (Linux's icsk_ack.lrcvtime). */
+  lastDataRecvTime = -1;
+  /**
+   * Interactive (ping-pong) mode as Linux's: we sent data soon after receiving some, so ACKs are
+   * delayed to ride on the reply; left when the delayed-ACK timer fires.
+   */
+  pingpong = false;
   noDelay = false;
   /** The application read since our last ACK: a window update may be due. */
   readSinceAck = false;
@@ -114,14 +130,26 @@ export class Tcb {
   rttSeq = -1;
   rttStart = 0;
   rexmtCount = 0;
-  /** Time of the first retransmission of the current outstanding data (user timeout), or -1. */
+  /** Time of the first persist probe without progress (persist's user timeout), or -1. */
   firstRexmtTime = -1;
+  /**
+   * When the oldest unacknowledged data was sent (RFC 5482's user timeout runs from here): the
+   * start of the flight, moved to the time of each ACK that advances SND.UNA. -1 when none.
+   */
+  unaSentAt = -1;
   dupAcks = 0;
   inRecovery = false;
   /** RFC 6582 "recover". */
   recover = 0;
   /** RFC 6675 HighRxt. */
   highRxt = 0;
+  // RFC 6937 proportional rate reduction, during fast recovery.
+  /** prr_delivered: bytes the receiver got (cumulatively or by SACK) since recovery began. */
+  prrDelivered = 0;
+  /** prr_out: bytes sent (new or retransmitted) since recovery began. */
+  prrOut = 0;
+  /** RecoverFS: the flight size when recovery began. */
+  recoverFs = 0;
   /**
    * Between a retransmission timeout and the ACK of everything sent before it (`recover`): the
    * slow-start retransmission skips what the receiver SACKs meanwhile (RFC 6675 §5.1).

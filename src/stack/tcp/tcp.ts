@@ -694,7 +694,7 @@ function defineTcpSysctls(host: TcpHost): void {
   const bool = (name: string, def: boolean, description: string) => s.define({ name, type: 'bool', default: def, description });
   int('net.inet.tcp.msl', 30000, 'Maximum segment lifetime in ms (TIME_WAIT lasts 2*MSL)', 1);
   bool('net.inet.tcp.tw_reuse', false, 'Let an outgoing connection take over a 4-tuple in TIME_WAIT when both incarnations use timestamps and the last segment is over 1 s old (RFC 6191; Linux tcp_tw_reuse)');
-  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout (ms)', 1);
+  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout and floor of its variance term (ms): RTO = SRTT + max(4*RTTVAR, rexmit_min), as Linux\'s rto_min', 1);
   int('net.inet.tcp.rexmit_max', 60000, 'Maximum retransmission timeout (ms)', 1);
   int('net.inet.tcp.rexmit_initial', 1000, 'Initial retransmission timeout before an RTT sample (ms, RFC 6298)', 1);
   bool('net.inet.tcp.delayed_ack', true, 'Delay ACKs (RFC 1122 §4.2.3.2): ACK every second full segment or after delacktime');
