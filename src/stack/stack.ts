@@ -11,6 +11,7 @@ import { Arp, defineArpSysctls, type ArpContext } from './arp.js';
 import type { NetDevice } from './device.js';
 import { Icmp, defineIcmpSysctls } from './icmp.js';
 import { Interface } from './iface.js';
+import { LOOPBACK_ADDR, LoopbackDevice, isLoopbackAddress } from './loopback.js';
 import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
 import { RouteFlags, RouteTable } from './route.js';
 import { Sysctl } from './sysctl.js';
@@ -135,12 +136,32 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     return index;
   }
 
+  /**
+   * Adds the loopback interface lo0 (127.0.0.1/8 — all of 127/8 is local — and ::1) unless it
+   * exists; returns its index. Instances add it after their ports, so ports keep indices 1..n.
+   */
+  addLoopback(): number {
+    const existing = this.loopbackInterface();
+    if (existing) return existing.index;
+    const index = this.interfaces.length + 1;
+    const lo = new Interface(index, 'lo0', new LoopbackDevice(), undefined, true);
+    lo.addAddress(LOOPBACK_ADDR, 8);
+    lo.addrs6.push({ addr: parseIpv6('::1')!, prefixLen: 128 });
+    this.interfaces.push(lo);
+    this.routes.add(0x7f000000, 8, 0, index, 0, RouteFlags.Connected);
+    return index;
+  }
+
+  /** lo0, when the stack has one. */
+  loopbackInterface(): Interface | undefined { return this.interfaces.find((i) => i.loopback); }
+
   interfaceByIndex(ifIndex: number): Interface | undefined { return this.interfaces[ifIndex - 1]; }
 
   setInterfaceUp(ifIndex: number, up: boolean): void {
     const iface = this.interfaces[ifIndex - 1];
     if (!iface || iface.up === up) return;
     iface.up = up;
+    if (iface.loopback) return;
     if (up) this.arp.announce(iface); else this.arp.flushInterface(ifIndex);
   }
 
@@ -200,6 +221,8 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     const mcast = isIpv4Multicast(dst);
     if (!bcast && !mcast) {
       if (!this.isLocalAddress(dst)) { buf.release(); this.drop('ip_not_for_us'); return; }
+      // RFC 1122 §3.2.1.3(g): 127/8 never arrives from a wire, even when lo0 owns it.
+      if (isLoopbackAddress(dst)) { buf.release(); this.drop('ip_loopback_destination'); return; }
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
       if (l2Bcast) { buf.release(); this.drop('ip_unicast_in_l2_broadcast'); return; }
     }
@@ -251,9 +274,9 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
     this.ipStats.outRequests++;
     let iface: Interface | undefined;
     let nexthop = dst;
-    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host"; this stack has no loopback
-    // interface, so such a destination has no route (never the default gateway).
-    if ((dst >>> 24) === 127 && !this.isLocalAddress(dst)) {
+    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host": without lo0 such a
+    // destination has no route (never the default gateway); with it, it is local.
+    if (isLoopbackAddress(dst) && !this.isLocalAddress(dst)) {
       this.ipStats.outNoRoute++;
       buf.release();
       this.drop('ip_loopback_destination');
@@ -395,7 +418,8 @@ export class Stack implements ArpContext, ReassContext, TcpHost {
   }
 
   sourceAddress(dst: number): number {
-    if (this.isLocalAddress(dst)) return dst;
+    // To lo0's 127.0.0.5, as on Linux: from 127.0.0.1 (its route's source).
+    if (this.isLocalAddress(dst)) return isLoopbackAddress(dst) ? LOOPBACK_ADDR : dst;
     if ((dst >>> 24) === 127) return 0;
     if (dst === 0xffffffff) return this.interfaces.find((i) => i.up && i.addrs.length)?.primary ?? 0;
     const r = this.routes.lookup(dst);
