@@ -214,6 +214,12 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
       const pending = [...mirrorHosts];
       const next = (err: NodeJS.ErrnoException | null) => {
         if (outer[kTstack] !== group) return;
+        if (err && (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT') && lastHost.startsWith('::ffff:')) {
+          // A kernel without IPv6: the IPv4 loopback as itself.
+          lastHost = lastHost.slice(7);
+          openMirror(outer, group, lastHost, port, next);
+          return;
+        }
         if (err) {
           // ::1 where the kernel has no IPv6: nothing to mirror there.
           const optional = pending.length < mirrorHosts.length && (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT');
@@ -230,8 +236,10 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
         }
         const h = pending.shift();
         if (h === undefined) { outer.emit('listening'); return; }
+        lastHost = h;
         openMirror(outer, group, h, port, next);
       };
+      let lastHost = '';
       next(null);
     });
     srv.on('error', (e: Error) => outer.emit('error', e));

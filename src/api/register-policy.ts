@@ -143,15 +143,16 @@ export class RoutingPolicy {
   /**
    * The kernel loopback addresses a stack listener on `host` is also opened on, so that other
    * processes of the host reach it (same-host reach): `::` or no host → 127.0.0.1 and ::1 (as
-   * Node's dual-stack listen), 0.0.0.0 → 127.0.0.1, a 127/8 address or localhost → itself,
-   * the stack's own address → none (the host reaches it through the device).
+   * Node's dual-stack listen; IPv4 as ::ffff:127.0.0.1 so its peers are named as Node names
+   * them there), 0.0.0.0 → 127.0.0.1, a 127/8 address or localhost → itself, the stack's own
+   * address → none (the host reaches it through the device).
    */
   mirrorAddresses(host: string | null | undefined): string[] {
     if (!this.sameHost) return [];
     const h = classify(host, 'any');
     switch (h.kind) {
-      case 'any': return host === '0.0.0.0' ? ['127.0.0.1'] : ['127.0.0.1', '::1'];
-      case 'loopback': return [host === 'localhost' || host === undefined || host === null ? '127.0.0.1' : formatLoopback(h.addr)];
+      case 'any': return host === '0.0.0.0' ? ['127.0.0.1'] : ['::ffff:127.0.0.1', '::1'];
+      case 'loopback': return [formatLoopback(h.addr)];
       default: return [];
     }
   }
