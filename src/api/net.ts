@@ -25,7 +25,7 @@ import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
 import { isIP, isIPv4, isIPv6, BlockList, SocketAddress } from 'node:net';
 import { formatIpv4, isIpv4Loopback, parseIpv4 } from '../wire/addr.js';
-import { Errno, type ErrnoCode } from '../stack/errors.js';
+import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { TcpSocket, TcpError } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';
 import { resolveStack, type StackContext, type StackOption } from './runtime.js';
@@ -348,8 +348,8 @@ export class Socket extends Duplex {
         return;
       }
     }
-    // 127/8 never leaves a host (RFC 1122 §3.2.1.3); the stack has no loopback interface, so a
-    // loopback destination that is not one of its own addresses is unreachable from it.
+    // 127/8 never leaves a host (RFC 1122 §3.2.1.3): on a stack without lo0 (a bare Stack; every
+    // instance has one) a loopback destination is unreachable.
     if (isIpv4Loopback(raddr) && !stack.isLocalAddress(raddr)) {
       this.destroy(exceptionWithHostPort('ENETUNREACH', 'connect', address, port));
       return;

@@ -17,7 +17,7 @@
 // array): patch-node.ts routes net.Socket.prototype._writeGeneric here for this handle.
 import { Duplex } from 'node:stream';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import { Errno, type ErrnoCode } from '../stack/errors.js';
+import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { TcpError, TcpSocket } from '../stack/tcp/socket.js';
 import type { StackContext } from './runtime.js';
 import { errnoException } from './errors.js';

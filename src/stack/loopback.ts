@@ -1,9 +1,9 @@
 // The loopback interface (FreeBSD's and F-Stack's lo0): owns 127.0.0.0/8 and ::1, so a program
 // on the stack reaches its own listeners over 127.0.0.1 without leaving the stack. Datagrams to
-// a local address never reach a device (Stack.l2Output loops them back through input on the
+// a local address never reach a device (Ipv4.l2Output loops them back through input on the
 // next poll), so this device only exists to give the interface a name, an MTU and counters.
-import type { PacketBuffer } from '../buf/pktbuf.js';
-import type { NetDevice, Offloads } from './device.js';
+import type { PacketBuffer } from '../base/pktbuf.js';
+import type { NetDevice, Offloads } from '../base/device.js';
 
 /** FreeBSD's lo0 MTU. */
 export const LOOPBACK_MTU = 16384;

@@ -794,11 +794,22 @@ describe('tstack/net beyond the comparison', () => {
     assert.throws(() => tConnect({ port: 70000 }), { code: 'ERR_SOCKET_BAD_PORT' });
   });
 
-  test('127.0.0.1 is unreachable from a stack without a loopback interface (nothing is sent for it)', async () => {
+  test('127.0.0.1 is the instance\'s lo0: a closed port is refused, a listener on it answers', async () => {
     const c = tConnect({ port: 80, host: '127.0.0.1' });
     const err = await new Promise<NodeJS.ErrnoException>((r) => c.once('error', r));
-    assert.equal(err.code, 'ENETUNREACH');
-    assert.equal(err.message, 'connect ENETUNREACH 127.0.0.1:80');
+    assert.equal(err.code, 'ECONNREFUSED');
+    assert.equal(err.message, 'connect ECONNREFUSED 127.0.0.1:80');
+    const srv = tstackNet.createServer({ stack: instC }, (s) => s.end(`lo0 ${s.remoteAddress}`));
+    srv.listen(0, '127.0.0.1');
+    await new Promise((r) => srv.once('listening', r));
+    const port = srv.address()!.port;
+    const d = tConnect({ port, host: '127.0.0.1' });
+    let b = '';
+    d.setEncoding('utf8').on('data', (x: string) => { b += x; });
+    await new Promise((r) => d.once('end', r));
+    assert.equal(b, 'lo0 127.0.0.1');
+    if (!d.destroyed) await new Promise((r) => d.once('close', r));
+    await new Promise((r) => srv.close(r));
   });
 
   test('handle counts: an open or listening, ref\'d handle holds the stack; unref, destroy and close release it', async () => {
