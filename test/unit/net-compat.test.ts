@@ -34,6 +34,8 @@ interface Env {
   clientHost: string;
   createServer(opts?: nodeNet.ServerOpts | ((s: Sock) => void), listener?: (s: Sock) => void): Server;
   connect(opts: nodeNet.NetConnectOpts, cb?: () => void): Sock;
+  /** A client on the server's own host (the program reaching itself over loopback). */
+  connectLocal(opts: nodeNet.NetConnectOpts, cb?: () => void): Sock;
 }
 
 type Side = 'c' | 's';
@@ -120,7 +122,29 @@ async function closedPort(env: Env): Promise<number> {
 
 type Scenario = (env: Env, rec: Recorder) => Promise<void>;
 
+/** 127.0.0.1 as a name the Recorder leaves alone (it is the kernel environment's SRV). */
+const lo = (a: string | undefined) => (a === '127.0.0.1' ? 'LOOPBACK' : String(a));
+
 const scenarios: Record<string, Scenario> = {
+  async 'the host reaching itself: a server on 127.0.0.1 and a client to localhost, both ends named 127.0.0.1 (lo0 on tstack)'(env, rec) {
+    const srv = env.createServer((s) => {
+      rec.watch(s, 's', 'conn', { data: 'text' });
+      rec.push('s', `conn remote=${lo(s.remoteAddress)} family=${s.remoteFamily} local=${lo(s.localAddress)}`);
+      s.end('pong');
+    });
+    rec.watchServer(srv);
+    const port = await listening(srv, '127.0.0.1');
+    rec.port(port, 'PORT');
+    const a = srv.address() as nodeNet.AddressInfo;
+    rec.push('s', `address=${lo(a.address)} ${a.family}`);
+    const c = env.connectLocal({ host: 'localhost', port });
+    rec.watch(c, 'c', 'c', { data: 'text' });
+    c.on('connect', () => rec.push('c', `c remote=${lo(c.remoteAddress)}:${c.remotePort} local=${lo(c.localAddress)}`));
+    c.end('ping');
+    await rec.until('c', 'close');
+    await rec.until('s', 'conn close');
+    await new Promise<void>((r) => srv.close(() => r()));
+  },
   async 'connect to a closed port: error connect ECONNREFUSED with address and port, then close(true)'(env, rec) {
     const port = await closedPort(env);
     rec.port(port, 'PORT');
@@ -373,6 +397,7 @@ const kernel: Env = {
   clientHost: '127.0.0.2',
   createServer: (o, l) => typeof o === 'function' ? nodeNet.createServer(o) : nodeNet.createServer(o ?? {}, l),
   connect: (o, cb) => nodeNet.connect({ localAddress: '127.0.0.2', ...o } as nodeNet.NetConnectOpts, cb),
+  connectLocal: (o, cb) => nodeNet.connect(o, cb),
 };
 
 let instC: Instance;
@@ -390,6 +415,7 @@ const tstack: Env = {
     ? tstackNet.createServer({ stack: instS }, o as unknown as (s: tstackNet.Socket) => void)
     : tstackNet.createServer({ ...o, stack: instS }, l as unknown as (s: tstackNet.Socket) => void)) as unknown as Server,
   connect: (o, cb) => tstackNet.connect({ ...o, stack: instC } as tstackNet.TcpSocketConnectOpts, cb) as unknown as Sock,
+  connectLocal: (o, cb) => tstackNet.connect({ ...o, stack: instS } as tstackNet.TcpSocketConnectOpts, cb) as unknown as Sock,
 };
 
 let wire: MemoryWire;
