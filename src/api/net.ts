@@ -350,8 +350,8 @@ export class Socket extends Duplex {
         return;
       }
     }
-    // 127/8 never leaves a host (RFC 1122 §3.2.1.3); the stack has no loopback interface, so a
-    // loopback destination that is not one of its own addresses is unreachable from it.
+    // 127/8 never leaves a host (RFC 1122 §3.2.1.3): on a stack without lo0 (a bare Stack; every
+    // instance has one) a loopback destination is unreachable.
     if (isIpv4Loopback(raddr) && !stack.isLocalAddress(raddr)) {
       this.destroy(exceptionWithHostPort('ENETUNREACH', 'connect', address, port));
       return;

@@ -34,6 +34,11 @@ export interface ApiConfig {
   kernelFallback: KernelFallback;
   /** [api] kernel: IPv4 prefixes ("10.0.0.0/8") whose destinations always use the kernel. */
   kernel: string[];
+  /**
+   * [api] same_host: a stack listener on any address or on loopback is also listened for on the
+   * kernel's loopback (same port), so other processes of the host reach it (docs/compat.md).
+   */
+  sameHost: boolean;
 }
 
 export interface PortConfig {
@@ -149,7 +154,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     sysctl: [],
     control: { socket: DEFAULT_CONTROL_SOCKET },
     log: { level: 'info' },
-    api: { kernelFallback: 'auto', kernel: [] },
+    api: { kernelFallback: 'auto', kernel: [], sameHost: true },
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
@@ -188,7 +193,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       }
       case 'api': {
         const t = v.table(['api'], value);
-        v.known(['api'], t, ['kernel_fallback', 'kernel']);
+        v.known(['api'], t, ['kernel_fallback', 'kernel', 'same_host']);
+        if (t.same_host !== undefined) {
+          if (typeof t.same_host !== 'boolean') v.fail(['api', 'same_host'], `must be true or false (got ${describe(t.same_host)})`);
+          cfg.api.sameHost = t.same_host as boolean;
+        }
         if (t.kernel_fallback !== undefined) cfg.api.kernelFallback = v.choice(['api', 'kernel_fallback'], t.kernel_fallback, KERNEL_FALLBACKS);
         if (t.kernel !== undefined) {
           if (!Array.isArray(t.kernel)) v.fail(['api', 'kernel'], `must be an array of IPv4 prefixes like ["10.0.0.0/8"] (got ${describe(t.kernel)})`);

@@ -143,6 +143,9 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     release();
     throw e;
   }
+  // lo0 (127.0.0.0/8, ::1) in every instance, after the ports so they keep indices 1..n: the
+  // program's own connections to 127.0.0.1 reach its stack listeners (docs/compat.md).
+  stack.addLoopback();
 
   const loop = new RunLoop({
     stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, ...(opts.onError && { onError: opts.onError }),

@@ -7,10 +7,11 @@
 import { BufferPool, type PacketBuffer } from '../base/pktbuf.js';
 import type { NetDevice } from '../base/device.js';
 import { TimerWheel, type Clock } from '../base/time.js';
-import { formatIpv4, parseIpv4, parseIpv4Cidr } from '../wire/addr.js';
+import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6 } from '../wire/addr.js';
 import { ETH_HLEN, EtherType } from '../wire/ethernet.js';
 import { IpProto } from '../wire/ipv4.js';
 import { Interface } from './iface.js';
+import { LOOPBACK_ADDR, LoopbackDevice, isLoopbackAddress } from './loopback.js';
 import type { Icmp } from './ip/icmp.js';
 import { Ipv4, type IpStats, type Ipv4Context } from './ip/ipv4.js';
 import { Ipv6 } from './ip/ipv6.js';
@@ -151,12 +152,32 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     return index;
   }
 
+  /**
+   * Adds the loopback interface lo0 (127.0.0.1/8 — all of 127/8 is local — and ::1) unless it
+   * exists; returns its index. Instances add it after their ports, so ports keep indices 1..n.
+   */
+  addLoopback(): number {
+    const existing = this.loopbackInterface();
+    if (existing) return existing.index;
+    const index = this.interfaces.length + 1;
+    const lo = new Interface(index, 'lo0', new LoopbackDevice(), undefined, true);
+    lo.addAddress(LOOPBACK_ADDR, 8);
+    lo.addrs6.push({ addr: parseIpv6('::1')!, prefixLen: 128 });
+    this.interfaces.push(lo);
+    this.routes.add(0x7f000000, 8, 0, index, 0, RouteFlags.Connected);
+    return index;
+  }
+
+  /** lo0, when the stack has one. */
+  loopbackInterface(): Interface | undefined { return this.interfaces.find((i) => i.loopback); }
+
   interfaceByIndex(ifIndex: number): Interface | undefined { return this.interfaces[ifIndex - 1]; }
 
   setInterfaceUp(ifIndex: number, up: boolean): void {
     const iface = this.interfaces[ifIndex - 1];
     if (!iface || iface.up === up) return;
     iface.up = up;
+    if (iface.loopback) return;
     if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); }
   }
 

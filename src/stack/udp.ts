@@ -177,6 +177,12 @@ export class Udp {
     s.localPort = port;
   }
 
+  /** Whether a datagram to addr:port would find a socket (the routing policy asks, not the hot path). */
+  hasSocket(addr: number, port: number): boolean {
+    const list = this.ports.get(port);
+    return !!list && list.some((o) => !o.closed && (o.localAddr === 0 || o.localAddr === addr));
+  }
+
   /** @internal */
   unbind(s: UdpSocket): void {
     const list = this.ports.get(s.localPort);
