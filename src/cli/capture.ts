@@ -49,7 +49,7 @@ export function register(program: Command): void {
         filter: filterWords.join(' '), count, snaplen, ...(opts.interface && { port: opts.interface }),
       }, (ev) => {
         if (ev.event === 'frame') onFrame(ev as unknown as FrameEvent);
-        else if (ev.event === 'started' && !toStdout) info(`tstack: capturing${opts.interface ? ` on ${opts.interface}` : ''}${filterWords.length ? ` (${filterWords.join(' ')})` : ''}; Ctrl-C stops`);
+        else if (ev.event === 'started') info(`tstack: capturing${opts.interface ? ` on ${opts.interface}` : ''}${filterWords.length ? ` (${filterWords.join(' ')})` : ''}; Ctrl-C stops`);
       });
       const id = c.lastId;
       process.once('SIGINT', stop);

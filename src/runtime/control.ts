@@ -50,7 +50,10 @@ export class CommandError extends Error {
   constructor(readonly code: string, message: string) { super(message); this.name = 'CommandError'; }
 }
 
-interface Conn { sock: Socket; captures: Set<CaptureSession> }
+interface Conn { sock: Socket; captures: Set<CaptureSession>; inflight: number; pending: string }
+
+/** Requests a client may have waiting; past this its socket is not read until replies go out. */
+const MAX_INFLIGHT = 32;
 
 interface CaptureSession {
   conn: Conn;
@@ -177,29 +180,36 @@ export class ControlServer {
   private accept(sock: Socket): void {
     // A connected tool must not keep a program alive that would otherwise exit.
     sock.unref();
-    const conn: Conn = { sock, captures: new Set() };
+    const conn: Conn = { sock, captures: new Set(), inflight: 0, pending: '' };
     this.conns.add(conn);
-    let pending = '';
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        if (line.trim() !== '') this.request(conn, line);
-      }
-      if (pending.length > MAX_REQUEST_BYTES) {
+      conn.pending += chunk;
+      if (conn.pending.length > MAX_REQUEST_BYTES && conn.pending.indexOf('\n') < 0) {
         this.send(conn, { v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'E2BIG', message: `request longer than ${MAX_REQUEST_BYTES} bytes` } });
         sock.end();
-        pending = '';
+        conn.pending = '';
+        return;
       }
+      this.drain(conn);
     });
     sock.on('error', () => { /* the client went away */ });
     sock.on('close', () => {
       this.conns.delete(conn);
       for (const s of [...conn.captures]) this.endCapture(s, false);
     });
+  }
+
+  /** Starts the client's waiting requests, up to MAX_INFLIGHT at a time (the rest wait unread). */
+  private drain(conn: Conn): void {
+    let nl: number;
+    while (conn.inflight < MAX_INFLIGHT && !conn.sock.destroyed && (nl = conn.pending.indexOf('\n')) >= 0) {
+      const line = conn.pending.slice(0, nl);
+      conn.pending = conn.pending.slice(nl + 1);
+      if (line.trim() !== '') this.request(conn, line);
+    }
+    if (conn.inflight >= MAX_INFLIGHT || conn.pending.length > MAX_REQUEST_BYTES) conn.sock.pause();
+    else conn.sock.resume();
   }
 
   /** Queues one line for the client; disconnects it when its unread output passes the bound. */
@@ -232,9 +242,13 @@ export class ControlServer {
     const handler = Object.prototype.hasOwnProperty.call(this.handlers, r.cmd) ? this.handlers[r.cmd] : undefined;
     if (!handler) { fail('ENOSYS', `unknown command '${r.cmd}' (try 'help')`); return; }
     const args = (r.args ?? {}) as Args;
-    this.run(() => handler(args, conn, id)).then((result) => {
-      if (result !== STREAMING) this.send(conn, { v: PROTOCOL_VERSION, id, ok: true, result });
+    conn.inflight++;
+    const settle = () => { conn.inflight--; if (!conn.sock.destroyed) this.drain(conn); };
+    this.run(() => (conn.sock.destroyed ? GONE : handler(args, conn, id))).then((result) => {
+      settle();
+      if (result !== STREAMING && result !== GONE) this.send(conn, { v: PROTOCOL_VERSION, id, ok: true, result });
     }, (e: unknown) => {
+      settle();
       if (e instanceof CommandError) fail(e.code, e.message);
       else fail('EIO', e instanceof Error ? e.message : String(e));
     });
@@ -495,6 +509,8 @@ export class ControlServer {
 
 /** A command that answers with events, then a final reply of its own. */
 const STREAMING = Symbol('streaming');
+/** The client left before its command ran: nothing was done. */
+const GONE = Symbol('gone');
 
 /** What is at a socket path: nothing, a live instance, a stale socket, or something else. */
 async function probe(path: string): Promise<'free' | 'live' | 'stale' | 'not-socket'> {

@@ -201,6 +201,7 @@ export class RunLoop {
     if (first) throw first;
   }
 
+  static readonly POSTED_PER_ITERATION = 16;
   /** Commands waiting for the next iteration (post()). */
   private readonly posted: (() => void)[] = [];
 
@@ -217,12 +218,14 @@ export class RunLoop {
   }
 
   private runPosted(): void {
-    const q = this.posted.splice(0);
+    // A bounded batch per iteration: a flood of commands delays the stack by one batch at most.
+    const q = this.posted.splice(0, RunLoop.POSTED_PER_ITERATION);
     for (const fn of q) {
       this.st.commands++;
       try { fn(); } catch (err) { this.st.errors++; this.onError(err); }
     }
     this.activity = true;
+    if (this.posted.length !== 0) this.wake('kick');
   }
 
   /**
