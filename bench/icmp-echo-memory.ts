@@ -7,7 +7,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import type { PacketBuffer } from '../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../src/base/pktbuf.js';
 import { MemoryWire, type MemoryPort } from '../src/driver/memory.js';
 import { realClock } from '../src/runtime/loop.js';
 import { Stack } from '../src/stack/stack.js';

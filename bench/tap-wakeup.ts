@@ -16,7 +16,7 @@
 //    idle between requests), for our responder and for the kernel.
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { BufferPool, type PacketBuffer } from '../src/buf/pktbuf.js';
+import { BufferPool, type PacketBuffer } from '../src/base/pktbuf.js';
 import { TapDriver } from '../src/driver/tap.js';
 import { parseIpv4, parseMac } from '../src/wire/addr.js';
 import { Reply, respond } from '../test/helpers/l2-responder.js';

@@ -8,7 +8,7 @@
 // of load from elsewhere on the machine hits both sides alike.
 import { once } from 'node:events';
 import { createServer, connect as netConnect, type AddressInfo, type Server } from 'node:net';
-import type { PacketBuffer } from '../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../src/base/pktbuf.js';
 import { MemoryWire, type MemoryPort } from '../src/driver/memory.js';
 import { realClock } from '../src/runtime/loop.js';
 import { Stack } from '../src/stack/stack.js';

@@ -2,7 +2,7 @@
 // Prints docs/sysctl.md from the stack's own sysctl registry (the single source of truth).
 // Usage: node scripts/sysctl-doc.js > docs/sysctl.md   (a test checks the file is current)
 import { Stack } from '../dist/src/stack/stack.js';
-import { VirtualClock } from '../dist/src/stack/time.js';
+import { VirtualClock } from '../dist/src/base/time.js';
 
 export function sysctlDoc() {
   const stack = new Stack({ clock: new VirtualClock() });

@@ -13,7 +13,7 @@ import { Buffer } from 'node:buffer';
 import { lookup as dnsLookup } from 'node:dns';
 import { isIPv4 } from 'node:net';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import type { ErrnoCode, NetError } from '../stack/errors.js';
+import type { ErrnoCode, NetError } from '../base/errors.js';
 import type { UdpSocket } from '../stack/udp.js';
 import { resolveStack, type StackContext, type StackOption } from './runtime.js';
 import {

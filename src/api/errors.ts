@@ -2,7 +2,7 @@
 // (or print the message) behave the same on tstack as on kernel sockets. Messages follow
 // Node 20's lib/internal/errors.js wording; the stack engine's NetError supplies the errno.
 import { inspect } from 'node:util';
-import { Errno, type ErrnoCode, NetError } from '../stack/errors.js';
+import { Errno, type ErrnoCode, NetError } from '../base/errors.js';
 
 const STRERROR: Partial<Record<ErrnoCode, string>> = {
   EBADF: 'bad file descriptor', EINVAL: 'invalid argument', EACCES: 'permission denied',

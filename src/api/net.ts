@@ -25,7 +25,7 @@ import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
 import { isIP, isIPv4, isIPv6, BlockList, SocketAddress } from 'node:net';
 import { formatIpv4, isIpv4Loopback, parseIpv4 } from '../wire/addr.js';
-import { Errno, type ErrnoCode } from '../stack/errors.js';
+import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { TcpSocket, TcpError } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';
 import { resolveStack, type StackContext, type StackOption } from './runtime.js';

@@ -14,7 +14,7 @@
 //   variants are the blocking forms.
 // - Semantics follow Linux (tcp_poll, inet_stream_connect, epoll) unless docs/api-posix.md
 //   says otherwise.
-import { Errno as EngineErrno } from '../stack/errors.js';
+import { Errno as EngineErrno } from '../base/errors.js';
 import { Stack } from '../stack/stack.js';
 import type { TcpSocket } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';

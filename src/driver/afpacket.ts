@@ -17,12 +17,12 @@
 //   TX: virtio_net_hdr at slot + 32, the frame right after it; tp_len counts both.
 //
 // Setup (veth pair, namespace, sysctl) shells out to iproute2 and sysctl: not per packet.
-import { BufferPool, Csum, type PacketBuffer } from '../buf/pktbuf.js';
-import type { Offloads } from '../stack/device.js';
-import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './tap.js';
+import { BufferPool, Csum, type PacketBuffer } from '../base/pktbuf.js';
+import type { Offloads } from '../base/device.js';
+import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './vnet.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
-import { run as sh } from '../runtime/netns.js';
+import { inNetns, run as sh } from './sys/netns.js';
 
 // <linux/if_ether.h>, <linux/if_packet.h>
 const ETH_P_ALL = 0x0003;
@@ -107,31 +107,6 @@ export interface AfPacketOptions {
 
 /** The veth end the driver gives the addresses to: `${ifname}h`. */
 export function kernelEndName(ifname: string): string { return `${ifname}h`; }
-
-/** Runs fn with the calling thread inside namespace `netns` (when given), and always back out. */
-function inNetns<T>(netns: string | undefined, fn: () => T): T {
-  if (netns === undefined) return fn();
-  const target = libc.open(`/var/run/netns/${netns}`, libc.O_RDONLY | libc.O_CLOEXEC);
-  if (target < 0) throw new libc.SysError(`open(/var/run/netns/${netns})`, libc.errno());
-  const orig = libc.open('/proc/thread-self/ns/net', libc.O_RDONLY | libc.O_CLOEXEC);
-  if (orig < 0) { const e = libc.errno(); libc.close(target); throw new libc.SysError('open(/proc/thread-self/ns/net)', e); }
-  try {
-    if (libc.setns(target, libc.CLONE_NEWNET) < 0) throw new libc.SysError(`setns(${netns})`, libc.errno());
-    try {
-      return fn();
-    } finally {
-      // Staying in the other namespace would move every later socket of this thread there.
-      if (libc.setns(orig, libc.CLONE_NEWNET) < 0) {
-        const e = new libc.SysError('setns(back to the original namespace)', libc.errno());
-        process.emitWarning(e.message);
-        throw e;
-      }
-    }
-  } finally {
-    libc.close(target);
-    libc.close(orig);
-  }
-}
 
 export class AfPacketDriver implements Driver {
   readonly name: string;

@@ -5,11 +5,12 @@
 // PRNG, whether the frame is filtered, lost, tail-dropped by the rate limiter, corrupted,
 // delayed, reordered or duplicated, and counts every decision. Same seed, same frames in the
 // same order: same decisions.
-import { Csum, Gso, type PacketBuffer, type BufferPool } from '../buf/pktbuf.js';
-import { Prng } from '../stack/prng.js';
-import { VirtualClock, type Clock } from '../stack/time.js';
-import { sum16, finish, pseudoHeaderV4 } from '../wire/checksum.js';
-import type { Offloads } from '../stack/device.js';
+import { Csum, Gso, type PacketBuffer, type BufferPool } from '../base/pktbuf.js';
+import { completeChecksum } from '../base/offload.js';
+import { Prng } from '../base/prng.js';
+import type { Clock } from '../base/time.js';
+import { TimedQueue, WakeUp, isRealtimeClock } from './timed.js';
+import type { Offloads } from '../base/device.js';
 import type { Driver, DriverStats } from './types.js';
 
 export type FaultDirection = 'tx' | 'rx';
@@ -54,93 +55,6 @@ export const DEFAULT_QUEUE_LIMIT_BYTES = 500 * 1514;
 
 export function emptyFaultStats(): FaultStats {
   return { filtered: 0, dropped: 0, rateDropped: 0, corrupted: 0, reordered: 0, duplicated: 0 };
-}
-
-/**
- * Completes an L4 checksum left Csum.Partial, as a device with txCsum offload would: the field
- * holds the folded pseudo-header sum, so the sum from csumStart to the end includes it.
- */
-export function completeChecksum(buf: PacketBuffer): void {
-  if (buf.csum !== Csum.Partial) return;
-  const start = buf.csumStart;
-  const at = start + buf.csumOffset;
-  if (start < buf.start || at + 2 > buf.end) { buf.csum = Csum.None; return; }
-  let c = finish(sum16(buf.data, start, buf.end - start));
-  // RFC 768: "If the computed checksum is zero, it is transmitted as all ones". The UDP
-  // checksum sits 6 bytes into its header (TCP's at 16, where 0 is a legal value).
-  if (c === 0 && buf.csumOffset === 6) c = 0xffff;
-  buf.data[at] = c >>> 8;
-  buf.data[at + 1] = c & 0xff;
-  buf.csum = Csum.None;
-}
-
-/**
- * Software TCP segmentation (what a NIC does with a TSO super-frame when the far side cannot take
- * it whole): splits an Ethernet + IPv4 + TCP frame marked Gso.Tcp4 into frames of at most
- * buf.gsoSize payload bytes, each with its own IPv4 total length, id (+1 per segment) and header
- * checksum, TCP sequence number and complete TCP checksum; FIN and PSH stay on the last segment
- * only, CWR on the first (RFC 3168 §6.1.2). Appends the frames to `out` from index 0 and returns
- * how many; returns 0 (the caller counts an error) when the frame is not Ethernet/IPv4/TCP or
- * its sizes disagree. Does not take ownership of buf.
- */
-export function segmentTcp4(buf: PacketBuffer, pool: BufferPool, out: PacketBuffer[]): number {
-  const d = buf.data;
-  const s = buf.start;
-  const len = buf.end - s;
-  if (len < 14 + 20 + 20 || d[s + 12] !== 0x08 || d[s + 13] !== 0x00) return 0;
-  const ip = s + 14;
-  const ihl = (d[ip]! & 0x0f) * 4;
-  if ((d[ip]! >> 4) !== 4 || ihl < 20 || d[ip + 9] !== 6) return 0;
-  const tcp = ip + ihl;
-  if (tcp + 20 > buf.end) return 0;
-  const thl = (d[tcp + 12]! >> 4) * 4;
-  const hdrs = tcp + thl - s;
-  const payload = len - hdrs;
-  const mss = buf.gsoSize;
-  if (thl < 20 || payload < 0 || mss <= 0) return 0;
-  const id0 = (d[ip + 4]! << 8) | d[ip + 5]!;
-  const seq0 = ((d[tcp + 4]! << 24) | (d[tcp + 5]! << 16) | (d[tcp + 6]! << 8) | d[tcp + 7]!) >>> 0;
-  const flags = d[tcp + 13]!;
-  const src = ((d[ip + 12]! << 24) | (d[ip + 13]! << 16) | (d[ip + 14]! << 8) | d[ip + 15]!) >>> 0;
-  const dst = ((d[ip + 16]! << 24) | (d[ip + 17]! << 16) | (d[ip + 18]! << 8) | d[ip + 19]!) >>> 0;
-  let n = 0;
-  // A super-frame without payload (never built by TCP, but legal) becomes one plain frame.
-  for (let at = 0; at === 0 || at < payload; at += mss) {
-    const chunk = Math.min(mss, payload - at);
-    const f = pool.alloc(pool.headroom + hdrs + chunk);
-    const o = f.append(hdrs + chunk);
-    const fd = f.data;
-    copyBytes(fd, o, d, s, hdrs);
-    if (chunk > 0) fd.set(d.subarray(s + hdrs + at, s + hdrs + at + chunk), o + hdrs);
-    const fip = o + 14, ftcp = fip + ihl;
-    const total = ihl + thl + chunk;
-    fd[fip + 2] = total >>> 8; fd[fip + 3] = total & 0xff;
-    const id = (id0 + n) & 0xffff;
-    fd[fip + 4] = id >>> 8; fd[fip + 5] = id & 0xff;
-    fd[fip + 10] = 0; fd[fip + 11] = 0;
-    const ipc = finish(sum16(fd, fip, ihl));
-    fd[fip + 10] = ipc >>> 8; fd[fip + 11] = ipc & 0xff;
-    const seq = (seq0 + at) >>> 0;
-    fd[ftcp + 4] = seq >>> 24; fd[ftcp + 5] = (seq >>> 16) & 0xff; fd[ftcp + 6] = (seq >>> 8) & 0xff; fd[ftcp + 7] = seq & 0xff;
-    const last = at + mss >= payload;
-    // FIN 0x01 and PSH 0x08 only on the last segment, CWR 0x80 only on the first.
-    fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(n === 0 ? 0 : 0x80);
-    fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
-    const tc = finish(sum16(fd, ftcp, thl + chunk, pseudoHeaderV4(src, dst, 6, thl + chunk)));
-    fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
-    f.ifIndex = buf.ifIndex;
-    out[n++] = f;
-  }
-  return n;
-}
-
-/**
- * Copies len bytes between arrays. Short frames (ACKs, ARP) are copied by a loop, which
- * allocates nothing; longer ones through a subarray view, where the native copy wins.
- */
-export function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
-  if (len <= 256) { for (let i = 0; i < len; i++) dst[dstOff + i] = src[srcOff + i]!; return; }
-  dst.set(src.subarray(srcOff, srcOff + len), dstOff);
 }
 
 export class FaultStage {
@@ -235,140 +149,6 @@ export class FaultStage {
     buf.csum = Csum.None;
     this.stats.corrupted++;
   }
-}
-
-/** A record in a TimedQueue; reused through a free list. */
-interface Held {
-  time: number;
-  seq: number;
-  buf: PacketBuffer | null;
-}
-
-/**
- * Frames waiting until a time, earliest first; equal times keep insertion order.
- * A binary heap whose records and backing array are reused, so steady state allocates nothing.
- */
-export class TimedQueue {
-  private heap: Held[] = [];
-  private spare: Held[] = [];
-  private count = 0;
-  private seq = 0;
-
-  get size(): number { return this.count; }
-
-  push(time: number, buf: PacketBuffer): void {
-    const h = this.spare.pop() ?? { time: 0, seq: 0, buf: null };
-    h.time = time; h.seq = this.seq++; h.buf = buf;
-    let i = this.count++;
-    const heap = this.heap;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const q = heap[p]!;
-      if (q.time < time || (q.time === time && q.seq < h.seq)) break;
-      heap[i] = q;
-      i = p;
-    }
-    heap[i] = h;
-  }
-
-  /** Earliest time, Infinity when empty. */
-  peekTime(): number { return this.count > 0 ? this.heap[0]!.time : Infinity; }
-
-  /** Removes and returns the earliest frame (check peekTime first). */
-  pop(): PacketBuffer {
-    const heap = this.heap;
-    const top = heap[0]!;
-    const buf = top.buf!;
-    top.buf = null;
-    this.spare.push(top);
-    const last = heap[--this.count]!;
-    const n = this.count;
-    if (n > 0) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= n) break;
-        const r = l + 1;
-        let c = l;
-        if (r < n && before(heap[r]!, heap[l]!)) c = r;
-        if (!before(heap[c]!, last)) break;
-        heap[i] = heap[c]!;
-        i = c;
-      }
-      heap[i] = last;
-    }
-    return buf;
-  }
-
-  /** Releases every held frame. */
-  clear(): void {
-    while (this.count > 0) this.pop().release();
-  }
-}
-
-function before(a: Held, b: Held): boolean {
-  return a.time < b.time || (a.time === b.time && a.seq < b.seq);
-}
-
-/**
- * Real-time wake-ups for a driver holding frames until a time: calls `cb` from the event loop
- * when the earliest held frame is due. Under a VirtualClock it does nothing (the simulation
- * advances time and polls).
- */
-export class WakeUp {
-  private cb: (() => void) | null = null;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private timerAt = Infinity;
-  private immediate: ReturnType<typeof setImmediate> | null = null;
-
-  constructor(private readonly clock: Clock, private readonly nextTime: () => number, readonly enabled: boolean) {}
-
-  set(cb: (() => void) | null): void {
-    this.cb = cb;
-    if (cb) this.arm(); else this.cancel();
-  }
-
-  /** Call after anything that may have changed the earliest held time. */
-  arm(): void {
-    if (!this.enabled || this.cb === null) return;
-    const t = this.nextTime();
-    if (t === Infinity) return;
-    const now = this.clock.now();
-    if (t <= now) {
-      // setImmediate, not a microtask: two stacks ping-ponging must still let I/O and timers run.
-      if (this.immediate === null) this.immediate = setImmediate(this.fireNow);
-      return;
-    }
-    if (this.timer !== null) {
-      if (this.timerAt <= t) return;
-      clearTimeout(this.timer);
-    }
-    this.timerAt = t;
-    this.timer = setTimeout(this.fireTimer, Math.max(1, Math.ceil(t - now)));
-  }
-
-  cancel(): void {
-    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; this.timerAt = Infinity; }
-    if (this.immediate !== null) { clearImmediate(this.immediate); this.immediate = null; }
-  }
-
-  private readonly fireNow = (): void => {
-    this.immediate = null;
-    this.cb?.();
-  };
-
-  private readonly fireTimer = (): void => {
-    this.timer = null;
-    this.timerAt = Infinity;
-    // Timers may fire a fraction early against a sub-millisecond clock: re-arm instead.
-    if (this.nextTime() > this.clock.now()) { this.arm(); return; }
-    this.cb?.();
-    this.arm();
-  };
-}
-
-export function isRealtimeClock(clock: Clock): boolean {
-  return !(clock instanceof VirtualClock);
 }
 
 export interface FaultInjectorOptions {

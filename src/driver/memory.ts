@@ -5,16 +5,15 @@
 // rate limiter), the wire latency, then is copied into each destination port's own pool
 // (so stacks never share buffers), goes through that port's receive faults, and waits in the
 // port's receive queue until its delivery time. rxBurst only yields frames that are due.
-import { BufferPool, Csum, Gso, type PacketBuffer } from '../buf/pktbuf.js';
-import { Prng } from '../stack/prng.js';
-import type { Clock } from '../stack/time.js';
-import type { Offloads } from '../stack/device.js';
+import { BufferPool, Csum, Gso, type PacketBuffer } from '../base/pktbuf.js';
+import { Prng } from '../base/prng.js';
+import type { Clock } from '../base/time.js';
+import type { Offloads } from '../base/device.js';
 import { parseMac, isMacMulticast } from '../wire/addr.js';
 import type { Driver, DriverStats } from './types.js';
-import {
-  FaultStage, TimedQueue, WakeUp, completeChecksum, copyBytes, isRealtimeClock, segmentTcp4,
-  type FaultConfig, type FaultStats,
-} from './fault.js';
+import { completeChecksum, copyBytes, segmentTcp4 } from '../base/offload.js';
+import { FaultStage, type FaultConfig, type FaultStats } from './fault.js';
+import { TimedQueue, WakeUp, isRealtimeClock } from './timed.js';
 
 const ETH_HEADER = 14;
 /** Room for an 802.1Q tag beyond the MTU + Ethernet header. */

@@ -2,11 +2,11 @@
 // driver receives and transmits, and the "pcap" driver that replays a capture file as
 // received frames and writes what the stack transmits to another file (offline testing).
 import { openSync, writeSync, closeSync, readFileSync } from 'node:fs';
-import { BufferPool, Csum, type PacketBuffer } from '../buf/pktbuf.js';
-import type { Clock } from '../stack/time.js';
-import { NO_OFFLOADS, type Offloads } from '../stack/device.js';
+import { BufferPool, Csum, type PacketBuffer } from '../base/pktbuf.js';
+import type { Clock } from '../base/time.js';
+import { NO_OFFLOADS, type Offloads } from '../base/device.js';
 import { parseMac } from '../wire/addr.js';
-import { sum16, finish } from '../wire/checksum.js';
+import { partialChecksum } from '../base/offload.js';
 import { WireError } from '../wire/errors.js';
 import {
   PcapReader, writePcapGlobalHeader, writePcapRecordHeader,
@@ -148,8 +148,8 @@ export class CaptureDriver implements Driver {
     if (this.scratch.length < len) this.scratch = new Uint8Array(len);
     const s = this.scratch;
     s.set(buf.data.subarray(buf.start, buf.end), 0);
-    let c = finish(sum16(s, cs - buf.start, buf.end - cs));
-    if (c === 0 && buf.csumOffset === 6) c = 0xffff; // RFC 768: a zero UDP checksum is sent as all ones
+    // What the device puts on the wire, computed on the copy (the buffer itself is the device's).
+    const c = partialChecksum(buf, s, buf.start);
     s[at - buf.start] = c >>> 8;
     s[at - buf.start + 1] = c & 0xff;
     this.writer.write(s, 0, len, now);

@@ -1,7 +1,7 @@
 // The driver contract: a NetDevice the engine transmits on, plus the receive side the
 // run loop pulls from. Every driver (memory, tap, afpacket, afxdp, pcap) implements it.
-import type { PacketBuffer, BufferPool } from '../buf/pktbuf.js';
-import type { NetDevice } from '../stack/device.js';
+import type { PacketBuffer, BufferPool } from '../base/pktbuf.js';
+import type { NetDevice } from '../base/device.js';
 
 export interface DriverStats {
   rxPackets: number; rxBytes: number; rxDropped: number;

@@ -6,7 +6,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wire/addr.js';
 import { Stack } from '../stack/stack.js';
 import { Sysctl, SysctlError, type SysctlValue } from '../stack/sysctl.js';
-import type { Clock } from '../stack/time.js';
+import type { Clock } from '../base/time.js';
 
 export type PollMode = 'busy' | 'adaptive' | 'interrupt';
 export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt'];

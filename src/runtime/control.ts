@@ -9,9 +9,9 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
-import type { PacketBuffer } from '../buf/pktbuf.js';
+import type { PacketBuffer } from '../base/pktbuf.js';
 import { formatIpv4, parseIpv4, parseIpv4Cidr, parseMac } from '../wire/addr.js';
-import { RouteFlags } from '../stack/route.js';
+import { RouteFlags } from '../stack/ip/route.js';
 import { counters, gauges, interfaces, routes, snapshot, type RouteSnapshot } from '../stack/stats.js';
 import { SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import { compileFilter, FilterError, type FramePredicate } from './capture-filter.js';

@@ -7,7 +7,7 @@ import { MemoryWire } from '../driver/memory.js';
 import { PcapDriver, PcapWriter, capture } from '../driver/pcap.js';
 import { Stack } from '../stack/stack.js';
 import { SysctlError } from '../stack/sysctl.js';
-import type { Clock } from '../stack/time.js';
+import type { Clock } from '../base/time.js';
 import { ConfigError, type DriverKind, type PortConfig, type TstackConfig } from './config.js';
 import { RunLoop, realClock } from './loop.js';
 

@@ -4,10 +4,10 @@
 //   busy      - spin (setImmediate, so the event loop still runs application I/O);
 //   adaptive  - spin for a few iterations after traffic, then sleep as in interrupt mode;
 //   interrupt - sleep until a driver says it is readable or the stack's next timer is due.
-import type { PacketBuffer } from '../buf/pktbuf.js';
+import type { PacketBuffer } from '../base/pktbuf.js';
 import type { Driver } from '../driver/types.js';
 import type { Stack } from '../stack/stack.js';
-import type { Clock } from '../stack/time.js';
+import type { Clock } from '../base/time.js';
 import type { PollMode } from './config.js';
 
 /** Wall-clock milliseconds from the monotonic high-resolution timer. */

@@ -4,23 +4,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { run } from '../driver/sys/netns.js';
+
+export { run };
 
 const created = new Set<string>();
 let counter = 0;
 let hooksInstalled = false;
-
-/** Runs a command (no shell) and returns its stdout; throws with its stderr on failure. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
-  try {
-    return execFileSync(cmd, args, {
-      encoding: 'utf8', input: opts.input, timeout: opts.timeoutMs ?? 10_000,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-  } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')}: ${(err.stderr ?? '').trim() || err.message}`);
-  }
-}
 
 /** Runs `cmd args` inside namespace ns (ip netns exec) and returns stdout. */
 export function exec(ns: string, cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): string {

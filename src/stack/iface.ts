@@ -1,5 +1,5 @@
 // A network interface: a device plus its addresses, MTU, state and counters.
-import type { NetDevice } from './device.js';
+import type { NetDevice } from '../base/device.js';
 import { prefixMask } from '../wire/addr.js';
 
 export interface Ipv4IfAddr {

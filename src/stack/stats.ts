@@ -3,7 +3,7 @@
 // is read through the owners' public methods; nothing here keeps state. It allocates (tools only,
 // never on the packet path). Field names are documented in docs/control.md.
 import { formatIpv4, formatIpv6, formatMac } from '../wire/addr.js';
-import { RouteFlags, type Route } from './route.js';
+import { RouteFlags, type Route } from './ip/route.js';
 import type { Stack } from './stack.js';
 import type { SysctlValue } from './sysctl.js';
 import { TCP_STATE_NAMES, TcpState } from './tcp/tcb.js';

@@ -1,14 +1,30 @@
 // UDP (RFC 768, RFC 1122 §4.1): sockets with bind/connect/send/receive, broadcast, bounded
 // receive queues, port unreachable for closed ports, and ICMP errors for connected sockets.
-import { Csum, DEFAULT_HEADROOM, SMALL_BUF_SIZE, LARGE_BUF_SIZE, type PacketBuffer } from '../buf/pktbuf.js';
+import { Csum, DEFAULT_HEADROOM, SMALL_BUF_SIZE, LARGE_BUF_SIZE, type PacketBuffer } from '../base/pktbuf.js';
 import { UDP_HLEN, UdpView, finishUdpChecksumV4, writeUdpHeader } from '../wire/udp.js';
 import { IpProto, IPV4_HLEN, type Ipv4View } from '../wire/ipv4.js';
 import { IcmpType, UnreachCode } from '../wire/icmpv4.js';
 import { isIpv4Multicast } from '../wire/addr.js';
 import { WireError } from '../wire/errors.js';
-import { NetError } from './errors.js';
+import { NetError } from '../base/errors.js';
+import type { BufferPool } from '../base/pktbuf.js';
 import type { Sysctl } from './sysctl.js';
-import type { Stack } from './stack.js';
+import type { Icmp } from './ip/icmp.js';
+
+/** What UDP needs from the stack (IPv4 implements it). */
+export interface UdpContext {
+  readonly sysctl: Sysctl;
+  readonly pool: BufferPool;
+  readonly random: () => number;
+  readonly icmp: Icmp;
+  drop(reason: string): void;
+  isLocalAddress(addr: number): boolean;
+  isBroadcastAddress(addr: number): boolean;
+  /** The source address towards `dst`; 0 when there is no route. */
+  sourceAddress(dst: number): number;
+  /** Sends an L4 payload as an IPv4 datagram. Takes ownership; false when there is no route. */
+  ipOutput(buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean): boolean;
+}
 
 export const UDP_MAX_PAYLOAD = 65535 - IPV4_HLEN - UDP_HLEN;
 
@@ -42,7 +58,7 @@ export class UdpSocket {
   private queuedBytes = 0;
   stats = { received: 0, sent: 0, dropped: 0 };
 
-  constructor(private readonly udp: Udp) { this.recvBufSize = udp.stack.sysctl.int('net.inet.udp.recvspace'); }
+  constructor(private readonly udp: Udp) { this.recvBufSize = udp.ctx.sysctl.int('net.inet.udp.recvspace'); }
 
   get connected(): boolean { return this.remotePort !== 0; }
   get bound(): boolean { return this.localPort !== 0; }
@@ -62,7 +78,7 @@ export class UdpSocket {
     if (this.closed) throw new NetError('EBADF', 'socket is closed');
     if (port <= 0 || port > 65535) throw new NetError('EINVAL', 'bad port');
     if (addr === 0 || addr === 0xffffffff && !this.broadcast) throw new NetError(addr === 0 ? 'EINVAL' : 'EACCES', 'bad destination');
-    if (this.udp.stack.sourceAddress(addr) === 0) throw new NetError('ENETUNREACH', 'no route to destination');
+    if (this.udp.ctx.sourceAddress(addr) === 0) throw new NetError('ENETUNREACH', 'no route to destination');
     if (!this.bound) this.udp.bind(this, 0, 0);
     this.remoteAddr = addr;
     this.remotePort = port;
@@ -128,8 +144,8 @@ export class Udp {
   private nextEphemeral = 0;
   stats = { received: 0, delivered: 0, sent: 0, noPort: 0, badChecksum: 0, badLength: 0, fullSocket: 0 };
 
-  constructor(readonly stack: Stack) {
-    stack.icmp.handlers.set(IpProto.UDP, (type, code, info, inner, l4Off) => this.icmpError(type, code, info, inner, l4Off));
+  constructor(readonly ctx: UdpContext) {
+    ctx.icmp.handlers.set(IpProto.UDP, (type, code, info, inner, l4Off) => this.icmpError(type, code, info, inner, l4Off));
   }
 
   open(): UdpSocket { return new UdpSocket(this); }
@@ -145,7 +161,7 @@ export class Udp {
 
   /** @internal */
   bind(s: UdpSocket, addr: number, port: number): void {
-    if (addr !== 0 && !this.stack.isLocalAddress(addr) && !isIpv4Multicast(addr) && addr !== 0xffffffff) {
+    if (addr !== 0 && !this.ctx.isLocalAddress(addr) && !isIpv4Multicast(addr) && addr !== 0xffffffff) {
       throw new NetError('EADDRNOTAVAIL', 'address not on this stack');
     }
     if (port === 0) port = this.ephemeral(addr);
@@ -172,10 +188,10 @@ export class Udp {
   }
 
   private ephemeral(addr: number): number {
-    const first = this.stack.sysctl.int('net.inet.ip.portrange.first');
-    const last = this.stack.sysctl.int('net.inet.ip.portrange.last');
+    const first = this.ctx.sysctl.int('net.inet.ip.portrange.first');
+    const last = this.ctx.sysctl.int('net.inet.ip.portrange.last');
     const n = last - first + 1;
-    if (this.nextEphemeral === 0) this.nextEphemeral = Math.floor(this.stack.random() * n);
+    if (this.nextEphemeral === 0) this.nextEphemeral = Math.floor(this.ctx.random() * n);
     for (let i = 0; i < n; i++) {
       const p = first + ((this.nextEphemeral + i) % n);
       const list = this.ports.get(p);
@@ -191,21 +207,21 @@ export class Udp {
   output(s: UdpSocket, data: Uint8Array, dst: number, dport: number): void {
     const len = data.length;
     if (len > UDP_MAX_PAYLOAD) throw new NetError('EMSGSIZE', `datagram of ${len} bytes is too large`);
-    const stack = this.stack;
-    const toBroadcast = dst === 0xffffffff || stack.isBroadcastAddress(dst);
+    const ctx = this.ctx;
+    const toBroadcast = dst === 0xffffffff || ctx.isBroadcastAddress(dst);
     if (toBroadcast && !s.broadcast) throw new NetError('EACCES', 'broadcast not enabled on this socket (setBroadcast)');
     let src = s.localAddr;
-    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) src = stack.sourceAddress(dst);
+    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) src = ctx.sourceAddress(dst);
     if (src === 0) throw new NetError('ENETUNREACH', 'no route to destination');
     const total = UDP_HLEN + len;
-    const buf = stack.pool.alloc(total + DEFAULT_HEADROOM <= SMALL_BUF_SIZE ? SMALL_BUF_SIZE : LARGE_BUF_SIZE);
+    const buf = ctx.pool.alloc(total + DEFAULT_HEADROOM <= SMALL_BUF_SIZE ? SMALL_BUF_SIZE : LARGE_BUF_SIZE);
     const off = buf.append(total);
     writeUdpHeader(buf.data, off, s.localPort, dport, total);
     buf.data.set(data, off + UDP_HLEN);
-    if (stack.sysctl.bool('net.inet.udp.checksum')) finishUdpChecksumV4(buf.data, off, total, src, dst);
+    if (ctx.sysctl.bool('net.inet.udp.checksum')) finishUdpChecksumV4(buf.data, off, total, src, dst);
     buf.csum = Csum.None;
     this.stats.sent++;
-    if (!stack.ipOutput(buf, src, dst, IpProto.UDP, s.tos, isIpv4Multicast(dst) ? 1 : s.ttl, false)) {
+    if (!ctx.ipOutput(buf, src, dst, IpProto.UDP, s.tos, isIpv4Multicast(dst) ? 1 : s.ttl, false)) {
       throw new NetError('ENETUNREACH', 'no route to destination');
     }
   }
@@ -213,11 +229,11 @@ export class Udp {
   /** A datagram for us; `ip` is wrapped over buf. Takes ownership. */
   input(ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean): void {
     const v = this.view;
-    const stack = this.stack;
+    const ctx = this.ctx;
     const err = v.wrap(buf.data, ip.payloadOff, ip.payloadLen);
-    if (err !== WireError.Ok) { this.stats.badLength++; buf.release(); stack.drop('udp_bad_length'); return; }
+    if (err !== WireError.Ok) { this.stats.badLength++; buf.release(); ctx.drop('udp_bad_length'); return; }
     const src = ip.src, dst = ip.dst;
-    if (buf.csum !== Csum.Valid && !v.checksumOkV4(src, dst)) { this.stats.badChecksum++; buf.release(); stack.drop('udp_bad_checksum'); return; }
+    if (buf.csum !== Csum.Valid && !v.checksumOkV4(src, dst)) { this.stats.badChecksum++; buf.release(); ctx.drop('udp_bad_checksum'); return; }
     this.stats.received++;
     const sport = v.srcPort, dport = v.dstPort;
     const list = this.ports.get(dport);
@@ -231,7 +247,7 @@ export class Udp {
           if (isIpv4Multicast(dst) && !s.memberships.has(dst)) continue;
           if (s.connected && (s.remoteAddr !== src || s.remotePort !== sport)) continue;
           delivered = true;
-          if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; stack.drop('udp_full_socket'); }
+          if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; ctx.drop('udp_full_socket'); }
         }
       } else {
         let best: UdpSocket | null = null, bestScore = -1;
@@ -243,17 +259,17 @@ export class Udp {
         }
         if (best) {
           delivered = true;
-          if (!best.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; stack.drop('udp_full_socket'); }
+          if (!best.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; ctx.drop('udp_full_socket'); }
         }
       }
     }
     if (delivered) { this.stats.delivered++; buf.release(); return; }
     this.stats.noPort++;
-    if (multi) { stack.drop('udp_noport_bcast'); buf.release(); return; }
-    stack.drop('udp_noport');
+    if (multi) { ctx.drop('udp_noport_bcast'); buf.release(); return; }
+    ctx.drop('udp_noport');
     // RFC 1122 §4.1.3.1: "If a datagram arrives addressed to a UDP port for which there is no
     // pending LISTEN call, UDP SHOULD send an ICMP Port Unreachable message."
-    if (!stack.sysctl.bool('net.inet.udp.blackhole')) stack.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Port, false);
+    if (!ctx.sysctl.bool('net.inet.udp.blackhole')) ctx.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Port, false);
     buf.release();
   }
 

@@ -3,7 +3,7 @@
 // (swap addresses, fix the checksum incrementally) so the same buffer goes back out.
 import { incrementalUpdate, sum16, finish } from '../../src/wire/checksum.js';
 import { readIpv4, writeIpv4 } from '../../src/wire/addr.js';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_ARP = 0x0806;

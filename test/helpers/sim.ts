@@ -7,13 +7,13 @@
 //   const a = sim.addHost({ name: 'a', addr: '198.18.0.1/24' });
 //   const b = sim.addHost({ name: 'b', addr: '198.18.0.2/24', faults: { loss: 0.05 } });
 //   assert.ok(sim.runUntil(() => done, { maxMs: 30_000 }), sim.describe());
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
-import { VirtualClock } from '../../src/stack/time.js';
-import { Prng, createRandom } from '../../src/stack/prng.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
+import { VirtualClock } from '../../src/base/time.js';
+import { Prng, createRandom } from '../../src/base/prng.js';
 import { Stack, type InterfaceConfig } from '../../src/stack/stack.js';
 import type { SysctlValue } from '../../src/stack/sysctl.js';
-import type { Offloads } from '../../src/stack/device.js';
-import type { BufferPool } from '../../src/buf/pktbuf.js';
+import type { Offloads } from '../../src/base/device.js';
+import type { BufferPool } from '../../src/base/pktbuf.js';
 import type { Driver, DriverStats } from '../../src/driver/types.js';
 import { MemoryWire, type MemoryPort } from '../../src/driver/memory.js';
 import type { FaultConfig } from '../../src/driver/fault.js';

@@ -1,14 +1,14 @@
 // packetdrill-style harness for the TCP engine: a fake TcpHost on a virtual clock that records
 // every emitted segment (decoded for field-by-field assertions) and injects crafted segments;
 // plus a back-to-back wire joining two Tcp instances through a lossy fake IP layer.
-import { BufferPool, Csum, type PacketBuffer } from '../../src/buf/pktbuf.js';
+import { BufferPool, Csum, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { finish, pseudoHeaderV4, sum16 } from '../../src/wire/checksum.js';
 import { WireError } from '../../src/wire/errors.js';
 import { TcpFlag, TcpHeader, TcpOptions, parseTcpOptions, tcpFlagsToString, tcpOptionsLength, writeTcpHeader, writeTcpOptions } from '../../src/wire/tcp.js';
 import type { TcpHost } from '../../src/stack/tcp/host.js';
 import { Tcp } from '../../src/stack/tcp/tcp.js';
 import { Sysctl, type SysctlValue } from '../../src/stack/sysctl.js';
-import { TimerWheel, VirtualClock } from '../../src/stack/time.js';
+import { TimerWheel, VirtualClock } from '../../src/base/time.js';
 
 export const LOCAL = 0xc6120002; // 198.18.0.2 (the stack under test)
 export const REMOTE = 0xc6120001; // 198.18.0.1 (the scripted peer)

@@ -9,7 +9,7 @@
 // After 2*MSL: no connection left, no timer left beyond the ARP cache's, no packet buffer in
 // use, no send/receive ring held.
 import { createHash, type Hash } from 'node:crypto';
-import { Prng } from '../../src/stack/prng.js';
+import { Prng } from '../../src/base/prng.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 import type { FaultConfig } from '../../src/driver/fault.js';
 import type { SysctlValue } from '../../src/stack/sysctl.js';

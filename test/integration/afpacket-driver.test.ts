@@ -6,7 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { BufferPool, Csum, type PacketBuffer } from '../../src/buf/pktbuf.js';
+import { BufferPool, Csum, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { AfPacketDriver, kernelEndName } from '../../src/driver/afpacket.js';
 import { RunLoop, realClock } from '../../src/runtime/loop.js';
 import { Stack } from '../../src/stack/stack.js';

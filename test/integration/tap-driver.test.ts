@@ -1,7 +1,7 @@
 // TapDriver against the Linux kernel, inside a namespace of its own (root only).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool, Csum, type PacketBuffer } from '../../src/buf/pktbuf.js';
+import { BufferPool, Csum, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { TapDriver } from '../../src/driver/tap.js';
 import { formatMac, parseIpv4, parseMac, writeIpv4 } from '../../src/wire/addr.js';
 import { finish, fold, internetChecksum, pseudoHeaderV4, sum16 } from '../../src/wire/checksum.js';

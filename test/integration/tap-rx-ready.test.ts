@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import { TapDriver } from '../../src/driver/tap.js';
 import { formatMac, parseMac } from '../../src/wire/addr.js';
 import { createNetns, destroyNetns, ipIn, requireRoot } from '../helpers/netns.js';

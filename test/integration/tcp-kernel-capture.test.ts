@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { destroyAllNetns, requireRoot } from '../helpers/netns.js';
 import { addKernelLoss, drain, kernelLossCounters, openKernelLink, pump, sha256, startPeer, within } from '../helpers/kernel-peer.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
-import { Prng } from '../../src/stack/prng.js';
+import { Prng } from '../../src/base/prng.js';
 
 const SIZE = 4 << 20;
 after(destroyAllNetns);

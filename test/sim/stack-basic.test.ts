@@ -1,12 +1,12 @@
 // Two stacks joined back to back by a minimal in-test link: ARP, ping, UDP, fragments, ICMP errors.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool, type PacketBuffer } from '../../src/buf/pktbuf.js';
-import { NO_OFFLOADS, type NetDevice } from '../../src/stack/device.js';
+import { BufferPool, type PacketBuffer } from '../../src/base/pktbuf.js';
+import { NO_OFFLOADS, type NetDevice } from '../../src/base/device.js';
 import { Stack } from '../../src/stack/stack.js';
-import { VirtualClock } from '../../src/stack/time.js';
+import { VirtualClock } from '../../src/base/time.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
-import type { NetError } from '../../src/stack/errors.js';
+import type { NetError } from '../../src/base/errors.js';
 
 class PipeDevice implements NetDevice {
   readonly offloads = NO_OFFLOADS;

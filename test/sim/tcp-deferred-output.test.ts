@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Simulation, type StackNode } from '../helpers/sim.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 
 const SERVER = parseIpv4('198.18.7.2')!;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Simulation } from '../helpers/sim.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
-import { Prng } from '../../src/stack/prng.js';
+import { Prng } from '../../src/base/prng.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 
 const B = parseIpv4('198.18.2.2')!;

@@ -4,11 +4,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { BufferPool, Csum, Gso, type PacketBuffer } from '../../src/buf/pktbuf.js';
+import { BufferPool, Csum, Gso, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { MemoryWire, type MemoryPort, type MemoryPortOptions } from '../../src/driver/memory.js';
-import { segmentTcp4 } from '../../src/driver/fault.js';
+import { segmentTcp4 } from '../../src/base/offload.js';
 import { Stack } from '../../src/stack/stack.js';
-import { VirtualClock } from '../../src/stack/time.js';
+import { VirtualClock } from '../../src/base/time.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import { TcpState } from '../../src/stack/tcp/tcb.js';
 import { parseIpv4 } from '../../src/wire/addr.js';

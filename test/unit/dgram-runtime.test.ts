@@ -13,9 +13,9 @@ import { createSocket } from '../../src/api/dgram.js';
 import { RuntimeError, resolveStack, setDefaultInstance } from '../../src/api/runtime.js';
 import { Simulation } from '../helpers/sim.js';
 import { RunLoop, realClock } from '../../src/runtime/loop.js';
-import { BufferPool } from '../../src/buf/pktbuf.js';
+import { BufferPool } from '../../src/base/pktbuf.js';
 import { emptyDriverStats, type Driver } from '../../src/driver/types.js';
-import { NO_OFFLOADS } from '../../src/stack/device.js';
+import { NO_OFFLOADS } from '../../src/base/device.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-dgram-rt-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,11 +4,11 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { BufferPool, type PacketBuffer } from '../../src/buf/pktbuf.js';
-import { NO_OFFLOADS, type NetDevice } from '../../src/stack/device.js';
+import { BufferPool, type PacketBuffer } from '../../src/base/pktbuf.js';
+import { NO_OFFLOADS, type NetDevice } from '../../src/base/device.js';
 import { Stack } from '../../src/stack/stack.js';
-import { VirtualClock } from '../../src/stack/time.js';
-import { Prng } from '../../src/stack/prng.js';
+import { VirtualClock } from '../../src/base/time.js';
+import { Prng } from '../../src/base/prng.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 
 setFlagsFromString('--expose-gc');

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool, Csum, type PacketBuffer } from '../../src/buf/pktbuf.js';
-import { VirtualClock } from '../../src/stack/time.js';
-import { NO_OFFLOADS } from '../../src/stack/device.js';
+import { BufferPool, Csum, type PacketBuffer } from '../../src/base/pktbuf.js';
+import { VirtualClock } from '../../src/base/time.js';
+import { NO_OFFLOADS } from '../../src/base/device.js';
 import { emptyDriverStats, type Driver, type DriverStats } from '../../src/driver/types.js';
-import { FaultInjector, completeChecksum } from '../../src/driver/fault.js';
+import { FaultInjector } from '../../src/driver/fault.js';
+import { completeChecksum } from '../../src/base/offload.js';
 import { internetChecksum } from '../../src/wire/checksum.js';
 
 /** A stand-in for a real driver (TAP): records what is transmitted, hands out queued frames. */

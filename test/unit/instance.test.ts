@@ -7,7 +7,7 @@ import { parseConfig, ConfigError } from '../../src/runtime/config.js';
 import { startInstance } from '../../src/runtime/instance.js';
 import { PcapWriter } from '../../src/driver/pcap.js';
 import { readPcap } from '../../src/wire/pcap.js';
-import { VirtualClock } from '../../src/stack/time.js';
+import { VirtualClock } from '../../src/base/time.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-instance-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool, Csum, type PacketBuffer } from '../../src/buf/pktbuf.js';
-import { VirtualClock } from '../../src/stack/time.js';
+import { BufferPool, Csum, type PacketBuffer } from '../../src/base/pktbuf.js';
+import { VirtualClock } from '../../src/base/time.js';
 import { MemoryWire, type MemoryPort } from '../../src/driver/memory.js';
 import type { FaultConfig } from '../../src/driver/fault.js';
 import { internetChecksum, sum16, fold } from '../../src/wire/checksum.js';

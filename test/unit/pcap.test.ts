@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BufferPool, type PacketBuffer } from '../../src/buf/pktbuf.js';
-import { VirtualClock } from '../../src/stack/time.js';
+import { BufferPool, type PacketBuffer } from '../../src/base/pktbuf.js';
+import { VirtualClock } from '../../src/base/time.js';
 import { WireError } from '../../src/wire/errors.js';
 import {
   PcapReader, readPcap, writePcapGlobalHeader, writePcapRecordHeader,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Prng, createRandom, hashSeed } from '../../src/stack/prng.js';
+import { Prng, createRandom, hashSeed } from '../../src/base/prng.js';
 
 test('the same seed gives the same sequence; another seed a different one', () => {
   const a = new Prng(42), b = new Prng(42), c = new Prng(43);

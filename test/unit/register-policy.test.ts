@@ -3,9 +3,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Stack } from '../../src/stack/stack.js';
-import { VirtualClock } from '../../src/stack/time.js';
-import type { NetDevice } from '../../src/stack/device.js';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import { VirtualClock } from '../../src/base/time.js';
+import type { NetDevice } from '../../src/base/device.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import { RoutingPolicy } from '../../src/api/register-policy.js';
 
 function device(name: string): NetDevice {

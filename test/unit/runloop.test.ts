@@ -1,9 +1,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BufferPool, type PacketBuffer } from '../../src/buf/pktbuf.js';
+import { BufferPool, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { emptyDriverStats, type Driver, type DriverStats } from '../../src/driver/types.js';
-import { NO_OFFLOADS } from '../../src/stack/device.js';
+import { NO_OFFLOADS } from '../../src/base/device.js';
 import { RunLoop, realClock, type LoopStack } from '../../src/runtime/loop.js';
 import type { PollMode } from '../../src/runtime/config.js';
 

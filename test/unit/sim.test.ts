@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PacketBuffer } from '../../src/buf/pktbuf.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import type { Driver } from '../../src/driver/types.js';
 import { readPcap } from '../../src/wire/pcap.js';
 import { Simulation, type SimHost } from '../helpers/sim.js';

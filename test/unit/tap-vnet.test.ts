@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool, Csum, Gso } from '../../src/buf/pktbuf.js';
-import { decodeVnetHeader, encodeVnetHeader, randomLocalMac, VNET_HDR_LEN } from '../../src/driver/tap.js';
+import { BufferPool, Csum, Gso } from '../../src/base/pktbuf.js';
+import { decodeVnetHeader, encodeVnetHeader, randomLocalMac, VNET_HDR_LEN } from '../../src/driver/vnet.js';
 
 const pool = new BufferPool();
 

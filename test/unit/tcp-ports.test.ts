@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRandom32 } from '../../src/stack/prng.js';
+import { createRandom32 } from '../../src/base/prng.js';
 import { EphemeralPorts } from '../../src/stack/tcp/ports.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 

@@ -3,7 +3,7 @@
 // already walked are not left behind for a revolution.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Timer, TimerWheel } from '../../src/stack/time.js';
+import { Timer, TimerWheel } from '../../src/base/time.js';
 
 test('a timer an hour ahead fires at its deadline, not a revolution early or late', () => {
   const w = new TimerWheel(1, 4096, 0);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { finish, fold, incrementalUpdate, internetChecksum, pseudoHeaderV4, pseudoHeaderV6, sum16 } from '../../src/wire/checksum.js';
 import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
-import { Prng } from '../../src/stack/prng.js';
+import { Prng } from '../../src/base/prng.js';
 import { FRAMES } from '../fixtures/frames.js';
 import { hexToBytes } from '../helpers/wire-dissect.js';
 

@@ -21,7 +21,7 @@ import {
   RouterSolicitView, readMtuOption, writeLinkLayerOption, writeMtuOption, writeNeighborAdvert, writeNeighborSolicit,
   writePrefixInfoOption, writeRedirect, writeRouterAdvert, writeRouterSolicit, type NdpView,
 } from '../../src/wire/ndp.js';
-import { Prng } from '../../src/stack/prng.js';
+import { Prng } from '../../src/base/prng.js';
 
 /** The tshark fields the dissector claims; each present in a vector must match exactly. */
 const MAPPED = new Set([

@@ -1,8 +1,8 @@
 // What TCP needs from the rest of the stack. The Stack implements it; TCP tests hand in a
 // fake that captures emitted segments. TCP reaches nothing else outside src/stack/tcp/.
-import type { BufferPool, PacketBuffer } from '../../buf/pktbuf.js';
+import type { BufferPool, PacketBuffer } from '../../base/pktbuf.js';
 import type { Sysctl } from '../sysctl.js';
-import type { Clock, TimerWheel } from '../time.js';
+import type { Clock, TimerWheel } from '../../base/time.js';
 
 export interface TcpHost {
   readonly clock: Clock;

@@ -1,7 +1,7 @@
 // What to send now (RFC 9293 §3.8.6, RFC 5681, RFC 6675): data within min(cwnd, SND.WND),
 // Nagle and sender SWS avoidance, window updates with receiver SWS avoidance, ACKs,
 // options, SACK blocks, retransmissions. One pooled buffer per segment; payload copied once.
-import { Csum, Gso } from '../../buf/pktbuf.js';
+import { Csum, Gso } from '../../base/pktbuf.js';
 import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
 import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
 import type { SackScoreboard } from './sack.js';

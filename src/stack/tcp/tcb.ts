@@ -1,5 +1,5 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
-import { Timer, type TimerCallback } from '../time.js';
+import { Timer, type TimerCallback } from '../../base/time.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';

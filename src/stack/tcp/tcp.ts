@@ -1,6 +1,6 @@
 // The TCP module the Stack instantiates: demultiplexing by 4-tuple, then listener; resets for
 // closed ports; the connection table; sysctls; counters; event delivery to sockets.
-import { Csum, type PacketBuffer } from '../../buf/pktbuf.js';
+import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
 import { pseudoHeaderV4, sum16, fold } from '../../wire/checksum.js';
 import { WireError } from '../../wire/errors.js';
 import { TcpFlag, TcpHeader, TcpOptions, parseTcpOptions } from '../../wire/tcp.js';

@@ -11,7 +11,7 @@
 // A TCB that entered TIME_WAIT keeps (slot, generation); the generation changes when the slot is
 // freed, so its socket reports TIME_WAIT, then CLOSED. The table never refers to TCBs.
 import { TcpFlag, type TcpOptionsSpec } from '../../wire/tcp.js';
-import { Timer } from '../time.js';
+import { Timer } from '../../base/time.js';
 import { listenerInput } from './listen.js';
 import { sendRaw } from './output.js';
 import { seqGe, seqGt, seqInRange, seqLe, seqLt } from './seq.js';

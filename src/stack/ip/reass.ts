@@ -1,10 +1,10 @@
 // IPv4 fragment reassembly (RFC 791 §3.2, RFC 815 hole tracking), bounded against hostile
 // input: a cap on datagrams in progress, on fragments per datagram, and a timeout. A datagram
 // whose fragments overlap with different bytes is dropped whole (the RFC 5722 rule, applied to v4).
-import { LARGE_BUF_SIZE, type BufferPool, type PacketBuffer } from '../buf/pktbuf.js';
-import { IPV4_HLEN, writeIpv4Header, type Ipv4View } from '../wire/ipv4.js';
-import type { Sysctl } from './sysctl.js';
-import { Timer, type Clock, type TimerWheel } from './time.js';
+import { LARGE_BUF_SIZE, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import { IPV4_HLEN, writeIpv4Header, type Ipv4View } from '../../wire/ipv4.js';
+import type { Sysctl } from '../sysctl.js';
+import { Timer, type Clock, type TimerWheel } from '../../base/time.js';
 
 export function defineReassSysctls(s: Sysctl): void {
   s.define({ name: 'net.inet.ip.maxfragpackets', type: 'int', default: 256, min: 0, max: 65536, description: 'IPv4 datagrams being reassembled at once (0 disables reassembly)' });

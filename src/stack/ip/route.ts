@@ -1,5 +1,5 @@
 // The IPv4 routing table: longest-prefix match over connected, static and default routes.
-import { formatIpv4, prefixMask } from '../wire/addr.js';
+import { formatIpv4, prefixMask } from '../../wire/addr.js';
 
 export const RouteFlags = { Up: 1, Gateway: 2, Host: 4, Static: 8, Connected: 16 } as const;
 

@@ -3,14 +3,14 @@
 //   INCOMPLETE --maxtries unanswered--> FAILED (drops for `wait` seconds) --> gone
 //   PROBE --maxtries unanswered--> gone
 // Packets waiting for resolution are held per entry (at most maxhold, oldest dropped first).
-import type { BufferPool, PacketBuffer } from '../buf/pktbuf.js';
-import { ARP_LEN, ArpOp, ArpView, writeArp } from '../wire/arp.js';
-import { MAC_BROADCAST, MAC_ZERO, formatIpv4, formatMac, macEquals } from '../wire/addr.js';
-import { EtherType } from '../wire/ethernet.js';
-import { WireError } from '../wire/errors.js';
-import type { Interface } from './iface.js';
-import type { Sysctl } from './sysctl.js';
-import { Timer, type Clock, type TimerWheel } from './time.js';
+import type { BufferPool, PacketBuffer } from '../../base/pktbuf.js';
+import { ARP_LEN, ArpOp, ArpView, writeArp } from '../../wire/arp.js';
+import { MAC_BROADCAST, MAC_ZERO, formatIpv4, formatMac, macEquals } from '../../wire/addr.js';
+import { EtherType } from '../../wire/ethernet.js';
+import { WireError } from '../../wire/errors.js';
+import type { Interface } from '../iface.js';
+import type { Sysctl } from '../sysctl.js';
+import { Timer, type Clock, type TimerWheel } from '../../base/time.js';
 
 export const ArpState = { Incomplete: 0, Reachable: 1, Stale: 2, Probe: 3, Failed: 4, Permanent: 5 } as const;
 export type ArpState = (typeof ArpState)[keyof typeof ArpState];

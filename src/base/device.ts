@@ -1,6 +1,6 @@
 // What the engine needs from a network device. Drivers (src/driver/) implement it;
 // the engine never knows which one it talks to.
-import type { PacketBuffer } from '../buf/pktbuf.js';
+import type { PacketBuffer } from './pktbuf.js';
 
 export interface Offloads {
   /** The device verifies received L4 checksums and marks buffers Csum.Valid. */

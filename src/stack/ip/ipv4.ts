@@ -1,0 +1,310 @@
+// IPv4 (RFC 791, RFC 1122 §3): input checks and delivery to the registered transports,
+// reassembly, output with route lookup, source selection and fragmentation, loopback to our
+// own addresses, and the link-layer hand-off (broadcast, multicast, ARP). Owns ICMPv4 and the
+// reassembler, which belong to it.
+import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import { completeChecksum } from '../../base/offload.js';
+import type { Clock, TimerWheel } from '../../base/time.js';
+import { MAC_BROADCAST, isIpv4Multicast } from '../../wire/addr.js';
+import { EtherType } from '../../wire/ethernet.js';
+import { WireError, wireErrorName } from '../../wire/errors.js';
+import { IcmpType, UnreachCode } from '../../wire/icmpv4.js';
+import { IPV4_DF, IPV4_HLEN, IPV4_MF, IpProto, Ipv4View, writeIpv4Header } from '../../wire/ipv4.js';
+import type { Interface } from '../iface.js';
+import type { Sysctl } from '../sysctl.js';
+import { Icmp, defineIcmpSysctls, type IcmpContext } from './icmp.js';
+import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
+import type { RouteTable } from './route.js';
+
+export class IpStats {
+  received = 0; delivered = 0; fragmentsReceived = 0; reassembled = 0;
+  outRequests = 0; outNoRoute = 0; fragmented = 0; fragmentsCreated = 0; loopback = 0;
+}
+
+export function defineIpSysctls(s: Sysctl): void {
+  s.define({ name: 'net.inet.ip.ttl', type: 'int', default: 64, min: 1, max: 255, description: 'default TTL of sent datagrams' });
+  s.define({ name: 'net.inet.ip.forwarding', type: 'int', default: 0, min: 0, max: 0, description: 'forward datagrams between interfaces (not implemented: must be 0)' });
+  s.define({ name: 'net.inet.ip.portrange.first', type: 'int', default: 49152, min: 1024, max: 65535, description: 'first ephemeral port' });
+  s.define({ name: 'net.inet.ip.portrange.last', type: 'int', default: 65535, min: 1024, max: 65535, description: 'last ephemeral port' });
+}
+
+/** What IPv4 needs from the stack. */
+export interface Ipv4Context {
+  readonly clock: Clock;
+  readonly wheel: TimerWheel;
+  readonly sysctl: Sysctl;
+  readonly pool: BufferPool;
+  readonly random: () => number;
+  readonly interfaces: readonly Interface[];
+  readonly routes: RouteTable;
+  drop(reason: string): void;
+  /** Output was queued (a device or the loopback queue): the run loop should flush/poll soon. */
+  outputPending(): void;
+  /** Link-layer output to a known MAC (broadcast, multicast). Takes ownership. */
+  ethOutput(iface: Interface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void;
+  /** Link-layer output to a unicast next hop: neighbor resolution (ARP). Takes ownership. */
+  resolveOutput(iface: Interface, nexthop: number, buf: PacketBuffer): void;
+}
+
+/**
+ * A transport above IPv4: `ip` is wrapped over buf (the datagram starts at ip.off), `toBroadcast`
+ * when the destination was a broadcast or multicast address. Takes ownership of buf.
+ */
+export type Ipv4ProtocolInput = (ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean) => void;
+
+export class Ipv4 implements IcmpContext, ReassContext {
+  readonly stats = new IpStats();
+  readonly reass: Reassembler;
+  readonly icmp: Icmp;
+  private readonly protocols: (Ipv4ProtocolInput | undefined)[] = new Array(256).fill(undefined);
+  private readonly ip = new Ipv4View();
+  private readonly mcastMac = new Uint8Array([0x01, 0x00, 0x5e, 0, 0, 0]);
+  private readonly loopQueue: PacketBuffer[] = [];
+  private ipId: number;
+
+  constructor(private readonly ctx: Ipv4Context) {
+    defineIpSysctls(ctx.sysctl);
+    defineReassSysctls(ctx.sysctl);
+    defineIcmpSysctls(ctx.sysctl);
+    this.ipId = Math.floor(ctx.random() * 0x10000);
+    this.reass = new Reassembler(this);
+    this.icmp = new Icmp(this);
+    this.protocols[IpProto.ICMP] = (ip, buf, toBroadcast) => this.icmp.input(ip, buf, toBroadcast);
+  }
+
+  // ---- the contexts handed down (IcmpContext, ReassContext, UdpContext) --------------------
+
+  get clock(): Clock { return this.ctx.clock; }
+  get wheel(): TimerWheel { return this.ctx.wheel; }
+  get sysctl(): Sysctl { return this.ctx.sysctl; }
+  get pool(): BufferPool { return this.ctx.pool; }
+  get random(): () => number { return this.ctx.random; }
+  drop(reason: string): void { this.ctx.drop(reason); }
+  interfaceByIndex(ifIndex: number): Interface | undefined { return this.ctx.interfaces[ifIndex - 1]; }
+
+  /** Delivers datagrams of protocol `proto` to `fn`. */
+  register(proto: number, fn: Ipv4ProtocolInput): void { this.protocols[proto] = fn; }
+
+  // ---- receive -----------------------------------------------------------------------------
+
+  /** An IPv4 datagram at buf.data[off, off + len) (Ethernet payload). Takes ownership. */
+  input(iface: Interface, buf: PacketBuffer, off: number, len: number, l2Bcast: boolean): void {
+    const ip = this.ip;
+    const err = ip.wrap(buf.data, off, len, true);
+    if (err !== WireError.Ok) { iface.counters.rxErrors++; buf.release(); this.ctx.drop(`ip_${wireErrorName(err)}`); return; }
+    this.stats.received++;
+    const src = ip.src, dst = ip.dst;
+    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast is martian.
+    if (src === 0xffffffff || isIpv4Multicast(src) || (src >>> 24) === 127) { buf.release(); this.ctx.drop('ip_bad_source'); return; }
+    // RFC 1122 §3.2.1.7: TTL 0 must never be sent; a datagram carrying it is bogus.
+    if (ip.ttl === 0) { buf.release(); this.ctx.drop('ip_ttl_zero'); return; }
+    buf.start = off;
+    buf.end = off + ip.totalLength; // strip Ethernet padding
+    buf.l3 = off;
+    const bcast = dst === 0xffffffff || this.isBroadcastAddress(dst);
+    const mcast = isIpv4Multicast(dst);
+    if (!bcast && !mcast) {
+      if (!this.isLocalAddress(dst)) { buf.release(); this.ctx.drop('ip_not_for_us'); return; }
+      // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
+      if (l2Bcast) { buf.release(); this.ctx.drop('ip_unicast_in_l2_broadcast'); return; }
+    }
+    if (ip.isFragment) {
+      this.stats.fragmentsReceived++;
+      const whole = this.reass.input(ip, buf);
+      if (!whole) return;
+      this.stats.reassembled++;
+      buf = whole;
+      ip.wrap(buf.data, buf.start, buf.length, false);
+    }
+    this.deliver(ip, buf, bcast || mcast);
+  }
+
+  private deliver(ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean): void {
+    this.stats.delivered++;
+    const fn = this.protocols[ip.protocol];
+    if (fn !== undefined) { fn(ip, buf, toBroadcast); return; }
+    this.ctx.drop('ip_unknown_protocol');
+    this.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Protocol, toBroadcast);
+    buf.release();
+  }
+
+  // ---- send --------------------------------------------------------------------------------
+
+  /**
+   * Sends the L4 payload in buf (start..end) as an IPv4 datagram: route lookup, source address
+   * (0 = choose), fragmentation, neighbor resolution. Takes ownership. Returns false (and counts)
+   * when there is no route or the interface is down.
+   */
+  ipOutput(buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean): boolean {
+    this.stats.outRequests++;
+    let iface: Interface | undefined;
+    let nexthop = dst;
+    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host"; this stack has no loopback
+    // interface, so such a destination has no route (never the default gateway).
+    if ((dst >>> 24) === 127 && !this.isLocalAddress(dst)) {
+      this.stats.outNoRoute++;
+      buf.release();
+      this.ctx.drop('ip_loopback_destination');
+      return false;
+    }
+    if (dst === 0xffffffff) {
+      iface = this.interfaceForSource(src) ?? this.ctx.interfaces.find((i) => i.up && i.addrs.length > 0);
+    } else {
+      const r = this.ctx.routes.lookup(dst);
+      if (r) { iface = this.ctx.interfaces[r.ifIndex - 1]; if (r.gateway) nexthop = r.gateway; }
+    }
+    if (!iface || !iface.up) {
+      this.stats.outNoRoute++;
+      buf.release();
+      this.ctx.drop('ip_no_route');
+      return false;
+    }
+    if (src === 0) src = iface.sourceFor(dst);
+    if (buf.csum === Csum.Partial && (!iface.dev.offloads.txCsum || this.isLocalAddress(dst))) completeChecksum(buf);
+    const payloadLen = buf.length;
+    // A super-segment only goes to a device that segments it (the route may have changed).
+    if (buf.gso !== Gso.None && !iface.dev.offloads.tso4) { buf.release(); this.ctx.drop('ip_gso_unsupported'); return false; }
+    if (IPV4_HLEN + payloadLen > iface.mtu && buf.gso === Gso.None) {
+      if (df) { buf.release(); this.ctx.drop('ip_needs_frag_df'); return false; }
+      return this.fragment(iface, nexthop, buf, src, dst, proto, tos, ttl);
+    }
+    const id = this.ipId = (this.ipId + 1) & 0xffff;
+    const off = buf.prepend(IPV4_HLEN);
+    writeIpv4Header(buf.data, off, tos, IPV4_HLEN + payloadLen, id, df ? IPV4_DF : 0, ttl, proto, src, dst);
+    buf.l3 = off;
+    this.l2Output(iface, nexthop, dst, buf);
+    return true;
+  }
+
+  private fragment(iface: Interface, nexthop: number, buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number): boolean {
+    const total = buf.length;
+    const chunk = (iface.mtu - IPV4_HLEN) & ~7;
+    if (chunk <= 0) { buf.release(); this.ctx.drop('ip_mtu_too_small'); return false; }
+    const id = this.ipId = (this.ipId + 1) & 0xffff;
+    this.stats.fragmented++;
+    for (let at = 0; at < total; at += chunk) {
+      const n = Math.min(chunk, total - at);
+      const f = this.ctx.pool.alloc();
+      const o = f.append(n);
+      f.data.set(buf.data.subarray(buf.start + at, buf.start + at + n), o);
+      const h = f.prepend(IPV4_HLEN);
+      const more = at + n < total ? IPV4_MF : 0;
+      writeIpv4Header(f.data, h, tos, IPV4_HLEN + n, id, more | (at >> 3), ttl, proto, src, dst);
+      f.l3 = h;
+      this.stats.fragmentsCreated++;
+      this.l2Output(iface, nexthop, dst, f);
+    }
+    buf.release();
+    return true;
+  }
+
+  private l2Output(iface: Interface, nexthop: number, dst: number, buf: PacketBuffer): void {
+    if (dst === 0xffffffff || iface.isBroadcast(dst)) { this.ctx.ethOutput(iface, MAC_BROADCAST, 0, EtherType.IPv4, buf); return; }
+    if (isIpv4Multicast(dst)) {
+      // RFC 1112 §6.4: 01:00:5e + the low 23 bits of the group.
+      const m = this.mcastMac;
+      m[3] = (dst >>> 16) & 0x7f; m[4] = (dst >>> 8) & 0xff; m[5] = dst & 0xff;
+      this.ctx.ethOutput(iface, m, 0, EtherType.IPv4, buf);
+      return;
+    }
+    if (this.isLocalAddress(dst)) {
+      // To ourselves: loop back through input on the next poll (never re-entrantly).
+      this.stats.loopback++;
+      buf.csum = Csum.Valid;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return;
+    }
+    this.ctx.resolveOutput(iface, nexthop, buf);
+  }
+
+  // ---- loopback ----------------------------------------------------------------------------
+
+  /** Datagrams to our own addresses are waiting for pollLoopback(). */
+  get loopbackPending(): boolean { return this.loopQueue.length > 0; }
+
+  /** Delivers the datagrams looped back since the last call. */
+  pollLoopback(): void {
+    if (!this.loopQueue.length) return;
+    const q = this.loopQueue.splice(0);
+    for (const b of q) {
+      const ip = this.ip;
+      ip.wrap(b.data, b.start, b.length, false);
+      this.stats.received++;
+      this.deliver(ip, b, false);
+    }
+  }
+
+  // ---- queries -----------------------------------------------------------------------------
+
+  isLocalAddress(addr: number): boolean {
+    for (const i of this.ctx.interfaces) if (i.hasAddress(addr)) return true;
+    return false;
+  }
+
+  isBroadcastAddress(addr: number): boolean {
+    if (addr === 0xffffffff) return true;
+    for (const i of this.ctx.interfaces) if (i.isBroadcast(addr)) return true;
+    return false;
+  }
+
+  private interfaceForSource(src: number): Interface | undefined {
+    if (src === 0) return undefined;
+    return this.ctx.interfaces.find((i) => i.hasAddress(src));
+  }
+
+  /** The source address towards `dst`; 0 when there is no route. */
+  sourceAddress(dst: number): number {
+    const ifs = this.ctx.interfaces;
+    if (this.isLocalAddress(dst)) return dst;
+    if ((dst >>> 24) === 127) return 0;
+    if (dst === 0xffffffff) return ifs.find((i) => i.up && i.addrs.length)?.primary ?? 0;
+    const r = this.ctx.routes.lookup(dst);
+    if (!r) return 0;
+    const iface = ifs[r.ifIndex - 1];
+    return iface && iface.up ? iface.sourceFor(r.gateway || dst) : 0;
+  }
+
+  /** IP MTU of the route to `dst`; 0 when there is no route. */
+  routeMtu(dst: number): number {
+    const ifs = this.ctx.interfaces;
+    if (this.isLocalAddress(dst)) return ifs.find((i) => i.hasAddress(dst))?.mtu ?? 0;
+    if ((dst >>> 24) === 127) return 0;
+    const r = this.ctx.routes.lookup(dst);
+    const iface = r ? ifs[r.ifIndex - 1] : undefined;
+    return iface && iface.up ? iface.mtu : 0;
+  }
+
+  /** TSO towards `dst` when its device offloads it (never for local addresses). */
+  gsoMaxPayload(dst: number): number {
+    const r = this.ctx.routes.lookup(dst);
+    const iface = r ? this.ctx.interfaces[r.ifIndex - 1] : undefined;
+    if (!iface || !iface.up) return 0;
+    const o = iface.dev.offloads;
+    if (!o.tso4 || !o.txCsum || this.isLocalAddress(dst)) return 0;
+    // The whole datagram must fit IPv4's 16-bit total length with the largest TCP header.
+    return 65535 - IPV4_HLEN - 60;
+  }
+
+  txCsumOffload(dst: number): boolean {
+    if (this.isLocalAddress(dst)) return true;
+    const r = this.ctx.routes.lookup(dst);
+    const iface = r ? this.ctx.interfaces[r.ifIndex - 1] : undefined;
+    return !!iface && iface.dev.offloads.txCsum;
+  }
+
+  /** ReassContext: a datagram timed out with its first fragment held: RFC 792 time exceeded, code 1. */
+  timedOut(first: PacketBuffer): void {
+    const ip = this.ip;
+    if (ip.wrap(first.data, first.l3, first.end - first.l3, false) === WireError.Ok || ip.headerLength >= IPV4_HLEN) {
+      this.icmp.sendError(ip, first, IcmpType.TimeExceeded, 1, false);
+    }
+    first.release();
+  }
+
+  /** Releases reassembly state and the loopback queue. */
+  close(): void {
+    this.reass.clear();
+    for (const b of this.loopQueue.splice(0)) b.release();
+  }
+}

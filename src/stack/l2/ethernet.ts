@@ -1,0 +1,71 @@
+// Ethernet II (IEEE 802.3 framing as Linux and the BSDs use it): receive filtering by
+// destination MAC, demultiplexing by EtherType to the protocols registered for it, and
+// output (header, padding to the 60-byte minimum, device queue).
+import type { PacketBuffer } from '../../base/pktbuf.js';
+import { isMacBroadcast, isMacMulticast, macEquals } from '../../wire/addr.js';
+import { ETH_HLEN, ETH_MIN_FRAME, EtherType, EthernetView, writeEthernetHeader } from '../../wire/ethernet.js';
+import { WireError } from '../../wire/errors.js';
+import type { Interface } from '../iface.js';
+
+/** What Ethernet needs from the stack. */
+export interface EthernetContext {
+  drop(reason: string): void;
+  /** A frame was queued on a device: the run loop should flush soon. */
+  outputPending(): void;
+  /** Live capture hook (Stack.frameTap): sees each transmitted frame; null when nobody captures. */
+  readonly frameTap: ((ifIndex: number, buf: PacketBuffer, tx: boolean) => void) | null;
+}
+
+/**
+ * A protocol above Ethernet: the payload is buf.data[off, off + len). `l2Bcast` when the frame
+ * was sent to the broadcast address. Takes ownership of buf.
+ */
+export type EtherInput = (iface: Interface, buf: PacketBuffer, off: number, len: number, l2Bcast: boolean) => void;
+
+export class Ethernet {
+  private readonly view = new EthernetView();
+  private readonly protocols = new Map<number, EtherInput>();
+
+  constructor(private readonly ctx: EthernetContext) {}
+
+  /** Hands frames of `etherType` to `fn` (IPv4, ARP, IPv6, ...). */
+  register(etherType: number, fn: EtherInput): void { this.protocols.set(etherType, fn); }
+
+  /** One received frame on an up interface. Takes ownership of buf. */
+  input(iface: Interface, buf: PacketBuffer): void {
+    const c = iface.counters;
+    const eth = this.view;
+    const d = buf.data;
+    const err = eth.wrap(d, buf.start, buf.length);
+    if (err !== WireError.Ok) { c.rxErrors++; buf.release(); this.ctx.drop(err === WireError.Unsupported ? 'eth_not_ethernet2' : 'eth_truncated'); return; }
+    const dOff = eth.dstOff;
+    const l2Bcast = isMacBroadcast(d, dOff);
+    if (!l2Bcast) {
+      if (isMacMulticast(d, dOff)) c.rxMulticast++;
+      else if (!macEquals(d, dOff, iface.mac, 0)) { c.rxDropped++; buf.release(); this.ctx.drop('eth_not_for_us'); return; }
+    }
+    const type = eth.etherType;
+    const fn = this.protocols.get(type);
+    if (fn !== undefined) { fn(iface, buf, eth.payloadOff, eth.payloadLen, l2Bcast); return; }
+    c.rxDropped++;
+    buf.release();
+    this.ctx.drop(type === EtherType.IPv6 ? 'ipv6_not_implemented' : type === EtherType.VLAN || type === EtherType.QinQ ? 'vlan_not_configured' : 'eth_unknown_type');
+  }
+
+  /** Prepends the Ethernet header (destination at dstMac[dstOff..]) and queues the frame on the device. Takes ownership. */
+  output(iface: Interface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void {
+    const off = buf.prepend(ETH_HLEN);
+    writeEthernetHeader(buf.data, off, dstMac, dstOff, iface.mac, etherType);
+    if (buf.length < ETH_MIN_FRAME) {
+      const pad = ETH_MIN_FRAME - buf.length;
+      buf.data.fill(0, buf.end, buf.end + pad);
+      buf.append(pad);
+    }
+    const c = iface.counters;
+    c.txPackets++; c.txBytes += buf.length;
+    const tap = this.ctx.frameTap;
+    if (tap !== null) tap(iface.index, buf, true);
+    iface.dev.transmit(buf);
+    this.ctx.outputPending();
+  }
+}
