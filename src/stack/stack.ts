@@ -157,7 +157,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /** Removes an address from an interface, with its connected route. Returns false when it was not there. */
   removeAddress(ifIndex: number, cidr: string): boolean {
     const iface = this.interfaces[ifIndex - 1];
-    const c = parseIpv4Cidr(cidr) ?? (parseIpv4(cidr) !== null ? { addr: parseIpv4(cidr)!, prefixLen: -1 } : null);
+    // "A" without a length removes A whatever its prefix.
+    const c = cidr.includes('/') ? parseIpv4Cidr(cidr) : parseIpv4(cidr) !== null ? { addr: parseIpv4(cidr)!, prefixLen: -1 } : null;
     if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
     const a = iface.addrs.find((x) => x.addr === c.addr && (c.prefixLen < 0 || x.prefixLen === c.prefixLen));
     if (!a || !iface.removeAddress(a.addr)) return false;
