@@ -19,7 +19,21 @@ export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pca
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
-export const DEFAULT_CONTROL_SOCKET = '/run/tstack/tstack.sock';
+/**
+ * [control]: the instance's control socket. `socket` '' means the default path,
+ * `<dir>/<name>.sock` (runtime/control.ts: /run/tstack for root, else $XDG_RUNTIME_DIR/tstack or
+ * the temp dir); `name` defaults to the config file's base name.
+ */
+export interface ControlConfig {
+  socket: string;
+  name: string;
+  /** Group (name or numeric id) given the socket, so its members may use the tools. */
+  group?: string;
+  enabled: boolean;
+}
+
+/** [metrics]: a Prometheus endpoint on kernel sockets; off unless `listen` is set. */
+export interface MetricsConfig { listen?: string }
 
 /**
  * [api] kernel_fallback: which outgoing connections (and UDP sockets that only send) of a program
@@ -96,7 +110,8 @@ export interface TstackConfig {
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
-  control: { socket: string };
+  control: ControlConfig;
+  metrics: MetricsConfig;
   log: { level: LogLevel };
   /** How `tstack/register` splits a program's sockets between the stack and the kernel. */
   api: ApiConfig;
@@ -152,7 +167,8 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     stack: { workers: 1, poll: 'adaptive', busyPollUs: 0 },
     ports: [],
     sysctl: [],
-    control: { socket: DEFAULT_CONTROL_SOCKET },
+    control: { socket: '', name: defaultInstanceName(fileName), enabled: true },
+    metrics: {},
     log: { level: 'info' },
     api: { kernelFallback: 'auto', kernel: [], sameHost: true },
     lineOf: (key) => lines.lineOfDisplay(key),
@@ -181,8 +197,25 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       }
       case 'control': {
         const t = v.table(['control'], value);
-        v.known(['control'], t, ['socket']);
+        v.known(['control'], t, ['socket', 'name', 'group', 'enabled']);
         if (t.socket !== undefined) cfg.control.socket = v.path(['control', 'socket'], t.socket);
+        if (t.name !== undefined) cfg.control.name = v.name(['control', 'name'], t.name, 'an instance name');
+        if (t.group !== undefined) cfg.control.group = v.name(['control', 'group'], t.group, 'a group name or id');
+        if (t.enabled !== undefined) {
+          if (typeof t.enabled !== 'boolean') v.fail(['control', 'enabled'], `must be true or false (got ${describe(t.enabled)})`);
+          cfg.control.enabled = t.enabled as boolean;
+        }
+        break;
+      }
+      case 'metrics': {
+        const t = v.table(['metrics'], value);
+        v.known(['metrics'], t, ['listen']);
+        if (t.listen !== undefined) {
+          const s = v.str(['metrics', 'listen'], t.listen);
+          const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
+          if (!m || parseIpv4(m[1]!) === null || Number(m[2]) > 65535) v.fail(['metrics', 'listen'], `must be "ADDRESS:PORT" such as "127.0.0.1:9464" (got ${describe(t.listen)})`);
+          cfg.metrics.listen = s;
+        }
         break;
       }
       case 'log': {
@@ -206,7 +239,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         break;
       }
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log], [api])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [metrics], [log], [api])`);
     }
   }
 
@@ -217,6 +250,13 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     seen.set(p.ifname, p.index);
   }
   return cfg;
+}
+
+/** The config file's base name without its extension ("tstack" for /etc/tstack.toml). */
+export function defaultInstanceName(file: string): string {
+  const base = file.split('/').pop() ?? '';
+  const name = base.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]/g, '_');
+  return name === '' || name === '.' || name === '..' ? 'tstack' : name;
 }
 
 const ZERO_CLOCK: Clock = { now: () => 0 };

@@ -50,6 +50,10 @@ export interface RunLoopStats {
   /** Iterations started by kick() (application activity). */
   kicks: number;
   errors: number;
+  /** Milliseconds spent inside iterations (receive, timers, commands); the rest of the time is idle or application work. */
+  busyMs: number;
+  /** Commands run through post(). */
+  commands: number;
 }
 
 interface LoopPort { driver: Driver; ifIndex: number }
@@ -93,7 +97,7 @@ export class RunLoop {
   private spinsLeft = 0;
   private activity = false;
   private wakeReason: 'readable' | 'timer' | 'kick' | 'spin' = 'spin';
-  private readonly st: RunLoopStats = { iterations: 0, rxFrames: 0, readableWakeups: 0, timerWakeups: 0, kicks: 0, errors: 0 };
+  private readonly st: RunLoopStats = { iterations: 0, rxFrames: 0, readableWakeups: 0, timerWakeups: 0, kicks: 0, errors: 0, busyMs: 0, commands: 0 };
 
   // Bound once so the hot path does not allocate closures.
   private readonly onImmediate = (): void => { this.immediate = null; this.scheduled = false; this.runOnce(); };
@@ -212,6 +216,33 @@ export class RunLoop {
     if (first) throw first;
   }
 
+  static readonly POSTED_PER_ITERATION = 16;
+  /** Commands waiting for the next iteration (post()). */
+  private readonly posted: (() => void)[] = [];
+
+  /**
+   * Runs `fn` between iterations, on the thread that owns the stack (the control socket's
+   * commands go through here, so a mutation never lands in the middle of an iteration). Runs it
+   * at once when the loop is not running. `fn`'s exceptions go to the caller's own handling:
+   * wrap it.
+   */
+  post(fn: () => void): void {
+    if (!this.running) { fn(); return; }
+    this.posted.push(fn);
+    this.wake('kick');
+  }
+
+  private runPosted(): void {
+    // A bounded batch per iteration: a flood of commands delays the stack by one batch at most.
+    const q = this.posted.splice(0, RunLoop.POSTED_PER_ITERATION);
+    for (const fn of q) {
+      this.st.commands++;
+      try { fn(); } catch (err) { this.st.errors++; this.onError(err); }
+    }
+    this.activity = true;
+    if (this.posted.length !== 0) this.wake('kick');
+  }
+
   /**
    * Asks for an iteration soon: application code queued frames (or otherwise changed what the
    * stack wants to do) outside an iteration. Coalesced: many kicks, one iteration.
@@ -287,6 +318,8 @@ export class RunLoop {
     if (this.wakeReason === 'readable') this.st.readableWakeups++;
     else if (this.wakeReason === 'timer') this.st.timerWakeups++;
     this.wakeReason = 'spin';
+    const t0 = this.clock.now();
+    if (this.posted.length !== 0) this.runPosted();
     let frames = 0;
     try {
       frames = this.receive();
@@ -294,6 +327,7 @@ export class RunLoop {
       this.st.errors++;
       this.onError(err);
     }
+    this.st.busyMs += this.clock.now() - t0;
     if (!this.running) return;
     // The transmit flush waits for the process.nextTick callbacks (and the promise jobs) the
     // frames just triggered: what the application does there goes out in the same batch. For

@@ -191,6 +191,35 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.arp.announce(iface);
   }
 
+  /** Removes an address from an interface, with its connected route. Returns false when it was not there. */
+  removeAddress(ifIndex: number, cidr: string): boolean {
+    const iface = this.interfaces[ifIndex - 1];
+    // "A" without a length removes A whatever its prefix.
+    const c = cidr.includes('/') ? parseIpv4Cidr(cidr) : parseIpv4(cidr) !== null ? { addr: parseIpv4(cidr)!, prefixLen: -1 } : null;
+    if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
+    const a = iface.addrs.find((x) => x.addr === c.addr && (c.prefixLen < 0 || x.prefixLen === c.prefixLen));
+    if (!a || !iface.removeAddress(a.addr)) return false;
+    if (a.prefixLen < 32 && !iface.addrs.some((x) => x.network === a.network && x.prefixLen === a.prefixLen)) {
+      this.routes.delete(a.network, a.prefixLen, ifIndex);
+    }
+    return true;
+  }
+
+  /** Sets an interface's MTU (at most its device's); new connections' MSS follows it. */
+  setInterfaceMtu(ifIndex: number, mtu: number): void {
+    const iface = this.interfaces[ifIndex - 1];
+    if (!iface) throw new Error(`no interface ${ifIndex}`);
+    if (!Number.isInteger(mtu) || mtu < 576 || mtu > iface.dev.mtu) throw new Error(`mtu ${mtu} is out of range (576..${iface.dev.mtu}, the device's)`);
+    iface.mtu = mtu;
+  }
+
+  /**
+   * Frame tap for live captures (tools): called with every frame received on or transmitted by
+   * an interface, before the stack looks at it / as it leaves. null (the default) costs one test
+   * per frame; the hook must not keep or change the buffer.
+   */
+  frameTap: ((ifIndex: number, buf: PacketBuffer, tx: boolean) => void) | null = null;
+
   // ---- receive, time, output ---------------------------------------------------------------
 
   /** One received Ethernet frame from interface `ifIndex`. Takes ownership of buf. */
@@ -199,6 +228,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     if (!iface) { buf.release(); this.drop('no_interface'); return; }
     const c = iface.counters;
     c.rxPackets++; c.rxBytes += buf.length;
+    if (this.frameTap !== null) this.frameTap(ifIndex, buf, false);
     if (!iface.up) { c.rxDropped++; buf.release(); this.drop('interface_down'); return; }
     buf.ifIndex = ifIndex;
     this.ethernet.input(iface, buf);

@@ -63,6 +63,8 @@ export class UdpSocket {
   get connected(): boolean { return this.remotePort !== 0; }
   get bound(): boolean { return this.localPort !== 0; }
   get pending(): number { return this.queue.length; }
+  /** Bytes of queued datagrams (netstat's Recv-Q). */
+  get pendingBytes(): number { return this.queuedBytes; }
 
   /** Binds to addr (0 = any) and port (0 = ephemeral). Throws NetError EADDRINUSE / EADDRNOTAVAIL / EINVAL. */
   bind(addr = 0, port = 0): void {
@@ -152,6 +154,13 @@ export class Udp {
 
   /** Bound local ports (allocates: for subscribers). */
   portsInUse(): number[] { return [...this.ports.keys()]; }
+
+  /** Bound sockets (allocates: tools). */
+  sockets(): UdpSocket[] {
+    const out: UdpSocket[] = [];
+    for (const l of this.ports.values()) out.push(...l);
+    return out;
+  }
 
   get socketCount(): number { let n = 0; for (const l of this.ports.values()) n += l.length; return n; }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, loadConfig, ConfigError, DEFAULT_CONTROL_SOCKET } from '../../src/runtime/config.js';
+import { parseConfig, loadConfig, ConfigError } from '../../src/runtime/config.js';
 import { Sysctl } from '../../src/stack/sysctl.js';
 
 function registry(): Sysctl {
@@ -39,7 +39,8 @@ describe('config defaults', () => {
     assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0 });
     assert.deepEqual(c.ports, []);
     assert.deepEqual(c.sysctl, []);
-    assert.deepEqual(c.control, { socket: DEFAULT_CONTROL_SOCKET });
+    assert.deepEqual(c.control, { socket: '', name: 'empty', enabled: true });
+    assert.deepEqual(c.metrics, {});
     assert.deepEqual(c.log, { level: 'info' });
   });
 

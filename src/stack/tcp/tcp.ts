@@ -101,6 +101,17 @@ export interface TcpConnectionInfo {
   readonly stateName: string;
 }
 
+/** A listening socket as netstat shows it. */
+export interface TcpListenerInfo {
+  readonly laddr: number;
+  readonly lport: number;
+  /** Established connections waiting for accept(). */
+  readonly acceptQueue: number;
+  /** Half-open connections (SYN_RECEIVED). */
+  readonly synQueue: number;
+  readonly backlog: number;
+}
+
 /** The per-segment facts input processing needs, filled in place for every segment. */
 export class Segment {
   buf!: PacketBuffer;
@@ -245,6 +256,24 @@ export class Tcp {
     const out: TcpConnectionInfo[] = this.connections();
     for (const t of this.timeWait.entries()) out.push(t);
     return out;
+  }
+
+  /** Listening sockets, as netstat shows them (allocates: tools). */
+  listenerInfo(): TcpListenerInfo[] {
+    const out: TcpListenerInfo[] = [];
+    for (const l of this.listeners.values()) {
+      out.push({ laddr: l.laddr, lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
+    }
+    return out;
+  }
+
+  /** Connections in ESTABLISHED or CLOSE_WAIT (FreeBSD's tcps_curr_estab gauge; walks the table). */
+  currentEstablished(): number {
+    let n = 0;
+    for (const head of this.buckets) {
+      for (let t: Tcb | null = head; t; t = t.hashNext) if (t.state === TcpState.ESTABLISHED || t.state === TcpState.CLOSE_WAIT) n++;
+    }
+    return n;
   }
 
   /** @internal the connection table's hash of a 4-tuple */
