@@ -188,6 +188,21 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     if (prev !== undefined) v.fail(['port', p.index, 'ifname'], `"${p.ifname}" is already used by port[${prev}]`);
     seen.set(p.ifname, p.index);
   }
+  // One address per port and one port per subnet: otherwise which port answers for an address,
+  // or which one a packet to the subnet leaves by, is a guess.
+  const nets: { index: number; addr: number; prefixLen: number; text: string }[] = [];
+  for (const p of cfg.ports) {
+    if (p.addr === undefined) continue;
+    const c = parseIpv4Cidr(p.addr)!;
+    for (const o of nets) {
+      if (o.addr === c.addr) v.fail(['port', p.index, 'addr'], `${p.addr.split('/')[0]} is already port[${o.index}]'s address`);
+      const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
+      if (((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
+        v.fail(['port', p.index, 'addr'], `${p.addr} is on the same subnet as port[${o.index}]'s ${o.text}: give each port its own subnet`);
+      }
+    }
+    nets.push({ index: p.index, addr: c.addr, prefixLen: c.prefixLen, text: p.addr });
+  }
   return cfg;
 }
 
@@ -219,7 +234,7 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     mtu: t.mtu === undefined ? 1500 : v.int(at('mtu'), t.mtu, 68, 65535),
   };
   let net: { addr: number; prefixLen: number } | undefined;
-  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), t.addr); net = parseIpv4Cidr(p.addr)!; }
+  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr)); net = parseIpv4Cidr(p.addr)!; }
   if (t.gateway !== undefined) {
     const gw = v.ipv4(at('gateway'), t.gateway);
     if (!net) v.fail(at('gateway'), 'needs addr on the same port (the gateway must be on its subnet)');
@@ -228,7 +243,7 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     p.gateway = gw;
   }
   if (t.host_addr !== undefined) {
-    p.hostAddr = v.cidr4(at('host_addr'), t.host_addr);
+    p.hostAddr = v.hostAddress(at('host_addr'), v.cidr4(at('host_addr'), t.host_addr));
     if (net && parseIpv4Cidr(p.hostAddr)!.addr === net.addr) v.fail(at('host_addr'), `must differ from addr (${p.addr}): it is the kernel's side of the link`);
   }
   if (t.addr6 !== undefined) p.addr6 = v.cidr6(at('addr6'), t.addr6);
@@ -242,6 +257,10 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   // afpacket with host_addr creates a veth pair whose kernel end is named `${ifname}h`.
   if (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
     v.fail(at('ifname'), `must be at most 14 characters with host_addr: the veth pair's kernel end is "${p.ifname}h" (got ${describe(p.ifname)})`);
+  }
+  // A device the driver creates cannot be named after the loopback interface, which always exists.
+  if (p.ifname === 'lo' && (driver === 'tap' || (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined)))) {
+    v.fail(at('ifname'), `"lo" is the loopback interface: the ${driver} driver creates its own device here, give it another name`);
   }
   if (t.netns !== undefined) p.netns = v.name(at('netns'), t.netns, 'a network namespace name');
   if (t.pcap !== undefined) p.pcap = v.path(at('pcap'), t.pcap);
@@ -364,6 +383,19 @@ class Validator {
   ipv4(path: Seg[], x: unknown): string {
     const s = this.str(path, x);
     if (parseIpv4(s) === null) this.fail(path, `must be an IPv4 address like "198.18.0.1" (got ${describe(x)})`);
+    return s;
+  }
+
+  /** An "a.b.c.d/len" that names a host: not the subnet's network or broadcast address (len < 31). */
+  hostAddress(path: Seg[], x: unknown): string {
+    const s = this.cidr4(path, x);
+    const c = parseIpv4Cidr(s)!;
+    if (c.prefixLen < 31) {
+      const mask = prefixMask(c.prefixLen);
+      const network = (c.addr & mask) >>> 0;
+      if (c.addr === network) this.fail(path, `${s} is the subnet's network address, not a host address`);
+      if (c.addr === ((network | ~mask) >>> 0)) this.fail(path, `${s} is the subnet's broadcast address, not a host address`);
+    }
     return s;
   }
 

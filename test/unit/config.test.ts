@@ -208,6 +208,19 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\nifname = "a"\n[[port]]\nifname = "a"\n'), 4, 'port[1].ifname', /already used by port\[0\]/);
   });
 
+  test('one address per port, one port per subnet, host addresses only, no TAP named "lo"', () => {
+    const two = (a: string, b: string) => `[[port]]\ndriver = "memory"\nifname = "m0"\naddr = "${a}"\n[[port]]\ndriver = "memory"\nifname = "m1"\naddr = "${b}"\n`;
+    assertNames(fails(two('198.18.0.2/24', '198.18.0.2/24')), 8, 'port[1].addr', /198\.18\.0\.2 is already port\[0\]'s address/);
+    assertNames(fails(two('198.18.0.2/24', '198.18.0.3/24')), 8, 'port[1].addr', /same subnet as port\[0\]'s 198\.18\.0\.2\/24/);
+    assertNames(fails(two('198.18.0.2/16', '198.18.7.3/24')), 8, 'port[1].addr', /same subnet/);
+    assert.equal(parseConfig(two('198.18.0.2/24', '198.18.1.2/24'), 'ok.toml').ports.length, 2, 'two subnets are fine');
+    assertNames(fails('[[port]]\naddr = "198.18.0.0/24"\n'), 2, 'port[0].addr', /network address, not a host address/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.255/24"\n'), 2, 'port[0].addr', /broadcast address, not a host address/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\nhost_addr = "198.18.0.255/24"\n'), 3, 'port[0].host_addr', /broadcast address/);
+    assert.equal(parseConfig('[[port]]\naddr = "198.18.0.0/31"\n', 'p2p.toml').ports[0]!.addr, '198.18.0.0/31', 'a /31 has no network or broadcast address (RFC 3021)');
+    assertNames(fails('[[port]]\ndriver = "tap"\nifname = "lo"\n'), 3, 'port[0].ifname', /"lo" is the loopback interface/);
+  });
+
   test('lines stay right after multi-line strings and arrays', () => {
     // A key-looking line inside a multi-line string is not a key.
     assertNames(fails('[stack]\npoll = """\nworkers = 5\n"""\nworkers = 0\n'), 5, 'stack.workers', /integer/);
