@@ -7,6 +7,7 @@ import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wi
 import { Stack } from '../stack/stack.js';
 import { Sysctl, SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import type { Clock } from '../base/time.js';
+import type { ShieldConfig } from '../stack/shield.js';
 
 export type PollMode = 'busy' | 'adaptive' | 'interrupt';
 export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt'];
@@ -77,6 +78,8 @@ export interface TstackConfig {
   log: { level: LogLevel };
   /** How `tstack/register` splits a program's sockets between the stack and the kernel. */
   api: ApiConfig;
+  /** The shield: allow/deny rules and per-source TCP limits ([shield], [[shield.rule]]). */
+  shield: ShieldConfig;
   /** Line of a key path such as `port[0].mtu` (or of its nearest enclosing table); 0 if unknown. */
   lineOf(key: string): number;
 }
@@ -132,6 +135,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     control: { socket: DEFAULT_CONTROL_SOCKET },
     log: { level: 'info' },
     api: { kernelFallback: 'auto', kernel: [] },
+    shield: { default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0 },
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
@@ -177,8 +181,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         }
         break;
       }
+      case 'shield':
+        cfg.shield = shieldConfig(v, value);
+        break;
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log], [api])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log], [api], [shield])`);
     }
   }
 
@@ -270,6 +277,42 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
   }
   return p;
+}
+
+const SHIELD_PROTOS = ['any', 'tcp', 'udp', 'icmp'] as const;
+
+function shieldConfig(v: Validator, raw: unknown): ShieldConfig {
+  const t = v.table(['shield'], raw);
+  v.known(['shield'], t, ['default', 'max_conn_per_source', 'syn_rate_per_source', 'rule']);
+  const cfg: ShieldConfig = { default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0 };
+  if (t.default !== undefined) cfg.default = v.choice(['shield', 'default'], t.default, ['allow', 'deny'] as const);
+  if (t.max_conn_per_source !== undefined) cfg.maxConnPerSource = v.int(['shield', 'max_conn_per_source'], t.max_conn_per_source, 0, 1 << 24);
+  if (t.syn_rate_per_source !== undefined) cfg.synRatePerSource = v.int(['shield', 'syn_rate_per_source'], t.syn_rate_per_source, 0, 1 << 24);
+  if (t.rule !== undefined) {
+    if (!Array.isArray(t.rule)) v.fail(['shield', 'rule'], `must be [[shield.rule]] tables (got ${describe(t.rule)})`);
+    (t.rule as unknown[]).forEach((raw, i) => {
+      const at = (k: string): Seg[] => ['shield', 'rule', i, k];
+      const r = v.table(['shield', 'rule', i], raw);
+      v.known(['shield', 'rule', i], r, ['action', 'from', 'proto', 'port']);
+      if (r.action === undefined) v.fail(['shield', 'rule', i], 'needs action = "allow" or "deny"');
+      const action = v.choice(at('action'), r.action, ['allow', 'deny'] as const);
+      let from = 0, fromLen = 0;
+      if (r.from !== undefined) {
+        const s = v.str(at('from'), r.from);
+        const c = parseIpv4Cidr(s.includes('/') ? s : `${s}/32`);
+        if (!c) v.fail(at('from'), `must be an IPv4 address or prefix like "198.18.0.0/24" (got ${describe(r.from)})`);
+        from = c.addr; fromLen = c.prefixLen;
+      }
+      const proto = r.proto === undefined ? 'any' : v.choice(at('proto'), r.proto, SHIELD_PROTOS);
+      let port = -1;
+      if (r.port !== undefined) {
+        if (proto !== 'tcp' && proto !== 'udp') v.fail(at('port'), 'needs proto = "tcp" or "udp" (only they have ports)');
+        port = v.int(at('port'), r.port, 0, 65535);
+      }
+      cfg.rules.push({ action, from, fromLen, proto, port });
+    });
+  }
+  return cfg;
 }
 
 function sysctlSetting(v: Validator, registry: Sysctl, path: Seg[], raw: unknown): SysctlSetting {

@@ -221,6 +221,19 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\ndriver = "tap"\nifname = "lo"\n'), 3, 'port[0].ifname', /"lo" is the loopback interface/);
   });
 
+  test('[shield]: limits and rules are parsed; a bad rule is named with its line', () => {
+    const c = parseConfig('[shield]\nmax_conn_per_source = 64\nsyn_rate_per_source = 20\ndefault = "allow"\n[[shield.rule]]\naction = "deny"\nfrom = "198.18.0.0/24"\nproto = "tcp"\nport = 22\n[[shield.rule]]\naction = "allow"\nfrom = "198.18.1.5"\n', 's.toml');
+    assert.equal(c.shield.maxConnPerSource, 64);
+    assert.equal(c.shield.synRatePerSource, 20);
+    assert.deepEqual(c.shield.rules, [
+      { action: 'deny', from: 0xc6120000, fromLen: 24, proto: 'tcp', port: 22 },
+      { action: 'allow', from: 0xc6120105, fromLen: 32, proto: 'any', port: -1 },
+    ]);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "deny"\nproto = "icmp"\nport = 1\n'), 5, 'shield.rule[0].port', /needs proto = "tcp" or "udp"/);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "drop"\n'), 3, 'shield.rule[0].action', /must be one of "allow", "deny"/);
+    assertNames(fails('[shield]\nmax_conn_per_source = -1\n'), 2, 'shield.max_conn_per_source', />= 0|at least 0|integer/);
+  });
+
   test('lines stay right after multi-line strings and arrays', () => {
     // A key-looking line inside a multi-line string is not a key.
     assertNames(fails('[stack]\npoll = """\nworkers = 5\n"""\nworkers = 0\n'), 5, 'stack.workers', /integer/);
