@@ -23,7 +23,7 @@ import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { inNetns, run as sh } from './sys/netns.js';
-import { claimDeviceNames, deleteOwnDevice, markDevice, ownerTag } from './ownership.js';
+import { checkNetns, claimDeviceNames, deleteOwnDevice, markDevice, ownerTag } from './ownership.js';
 
 // <linux/if_ether.h>, <linux/if_packet.h>
 const ETH_P_ALL = 0x0003;
@@ -194,6 +194,7 @@ export class AfPacketDriver implements Driver {
     const rxBlocks = blocks(opts.rxFrames, rxGeo === SMALL ? 2048 : 256, rxGeo, 'rxFrames');
     const txBlocks = blocks(opts.txFrames, 256, LARGE, 'txFrames');
 
+    checkNetns(opts.netns);
     const at = opts.netns !== undefined ? ['-n', opts.netns] : [];
     const kernelEnd = createVeth ? kernelEndName(name) : null;
     let fd = -1;
@@ -223,7 +224,10 @@ export class AfPacketDriver implements Driver {
         if (s < 0) throw new libc.SysError('socket(AF_PACKET)', libc.errno());
         try {
           const ifindex = libc.ifNameToIndex(name);
-          if (ifindex === 0) throw new libc.SysError(`if_nametoindex(${name})`, libc.errno());
+          if (ifindex === 0) {
+            throw new Error(`AfPacketDriver: there is no interface ${name}${opts.netns !== undefined ? ` in network namespace ${opts.netns}` : ''}`
+              + ' (without host_addr the driver attaches to an existing interface; with it, it creates a veth pair)');
+          }
           setup(s, ifindex, rxGeo, rxBlocks, txBlocks);
           return s;
         } catch (e) {

@@ -16,6 +16,8 @@ import { run } from './sys/netns.js';
 import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './vnet.js';
 import { claimDeviceNames, ownerTag } from './ownership.js';
 
+const EACCES = 13;
+
 // <linux/if_tun.h>
 const TUNSETIFF = 0x400454ca;
 const TUNSETOFFLOAD = 0x400454d0;
@@ -152,14 +154,25 @@ export class TapDriver implements Driver {
     if (opts.netns !== undefined) claimDeviceNames([name], opts.netns);
     claimDeviceNames([name]);
     const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
-    if (fd < 0) throw new libc.SysError('open(/dev/net/tun)', libc.errno());
+    if (fd < 0) {
+      const e = libc.errno();
+      if (e === libc.ENOENT) throw new Error('TapDriver: /dev/net/tun does not exist (load the tun module: modprobe tun)');
+      if (e === libc.EPERM || e === EACCES) throw new Error('TapDriver: opening /dev/net/tun needs root (CAP_NET_ADMIN)');
+      throw new libc.SysError('open(/dev/net/tun)', e);
+    }
     let drv: TapDriver | null = null;
     try {
       const ifr = new Uint8Array(IFREQ_SIZE);
       new TextEncoder().encodeInto(name, ifr.subarray(0, IFNAMSIZ - 1));
       const flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
       ifr[16] = flags & 0xff; ifr[17] = flags >> 8;
-      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) throw new libc.SysError('ioctl(TUNSETIFF)', libc.errno());
+      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+        const e = libc.errno();
+        if (e === libc.EPERM) throw new Error(`TapDriver: creating ${name} needs root (CAP_NET_ADMIN)`);
+        if (e === libc.EBUSY) throw new Error(`TapDriver: ${name} is in use by another process`);
+        if (e === libc.EINVAL) throw new Error(`TapDriver: ${name} exists and is not a TAP device tstack can use`);
+        throw new libc.SysError('ioctl(TUNSETIFF)', e);
+      }
       const hdrSz = new Uint8Array(4);
       new DataView(hdrSz.buffer).setInt32(0, VNET_HDR_LEN, true);
       if (libc.ioctlPtr(fd, TUNSETVNETHDRSZ, hdrSz) < 0) throw new libc.SysError('ioctl(TUNSETVNETHDRSZ)', libc.errno());

@@ -7,6 +7,7 @@ import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wi
 import { Stack } from '../stack/stack.js';
 import { Sysctl, SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import type { Clock } from '../base/time.js';
+import type { ShieldConfig } from '../stack/shield.js';
 
 export type PollMode = 'busy' | 'adaptive' | 'interrupt';
 export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt'];
@@ -115,6 +116,8 @@ export interface TstackConfig {
   log: { level: LogLevel };
   /** How `tstack/register` splits a program's sockets between the stack and the kernel. */
   api: ApiConfig;
+  /** The shield: allow/deny rules and per-source TCP limits ([shield], [[shield.rule]]). */
+  shield: ShieldConfig;
   /** Line of a key path such as `port[0].mtu` (or of its nearest enclosing table); 0 if unknown. */
   lineOf(key: string): number;
 }
@@ -171,6 +174,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     metrics: {},
     log: { level: 'info' },
     api: { kernelFallback: 'auto', kernel: [], sameHost: true },
+    shield: { default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0 },
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
@@ -238,8 +242,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         }
         break;
       }
+      case 'shield':
+        cfg.shield = shieldConfig(v, value);
+        break;
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [metrics], [log], [api])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [metrics], [log], [api], [shield])`);
     }
   }
 
@@ -248,6 +255,21 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     const prev = seen.get(p.ifname);
     if (prev !== undefined) v.fail(['port', p.index, 'ifname'], `"${p.ifname}" is already used by port[${prev}]`);
     seen.set(p.ifname, p.index);
+  }
+  // One address per port and one port per subnet: otherwise which port answers for an address,
+  // or which one a packet to the subnet leaves by, is a guess.
+  const nets: { index: number; addr: number; prefixLen: number; text: string }[] = [];
+  for (const p of cfg.ports) {
+    if (p.addr === undefined) continue;
+    const c = parseIpv4Cidr(p.addr)!;
+    for (const o of nets) {
+      if (o.addr === c.addr) v.fail(['port', p.index, 'addr'], `${p.addr.split('/')[0]} is already port[${o.index}]'s address`);
+      const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
+      if (((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
+        v.fail(['port', p.index, 'addr'], `${p.addr} is on the same subnet as port[${o.index}]'s ${o.text}: give each port its own subnet`);
+      }
+    }
+    nets.push({ index: p.index, addr: c.addr, prefixLen: c.prefixLen, text: p.addr });
   }
   return cfg;
 }
@@ -288,7 +310,7 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     mtu: t.mtu === undefined ? 1500 : v.int(at('mtu'), t.mtu, 68, 65535),
   };
   let net: { addr: number; prefixLen: number } | undefined;
-  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), t.addr); net = parseIpv4Cidr(p.addr)!; }
+  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr)); net = parseIpv4Cidr(p.addr)!; }
   if (t.gateway !== undefined) {
     const gw = v.ipv4(at('gateway'), t.gateway);
     if (!net) v.fail(at('gateway'), 'needs addr on the same port (the gateway must be on its subnet)');
@@ -297,7 +319,7 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     p.gateway = gw;
   }
   if (t.host_addr !== undefined) {
-    p.hostAddr = v.cidr4(at('host_addr'), t.host_addr);
+    p.hostAddr = v.hostAddress(at('host_addr'), v.cidr4(at('host_addr'), t.host_addr));
     if (net && parseIpv4Cidr(p.hostAddr)!.addr === net.addr) v.fail(at('host_addr'), `must differ from addr (${p.addr}): it is the kernel's side of the link`);
   }
   if (t.addr6 !== undefined) p.addr6 = v.cidr6(at('addr6'), t.addr6);
@@ -322,6 +344,10 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   if ((driver === 'afpacket' || driver === 'afxdp') && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
     v.fail(at('ifname'), `must be at most 14 characters with host_addr: the veth pair's kernel end is "${p.ifname}h" (got ${describe(p.ifname)})`);
   }
+  // A device the driver creates cannot be named after the loopback interface, which always exists.
+  if (p.ifname === 'lo' && (driver === 'tap' || (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined)))) {
+    v.fail(at('ifname'), `"lo" is the loopback interface: the ${driver} driver creates its own device here, give it another name`);
+  }
   if (t.netns !== undefined) p.netns = v.name(at('netns'), t.netns, 'a network namespace name');
   if (t.exception !== undefined) {
     if (typeof t.exception !== 'boolean') v.fail(at('exception'), `must be true or false (got ${describe(t.exception)})`);
@@ -344,6 +370,42 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
   }
   return p;
+}
+
+const SHIELD_PROTOS = ['any', 'tcp', 'udp', 'icmp'] as const;
+
+function shieldConfig(v: Validator, raw: unknown): ShieldConfig {
+  const t = v.table(['shield'], raw);
+  v.known(['shield'], t, ['default', 'max_conn_per_source', 'syn_rate_per_source', 'rule']);
+  const cfg: ShieldConfig = { default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0 };
+  if (t.default !== undefined) cfg.default = v.choice(['shield', 'default'], t.default, ['allow', 'deny'] as const);
+  if (t.max_conn_per_source !== undefined) cfg.maxConnPerSource = v.int(['shield', 'max_conn_per_source'], t.max_conn_per_source, 0, 1 << 24);
+  if (t.syn_rate_per_source !== undefined) cfg.synRatePerSource = v.int(['shield', 'syn_rate_per_source'], t.syn_rate_per_source, 0, 1 << 24);
+  if (t.rule !== undefined) {
+    if (!Array.isArray(t.rule)) v.fail(['shield', 'rule'], `must be [[shield.rule]] tables (got ${describe(t.rule)})`);
+    (t.rule as unknown[]).forEach((raw, i) => {
+      const at = (k: string): Seg[] => ['shield', 'rule', i, k];
+      const r = v.table(['shield', 'rule', i], raw);
+      v.known(['shield', 'rule', i], r, ['action', 'from', 'proto', 'port']);
+      if (r.action === undefined) v.fail(['shield', 'rule', i], 'needs action = "allow" or "deny"');
+      const action = v.choice(at('action'), r.action, ['allow', 'deny'] as const);
+      let from = 0, fromLen = 0;
+      if (r.from !== undefined) {
+        const s = v.str(at('from'), r.from);
+        const c = parseIpv4Cidr(s.includes('/') ? s : `${s}/32`);
+        if (!c) v.fail(at('from'), `must be an IPv4 address or prefix like "198.18.0.0/24" (got ${describe(r.from)})`);
+        from = c.addr; fromLen = c.prefixLen;
+      }
+      const proto = r.proto === undefined ? 'any' : v.choice(at('proto'), r.proto, SHIELD_PROTOS);
+      let port = -1;
+      if (r.port !== undefined) {
+        if (proto !== 'tcp' && proto !== 'udp') v.fail(at('port'), 'needs proto = "tcp" or "udp" (only they have ports)');
+        port = v.int(at('port'), r.port, 0, 65535);
+      }
+      cfg.rules.push({ action, from, fromLen, proto, port });
+    });
+  }
+  return cfg;
 }
 
 function sysctlSetting(v: Validator, registry: Sysctl, path: Seg[], raw: unknown): SysctlSetting {
@@ -457,6 +519,19 @@ class Validator {
   ipv4(path: Seg[], x: unknown): string {
     const s = this.str(path, x);
     if (parseIpv4(s) === null) this.fail(path, `must be an IPv4 address like "198.18.0.1" (got ${describe(x)})`);
+    return s;
+  }
+
+  /** An "a.b.c.d/len" that names a host: not the subnet's network or broadcast address (len < 31). */
+  hostAddress(path: Seg[], x: unknown): string {
+    const s = this.cidr4(path, x);
+    const c = parseIpv4Cidr(s)!;
+    if (c.prefixLen < 31) {
+      const mask = prefixMask(c.prefixLen);
+      const network = (c.addr & mask) >>> 0;
+      if (c.addr === network) this.fail(path, `${s} is the subnet's network address, not a host address`);
+      if (c.addr === ((network | ~mask) >>> 0)) this.fail(path, `${s} is the subnet's broadcast address, not a host address`);
+    }
     return s;
   }
 

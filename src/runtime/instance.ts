@@ -88,6 +88,8 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     }
   }
 
+  stack.configureShield(config.shield);
+
   let wire: MemoryWire | undefined = opts.memoryWire;
   const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })) };
   const drivers: Driver[] = [];

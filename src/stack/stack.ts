@@ -20,6 +20,7 @@ import { RouteFlags, RouteTable } from './ip/route.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
 import { Sysctl } from './sysctl.js';
+import { Shield, type ShieldConfig } from './shield.js';
 import type { TcpHost } from './tcp/host.js';
 import { Tcp } from './tcp/tcp.js';
 import { Udp, defineUdpSysctls } from './udp.js';
@@ -73,6 +74,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   readonly ipv4: Ipv4;
   readonly ip6: Ipv6;
   readonly arp: Arp;
+  /** Allow/deny filter and per-source TCP limits on input (configure()). */
+  readonly shield = new Shield();
   readonly reass: Reassembler;
   readonly icmp: Icmp;
   readonly udp: Udp;
@@ -112,6 +115,11 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     ipv4.register(IpProto.TCP, (ip, buf, toBroadcast) => {
       // RFC 1122 §4.2.3.10: TCP never answers a broadcast or multicast destination.
       if (toBroadcast) { buf.release(); this.drop('tcp_broadcast'); return; }
+      if (this.shield.active && ip.payloadLen >= 14 && (buf.data[ip.payloadOff + 13]! & 0x16) === 0x02
+          && !this.shield.admitsSyn(ip.src, tcp.connectionsFrom(ip.src), this.clock.now())) {
+        // A new connection attempt (SYN without ACK or RST) past the source's limits.
+        buf.release(); this.drop('shield_syn_limit'); return;
+      }
       buf.l4 = ip.payloadOff;
       buf.start = ip.payloadOff;
       buf.end = ip.payloadOff + ip.payloadLen;
@@ -278,6 +286,20 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   // ---- contexts (TcpHost, ArpContext, Ipv4Context) and queries ------------------------------
 
   drop(reason: string): void { this.drops[reason] = (this.drops[reason] ?? 0) + 1; }
+
+  /** Sets the shield's rules and limits (at start from [shield], or at run time). */
+  configureShield(cfg: ShieldConfig): void {
+    this.shield.configure(cfg);
+    const shield = this.shield;
+    this.ipv4.filter = !shield.active ? null : (ip, buf) => {
+      const proto = ip.protocol;
+      const ported = (proto === IpProto.TCP || proto === IpProto.UDP) && ip.payloadLen >= 4;
+      const dport = ported ? (buf.data[ip.payloadOff + 2]! << 8) | buf.data[ip.payloadOff + 3]! : -1;
+      if (shield.allows(ip.src, proto, dport)) return true;
+      this.drop('shield_deny');
+      return false;
+    };
+  }
 
   /** ArpContext: a packet we sent cannot reach its neighbour; its transport hears of it. */
   unreachable(buf: PacketBuffer): void {

@@ -113,6 +113,14 @@ describe('devices tstack does not own', () => {
     assert.ok(exists(ns, name));
     assert.throws(() => TapDriver.open({ ifname: uniq('om'), netns: `${ns}-missing` }), /network namespace "tst-.*-missing" does not exist/);
   });
+
+  test('AF_PACKET: a missing interface or namespace is named in the error', (t) => {
+    if (!requireRoot(t, ['ip'])) return;
+    const ns = createNetns('own-afpm');
+    t.after(() => destroyNetns(ns));
+    assert.throws(() => AfPacketDriver.open({ ifname: 'nosuch0', netns: ns }), new RegExp(`there is no interface nosuch0 in network namespace ${ns}`));
+    assert.throws(() => AfPacketDriver.open({ ifname: uniq('om'), netns: `${ns}-missing`, hostAddr: '198.18.182.1/24' }), /network namespace "tst-.*-missing" does not exist/);
+  });
 });
 
 for (const [driver, subnet] of [['afpacket', 183], ['tap', 184]] as const) {

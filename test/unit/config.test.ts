@@ -236,6 +236,32 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\nifname = "a"\n[[port]]\nifname = "a"\n'), 4, 'port[1].ifname', /already used by port\[0\]/);
   });
 
+  test('one address per port, one port per subnet, host addresses only, no TAP named "lo"', () => {
+    const two = (a: string, b: string) => `[[port]]\ndriver = "memory"\nifname = "m0"\naddr = "${a}"\n[[port]]\ndriver = "memory"\nifname = "m1"\naddr = "${b}"\n`;
+    assertNames(fails(two('198.18.0.2/24', '198.18.0.2/24')), 8, 'port[1].addr', /198\.18\.0\.2 is already port\[0\]'s address/);
+    assertNames(fails(two('198.18.0.2/24', '198.18.0.3/24')), 8, 'port[1].addr', /same subnet as port\[0\]'s 198\.18\.0\.2\/24/);
+    assertNames(fails(two('198.18.0.2/16', '198.18.7.3/24')), 8, 'port[1].addr', /same subnet/);
+    assert.equal(parseConfig(two('198.18.0.2/24', '198.18.1.2/24'), 'ok.toml').ports.length, 2, 'two subnets are fine');
+    assertNames(fails('[[port]]\naddr = "198.18.0.0/24"\n'), 2, 'port[0].addr', /network address, not a host address/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.255/24"\n'), 2, 'port[0].addr', /broadcast address, not a host address/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\nhost_addr = "198.18.0.255/24"\n'), 3, 'port[0].host_addr', /broadcast address/);
+    assert.equal(parseConfig('[[port]]\naddr = "198.18.0.0/31"\n', 'p2p.toml').ports[0]!.addr, '198.18.0.0/31', 'a /31 has no network or broadcast address (RFC 3021)');
+    assertNames(fails('[[port]]\ndriver = "tap"\nifname = "lo"\n'), 3, 'port[0].ifname', /"lo" is the loopback interface/);
+  });
+
+  test('[shield]: limits and rules are parsed; a bad rule is named with its line', () => {
+    const c = parseConfig('[shield]\nmax_conn_per_source = 64\nsyn_rate_per_source = 20\ndefault = "allow"\n[[shield.rule]]\naction = "deny"\nfrom = "198.18.0.0/24"\nproto = "tcp"\nport = 22\n[[shield.rule]]\naction = "allow"\nfrom = "198.18.1.5"\n', 's.toml');
+    assert.equal(c.shield.maxConnPerSource, 64);
+    assert.equal(c.shield.synRatePerSource, 20);
+    assert.deepEqual(c.shield.rules, [
+      { action: 'deny', from: 0xc6120000, fromLen: 24, proto: 'tcp', port: 22 },
+      { action: 'allow', from: 0xc6120105, fromLen: 32, proto: 'any', port: -1 },
+    ]);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "deny"\nproto = "icmp"\nport = 1\n'), 5, 'shield.rule[0].port', /needs proto = "tcp" or "udp"/);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "drop"\n'), 3, 'shield.rule[0].action', /must be one of "allow", "deny"/);
+    assertNames(fails('[shield]\nmax_conn_per_source = -1\n'), 2, 'shield.max_conn_per_source', />= 0|at least 0|integer/);
+  });
+
   test('lines stay right after multi-line strings and arrays', () => {
     // A key-looking line inside a multi-line string is not a key.
     assertNames(fails('[stack]\npoll = """\nworkers = 5\n"""\nworkers = 0\n'), 5, 'stack.workers', /integer/);

@@ -61,6 +61,11 @@ export class Ipv4 implements IcmpContext, ReassContext {
   private readonly ip = new Ipv4View();
   private readonly mcastMac = new Uint8Array([0x01, 0x00, 0x5e, 0, 0, 0]);
   private readonly loopQueue: PacketBuffer[] = [];
+  /**
+   * Admission for datagrams from the wire, after reassembly (the shield): false drops the
+   * datagram, the filter counting why. Loopback traffic is not filtered.
+   */
+  filter: ((ip: Ipv4View, buf: PacketBuffer) => boolean) | null = null;
   private ipId: number;
 
   constructor(private readonly ctx: Ipv4Context) {
@@ -119,6 +124,7 @@ export class Ipv4 implements IcmpContext, ReassContext {
       buf = whole;
       ip.wrap(buf.data, buf.start, buf.length, false);
     }
+    if (this.filter !== null && !this.filter(ip, buf)) { buf.release(); return; }
     this.deliver(ip, buf, bcast || mcast);
   }
 

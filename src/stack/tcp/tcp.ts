@@ -461,7 +461,14 @@ export class Tcp {
     return t;
   }
 
+  /** Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's per-source limit. */
+  private readonly perSource = new Map<number, number>();
+
+  /** How many connections `raddr` holds with us. */
+  connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
+
   insert(tcb: Tcb): void {
+    this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
     if (this.connCount >= this.buckets.length) this.grow();
     const i = connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) & this.bucketMask;
     tcb.hashNext = this.buckets[i]!;
@@ -485,6 +492,8 @@ export class Tcp {
     tcb.inTable = false;
     this.connCount--;
     this.portUnref(tcb.lport);
+    const n = this.perSource.get(tcb.raddr) ?? 0;
+    if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
   }
 
   /** Doubles the bucket array and rehashes every chain (amortised: load stays at most 1). */
