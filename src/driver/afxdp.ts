@@ -213,6 +213,7 @@ export class AfXdpDriver implements Driver {
   private readonly st: DriverStats = emptyDriverStats();
   private readonly xdpStats = new Uint8Array(128);
   private kernelDropsSeen = 0;
+  private kernelTxInvalidSeen = 0;
   private watcher: libc.PollWatcher | null = null;
   private arpWatcher: libc.PollWatcher | null = null;
   private arpReady = true;
@@ -533,7 +534,10 @@ export class AfXdpDriver implements Driver {
     t[o] = addr >>> 24; t[o + 1] = (addr >>> 16) & 0xff; t[o + 2] = (addr >>> 8) & 0xff; t[o + 3] = addr & 0xff;
   }
 
-  /** Counters; rxDropped includes frames the kernel dropped (RX ring full, no fill frame, invalid descriptors). */
+  /**
+   * Counters; rxDropped includes frames the kernel dropped for this socket (XDP_STATISTICS:
+   * rx_dropped, rx_invalid_descs, rx_ring_full), txErrors the descriptors it found invalid.
+   */
   stats(): DriverStats {
     if (this.fd >= 0) {
       // struct xdp_statistics: rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full,
@@ -543,9 +547,11 @@ export class AfXdpDriver implements Driver {
         const dv = new DataView(this.xdpStats.buffer);
         let drops = Number(dv.getBigUint64(0, true)) + Number(dv.getBigUint64(8, true));
         if (got >= 32) drops += Number(dv.getBigUint64(24, true));
+        const invalidTx = Number(dv.getBigUint64(16, true));
         this.st.rxDropped += drops - this.kernelDropsSeen;
+        this.st.txErrors += invalidTx - this.kernelTxInvalidSeen;
         this.kernelDropsSeen = drops;
-        this.st.txErrors += 0;
+        this.kernelTxInvalidSeen = invalidTx;
       }
     }
     return { ...this.st };
