@@ -204,6 +204,7 @@ export class Socket extends Duplex {
   #holding = false;
   #resetAndClosing = false;
   #noDelay: boolean;
+  #notSentLowat = 0;
   #keepAlive: boolean;
   /** Seconds, as Node keeps it. */
   #keepAliveInitialDelay: number;
@@ -376,6 +377,7 @@ export class Socket extends Duplex {
     tcp.onData = this.#onData;
     tcp.onEnd = this.#onEnd;
     tcp.onDrain = this.#onDrain;
+    if (this.#notSentLowat > 0) tcp.setNotSentLowat(this.#notSentLowat);
     tcp.onClose = this.#onClose;
     if (!this.connecting) this.#cacheNames();
   }
@@ -493,9 +495,22 @@ export class Socket extends Duplex {
       cb(errnoException(tcpCode(e), 'write'));
       return;
     }
-    if (n === data.length) { cb(); return; }
+    // With TCP_NOTSENT_LOWAT, the write completes (and 'drain' follows) only once the unsent
+    // bytes are below the mark, as a kernel socket's writability would have it.
+    if (n === data.length && (tcp.notSentLowat === 0 || tcp.writable)) { cb(); return; }
+    if (n === data.length) tcp.wantDrain = true;
     this.#pending = { data: data.subarray(n), cb };
     this.#updateRef();
+  }
+
+  /**
+   * tstack extension (Linux's TCP_NOTSENT_LOWAT, which Node has no call for): writes complete,
+   * and 'drain' comes, only while fewer than `bytes` are queued unsent (0 = no limit).
+   */
+  setNotSentLowat(bytes: number): this {
+    this.#notSentLowat = bytes > 0 ? bytes : 0;
+    this.#tcp?.setNotSentLowat(this.#notSentLowat);
+    return this;
   }
 
   readonly #onDrain = (): void => {
@@ -504,7 +519,7 @@ export class Socket extends Duplex {
     if (p === null || tcp === null) return;
     let n: number;
     try {
-      n = tcp.write(p.data);
+      n = p.data.length === 0 ? 0 : tcp.write(p.data);
     } catch (e) {
       this.#pending = null;
       this.#updateRef();

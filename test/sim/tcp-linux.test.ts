@@ -254,3 +254,103 @@ test('RFC 6937 PRR: in recovery one segment leaves per two delivered (ssthresh /
   assert.equal(s.tcb.cc.cwnd, s.tcb.cc.ssthresh);
   void d0;
 });
+
+test('TCP_CORK (Linux): short segments wait for a full one; uncorking sends the rest at once', () => {
+  const h = new TcpHarness();
+  const { s } = openActive(h, { mss: 1000 });
+  s.setCork(true);
+  s.write(filler(300));
+  h.none();
+  s.write(filler(900));
+  const full = h.one();
+  assert.equal(full.data.length, 1000, 'a full segment leaves');
+  s.write(filler(100));
+  h.none();
+  assert.equal(s.notSentLength, 300);
+  s.setCork(false);
+  const rest = h.one();
+  assert.equal(rest.data.length, 300);
+  assert.equal(rest.flags & PSH, PSH);
+});
+
+test('MSG_MORE (Linux): a write flagged "more" is held until the next write without it', () => {
+  const h = new TcpHarness();
+  const { s } = openActive(h, { mss: 1000 });
+  s.setNoDelay(true);
+  s.write(filler(40), true);
+  s.write(filler(60), true);
+  h.none();
+  s.write(filler(10));
+  const seg = h.one();
+  assert.equal(seg.data.length, 110, 'the three writes leave as one segment');
+});
+
+test('TCP_NOTSENT_LOWAT (Linux): the socket is writable, and drains, only while fewer unsent bytes are queued', () => {
+  const h = new TcpHarness({ 'net.inet.tcp.sendspace': 65536 });
+  const { s, d0, sport } = openActive(h, { mss: 1000, wnd: 4000 });
+  s.setNotSentLowat(5000);
+  let drains = 0;
+  s.onDrain = () => { drains++; };
+  s.write(filler(20000));
+  h.take(); // 4 segments fill the peer's window; 16000 bytes never sent
+  assert.equal(s.notSentLength, 16000);
+  assert.equal(s.writable, false, 'plenty of buffer space, but too much unsent');
+  s.wantDrain = true; // what a poller (epoll EPOLLOUT, Node 'drain') asks for
+  for (let acked = 4000; acked <= 16000; acked += 4000) {
+    peerAckTo(h, sport, d0 + acked, { wnd: 4000 });
+    h.take();
+    if (s.notSentLength >= 5000) assert.equal(drains, 0, `no drain with ${s.notSentLength} unsent`);
+  }
+  assert.ok(s.notSentLength < 5000);
+  assert.equal(drains, 1, 'drain once the unsent bytes fell below the mark');
+  assert.equal(s.writable, true);
+});
+
+test('TCP_MAXSEG before connect (Linux user_mss): the SYN announces it and the connection uses no more', () => {
+  const h = new TcpHarness();
+  const s = h.tcp.connect({ raddr: 0xc6120001, rport: 80, mss: 800 });
+  const syn = h.one();
+  assert.equal(syn.mss, 800);
+  h.inject({ sport: 80, dport: syn.sport, seq: PEER_ISN, ack: syn.seq + 1, flags: 0x12, mss: 1460 });
+  h.take();
+  assert.equal(s.maxSegment, 800);
+  s.write(filler(2000));
+  assert.deepEqual(h.take().map((x) => x.data.length), [800, 800], 'full segments of 800; Nagle holds the 400 left');
+});
+
+test('IP_TOS (Linux): every segment of the connection carries the TOS byte, the SYN included', () => {
+  const h = new TcpHarness();
+  const s = h.tcp.connect({ raddr: 0xc6120001, rport: 80, tos: 0xb8 });
+  const syn = h.one();
+  assert.equal(syn.tos, 0xb8);
+  h.inject({ sport: 80, dport: syn.sport, seq: PEER_ISN, ack: syn.seq + 1, flags: 0x12, mss: 1000 });
+  assert.equal(h.one().tos, 0xb8);
+  s.setTos(0x23); // the ECN bits are not the application's
+  s.write(filler(10));
+  assert.equal(h.one().tos, 0x20);
+});
+
+test('TCP_INFO (Linux struct tcp_info): RTT, cwnd, retransmissions and byte counts are the connection\'s real values', () => {
+  const h = new TcpHarness();
+  const { s, d0, sport } = openActive(h, { mss: 1000, rttMs: 40 });
+  s.write(filler(3000));
+  h.take();
+  h.advance(40);
+  peerAckTo(h, sport, d0 + 1000);
+  h.advance(s.tcb.rtt.rto);
+  const rx = h.take();
+  assert.equal(rx[0]!.seq, d0 + 1000, 'a retransmission timeout');
+  const i = s.info();
+  assert.equal(i.state, 1);
+  assert.equal(i.caState, 4, 'TCP_CA_Loss after the RTO');
+  assert.equal(i.retransmits, 1);
+  assert.equal(i.totalRetrans, 1);
+  assert.equal(i.bytesRetrans, 1000);
+  assert.equal(i.bytesSent, 3000);
+  assert.equal(i.bytesAcked, 1000);
+  assert.equal(i.rtt, 40_000, 'µs');
+  assert.equal(i.sndCwnd, 1, 'the loss window, in segments');
+  assert.equal(i.unacked, 2);
+  assert.equal(i.sndMss, 1000);
+  assert.equal(i.segsOut, 2 + 3 + 1, 'SYN, ACK, three data segments, one retransmission');
+});

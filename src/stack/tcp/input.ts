@@ -17,6 +17,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   const now = tcp.host.clock.now();
   const flags = seg.flags;
   const opts = seg.opts;
+  tcb.segsIn++;
+  if (seg.dataLen > 0) tcb.dataSegsIn++;
+  if (flags & TcpFlag.ACK) tcb.lastAckRecvTime = now;
   if (tcb.state === TcpState.SYN_SENT) { synSentInput(tcp, tcb, seg, now); return; }
 
   // TIME_WAIT is handled by timewait.ts: a connection there has no TCB in the table.
@@ -295,6 +298,12 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
     tcb.sndBuf.drop(ackedData);
     tcb.sndBase = (tcb.sndBase + ackedData) >>> 0;
     tcb.bytesAcked += ackedData;
+    // Delivery rate for TCP_INFO: bytes acknowledged over at least one smoothed RTT.
+    if (tcb.rateStart < 0) { tcb.rateStart = now; tcb.rateBase = tcb.bytesAcked - ackedData; }
+    else if (now - tcb.rateStart >= Math.max(1, tcb.rtt.srtt)) {
+      tcb.deliveryRate = Math.round((tcb.bytesAcked - tcb.rateBase) * 1000 / (now - tcb.rateStart));
+      tcb.rateStart = now; tcb.rateBase = tcb.bytesAcked;
+    }
     if (tcb.sock && (wasFull || tcb.sock.wantDrain) && !tcb.finQueued) tcp.post(tcb, TcbEvent.Drain);
   }
   const finAcked = tcb.finSent && seqGt(ack, tcb.finSeq);

@@ -150,13 +150,17 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       usableAfter = usable - len;
     }
     const fin = tcb.finQueued && !forced && off + len === buffered && off <= buffered;
+    // TCP_CORK / MSG_MORE: a short segment waits for more data, whatever Nagle would allow.
+    const corked = tcb.cork || tcb.more;
+    let held = false;
     let send = false;
     if (len > 0) {
       if (len >= maxSeg) send = true;
+      else if (corked && !fin && !seqLt(tcb.sndNxt, tcb.sndMax) && !forced && !tcb.forceOne) held = true;
       // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
       // only when it empties the buffer and nothing is outstanding (or NODELAY), or it is at
       // least half the largest window the peer offered.
-      else if ((tcb.noDelay || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
+      else if ((tcb.noDelay || tcb.push || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
       else if (tcb.maxSndWnd > 0 && len >= tcb.maxSndWnd >>> 1) send = true;
       else if (seqLt(tcb.sndNxt, tcb.sndMax)) send = true;
       else if (forced || fin) send = true;
@@ -167,7 +171,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     } else if (fin) {
       send = true;
     }
-    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) send = true;
+    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) { send = true; if (held) len = 0; }
     if (!send) break;
     let flags = TcpFlag.ACK;
     if (fin) flags |= TcpFlag.FIN;
@@ -205,6 +209,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     }
     if (len === 0 || forced) break;
   }
+  tcb.push = false;
   // Data waiting but nothing in flight and nothing sent: the persist timer keeps probing the
   // window (RFC 9293 §3.8.6.1) and breaks an SWS stand-off.
   if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistTimer.armed) {
@@ -419,7 +424,13 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
   }
   if (tcb.inRecovery && len > 0) tcb.prrOut += len; // RFC 6937 prr_out
-  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize);
+  tcb.segsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
+  if (len > 0) {
+    tcb.dataSegsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
+    tcb.lastDataSentTime = now;
+    if (!syn && seqLt(seq, tcb.sndMax)) { tcb.totalRetrans++; tcb.bytesRetrans += len; } else tcb.bytesSent += len;
+  }
+  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tcb.tos);
   if (flags & TcpFlag.ACK) {
     // An ACK of new data spends one of the quick-ACK budget (Linux's tcp_dec_quickack_mode()).
     if (tcb.quickAcks > 0 && tcb.lastAckSent !== tcb.rcvNxt) tcb.quickAcks--;
@@ -437,7 +448,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
  * tcb's send buffer at payloadOff. Used by emit() and by stateless replies (RST, SYN cookies).
  */
 export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number,
-  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0): void {
+  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0, tos = 0): void {
   const host = tcp.host;
   const optLen = opts ? tcpOptionsLength(opts) : 0;
   const hl = 20 + optLen;
@@ -464,7 +475,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   if (len > 0) c.sndData++;
   else if (flags & TcpFlag.RST) c.sndRst++;
   else if (!(flags & (TcpFlag.SYN | TcpFlag.FIN))) c.sndAcks++;
-  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, 0, TTL, true)) c.noRoute++;
+  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, tos, TTL, true)) c.noRoute++;
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */

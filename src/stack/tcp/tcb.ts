@@ -5,6 +5,7 @@ import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
 import { onRackTimer, type Rack } from './rack.js';
 import { SackScoreboard } from './sack.js';
+import { seqDiff } from './seq.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
 import type { TcpListener } from './listen.js';
@@ -116,6 +117,18 @@ export class Tcb {
    */
   pingpong = false;
   noDelay = false;
+  /** TCP_CORK: only full segments leave until uncorked (or a FIN). */
+  cork = false;
+  /** Uncorked: the next output pushes what is queued past Nagle (Linux's TCP_NAGLE_PUSH), once. */
+  push = false;
+  /** MSG_MORE on the last write: like a cork until the next write without it. */
+  more = false;
+  /** TCP_NOTSENT_LOWAT: writable only while fewer unsent bytes are queued (0 = no limit). */
+  notsentLowat = 0;
+  /** TCP_MAXSEG set by the application (0 = none): caps the MSS we offer and the one we use. */
+  userMss = 0;
+  /** IP_TOS / IPV6_TCLASS on outgoing segments. */
+  tos = 0;
   /** The application read since our last ACK: a window update may be due. */
   readSinceAck = false;
   /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */
@@ -213,6 +226,20 @@ export class Tcb {
 
   bytesAcked = 0;
   bytesReceived = 0;
+  // Per-connection statistics for TCP_INFO (Linux's tcp_info names).
+  segsOut = 0;
+  segsIn = 0;
+  dataSegsOut = 0;
+  dataSegsIn = 0;
+  totalRetrans = 0;
+  bytesSent = 0;
+  bytesRetrans = 0;
+  lastDataSentTime = 0;
+  lastAckRecvTime = 0;
+  /** Delivery rate (bytes/s) over the last round trip or more, and where that interval began. */
+  deliveryRate = 0;
+  rateStart = -1;
+  rateBase = 0;
 
   /**
    * Once in TIME_WAIT the TCB is out of the connection table and its resources are freed; the
@@ -252,6 +279,11 @@ export class Tcb {
   get flightSize(): number { return (this.sndMax - this.sndUna) >>> 0; }
   /** True once the connection is synchronized (SYN exchanged). */
   get synchronized(): boolean { return this.state >= TcpState.ESTABLISHED; }
+  /** Bytes queued and never sent (Linux's notsent_bytes). */
+  get notSent(): number {
+    const n = seqDiff((this.sndBase + this.sndBuf.length) >>> 0, this.sndMax);
+    return n > 0 ? n : 0;
+  }
   /** Largest payload per segment given the options we put on data segments. */
   get maxSeg(): number { return this.tsOk ? this.mss - 12 : this.mss; }
 }

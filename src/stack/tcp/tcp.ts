@@ -557,6 +557,7 @@ export class Tcp {
     }
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog);
+    if (opts.mss !== undefined && opts.mss > 0) l.mss = opts.mss;
     this.listeners.set(port, l);
     if (this.portRefs[port] === 0) this.host.portChanged?.(6, port, true);
     return l;
@@ -612,6 +613,8 @@ export class Tcp {
     }
     const sock = new TcpSocket(tcb);
     if (opts.noDelay) tcb.noDelay = true;
+    if (opts.mss !== undefined && opts.mss > 0) tcb.userMss = opts.mss;
+    if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
     startConnect(this, tcb, mtu, isnFloor);

@@ -13,7 +13,7 @@ export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): vo
   const now = tcp.host.clock.now();
   tcb.state = TcpState.SYN_SENT;
   initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
-  tcb.rcvMss = mtu - 40;
+  tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mtu - 40 ? tcb.userMss : mtu - 40;
   tcb.rcvWscale = tcp.rfc1323 ? chooseWscale(tcb.rcvBuf.capacity) : 0;
   tcpOutput(tcp, tcb, now);
 }
@@ -43,8 +43,10 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
   const mtu = tcp.host.routeMtu(tcb.raddr) || 576;
   const routeMss = mtu - 40;
   const peerMss = opts.mss >= 0 ? opts.mss : tcp.host.sysctl.int('net.inet.tcp.mssdflt');
-  tcb.mss = Math.max(64, Math.min(peerMss, routeMss));
-  tcb.rcvMss = routeMss;
+  // TCP_MAXSEG caps both the MSS we use and the one we announce (Linux: user_mss).
+  const cap = tcb.userMss > 0 && tcb.userMss < routeMss ? tcb.userMss : routeMss;
+  tcb.mss = Math.max(64, Math.min(peerMss, cap));
+  tcb.rcvMss = cap;
   if (tcp.rfc1323 && opts.wscale >= 0 && (!active || tcb.rcvWscale >= 0)) {
     tcb.wsOk = true;
     tcb.sndWscale = opts.wscale;
