@@ -217,11 +217,11 @@ export function naFrame(src: Uint8Array, dst: Uint8Array, target: Uint8Array, fl
 
 export interface RaPrefix { prefix: string; len?: number; onLink?: boolean; auto?: boolean; valid: number; preferred: number; }
 
-export function raFrame(opts: { src?: Uint8Array; routerLifetime?: number; hopLimit?: number; mtu?: number; prefixes?: RaPrefix[]; slla?: boolean; reachable?: number }): Uint8Array {
+export function raFrame(opts: { src?: Uint8Array; routerLifetime?: number; hopLimit?: number; mtu?: number; prefixes?: RaPrefix[]; slla?: boolean; reachable?: number; retrans?: number }): Uint8Array {
   const src = opts.src ?? PEER_LL;
   const dst = ip6('ff02::1');
   const m = new Uint8Array(256);
-  let n = writeRouterAdvert(m, 0, opts.hopLimit ?? 0, 0, opts.routerLifetime ?? 1800, opts.reachable ?? 0, 0);
+  let n = writeRouterAdvert(m, 0, opts.hopLimit ?? 0, 0, opts.routerLifetime ?? 1800, opts.reachable ?? 0, opts.retrans ?? 0);
   if (opts.slla !== false) n += writeLinkLayerOption(m, n, NdpOption.SourceLinkLayer, PEER_MAC);
   if (opts.mtu) n += writeMtuOption(m, n, opts.mtu);
   for (const p of opts.prefixes ?? []) {

@@ -55,6 +55,13 @@ test('a tentative address is not ours yet: packets to it are dropped until DAD c
   assert.ok(h.ip6.addresses(1).every((a) => a.state === 'preferred'));
 });
 
+test('an echo request from the unspecified address is not answered', () => {
+  const h = makeHarness();
+  h.receive(pingFrame(OUR, data(8), { src: ip6('::') }));
+  assert.equal(h.take().length, 0);
+  assert.equal(h.drops['icmp6_echo_from_unspecified'], 1);
+});
+
 test('a packet for another host, a multicast group we did not join, or from a multicast source is dropped', () => {
   const h = makeHarness();
   h.receive(pingFrame(ip6('2001:db8::99'), data(8)));

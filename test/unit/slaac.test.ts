@@ -193,6 +193,20 @@ test('an RA with router lifetime 0 removes the default router; a prefix with val
   assert.ok(!routes.some((r) => r.prefix === '2001:db8:1::/64'));
 });
 
+test('RA timers: reachable time randomised around the base, above MAX_REACHABLE_TIME ignored; RetransTimer kept within [10 ms, 60 s]', () => {
+  const h = makeHarness({ cfg: { slaac: true } });
+  const link = h.ip6.link(1)!;
+  h.receive(raFrame({ reachable: 10_000, retrans: 2_000 }));
+  assert.equal(link.baseReachableTime, 10_000);
+  assert.ok(link.reachableTime >= 5_000 && link.reachableTime <= 15_000, String(link.reachableTime));
+  assert.equal(link.retransTimer, 2_000);
+  h.receive(raFrame({ reachable: 3_600_001, retrans: 0xffffffff }));
+  assert.equal(link.baseReachableTime, 10_000);
+  assert.equal(link.retransTimer, 60_000);
+  h.receive(raFrame({ retrans: 1 }));
+  assert.equal(link.retransTimer, 10);
+});
+
 test('a default router expires with its lifetime', () => {
   const h = makeHarness({ cfg: { slaac: true } });
   h.receive(raFrame({ routerLifetime: 30 }));

@@ -64,6 +64,8 @@ export class Icmpv6 {
       const s = this.host.sysctl;
       if (!s.bool('net.inet6.icmp6.echo_enable')) { buf.release(); this.host.drop('icmp6_echo_disabled'); return; }
       if (toMulticast && !s.bool('net.inet6.icmp6.mcastecho')) { buf.release(); this.host.drop('icmp6_mcast_echo'); return; }
+      // A request from :: (a node without an address yet) has nowhere to be answered.
+      if (isIpv6Unspecified(ip.bytes, ip.srcOff)) { buf.release(); this.host.drop('icmp6_echo_from_unspecified'); return; }
       this.echoReply(ip, buf, off, len, toMulticast, ifIndex);
       return;
     }

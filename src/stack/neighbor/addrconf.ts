@@ -27,6 +27,9 @@ export function defineAddrconfSysctls(s: Sysctl): void {
 /** RFC 4861 §10 host constants (ms). */
 const MAX_RTR_SOLICITATION_DELAY = 1000;
 const RTR_SOLICITATION_INTERVAL = 4000;
+const MAX_REACHABLE_TIME = 3_600_000;
+const MIN_RETRANS_TIMER = 10;
+const MAX_RETRANS_TIMER = 60_000;
 /** RFC 4862 §5.5.3(e): the two hours that shield a valid lifetime from unauthenticated RAs. */
 const TWO_HOURS = 7_200_000;
 /** RFC 7217 §6: IDGEN_RETRIES. */
@@ -213,12 +216,15 @@ export class Addrconf {
     const b = buf.data, now = this.host.clock.now();
     // §6.3.4: "If the received Cur Hop Limit value is non-zero, the host SHOULD set its CurHopLimit variable to the received value."
     if (v.curHopLimit !== 0) link.curHopLimit = v.curHopLimit;
-    if (v.reachableTime !== 0 && v.reachableTime !== link.baseReachableTime) {
+    // §10: MAX_REACHABLE_TIME is 3,600,000 ms; a larger value is not one a router may send.
+    if (v.reachableTime !== 0 && v.reachableTime <= MAX_REACHABLE_TIME && v.reachableTime !== link.baseReachableTime) {
       link.baseReachableTime = v.reachableTime;
       // §6.3.2: ReachableTime is "a uniformly distributed random value between MIN_RANDOM_FACTOR and MAX_RANDOM_FACTOR times BaseReachableTime".
       link.reachableTime = Math.floor(v.reachableTime * (0.5 + (this.host.random32() % 1000) / 1000));
     }
-    if (v.retransTimer !== 0) link.retransTimer = v.retransTimer;
+    // RetransTimer has no upper bound in the RFC; one minute keeps a rogue advertisement from
+    // parking held packets for days (Linux likewise floors it at 10 ms).
+    if (v.retransTimer !== 0) link.retransTimer = Math.min(MAX_RETRANS_TIMER, Math.max(MIN_RETRANS_TIMER, v.retransTimer));
     // The sender is a router; its link-layer address may come along.
     const slla = v.linkLayerAddrOff(NdpOption.SourceLinkLayer);
     this.ndp.routerSeen(link, b, ip.srcOff, slla >= 0 ? b : null, slla);
