@@ -268,7 +268,7 @@ export class Socket extends Duplex {
     if (this.write !== Socket.prototype.write) this.write = Socket.prototype.write;
     if (this.destroyed) {
       this.#peer = this.#sock = null;
-      this.#eof = this.#eofPushed = false;
+      this.#eof = this.#eofPushed = this.#eofDue = false;
       (this as unknown as { _undestroy(): void })._undestroy();
     }
     // Resolving the stack is connect()'s "create a handle": a missing default stack is a
@@ -425,6 +425,16 @@ export class Socket extends Duplex {
       const avail = tcp.readableLength;
       if (avail === 0) {
         if (this.#eof && !this.#eofPushed) {
+          // libuv stops reading after a short read and sees the EOF on its next read, a loop
+          // iteration later: the handlers of the data that came with the FIN (an HTTP server
+          // answering, from a timer or a promise, a request whose client half-closed at once)
+          // run before 'end'. So the EOF goes out a loop iteration later (an immediate, then a
+          // timer: after the handlers' own immediates and zero timers, whatever phase the
+          // engine's event came from), never with the engine's event.
+          if (!this.#eofDue) {
+            this.#eofTimer ??= setImmediate(this.#eofNextTurn);
+            return;
+          }
           this.#eofPushed = true;
           this.#reading = false;
           this.#updateRef();
@@ -446,6 +456,19 @@ export class Socket extends Duplex {
       }
     }
   }
+
+  #eofTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | null = null;
+
+  readonly #eofNextTurn = (): void => { this.#eofTimer = setTimeout(this.#deferredEof, 0); };
+
+  /** The EOF's timer has fired: it may be pushed. */
+  #eofDue = false;
+
+  readonly #deferredEof = (): void => {
+    this.#eofTimer = null;
+    this.#eofDue = true;
+    if (this.#reading) this.#pull();
+  };
 
   override _read(_size: number): void {
     if (this.connecting || this.#tcp === null) {
@@ -549,6 +572,11 @@ export class Socket extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.connecting = false;
     if (this.#timer !== null) { clearTimeout(this.#timer); this.#timer = null; }
+    if (this.#eofTimer !== null) {
+      clearTimeout(this.#eofTimer as ReturnType<typeof setTimeout>);
+      clearImmediate(this.#eofTimer as ReturnType<typeof setImmediate>);
+      this.#eofTimer = null;
+    }
     const tcp = this.#tcp;
     const p = this.#pending;
     this.#pending = null;
