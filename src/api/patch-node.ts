@@ -210,6 +210,12 @@ function makeConnect(origConnect: AnyFn): AnyFn {
   };
 }
 
+function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
 /** tls.connect without a `socket` opens a kernel net.Socket: give it a tstack one when routed. */
 function makeTlsConnect(origTls: AnyFn): AnyFn {
   return function connect(this: unknown, ...args: unknown[]) {
@@ -231,6 +237,8 @@ function makeTlsConnect(origTls: AnyFn): AnyFn {
       port: options['port'] as number, host, stack: active.stack,
       ...(options['localAddress'] !== undefined && { localAddress: options['localAddress'] as string }),
       ...(options['timeout'] !== undefined && { timeout: options['timeout'] as number }),
+      // What tls.connect hands to net.connect on Node: a custom lookup dials what it resolves.
+      ...pick(options, ['lookup', 'family', 'hints', 'localPort', 'noDelay', 'keepAlive', 'keepAliveInitialDelay']),
     });
     const tlsOpts: Record<string, unknown> = { ...options, socket: raw, host };
     if (tlsOpts['servername'] === undefined && !net.isIP(host)) tlsOpts['servername'] = host;
