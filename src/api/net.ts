@@ -20,6 +20,7 @@
 //   _destroy     -> TcpSocket.close() (FIN, or RST with unread data, as the kernel does), or
 //                   TcpSocket.abort() (RST) for resetAndDestroy().
 import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
 import { Buffer } from 'node:buffer';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
@@ -307,7 +308,7 @@ export class Socket extends Duplex {
       });
       return;
     }
-    if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['Function'], options.lookup);
+    if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['function'], options.lookup);
     if (options.family === 6) {
       process.nextTick(() => { if (this.connecting) this.destroy(afNotSupported('connect', host, p)); });
       return;
@@ -887,9 +888,9 @@ export class Server extends EventEmitter {
     }
     if (options.path) throw notSupported('listen(path) (Unix domain sockets / pipes)');
     if (!('port' in options) && !('path' in options)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${JSON.stringify(options)}`);
+      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`);
     }
-    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${JSON.stringify(options)}`);
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${inspect(options)}`);
   }
 
   #addAbortSignal(signal: AbortSignal): void {
