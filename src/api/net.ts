@@ -20,6 +20,7 @@
 //   _destroy     -> TcpSocket.close() (FIN, or RST with unread data, as the kernel does), or
 //                   TcpSocket.abort() (RST) for resetAndDestroy().
 import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
 import { Buffer } from 'node:buffer';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
@@ -269,7 +270,7 @@ export class Socket extends Duplex {
     if (this.write !== Socket.prototype.write) this.write = Socket.prototype.write;
     if (this.destroyed) {
       this.#peer = this.#sock = null;
-      this.#eof = this.#eofPushed = false;
+      this.#eof = this.#eofPushed = this.#eofDue = false;
       (this as unknown as { _undestroy(): void })._undestroy();
     }
     // Resolving the stack is connect()'s "create a handle": a missing default stack is a
@@ -308,7 +309,7 @@ export class Socket extends Duplex {
       });
       return;
     }
-    if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['Function'], options.lookup);
+    if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['function'], options.lookup);
     if (options.family === 6) {
       process.nextTick(() => { if (this.connecting) this.destroy(afNotSupported('connect', host, p)); });
       return;
@@ -427,6 +428,16 @@ export class Socket extends Duplex {
       const avail = tcp.readableLength;
       if (avail === 0) {
         if (this.#eof && !this.#eofPushed) {
+          // libuv stops reading after a short read and sees the EOF on its next read, a loop
+          // iteration later: the handlers of the data that came with the FIN (an HTTP server
+          // answering, from a timer or a promise, a request whose client half-closed at once)
+          // run before 'end'. So the EOF goes out a loop iteration later (an immediate, then a
+          // timer: after the handlers' own immediates and zero timers, whatever phase the
+          // engine's event came from), never with the engine's event.
+          if (!this.#eofDue) {
+            this.#eofTimer ??= setImmediate(this.#eofNextTurn);
+            return;
+          }
           this.#eofPushed = true;
           this.#reading = false;
           this.#updateRef();
@@ -448,6 +459,19 @@ export class Socket extends Duplex {
       }
     }
   }
+
+  #eofTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | null = null;
+
+  readonly #eofNextTurn = (): void => { this.#eofTimer = setTimeout(this.#deferredEof, 0); };
+
+  /** The EOF's timer has fired: it may be pushed. */
+  #eofDue = false;
+
+  readonly #deferredEof = (): void => {
+    this.#eofTimer = null;
+    this.#eofDue = true;
+    if (this.#reading) this.#pull();
+  };
 
   override _read(_size: number): void {
     if (this.connecting || this.#tcp === null) {
@@ -564,6 +588,11 @@ export class Socket extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.connecting = false;
     if (this.#timer !== null) { clearTimeout(this.#timer); this.#timer = null; }
+    if (this.#eofTimer !== null) {
+      clearTimeout(this.#eofTimer as ReturnType<typeof setTimeout>);
+      clearImmediate(this.#eofTimer as ReturnType<typeof setImmediate>);
+      this.#eofTimer = null;
+    }
     const tcp = this.#tcp;
     const p = this.#pending;
     this.#pending = null;
@@ -874,9 +903,9 @@ export class Server extends EventEmitter {
     }
     if (options.path) throw notSupported('listen(path) (Unix domain sockets / pipes)');
     if (!('port' in options) && !('path' in options)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${JSON.stringify(options)}`);
+      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`);
     }
-    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${JSON.stringify(options)}`);
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${inspect(options)}`);
   }
 
   #addAbortSignal(signal: AbortSignal): void {
