@@ -10,7 +10,6 @@ import { Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 const IPPROTO_TCP = 6;
-const TTL = 64;
 
 /** Reusable option spec (one per process is enough: emitting is synchronous). */
 const spec: TcpOptionsSpec = {
@@ -199,9 +198,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
 }
 
 export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
-  const s = tcp.host.sysctl;
   let t = tcb.rtt.rto * (1 << Math.min(tcb.persistBackoff, 16));
-  const lo = s.int('net.inet.tcp.persmin'), hi = s.int('net.inet.tcp.persmax');
+  const lo = tcp.tun.persMin.value, hi = tcp.tun.persMax.value;
   if (t < lo) t = lo;
   if (t > hi) t = hi;
   tcp.host.wheel.arm(tcb.persistTimer, now + t);
@@ -228,7 +226,7 @@ function sackRetransmit(tcp: Tcp, tcb: Tcb, now: number): void {
     if (tcb.cc.cwnd - pipe < mss) return;
     let s = -1;
     const r = tcb.rack;
-    if (r !== null && r.lostCount > 0 && tcp.rack) s = r.nextLost(sb, mss, nextSegOut);
+    if (r !== null && r.lostCount > 0 && tcp.tun.rack.value) s = r.nextLost(sb, mss, nextSegOut);
     if (s < 0) s = sb.nextSeg(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss, nextSegOut);
     if (s < 0) return;
     const n = retransmit(tcp, tcb, s >>> 0, nextSegOut[0]!, now);
@@ -283,7 +281,7 @@ export function armRexmtTimer(tcp: Tcp, tcb: Tcb, now: number): void {
 
 /** A loss probe may be scheduled now (RFC 8985 §7.2: SACK, an RTT sample, no recovery, no probe outstanding). */
 function tlpAllowed(tcp: Tcp, tcb: Tcb): boolean {
-  return tcp.tlp && tcb.sackOk && tcb.rtt.hasSample && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
+  return tcp.tun.tlp.value && tcb.sackOk && tcb.rtt.hasSample && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
     && tcb.rexmtCount === 0 && tcb.synchronized && seqLt(tcb.sndUna, tcb.sndMax);
 }
 
@@ -334,8 +332,8 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     if (tcb.state === TcpState.SYN_SENT) {
       // An active open offers what is enabled; the SYN-ACK only what the SYN offered (RFC 7323
       // §2.2, §3.2; RFC 2018 §2).
-      if (tcp.rfc1323) { spec.wscale = tcb.rcvWscale; spec.timestamps = true; }
-      spec.sackPermitted = tcp.sackEnable;
+      if (tcp.tun.rfc1323.value) { spec.wscale = tcb.rcvWscale; spec.timestamps = true; }
+      spec.sackPermitted = tcp.tun.sackEnable.value;
     } else {
       if (tcb.wsOk) spec.wscale = tcb.rcvWscale;
       spec.timestamps = tcb.tsOk;
@@ -363,7 +361,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
   }
   const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
   const payloadOff = seqDiff(seq, tcb.sndBase);
-  if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.rack) {
+  if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.tun.rack.value) {
     // RFC 8985 §6.2 step 1: remember when each range (or its retransmission) left.
     if (tcb.rack === null) tcb.rack = tcp.takeRack();
     tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
@@ -410,7 +408,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   if (len > 0) c.sndData++;
   else if (flags & TcpFlag.RST) c.sndRst++;
   else if (!(flags & (TcpFlag.SYN | TcpFlag.FIN))) c.sndAcks++;
-  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, 0, TTL, true)) c.noRoute++;
+  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, 0, tcp.tun.ttl.value, true)) c.noRoute++;
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */

@@ -6,7 +6,7 @@ import { createCongestionControl, CC_ALGORITHMS } from './congestion/index.js';
 import type { AbortSignalLike } from './listen.js';
 import { sendRst } from './output.js';
 import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
-import { armKeepalive, dropConnection, freeTcb } from './timers.js';
+import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
 import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
 
@@ -127,11 +127,11 @@ export class TcpSocket {
         return;
       case TcpState.ESTABLISHED:
         t.finQueued = true;
-        t.state = TcpState.FIN_WAIT_1;
+        setState(t, TcpState.FIN_WAIT_1);
         break;
       case TcpState.CLOSE_WAIT:
         t.finQueued = true;
-        t.state = TcpState.LAST_ACK;
+        setState(t, TcpState.LAST_ACK);
         break;
       default:
         return;
@@ -155,7 +155,7 @@ export class TcpSocket {
     t.rcvBuf.release();
     this.shutdown();
     if (t.state === TcpState.FIN_WAIT_2) {
-      t.tcp.host.wheel.arm(t.keepTimer, t.tcp.host.clock.now() + t.tcp.host.sysctl.int('net.inet.tcp.finwait2_timeout'));
+      t.tcp.host.wheel.arm(t.keepTimer, t.tcp.host.clock.now() + t.tcp.tun.finWait2Timeout.value);
       t.keepMode = KeepMode.FinWait2;
     }
   }
@@ -169,7 +169,7 @@ export class TcpSocket {
       t.userClosed = true;
       if (t.tcp.timeWait.isLive(t.tw, t.twGen)) t.tcp.timeWait.remove(t.tw);
       t.tw = -1;
-      t.state = TcpState.CLOSED;
+      setState(t, TcpState.CLOSED);
       return;
     }
     if (t.state !== TcpState.SYN_SENT) {
