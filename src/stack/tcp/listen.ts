@@ -5,6 +5,7 @@ import { segmentArrives } from './input.js';
 import { chooseWscale, sendRaw, sendRst, tcpOutput } from './output.js';
 import { TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
+import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
 import { applySynOptions, chooseIsn, freeTcb, initSendSpace, setState } from './lifecycle.js';
 
@@ -15,6 +16,10 @@ export interface ListenOptions {
   port: number;
   /** Accept queue length (connections established but not yet accepted). */
   backlog?: number;
+  /** SO_REUSEADDR for the binding listen() takes when none is given (default true, as Node's servers). */
+  reuseAddr?: boolean;
+  /** The binding a socket took with Tcp.bind() (the POSIX layer); without one, listen() binds. */
+  binding?: TcpBinding;
 }
 
 export class TcpListener {
@@ -27,7 +32,7 @@ export class TcpListener {
   closed = false;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
-  constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number) {}
+  constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number, readonly binding: TcpBinding) {}
 
   /** Connections waiting in the accept queue. */
   get pending(): number { return this.acceptQueue.length; }

@@ -9,6 +9,7 @@ import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
 import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
 import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
+import type { TcpBinding } from './ports.js';
 
 export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
   | 'ENETUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
@@ -27,6 +28,8 @@ export interface ConnectOptions {
   laddr?: number;
   /** Local port (0/undefined = ephemeral, RFC 6056). */
   lport?: number;
+  /** The binding a socket took with Tcp.bind(): its address and port are used, and it holds the chosen port. */
+  binding?: TcpBinding;
   noDelay?: boolean;
   /** Congestion control for this socket (default: net.inet.tcp.cc.algorithm). */
   congestionControl?: string;

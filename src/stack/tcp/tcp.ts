@@ -16,7 +16,7 @@ import { listenerInput, TcpListener, type ListenOptions } from './listen.js';
 import { Rack, onRackTimer } from './rack.js';
 import { sendRst, tcpOutput } from './output.js';
 import { seqInRange } from './seq.js';
-import { EphemeralPorts } from './ports.js';
+import { EphemeralPorts, TcpBinding, TcpPortTable } from './ports.js';
 import { RttEstimator } from './rtt.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
@@ -59,6 +59,8 @@ export class Tcp {
   readonly isnGen: IsnGenerator;
   readonly cookies: SynCookies;
   readonly ports: EphemeralPorts;
+  /** Bound ports (bind, listen, connect after bind): one table for the engine and the POSIX layer. */
+  readonly bindings = new TcpPortTable();
   readonly store = new RingStore();
   /** @internal what each TCB's timers run. */
   readonly timerHandlers: TcbTimerHandlers = {
@@ -84,6 +86,12 @@ export class Tcp {
    * iteration; without a loop (tests, embedders driving the stack by hand) output is immediate.
    */
   deferOutput = false;
+  /**
+   * Set with deferOutput (the run loop's mode): events that segment input posts wait for
+   * dispatch(), which the Stack runs once per receive burst (at its next poll), so a burst of
+   * segments for one connection wakes its application once.
+   */
+  deferEvents = false;
   private readonly outQueue: Tcb[] = [];
   // Challenge ACK rate limit (RFC 5961 §7): a budget per second for the whole stack.
   private challengeWindowStart = -1;
@@ -200,7 +208,7 @@ export class Tcp {
       }
     }
     buf.release();
-    this.dispatch();
+    if (!this.deferEvents) this.dispatch();
   }
 
   /** ICMP error about a segment we sent (hook for the ICMP layer; PMTU and soft errors later). */
@@ -296,19 +304,48 @@ export class Tcp {
 
   // ---- Application API ----
 
+  /**
+   * bind(): takes addr:port for a socket (port 0: chosen at listen or connect). Throws TcpError
+   * EADDRNOTAVAIL for an address that is not ours, EADDRINUSE on a conflict (Linux's rules:
+   * overlapping addresses conflict unless both set SO_REUSEADDR and neither listens).
+   */
+  bind(addr: number, port: number, reuseAddr = false): TcpBinding {
+    if (addr !== 0 && !this.host.isLocalAddress(addr)) throw new TcpError('EADDRNOTAVAIL', `bind: ${addr >>> 0} is not a local address`);
+    if (!(port >= 0 && port < 65536 && Number.isInteger(port))) throw new TcpError('EINVAL', `bind: bad port ${port}`);
+    const b = new TcpBinding(addr, port, reuseAddr);
+    if (port !== 0) {
+      if (this.bindings.conflicts(addr, port, reuseAddr)) throw new TcpError('EADDRINUSE', `bind: port ${port} is in use`);
+      this.bindings.hold(b, port);
+    }
+    return b;
+  }
+
+  /** Gives a binding's port back (close of a socket that bound). */
+  unbind(b: TcpBinding): void { this.bindings.release(b); }
+
+  /** A port nobody holds and no connection uses, from the ephemeral range; -1 when none is left. */
+  private freePort(addr: number): number {
+    return this.ports.select(addr, 0, 0, (p) => this.bindings.has(p) || this.demux.portRefs[p] !== 0);
+  }
+
   /** Opens a listener. Throws TcpError EADDRINUSE when the port is taken, EADDRNOTAVAIL for a foreign address. */
   listen(opts: ListenOptions): TcpListener {
-    const addr = opts.addr ?? 0;
+    const own = opts.binding;
+    const addr = own ? own.addr : opts.addr ?? 0;
     if (addr !== 0 && !this.host.isLocalAddress(addr)) throw new TcpError('EADDRNOTAVAIL', `listen: ${addr >>> 0} is not a local address`);
-    let port = opts.port;
+    let port = own ? own.port : opts.port;
+    // Node's servers set SO_REUSEADDR (libuv does, on every TCP bind), so a listener opened here does too.
+    const b = own ?? new TcpBinding(addr, port, opts.reuseAddr ?? true);
     if (port === 0) {
-      port = this.ports.select(addr, 0, 0, (p) => this.demux.hasListener(p) || this.demux.portRefs[p] !== 0);
+      port = this.freePort(addr);
       if (port < 0) throw new TcpError('EADDRINUSE', 'listen: no free ephemeral port');
-    } else if (this.demux.hasListener(port)) {
+    } else if (this.bindings.conflicts(addr, port, b.reuseAddr, b)) {
       throw new TcpError('EADDRINUSE', `listen: port ${port} is in use`);
     }
+    this.bindings.hold(b, port);
+    b.listening = true;
     const backlog = opts.backlog ?? 511;
-    const l = new TcpListener(this, addr, port, backlog);
+    const l = new TcpListener(this, addr, port, backlog, b);
     this.demux.addListener(l);
     return l;
   }
@@ -316,6 +353,8 @@ export class Tcp {
   /** @internal called by TcpListener.close() */
   unlisten(l: TcpListener): void {
     this.demux.removeListener(l);
+    l.binding.listening = false;
+    this.bindings.release(l.binding);
   }
 
   /**
@@ -328,9 +367,10 @@ export class Tcp {
     if (!(rport > 0 && rport < 65536)) throw new TcpError('EINVAL', `connect: bad port ${rport}`);
     const mtu = this.host.routeMtu(raddr);
     if (mtu === 0) throw new TcpError('ENETUNREACH', 'connect: no route to host');
-    const laddr = opts.laddr || this.host.sourceAddress(raddr);
+    const own = opts.binding;
+    const laddr = (own ? own.addr : opts.laddr) || this.host.sourceAddress(raddr);
     if (laddr === 0) throw new TcpError('ENETUNREACH', 'connect: no source address');
-    let lport = opts.lport ?? 0;
+    let lport = (own ? own.port : opts.lport) ?? 0;
     const now = this.timeWait.count > 0 && this.tun.twReuse.value ? this.host.clock.now() : 0;
     if (lport !== 0) {
       const tw = this.lookupTimeWait(laddr, lport, raddr, rport);
@@ -341,7 +381,7 @@ export class Tcp {
       // RFC 6056 check_suitable_port(): not a listener's, not a live 4-tuple, not one in
       // TIME_WAIT (unless tw_reuse allows it).
       lport = this.ports.select(laddr, raddr, rport, (p) => {
-        if (this.demux.hasListener(p) || this.lookup(laddr, p, raddr, rport) !== null) return true;
+        if (this.bindings.has(p) || this.lookup(laddr, p, raddr, rport) !== null) return true;
         const tw = this.lookupTimeWait(laddr, p, raddr, rport);
         return tw >= 0 && !this.timeWaitReusable(tw, now);
       });
@@ -359,6 +399,7 @@ export class Tcp {
       this.counters.timeWaitReused++;
       this.timeWait.remove(old);
     }
+    if (own && !own.held) this.bindings.hold(own, lport);
     const sock = new TcpSocket(tcb);
     if (opts.noDelay) tcb.noDelay = true;
     this.insert(tcb);
@@ -418,6 +459,8 @@ export class Tcp {
   /** Output deferred so far goes now, and later output is immediate (the run loop stopped). */
   setDeferOutput(on: boolean): void {
     this.deferOutput = on;
+    this.deferEvents = on;
+    if (!on) this.dispatch();
     if (!on) this.flushOutput();
   }
 
