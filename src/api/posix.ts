@@ -18,6 +18,7 @@ import { Errno as EngineErrno } from '../base/errors.js';
 import { Stack } from '../stack/stack.js';
 import type { TcpSocket } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';
+import type { TcpBinding } from '../stack/tcp/ports.js';
 import { TcpState } from '../stack/tcp/tcb.js';
 import { CC_ALGORITHMS } from '../stack/tcp/congestion/index.js';
 import type { UdpSocket } from '../stack/udp.js';
@@ -241,8 +242,8 @@ class TcpDesc extends SockDesc {
   bound = false;
   bindAddr = 0;
   bindPort = 0;
-  /** Listed in the table's TCP port registry under bindPort. */
-  registered = false;
+  /** The port this socket holds in the engine's port table (bind, listen, connect). */
+  binding: TcpBinding | null = null;
   reuseAddr = false;
   /** The handshake completed at some point (connect() then says EISCONN). */
   everConnected = false;
@@ -529,8 +530,6 @@ export class Posix {
   private readonly slots: (Desc | null)[] = [];
   private lowestFree = 0;
   private open = 0;
-  /** TCP ports bound through this table (bind/listen/connect), for EADDRINUSE at bind(). */
-  private readonly tcpPorts = new Map<number, Set<TcpDesc>>();
   private readonly portTmp = [0];
 
   constructor(readonly ctx: StackContext) { this.stack = ctx.stack; }
@@ -558,35 +557,10 @@ export class Posix {
     return this.slots[i] ?? null;
   }
 
-  private register(d: TcpDesc, port: number): void {
-    if (d.registered) this.unregister(d);
-    d.bindPort = port;
-    let s = this.tcpPorts.get(port);
-    if (!s) { s = new Set(); this.tcpPorts.set(port, s); }
-    s.add(d);
-    d.registered = true;
-  }
-
+  /** Gives back the port `d` holds in the engine's table. */
   private unregister(d: TcpDesc): void {
-    if (!d.registered) return;
-    const s = this.tcpPorts.get(d.bindPort);
-    s?.delete(d);
-    if (s && s.size === 0) this.tcpPorts.delete(d.bindPort);
-    d.registered = false;
-  }
-
-  /** Linux inet_csk_bind_conflict, simplified: SO_REUSEADDR on both and no listener. */
-  private tcpBindConflict(d: TcpDesc, addr: number, port: number): boolean {
-    const s = this.tcpPorts.get(port);
-    if (s) {
-      for (const o of s) {
-        if (o === d) continue;
-        if (o.bindAddr !== 0 && addr !== 0 && o.bindAddr !== addr) continue;
-        if (d.reuseAddr && o.reuseAddr && !o.listener) continue;
-        return true;
-      }
-    }
-    return this.stack.tcp.findListener(addr, port) !== null;
+    if (d.binding) this.stack.tcp.unbind(d.binding);
+    d.binding = null;
   }
 
   // -- sockets --
@@ -635,12 +609,11 @@ export class Posix {
       return 0;
     }
     const t = d as TcpDesc;
-    if (t.bound || t.registered || t.conn || t.listener) return -EINVAL;
-    if (addr !== 0 && !this.stack.isLocalAddress(addr)) return -EADDRNOTAVAIL;
-    if (port !== 0 && this.tcpBindConflict(t, addr, port)) return -EADDRINUSE;
+    if (t.bound || t.binding || t.conn || t.listener) return -EINVAL;
+    try { t.binding = this.stack.tcp.bind(addr, port, t.reuseAddr); } catch (e) { return -errnoOf(e); }
     t.bound = true;
     t.bindAddr = addr;
-    if (port !== 0) this.register(t, port);
+    t.bindPort = port;
     return 0;
   }
 
@@ -654,13 +627,14 @@ export class Posix {
     const b = Math.max(1, Math.min(SOMAXCONN, Math.trunc(backlog) || 0));
     let l: TcpListener;
     try {
-      l = this.stack.tcp.listen({ addr: d.bindAddr, port: d.bindPort, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }) });
+      d.binding ??= this.stack.tcp.bind(0, 0, d.reuseAddr);
+      l = this.stack.tcp.listen({ binding: d.binding, port: d.binding.port, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }) });
     } catch (e) { return -errnoOf(e); }
     l.tos = d.tos;
     d.backlog = b;
     d.listener = l;
+    d.bindPort = l.localPort;
     l.onConnection = d.onConnection;
-    this.register(d, l.localPort);
     return 0;
   }
 
@@ -730,9 +704,9 @@ export class Posix {
     const rport = this.portTmp[0]!;
     let c: TcpSocket;
     try {
+      t.binding ??= this.stack.tcp.bind(0, 0, t.reuseAddr);
       c = this.stack.tcp.connect({
-        raddr, rport, ...(t.bindAddr !== 0 && { laddr: t.bindAddr }), ...(t.bindPort !== 0 && { lport: t.bindPort }),
-        noDelay: t.noDelay, ...(t.maxSeg > 0 && { mss: t.maxSeg }), ...(t.tos !== 0 && { tos: t.tos }),
+        raddr, rport, binding: t.binding, noDelay: t.noDelay, ...(t.maxSeg > 0 && { mss: t.maxSeg }), ...(t.tos !== 0 && { tos: t.tos }),
         ...(t.congestion !== '' && { congestionControl: t.congestion }),
       });
     } catch (e) { return -errnoOf(e); }
@@ -740,7 +714,7 @@ export class Posix {
     t.shutRd = t.shutWr = false;
     t.attach(c);
     applyOptions(t, c);
-    if (t.bindPort !== c.localPort || !t.registered) this.register(t, c.localPort);
+    t.bindPort = c.localPort;
     // Even when the engine settled it at once (a local peer), the outcome is reported the
     // non-blocking way: EPOLLOUT and SO_ERROR.
     return -EINPROGRESS;
@@ -1038,7 +1012,7 @@ export class Posix {
     if (level === SOL_SOCKET) {
       switch (name) {
         case SO_REUSEADDR:
-          if (udp) udp.sock.reuseAddr = v !== 0; else tcp!.reuseAddr = v !== 0;
+          if (udp) udp.sock.reuseAddr = v !== 0; else { tcp!.reuseAddr = v !== 0; if (tcp!.binding) tcp!.binding.reuseAddr = v !== 0; }
           return 0;
         case SO_BROADCAST:
           if (udp) udp.sock.broadcast = v !== 0; else d.broadcastFlag = v !== 0;

@@ -12,10 +12,13 @@ import { SysctlError } from '../stack/sysctl.js';
 import type { Clock } from '../base/time.js';
 import { ConfigError, type DriverKind, type PortConfig, type TstackConfig } from './config.js';
 import { RunLoop, realClock } from './loop.js';
+import { cryptoRandom } from './random.js';
 
 export interface InstanceOptions {
   /** Default: the real (performance.now) clock. */
   clock?: Clock;
+  /** Randomness for the engine's secrets, ports and ids, in [0, 1); default: node:crypto (cryptoRandom). Simulations pass a seeded Prng. */
+  random?: () => number;
   /** The wire `memory` ports plug into; default: one wire per instance. */
   memoryWire?: MemoryWire;
   /** Iteration errors (stack bugs); default: rethrow. */
@@ -78,7 +81,8 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     throw where('stack.workers', `${config.stack.workers} workers is not implemented yet (one stack per worker thread comes later); use 1`);
   }
   const clock = opts.clock ?? realClock;
-  const stack = new Stack({ clock });
+  // The engine's secrets come from the OS CSPRNG unless the caller injects a (seeded) source.
+  const stack = new Stack({ clock, random: opts.random ?? cryptoRandom() });
   for (const s of config.sysctl) {
     try {
       stack.sysctl.set(s.name, s.value);

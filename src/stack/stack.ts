@@ -32,7 +32,10 @@ export interface StackOptions {
   clock: Clock;
   sysctl?: Sysctl;
   pool?: BufferPool;
-  /** Seeded randomness for simulations; defaults to Math.random. Returns [0, 1). */
+  /**
+   * Randomness in [0, 1) for ISNs, SYN cookies, hash keys, ports and IP ids: seeded in
+   * simulations; production instances pass node:crypto's (runtime/random.ts). Default Math.random.
+   */
   random?: () => number;
   name?: string;
 }
@@ -244,7 +247,11 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
 
   /** Runs due timers and looped-back packets; returns when the stack next needs to run (ms), Infinity when idle. */
   poll(now = this.clock.now()): number {
+    // Application events of the receive burst since the last poll (deferred mode), delivered
+    // once, before timers run — then those of looped-back datagrams.
+    this.tcp.dispatch();
     this.ipv4.pollLoopback();
+    this.tcp.dispatch();
     this.wheel.advance(now);
     return this.ipv4.loopbackPending ? now : this.wheel.nextDeadline();
   }
@@ -257,10 +264,16 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /**
    * Deferred output (Tcp.deferOutput): while on, application writes, reads and shutdowns are
    * sent by flushOutput() — the run loop calls it once per iteration — so what one iteration's
-   * callbacks write to a connection leaves together. Turning it off sends what waits.
+   * callbacks write to a connection leaves together; and the events a receive burst posts are
+   * delivered once, at the next poll(). Turning it off sends and delivers what waits.
    */
   setDeferOutput(on: boolean): void {
     this.tcp.setDeferOutput(on);
+  }
+
+  /** Delivers the application events posted since the last dispatch (poll() does this too). */
+  dispatch(): void {
+    this.tcp.dispatch();
   }
 
   /** Sends the deferred TCP output (see setDeferOutput). */

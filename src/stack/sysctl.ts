@@ -19,15 +19,34 @@ export class SysctlError extends Error {
   constructor(message: string, readonly key: string) { super(message); this.name = 'SysctlError'; }
 }
 
+/**
+ * A typed handle on one tunable: `value` is always the current setting (kept by watch()), so a
+ * module spells the name once, where it defines it, and reads a typed field afterwards.
+ */
+export class SysctlHandle<T extends SysctlValue> {
+  value: T;
+  constructor(readonly name: string, value: T) { this.value = value; }
+}
+
 export class Sysctl {
   private readonly defs = new Map<string, SysctlDef>();
   private readonly values = new Map<string, SysctlValue>();
   private readonly watchers = new Map<string, ((v: SysctlValue) => void)[]>();
 
-  define<T extends SysctlValue>(def: SysctlDef<T>): void {
-    if (this.defs.has(def.name)) return; // several stacks may share a registry's definitions
-    this.defs.set(def.name, def);
-    this.values.set(def.name, def.default);
+  /** Defines a tunable (once per registry: several stacks may share one) and returns a typed handle on it. */
+  define<T extends SysctlValue>(def: SysctlDef<T>): SysctlHandle<T> {
+    if (!this.defs.has(def.name)) {
+      this.defs.set(def.name, def);
+      this.values.set(def.name, def.default);
+    }
+    return this.handle<T>(def.name);
+  }
+
+  /** A typed handle on a defined tunable (throws SysctlError for an unknown name). */
+  handle<T extends SysctlValue>(name: string): SysctlHandle<T> {
+    const h = new SysctlHandle<T>(name, this.get(name) as T);
+    this.watch(name, (v) => { h.value = v as T; });
+    return h;
   }
 
   has(name: string): boolean { return this.defs.has(name); }

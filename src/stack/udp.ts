@@ -8,7 +8,7 @@ import { isIpv4Multicast } from '../wire/addr.js';
 import { WireError } from '../wire/errors.js';
 import { NetError } from '../base/errors.js';
 import type { BufferPool } from '../base/pktbuf.js';
-import type { Sysctl } from './sysctl.js';
+import type { Sysctl, SysctlHandle } from './sysctl.js';
 import type { Icmp } from './ip/icmp.js';
 
 /** What UDP needs from the stack (IPv4 implements it). */
@@ -17,6 +17,10 @@ export interface UdpContext {
   readonly pool: BufferPool;
   readonly random: () => number;
   readonly icmp: Icmp;
+  /** net.inet.ip.ttl: a new socket's TTL. */
+  readonly defaultTtl: number;
+  readonly portFirst: SysctlHandle<number>;
+  readonly portLast: SysctlHandle<number>;
   drop(reason: string): void;
   isLocalAddress(addr: number): boolean;
   isBroadcastAddress(addr: number): boolean;
@@ -43,7 +47,8 @@ export class UdpSocket {
   remotePort = 0;
   broadcast = false;
   reuseAddr = false;
-  ttl = 64;
+  /** Unicast TTL (IP_TTL); starts at net.inet.ip.ttl. */
+  ttl: number;
   tos = 0;
   recvBufSize: number;
   closed = false;
@@ -58,7 +63,10 @@ export class UdpSocket {
   private queuedBytes = 0;
   stats = { received: 0, sent: 0, dropped: 0 };
 
-  constructor(private readonly udp: Udp) { this.recvBufSize = udp.ctx.sysctl.int('net.inet.udp.recvspace'); }
+  constructor(private readonly udp: Udp) {
+    this.recvBufSize = udp.ctx.sysctl.int('net.inet.udp.recvspace');
+    this.ttl = udp.ctx.defaultTtl;
+  }
 
   get connected(): boolean { return this.remotePort !== 0; }
   get bound(): boolean { return this.localPort !== 0; }
@@ -205,8 +213,8 @@ export class Udp {
   }
 
   private ephemeral(addr: number): number {
-    const first = this.ctx.sysctl.int('net.inet.ip.portrange.first');
-    const last = this.ctx.sysctl.int('net.inet.ip.portrange.last');
+    const first = this.ctx.portFirst.value;
+    const last = this.ctx.portLast.value;
     const n = last - first + 1;
     if (this.nextEphemeral === 0) this.nextEphemeral = Math.floor(this.ctx.random() * n);
     for (let i = 0; i < n; i++) {

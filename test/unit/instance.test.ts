@@ -83,3 +83,25 @@ pcap = "${cap}"
       (e: Error) => e instanceof ConfigError && e.message.startsWith("w.toml:3: key 'stack.workers': 4 workers is not implemented yet"));
   });
 });
+
+test('a production instance draws its secrets from node:crypto; a caller may inject a seeded source', async () => {
+  const { cryptoRandom } = await import('../../src/runtime/random.js');
+  const r = cryptoRandom(4);
+  const xs = Array.from({ length: 10 }, () => r());
+  assert.ok(xs.every((x) => x >= 0 && x < 1));
+  assert.equal(new Set(xs).size, 10, 'refilled past the block, never repeating a block');
+  const { Prng } = await import('../../src/base/prng.js');
+  const seeded = () => { const p = new Prng(7); return () => p.next(); };
+  const cfg = parseConfig('[[port]]\ndriver = "memory"\naddr = "198.18.50.1/24"\n', 'seeded.toml');
+  const isns: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const inst = startInstance(cfg, { start: false, random: seeded() });
+    isns.push(inst.stack.tcp.isnGen.isn(0, 1, 2, 3, 4));
+    inst.stop();
+  }
+  assert.equal(isns[0], isns[1], 'the same seed gives the same ISN secret');
+  const a = startInstance(cfg, { start: false });
+  const b = startInstance(cfg, { start: false });
+  assert.notEqual(a.stack.tcp.isnGen.isn(0, 1, 2, 3, 4), b.stack.tcp.isnGen.isn(0, 1, 2, 3, 4), 'two production instances do not share a secret');
+  a.stop(); b.stop();
+});

@@ -15,6 +15,8 @@ export interface IcmpContext {
   readonly clock: Clock;
   readonly sysctl: Sysctl;
   readonly pool: BufferPool;
+  /** net.inet.ip.ttl */
+  readonly defaultTtl: number;
   drop(reason: string): void;
   interfaceByIndex(ifIndex: number): Interface | undefined;
   isLocalAddress(addr: number): boolean;
@@ -76,7 +78,7 @@ export class Icmp {
   }
 
   /** Sends an echo request (ping). Returns false when there is no route. */
-  sendEcho(dst: number, id: number, seq: number, payload: Uint8Array, src = 0, ttl = 64): boolean {
+  sendEcho(dst: number, id: number, seq: number, payload: Uint8Array, src = 0, ttl = this.ctx.defaultTtl): boolean {
     const buf = this.ctx.pool.alloc(ICMP_HLEN + payload.length + 200);
     const off = buf.append(ICMP_HLEN + payload.length);
     writeIcmpHeader(buf.data, off, IcmpType.Echo, 0, ((id & 0xffff) << 16) | (seq & 0xffff));
@@ -102,7 +104,7 @@ export class Icmp {
     d[icmpOff + 2] = sum >> 8; d[icmpOff + 3] = sum & 0xff;
     buf.csum = Csum.None; buf.gso = 0;
     this.stats.echoReplies++;
-    this.ctx.ipOutput(buf, from, src, IpProto.ICMP, tos, 64, false);
+    this.ctx.ipOutput(buf, from, src, IpProto.ICMP, tos, this.ctx.defaultTtl, false);
   }
 
   private deliverError(v: IcmpV4View, buf: PacketBuffer): void {
@@ -144,7 +146,7 @@ export class Icmp {
     const iface = this.ctx.interfaceByIndex(origBuf.ifIndex);
     const from = this.ctx.isLocalAddress(orig.dst) ? orig.dst : (iface?.sourceFor(src) ?? 0);
     this.stats.errorsSent++;
-    this.ctx.ipOutput(buf, from, src, IpProto.ICMP, 0, 64, false);
+    this.ctx.ipOutput(buf, from, src, IpProto.ICMP, 0, this.ctx.defaultTtl, false);
   }
 
   /** Token bucket of icmplim tokens per second. */

@@ -12,21 +12,17 @@ import { WireError, wireErrorName } from '../../wire/errors.js';
 import { IcmpType, UnreachCode } from '../../wire/icmpv4.js';
 import { IPV4_DF, IPV4_HLEN, IPV4_MF, IpProto, Ipv4View, writeIpv4Header } from '../../wire/ipv4.js';
 import type { Interface } from '../iface.js';
-import type { Sysctl } from '../sysctl.js';
+import type { Sysctl, SysctlHandle } from '../sysctl.js';
 import { Icmp, defineIcmpSysctls, type IcmpContext } from './icmp.js';
 import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
 import type { RouteTable } from './route.js';
+import { defineIpSysctls, definePortRangeSysctls, type IpTunables } from './tunables.js';
+
+export { defineIpSysctls } from './tunables.js';
 
 export class IpStats {
   received = 0; delivered = 0; fragmentsReceived = 0; reassembled = 0;
   outRequests = 0; outNoRoute = 0; fragmented = 0; fragmentsCreated = 0; loopback = 0;
-}
-
-export function defineIpSysctls(s: Sysctl): void {
-  s.define({ name: 'net.inet.ip.ttl', type: 'int', default: 64, min: 1, max: 255, description: 'default TTL of sent datagrams' });
-  s.define({ name: 'net.inet.ip.forwarding', type: 'int', default: 0, min: 0, max: 0, description: 'forward datagrams between interfaces (not implemented: must be 0)' });
-  s.define({ name: 'net.inet.ip.portrange.first', type: 'int', default: 49152, min: 1024, max: 65535, description: 'first ephemeral port' });
-  s.define({ name: 'net.inet.ip.portrange.last', type: 'int', default: 65535, min: 1024, max: 65535, description: 'last ephemeral port' });
 }
 
 /** What IPv4 needs from the stack. */
@@ -68,8 +64,15 @@ export class Ipv4 implements IcmpContext, ReassContext {
   filter: ((ip: Ipv4View, buf: PacketBuffer) => boolean) | null = null;
   private ipId: number;
 
+  readonly tun: IpTunables;
+  readonly portFirst: SysctlHandle<number>;
+  readonly portLast: SysctlHandle<number>;
+
   constructor(private readonly ctx: Ipv4Context) {
-    defineIpSysctls(ctx.sysctl);
+    this.tun = defineIpSysctls(ctx.sysctl);
+    const range = definePortRangeSysctls(ctx.sysctl);
+    this.portFirst = range.first;
+    this.portLast = range.last;
     defineReassSysctls(ctx.sysctl);
     defineIcmpSysctls(ctx.sysctl);
     this.ipId = Math.floor(ctx.random() * 0x10000);
@@ -85,6 +88,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
   get sysctl(): Sysctl { return this.ctx.sysctl; }
   get pool(): BufferPool { return this.ctx.pool; }
   get random(): () => number { return this.ctx.random; }
+  /** net.inet.ip.ttl: the TTL of what this host sends. */
+  get defaultTtl(): number { return this.tun.ttl.value; }
   drop(reason: string): void { this.ctx.drop(reason); }
   interfaceByIndex(ifIndex: number): Interface | undefined { return this.ctx.interfaces[ifIndex - 1]; }
 

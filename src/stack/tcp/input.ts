@@ -8,7 +8,7 @@ import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
-import { dropConnection, enterTimeWait, establish, freeTcb, applySynOptions, armKeepalive } from './timers.js';
+import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
 
 /** RFC 7323 §5.5: TS.Recent older than 24 days is invalid. */
 const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
@@ -205,7 +205,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     case TcpState.FIN_WAIT_1:
       // "if the FIN segment is now acknowledged, then enter FIN-WAIT-2"
       if (ourFinAcked) {
-        tcb.state = TcpState.FIN_WAIT_2;
+        setState(tcb, TcpState.FIN_WAIT_2);
         if (tcb.userClosed) armFinWait2(tcp, tcb, now);
       }
       break;
@@ -257,11 +257,11 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     tcp.post(tcb, TcbEvent.End);
     switch (tcb.state) {
       case TcpState.SYN_RECEIVED: case TcpState.ESTABLISHED:
-        tcb.state = TcpState.CLOSE_WAIT;
+        setState(tcb, TcpState.CLOSE_WAIT);
         break;
       case TcpState.FIN_WAIT_1:
         // "If our FIN has been ACKed ... enter TIME-WAIT ... otherwise, enter the CLOSING state."
-        tcb.state = TcpState.CLOSING;
+        setState(tcb, TcpState.CLOSING);
         break;
       case TcpState.FIN_WAIT_2:
         tcpOutput(tcp, tcb, now);
@@ -469,14 +469,14 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
   // RFC 5681 §4.2: ACK at once when a segment fills a hole; otherwise delay, but ACK at least
   // every second full-sized segment (RFC 1122 §4.2.3.2) and within delacktime.
   tcb.unackedBytes += adv;
-  if (hadHoles || !tcp.delayedAck || tcb.unackedBytes >= 2 * tcb.rcvMss) {
+  if (hadHoles || !tcp.tun.delayedAck.value || tcb.unackedBytes >= 2 * tcb.rcvMss) {
     tcb.ackNow = true;
   } else if (tcb.quickAcks > 0 && !tcb.pingpong) {
     // A quick ACK. Under a run loop (deferred output) it leaves at the end of this iteration,
     // with the reply when the application answers at once, instead of just before it.
     if (tcp.deferOutput) { tcb.quickAckPending = true; tcp.requestOutput(tcb); } else tcb.ackNow = true;
   } else if (!tcb.delackTimer.armed) {
-    tcp.host.wheel.arm(tcb.delackTimer, now + tcp.delAckTime);
+    tcp.host.wheel.arm(tcb.delackTimer, now + tcp.tun.delAckTime.value);
   }
 }
 
@@ -539,7 +539,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   } else {
     // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment
     // <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK> and send it."
-    tcb.state = TcpState.SYN_RECEIVED;
+    setState(tcb, TcpState.SYN_RECEIVED);
     tcb.sndNxt = tcb.iss;
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcpOutput(tcp, tcb, now);
@@ -548,7 +548,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
 
 function armFinWait2(tcp: Tcp, tcb: Tcb, now: number): void {
   tcb.keepMode = KeepMode.FinWait2;
-  tcp.host.wheel.arm(tcb.keepTimer, now + tcp.host.sysctl.int('net.inet.tcp.finwait2_timeout'));
+  tcp.host.wheel.arm(tcb.keepTimer, now + tcp.tun.finWait2Timeout.value);
 }
 
 export { armFinWait2, armKeepalive };

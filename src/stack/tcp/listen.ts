@@ -5,8 +5,9 @@ import { segmentArrives } from './input.js';
 import { chooseWscale, sendRaw, sendRst, tcpOutput } from './output.js';
 import { TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
+import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
-import { applySynOptions, chooseIsn, freeTcb, initSendSpace } from './timers.js';
+import { applySynOptions, chooseIsn, freeTcb, initSendSpace, setState } from './lifecycle.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
@@ -17,6 +18,10 @@ export interface ListenOptions {
   backlog?: number;
   /** TCP_MAXSEG before listen: caps the MSS of every accepted connection. */
   mss?: number;
+  /** SO_REUSEADDR for the binding listen() takes when none is given (default true, as Node's servers). */
+  reuseAddr?: boolean;
+  /** The binding a socket took with Tcp.bind() (the POSIX layer); without one, listen() binds. */
+  binding?: TcpBinding;
 }
 
 export class TcpListener {
@@ -33,7 +38,7 @@ export class TcpListener {
   tos = 0;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
-  constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number) {}
+  constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number, readonly binding: TcpBinding) {}
 
   /** Connections waiting in the accept queue. */
   get pending(): number { return this.acceptQueue.length; }
@@ -122,7 +127,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   const now = host.clock.now();
   if (flags & TcpFlag.ACK) {
     // The final ACK of a handshake answered with a SYN cookie.
-    if (!(flags & TcpFlag.SYN) && tcp.host.sysctl.int('net.inet.tcp.syncookies') > 0 && cookieAck(tcp, l, seg, now)) return;
+    if (!(flags & TcpFlag.SYN) && tcp.tun.syncookies.value > 0 && cookieAck(tcp, l, seg, now)) return;
     // "Second, check for an ACK: Any acknowledgment is bad if it arrives on a connection still in
     // the LISTEN state. An acceptable reset segment should be formed ... <SEQ=SEG.ACK><CTL=RST>"
     sendRst(tcp, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST);
@@ -131,8 +136,8 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   // "Third, check for a SYN"; "Fourth, other data or control ... drop the segment, and return."
   if (!(flags & TcpFlag.SYN)) return;
   if (l.acceptQueue.length >= l.backlog) { tcp.counters.listenOverflows++; return; }
-  const mode = host.sysctl.int('net.inet.tcp.syncookies');
-  const synBacklog = Math.min(host.sysctl.int('net.inet.tcp.syn_backlog'), Math.max(l.backlog, 1) * 2);
+  const mode = tcp.tun.syncookies.value;
+  const synBacklog = Math.min(tcp.tun.synBacklog.value, Math.max(l.backlog, 1) * 2);
   if (mode === 2 || (mode === 1 && l.synQueueLen >= synBacklog)) { sendCookieSynAck(tcp, seg, now); return; }
   if (l.synQueueLen >= synBacklog) { tcp.counters.synQueueDrops++; return; }
   if (!tcp.canCreate()) return;
@@ -142,7 +147,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.listener = l;
   tcb.userMss = l.mss;
   tcb.tos = l.tos;
-  tcb.state = TcpState.SYN_RECEIVED;
+  setState(tcb, TcpState.SYN_RECEIVED);
   // "Set RCV.NXT to SEG.SEQ+1, IRS is set to SEG.SEQ ... ISS should be selected"
   tcb.irs = seg.seq;
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
@@ -164,16 +169,16 @@ function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   const o = seg.opts;
   const mtu = tcp.host.routeMtu(seg.src) || 576;
   const ourMss = mtu - 40;
-  const peerMss = o.mss >= 0 ? o.mss : tcp.host.sysctl.int('net.inet.tcp.mssdflt');
-  const wscale = tcp.rfc1323 ? o.wscale : -1;
-  const sackOk = tcp.sackEnable && o.sackPermitted;
+  const peerMss = o.mss >= 0 ? o.mss : tcp.tun.mssDefault.value;
+  const wscale = tcp.tun.rfc1323.value ? o.wscale : -1;
+  const sackOk = tcp.tun.sackEnable.value && o.sackPermitted;
   const isn = tcp.cookies.encode(now, seg.dst, seg.dport, seg.src, seg.sport, seg.seq, Math.min(peerMss, ourMss), wscale, sackOk) >>> 0;
   tcp.counters.synCookiesSent++;
-  const recvSpace = tcp.host.sysctl.int('net.inet.tcp.recvspace');
+  const recvSpace = tcp.tun.recvSpace.value;
   cookieSpec.mss = ourMss;
   cookieSpec.wscale = wscale >= 0 ? chooseWscale(recvSpace) : -1;
   cookieSpec.sackPermitted = sackOk;
-  cookieSpec.timestamps = tcp.rfc1323 && o.timestamps;
+  cookieSpec.timestamps = tcp.tun.rfc1323.value && o.timestamps;
   cookieSpec.tsVal = Math.floor(now) >>> 0;
   cookieSpec.tsEcr = o.tsVal;
   cookieSpec.sackCount = 0;
@@ -198,7 +203,7 @@ function cookieAck(tcp: Tcp, l: TcpListener, seg: Segment, now: number): boolean
   tcb.listener = l;
   tcb.userMss = l.mss;
   tcb.tos = l.tos;
-  tcb.state = TcpState.SYN_RECEIVED;
+  setState(tcb, TcpState.SYN_RECEIVED);
   tcb.irs = peerIsn;
   tcb.rcvNxt = seg.seq;
   // Rebuild the options the SYN offered: the cookie carries MSS, window scale and SACK; a

@@ -11,7 +11,6 @@ import { Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 const IPPROTO_TCP = 6;
-const TTL = 64;
 
 /** Reusable option spec (one per process is enough: emitting is synchronous). */
 const spec: TcpOptionsSpec = {
@@ -191,7 +190,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     if (tcb.sndUna === tcb.sndMax) tcb.unaSentAt = now;
     // Linux enters ping-pong (interactive) mode when it sends data within the delayed-ACK time
     // of receiving some: its ACKs then wait to ride on replies.
-    if (len > 0 && !rexmt && tcb.lastDataRecvTime >= 0 && now - tcb.lastDataRecvTime < tcp.delAckTime) tcb.pingpong = true;
+    if (len > 0 && !rexmt && tcb.lastDataRecvTime >= 0 && now - tcb.lastDataRecvTime < tcp.tun.delAckTime.value) tcb.pingpong = true;
     emit(tcp, tcb, seq, len, flags, now, len > maxSeg ? maxSeg : 0);
     if (fin) { tcb.finSent = true; tcb.finSeq = (seq + len) >>> 0; if (!rexmt) tcb.finAlone = len === 0; }
     tcb.sndNxt = (seq + len + (fin ? 1 : 0)) >>> 0;
@@ -218,9 +217,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
 }
 
 export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
-  const s = tcp.host.sysctl;
   let t = tcb.rtt.rto * (1 << Math.min(tcb.persistBackoff, 16));
-  const lo = s.int('net.inet.tcp.persmin'), hi = s.int('net.inet.tcp.persmax');
+  const lo = tcp.tun.persMin.value, hi = tcp.tun.persMax.value;
   if (t < lo) t = lo;
   if (t > hi) t = hi;
   tcp.host.wheel.arm(tcb.persistTimer, now + t);
@@ -238,7 +236,7 @@ function sackRetransmit(tcp: Tcp, tcb: Tcb, now: number): void {
     if (tcb.cc.cwnd - pipe < mss) return;
     let s = -1;
     const r = tcb.rack;
-    if (r !== null && r.lostCount > 0 && tcp.rack) s = r.nextLost(sb, mss, nextSegOut);
+    if (r !== null && r.lostCount > 0 && tcp.tun.rack.value) s = r.nextLost(sb, mss, nextSegOut);
     if (s < 0) s = sb.nextSeg(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss, nextSegOut);
     if (s < 0) return;
     const n = retransmit(tcp, tcb, s >>> 0, nextSegOut[0]!, now);
@@ -316,7 +314,7 @@ export function armRexmtTimer(tcp: Tcp, tcb: Tcb, now: number): void {
 
 /** A loss probe may be scheduled now (RFC 8985 §7.2: SACK, no recovery, no probe outstanding). */
 function tlpAllowed(tcp: Tcp, tcb: Tcb): boolean {
-  return tcp.tlp && tcb.sackOk && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
+  return tcp.tun.tlp.value && tcb.sackOk && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
     && tcb.rexmtCount === 0 && tcb.synchronized && seqLt(tcb.sndUna, tcb.sndMax);
 }
 
@@ -389,8 +387,8 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     if (tcb.state === TcpState.SYN_SENT) {
       // An active open offers what is enabled; the SYN-ACK only what the SYN offered (RFC 7323
       // §2.2, §3.2; RFC 2018 §2).
-      if (tcp.rfc1323) { spec.wscale = tcb.rcvWscale; spec.timestamps = true; }
-      spec.sackPermitted = tcp.sackEnable;
+      if (tcp.tun.rfc1323.value) { spec.wscale = tcb.rcvWscale; spec.timestamps = true; }
+      spec.sackPermitted = tcp.tun.sackEnable.value;
     } else {
       if (tcb.wsOk) spec.wscale = tcb.rcvWscale;
       spec.timestamps = tcb.tsOk;
@@ -418,7 +416,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
   }
   const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
   const payloadOff = seqDiff(seq, tcb.sndBase);
-  if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.rack) {
+  if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.tun.rack.value) {
     // RFC 8985 §6.2 step 1: remember when each range (or its retransmission) left.
     if (tcb.rack === null) tcb.rack = tcp.takeRack();
     tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
@@ -475,7 +473,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   if (len > 0) c.sndData++;
   else if (flags & TcpFlag.RST) c.sndRst++;
   else if (!(flags & (TcpFlag.SYN | TcpFlag.FIN))) c.sndAcks++;
-  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, tos, TTL, true)) c.noRoute++;
+  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, tos, tcp.tun.ttl.value, true)) c.noRoute++;
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */

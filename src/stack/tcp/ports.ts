@@ -1,4 +1,5 @@
-// Ephemeral port selection, RFC 6056 §3.3.3 "Algorithm 3: Simple Hash-Based Port Selection":
+// Port ownership: the table of bound ports (bind/listen/connect, Linux's reuse rules) and
+// ephemeral port selection, RFC 6056 §3.3.3 "Algorithm 3: Simple Hash-Based Port Selection":
 //
 //   offset = F(local_IP, remote_IP, remote_port, secret_key);
 //   count = num_ephemeral;
@@ -67,5 +68,63 @@ export class EphemeralPorts {
       if (!inUse(port)) return port;
     }
     return -1;
+  }
+}
+
+/**
+ * A local address and port a socket holds: bound by bind(), by listen(), or by connect() on a
+ * socket that bound first (Linux's inet_bind_bucket owners). Port 0 until one is chosen.
+ */
+export class TcpBinding {
+  /** Listening: SO_REUSEADDR no longer lets another socket share the port. */
+  listening = false;
+  /** In the port table (a port was chosen and the binding not released). */
+  held = false;
+  constructor(readonly addr: number, public port: number, public reuseAddr: boolean) {}
+}
+
+/**
+ * The one table of bound TCP ports, shared by the engine's listen() and the POSIX layer's
+ * bind(). Linux's inet_csk_bind_conflict for sockets of one owner: two bindings of a port
+ * conflict when their addresses overlap (equal, or either is the wildcard 0), unless both set
+ * SO_REUSEADDR and the one already there is not listening.
+ */
+export class TcpPortTable {
+  private readonly byPort = new Map<number, TcpBinding[]>();
+
+  /** True when some binding holds `port`. */
+  has(port: number): boolean { return this.byPort.has(port); }
+
+  /** Whether binding addr:port (with these flags) would conflict with a binding other than `self`. */
+  conflicts(addr: number, port: number, reuseAddr: boolean, self: TcpBinding | null = null): boolean {
+    const list = this.byPort.get(port);
+    if (list === undefined) return false;
+    for (const o of list) {
+      if (o === self) continue;
+      if (o.addr !== 0 && addr !== 0 && o.addr !== addr) continue;
+      if (reuseAddr && o.reuseAddr && !o.listening) continue;
+      return true;
+    }
+    return false;
+  }
+
+  /** Puts `b` in the table at `port` (the caller checked conflicts). */
+  hold(b: TcpBinding, port: number): void {
+    if (b.held) this.release(b);
+    b.port = port;
+    let list = this.byPort.get(port);
+    if (!list) { list = []; this.byPort.set(port, list); }
+    list.push(b);
+    b.held = true;
+  }
+
+  /** Takes `b` out of the table (idempotent). */
+  release(b: TcpBinding): void {
+    if (!b.held) return;
+    const list = this.byPort.get(b.port);
+    const i = list ? list.indexOf(b) : -1;
+    if (i >= 0) list!.splice(i, 1);
+    if (list && list.length === 0) this.byPort.delete(b.port);
+    b.held = false;
   }
 }

@@ -337,7 +337,7 @@ export function rackReoWnd(tcb: Tcb): number {
  */
 export function rackOnAck(tcp: Tcp, tcb: Tcb, opts: TcpOptions, now: number): boolean {
   const r = tcb.rack;
-  if (r === null || !tcp.rack) return false;
+  if (r === null || !tcp.tun.rack.value) return false;
   const tsEcr = tcb.tsOk && opts.timestamps && opts.tsEcr !== 0 ? opts.tsEcr : -1;
   r.onAck(tcb.sndUna, tcb.hasScoreboard ? tcb.scoreboard : null, opts.sackBlocks, opts.sackCount, now, tsEcr, tcb.tsOffset);
   return rackDetect(tcp, tcb, now);
@@ -392,7 +392,7 @@ const lostOut = new Int32Array(2);
 /** The reordering timer fired: detect again; what is now lost is retransmitted. */
 export function onRackTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
-  if (tcb.state === TcpState.CLOSED || tcb.rack === null || !tcp.rack) return;
+  if (tcb.state === TcpState.CLOSED || tcb.rack === null || !tcp.tun.rack.value) return;
   if (rackDetect(tcp, tcb, now)) {
     tcp.counters.rackTimeouts++;
     rackEnterRecovery(tcp, tcb, now);

@@ -6,9 +6,10 @@ import { createCongestionControl, CC_ALGORITHMS } from './congestion/index.js';
 import type { AbortSignalLike } from './listen.js';
 import { sendRst } from './output.js';
 import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
-import { armKeepalive, dropConnection, freeTcb } from './timers.js';
+import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
 import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
+import type { TcpBinding } from './ports.js';
 
 export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
   | 'ENETUNREACH' | 'EHOSTUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
@@ -27,6 +28,8 @@ export interface ConnectOptions {
   laddr?: number;
   /** Local port (0/undefined = ephemeral, RFC 6056). */
   lport?: number;
+  /** The binding a socket took with Tcp.bind(): its address and port are used, and it holds the chosen port. */
+  binding?: TcpBinding;
   noDelay?: boolean;
   /** Congestion control for this socket (default: net.inet.tcp.cc.algorithm). */
   congestionControl?: string;
@@ -176,7 +179,7 @@ export class TcpSocket {
       sndWscale: t.sndWscale,
       rcvWscale: t.rcvWscale,
       rto: Math.round(t.rtt.rto * 1000),
-      ato: t.tcp.delAckTime * 1000,
+      ato: t.tcp.tun.delAckTime.value * 1000,
       sndMss: t.maxSeg,
       rcvMss: t.rcvMss,
       unacked: Math.ceil(flight / mss),
@@ -251,11 +254,11 @@ export class TcpSocket {
         return;
       case TcpState.ESTABLISHED:
         t.finQueued = true;
-        t.state = TcpState.FIN_WAIT_1;
+        setState(t, TcpState.FIN_WAIT_1);
         break;
       case TcpState.CLOSE_WAIT:
         t.finQueued = true;
-        t.state = TcpState.LAST_ACK;
+        setState(t, TcpState.LAST_ACK);
         break;
       default:
         return;
@@ -279,7 +282,7 @@ export class TcpSocket {
     t.rcvBuf.release();
     this.shutdown();
     if (t.state === TcpState.FIN_WAIT_2) {
-      t.tcp.host.wheel.arm(t.keepTimer, t.tcp.host.clock.now() + t.tcp.host.sysctl.int('net.inet.tcp.finwait2_timeout'));
+      t.tcp.host.wheel.arm(t.keepTimer, t.tcp.host.clock.now() + t.tcp.tun.finWait2Timeout.value);
       t.keepMode = KeepMode.FinWait2;
     }
   }
@@ -293,7 +296,7 @@ export class TcpSocket {
       t.userClosed = true;
       if (t.tcp.timeWait.isLive(t.tw, t.twGen)) t.tcp.timeWait.remove(t.tw);
       t.tw = -1;
-      t.state = TcpState.CLOSED;
+      setState(t, TcpState.CLOSED);
       return;
     }
     if (t.state !== TcpState.SYN_SENT) {

@@ -1,15 +1,14 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
-import { Timer, type TimerCallback } from '../../base/time.js';
+import { Timer } from '../../base/time.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
-import { onRackTimer, type Rack } from './rack.js';
+import type { Rack } from './rack.js';
 import { SackScoreboard } from './sack.js';
 import { seqDiff } from './seq.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
 import type { TcpListener } from './listen.js';
-import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 
 export const TcpState = {
   CLOSED: 0,
@@ -36,7 +35,8 @@ export const AF_INET = 4;
 export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
 
 export class Tcb {
-  state: TcpState = TcpState.CLOSED;
+  /** Written only by setState() (lifecycle.ts). */
+  readonly state: TcpState = TcpState.CLOSED;
   readonly family = AF_INET;
   laddr = 0;
   lport = 0;
@@ -253,11 +253,12 @@ export class Tcb {
     this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
     this.cc = cc;
     this.rtt = rtt;
-    this.rexmtTimer = new TcbTimer(this, rexmtFired);
-    this.persistTimer = new TcbTimer(this, persistFired);
-    this.keepTimer = new TcbTimer(this, keepFired);
-    this.delackTimer = new TcbTimer(this, delackFired);
-    this.reoTimer = new TcbTimer(this, reoFired);
+    const on = tcp.timerHandlers;
+    this.rexmtTimer = new TcbTimer(this, on.rexmt);
+    this.persistTimer = new TcbTimer(this, on.persist);
+    this.keepTimer = new TcbTimer(this, on.keep);
+    this.delackTimer = new TcbTimer(this, on.delack);
+    this.reoTimer = new TcbTimer(this, on.reo);
   }
 
   /** RFC 6675 scoreboard, created on first use (only SACK connections that see loss need one). */
@@ -288,19 +289,24 @@ export class Tcb {
   get maxSeg(): number { return this.tsOk ? this.mss - 12 : this.mss; }
 }
 
+/** What a TCB's timers run when they fire; the TCP module hands them in (timers.ts, rack.ts). */
+export interface TcbTimerHandlers {
+  readonly rexmt: (tcb: Tcb, now: number) => void;
+  readonly persist: (tcb: Tcb, now: number) => void;
+  readonly keep: (tcb: Tcb, now: number) => void;
+  readonly delack: (tcb: Tcb, now: number) => void;
+  readonly reo: (tcb: Tcb, now: number) => void;
+}
+
 /**
- * A TCB's timer: it knows its TCB, so the timers share module-level callbacks instead
- * of each holding a closure (fewer objects per connection, and per TIME_WAIT entry).
+ * A TCB's timer: it knows its TCB and its handler, so the timers share one module-level
+ * callback instead of each holding a closure (fewer objects per connection).
  */
 class TcbTimer extends Timer {
-  constructor(readonly tcb: Tcb, callback: TimerCallback) { super(callback); }
+  constructor(readonly tcb: Tcb, readonly handler: (tcb: Tcb, now: number) => void) { super(tcbTimerFired); }
 }
 // The wheel calls `timer.callback(now)`, so `this` is the timer.
-function rexmtFired(this: TcbTimer, now: number): void { onRexmtTimer(this.tcb, now); }
-function persistFired(this: TcbTimer, now: number): void { onPersistTimer(this.tcb, now); }
-function keepFired(this: TcbTimer, now: number): void { onKeepTimer(this.tcb, now); }
-function delackFired(this: TcbTimer, now: number): void { onDelackTimer(this.tcb, now); }
-function reoFired(this: TcbTimer, now: number): void { onRackTimer(this.tcb, now); }
+function tcbTimerFired(this: TcbTimer, now: number): void { this.handler(this.tcb, now); }
 
 /** Event bits delivered to the socket. */
 export const TcbEvent = {

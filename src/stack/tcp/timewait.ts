@@ -230,7 +230,7 @@ export class TimeWaitTable {
       // is a retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL timeout."
       tcp.counters.rcvOutOfWindow++;
       if (flags & TcpFlag.RST) return;
-      if (fin) this.restart(i, now + 2 * tcp.msl);
+      if (fin) this.restart(i, now + 2 * tcp.tun.msl.value);
       this.sendAck(i, now);
       return;
     }
@@ -262,7 +262,7 @@ export class TimeWaitTable {
     if (seqLt(ack, (sndNxt - Math.max(this.maxSndWnd[i]!, 1)) >>> 0)) { this.challengeAck(i, now); return; }
     // A FIN or data in the window is acknowledged (the data is not taken: the peer has closed);
     // a FIN also restarts the 2*MSL wait.
-    if (fin) this.restart(i, now + 2 * tcp.msl);
+    if (fin) this.restart(i, now + 2 * tcp.tun.msl.value);
     if (fin || seg.dataLen > 0) this.sendAck(i, now);
   }
 
@@ -299,7 +299,7 @@ export class TimeWaitTable {
     if (this.head !== NIL) this.tcp.host.wheel.arm(this.timer, this.expiry[this.head]!);
   }
 
-  /** Links slot i into the expiry list (at the tail unless net.inet.tcp.msl was shortened). */
+  /** Links slot i into the expiry list (at the tail unless net.inet.tcp.tun.msl.value was shortened). */
   private schedule(i: number, expires: number): void {
     this.expiry[i] = expires;
     let p = this.tail;

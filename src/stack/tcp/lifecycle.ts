@@ -1,0 +1,169 @@
+// The connection lifecycle: active open (ISN, SYN options), establishment, keepalive arming,
+// drops, freeing a TCB and moving it to TIME_WAIT — and setState(), the only writer of
+// tcb.state (RFC 9293 §3.3.2's diagram is the list of its callers).
+import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
+import { chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
+import { seqDiff, seqGt } from './seq.js';
+import { KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
+import type { Tcp } from './tcp.js';
+
+/** Moves a connection to `state`: every state change goes through here. */
+export function setState(tcb: Tcb, state: TcpState): void {
+  (tcb as { state: TcpState }).state = state;
+}
+
+/** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
+export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): void {
+  const now = tcp.host.clock.now();
+  setState(tcb, TcpState.SYN_SENT);
+  initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
+  tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mtu - 40 ? tcb.userMss : mtu - 40;
+  tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(tcb.rcvBuf.capacity) : 0;
+  tcpOutput(tcp, tcb, now);
+}
+
+/**
+ * RFC 6528 ISN; when the 4-tuple comes out of TIME_WAIT (isnFloor >= 0), at least isnFloor so
+ * it lies above every sequence number the previous incarnation used (RFC 1122 §4.2.2.13).
+ */
+export function chooseIsn(tcp: Tcp, now: number, laddr: number, lport: number, raddr: number, rport: number, isnFloor: number): number {
+  const isn = tcp.isnGen.isn(now, laddr, lport, raddr, rport) >>> 0;
+  return isnFloor >= 0 && !seqGt(isn, isnFloor) ? isnFloor >>> 0 : isn;
+}
+
+export function initSendSpace(tcb: Tcb, iss: number): void {
+  tcb.iss = iss;
+  tcb.sndUna = tcb.sndNxt = tcb.sndMax = iss;
+  tcb.sndBase = (iss + 1) >>> 0;
+  tcb.recover = iss;
+  tcb.highRxt = iss;
+}
+
+/**
+ * Records what the peer's SYN offered and what we therefore use. An option is in use only when
+ * both sides sent it (RFC 7323 §1.3, RFC 2018 §2); the MSS is clamped to the route.
+ */
+export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: boolean, now: number): void {
+  const mtu = tcp.host.routeMtu(tcb.raddr) || 576;
+  const routeMss = mtu - 40;
+  const peerMss = opts.mss >= 0 ? opts.mss : tcp.tun.mssDefault.value;
+  // TCP_MAXSEG caps both the MSS we use and the one we announce (Linux: user_mss).
+  const cap = tcb.userMss > 0 && tcb.userMss < routeMss ? tcb.userMss : routeMss;
+  tcb.mss = Math.max(64, Math.min(peerMss, cap));
+  tcb.rcvMss = cap;
+  if (tcp.tun.rfc1323.value && opts.wscale >= 0 && (!active || tcb.rcvWscale >= 0)) {
+    tcb.wsOk = true;
+    tcb.sndWscale = opts.wscale;
+    tcb.rcvWscale = active ? tcb.rcvWscale : chooseWscale(tcb.rcvBuf.capacity);
+  } else {
+    tcb.wsOk = false; tcb.sndWscale = 0; tcb.rcvWscale = 0;
+  }
+  tcb.peerWscale = opts.wscale;
+  tcb.tsOk = tcp.tun.rfc1323.value && opts.timestamps;
+  if (tcb.tsOk) { tcb.tsRecent = opts.tsVal; tcb.tsRecentAge = now; }
+  tcb.sackOk = tcp.tun.sackEnable.value && opts.sackPermitted;
+  // The receive buffer never exceeds what the window field can announce.
+  const maxWin = 65535 * (1 << tcb.rcvWscale);
+  if (tcb.rcvBuf.capacity > maxWin) tcb.rcvBuf.capacity = maxWin;
+}
+
+/**
+ * SYN_SENT/SYN_RECEIVED -> ESTABLISHED: start congestion control, hand a passive connection to
+ * its listener's accept queue. Returns false when the connection was dropped (queue full).
+ */
+export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
+  const wasSynRcvd = tcb.state === TcpState.SYN_RECEIVED;
+  setState(tcb, TcpState.ESTABLISHED);
+  tcb.cc.init(tcb.maxSeg, now, tcp.tun.initCwndSegments.value);
+  tcb.lastRecvTime = now;
+  tcp.counters.connEstablished++;
+  if (tcb.passive && wasSynRcvd && tcb.listener) {
+    const l = tcb.listener;
+    l.synQueueLen--;
+    if (l.closed || l.acceptQueue.length >= l.backlog) {
+      tcp.counters.listenOverflows++;
+      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+      tcb.listener = null;
+      freeTcb(tcp, tcb);
+      return false;
+    }
+    l.acceptQueue.push(tcb);
+    tcb.inAcceptQueue = true;
+    tcp.counters.connAccepts++;
+    tcp.post(tcb, TcbEvent.Accept);
+  } else {
+    tcp.post(tcb, TcbEvent.Connect);
+  }
+  if (tcb.keepalive) armKeepalive(tcp, tcb, now);
+  // A shutdown() issued before the handshake finished takes effect now (RFC 9293 §3.10.4).
+  if (tcb.finQueued) setState(tcb, TcpState.FIN_WAIT_1);
+  return true;
+}
+
+export function armKeepalive(tcp: Tcp, tcb: Tcb, now: number): void {
+  if (tcb.keepMode === KeepMode.TimeWait || tcb.keepMode === KeepMode.FinWait2) return;
+  tcb.keepMode = KeepMode.Keepalive;
+  tcb.keepProbes = 0;
+  tcp.host.wheel.arm(tcb.keepTimer, Math.max(tcb.lastRecvTime, now - tcb.keepIdle) + tcb.keepIdle);
+}
+
+/** Ends a connection with an error for the application ('' for a normal close). */
+export function dropConnection(tcp: Tcp, tcb: Tcb, err: string): void {
+  if (err) tcb.error = err;
+  if (err) tcp.counters.connDrops++;
+  freeTcb(tcp, tcb);
+  tcp.post(tcb, TcbEvent.Close);
+}
+
+/**
+ * Forgets a connection: every timer disarmed, buffers returned (unread data stays readable
+ * for an application that is still reading after a clean close), out of every table.
+ */
+export function freeTcb(tcp: Tcp, tcb: Tcb): void {
+  const wheel = tcp.host.wheel;
+  wheel.disarm(tcb.rexmtTimer);
+  wheel.disarm(tcb.persistTimer);
+  wheel.disarm(tcb.keepTimer);
+  wheel.disarm(tcb.delackTimer);
+  wheel.disarm(tcb.reoTimer);
+  if (tcb.rack !== null) { tcp.giveRack(tcb.rack); tcb.rack = null; }
+  tcb.keepMode = KeepMode.None;
+  tcb.sndBuf.release();
+  if (!tcb.sock || tcb.userClosed || tcb.error || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
+  tcb.rcvBuf.oooCount = 0;
+  tcb.resetScoreboard();
+  tcp.remove(tcb);
+  const l = tcb.listener;
+  if (l) {
+    if (tcb.inAcceptQueue) {
+      const i = l.acceptQueue.indexOf(tcb);
+      if (i >= 0) l.acceptQueue.splice(i, 1);
+    } else if (tcb.state === TcpState.SYN_RECEIVED) {
+      l.synQueueLen--;
+    }
+    tcb.listener = null;
+    tcb.inAcceptQueue = false;
+  }
+  setState(tcb, TcpState.CLOSED);
+}
+
+/**
+ * RFC 9293 §3.10.7.4: "Enter the TIME-WAIT state. Start the time-wait timer". The TCB is freed
+ * (timers, buffers, table entry) and the connection continues as a compact TIME_WAIT entry
+ * (timewait.ts); the TCB keeps its slot and generation so its socket reports TIME_WAIT, then CLOSED.
+ */
+export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
+  freeTcb(tcp, tcb);
+  // The window our TIME_WAIT ACKs advertise (as on the last ACK), and the right edge the
+  // acceptability test uses.
+  const ws = tcb.rcvWscale;
+  const field = Math.min(Math.floor(rcvWindow(tcb) / (1 << ws)), 65535);
+  let edge = seqDiff(tcb.rcvAdv, tcb.rcvNxt);
+  if (edge < field * (1 << ws)) edge = field * (1 << ws);
+  setState(tcb, TcpState.TIME_WAIT);
+  const slot = tcp.addTimeWait(tcb, now + 2 * tcp.tun.msl.value, field, edge);
+  tcb.tw = slot;
+  tcb.twGen = tcp.timeWait.gen(slot);
+  tcp.post(tcb, TcbEvent.Close);
+}
+
