@@ -546,6 +546,9 @@ export class Tcp {
     if (!tcb.queued) { tcb.queued = true; this.eventQueue[this.eventCount++] = tcb; }
   }
 
+  /** True when events wait for dispatch() (the run loop then comes back at once). */
+  get eventsPending(): boolean { return this.eventCount > 0; }
+
   /** Delivers queued events (callbacks may re-enter the API; their events are picked up here). */
   dispatch(): void {
     if (this.dispatching) return;
