@@ -93,7 +93,8 @@ export interface ControlOptions {
  * be created: the instance runs on, without tools).
  */
 export class ControlServer {
-  readonly name: string;
+  /** The instance's name: `[control] name`, or `<name>-<pid>` when another live instance holds it. */
+  name: string;
   path: string;
   readonly ready: Promise<string | null>;
   readonly startedAt = Date.now();
@@ -133,7 +134,7 @@ export class ControlServer {
     if (state === 'live') {
       if (explicit) throw new Error('another running instance answers on it (set [control] socket or name to another value)');
       // Several instances started from files with the same name: keep them apart by pid.
-      (this as { name: string }).name = `${this.name}-${process.pid}`;
+      this.name = `${this.name}-${process.pid}`;
       this.path = join(dirname(this.path), `${this.name}.sock`);
       if (await probe(this.path) === 'stale') unlinkSync(this.path);
     } else if (state === 'stale') {

@@ -59,6 +59,8 @@ export interface Counters {
   udp: Record<string, number>;
   tcp: Record<string, number>;
   arp: Record<string, number>;
+  /** IPv4 reassembly. */
+  reass: Record<string, number>;
   /** Packets the stack refused, by reason. */
   drops: Record<string, number>;
 }
@@ -104,6 +106,7 @@ export function counters(stack: Stack): Counters {
     udp: { ...stack.udp.stats },
     tcp: { ...stack.tcp.counters },
     arp: { ...stack.arp.stats },
+    reass: { ...stack.reass.stats },
     drops: { ...stack.drops },
   };
 }
