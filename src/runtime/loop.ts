@@ -2,7 +2,8 @@
 // driver into the stack, lets the stack run its due timers, and flushes every driver's transmit
 // queue once (batching). Between iterations it idles according to the poll mode:
 //   busy      - spin (setImmediate, so the event loop still runs application I/O);
-//   adaptive  - spin for a few iterations after traffic, then sleep as in interrupt mode;
+//   adaptive  - spin for a few iterations (or busyPollUs microseconds) after traffic, then
+//               sleep as in interrupt mode;
 //   interrupt - sleep until a driver says it is readable or the stack's next timer is due.
 import type { PacketBuffer } from '../base/pktbuf.js';
 import type { Driver } from '../driver/types.js';
@@ -25,6 +26,13 @@ export interface RunLoopOptions {
   burst?: number;
   /** adaptive: idle iterations to keep spinning after the last traffic before sleeping. */
   spinIterations?: number;
+  /**
+   * adaptive: keep spinning for this many microseconds after the last traffic (frames received
+   * or application activity) before sleeping on readiness, instead of `spinIterations`
+   * iterations. The latency policy: a reply that comes within the budget is read without a
+   * wake-up; the cost is up to that much CPU after each burst of traffic. 0 (default): off.
+   */
+  busyPollUs?: number;
   /**
    * Called when an iteration throws (a bug in the stack, since parsers do not throw).
    * Default: rethrow, which crashes the process loudly.
@@ -68,6 +76,10 @@ export class RunLoop {
   readonly mode: PollMode;
   private readonly burst: number;
   private readonly spinIterations: number;
+  /** busyPollUs in clock milliseconds; 0 when off. */
+  private readonly busyPollMs: number;
+  /** adaptive with busyPollUs: spin until this clock time (ms). */
+  private spinUntil = 0;
   private readonly onError: (err: unknown) => void;
   private readonly ports: LoopPort[] = [];
   private readonly rx: PacketBuffer[];
@@ -110,6 +122,9 @@ export class RunLoop {
     this.mode = opts.poll ?? 'adaptive';
     this.burst = opts.burst ?? 64;
     this.spinIterations = opts.spinIterations ?? 64;
+    const us = opts.busyPollUs ?? 0;
+    if (!(us >= 0 && us <= 1_000_000)) throw new RangeError(`RunLoop: busyPollUs must be 0-1000000 (got ${us})`);
+    this.busyPollMs = us / 1000;
     this.onError = opts.onError ?? ((err) => { throw err; });
     this.rx = new Array<PacketBuffer>(this.burst);
   }
@@ -332,6 +347,15 @@ export class RunLoop {
         this.schedule();
         return;
       case 'adaptive':
+        if (this.busyPollMs > 0) {
+          // Time budget: spin while the last traffic is less than busyPollUs old.
+          const now = this.clock.now();
+          if (frames > 0 || this.activity) this.spinUntil = now + this.busyPollMs;
+          this.activity = false;
+          if (more || now < this.spinUntil) { this.schedule(); return; }
+          this.armTimer(this.nextDeadline);
+          return;
+        }
         if (frames > 0 || this.activity) this.spinsLeft = this.spinIterations;
         this.activity = false;
         if (more || this.spinsLeft > 0) {
