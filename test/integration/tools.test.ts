@@ -380,11 +380,14 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     assert.match(r.stderr, /^tstack: permission denied on the control socket \/run\/tstack\/tools-\d+\.sock/);
   });
 
-  test('ndp answers that IPv6 is not enabled', async (t) => {
+  test('ndp -a lists the IPv6 neighbour cache; -d of an unknown host is an error naming it', async (t) => {
     if (!requireRoot(t, [])) return;
-    const r = await tool(['ndp', '-a']);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /IPv6 is not enabled/);
+    const r = await tool(['ndp', '-a', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Array.isArray(JSON.parse(r.stdout)));
+    const d = await tool(['ndp', '-d', '2001:db8::99']);
+    assert.equal(d.code, 1);
+    assert.match(d.stderr, /2001:db8::99: no neighbor entry/);
   });
 });
 
