@@ -1,8 +1,8 @@
-// `tstack arp [-a | -d HOST | -s HOST MAC]` (FreeBSD's arp(8)) and `tstack ndp`, which answers
-// that IPv6 is not enabled until the stack has IPv6 behaviour.
+// `tstack arp [-a | -d HOST | -s HOST MAC]` (FreeBSD's arp(8)) and `tstack ndp [-a | -d HOST]`
+// (FreeBSD's ndp(8)) for the IPv6 neighbours.
 import type { Command } from 'commander';
-import type { ArpSnapshot } from '../stack/stats.js';
-import { ToolError, action, instanceOptions, out, printJson, withInstance } from './client.js';
+import type { ArpSnapshot, NdpSnapshot } from '../stack/stats.js';
+import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
 
 interface Opts { all?: boolean; delete?: string; set?: string; json?: boolean; instance?: string; socket?: string }
 
@@ -36,10 +36,20 @@ export function register(program: Command): void {
     }));
 
   instanceOptions(program.command('ndp')
-    .description('the IPv6 neighbor cache (IPv6 is not enabled yet)')
-    .option('-a, --all', 'list every entry')
+    .description('show the IPv6 neighbor cache (-a) or delete an entry (-d HOST)')
+    .option('-a, --all', 'list every entry (the default)')
     .option('-d, --delete <host>', 'delete the entry for HOST'))
     .action(action(async (opts: Opts) => {
-      await withInstance(opts, async (c) => { await c.request('ndp.list', {}); });
+      await withInstance(opts, async (c) => {
+        if (opts.delete !== undefined) {
+          const r = await c.request('ndp.delete', { host: opts.delete });
+          if (opts.json) printJson(r); else out(`${opts.delete} deleted\n`);
+          return;
+        }
+        const list = await c.request<NdpSnapshot[]>('ndp.list', {});
+        if (opts.json) { printJson(list); return; }
+        out(table([['Neighbor', 'Linklayer Address', 'Netif', 'State', 'Flags'],
+          ...list.map((e) => [e.addr, e.mac, e.ifname, e.state, e.router ? 'R' : ''])]));
+      });
     }));
 }

@@ -25,7 +25,7 @@ export function register(program: Command): void {
             else if (a === 'mtu') { const v = arg(); if (!/^\d+$/.test(v)) throw new ToolError(`ifconfig: mtu '${v}' is not a number`, 2); change['mtu'] = Number(v); }
             else if (a === 'inet') { const v = arg(); if (v === 'alias') change['add'] = arg(); else change['add'] = v; if (actions[i + 1] === 'alias') i++; }
             else if (a === '-alias' || a === 'delete') change['delete'] = arg();
-            else if (a === 'inet6') throw new ToolError('ifconfig: IPv6 is not enabled on this instance (tstack has no IPv6 behaviour yet)');
+            else if (a === 'inet6') throw new ToolError('ifconfig: inet6 addresses are not changed at run time yet (set addr6 in tstack.toml)');
             else throw new ToolError(`ifconfig: unknown action '${a}' (expected up, down, mtu N, inet CIDR, -alias CIDR)`, 2);
           }
           await c.request('ifconfig.set', change);

@@ -21,21 +21,21 @@ export function register(program: Command): void {
     .option('-p, --protocol <proto>', 'only tcp or udp (also ip, icmp, arp with -s)'))
     .action(action(async (opts: Opts) => {
       const proto = opts.protocol?.toLowerCase();
-      const known = opts.stats ? ['tcp', 'udp', 'ip', 'icmp', 'arp'] : ['tcp', 'udp'];
+      const known = opts.stats ? ['tcp', 'udp', 'ip', 'reass', 'icmp', 'arp'] : ['tcp', 'udp'];
       if (proto !== undefined && !known.includes(proto)) throw new ToolError(`netstat: unknown protocol '${opts.protocol}' (expected ${known.join(', ')})`, 2);
       await withInstance(opts, async (c) => {
         const snap = await c.request<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
         if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes)); return; }
         if (opts.interfaces) { if (opts.json) printJson(snap.interfaces); else out(formatInterfaces(snap.interfaces)); return; }
         if (opts.stats) {
-          const areas = (proto ? [proto] : ['ip', 'icmp', 'udp', 'tcp', 'arp']) as (keyof Counters)[];
+          const areas = (proto ? [proto] : ['ip', 'reass', 'icmp', 'udp', 'tcp', 'arp']) as (keyof Counters)[];
           if (opts.json) {
             printJson({ ...Object.fromEntries(areas.map((a) => [a, snap.counters[a]])), ...(proto ? {} : { drops: snap.counters.drops }), gauges: snap.gauges });
             return;
           }
           for (const a of areas) {
             out(`${a}:\n`);
-            for (const [k, v] of Object.entries(snap.counters[a])) out(`\t${v} ${words(k)}\n`);
+            for (const [k, v] of Object.entries(snap.counters[a])) out(`\t${v} ${PHRASES[`${a}.${k}`] ?? words(k)}\n`);
             if (a === 'tcp') out(`\t${snap.gauges['tcpEstablished'] ?? 0} connections established (current)\n\t${snap.gauges['tcpTimeWait'] ?? 0} connections in TIME_WAIT (current)\n`);
           }
           if (!proto) {
@@ -63,6 +63,31 @@ export function endpoint(addr: string, port: number): string {
   const a = addr === '0.0.0.0' ? '*' : addr;
   return `${a}.${port === 0 ? '*' : port}`;
 }
+
+/** netstat -s lines in FreeBSD's words, where it has them; other counters read as their names. */
+const PHRASES: Record<string, string> = {
+  'ip.received': 'total packets received', 'ip.delivered': 'packets for this host', 'ip.fragmentsReceived': 'fragments received',
+  'ip.reassembled': 'packets reassembled ok', 'ip.outRequests': 'packets sent from this host', 'ip.outNoRoute': 'output packets discarded due to no route',
+  'ip.fragmented': 'output datagrams fragmented', 'ip.fragmentsCreated': 'fragments created', 'ip.loopback': 'packets looped back',
+  'icmp.received': 'messages received', 'icmp.echoRequests': 'echo requests received', 'icmp.echoReplies': 'echo replies sent',
+  'icmp.errorsSent': 'calls to icmp_error', 'icmp.errorsRateLimited': 'errors not generated in response to rate limit', 'icmp.errorsReceived': 'errors received',
+  'udp.received': 'datagrams received', 'udp.delivered': 'delivered', 'udp.sent': 'datagrams output', 'udp.noPort': 'dropped due to no socket',
+  'udp.badChecksum': 'with bad checksum', 'udp.badLength': 'with bad data length field', 'udp.fullSocket': 'dropped due to full socket buffers',
+  'tcp.rcvTotal': 'packets received', 'tcp.sndTotal': 'packets sent', 'tcp.sndData': 'data packets sent', 'tcp.sndRexmtPackets': 'data packets retransmitted',
+  'tcp.sndAcks': 'ack-only packets', 'tcp.sndRst': 'control packets (RST)', 'tcp.sndProbes': 'window probe packets', 'tcp.sndKeepProbes': 'keepalive probes sent',
+  'tcp.rcvBadChecksum': 'discarded for bad checksums', 'tcp.rcvBadHeader': 'discarded for bad header offset fields', 'tcp.rcvDupAck': 'duplicate acks',
+  'tcp.rcvAckTooMuch': 'acks for unsent data', 'tcp.rcvOutOfWindow': 'packets received after window', 'tcp.rcvPawsDropped': 'old duplicate packets (PAWS)',
+  'tcp.rcvOutOfOrder': 'out-of-order packets', 'tcp.rcvAfterClose': 'packets received after close', 'tcp.rcvNoSocket': 'packets for no socket (reset)',
+  'tcp.connAttempts': 'connection requests', 'tcp.connAccepts': 'connection accepts', 'tcp.connEstablished': 'connections established (including accepts)',
+  'tcp.connDrops': 'connections dropped', 'tcp.connRefused': 'connections refused', 'tcp.connResets': 'connections reset', 'tcp.timeoutDrops': 'connections dropped by rexmit timeout',
+  'tcp.keepDrops': 'connections dropped by keepalive', 'tcp.rexmtTimeouts': 'retransmit timeouts', 'tcp.persistTimeouts': 'persist timeouts',
+  'tcp.fastRetransmits': 'fast retransmits', 'tcp.synCookiesSent': 'cookies sent', 'tcp.synCookiesReceived': 'cookies received', 'tcp.synCookiesFailed': 'cookies failed',
+  'tcp.listenOverflows': 'listen queue overflows', 'tcp.sackRecoveries': 'SACK recovery episodes',
+  'arp.requestsSent': 'ARP requests sent', 'arp.repliesSent': 'ARP replies sent', 'arp.requestsReceived': 'ARP requests received', 'arp.repliesReceived': 'ARP replies received',
+  'arp.held': 'packets held waiting for resolution', 'arp.holdDropped': 'packets dropped from the hold queue', 'arp.unresolved': 'destinations that did not answer',
+  'arp.announcements': 'gratuitous ARPs sent',
+  'reass.fragments': 'fragments received', 'reass.reassembled': 'datagrams reassembled', 'reass.timedOut': 'datagrams timed out', 'reass.dropped': 'fragments dropped',
+};
 
 /** "rcvBadChecksum" -> "rcv bad checksum" */
 function words(k: string): string {

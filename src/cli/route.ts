@@ -22,7 +22,7 @@ export function register(program: Command): void {
         if (a === '-interface' || a === '-iface' || a === 'dev') { req['port'] = rest[++i]; continue; }
         if (a === '-metric' || a === 'metric') { req['metric'] = Number(rest[++i]); continue; }
         if (a === 'via' || a === 'gw') continue;
-        if (a === '-inet6' || a.includes(':')) throw new ToolError('route: IPv6 is not enabled on this instance (tstack has no IPv6 behaviour yet)');
+        if (a === '-inet6' || a.includes(':')) throw new ToolError('route: IPv6 routes are not shown or changed by tstack route yet (IPv4 only)');
         positional.push(a);
       }
       await withInstance(opts, async (c) => {

@@ -56,13 +56,15 @@ function bits(x: number): string {
   return `${k === 0 ? Math.round(x) : x.toFixed(1)} ${u[k]}`;
 }
 
-interface LoopOpts { interval?: string; count?: string; json?: boolean; instance?: string; socket?: string }
+interface LoopOpts { interval?: string; count?: string; worker?: string; json?: boolean; instance?: string; socket?: string }
 
 function parseInterval(opts: LoopOpts): { ms: number; count: number } {
   const s = opts.interval === undefined ? 1 : Number(opts.interval);
   if (!(s > 0) || s > 3600) throw new ToolError(`-i ${opts.interval}: the interval must be a number of seconds > 0`, 2);
   const count = opts.count === undefined ? 0 : Number(opts.count);
   if (!Number.isInteger(count) || count < 0) throw new ToolError(`-c ${opts.count}: the count must be a whole number`, 2);
+  // One stack per worker: today every instance has exactly one, worker 0.
+  if (opts.worker !== undefined && opts.worker !== '0') throw new ToolError(`-w ${opts.worker}: this instance has one worker (0)`, 2);
   return { ms: s * 1000, count };
 }
 
@@ -84,7 +86,8 @@ export function register(program: Command): void {
   instanceOptions(program.command('top')
     .description('a live view of the instance: loop iterations/s, busy share, rx/tx rates, connections, drops')
     .option('-i, --interval <seconds>', 'seconds between samples', '1')
-    .option('-c, --count <n>', 'samples to show, then exit (default: until q or Ctrl-C)'))
+    .option('-c, --count <n>', 'samples to show, then exit (default: until q or Ctrl-C)')
+    .option('-w, --worker <n>', 'only this worker (instances have one worker, 0, today)'))
     .action(action(async (opts: LoopOpts) => {
       const { ms, count } = parseInterval(opts);
       const c = await ControlClient.connect(await resolveSocket(opts));
@@ -122,7 +125,8 @@ export function register(program: Command): void {
   instanceOptions(program.command('traffic')
     .description('rx/tx packets and bits per second, one line per interval (ff_traffic)')
     .option('-i, --interval <seconds>', 'seconds between lines', '1')
-    .option('-c, --count <n>', 'lines to print, then exit (default: until Ctrl-C)'))
+    .option('-c, --count <n>', 'lines to print, then exit (default: until Ctrl-C)')
+    .option('-w, --worker <n>', 'only this worker (instances have one worker, 0, today)'))
     .action(action(async (opts: LoopOpts) => {
       const { ms, count } = parseInterval(opts);
       const c = await ControlClient.connect(await resolveSocket(opts));

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type { PacketBuffer } from '../base/pktbuf.js';
-import { formatIpv4, parseIpv4, parseIpv4Cidr, parseMac } from '../wire/addr.js';
+import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6, parseMac } from '../wire/addr.js';
 import { RouteFlags } from '../stack/ip/route.js';
-import { counters, gauges, interfaces, routes, snapshot, type RouteSnapshot } from '../stack/stats.js';
+import { counters, gauges, interfaces, ndpEntries, routes, snapshot, type RouteSnapshot } from '../stack/stats.js';
 import { SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import { compileFilter, FilterError, type FramePredicate } from './capture-filter.js';
 import type { TstackConfig } from './config.js';
@@ -93,7 +93,8 @@ export interface ControlOptions {
  * be created: the instance runs on, without tools).
  */
 export class ControlServer {
-  readonly name: string;
+  /** The instance's name: `[control] name`, or `<name>-<pid>` when another live instance holds it. */
+  name: string;
   path: string;
   readonly ready: Promise<string | null>;
   readonly startedAt = Date.now();
@@ -133,7 +134,7 @@ export class ControlServer {
     if (state === 'live') {
       if (explicit) throw new Error('another running instance answers on it (set [control] socket or name to another value)');
       // Several instances started from files with the same name: keep them apart by pid.
-      (this as { name: string }).name = `${this.name}-${process.pid}`;
+      this.name = `${this.name}-${process.pid}`;
       this.path = join(dirname(this.path), `${this.name}.sock`);
       if (await probe(this.path) === 'stale') unlinkSync(this.path);
     } else if (state === 'stale') {
@@ -448,7 +449,16 @@ export class ControlServer {
         stack.arp.addStatic(idx, ip, mac);
         return { ip: formatIpv4(ip), mac: macText.toLowerCase(), state: 'permanent' };
       },
-      'ndp.list': () => { throw new CommandError('EAFNOSUPPORT', 'IPv6 is not enabled on this instance (tstack has no IPv6 behaviour yet)'); },
+      'ndp.list': () => ndpEntries(stack),
+      'ndp.delete': (args) => {
+        const text = str(args, 'host')!;
+        const addr = parseIpv6(text);
+        if (!addr) throw new CommandError('EINVAL', `'${text}' is not an IPv6 address`);
+        let n = 0;
+        for (const i of stack.interfaces) if (stack.ip6.ndp.delete(i.index, addr)) n++;
+        if (n === 0) throw new CommandError('ENOENT', `${text}: no neighbor entry`);
+        return { deleted: text };
+      },
 
       capture: (args, conn, id) => this.startCapture(args, conn, id),
       'capture.stop': (args, conn) => {

@@ -73,12 +73,12 @@ export function formatMetrics(inputs: MetricsInput[]): string {
     e.sample('tstack_interface_up', { port: i.name, worker: String(m.worker) }, i.up ? 1 : 0);
     e.sample('tstack_interface_mtu_bytes', { port: i.name, worker: String(m.worker) }, i.mtu);
   }
-  for (const area of ['ip', 'icmp', 'udp', 'tcp', 'arp'] as const) {
+  for (const area of ['ip', 'reass', 'icmp', 'udp', 'tcp', 'arp'] as const) {
     const names = new Set<string>();
     for (const m of inputs) for (const k of Object.keys(m.snapshot.counters[area])) names.add(k);
     for (const k of names) {
       const name = `tstack_${area}_${snake(k)}_total`;
-      e.family(name, 'counter', `${area.toUpperCase()} counter ${k} (netstat -s)`);
+      e.family(name, 'counter', `${area === 'reass' ? 'IPv4 reassembly' : area.toUpperCase()} counter ${k} (netstat -s)`);
       for (const m of inputs) e.sample(name, { worker: String(m.worker) }, m.snapshot.counters[area][k] ?? 0);
     }
   }

@@ -35,6 +35,8 @@ export interface RouteSnapshot {
   metric: number;
 }
 
+export interface NdpSnapshot { addr: string; mac: string; ifname: string; state: string; router: boolean; queued: number }
+
 export interface ArpSnapshot { ip: string; mac: string; ifname: string; state: string; queued: number }
 
 export interface SocketSnapshot {
@@ -59,6 +61,8 @@ export interface Counters {
   udp: Record<string, number>;
   tcp: Record<string, number>;
   arp: Record<string, number>;
+  /** IPv4 reassembly. */
+  reass: Record<string, number>;
   /** Packets the stack refused, by reason. */
   drops: Record<string, number>;
 }
@@ -73,6 +77,8 @@ export interface StackSnapshot {
   gauges: Record<string, number>;
   routes?: RouteSnapshot[];
   arp?: ArpSnapshot[];
+  /** IPv6 neighbours (NDP). */
+  ndp?: NdpSnapshot[];
   sockets?: SocketSnapshot[];
   sysctl?: SysctlSnapshot[];
 }
@@ -104,6 +110,7 @@ export function counters(stack: Stack): Counters {
     udp: { ...stack.udp.stats },
     tcp: { ...stack.tcp.counters },
     arp: { ...stack.arp.stats },
+    reass: { ...stack.reass.stats },
     drops: { ...stack.drops },
   };
 }
@@ -149,6 +156,12 @@ export function arpEntries(stack: Stack): ArpSnapshot[] {
   }));
 }
 
+export function ndpEntries(stack: Stack): NdpSnapshot[] {
+  return stack.ip6.ndp.list().map((e) => ({
+    addr: e.addr, mac: e.mac, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}`, state: e.state, router: e.router, queued: e.queued,
+  }));
+}
+
 /** Every socket: TCP listeners, connections (TIME_WAIT included), then UDP sockets. */
 export function sockets(stack: Stack): SocketSnapshot[] {
   const out: SocketSnapshot[] = [];
@@ -185,7 +198,7 @@ export function snapshot(stack: Stack, opts: SnapshotOptions = {}): StackSnapsho
   const s: StackSnapshot = {
     name: stack.name, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
   };
-  if (opts.tables !== false) { s.routes = routes(stack); s.arp = arpEntries(stack); }
+  if (opts.tables !== false) { s.routes = routes(stack); s.arp = arpEntries(stack); s.ndp = ndpEntries(stack); }
   if (opts.sockets) s.sockets = sockets(stack);
   if (opts.sysctl) s.sysctl = sysctls(stack);
   return s;

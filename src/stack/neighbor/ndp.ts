@@ -226,6 +226,14 @@ export class Ndp {
     this.table.forEach((e) => { if (e.ifIndex === ifIndex) this.remove(e); });
   }
 
+  /** Removes a neighbour's entry (and its held packets); false when there was none (tools: ndp -d). */
+  delete(ifIndex: number, addr: Uint8Array): boolean {
+    const e = this.lookup(ifIndex, addr);
+    if (!e) return false;
+    this.remove(e);
+    return true;
+  }
+
   list(): NdEntryInfo[] {
     const out: NdEntryInfo[] = [];
     this.table.forEach((e) => out.push({
