@@ -304,6 +304,15 @@ test('exception path: on an existing veth end that keeps the kernel\'s address, 
     assert.match(ipIn(nsPeer, ['neigh', 'show', SHARED]), new RegExp(linkJson(nsHost, a).address));
   });
 
+  await t.test('an ICMP port unreachable about the stack\'s UDP flow reaches the stack (the program reads the quoted source port)', async () => {
+    const u = s.udp.open();
+    const err = new Promise<string>((resolve) => { u.onError = (e) => resolve(e.code); });
+    u.connect(parseIpv4(PEER)!, 9999);
+    u.send(new Uint8Array([1, 2, 3]));
+    assert.equal(await within(err, 5000, 'ICMP error'), 'ECONNREFUSED');
+    u.close();
+  });
+
   await t.test('a stack client connects out from the shared address (its ephemeral port joins the table) and a closed listener\'s port returns to the kernel', async () => {
     const srv = spawnIn(nsPeer, 'socat', [`TCP-LISTEN:9000,bind=${PEER},reuseaddr`, 'SYSTEM:echo peer-says-hi'], 20_000);
     await new Promise((r) => setTimeout(r, 300));
