@@ -185,6 +185,22 @@ test('AfXdpDriver refuses clearly and leaves nothing behind: zero-copy on a veth
   assert.match(ipIn(ns, ['link', 'show', 'dev', 'q0']), /q0/, 'an interface the driver did not create stays');
 });
 
+test('AfXdpDriver: one socket per queue; the queues of an interface share one program, which stays until the last socket closes', { timeout: 30_000 }, async (t) => {
+  if (!requireRoot(t, ['ip'])) return;
+  const ns = createNetns('xdp-mq');
+  t.after(() => destroyNetns(ns));
+  ipIn(ns, ['link', 'add', 'mq0', 'numrxqueues', '2', 'numtxqueues', '2', 'type', 'veth', 'peer', 'name', 'mq1']);
+  const q0 = AfXdpDriver.open({ ifname: 'mq0', netns: ns, queue: 0 });
+  const q1 = AfXdpDriver.open({ ifname: 'mq0', netns: ns, queue: 1 });
+  t.after(() => { q0.close(); q1.close(); });
+  assert.deepEqual([q0.queue, q1.queue], [0, 1]);
+  assert.notEqual(q0.fileDescriptor, q1.fileDescriptor);
+  q0.close();
+  assert.equal(linkJson(ns, 'mq0').xdp?.prog?.name, 'tstack_xsk', 'queue 1 still has its program');
+  q1.close();
+  assert.equal(linkJson(ns, 'mq0').xdp, undefined, 'the last close detached it');
+});
+
 test('tstack run examples/hello-http on driver = "afxdp": curl gets the body, ab -n 5000 -c 50 has 0 failed', { timeout: 120_000 }, async (t) => {
   if (!requireRoot(t, ['ip', 'curl', 'ab', 'sysctl'])) return;
   const app = await startApp({
@@ -302,6 +318,15 @@ test('exception path: on an existing veth end that keeps the kernel\'s address, 
     const entry = s.arp.list().find((e) => e.ip === PEER);
     assert.equal(entry?.mac, linkJson(nsPeer, b).address, 'the stack learned the peer');
     assert.match(ipIn(nsPeer, ['neigh', 'show', SHARED]), new RegExp(linkJson(nsHost, a).address));
+  });
+
+  await t.test('an ICMP port unreachable about the stack\'s UDP flow reaches the stack (the program reads the quoted source port)', async () => {
+    const u = s.udp.open();
+    const err = new Promise<string>((resolve) => { u.onError = (e) => resolve(e.code); });
+    u.connect(parseIpv4(PEER)!, 9999);
+    u.send(new Uint8Array([1, 2, 3]));
+    assert.equal(await within(err, 5000, 'ICMP error'), 'ECONNREFUSED');
+    u.close();
   });
 
   await t.test('a stack client connects out from the shared address (its ephemeral port joins the table) and a closed listener\'s port returns to the kernel', async () => {
