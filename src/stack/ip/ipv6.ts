@@ -120,7 +120,9 @@ export class Ipv6 implements Ip6Services {
       gw = parseIpv6(cfg.gateway6);
       if (!gw || isIpv6Multicast(gw, 0) || isIpv6Unspecified(gw, 0)) throw new Error(`bad IPv6 gateway '${cfg.gateway6}'`);
     }
-    const link = new Ipv6Link(iface.index, iface.mac, Math.max(iface.mtu, IPV6_MIN_MTU), this.sysctl.int('net.inet6.ip6.hlim'),
+    // RFC 8200 §5: "IPv6 requires that every link in the Internet have an MTU of 1280 octets or greater."
+    if (iface.mtu < IPV6_MIN_MTU) throw new Error(`IPv6 needs a link MTU of at least ${IPV6_MIN_MTU} (this interface has ${iface.mtu})`);
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'),
       (l, now) => this.addrconf.rsTimer(l, now));
     link.slaac = !!cfg.slaac;
     this.ndp.setCapacity(this.sysctl.int('net.inet6.icmp6.nd6_maxentries'));
