@@ -5,7 +5,8 @@
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
 import { completeChecksum } from '../../base/offload.js';
-import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
+import { Csum, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import type { Clock, TimerWheel } from '../../base/time.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
 import { WireError, wireErrorName } from '../../wire/errors.js';
@@ -17,8 +18,6 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import type { Clock, TimerWheel } from '../../base/time.js';
-import type { BufferPool } from '../../base/pktbuf.js';
 import { copyAddr6 } from './addr6.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
