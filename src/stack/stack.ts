@@ -182,13 +182,14 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /** Runs due timers and looped-back packets; returns when the stack next needs to run (ms), Infinity when idle. */
   poll(now = this.clock.now()): number {
     this.ipv4.pollLoopback();
+    this.ip6.pollLoopback();
     this.wheel.advance(now);
-    return this.ipv4.loopbackPending ? now : this.wheel.nextDeadline();
+    return this.ipv4.loopbackPending || this.ip6.loopbackPending ? now : this.wheel.nextDeadline();
   }
 
   /** When the stack next needs poll() (clock ms; Infinity when idle), without running anything. */
   nextDeadline(): number {
-    return this.ipv4.loopbackPending ? this.clock.now() : this.wheel.nextDeadline();
+    return this.ipv4.loopbackPending || this.ip6.loopbackPending ? this.clock.now() : this.wheel.nextDeadline();
   }
 
   /**

@@ -79,6 +79,7 @@ export class Ipv6 implements Ip6Services {
   private readonly opts = new Ipv6OptionIter();
   private readonly nexthop = new Uint8Array(16);
   private readonly mcastMac = new Uint8Array(6);
+  private readonly loopQueue: PacketBuffer[] = [];
   private optAction = 0;
   private optOff = 0;
 
@@ -431,8 +432,30 @@ export class Ipv6 implements Ip6Services {
       this.linkOutput(link.ifIndex, this.mcastMac, 0, buf);
       return;
     }
-    if (link.isAssigned(dst, dstOff)) { buf.release(); this.ctx.drop('ip6_loopback_unsupported'); return; }
+    if (this.isLocalAddress(dst, dstOff)) {
+      // To ourselves: delivered by the next poll (never re-entrantly), as IPv4 does.
+      buf.csum = Csum.Valid;
+      buf.ifIndex = link.ifIndex;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return;
+    }
     this.ndp.output(link, this.nexthop, 0, buf);
+  }
+
+  /** Packets to our own addresses are waiting for pollLoopback(). */
+  get loopbackPending(): boolean { return this.loopQueue.length > 0; }
+
+  /** Delivers the packets looped back since the last call. */
+  pollLoopback(): void {
+    if (!this.loopQueue.length) return;
+    const q = this.loopQueue.splice(0);
+    for (const b of q) {
+      const link = this.links[b.ifIndex];
+      if (!link) { b.release(); this.ctx.drop('ip6_not_enabled'); continue; }
+      this.stats.received++;
+      this.headers(link, b, false, false);
+    }
   }
 
   // ---- Ip6Services -------------------------------------------------------------------------
@@ -475,6 +498,7 @@ export class Ipv6 implements Ip6Services {
     for (let i = 0; i < this.links.length; i++) if (this.links[i]) this.detach(i);
     this.reass.clear();
     this.pmtu.clear();
+    for (const b of this.loopQueue.splice(0)) b.release();
   }
 
   describe(ifIndex: number): string {
