@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { formatMac } from '../wire/addr.js';
 import { ConfigError, loadConfig, type TstackConfig } from '../runtime/config.js';
 import { startInstance, type Instance } from '../runtime/instance.js';
+import { startControl } from '../runtime/control.js';
 
 export interface UpOptions { config: string; verbose?: boolean }
 
@@ -53,11 +54,15 @@ export function up(opts: UpOptions): void {
   if (verbose) for (const s of config.sysctl) process.stdout.write(`sysctl ${s.name} = ${String(s.value)}\n`);
   process.stdout.write(`tstack: up, ${instance.ports.length} port${instance.ports.length === 1 ? '' : 's'}, poll ${config.stack.poll}, pid ${process.pid}; SIGINT or SIGTERM stops it\n`);
 
+  const control = startControl(instance);
+  void control?.ready.then((path) => { if (path && verbose) process.stdout.write(`tstack: control socket ${path}\n`); });
+
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
     let code = 0;
+    control?.close();
     try {
       instance.stop();
     } catch (e) {
