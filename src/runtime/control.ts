@@ -448,7 +448,15 @@ export class ControlServer {
         stack.arp.addStatic(idx, ip, mac);
         return { ip: formatIpv4(ip), mac: macText.toLowerCase(), state: 'permanent' };
       },
-      'ndp.list': () => { throw new CommandError('EAFNOSUPPORT', 'IPv6 is not enabled on this instance (tstack has no IPv6 behaviour yet)'); },
+      'ndp.list': () => {
+        if (!stack.interfaces.some((i) => stack.ip6.link(i.index))) {
+          throw new CommandError('EAFNOSUPPORT', 'IPv6 is not enabled on any port of this instance (set addr6, gateway6 or slaac = true)');
+        }
+        return {
+          ndp: stack.ip6.ndp.list().map((e) => ({ ...e, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}` })),
+          addresses: stack.interfaces.filter((i) => stack.ip6.link(i.index)).map((i) => ({ ifname: i.name, addrs: stack.ip6.addresses(i.index) })),
+        };
+      },
 
       capture: (args, conn, id) => this.startCapture(args, conn, id),
       'capture.stop': (args, conn) => {
