@@ -1,10 +1,12 @@
-// `tstack arp [-a | -d HOST | -s HOST MAC]` (FreeBSD's arp(8)) and `tstack ndp [-a | -d HOST]`
-// (FreeBSD's ndp(8)) for the IPv6 neighbours.
+// `tstack arp [-a | -d HOST | -s HOST MAC]` (FreeBSD's arp(8)) and `tstack ndp [-a | -d HOST | -I]`
+// (FreeBSD's ndp(8)): the IPv6 neighbour cache, with `-I` the interfaces' IPv6 addresses.
 import type { Command } from 'commander';
 import type { ArpSnapshot, NdpSnapshot } from '../stack/stats.js';
 import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
 
 interface Opts { all?: boolean; delete?: string; set?: string; json?: boolean; instance?: string; socket?: string }
+interface NdpRow { addr: string; mac: string; ifname: string; state: string; router: boolean; queued: number }
+interface AddrRow { addr: string; prefixLen: number; state: string; origin: string; preferredMs: number | null; validMs: number | null }
 
 export function register(program: Command): void {
   instanceOptions(program.command('arp')
@@ -36,20 +38,32 @@ export function register(program: Command): void {
     }));
 
   instanceOptions(program.command('ndp')
-    .description('show the IPv6 neighbor cache (-a) or delete an entry (-d HOST)')
+    .description('the IPv6 neighbor cache (-a), delete an entry (-d HOST), or the ports\' IPv6 addresses with their states (-I)')
     .option('-a, --all', 'list every entry (the default)')
-    .option('-d, --delete <host>', 'delete the entry for HOST'))
-    .action(action(async (opts: Opts) => {
+    .option('-d, --delete <host>', 'delete the entry for HOST')
+    .option('-I, --addresses', 'list each port\'s IPv6 addresses (state, origin, lifetimes)'))
+    .action(action(async (opts: Opts & { addresses?: boolean }) => {
       await withInstance(opts, async (c) => {
         if (opts.delete !== undefined) {
-          const r = await c.request('ndp.delete', { host: opts.delete });
-          if (opts.json) printJson(r); else out(`${opts.delete} deleted\n`);
+          const d = await c.request('ndp.delete', { host: opts.delete });
+          if (opts.json) printJson(d); else out(`${opts.delete} deleted\n`);
           return;
         }
-        const list = await c.request<NdpSnapshot[]>('ndp.list', {});
-        if (opts.json) { printJson(list); return; }
-        out(table([['Neighbor', 'Linklayer Address', 'Netif', 'State', 'Flags'],
-          ...list.map((e) => [e.addr, e.mac, e.ifname, e.state, e.router ? 'R' : ''])]));
+        const r = await c.request<{ ndp: NdpRow[]; addresses: { ifname: string; addrs: AddrRow[] }[] }>('ndp.list', {});
+        if (opts.addresses) {
+          if (opts.json) { printJson(r.addresses); return; }
+          for (const p of r.addresses) for (const a of p.addrs) {
+            const life = a.validMs === null ? 'forever' : `valid ${Math.round(a.validMs / 1000)}s preferred ${Math.round((a.preferredMs ?? 0) / 1000)}s`;
+            out(`${p.ifname} ${a.addr}/${a.prefixLen} ${a.state} ${a.origin} ${life}\n`);
+          }
+          return;
+        }
+        if (opts.json) { printJson(r.ndp); return; }
+        out(`${'Neighbor'.padEnd(40)} ${'Linklayer Address'.padEnd(18)} ${'Netif'.padEnd(8)} State${' '.repeat(6)} Flags\n`);
+        for (const e of r.ndp) {
+          const host = e.addr.startsWith('fe80:') ? `${e.addr}%${e.ifname}` : e.addr;
+          out(`${host.padEnd(40)} ${e.mac.padEnd(18)} ${e.ifname.padEnd(8)} ${e.state.padEnd(11)} ${e.router ? 'R' : ''}${e.queued ? ` (${e.queued} queued)` : ''}\n`);
+        }
       });
     }));
 }

@@ -449,7 +449,12 @@ export class ControlServer {
         stack.arp.addStatic(idx, ip, mac);
         return { ip: formatIpv4(ip), mac: macText.toLowerCase(), state: 'permanent' };
       },
-      'ndp.list': () => ndpEntries(stack),
+      'ndp.list': () => {
+        return {
+          ndp: stack.ip6.ndp.list().map((e) => ({ ...e, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}` })),
+          addresses: stack.interfaces.filter((i) => stack.ip6.link(i.index)).map((i) => ({ ifname: i.name, addrs: stack.ip6.addresses(i.index) })),
+        };
+      },
       'ndp.delete': (args) => {
         const text = str(args, 'host')!;
         const addr = parseIpv6(text);

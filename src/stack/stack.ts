@@ -251,17 +251,18 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     // once, before timers run — then those of looped-back datagrams.
     this.tcp.dispatch();
     this.ipv4.pollLoopback();
+    this.ip6.pollLoopback();
     this.tcp.dispatch();
     this.wheel.advance(now);
     // What the timers posted (a connection given up, a retransmission's outcome) is delivered
     // now, not at some later poll the loop may sleep long before.
     this.tcp.dispatch();
-    return this.ipv4.loopbackPending || this.tcp.eventsPending ? now : this.wheel.nextDeadline();
+    return this.ipv4.loopbackPending || this.ip6.loopbackPending || this.tcp.eventsPending ? now : this.wheel.nextDeadline();
   }
 
   /** When the stack next needs poll() (clock ms; Infinity when idle), without running anything. */
   nextDeadline(): number {
-    return this.ipv4.loopbackPending || this.tcp.eventsPending ? this.clock.now() : this.wheel.nextDeadline();
+    return this.ipv4.loopbackPending || this.ip6.loopbackPending || this.tcp.eventsPending ? this.clock.now() : this.wheel.nextDeadline();
   }
 
   /**

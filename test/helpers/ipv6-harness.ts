@@ -109,6 +109,7 @@ export function makeHarness(opts: { cfg?: Ipv6Config; sysctl?: Record<string, Sy
     },
     drop: (r) => { drops[r] = (drops[r] ?? 0) + 1; },
     random32: () => prng.u32(),
+    outputPending: () => {},
   };
   defineIpv6Sysctls(sysctl);
   for (const [k, v] of Object.entries(opts.sysctl ?? {})) sysctl.set(k, v);
@@ -120,6 +121,7 @@ export function makeHarness(opts: { cfg?: Ipv6Config; sysctl?: Record<string, Sy
       const until = clock.now() + ms;
       for (;;) {
         while (pending.length) h.receive(pending.shift()!);
+        ip6.pollLoopback();
         const next = wheel.nextDeadline();
         if (next > until) break;
         clock.set(Math.max(next, clock.now()));
@@ -137,7 +139,7 @@ export function makeHarness(opts: { cfg?: Ipv6Config; sysctl?: Record<string, Sy
       ip6.input(iface, buf, o + ETH_HLEN, frame.length - ETH_HLEN, l2Mcast);
     },
     take() {
-      while (pending.length) h.receive(pending.shift()!);
+      while (pending.length || ip6.loopbackPending) { while (pending.length) h.receive(pending.shift()!); ip6.pollLoopback(); }
       return sent.splice(0);
     },
     answering,

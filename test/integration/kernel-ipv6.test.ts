@@ -168,9 +168,10 @@ sendp(ra, iface=dev, verbose=False)
 print('ready', flush=True)
 `;
 
-test('tap: SLAAC from a router advertisement sent by scapy gives the stack its address and default route', { timeout: 60_000 }, async (t) => {
+for (const kind of ['tap', 'afpacket'] as const) test(`${kind}: SLAAC from a router advertisement sent by scapy gives the stack its address and default route`, { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t, TOOLS)) return;
-  const l = openLink('tap', 'k6s', '2001:db8:62::1/64', { slaac: true });
+  const sub = kind === 'tap' ? 62 : 65;
+  const l = openLink(kind, kind === 'tap' ? 'k6s' : 'k6r', `2001:db8:${sub}::1/64`, { slaac: true });
   try {
     exec(l.ns, 'ip', ['-6', 'addr', 'add', '2001:db8:99::1/128', 'dev', 'lo']);
     await until(() => l.stack.ip6.addresses(1).some((a) => a.origin === 'link-local' && a.state === 'preferred'), 5000, 'our link-local address');
@@ -183,11 +184,11 @@ test('tap: SLAAC from a router advertisement sent by scapy gives the stack its a
       return kll !== '';
     }, 5000, "the kernel's link-local address");
     const kmac = (JSON.parse(ipIn(l.ns, ['-j', 'link', 'show', 'dev', l.kernelDev])) as { address: string }[])[0]!.address;
-    const s = scapyIn(l.ns, PY_RA, [l.kernelDev, kmac, kll, '2001:db8:62::']);
+    const s = scapyIn(l.ns, PY_RA, [l.kernelDev, kmac, kll, `2001:db8:${sub}::`]);
     assert.match(await s.done, /ready/);
     const macBytes = parseMac(l.mac)!;
     const iid = [macBytes[0]! ^ 2, macBytes[1]!, macBytes[2]!, 0xff, 0xfe, macBytes[3]!, macBytes[4]!, macBytes[5]!];
-    const slaac = parseIpv6(`2001:db8:62::${[0, 2, 4, 6].map((i) => ((iid[i]! << 8) | iid[i + 1]!).toString(16)).join(':')}`)!;
+    const slaac = parseIpv6(`2001:db8:${sub}::${[0, 2, 4, 6].map((i) => ((iid[i]! << 8) | iid[i + 1]!).toString(16)).join(':')}`)!;
     const addr = formatIpv6(slaac);
     await until(() => preferred(l, addr), 5000, `SLAAC address ${addr}`);
     const routes = l.stack.ip6.routes.list(l.stack.clock.now());
@@ -199,6 +200,9 @@ test('tap: SLAAC from a router advertisement sent by scapy gives the stack its a
   } finally {
     l.close();
   }
+  const { bad } = tsharkComplaints(l);
+  assert.equal(bad, '', `tshark complaints about our frames (RS, MLD, DAD, echo):\n${bad.slice(0, 4000)}`);
+  rmSync(join(l.pcapPath, '..'), { recursive: true, force: true });
 });
 
 const PY_DEFEND = `
@@ -223,23 +227,28 @@ s.stop()
 print('answered' if answered else 'no probe seen', flush=True)
 `;
 
-test('tap: a duplicate address is detected when scapy answers the DAD probe, and the address is never used', { timeout: 60_000 }, async (t) => {
+for (const kind of ['tap', 'afpacket'] as const) test(`${kind}: a duplicate address is detected when scapy answers the DAD probe, and the address is never used`, { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t, TOOLS)) return;
+  const sub = kind === 'tap' ? 63 : 66;
+  const contested = `2001:db8:${sub}::5`;
   // The contested address is added once scapy listens.
-  const l = openLink('tap', 'k6d', '2001:db8:63::1/64', { addr6: '2001:db8:63::2/64' }, { 'net.inet6.ip6.dad_count': 2 });
+  const l = openLink(kind, kind === 'tap' ? 'k6d' : 'k6e', `2001:db8:${sub}::1/64`, { addr6: `2001:db8:${sub}::2/64` }, { 'net.inet6.ip6.dad_count': 2 });
   try {
     const kmac = (JSON.parse(ipIn(l.ns, ['-j', 'link', 'show', 'dev', l.kernelDev])) as { address: string }[])[0]!.address;
-    const s = scapyIn(l.ns, PY_DEFEND, [l.kernelDev, kmac, '2001:db8:63::5']);
+    const s = scapyIn(l.ns, PY_DEFEND, [l.kernelDev, kmac, contested]);
     await s.ready;
-    l.stack.ip6.addAddress(1, '2001:db8:63::5/64');
+    l.stack.ip6.addAddress(1, `${contested}/64`);
     l.loop.kick();
     const out = await s.done;
     assert.match(out, /answered/, out);
-    await until(() => l.stack.ip6.addresses(1).some((a) => a.addr === '2001:db8:63::5' && a.state === 'duplicated'), 5000, 'the duplicate to be detected');
+    await until(() => l.stack.ip6.addresses(1).some((a) => a.addr === contested && a.state === 'duplicated'), 5000, 'the duplicate to be detected');
     assert.equal(l.stack.ip6.addrconf.stats.dadFailed, 1);
-    const r = await spawnIn(l.ns, 'ping', ['-6', '-c', '2', '-i', '0.2', '-W', '1', '2001:db8:63::5'], 20_000);
+    const r = await spawnIn(l.ns, 'ping', ['-6', '-c', '2', '-i', '0.2', '-W', '1', contested], 20_000);
     assert.match(r.stdout, /2 packets transmitted, 0 received/, 'a duplicated address is not answered');
   } finally {
     l.close();
   }
+  const { bad } = tsharkComplaints(l);
+  assert.equal(bad, '', `tshark complaints about our frames:\n${bad.slice(0, 4000)}`);
+  rmSync(join(l.pcapPath, '..'), { recursive: true, force: true });
 });

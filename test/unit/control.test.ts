@@ -89,7 +89,7 @@ describe('control socket protocol', () => {
     assert.ok(inst.stack.arp.list().some((e) => e.ip === '198.18.90.9' && e.state === 'permanent'));
     await c.request('arp.delete', { host: '198.18.90.9' });
     await refused(c.request('arp.delete', { host: '198.18.90.9' }), 'ENOENT', /no ARP entry/);
-    assert.ok(Array.isArray(await c.request('ndp.list')));
+    assert.ok(Array.isArray((await c.request<{ ndp: unknown[] }>('ndp.list')).ndp));
     await refused(c.request('ndp.delete', { host: '2001:db8::9' }), 'ENOENT', /2001:db8::9: no neighbor entry/);
     await refused(c.request('ndp.delete', { host: '10.0.0.1' }), 'EINVAL', /not an IPv6 address/);
   });

@@ -55,6 +55,19 @@ test('a tentative address is not ours yet: packets to it are dropped until DAD c
   assert.ok(h.ip6.addresses(1).every((a) => a.state === 'preferred'));
 });
 
+test('a ping to one of its own addresses loops back inside the stack (nothing on the wire)', () => {
+  const h = makeHarness();
+  const got: number[] = [];
+  const from: string[] = [];
+  h.ip6.icmp.onEchoReply = (src, _id, seq, p) => { if (p.length === (seq === 5 ? 100 : 3000)) { got.push(seq); from.push(formatIpv6(src)); } };
+  h.ip6.icmp.sendEcho(OUR, 1, 5, data(100));
+  h.ip6.icmp.sendEcho(OUR_LL, 1, 6, data(3000));
+  assert.equal(h.take().length, 0);
+  assert.deepEqual(got, [5, 6]);
+  assert.deepEqual(from, ['2001:db8::2', 'fe80::5eff:fe10:1']);
+  assert.equal(h.pool.inUse, 0);
+});
+
 test('an echo request from the unspecified address is not answered', () => {
   const h = makeHarness();
   h.receive(pingFrame(OUR, data(8), { src: ip6('::') }));

@@ -253,4 +253,5 @@ test('bad addr6 and gateway6 values are refused with a clear error', () => {
   assert.throws(() => makeHarness({ cfg: { addr6: '2001:db8::2/129' } }), /bad IPv6 address/);
   assert.throws(() => makeHarness({ cfg: { addr6: 'ff02::1/64' } }), /not a unicast address/);
   assert.throws(() => makeHarness({ cfg: { gateway6: 'nope' } }), /bad IPv6 gateway 'nope'/);
+  assert.throws(() => makeHarness({ mtu: 1000 }), /IPv6 needs a link MTU of at least 1280 \(this interface has 1000\)/);
 });

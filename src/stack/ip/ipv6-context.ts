@@ -24,6 +24,8 @@ export interface Ipv6Context {
   ethOutput(iface: Ipv6Iface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void;
   drop(reason: string): void;
   random32(): number;
+  /** A packet to one of our own addresses waits for pollLoopback(): the run loop should poll soon. */
+  outputPending(): void;
 }
 
 /** What ICMPv6, NDP, address configuration and MLD need from the IPv6 layer. */

@@ -5,7 +5,8 @@
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
 import { completeChecksum } from '../../base/offload.js';
-import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
+import { Csum, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import type { Clock, TimerWheel } from '../../base/time.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
 import { WireError, wireErrorName } from '../../wire/errors.js';
@@ -17,8 +18,6 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import type { Clock, TimerWheel } from '../../base/time.js';
-import type { BufferPool } from '../../base/pktbuf.js';
 import { copyAddr6 } from './addr6.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
@@ -80,6 +79,7 @@ export class Ipv6 implements Ip6Services {
   private readonly opts = new Ipv6OptionIter();
   private readonly nexthop = new Uint8Array(16);
   private readonly mcastMac = new Uint8Array(6);
+  private readonly loopQueue: PacketBuffer[] = [];
   private optAction = 0;
   private optOff = 0;
 
@@ -120,7 +120,9 @@ export class Ipv6 implements Ip6Services {
       gw = parseIpv6(cfg.gateway6);
       if (!gw || isIpv6Multicast(gw, 0) || isIpv6Unspecified(gw, 0)) throw new Error(`bad IPv6 gateway '${cfg.gateway6}'`);
     }
-    const link = new Ipv6Link(iface.index, iface.mac, Math.max(iface.mtu, IPV6_MIN_MTU), this.sysctl.int('net.inet6.ip6.hlim'),
+    // RFC 8200 §5: "IPv6 requires that every link in the Internet have an MTU of 1280 octets or greater."
+    if (iface.mtu < IPV6_MIN_MTU) throw new Error(`IPv6 needs a link MTU of at least ${IPV6_MIN_MTU} (this interface has ${iface.mtu})`);
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'),
       (l, now) => this.addrconf.rsTimer(l, now));
     link.slaac = !!cfg.slaac;
     this.ndp.setCapacity(this.sysctl.int('net.inet6.icmp6.nd6_maxentries'));
@@ -430,8 +432,30 @@ export class Ipv6 implements Ip6Services {
       this.linkOutput(link.ifIndex, this.mcastMac, 0, buf);
       return;
     }
-    if (link.isAssigned(dst, dstOff)) { buf.release(); this.ctx.drop('ip6_loopback_unsupported'); return; }
+    if (this.isLocalAddress(dst, dstOff)) {
+      // To ourselves: delivered by the next poll (never re-entrantly), as IPv4 does.
+      buf.csum = Csum.Valid;
+      buf.ifIndex = link.ifIndex;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return;
+    }
     this.ndp.output(link, this.nexthop, 0, buf);
+  }
+
+  /** Packets to our own addresses are waiting for pollLoopback(). */
+  get loopbackPending(): boolean { return this.loopQueue.length > 0; }
+
+  /** Delivers the packets looped back since the last call. */
+  pollLoopback(): void {
+    if (!this.loopQueue.length) return;
+    const q = this.loopQueue.splice(0);
+    for (const b of q) {
+      const link = this.links[b.ifIndex];
+      if (!link) { b.release(); this.ctx.drop('ip6_not_enabled'); continue; }
+      this.stats.received++;
+      this.headers(link, b, false, false);
+    }
   }
 
   // ---- Ip6Services -------------------------------------------------------------------------
@@ -474,6 +498,7 @@ export class Ipv6 implements Ip6Services {
     for (let i = 0; i < this.links.length; i++) if (this.links[i]) this.detach(i);
     this.reass.clear();
     this.pmtu.clear();
+    for (const b of this.loopQueue.splice(0)) b.release();
   }
 
   describe(ifIndex: number): string {
