@@ -220,6 +220,12 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
           openMirror(outer, group, lastHost, port, next);
           return;
         }
+        if (err && err.code === 'EACCES') {
+          // A privileged port (say 80) the stack may take but this process may not bind on
+          // the host: the stack listener stands; the host does not reach it over loopback.
+          decide('mirror', `${lastHost}:${port}`, 'stack');
+          err = null;
+        }
         if (err) {
           // ::1 where the kernel has no IPv6: nothing to mirror there.
           const optional = pending.length < mirrorHosts.length && (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT');

@@ -411,6 +411,21 @@ describe('tstack/register patches (memory wire)', () => {
     for (const s of [echo, peer, kernelRx, sender]) s.close();
   });
 
+  test('dgram bind({ fd }) goes to the kernel, as listen({ fd }) does', async () => {
+    const k = original.createSocket('udp4');
+    await new Promise<void>((resolve) => k.bind(0, '127.0.0.1', () => resolve()));
+    const fd = (k as unknown as { _handle: { fd: number } })._handle.fd;
+    assert.ok(fd > 0);
+    // libuv refuses a descriptor another handle of this process owns (EEXIST): Node's own
+    // dgram answers, the same way it does without tstack — the call reached the kernel's dgram.
+    const plain = original.createSocket('udp4');
+    assert.throws(() => plain.bind({ fd }), { code: 'EEXIST', syscall: 'open' });
+    const s = dgram.createSocket('udp4');
+    assert.throws(() => s.bind({ fd }), { code: 'EEXIST', syscall: 'open' });
+    assert.ok(decisions.includes('udp bind fd kernel'), decisions.join('\n'));
+    for (const x of [s, plain, k]) { try { x.close(); } catch { /* never bound */ } }
+  });
+
   test('kernel_fallback "loopback": an unrouted destination fails on the stack with ENETUNREACH instead of leaving via the kernel', async () => {
     installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'loopback' }) });
     try {
@@ -435,5 +450,6 @@ describe('tstack/register patches (memory wire)', () => {
     assert.equal(tls.connect, original.tls);
     assert.equal(dgram.createSocket, original.createSocket);
     assert.equal((net.Socket.prototype as unknown as { _getpeername: unknown })._getpeername, original.getpeername);
+    assert.equal(net.Socket.prototype.connect, original.socketConnect);
   });
 });
