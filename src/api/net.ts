@@ -370,6 +370,12 @@ export class Socket extends Duplex {
       this.destroy(exceptionWithHostPort('ENETUNREACH', 'connect', address, port));
       return;
     }
+    // Linux refuses to bind a port a listening socket holds on that address (or on any), even
+    // with SO_REUSEADDR (which libuv sets): Node reports it from bind(), before connecting.
+    if (localPort && stack.tcp.findListener(laddr !== 0 ? laddr : stack.sourceAddress(raddr), localPort) !== null) {
+      this.destroy(exceptionWithHostPort('EADDRINUSE', 'bind', localAddress || '0.0.0.0', localPort));
+      return;
+    }
     let tcp: TcpSocket;
     try {
       tcp = stack.tcp.connect({ raddr, rport: port, ...(laddr && { laddr }), ...(localPort && { lport: localPort }), noDelay: this.#noDelay });
@@ -804,7 +810,7 @@ export class Socket extends Duplex {
   }
 
   /** Bytes waiting in the stream's writable buffer (Node's bufferSize, deprecated). */
-  get bufferSize(): number | undefined { return this.#tcp ? this.writableLength : undefined; }
+  get bufferSize(): number | undefined { return this.#hasHandle ? this.writableLength : undefined; }
 
   // ---- process lifetime ------------------------------------------------------------------
 
