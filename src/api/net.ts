@@ -119,7 +119,7 @@ const READ_CHUNK = 64 * 1024;
 const UV_MESSAGE: Partial<Record<ErrnoCode, string>> = {
   EADDRINUSE: 'address already in use', EADDRNOTAVAIL: 'address not available',
   EAFNOSUPPORT: 'address family not supported', EACCES: 'permission denied', EINVAL: 'invalid argument',
-  ENETUNREACH: 'network is unreachable', EAGAIN: 'resource temporarily unavailable',
+  ENETUNREACH: 'network is unreachable', EHOSTUNREACH: 'host is unreachable', EAGAIN: 'resource temporarily unavailable',
 };
 
 /** An address as Node reports it: IPv4, or IPv4-mapped IPv6 on a dual-stack ("::") server. */
@@ -213,6 +213,7 @@ export class Socket extends Duplex {
   #holding = false;
   #resetAndClosing = false;
   #noDelay: boolean;
+  #notSentLowat = 0;
   #keepAlive: boolean;
   /** Seconds, as Node keeps it. */
   #keepAliveInitialDelay: number;
@@ -364,8 +365,8 @@ export class Socket extends Duplex {
         return;
       }
     }
-    // 127/8 never leaves a host (RFC 1122 §3.2.1.3); the stack has no loopback interface, so a
-    // loopback destination that is not one of its own addresses is unreachable from it.
+    // 127/8 never leaves a host (RFC 1122 §3.2.1.3): on a stack without lo0 (a bare Stack; every
+    // instance has one) a loopback destination is unreachable.
     if (isIpv4Loopback(raddr) && !stack.isLocalAddress(raddr)) {
       this.destroy(exceptionWithHostPort('ENETUNREACH', 'connect', address, port));
       return;
@@ -396,6 +397,7 @@ export class Socket extends Duplex {
     tcp.onData = this.#onData;
     tcp.onEnd = this.#onEnd;
     tcp.onDrain = this.#onDrain;
+    if (this.#notSentLowat > 0) tcp.setNotSentLowat(this.#notSentLowat);
     tcp.onClose = this.#onClose;
     if (!this.connecting) this.#cacheNames();
   }
@@ -554,9 +556,22 @@ export class Socket extends Duplex {
       cb(errnoException(tcpCode(e), 'write'));
       return;
     }
-    if (n === data.length) { cb(); return; }
+    // With TCP_NOTSENT_LOWAT, the write completes (and 'drain' follows) only once the unsent
+    // bytes are below the mark, as a kernel socket's writability would have it.
+    if (n === data.length && (tcp.notSentLowat === 0 || tcp.writable)) { cb(); return; }
+    if (n === data.length) tcp.wantDrain = true;
     this.#pending = { data: data.subarray(n), cb };
     this.#updateRef();
+  }
+
+  /**
+   * tstack extension (Linux's TCP_NOTSENT_LOWAT, which Node has no call for): writes complete,
+   * and 'drain' comes, only while fewer than `bytes` are queued unsent (0 = no limit).
+   */
+  setNotSentLowat(bytes: number): this {
+    this.#notSentLowat = bytes > 0 ? bytes : 0;
+    this.#tcp?.setNotSentLowat(this.#notSentLowat);
+    return this;
   }
 
   readonly #onDrain = (): void => {
@@ -565,7 +580,7 @@ export class Socket extends Duplex {
     if (p === null || tcp === null) return;
     let n: number;
     try {
-      n = tcp.write(p.data);
+      n = p.data.length === 0 ? 0 : tcp.write(p.data);
     } catch (e) {
       this.#pending = null;
       this.#updateRef();
