@@ -58,6 +58,8 @@ export interface SocketConstructorOpts extends StackOption {
   keepAliveInitialDelay?: number;
   signal?: AbortSignal;
   fd?: number;
+  /** Bytes go into this buffer and to this callback instead of 'data' (Node's onread). */
+  onread?: OnRead;
 }
 
 export interface TcpSocketConnectOpts extends SocketConstructorOpts {
@@ -96,6 +98,12 @@ export interface ListenOptions {
   writableAll?: boolean;
   fd?: number;
   handle?: unknown;
+}
+
+/** net.connect's `onread` option. */
+export interface OnRead {
+  buffer: Uint8Array | (() => Uint8Array);
+  callback: (bytesWritten: number, buf: Uint8Array) => boolean | void;
 }
 
 /** The engine's socket and how this Socket came by it (Node's `options.handle`). */
@@ -236,6 +244,11 @@ export class Socket extends Duplex {
     this.#keepAlive = Boolean(o.keepAlive);
     this.#keepAliveInitialDelay = ~~((o.keepAliveInitialDelay ?? 0) / 1000);
     this.on('end', onReadableStreamEnd);
+    const onread = (o as { onread?: OnRead }).onread;
+    if (onread !== null && typeof onread === 'object' && (onread.buffer instanceof Uint8Array || typeof onread.buffer === 'function') &&
+        typeof onread.callback === 'function') {
+      this.#onread = onread;
+    }
     if (o.signal) addAbortSignal(o.signal, this);
 
     const h = o[kHandle];
@@ -358,6 +371,12 @@ export class Socket extends Duplex {
       this.destroy(exceptionWithHostPort('ENETUNREACH', 'connect', address, port));
       return;
     }
+    // Linux refuses to bind a port a listening socket holds on that address (or on any), even
+    // with SO_REUSEADDR (which libuv sets): Node reports it from bind(), before connecting.
+    if (localPort && stack.tcp.findListener(laddr !== 0 ? laddr : stack.sourceAddress(raddr), localPort) !== null) {
+      this.destroy(exceptionWithHostPort('EADDRINUSE', 'bind', localAddress || '0.0.0.0', localPort));
+      return;
+    }
     let tcp: TcpSocket;
     try {
       tcp = stack.tcp.connect({ raddr, rport: port, ...(laddr && { laddr }), ...(localPort && { lport: localPort }), noDelay: this.#noDelay });
@@ -440,11 +459,28 @@ export class Socket extends Duplex {
           }
           this.#eofPushed = true;
           this.#reading = false;
+          // libuv asks for a buffer before the read that returns the EOF too.
+          if (this.#onread !== null && typeof this.#onread.buffer === 'function') this.#onread.buffer();
           this.#updateRef();
           this.push(null);
           this.read(0);
         }
         return;
+      }
+      const onread = this.#onread;
+      if (onread !== null) {
+        // The `onread` option: bytes go into the program's buffer and to its callback, never
+        // to 'data'; a callback returning false stops reading until resume() or read().
+        const buf = typeof onread.buffer === 'function' ? onread.buffer() : onread.buffer;
+        const n = tcp.readInto(buf, 0, buf.length);
+        this.#bytesRead += n;
+        this.#unrefTimer();
+        if (onread.callback.call(this, n, buf) === false) {
+          this.#reading = false;
+          this.#updateRef();
+        }
+        if (!this.#reading) return; // the callback returned false or called pause()
+        continue;
       }
       // Straight into a Buffer (small ones come from Node's shared slab, as its own reads do).
       const chunk = Buffer.allocUnsafe(avail < READ_CHUNK ? avail : READ_CHUNK);
@@ -461,6 +497,7 @@ export class Socket extends Duplex {
   }
 
   #eofTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | null = null;
+  #onread: OnRead | null = null;
 
   readonly #eofNextTurn = (): void => { this.#eofTimer = setTimeout(this.#deferredEof, 0); };
 
@@ -636,7 +673,21 @@ export class Socket extends Duplex {
    * wrapper recognised by its constructor, which pauses the stream before it listens to it.
    * (A tick later: TLSSocket's constructor copies this socket's allowHalfOpen right after.)
    */
+  /** With `onread`, pause() stops reading from the stack (Node's readStop), resume() restarts it. */
+  override resume(): this {
+    if (this.#onread !== null && !this.connecting && this.#tcp !== null && !this.#reading) {
+      this.#reading = true;
+      this.#updateRef();
+      queueMicrotask(() => { if (this.#reading) this.#pull(); });
+    }
+    return super.resume();
+  }
+
   override pause(): this {
+    if (this.#onread !== null && !this.connecting && this.#reading) {
+      this.#reading = false;
+      this.#updateRef();
+    }
     if (!this.allowHalfOpen && this.listenerCount('data') === 0 && new Error().stack?.includes('node:internal/js_stream_socket')) {
       process.nextTick(() => { this.allowHalfOpen = true; });
     }
@@ -750,6 +801,9 @@ export class Socket extends Duplex {
 
   get pending(): boolean { return !this.#hasHandle || this.connecting; }
 
+  /** Node's legacy name for `connecting`. */
+  get _connecting(): boolean { return this.connecting; }
+
   get readyState(): 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
     if (this.connecting) return 'opening';
     if (this.readable && this.writable) return 'open';
@@ -771,7 +825,7 @@ export class Socket extends Duplex {
   }
 
   /** Bytes waiting in the stream's writable buffer (Node's bufferSize, deprecated). */
-  get bufferSize(): number | undefined { return this.#tcp ? this.writableLength : undefined; }
+  get bufferSize(): number | undefined { return this.#hasHandle ? this.writableLength : undefined; }
 
   // ---- process lifetime ------------------------------------------------------------------
 
@@ -923,7 +977,10 @@ export class Server extends EventEmitter {
       process.nextTick(() => this.emit('error', uvExceptionWithHostPort('EAFNOSUPPORT', 'listen', host, port)));
       return;
     }
+    // A close() while the address is being resolved cancels the listen, as on Node.
+    const gen = this.#closeGen;
     const done = (err: NodeJS.ErrnoException | null, ip: string) => {
+      if (gen !== this.#closeGen) return;
       if (err) { this.emit('error', err); return; }
       this.#listen2(ip, port, backlog);
     };
@@ -983,7 +1040,11 @@ export class Server extends EventEmitter {
   };
 
   /** Stops accepting; 'close' (and the callback) follow once every connection has ended. */
+  /** Bumped by close(): a listen still resolving its address is abandoned. */
+  #closeGen = 0;
+
   close(cb?: (err?: Error) => void): this {
+    this.#closeGen++;
     if (typeof cb === 'function') {
       if (this.#listener === null) {
         this.once('close', () => cb(codedError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.')));

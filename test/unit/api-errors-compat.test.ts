@@ -88,3 +88,33 @@ describe('argument errors: node:net vs tstack/net', () => {
     });
   }
 });
+
+describe('client bind conflicts and buffer state: node:net vs tstack/net', () => {
+  /** Listens on `addr`, then connects from `addr`:<that port> (to `to`): the 'error' event, addresses masked. */
+  async function bindToListenersPort(n: Nt, addr: string, to: string, withAddress: boolean): Promise<string> {
+    const srv = n.createServer();
+    await new Promise<void>((r) => srv.listen(0, addr, () => r()));
+    const port = (srv.address() as nodeNet.AddressInfo).port;
+    const c = n.connect({ port: 9, host: to, localPort: port, ...(withAddress && { localAddress: addr }) });
+    const sizeConnecting = c.bufferSize;
+    const e = await new Promise<NodeJS.ErrnoException & { address?: string }>((resolve) => {
+      c.on('error', resolve);
+      c.on('connect', () => resolve(Object.assign(new Error('connected'), { code: 'none' })));
+    });
+    c.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+    return `${e.code} ${e.syscall} ${e.message.replaceAll(addr, 'ADDR').replaceAll(String(port), 'PORT')} address=${e.address === addr ? 'ADDR' : e.address} bufferSize while connecting=${sizeConnecting}`;
+  }
+
+  test('a client bind to the port a listener holds on its address fails with bind EADDRINUSE', async () => {
+    const k = await bindToListenersPort(nodeNet as Nt, '127.0.0.1', '127.0.0.1', true);
+    const t = await bindToListenersPort(tstackNetApi, '198.18.32.1', '198.18.32.9', true);
+    assert.equal(t, k);
+  });
+
+  test('a client bind to the port of a listener on "any" fails with bind EADDRINUSE 0.0.0.0', async () => {
+    const k = await bindToListenersPort(nodeNet as Nt, '0.0.0.0', '127.0.0.1', false);
+    const t = await bindToListenersPort(tstackNetApi, '0.0.0.0', '198.18.32.9', false);
+    assert.equal(t, k);
+  });
+});
