@@ -26,7 +26,7 @@ const N = 200;
 interface Stats { connections: number; rss: number; heapUsed: number; external: number; arrayBuffers: number }
 
 describe('zero window and vanish against node:http under tstack run', () => {
-  test(`${N} clients that stall a 1 MB response and vanish are dropped; memory returns to within 10% of baseline`, { timeout: 240_000 }, async (t) => {
+  test(`${N} clients that stall a 1 MB response and vanish are dropped; memory returns to within 10% of baseline`, { timeout: 600_000 }, async (t) => {
     if (!requireRoot(t, ['ip', 'curl', 'python3', 'nft'])) return;
     const app = await startApp({
       prefix: 'run-zwin', subnet: 181, app: 'test/fixtures/apps/big-body-server.js', env: { PORT: '8080', MALLOC_MMAP_THRESHOLD_: '131072' },
@@ -52,7 +52,7 @@ describe('zero window and vanish against node:http under tstack run', () => {
     const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
 
     // A normal load of the same shape, twice, then the baseline.
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 1; i++) {
       const r = await runIn(app.ns, 'python3', [CLIENTS, app.stackIp, '8080', String(N), 'read'], { timeoutMs: 150_000 });
       assert.equal(r.code, 0, `normal downloads: ${r.stdout}${r.stderr}`);
     }
