@@ -242,7 +242,9 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   // will ever read what a peer that holds its window shut makes it keep.
   const s = tcp.host.sysctl;
   const maxProbes = s.int('net.inet.tcp.persist_probes');
-  if (tcb.persistProbes >= maxProbes || now - tcb.lastRecvTime >= s.int('net.inet.tcp.maxpersistidle')
+  // The idle bound needs two unanswered probes too (FreeBSD wants a full backoff as well): a
+  // peer silent for hours before the window closed is asked before it is judged.
+  if (tcb.persistProbes >= maxProbes || (tcb.persistProbes >= 2 && now - tcb.lastRecvTime >= s.int('net.inet.tcp.maxpersistidle'))
       || (tcb.userClosed && tcb.persistBackoff >= maxProbes)) {
     tcp.counters.persistDrops++;
     sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
