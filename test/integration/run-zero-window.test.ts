@@ -90,13 +90,18 @@ describe('zero window and vanish against node:http under tstack run', () => {
     const gaveUp = Date.now() - vanished;
     assert.equal(after.connections, 0, `connections left ${gaveUp} ms after the peers vanished`);
     after = await settled();
-    t.diagnostic(`baseline rss ${mb(baseline.rss)} (arrayBuffers ${mb(baseline.arrayBuffers)}); pinned ${mb(pinned.rss)} `
-      + `(arrayBuffers ${mb(pinned.arrayBuffers)}); ${gaveUp} ms after vanishing: ${mb(after.rss)} (arrayBuffers ${mb(after.arrayBuffers)})`);
+    t.diagnostic(`baseline rss ${mb(baseline.rss)} (arrayBuffers ${mb(baseline.arrayBuffers)}, heap ${mb(baseline.heapUsed)}); pinned ${mb(pinned.rss)} `
+      + `(arrayBuffers ${mb(pinned.arrayBuffers)}); ${gaveUp} ms after vanishing: ${mb(after.rss)} (arrayBuffers ${mb(after.arrayBuffers)}, heap ${mb(after.heapUsed)})`);
     // What the connections pinned (response bodies, socket rings) is buffer memory: it comes
-    // back to the baseline. The process's RSS, which the allocator returns less eagerly, too.
+    // back to within 10% of the baseline, and so does what the program holds in all (buffers and
+    // JS heap). The process's RSS comes back too, give or take what V8 keeps committed after the
+    // burst (its young generation grows to 16 MB semi-spaces and shrinks lazily): measured here
+    // 92-123 MB before, 109-119 MB after, 536-571 MB pinned.
+    const held = (x: Stats) => x.arrayBuffers + x.heapUsed;
     assert.ok(pinned.arrayBuffers > baseline.arrayBuffers + N * 1048576 * 0.9, 'the attack did pin the bodies while the peers were there');
     assert.ok(after.arrayBuffers <= baseline.arrayBuffers * 1.1, `buffers ${mb(after.arrayBuffers)} within 10% of the baseline ${mb(baseline.arrayBuffers)}`);
-    assert.ok(after.rss <= baseline.rss * 1.1, `rss ${mb(after.rss)} within 10% of the baseline ${mb(baseline.rss)}`);
+    assert.ok(held(after) <= held(baseline) * 1.1, `held ${mb(held(after))} within 10% of the baseline ${mb(held(baseline))}`);
+    assert.ok(after.rss <= baseline.rss * 1.1 + 32 * 1048576, `rss ${mb(after.rss)} back near the baseline ${mb(baseline.rss)} (pinned: ${mb(pinned.rss)})`);
 
     // And the server still serves.
     assert.equal((await curl(app.ns, [`${base}/stats`])).includes('"connections":0'), true);
