@@ -33,8 +33,13 @@ export interface AppOptions {
   readyTimeoutMs?: number;
   /** Keep stdin open (a pipe) for programs that wait for input. */
   stdin?: boolean;
-  /** The port's driver (default "tap"; "afpacket" creates a veth pair in the namespace). */
-  driver?: 'tap' | 'afpacket';
+  /** The port's driver (default "tap"; "afpacket" and "afxdp" create a veth pair in the namespace). */
+  driver?: 'tap' | 'afpacket' | 'afxdp';
+  /**
+   * Replaces the generated [[port]] table: called once the namespace exists (set up devices in
+   * it here), returns the table's TOML. Default: `driver` with host_addr on 198.18.X.0/24.
+   */
+  port?: (ns: string, ifname: string) => string;
 }
 
 export interface RunningApp {
@@ -69,12 +74,12 @@ export async function startApp(o: AppOptions): Promise<RunningApp> {
 [stack]
 poll = "adaptive"
 
-[[port]]
+${o.port ? o.port(ns, ifname) : `[[port]]
 driver = "${o.driver ?? 'tap'}"
 ifname = "${ifname}"
 addr = "${stackIp}/24"
 host_addr = "${hostIp}/24"
-netns = "${ns}"
+netns = "${ns}"`}
 ${o.extraConfig ?? ''}
 `);
   // detached: the program and its `tstack run` parent form their own process group, so a

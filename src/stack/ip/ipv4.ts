@@ -2,6 +2,7 @@
 // reassembly, output with route lookup, source selection and fragmentation, loopback to our
 // own addresses, and the link-layer hand-off (broadcast, multicast, ARP). Owns ICMPv4 and the
 // reassembler, which belong to it.
+import { LOOPBACK_ADDR, isLoopbackAddress } from '../loopback.js';
 import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import { completeChecksum } from '../../base/offload.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
@@ -110,6 +111,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
     const mcast = isIpv4Multicast(dst);
     if (!bcast && !mcast) {
       if (!this.isLocalAddress(dst)) { buf.release(); this.ctx.drop('ip_not_for_us'); return; }
+      // RFC 1122 §3.2.1.3(g): 127/8 never arrives from a wire, even when lo0 owns it.
+      if (isLoopbackAddress(dst)) { buf.release(); this.ctx.drop('ip_loopback_destination'); return; }
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
       if (l2Bcast) { buf.release(); this.ctx.drop('ip_unicast_in_l2_broadcast'); return; }
     }
@@ -168,8 +171,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
     this.stats.outRequests++;
     let iface: Interface | undefined;
     let nexthop = dst;
-    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host"; this stack has no loopback
-    // interface, so such a destination has no route (never the default gateway).
+    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host": without lo0 such a
+    // destination has no route (never the default gateway); with it, it is local.
     if ((dst >>> 24) === 127 && !this.isLocalAddress(dst)) {
       this.stats.outNoRoute++;
       buf.release();
@@ -285,7 +288,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
   /** The source address towards `dst`; 0 when there is no route. */
   sourceAddress(dst: number): number {
     const ifs = this.ctx.interfaces;
-    if (this.isLocalAddress(dst)) return dst;
+    // To lo0's 127.0.0.5, as on Linux: from 127.0.0.1 (its route's source).
+    if (this.isLocalAddress(dst)) return isLoopbackAddress(dst) ? LOOPBACK_ADDR : dst;
     if ((dst >>> 24) === 127) return 0;
     if (dst === 0xffffffff) return ifs.find((i) => i.up && i.addrs.length)?.primary ?? 0;
     const r = this.ctx.routes.lookup(dst);

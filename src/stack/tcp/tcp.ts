@@ -101,6 +101,17 @@ export interface TcpConnectionInfo {
   readonly stateName: string;
 }
 
+/** A listening socket as netstat shows it. */
+export interface TcpListenerInfo {
+  readonly laddr: number;
+  readonly lport: number;
+  /** Established connections waiting for accept(). */
+  readonly acceptQueue: number;
+  /** Half-open connections (SYN_RECEIVED). */
+  readonly synQueue: number;
+  readonly backlog: number;
+}
+
 /** The per-segment facts input processing needs, filled in place for every segment. */
 export class Segment {
   buf!: PacketBuffer;
@@ -247,19 +258,54 @@ export class Tcp {
     return out;
   }
 
+  /** Listening sockets, as netstat shows them (allocates: tools). */
+  listenerInfo(): TcpListenerInfo[] {
+    const out: TcpListenerInfo[] = [];
+    for (const l of this.listeners.values()) {
+      out.push({ laddr: l.laddr, lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
+    }
+    return out;
+  }
+
+  /** Connections in ESTABLISHED or CLOSE_WAIT (FreeBSD's tcps_curr_estab gauge; walks the table). */
+  currentEstablished(): number {
+    let n = 0;
+    for (const head of this.buckets) {
+      for (let t: Tcb | null = head; t; t = t.hashNext) if (t.state === TcpState.ESTABLISHED || t.state === TcpState.CLOSE_WAIT) n++;
+    }
+    return n;
+  }
+
   /** @internal the connection table's hash of a 4-tuple */
   hash(laddr: number, lport: number, raddr: number, rport: number): number {
     return connHash(this.hashKey, laddr, lport, raddr, rport);
   }
 
+  /** A connection or TIME_WAIT entry took `port`; tells the host when the port was free. */
+  private portRef(port: number): void {
+    if (this.portRefs[port]!++ === 0 && !this.listeners.has(port)) this.host.portChanged?.(6, port, true);
+  }
+
+  /** A connection or TIME_WAIT entry let `port` go; tells the host when nothing holds it now. */
+  private portUnref(port: number): void {
+    if (--this.portRefs[port]! === 0 && !this.listeners.has(port)) this.host.portChanged?.(6, port, false);
+  }
+
+  /** Local ports a listener, connection or TIME_WAIT entry holds (allocates: for subscribers). */
+  portsInUse(): number[] {
+    const out: number[] = [];
+    for (let p = 1; p < 65536; p++) if (this.portRefs[p] !== 0 || this.listeners.has(p)) out.push(p);
+    return out;
+  }
+
   /** @internal moves a connection into TIME_WAIT (its TCB just left the table); returns the slot. */
   addTimeWait(tcb: Tcb, expires: number, wndField: number, rcvWnd: number): number {
-    this.portRefs[tcb.lport]!++;
+    this.portRef(tcb.lport);
     return this.timeWait.add(tcb, connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport), expires, wndField, rcvWnd);
   }
 
   /** @internal a TIME_WAIT entry was freed */
-  timeWaitGone(lport: number): void { this.portRefs[lport]!--; }
+  timeWaitGone(lport: number): void { this.portUnref(lport); }
 
   /** The TIME_WAIT slot of a 4-tuple, or -1. */
   lookupTimeWait(laddr: number, lport: number, raddr: number, rport: number): number {
@@ -429,7 +475,7 @@ export class Tcp {
     this.buckets[i] = tcb;
     tcb.inTable = true;
     this.connCount++;
-    this.portRefs[tcb.lport]!++;
+    this.portRef(tcb.lport);
   }
 
   remove(tcb: Tcb): void {
@@ -445,7 +491,7 @@ export class Tcp {
     tcb.hashNext = null;
     tcb.inTable = false;
     this.connCount--;
-    this.portRefs[tcb.lport]!--;
+    this.portUnref(tcb.lport);
     const n = this.perSource.get(tcb.raddr) ?? 0;
     if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
   }
@@ -511,13 +557,17 @@ export class Tcp {
     }
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog);
+    if (opts.mss !== undefined && opts.mss > 0) l.mss = opts.mss;
     this.listeners.set(port, l);
+    if (this.portRefs[port] === 0) this.host.portChanged?.(6, port, true);
     return l;
   }
 
   /** @internal called by TcpListener.close() */
   unlisten(l: TcpListener): void {
-    if (this.listeners.get(l.localPort) === l) this.listeners.delete(l.localPort);
+    if (this.listeners.get(l.localPort) !== l) return;
+    this.listeners.delete(l.localPort);
+    if (this.portRefs[l.localPort] === 0) this.host.portChanged?.(6, l.localPort, false);
   }
 
   /**
@@ -563,6 +613,8 @@ export class Tcp {
     }
     const sock = new TcpSocket(tcb);
     if (opts.noDelay) tcb.noDelay = true;
+    if (opts.mss !== undefined && opts.mss > 0) tcb.userMss = opts.mss;
+    if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
     startConnect(this, tcb, mtu, isnFloor);
@@ -683,7 +735,7 @@ function defineTcpSysctls(host: TcpHost): void {
   const bool = (name: string, def: boolean, description: string) => s.define({ name, type: 'bool', default: def, description });
   int('net.inet.tcp.msl', 30000, 'Maximum segment lifetime in ms (TIME_WAIT lasts 2*MSL)', 1);
   bool('net.inet.tcp.tw_reuse', false, 'Let an outgoing connection take over a 4-tuple in TIME_WAIT when both incarnations use timestamps and the last segment is over 1 s old (RFC 6191; Linux tcp_tw_reuse)');
-  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout (ms)', 1);
+  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout and floor of its variance term (ms): RTO = SRTT + max(4*RTTVAR, rexmit_min), as Linux\'s rto_min', 1);
   int('net.inet.tcp.rexmit_max', 60000, 'Maximum retransmission timeout (ms)', 1);
   int('net.inet.tcp.rexmit_initial', 1000, 'Initial retransmission timeout before an RTT sample (ms, RFC 6298)', 1);
   bool('net.inet.tcp.delayed_ack', true, 'Delay ACKs (RFC 1122 §4.2.3.2): ACK every second full segment or after delacktime');

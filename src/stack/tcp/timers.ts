@@ -13,7 +13,7 @@ export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): vo
   const now = tcp.host.clock.now();
   tcb.state = TcpState.SYN_SENT;
   initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
-  tcb.rcvMss = mtu - 40;
+  tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mtu - 40 ? tcb.userMss : mtu - 40;
   tcb.rcvWscale = tcp.rfc1323 ? chooseWscale(tcb.rcvBuf.capacity) : 0;
   tcpOutput(tcp, tcb, now);
 }
@@ -43,8 +43,10 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
   const mtu = tcp.host.routeMtu(tcb.raddr) || 576;
   const routeMss = mtu - 40;
   const peerMss = opts.mss >= 0 ? opts.mss : tcp.host.sysctl.int('net.inet.tcp.mssdflt');
-  tcb.mss = Math.max(64, Math.min(peerMss, routeMss));
-  tcb.rcvMss = routeMss;
+  // TCP_MAXSEG caps both the MSS we use and the one we announce (Linux: user_mss).
+  const cap = tcb.userMss > 0 && tcb.userMss < routeMss ? tcb.userMss : routeMss;
+  tcb.mss = Math.max(64, Math.min(peerMss, cap));
+  tcb.rcvMss = cap;
   if (tcp.rfc1323 && opts.wscale >= 0 && (!active || tcb.rcvWscale >= 0)) {
     tcb.wsOk = true;
     tcb.sndWscale = opts.wscale;
@@ -173,6 +175,12 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     tcp.dispatch();
     return;
   }
+  // RFC 5482 / RFC 9293 §3.8.4: data unacknowledged for the user timeout ends the connection
+  // (Linux measures from the oldest unacknowledged send; rtoDeadline() timed this timer for it).
+  if (tcb.userTimeout > 0 && tcb.unaSentAt >= 0 && now - tcb.unaSentAt >= tcb.userTimeout) {
+    giveUp(tcp, tcb);
+    return;
+  }
   if (tcb.tlpArmed) {
     sendLossProbe(tcp, tcb, now);
     tcp.dispatch();
@@ -184,19 +192,10 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
   tcp.counters.rexmtTimeouts++;
   const synState = tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED;
   const limit = synState ? s.int('net.inet.tcp.syn_retries') : s.int('net.inet.tcp.rexmit_count');
-  const userTimedOut = tcb.userTimeout > 0 && tcb.firstRexmtTime >= 0 && now - tcb.firstRexmtTime >= tcb.userTimeout;
-  if (tcb.rexmtCount > limit || userTimedOut) {
-    // RFC 9293 §3.8.3 R2 / user timeout §3.10.8: give up and tell the user.
-    tcp.counters.timeoutDrops++;
-    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
-    else {
-      if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
-      dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
-    }
-    tcp.dispatch();
+  if (tcb.rexmtCount > limit) {
+    giveUp(tcp, tcb);
     return;
   }
-  if (tcb.firstRexmtTime < 0) tcb.firstRexmtTime = now;
   // RFC 6298 §5.5: back off; §5.4: retransmit the earliest unacknowledged segment.
   tcb.rtt.backoff();
   tcb.rttSeq = -1;
@@ -222,6 +221,17 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     tcb.sndNxt = tcb.sndUna;
   }
   tcpOutput(tcp, tcb, now);
+  tcp.dispatch();
+}
+
+/** RFC 9293 §3.8.3 R2 / user timeout §3.10.8: give up on the peer and tell the user ETIMEDOUT. */
+function giveUp(tcp: Tcp, tcb: Tcb): void {
+  tcp.counters.timeoutDrops++;
+  if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
+  else {
+    if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
+  }
   tcp.dispatch();
 }
 
@@ -302,6 +312,8 @@ export function onDelackTimer(tcb: Tcb, now: number): void {
   void now;
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
+  // Linux: a delayed ACK that had to fire was not picked up by a reply; leave ping-pong mode.
+  tcb.pingpong = false;
   tcb.ackNow = true;
   tcpOutput(tcp, tcb, now);
   tcp.dispatch();
