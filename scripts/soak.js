@@ -7,7 +7,7 @@
 // request/response exchanges. Every round samples the heap (after a GC), connections, armed
 // timers, ARP entries, reassembly state and packet buffers in use; the run fails when a
 // legitimate exchange fails, or when any sample keeps growing (the second half's peak above the
-// first half's by more than 25% and a small slack), and prints a table either way. (The seeded
+// first half's by more than 10% and a small slack), and prints a table either way. (The seeded
 // fuzz target for the input path runs in `npm test`: test/unit/engine-fuzz.test.ts.)
 // Deterministic per seed (the virtual clock and every random choice); only the number of rounds
 // depends on the machine's speed.
@@ -110,7 +110,18 @@ l.onConnection = (s) => {
   s.onData = () => {
     const d = s.read();
     if (!d) return;
-    if (d[0] === 0x42) { s.write(BIG.subarray(0, s.tcb.sndBuf.capacity)); s.onDrain = () => {}; return; }
+    if (d[0] === 0x42) {
+      // 1 MB, more than the client's receive buffer: a client that does not read closes its
+      // window and the rest waits in persist; then the server closes, as an HTTP server would.
+      let off = 0;
+      const more = () => {
+        try { while (off < BIG.length) { const n = s.write(BIG.subarray(off)); if (n === 0) return; off += n; } } catch { return; }
+        s.close();
+      };
+      s.onDrain = more;
+      more();
+      return;
+    }
     s.write(d);
   };
   s.onEnd = () => s.close();
@@ -141,7 +152,9 @@ function zeroWindowClients() {
     s.onConnect = () => s.write(Uint8Array.of(0x42));
     s.onData = () => {}; // never reads
     s.onClose = () => {};
-    setTimeoutVirtual(2000, () => node.port.setFaults({ loss: 1 }, { loss: 1 }));
+    // Gone: off the wire, and its stack forgets the connection (the RST it sends is lost), so
+    // when the host comes back next round it answers the server's probes with a RST at most.
+    setTimeoutVirtual(2000, () => { node.port.setFaults({ loss: 1 }, { loss: 1 }); s.abort(); });
   }
 }
 const pending = [];
@@ -185,6 +198,9 @@ while (Date.now() < deadline || round < 4) {
   }
   // Quiet time for the round's last exchanges and the abandoned connections' give-up.
   sim.run(8000);
+  // The memory wire is a learning switch: the forged random MACs would fill its table (the
+  // harness's memory, not the stack's).
+  sim.wire.flushTable();
   const oks = (await Promise.all(results)).filter(Boolean).length;
   if (oks !== results.length) failures++;
   const s = sample(round, oks, results.length);
@@ -196,10 +212,10 @@ while (Date.now() < deadline || round < 4) {
 const rest = samples;
 const half = Math.floor(rest.length / 2);
 const grew = [];
-for (const [key, slack] of [['heapMB', 8], ['conns', 50], ['timers', 100], ['arp', 100], ['reass', 50], ['bufs', 50]]) {
+for (const [key, slack] of [['heapMB', 8], ['conns', 50], ['timers', 200], ['arp', 100], ['reass', 50], ['bufs', 100]]) {
   const a = Math.max(...rest.slice(0, half).map((x) => x[key]));
   const b = Math.max(...rest.slice(half).map((x) => x[key]));
-  const verdict = half > 0 && b > a * 1.25 + slack ? 'GREW' : 'flat';
+  const verdict = half > 0 && b > a * 1.1 + slack ? 'GREW' : 'flat';
   if (verdict === 'GREW') grew.push(key);
   console.log(`${key.padEnd(7)} first half peak ${String(a).padStart(8)}  second half peak ${String(b).padStart(8)}  ${verdict}`);
 }

@@ -16,6 +16,9 @@ import { DeviceOwnershipError } from '../../src/driver/ownership.js';
 import { createNetns, destroyAllNetns, destroyNetns, ipIn, requireRoot, run } from '../helpers/netns.js';
 import { BIN, ROOT, runIn } from '../helpers/run-app.js';
 
+// A port of our own: under `tstack run` a server on '*' also listens on the kernel's loopback,
+// where other test runs on this machine may hold the usual 8080.
+const PORT = String(20000 + (process.pid % 20000));
 const started = new Set<ChildProcess>();
 const dirs: string[] = [];
 after(() => {
@@ -35,7 +38,7 @@ interface Launched { child: ChildProcess; out: () => string; exited: Promise<num
 /** `tstack run` of hello-http on `config`, in its own process group. */
 function launch(config: string): Launched {
   const child = spawn(process.execPath, [BIN, 'run', '--config', config, 'examples/hello-http/server.js'], {
-    cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORT: '8080' },
+    cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PORT },
   });
   started.add(child);
   let out = '';
@@ -48,11 +51,11 @@ function launch(config: string): Launched {
 /** Polls an HTTP GET from ns until it answers; returns ms from `since`, or throws after `ms`. */
 async function servesAfter(ns: string, ip: string, since: number, ms = 20_000): Promise<number> {
   while (Date.now() - since < ms) {
-    const r = await runIn(ns, 'curl', ['-s', '--max-time', '0.5', `http://${ip}:8080/`], { timeoutMs: 3000 });
+    const r = await runIn(ns, 'curl', ['-s', '--max-time', '0.5', `http://${ip}:${PORT}/`], { timeoutMs: 3000 });
     if (r.code === 0 && r.stdout === 'Hello from tstack\n') return Date.now() - since;
     await sleep(25);
   }
-  throw new Error(`no answer from ${ip}:8080 within ${ms} ms`);
+  throw new Error(`no answer from ${ip}:${PORT} within ${ms} ms`);
 }
 
 /** The program `tstack run` started (its only child). */

@@ -96,7 +96,9 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   // persist_probes in all, answered or not, as Linux's tcp_orphan_retries bounds it: no one
   // will ever read what a peer that holds its window shut makes it keep.
   const maxProbes = tcp.tun.persistProbes.value;
-  if (tcb.persistProbes >= maxProbes || now - tcb.lastRecvTime >= tcp.tun.maxPersistIdle.value
+  // The idle bound needs two unanswered probes too (FreeBSD wants a full backoff as well): a
+  // peer silent for hours before the window closed is asked before it is judged.
+  if (tcb.persistProbes >= maxProbes || (tcb.persistProbes >= 2 && now - tcb.lastRecvTime >= tcp.tun.maxPersistIdle.value)
       || (tcb.userClosed && tcb.persistBackoff >= maxProbes)) {
     tcp.counters.persistDrops++;
     sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
