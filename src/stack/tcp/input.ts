@@ -3,6 +3,7 @@
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
 import { armRexmtTimer, retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { rcvAutotune, sndAutotune } from './autotune.js';
 import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
@@ -356,6 +357,7 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   } else {
     tcb.dupAcks = 0;
     tcb.cc.onAck(acked, now, rttMs, flightBefore);
+    sndAutotune(tcb);
   }
   // RFC 8985 §6.2: what RACK found lost (now, or on an earlier ACK of a recovery that has just
   // ended) is repaired by SACK recovery.
@@ -458,6 +460,7 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
   tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
   tcb.bytesReceived += adv;
   tcp.post(tcb, TcbEvent.Data);
+  rcvAutotune(tcb, now);
   // Linux's tcp_event_data_recv(): the first data of a connection, and data after a silence
   // longer than the RTO (the sender restarts from a small window), enter quick-ACK mode so the
   // peer's slow start is not held back by delayed ACKs; so does a filled hole (the sender is

@@ -191,6 +191,12 @@ export class Tcb {
 
   readonly sndBuf: SendBuffer;
   readonly rcvBuf: RecvBuffer;
+  /** Autotuning limits (0: the buffer keeps its size — autotuning off or SO_SNDBUF/SO_RCVBUF set). */
+  sndBufMax = 0;
+  rcvBufMax = 0;
+  /** Receive autotuning: start of the current measurement (-1: none yet) and bytesReceived then. */
+  rcvSpaceTime = -1;
+  rcvSpaceBase = 0;
 
   readonly rexmtTimer: Timer;
   readonly persistTimer: Timer;

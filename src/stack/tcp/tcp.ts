@@ -175,6 +175,10 @@ export class Tcp {
   private readonly rttOpts: RttOptions = { minRto: 200, maxRto: 60000, initialRto: 1000 };
   private sendSpace = 0;
   private recvSpace = 0;
+  private sendBufAuto = true;
+  private sendBufMax = 0;
+  private recvBufAuto = true;
+  private recvBufMax = 0;
   private reassMax = 0;
   private ccAlgorithm = 'newreno';
   private keepIdle = 0;
@@ -200,6 +204,10 @@ export class Tcp {
     s.watch('net.inet.tcp.rexmit_initial', (v) => { this.rttOpts.initialRto = v as number; });
     s.watch('net.inet.tcp.sendspace', (v) => { this.sendSpace = v as number; });
     s.watch('net.inet.tcp.recvspace', (v) => { this.recvSpace = v as number; });
+    s.watch('net.inet.tcp.sendbuf_auto', (v) => { this.sendBufAuto = v as boolean; });
+    s.watch('net.inet.tcp.sendbuf_max', (v) => { this.sendBufMax = v as number; });
+    s.watch('net.inet.tcp.recvbuf_auto', (v) => { this.recvBufAuto = v as boolean; });
+    s.watch('net.inet.tcp.recvbuf_max', (v) => { this.recvBufMax = v as number; });
     s.watch('net.inet.tcp.reass.maxsegments', (v) => { this.reassMax = v as number; });
     s.watch('net.inet.tcp.cc.algorithm', (v) => { this.ccAlgorithm = v as string; });
     s.watch('net.inet.tcp.keepidle', (v) => { this.keepIdle = v as number; });
@@ -457,6 +465,9 @@ export class Tcp {
     t.keepIntvl = this.keepIntvl;
     t.keepCnt = this.keepCnt;
     t.tsOffset = this.host.random32();
+    // Autotuning may grow a buffer up to its max (never below the starting size).
+    t.sndBufMax = this.sendBufAuto && this.sendBufMax > this.sendSpace ? this.sendBufMax : 0;
+    t.rcvBufMax = this.recvBufAuto && this.recvBufMax > this.recvSpace ? this.recvBufMax : 0;
     return t;
   }
 
@@ -665,6 +676,10 @@ function defineTcpSysctls(host: TcpHost): void {
   s.define({ name: 'net.inet.tcp.cc.algorithm', type: 'string', default: 'newreno', description: 'Default congestion control', choices: CC_ALGORITHMS });
   int('net.inet.tcp.sendspace', 262144, 'Send buffer size (bytes)', 1024, 1 << 30);
   int('net.inet.tcp.recvspace', 262144, 'Receive buffer size (bytes)', 1024, 1 << 30);
+  bool('net.inet.tcp.sendbuf_auto', true, 'Send buffer autotuning (FreeBSD\'s name): grow a connection\'s send buffer from sendspace towards sendbuf_max while the application keeps it full and cwnd could use more');
+  int('net.inet.tcp.sendbuf_max', 4194304, 'Largest autotuned send buffer (bytes; Linux tcp_wmem[2])', 1024, 1 << 30);
+  bool('net.inet.tcp.recvbuf_auto', true, 'Receive buffer autotuning (FreeBSD\'s name): grow a connection\'s receive buffer from recvspace towards recvbuf_max so the window holds twice what arrives in one round trip (Linux tcp_rcv_space_adjust)');
+  int('net.inet.tcp.recvbuf_max', 6291456, 'Largest autotuned receive buffer (bytes; Linux tcp_rmem[2])', 1024, 1 << 30);
   int('net.inet.tcp.mssdflt', 536, 'Send MSS when the peer offers none (RFC 9293 §3.7.1)', 88, 65495);
   bool('net.inet.tcp.rfc1323', true, 'Offer window scaling and timestamps (RFC 7323)');
   bool('net.inet.tcp.sack.enable', true, 'Offer and use SACK (RFC 2018, RFC 6675)');
