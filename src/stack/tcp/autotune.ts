@@ -4,17 +4,18 @@
 // to twice what arrived in one round trip, the send buffer to twice cwnd while the buffer, not
 // cwnd, limits the flight — up to the _max sysctl. Buffers never shrink: an idle or slow
 // connection simply never grows (and an idle one has no rings at all, see buffers.ts).
-import type { Tcb } from './tcb.js';
+import { TcbStats, type Tcb } from './tcb.js';
 
 /** Receive side, after in-order data arrived: once per round trip, make room for twice that round trip's data. */
 export function rcvAutotune(tcb: Tcb, now: number): void {
   if (tcb.rcvBufMax === 0) return;
-  if (tcb.rcvSpaceTime < 0) { tcb.rcvSpaceTime = now; tcb.rcvSpaceBase = tcb.bytesReceived; return; }
+  const st = tcb.stats ??= new TcbStats();
+  if (st.rcvSpaceTime < 0) { st.rcvSpaceTime = now; st.rcvSpaceBase = tcb.bytesReceived; return; }
   const rtt = tcb.rtt.hasSample && tcb.rtt.srtt >= 1 ? tcb.rtt.srtt : 1;
-  if (now - tcb.rcvSpaceTime < rtt) return;
-  const perRtt = tcb.bytesReceived - tcb.rcvSpaceBase;
-  tcb.rcvSpaceTime = now;
-  tcb.rcvSpaceBase = tcb.bytesReceived;
+  if (now - st.rcvSpaceTime < rtt) return;
+  const perRtt = tcb.bytesReceived - st.rcvSpaceBase;
+  st.rcvSpaceTime = now;
+  st.rcvSpaceBase = tcb.bytesReceived;
   // Linux: "rcvwin = copied << 1 + 16 * advmss" — the sender in slow start doubles its flight
   // each round trip, and the window must not be what stops it.
   let want = 2 * perRtt + 16 * tcb.rcvMss;
