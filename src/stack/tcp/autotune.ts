@@ -18,10 +18,9 @@ export function rcvAutotune(tcb: Tcb, now: number): void {
   st.rcvSpaceBase = tcb.bytesReceived;
   // Linux: "rcvwin = copied << 1 + 16 * advmss" — the sender in slow start doubles its flight
   // each round trip, and the window must not be what stops it.
-  let want = 2 * perRtt + 16 * tcb.rcvMss;
+  const want = 2 * perRtt + 16 * tcb.rcvMss;
   if (want <= tcb.rcvBuf.capacity) return;
-  if (want > tcb.rcvBufMax) want = tcb.rcvBufMax;
-  tcb.rcvBuf.grow(want);
+  tcb.rcvBuf.grow(nextSize(tcb.rcvBuf.capacity, want, tcb.rcvBufMax));
 }
 
 /** Send side, on an ACK: a send buffer smaller than twice cwnd while cwnd is not full grows to that. */
@@ -30,8 +29,16 @@ export function sndAutotune(tcb: Tcb): void {
   const cwnd = tcb.cc.cwnd;
   // Linux tcp_should_expand_sndbuf(): "if (tcp_packets_in_flight(tp) >= tcp_snd_cwnd(tp)) return false".
   if (tcb.flightSize >= cwnd) return;
-  let want = 2 * cwnd;
+  const want = 2 * cwnd;
   if (want <= tcb.sndBuf.capacity) return;
-  if (want > tcb.sndBufMax) want = tcb.sndBufMax;
-  tcb.sndBuf.grow(want);
+  tcb.sndBuf.grow(nextSize(tcb.sndBuf.capacity, want, tcb.sndBufMax));
+}
+
+/**
+ * A buffer grows at least twofold (each growth may copy an allocated ring: a few copies in a
+ * connection's life, not one per ACK as cwnd creeps up), to `want` if more, at most `max`.
+ */
+function nextSize(cap: number, want: number, max: number): number {
+  const n = want > 2 * cap ? want : 2 * cap;
+  return n < max ? n : max;
 }
