@@ -18,6 +18,7 @@ import { afxdpPing } from './afxdp-ping.js';
 import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
+import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
 import { tcpBulkMemory } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
 import type { BenchResult, Benchmark } from './types.js';
@@ -25,6 +26,7 @@ import type { BenchResult, Benchmark } from './types.js';
 export const BENCHMARKS: readonly Benchmark[] = [
   icmpEchoMemory,
   tcpBulkMemory,
+  tcpAutotuneMemory,
   tcpConnectCloseMemory,
   tapPing,
   afxdpPing,

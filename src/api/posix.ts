@@ -453,12 +453,14 @@ function clampBuf(v: number): number { return Math.min(BUF_MAX, Math.max(BUF_MIN
  */
 function setTcpSendBuf(c: TcpSocket, v: number): void {
   const sb = c.tcb.sndBuf;
+  c.tcb.sndBufMax = 0; // Linux SOCK_SNDBUF_LOCK: a size the application set is not autotuned
   let cap = clampBuf(v);
   if (sb.data.length !== 0 && cap > sb.data.length) cap = sb.data.length;
   sb.capacity = Math.max(cap, sb.length);
 }
 function setTcpRecvBuf(c: TcpSocket, v: number): void {
   const rb = c.tcb.rcvBuf;
+  c.tcb.rcvBufMax = 0; // Linux SOCK_RCVBUF_LOCK
   if (rb.data.length !== 0) return; // data already arrived: out-of-order state lives in the ring
   rb.capacity = clampBuf(v);
 }

@@ -315,7 +315,7 @@ test('SYN cookies when the SYN queue overflows: the final ACK creates the connec
   const c = h.one();
   assert.equal(c.flags, SYN | ACK);
   assert.equal(c.ack, 901);
-  assert.equal(c.wscale, 3); assert.equal(c.sackOk, true); assert.equal(c.mss, 1460);
+  assert.equal(c.wscale, 7); assert.equal(c.sackOk, true); assert.equal(c.mss, 1460);
   assert.equal(h.tcp.activeTcbs, 1, 'no state kept for the cookie SYN');
   assert.equal(h.tcp.counters.synCookiesSent, 1);
   let sock: TcpSocket | null = null;

@@ -27,7 +27,7 @@ test('passive open: SYN-ACK carries MSS, WS, SACK-OK and TS when the SYN offered
   assert.equal(synAck.src, LOCAL); assert.equal(synAck.dst, REMOTE);
   assert.equal(synAck.sport, 80); assert.equal(synAck.dport, 40000);
   assert.equal(synAck.mss, 1460);
-  assert.equal(synAck.wscale, 3, '256 KiB receive buffer needs a shift of 3');
+  assert.equal(synAck.wscale, 7, 'a receive buffer autotuned up to recvbuf_max (6 MiB) needs a shift of 7, as Linux offers');
   assert.equal(synAck.sackOk, true);
   assert.ok(synAck.ts);
   assert.equal(synAck.ts![1], 100, 'TSecr echoes the SYN TSval');
@@ -71,7 +71,7 @@ test('active open: SYN offers MSS, WS, SACK-OK and TS; the ACK completes the han
   assert.equal(syn.dport, 80);
   assert.ok(syn.sport >= 49152);
   assert.equal(syn.mss, 1460);
-  assert.equal(syn.wscale, 3);
+  assert.equal(syn.wscale, 7);
   assert.equal(syn.sackOk, true);
   assert.ok(syn.ts && syn.ts[1] === 0);
   assert.equal(s.state, 'SYN_SENT');

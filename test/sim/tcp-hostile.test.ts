@@ -138,7 +138,7 @@ test('a receiver that stops reading for 10 s: the window closes, probes back off
     a: { faults: { filter: watchA } },
     // A whole number of 1448-byte segments, so the sender can fill the window to exactly zero
     // (with 256 KiB a 56-byte remainder is left, which sender SWS avoidance rightly withholds).
-    b: { faults: { filter: watchB }, sysctl: { 'net.inet.tcp.recvspace': 64 * 1448 } },
+    b: { faults: { filter: watchB }, sysctl: { 'net.inet.tcp.recvspace': 64 * 1448, 'net.inet.tcp.recvbuf_auto': false } },
     conns: [{ up: MIB, down: 0, p: { pauseAtMs: PAUSE_AT, pauseMs: PAUSE } }],
   });
   const res = runScenario(sc, {
@@ -236,7 +236,7 @@ test('a lost window update does not stall a sender facing a window smaller than 
   const sc = customScenario({
     seed: 9007, latencyMs: 1,
     a: { mtu: 576, faults: { filter: dropTenthSegment } },
-    b: { mtu: 576, faults: { filter: dropWindowUpdate }, sysctl: { 'net.inet.tcp.recvspace': 2412 } },
+    b: { mtu: 576, faults: { filter: dropWindowUpdate }, sysctl: { 'net.inet.tcp.recvspace': 2412, 'net.inet.tcp.recvbuf_auto': false } },
     conns: [{ up: 64 * 1024, down: 0 }],
   });
   const res = runScenario(sc, { maxMs: 120_000 });

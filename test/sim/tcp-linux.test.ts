@@ -3,7 +3,8 @@
 // and probes, the user timeout, TS.Recent. Each names the Linux or RFC behaviour it proves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ACK, FIN, PSH, PEER_ISN, RST, TcpHarness, filler, fmt, openActive, peerAckTo } from '../helpers/tcp-harness.js';
+import { ACK, BackToBack, FIN, LOCAL, PSH, PEER_ISN, RST, TcpHarness, filler, fmt, openActive, peerAckTo } from '../helpers/tcp-harness.js';
+import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 
 const P = PEER_ISN;
 
@@ -353,4 +354,41 @@ test('TCP_INFO (Linux struct tcp_info): RTT, cwnd, retransmissions and byte coun
   assert.equal(i.unacked, 2);
   assert.equal(i.sndMss, 1000);
   assert.equal(i.segsOut, 2 + 3 + 1, 'SYN, ACK, three data segments, one retransmission');
+});
+
+/** A 16 MiB bulk transfer over a 40 ms RTT back-to-back wire; returns the virtual time it took and the buffers at the end. */
+function bulkOverLongPath(sysctls: Record<string, number | boolean>): { ms: number; sndCap: number; rcvCap: number; idleSnd: number; idleRcv: number } {
+  const w = new BackToBack({ delayMs: 20 }, 3, sysctls);
+  const l = w.b.listen({ port: 80 });
+  let got = 0;
+  const servers: TcpSocket[] = [];
+  l.onConnection = (s) => { servers.push(s); s.onData = () => { while (s.read()) { /* discard */ } if (s.bytesRead > got) got = s.bytesRead; }; };
+  const total = 16 << 20;
+  const chunk = filler(64 * 1024);
+  let sent = 0;
+  const c = w.a.connect({ raddr: LOCAL, rport: 80 });
+  const pump = () => { while (sent < total) { const n = c.write(sent + chunk.length <= total ? chunk : chunk.subarray(0, total - sent)); sent += n; if (n < chunk.length) break; } };
+  c.onConnect = pump;
+  c.onDrain = pump;
+  // A second, idle connection: a few bytes each way.
+  const idle = w.a.connect({ raddr: LOCAL, rport: 80 });
+  idle.onConnect = () => { idle.write(filler(100)); };
+  const t0 = w.clock.now();
+  assert.ok(w.run(() => got === total, 600_000), `transfer done (${got})`);
+  const ms = w.clock.now() - t0;
+  const bulk = servers.find((s) => s.bytesRead === total)!;
+  const idleServer = servers.find((s) => s !== bulk)!;
+  return { ms, sndCap: c.tcb.sndBuf.capacity, rcvCap: bulk.tcb.rcvBuf.capacity, idleSnd: idle.tcb.sndBuf.capacity, idleRcv: idleServer.tcb.rcvBuf.capacity };
+}
+
+test('buffer autotuning (Linux tcp_rcv_space_adjust / tcp_sndbuf_expand): a long fat path grows both buffers; an idle connection keeps the starting size', () => {
+  const auto = bulkOverLongPath({});
+  const fixed = bulkOverLongPath({ 'net.inet.tcp.sendbuf_auto': false, 'net.inet.tcp.recvbuf_auto': false });
+  assert.ok(auto.rcvCap > 262144 && auto.sndCap > 262144, `buffers grew: send ${auto.sndCap}, receive ${auto.rcvCap}`);
+  assert.ok(auto.rcvCap <= 6291456 && auto.sndCap <= 4194304, 'within recvbuf_max / sendbuf_max');
+  assert.equal(fixed.rcvCap, 262144);
+  assert.equal(auto.idleSnd, 262144, 'the idle connection did not grow');
+  assert.equal(auto.idleRcv, 262144);
+  // 256 KiB per 40 ms round trip is ~52 Mbit/s; the autotuned window is limited by nothing here.
+  assert.ok(auto.ms * 3 < fixed.ms, `autotuned ${auto.ms} ms vs fixed ${fixed.ms} ms for 16 MiB`);
 });

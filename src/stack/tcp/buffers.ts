@@ -32,6 +32,15 @@ export class RingStore {
   }
 }
 
+/** A ring's whole content, from `head` round to just before it, at the start of a new ring of `size` bytes. */
+function relocate(store: RingStore, old: Uint8Array, head: number, size: number): Uint8Array {
+  const b = store.take(size);
+  b.set(old.subarray(head), 0);
+  if (head > 0) b.set(old.subarray(0, head), old.length - head);
+  store.give(old);
+  return b;
+}
+
 /** The send buffer: bytes from SND.UNA's data onwards (acknowledged bytes are dropped). */
 export class SendBuffer {
   data: Uint8Array = EMPTY;
@@ -65,6 +74,15 @@ export class SendBuffer {
     const first = Math.min(n, cap - p);
     dst.set(this.data.subarray(p, p + first), dstOff);
     if (first < n) dst.set(this.data.subarray(0, n - first), dstOff + first);
+  }
+
+  /** Autotuning: a larger capacity; an allocated ring is copied into a larger one, head first. */
+  grow(capacity: number): void {
+    if (capacity <= this.capacity) return;
+    this.capacity = capacity;
+    if (this.data.length === 0) return;
+    this.data = relocate(this.store, this.data, this.head, capacity);
+    this.head = 0;
   }
 
   /** Drops n acknowledged bytes from the front. */
@@ -106,6 +124,18 @@ export class RecvBuffer {
 
   /** Room for new data beyond what the application has not read yet. */
   get space(): number { return this.capacity - this.length; }
+
+  /**
+   * Autotuning: a larger capacity. An allocated ring is copied into a larger one starting at
+   * its head, so in-order bytes and out-of-order ranges keep their offsets from the head.
+   */
+  grow(capacity: number): void {
+    if (capacity <= this.capacity) return;
+    this.capacity = capacity;
+    if (this.data.length === 0) return;
+    this.data = relocate(this.store, this.data, this.head, capacity);
+    this.head = 0;
+  }
 
   /**
    * Stores n bytes for sequence `seq` (already trimmed to [rcvNxt, rcvNxt + space)).

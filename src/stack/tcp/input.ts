@@ -3,10 +3,11 @@
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
 import { armRexmtTimer, retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { rcvAutotune, sndAutotune } from './autotune.js';
 import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
-import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
+import { KeepMode, TcbEvent, TcbStats, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
 
@@ -18,8 +19,8 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   const flags = seg.flags;
   const opts = seg.opts;
   tcb.segsIn++;
-  if (seg.dataLen > 0) tcb.dataSegsIn++;
-  if (flags & TcpFlag.ACK) tcb.lastAckRecvTime = now;
+  if (seg.dataLen > 0) (tcb.stats ??= new TcbStats()).dataSegsIn++;
+  if ((flags & TcpFlag.ACK) && tcb.stats !== null) tcb.stats.lastAckRecvTime = now;
   if (tcb.state === TcpState.SYN_SENT) { synSentInput(tcp, tcb, seg, now); return; }
 
   // TIME_WAIT is handled by timewait.ts: a connection there has no TCB in the table.
@@ -299,10 +300,11 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
     tcb.sndBase = (tcb.sndBase + ackedData) >>> 0;
     tcb.bytesAcked += ackedData;
     // Delivery rate for TCP_INFO: bytes acknowledged over at least one smoothed RTT.
-    if (tcb.rateStart < 0) { tcb.rateStart = now; tcb.rateBase = tcb.bytesAcked - ackedData; }
-    else if (now - tcb.rateStart >= Math.max(1, tcb.rtt.srtt)) {
-      tcb.deliveryRate = Math.round((tcb.bytesAcked - tcb.rateBase) * 1000 / (now - tcb.rateStart));
-      tcb.rateStart = now; tcb.rateBase = tcb.bytesAcked;
+    const st = tcb.stats ??= new TcbStats();
+    if (st.rateStart < 0) { st.rateStart = now; st.rateBase = tcb.bytesAcked - ackedData; }
+    else if (now - st.rateStart >= Math.max(1, tcb.rtt.srtt)) {
+      st.deliveryRate = Math.round((tcb.bytesAcked - st.rateBase) * 1000 / (now - st.rateStart));
+      st.rateStart = now; st.rateBase = tcb.bytesAcked;
     }
     if (tcb.sock && (wasFull || tcb.sock.wantDrain) && !tcb.finQueued) tcp.post(tcb, TcbEvent.Drain);
   }
@@ -358,6 +360,7 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   } else {
     tcb.dupAcks = 0;
     tcb.cc.onAck(acked, now, rttMs, flightBefore);
+    sndAutotune(tcb);
   }
   // RFC 8985 §6.2: what RACK found lost (now, or on an earlier ACK of a recovery that has just
   // ended) is repaired by SACK recovery.
@@ -460,6 +463,7 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
   tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
   tcb.bytesReceived += adv;
   tcp.post(tcb, TcbEvent.Data);
+  rcvAutotune(tcb, now);
   // Linux's tcp_event_data_recv(): the first data of a connection, and data after a silence
   // longer than the RTO (the sender restarts from a small window), enter quick-ACK mode so the
   // peer's slow start is not held back by delayed ACKs; so does a filled hole (the sender is

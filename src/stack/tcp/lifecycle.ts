@@ -18,7 +18,7 @@ export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): vo
   setState(tcb, TcpState.SYN_SENT);
   initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
   tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mtu - 40 ? tcb.userMss : mtu - 40;
-  tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(tcb.rcvBuf.capacity) : 0;
+  tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(Math.max(tcb.rcvBuf.capacity, tcb.rcvBufMax)) : 0;
   tcpOutput(tcp, tcb, now);
 }
 
@@ -54,7 +54,7 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
   if (tcp.tun.rfc1323.value && opts.wscale >= 0 && (!active || tcb.rcvWscale >= 0)) {
     tcb.wsOk = true;
     tcb.sndWscale = opts.wscale;
-    tcb.rcvWscale = active ? tcb.rcvWscale : chooseWscale(tcb.rcvBuf.capacity);
+    tcb.rcvWscale = active ? tcb.rcvWscale : chooseWscale(Math.max(tcb.rcvBuf.capacity, tcb.rcvBufMax));
   } else {
     tcb.wsOk = false; tcb.sndWscale = 0; tcb.rcvWscale = 0;
   }
@@ -65,6 +65,7 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
   // The receive buffer never exceeds what the window field can announce.
   const maxWin = 65535 * (1 << tcb.rcvWscale);
   if (tcb.rcvBuf.capacity > maxWin) tcb.rcvBuf.capacity = maxWin;
+  if (tcb.rcvBufMax > maxWin) tcb.rcvBufMax = maxWin;
 }
 
 /**

@@ -176,7 +176,9 @@ function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   tcp.counters.synCookiesSent++;
   const recvSpace = tcp.tun.recvSpace.value;
   cookieSpec.mss = ourMss;
-  cookieSpec.wscale = wscale >= 0 ? chooseWscale(recvSpace) : -1;
+  // The shift newTcb()'s connection will use: room for the autotuned maximum (applySynOptions()).
+  const rmax = tcp.host.sysctl.get('net.inet.tcp.recvbuf_auto') ? tcp.host.sysctl.int('net.inet.tcp.recvbuf_max') : 0;
+  cookieSpec.wscale = wscale >= 0 ? chooseWscale(Math.max(recvSpace, rmax)) : -1;
   cookieSpec.sackPermitted = sackOk;
   cookieSpec.timestamps = tcp.tun.rfc1323.value && o.timestamps;
   cookieSpec.tsVal = Math.floor(now) >>> 0;

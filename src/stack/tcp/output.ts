@@ -7,7 +7,7 @@ import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOpt
 import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
-import { Tcb, TcpState } from './tcb.js';
+import { Tcb, TcbStats, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 const IPPROTO_TCP = 6;
@@ -424,9 +424,10 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
   if (tcb.inRecovery && len > 0) tcb.prrOut += len; // RFC 6937 prr_out
   tcb.segsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
   if (len > 0) {
-    tcb.dataSegsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
-    tcb.lastDataSentTime = now;
-    if (!syn && seqLt(seq, tcb.sndMax)) { tcb.totalRetrans++; tcb.bytesRetrans += len; } else tcb.bytesSent += len;
+    const st = tcb.stats ??= new TcbStats();
+    st.dataSegsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
+    st.lastDataSentTime = now;
+    if (!syn && seqLt(seq, tcb.sndMax)) { st.totalRetrans++; st.bytesRetrans += len; } else st.bytesSent += len;
   }
   sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tcb.tos);
   if (flags & TcpFlag.ACK) {

@@ -374,9 +374,10 @@ export function rackEnterRecovery(tcp: Tcp, tcb: Tcb, now: number): void {
     tcp.counters.sackRecoveries++;
     tcb.recover = tcb.sndMax;
     tcb.cc.onCongestion(now, seqDiff(tcb.sndMax, tcb.sndUna));
-    prrStart(tcb);
-    prrOnAck(tcb, 0);
   }
+  // PRR runs for every recovery episode (state from an earlier one must not carry over).
+  prrStart(tcb);
+  prrOnAck(tcb, 0);
   // RFC 6675 §5 (4.3): "the TCP MUST retransmit the first data segment presumed dropped" —
   // whatever pipe says; the rest follows by pipe.
   const r = tcb.rack;

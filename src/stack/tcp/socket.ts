@@ -168,6 +168,7 @@ export class TcpSocket {
     const mss = t.maxSeg > 0 ? t.maxSeg : 1;
     const flight = t.flightSize;
     const sb = t.hasScoreboard ? t.scoreboard : null;
+    const st = t.stats;
     const caState = t.rtoRecovery || t.rexmtCount > 0 ? 4 : t.inRecovery ? 3 : t.dupAcks > 0 ? 1 : 0;
     return {
       state: LINUX_STATE[t.liveState]!,
@@ -186,9 +187,9 @@ export class TcpSocket {
       sacked: sb ? Math.ceil(sb.sackedBytes / mss) : 0,
       lost: t.rack ? t.rack.lostCount : 0,
       retrans: t.inRecovery ? Math.ceil(Math.max(0, seqDiff(t.highRxt, t.sndUna)) / mss) : 0,
-      lastDataSent: t.lastDataSentTime > 0 ? Math.round(now - t.lastDataSentTime) : 0,
+      lastDataSent: st && st.lastDataSentTime > 0 ? Math.round(now - st.lastDataSentTime) : 0,
       lastDataRecv: t.lastDataRecvTime >= 0 ? Math.round(now - t.lastDataRecvTime) : 0,
-      lastAckRecv: t.lastAckRecvTime > 0 ? Math.round(now - t.lastAckRecvTime) : 0,
+      lastAckRecv: st && st.lastAckRecvTime > 0 ? Math.round(now - st.lastAckRecvTime) : 0,
       pmtu: t.tcp.host.routeMtu(t.raddr),
       rcvSsthresh: t.rcvBuf.capacity,
       rtt: Math.round(t.rtt.srtt * 1000),
@@ -198,18 +199,18 @@ export class TcpSocket {
       advmss: t.rcvMss,
       reordering: t.rack?.reorderingSeen ? 4 : 3,
       rcvSpace: t.rcvBuf.capacity,
-      totalRetrans: t.totalRetrans,
+      totalRetrans: st ? st.totalRetrans : 0,
       bytesAcked: t.bytesAcked,
       bytesReceived: t.bytesReceived,
       segsOut: t.segsOut,
       segsIn: t.segsIn,
       notsentBytes: t.notSent,
       minRtt: t.rack && t.rack.minRtt !== Infinity ? Math.round(t.rack.minRtt * 1000) : Math.round(t.rtt.srtt * 1000),
-      dataSegsIn: t.dataSegsIn,
-      dataSegsOut: t.dataSegsOut,
-      deliveryRate: t.deliveryRate,
-      bytesSent: t.bytesSent,
-      bytesRetrans: t.bytesRetrans,
+      dataSegsIn: st ? st.dataSegsIn : 0,
+      dataSegsOut: st ? st.dataSegsOut : 0,
+      deliveryRate: st ? st.deliveryRate : 0,
+      bytesSent: st ? st.bytesSent : 0,
+      bytesRetrans: st ? st.bytesRetrans : 0,
       sndWnd: t.sndWnd,
       rcvWnd: Math.max(0, seqDiff(t.rcvAdv, t.rcvNxt)),
     };

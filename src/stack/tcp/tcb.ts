@@ -202,6 +202,9 @@ export class Tcb {
 
   readonly sndBuf: SendBuffer;
   readonly rcvBuf: RecvBuffer;
+  /** Autotuning limits (0: the buffer keeps its size — autotuning off or SO_SNDBUF/SO_RCVBUF set). */
+  sndBufMax = 0;
+  rcvBufMax = 0;
 
   readonly rexmtTimer: Timer;
   readonly persistTimer: Timer;
@@ -226,20 +229,11 @@ export class Tcb {
 
   bytesAcked = 0;
   bytesReceived = 0;
-  // Per-connection statistics for TCP_INFO (Linux's tcp_info names).
+  // Per-connection statistics for TCP_INFO (Linux's tcp_info names); the rest, kept only once
+  // data moves, in `stats`, so an idle connection costs no more than it did without them.
   segsOut = 0;
   segsIn = 0;
-  dataSegsOut = 0;
-  dataSegsIn = 0;
-  totalRetrans = 0;
-  bytesSent = 0;
-  bytesRetrans = 0;
-  lastDataSentTime = 0;
-  lastAckRecvTime = 0;
-  /** Delivery rate (bytes/s) over the last round trip or more, and where that interval began. */
-  deliveryRate = 0;
-  rateStart = -1;
-  rateBase = 0;
+  stats: TcbStats | null = null;
 
   /**
    * Once in TIME_WAIT the TCB is out of the connection table and its resources are freed; the
@@ -296,6 +290,24 @@ export interface TcbTimerHandlers {
   readonly keep: (tcb: Tcb, now: number) => void;
   readonly delack: (tcb: Tcb, now: number) => void;
   readonly reo: (tcb: Tcb, now: number) => void;
+}
+
+/** What a connection that moves data keeps for TCP_INFO and receive autotuning (created at its first data). */
+export class TcbStats {
+  dataSegsOut = 0;
+  dataSegsIn = 0;
+  totalRetrans = 0;
+  bytesSent = 0;
+  bytesRetrans = 0;
+  lastDataSentTime = 0;
+  lastAckRecvTime = 0;
+  /** Delivery rate (bytes/s) over the last round trip or more, and where that interval began. */
+  deliveryRate = 0;
+  rateStart = -1;
+  rateBase = 0;
+  /** Receive autotuning: start of the current measurement (-1: none yet) and bytesReceived then. */
+  rcvSpaceTime = -1;
+  rcvSpaceBase = 0;
 }
 
 /**

@@ -364,6 +364,9 @@ export class Tcp {
     t.keepIntvl = tun.keepIntvl.value;
     t.keepCnt = tun.keepCnt.value;
     t.tsOffset = this.host.random32();
+    // Autotuning may grow a buffer up to its max (never below the starting size).
+    t.sndBufMax = tun.sendBufAuto.value && tun.sendBufMax.value > tun.sendSpace.value ? tun.sendBufMax.value : 0;
+    t.rcvBufMax = tun.recvBufAuto.value && tun.recvBufMax.value > tun.recvSpace.value ? tun.recvBufMax.value : 0;
     return t;
   }
 
