@@ -17,6 +17,7 @@ import { Ipv4, type IpStats, type Ipv4Context } from './ip/ipv4.js';
 import { Ipv6 } from './ip/ipv6.js';
 import type { Reassembler } from './ip/reass.js';
 import { RouteFlags, RouteTable } from './ip/route.js';
+import type { Path } from './ip/path.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
 import { Sysctl } from './sysctl.js';
@@ -188,6 +189,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     const iface = this.interfaces[ifIndex - 1];
     if (!iface || iface.up === up) return;
     iface.up = up;
+    this.routes.touch();
     if (iface.loopback) return;
     if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); }
   }
@@ -199,6 +201,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
     const a = iface.addAddress(c.addr, c.prefixLen);
     if (c.prefixLen < 32) this.routes.add(a.network, c.prefixLen, 0, ifIndex, 0, RouteFlags.Connected);
+    else this.routes.touch();
     this.arp.announce(iface);
   }
 
@@ -210,6 +213,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
     const a = iface.addrs.find((x) => x.addr === c.addr && (c.prefixLen < 0 || x.prefixLen === c.prefixLen));
     if (!a || !iface.removeAddress(a.addr)) return false;
+    this.routes.touch();
     if (a.prefixLen < 32 && !iface.addrs.some((x) => x.network === a.network && x.prefixLen === a.prefixLen)) {
       this.routes.delete(a.network, a.prefixLen, ifIndex);
     }
@@ -222,6 +226,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     if (!iface) throw new Error(`no interface ${ifIndex}`);
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > iface.dev.mtu) throw new Error(`mtu ${mtu} is out of range (576..${iface.dev.mtu}, the device's)`);
     iface.mtu = mtu;
+    this.routes.touch();
   }
 
   /**
@@ -247,8 +252,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
 
   /** Runs due timers and looped-back packets; returns when the stack next needs to run (ms), Infinity when idle. */
   poll(now = this.clock.now()): number {
-    // Application events of the receive burst since the last poll (deferred mode), delivered
-    // once, before timers run — then those of looped-back datagrams.
+    // Events posted outside segment input (an accept() that took queued data) are delivered here.
     this.tcp.dispatch();
     this.ipv4.pollLoopback();
     this.ip6.pollLoopback();
@@ -268,17 +272,12 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /**
    * Deferred output (Tcp.deferOutput): while on, application writes, reads and shutdowns are
    * sent by flushOutput() — the run loop calls it once per iteration — so what one iteration's
-   * callbacks write to a connection leaves together; and the events a receive burst posts are
-   * delivered once, at the next poll(). Turning it off sends and delivers what waits.
+   * callbacks write to a connection leaves together. Turning it off sends what waits.
    */
   setDeferOutput(on: boolean): void {
     this.tcp.setDeferOutput(on);
   }
 
-  /** Delivers the application events posted since the last dispatch (poll() does this too). */
-  dispatch(): void {
-    this.tcp.dispatch();
-  }
 
   /** Sends the deferred TCP output (see setDeferOutput). */
   flushOutput(): void {
@@ -363,13 +362,13 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   isLocalAddress(addr: number): boolean { return this.ipv4.isLocalAddress(addr); }
   isBroadcastAddress(addr: number): boolean { return this.ipv4.isBroadcastAddress(addr); }
   sourceAddress(dst: number): number { return this.ipv4.sourceAddress(dst); }
-  routeMtu(dst: number): number { return this.ipv4.routeMtu(dst); }
-  gsoMaxPayload(dst: number): number { return this.ipv4.gsoMaxPayload(dst); }
-  txCsumOffload(dst: number): boolean { return this.ipv4.txCsumOffload(dst); }
 
-  /** TcpHost's name for ipOutput. */
-  ipv4Output(buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean): boolean {
-    return this.ipv4.ipOutput(buf, src, dst, proto, tos, ttl, df);
+  /** TcpHost: resolves or revalidates a connection's path (see Ipv4.resolvePath). */
+  resolvePath(path: Path, src: number, dst: number): boolean { return this.ipv4.resolvePath(path, src, dst); }
+
+  /** TcpHost: sends an L4 payload along a path. Takes ownership. */
+  pathOutput(path: Path, buf: PacketBuffer, proto: number, tos: number, ttl: number, df: boolean): boolean {
+    return this.ipv4.pathOutput(path, buf, proto, tos, ttl, df);
   }
 
   /** Releases everything the stack holds (held packets, reassembly, loopback queue). */

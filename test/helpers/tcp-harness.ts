@@ -1,7 +1,8 @@
 // packetdrill-style harness for the TCP engine: a fake TcpHost on a virtual clock that records
 // every emitted segment (decoded for field-by-field assertions) and injects crafted segments;
 // plus a back-to-back wire joining two Tcp instances through a lossy fake IP layer.
-import { BufferPool, Csum, type PacketBuffer } from '../../src/base/pktbuf.js';
+import { BufferPool, Csum, Gso, type PacketBuffer } from '../../src/base/pktbuf.js';
+import type { Path } from '../../src/stack/ip/path.js';
 import { finish, pseudoHeaderV4, sum16 } from '../../src/wire/checksum.js';
 import { WireError } from '../../src/wire/errors.js';
 import { TcpFlag, TcpHeader, TcpOptions, parseTcpOptions, tcpFlagsToString, tcpOptionsLength, writeTcpHeader, writeTcpOptions } from '../../src/wire/tcp.js';
@@ -99,10 +100,17 @@ export class FakeHost implements TcpHost {
     if (this.deliver) this.deliver(buf, src, dst); else buf.release();
     return true;
   }
-  routeMtu(): number { return this.mtu; }
-  sourceAddress(): number { return this.addr; }
+  /** Every use re-reads mtu and offload, so a test may change them mid-connection. */
+  resolvePath(path: Path, src: number, dst: number): boolean {
+    path.src = src || this.addr; path.dst = dst; path.nexthop = dst;
+    path.ok = true; path.mtu = this.mtu; path.headerLen = 20; path.txCsum = this.offload;
+    path.gsoMax = 0; path.gsoKind = Gso.None; path.local = false;
+    return true;
+  }
+  pathOutput(path: Path, buf: PacketBuffer, proto: number): boolean {
+    return this.ipv4Output(buf, path.src, path.dst, proto);
+  }
   isLocalAddress(a: number): boolean { return a === this.addr; }
-  txCsumOffload(): boolean { return this.offload; }
 }
 
 export interface InjectSpec {

@@ -88,30 +88,3 @@ test('immediate output (no run loop): the same exchange sends the window update,
   assert.ok(flags.length > 3, `more segments without deferral: ${flags.join(' ')}`);
   assert.ok(flags.includes('FP.:0') || flags.includes('F.:0'), `a FIN of its own: ${flags.join(' ')}`);
 });
-
-test('in deferred mode a burst of segments wakes the application once, at the next poll', () => {
-  const sim = new Simulation({ seed: 'burst-events', latencyMs: 1 });
-  const a = sim.addHost({ name: 'a', addr: '198.18.7.1/24', deferOutput: true });
-  const b = sim.addHost({ name: 'b', addr: '198.18.7.2/24', deferOutput: true });
-  const accepted: TcpSocket[] = [];
-  b.stack.tcp.listen({ port: 80 }).onConnection = (s) => { accepted.push(s); };
-  const c = a.stack.tcp.connect({ raddr: SERVER, rport: 80, noDelay: true });
-  sim.run(50);
-  const server = accepted[0];
-  assert.ok(server, 'connected');
-  // Three segments from a, held on the wire, then handed to b in one burst.
-  const frames: PacketBuffer[] = [];
-  const port = a.port;
-  const tx = port.transmit.bind(port);
-  port.transmit = (buf: PacketBuffer) => { frames.push(buf); };
-  for (let i = 0; i < 3; i++) { c.write(new Uint8Array(100).fill(65 + i)); a.stack.flushOutput(); }
-  port.transmit = tx;
-  assert.equal(frames.length, 3);
-  let wakeups = 0;
-  server.onData = () => { wakeups++; };
-  for (const f of frames) b.stack.input(1, f);
-  assert.equal(wakeups, 0, 'nothing delivered inside input');
-  b.stack.poll();
-  assert.equal(wakeups, 1);
-  assert.equal(server.read()?.length, 300);
-});

@@ -73,7 +73,7 @@ describe('control socket protocol', () => {
     await refused(c.request('ifconfig.set', { port: 'eth9', up: false }), 'ENXIO', /no port 'eth9'/);
     await c.request('ifconfig.set', { port: 'mem0', mtu: 1400, add: '198.18.91.2/24' });
     assert.equal(inst.stack.interfaces[0]!.mtu, 1400);
-    assert.equal(inst.stack.routeMtu(0xc6125b07), 1400, '198.18.91.7 is now on a connected route');
+    assert.equal(inst.stack.interfaceByIndex(inst.stack.routes.lookup(0xc6125b07)!.ifIndex)!.mtu, 1400, '198.18.91.7 is now on a connected route');
     await c.request('ifconfig.set', { port: 'mem0', delete: '198.18.91.2' });
     assert.equal(inst.stack.routes.lookup(0xc6125b07), null);
   });

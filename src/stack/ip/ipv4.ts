@@ -16,6 +16,7 @@ import type { Sysctl, SysctlHandle } from '../sysctl.js';
 import { Icmp, defineIcmpSysctls, type IcmpContext } from './icmp.js';
 import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
 import type { RouteTable } from './route.js';
+import type { Path } from './path.js';
 import { defineIpSysctls, definePortRangeSysctls, type IpTunables } from './tunables.js';
 
 export { defineIpSysctls } from './tunables.js';
@@ -197,7 +198,73 @@ export class Ipv4 implements IcmpContext, ReassContext {
       return false;
     }
     if (src === 0) src = iface.sourceFor(dst);
-    if (buf.csum === Csum.Partial && (!iface.dev.offloads.txCsum || this.isLocalAddress(dst))) completeChecksum(buf);
+    return this.send(iface, nexthop, buf, src, dst, proto, tos, ttl, df, this.isLocalAddress(dst));
+  }
+
+  /**
+   * Resolves `path` towards `dst` from `src` (0: the route's source address), or revalidates it:
+   * when neither routes nor addresses changed and its interface is up, this is one comparison.
+   * Returns false (path left unresolved) when there is no route.
+   */
+  resolvePath(path: Path, src: number, dst: number): boolean {
+    const routes = this.ctx.routes;
+    if (path.generation === routes.generation && path.dst === dst && (src === 0 || src === path.src)) {
+      const i = path.iface;
+      return path.ok && i !== null && i.up;
+    }
+    path.generation = routes.generation;
+    path.dst = dst;
+    path.ok = false;
+    path.iface = null;
+    path.gsoMax = 0;
+    path.gsoKind = Gso.None;
+    path.headerLen = IPV4_HLEN;
+    const ifs = this.ctx.interfaces;
+    const local = this.isLocalAddress(dst);
+    path.local = local;
+    let iface: Interface | undefined;
+    if (local) {
+      iface = ifs.find((i) => i.hasAddress(dst));
+      path.nexthop = dst;
+    } else {
+      // RFC 1122 §3.2.1.3(g): no route to 127/8 outside a host.
+      if ((dst >>> 24) === 127) return false;
+      const r = routes.lookup(dst);
+      if (!r) return false;
+      iface = ifs[r.ifIndex - 1];
+      path.nexthop = r.gateway || dst;
+    }
+    if (!iface || !iface.up) return false;
+    path.src = src !== 0 ? src : local ? dst : iface.sourceFor(path.nexthop);
+    if (path.src === 0) return false;
+    path.iface = iface;
+    path.ok = true;
+    path.mtu = iface.mtu;
+    const o = iface.dev.offloads;
+    path.txCsum = local || o.txCsum;
+    if (!local && o.tso4 && o.txCsum) {
+      path.gsoKind = Gso.Tcp4;
+      // The whole datagram must fit IPv4's 16-bit total length with the largest TCP header.
+      path.gsoMax = 65535 - IPV4_HLEN - 60;
+    }
+    return true;
+  }
+
+  /** Sends an L4 payload along `path` (resolving it again if routes changed). Takes ownership. */
+  pathOutput(path: Path, buf: PacketBuffer, proto: number, tos: number, ttl: number, df: boolean): boolean {
+    this.stats.outRequests++;
+    if (!this.resolvePath(path, path.src, path.dst)) {
+      this.stats.outNoRoute++;
+      buf.release();
+      this.ctx.drop('ip_no_route');
+      return false;
+    }
+    return this.send(path.iface!, path.nexthop, buf, path.src, path.dst, proto, tos, ttl, df, path.local);
+  }
+
+  /** The part of output after routing: checksum completion, GSO check, fragmentation, header, L2. */
+  private send(iface: Interface, nexthop: number, buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean, local: boolean): boolean {
+    if (buf.csum === Csum.Partial && (!iface.dev.offloads.txCsum || local)) completeChecksum(buf);
     const payloadLen = buf.length;
     // A super-segment only goes to a device that segments it (the route may have changed).
     if (buf.gso !== Gso.None && !iface.dev.offloads.tso4) { buf.release(); this.ctx.drop('ip_gso_unsupported'); return false; }
@@ -301,34 +368,6 @@ export class Ipv4 implements IcmpContext, ReassContext {
     if (!r) return 0;
     const iface = ifs[r.ifIndex - 1];
     return iface && iface.up ? iface.sourceFor(r.gateway || dst) : 0;
-  }
-
-  /** IP MTU of the route to `dst`; 0 when there is no route. */
-  routeMtu(dst: number): number {
-    const ifs = this.ctx.interfaces;
-    if (this.isLocalAddress(dst)) return ifs.find((i) => i.hasAddress(dst))?.mtu ?? 0;
-    if ((dst >>> 24) === 127) return 0;
-    const r = this.ctx.routes.lookup(dst);
-    const iface = r ? ifs[r.ifIndex - 1] : undefined;
-    return iface && iface.up ? iface.mtu : 0;
-  }
-
-  /** TSO towards `dst` when its device offloads it (never for local addresses). */
-  gsoMaxPayload(dst: number): number {
-    const r = this.ctx.routes.lookup(dst);
-    const iface = r ? this.ctx.interfaces[r.ifIndex - 1] : undefined;
-    if (!iface || !iface.up) return 0;
-    const o = iface.dev.offloads;
-    if (!o.tso4 || !o.txCsum || this.isLocalAddress(dst)) return 0;
-    // The whole datagram must fit IPv4's 16-bit total length with the largest TCP header.
-    return 65535 - IPV4_HLEN - 60;
-  }
-
-  txCsumOffload(dst: number): boolean {
-    if (this.isLocalAddress(dst)) return true;
-    const r = this.ctx.routes.lookup(dst);
-    const iface = r ? this.ctx.interfaces[r.ifIndex - 1] : undefined;
-    return !!iface && iface.dev.offloads.txCsum;
   }
 
   /** ReassContext: a datagram timed out with its first fragment held: RFC 792 time exceeded, code 1. */

@@ -19,7 +19,11 @@ export class RouteTable {
   private routes: Route[] = [];
   private cacheDst = -1;
   private cacheRoute: Route | null = null;
+  /** Bumped by every change of the table (and of local addresses, via touch()): paths revalidate against it. */
   generation = 0;
+
+  /** Something routing depends on changed outside the table (an address was added): paths resolve again. */
+  touch(): void { this.invalidate(); }
 
   add(dst: number, prefixLen: number, gateway: number, ifIndex: number, metric = 0, flags: number = RouteFlags.Static): Route {
     const mask = prefixMask(prefixLen);

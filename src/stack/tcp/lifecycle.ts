@@ -6,6 +6,16 @@ import { chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
 import { seqDiff, seqGt } from './seq.js';
 import { KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Tcp } from './tcp.js';
+import type { Path } from '../ip/path.js';
+
+/**
+ * The MSS a path allows: its MTU less the IP and TCP headers (RFC 9293 §3.7.1), resolving the
+ * path first; 576-byte datagrams when there is no route (RFC 1122 §3.3.3's minimum).
+ */
+export function pathMss(tcp: Tcp, path: Path, laddr: number, raddr: number): number {
+  if (tcp.host.resolvePath(path, laddr, raddr)) return path.mtu - path.headerLen - 20;
+  return 576 - 40;
+}
 
 /** Moves a connection to `state`: every state change goes through here. */
 export function setState(tcb: Tcb, state: TcpState): void {
@@ -13,11 +23,12 @@ export function setState(tcb: Tcb, state: TcpState): void {
 }
 
 /** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
-export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): void {
+export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1): void {
   const now = tcp.host.clock.now();
   setState(tcb, TcpState.SYN_SENT);
   initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
-  tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mtu - 40 ? tcb.userMss : mtu - 40;
+  const mss = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
+  tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mss ? tcb.userMss : mss;
   tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(Math.max(tcb.rcvBuf.capacity, tcb.rcvBufMax)) : 0;
   tcpOutput(tcp, tcb, now);
 }
@@ -44,8 +55,7 @@ export function initSendSpace(tcb: Tcb, iss: number): void {
  * both sides sent it (RFC 7323 §1.3, RFC 2018 §2); the MSS is clamped to the route.
  */
 export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: boolean, now: number): void {
-  const mtu = tcp.host.routeMtu(tcb.raddr) || 576;
-  const routeMss = mtu - 40;
+  const routeMss = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
   const peerMss = opts.mss >= 0 ? opts.mss : tcp.tun.mssDefault.value;
   // TCP_MAXSEG caps both the MSS we use and the one we announce (Linux: user_mss).
   const cap = tcb.userMss > 0 && tcb.userMss < routeMss ? tcb.userMss : routeMss;

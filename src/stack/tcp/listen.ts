@@ -7,7 +7,7 @@ import { TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
-import { applySynOptions, chooseIsn, freeTcb, initSendSpace, setState } from './lifecycle.js';
+import { applySynOptions, chooseIsn, freeTcb, initSendSpace, pathMss, setState } from './lifecycle.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
@@ -167,8 +167,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
 /** Stateless SYN-ACK whose ISN encodes MSS, window scale and SACK-permitted (RFC 4987 §3.6). */
 function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   const o = seg.opts;
-  const mtu = tcp.host.routeMtu(seg.src) || 576;
-  const ourMss = mtu - 40;
+  const ourMss = pathMss(tcp, tcp.scratchPath, seg.dst, seg.src);
   const peerMss = o.mss >= 0 ? o.mss : tcp.tun.mssDefault.value;
   const wscale = tcp.tun.rfc1323.value ? o.wscale : -1;
   const sackOk = tcp.tun.sackEnable.value && o.sackPermitted;

@@ -99,7 +99,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   const sackRecovery = tcb.inRecovery && tcb.sackOk;
   if (sackRecovery) sackRetransmit(tcp, tcb, now);
   // TCP segmentation offload: several full segments may leave as one super-segment.
-  const gsoMax = tcp.host.gsoMaxPayload === undefined ? 0 : tcp.host.gsoMaxPayload(tcb.raddr);
+  const path = tcb.path;
+  const gsoMax = tcp.host.resolvePath(path, tcb.laddr, tcb.raddr) ? path.gsoMax : 0;
 
   for (;;) {
     const buffered = tcb.sndBuf.length;
@@ -458,8 +459,11 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   writeTcpHeader(d, off, lport, rport, seq, ack, flags, window, hl);
   if (opts && optLen) writeTcpOptions(d, off + 20, opts);
   if (len > 0 && tcb) tcb.sndBuf.copyOut(payloadOff, d, off + hl, len);
-  const ph = pseudoHeaderV4(laddr, raddr, IPPROTO_TCP, total);
-  if (host.txCsumOffload(raddr)) {
+  // A connection's own path, or the scratch one for a reply without a TCB; resolved or revalidated here.
+  const path = tcb !== null ? tcb.path : tcp.scratchPath;
+  host.resolvePath(path, laddr, raddr);
+  const ph = path.pseudoSum(IPPROTO_TCP, total);
+  if (path.txCsum && path.resolved) {
     // The device completes the sum: leave the folded pseudo-header sum in the field.
     const p = fold(ph);
     d[off + 16] = p >>> 8; d[off + 17] = p;
@@ -468,13 +472,13 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
     const c = finish(sum16(d, off, total, ph));
     d[off + 16] = c >>> 8; d[off + 17] = c;
   }
-  if (gsoSize > 0 && len > gsoSize) { buf.gso = Gso.Tcp4; buf.gsoSize = gsoSize; }
+  if (gsoSize > 0 && len > gsoSize) { buf.gso = path.gsoKind; buf.gsoSize = gsoSize; }
   const c = tcp.counters;
   c.sndTotal++;
   if (len > 0) c.sndData++;
   else if (flags & TcpFlag.RST) c.sndRst++;
   else if (!(flags & (TcpFlag.SYN | TcpFlag.FIN))) c.sndAcks++;
-  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, tos, tcp.tun.ttl.value, true)) c.noRoute++;
+  if (!host.pathOutput(path, buf, IPPROTO_TCP, tos, tcp.tun.ttl.value, true)) c.noRoute++;
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */

@@ -190,7 +190,7 @@ export class TcpSocket {
       lastDataSent: st && st.lastDataSentTime > 0 ? Math.round(now - st.lastDataSentTime) : 0,
       lastDataRecv: t.lastDataRecvTime >= 0 ? Math.round(now - t.lastDataRecvTime) : 0,
       lastAckRecv: st && st.lastAckRecvTime > 0 ? Math.round(now - st.lastAckRecvTime) : 0,
-      pmtu: t.tcp.host.routeMtu(t.raddr),
+      pmtu: t.path.mtu,
       rcvSsthresh: t.rcvBuf.capacity,
       rtt: Math.round(t.rtt.srtt * 1000),
       rttvar: Math.round(t.rtt.rttvar * 1000),

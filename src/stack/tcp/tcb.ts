@@ -1,5 +1,6 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
 import { Timer } from '../../base/time.js';
+import { Path } from '../ip/path.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
@@ -35,6 +36,8 @@ export const AF_INET = 4;
 export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
 
 export class Tcb {
+  /** Where this connection's segments go: resolved at SYN sent/received, revalidated per use. */
+  readonly path = new Path();
   /** Written only by setState() (lifecycle.ts). */
   readonly state: TcpState = TcpState.CLOSED;
   readonly family = AF_INET;

@@ -18,6 +18,7 @@ import { sendRst, tcpOutput } from './output.js';
 import { seqInRange } from './seq.js';
 import { EphemeralPorts, TcpBinding, TcpPortTable } from './ports.js';
 import { RttEstimator } from './rtt.js';
+import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
@@ -82,6 +83,8 @@ export class Tcp {
   /** Connections in TIME_WAIT, as compact records (timewait.ts). */
   readonly timeWait: TimeWaitTable;
   readonly hdr = new TcpHeader();
+  /** @internal a path resolved per use: connect()'s check, stateless replies (RST, SYN cookie, TIME_WAIT ACK). */
+  readonly scratchPath = new Path();
   readonly seg = new Segment();
   /** Sockets with events to deliver. */
   private readonly eventQueue: (Tcb | null)[] = [];
@@ -97,12 +100,6 @@ export class Tcp {
    * iteration; without a loop (tests, embedders driving the stack by hand) output is immediate.
    */
   deferOutput = false;
-  /**
-   * Set with deferOutput (the run loop's mode): events that segment input posts wait for
-   * dispatch(), which the Stack runs once per receive burst (at its next poll), so a burst of
-   * segments for one connection wakes its application once.
-   */
-  deferEvents = false;
   private readonly outQueue: Tcb[] = [];
   // Challenge ACK rate limit (RFC 5961 §7): a budget per second for the whole stack.
   private challengeWindowStart = -1;
@@ -245,7 +242,7 @@ export class Tcp {
       }
     }
     buf.release();
-    if (!this.deferEvents) this.dispatch();
+    this.dispatch();
   }
 
   /**
@@ -440,11 +437,10 @@ export class Tcp {
   connect(opts: ConnectOptions): TcpSocket {
     const { raddr, rport } = opts;
     if (!(rport > 0 && rport < 65536)) throw new TcpError('EINVAL', `connect: bad port ${rport}`);
-    const mtu = this.host.routeMtu(raddr);
-    if (mtu === 0) throw new TcpError('ENETUNREACH', 'connect: no route to host');
     const own = opts.binding;
-    const laddr = (own ? own.addr : opts.laddr) || this.host.sourceAddress(raddr);
-    if (laddr === 0) throw new TcpError('ENETUNREACH', 'connect: no source address');
+    const path = this.scratchPath;
+    if (!this.host.resolvePath(path, (own ? own.addr : opts.laddr) || 0, raddr)) throw new TcpError('ENETUNREACH', 'connect: no route to host');
+    const laddr = path.src;
     let lport = (own ? own.port : opts.lport) ?? 0;
     const now = this.timeWait.count > 0 && this.tun.twReuse.value ? this.host.clock.now() : 0;
     if (lport !== 0) {
@@ -481,7 +477,7 @@ export class Tcp {
     if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
-    startConnect(this, tcb, mtu, isnFloor);
+    startConnect(this, tcb, isnFloor);
     this.dispatch();
     return sock;
   }
@@ -536,8 +532,6 @@ export class Tcp {
   /** Output deferred so far goes now, and later output is immediate (the run loop stopped). */
   setDeferOutput(on: boolean): void {
     this.deferOutput = on;
-    this.deferEvents = on;
-    if (!on) this.dispatch();
     if (!on) this.flushOutput();
   }
 
