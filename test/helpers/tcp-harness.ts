@@ -107,8 +107,8 @@ export class FakeHost implements TcpHost {
     path.gsoMax = 0; path.gsoKind = Gso.None; path.local = false;
     return true;
   }
-  pathOutput(path: Path, buf: PacketBuffer, proto: number): boolean {
-    return this.ipv4Output(buf, path.src, path.dst, proto);
+  pathOutput(path: Path, buf: PacketBuffer, proto: number, tos = 0): boolean {
+    return this.ipv4Output(buf, path.src, path.dst, proto, tos);
   }
   isLocalAddress(a: number): boolean { return a === this.addr; }
 }
