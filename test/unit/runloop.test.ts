@@ -1,4 +1,4 @@
-import { test, describe } from 'node:test';
+import { test, describe, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BufferPool, type PacketBuffer } from '../../src/base/pktbuf.js';
@@ -58,8 +58,13 @@ function setup(poll: PollMode, extra: { spinIterations?: number; burst?: number 
   const driver = new FakeDriver();
   const loop = new RunLoop({ stack, poll, ...extra });
   loop.addPort(driver, 3);
+  started.push(loop);
   return { stack, driver, loop };
 }
+
+/** Loops the tests made: stopped after each test, so a failed assertion cannot leave one running (and the file never exit). */
+const started: RunLoop[] = [];
+afterEach(() => { for (const l of started.splice(0)) l.stop(); });
 
 /** Waits (up to 1 s) until `cond` holds; timing tests stay robust on a loaded machine. */
 async function until(cond: () => boolean): Promise<void> {
