@@ -26,8 +26,15 @@ export class Interface {
   up = true;
   mtu: number;
 
-  constructor(readonly index: number, readonly name: string, readonly dev: NetDevice, mtu?: number) {
+  /**
+   * A loopback interface (lo0): every address of its prefixes is local (127.0.0.0/8 as on
+   * FreeBSD and Linux), it has no link layer and no broadcast.
+   */
+  readonly loopback: boolean;
+
+  constructor(readonly index: number, readonly name: string, readonly dev: NetDevice, mtu?: number, loopback = false) {
     this.mtu = Math.min(mtu ?? dev.mtu, dev.mtu);
+    this.loopback = loopback;
   }
 
   get mac(): Uint8Array { return this.dev.mac; }
@@ -51,6 +58,10 @@ export class Interface {
   get primary(): number { return this.addrs[0]?.addr ?? 0; }
 
   hasAddress(addr: number): boolean {
+    if (this.loopback) {
+      for (const a of this.addrs) if (((addr & a.mask) >>> 0) === a.network) return true;
+      return false;
+    }
     for (const a of this.addrs) if (a.addr === addr) return true;
     return false;
   }
@@ -58,6 +69,7 @@ export class Interface {
   /** True for 255.255.255.255 or one of this interface's subnet-directed broadcasts. */
   isBroadcast(addr: number): boolean {
     if (addr === 0xffffffff) return true;
+    if (this.loopback) return false;
     for (const a of this.addrs) if (a.broadcast === addr && a.prefixLen < 31) return true;
     return false;
   }

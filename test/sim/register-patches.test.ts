@@ -35,7 +35,14 @@ let wire: MemoryWire;
 let instA: Instance;
 let instB: Instance;
 const decisions: string[] = [];
-const original = { getpeername: (net.Socket.prototype as unknown as { _getpeername: unknown })._getpeername, connect: net.connect, createServer: net.createServer, listen: net.Server.prototype.listen, agent: http.Agent.prototype.createConnection, tls: tls.connect, createSocket: dgram.createSocket };
+const original = { socketConnect: net.Socket.prototype.connect, getpeername: (net.Socket.prototype as unknown as { _getpeername: unknown })._getpeername, connect: net.connect, createServer: net.createServer, listen: net.Server.prototype.listen, agent: http.Agent.prototype.createConnection, tls: tls.connect, createSocket: dgram.createSocket };
+
+/** A kernel socket as another process of the host would have (Node's own Socket.connect). */
+function kernelConnect(port: number, host: string): net.Socket {
+  const c = new net.Socket();
+  (original.socketConnect as (...a: unknown[]) => net.Socket).call(c, port, host);
+  return c;
+}
 
 /** GET http://host:port/ through a tstack/net socket on stack B; resolves with the body. */
 function getFromB(port: number, host = A): Promise<string> {
@@ -143,14 +150,14 @@ describe('tstack/register patches (memory wire)', () => {
     server.close();
   });
 
-  test('outgoing: a routed destination goes through the stack, loopback through the kernel', async () => {
+  test('outgoing: a routed destination goes through the stack, a loopback port no stack listener owns through the kernel', async () => {
     // The peer on stack B.
     const peer = tnet.createServer({ stack: instB }, (s) => { s.end(`from B to ${s.remoteAddress}`); });
     peer.listen(7001);
     await once(peer, 'listening');
-    // A kernel server on loopback.
+    // A kernel server on loopback (the host's database, say): Node's own listen.
     const kernel = original.createServer((s) => { s.end(`from kernel to ${s.remoteAddress}`); });
-    kernel.listen(0, '127.0.0.1');
+    (original.listen as (...a: unknown[]) => unknown).call(kernel, 0, '127.0.0.1');
     await once(kernel, 'listening');
     const kport = (kernel.address() as net.AddressInfo).port;
 
@@ -232,22 +239,150 @@ describe('tstack/register patches (memory wire)', () => {
     });
     assert.equal(body, 'B over TLS');
     assert.ok(decisions.includes(`tls.connect ${B}:7443 stack`), decisions.join('\n'));
+
+    // pg's way: a net.Socket of its own, connected, then upgraded with tls.connect({ socket }).
+    const viaOwnSocket = await new Promise<string>((resolve, reject) => {
+      const raw = new net.Socket();
+      raw.connect(7443, B);
+      const c = tls.connect({ socket: raw, ca: cert, checkServerIdentity: () => undefined });
+      c.on('secureConnect', () => c.end(`GET / HTTP/1.1\r\nHost: ${B}\r\nConnection: close\r\n\r\n`));
+      let b = '';
+      c.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
+    });
+    assert.match(viaOwnSocket, /B over TLS$/);
+    assert.ok(decisions.includes(`socket.connect ${B}:7443 stack`), decisions.join('\n'));
+
+    // The program's https server from the host's loopback, through the kernel mirror.
+    const fromHost = await new Promise<string>((resolve, reject) => {
+      const c = original.tls({ port, host: '127.0.0.1', ca: cert, checkServerIdentity: () => undefined });
+      c.on('secureConnect', () => c.end(`GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`));
+      let b = '';
+      c.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
+    });
+    assert.match(fromHost, /secure hello ::ffff:127\.0\.0\.1$/);
+
+    // A host name with the program's own lookup (https, wss and undici take one): the stack
+    // dials the address that lookup gives. (A name goes to the stack once the policy routes
+    // names there: "loopback" here, a gateway in a real configuration.)
+    installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'loopback' }) });
+    const looked: string[] = [];
+    try {
+      const viaName = await new Promise<string>((resolve, reject) => {
+        const lookup = (host: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void) => { looked.push(host); cb(null, B, 4); };
+        https.get('https://b.tstack.test:7443/', { ca: cert, checkServerIdentity: () => undefined, lookup } as https.RequestOptions, (res) => {
+          let b = '';
+          res.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      assert.equal(viaName, 'B over TLS');
+      assert.deepEqual(looked, ['b.tstack.test']);
+    } finally {
+      installPatches({
+        stack: instA,
+        policy: new RoutingPolicy(instA.stack, { kernelFallback: 'auto' }),
+        onDecision: (what: string, target: string, where: Placement) => { decisions.push(`${what} ${target} ${where}`); },
+      });
+    }
     bServer.close();
     server.close();
     server.closeAllConnections();
   });
 
-  test('listening on 127.0.0.1 stays on the kernel', async () => {
-    const s = net.createServer((sock) => sock.end('kernel listener'));
+  test('listening on 127.0.0.1 is on the stack\'s lo0, and the host reaches it through the kernel mirror', async () => {
+    const s = net.createServer((sock) => sock.end(`hello ${sock.remoteAddress} on ${sock instanceof tnet.Socket ? 'stack' : 'kernel'}`));
     s.listen(0, '127.0.0.1');
     await once(s, 'listening');
     const port = (s.address() as net.AddressInfo).port;
-    const c = original.connect(port, '127.0.0.1');
-    let b = '';
-    c.setEncoding('utf8').on('data', (d: string) => { b += d; });
-    await once(c, 'end');
-    assert.equal(b, 'kernel listener');
+    assert.deepEqual(s.address(), { address: '127.0.0.1', family: 'IPv4', port });
+    assert.ok(decisions.includes(`listen 127.0.0.1:0 stack`), decisions.join('\n'));
+    const read = (c: net.Socket) => new Promise<string>((resolve) => {
+      let b = '';
+      c.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b));
+    });
+    // Another process of the host (here: a kernel socket) …
+    assert.equal(await read(kernelConnect(port, '127.0.0.1')), 'hello 127.0.0.1 on kernel');
+    // … and the program itself, inside the stack over lo0.
+    const own = net.connect(port, '127.0.0.1');
+    assert.ok(own instanceof tnet.Socket);
+    assert.equal(await read(own), 'hello 127.0.0.1 on stack');
     await new Promise((resolve) => s.close(resolve));
+  });
+
+  test('same-host reach: one server to the program — one listening, connections from both sides, close() closes both', async () => {
+    const seen: string[] = [];
+    let listenings = 0;
+    const s = net.createServer((sock) => { seen.push(sock instanceof tnet.Socket ? 'stack' : 'kernel'); sock.end('x'); });
+    s.on('listening', () => listenings++);
+    s.listen(0);
+    await once(s, 'listening');
+    const { port } = s.address() as net.AddressInfo;
+    assert.deepEqual(s.address(), { address: '::', family: 'IPv6', port });
+    const ended = (c: net.Socket) => new Promise<void>((resolve, reject) => { c.on('error', reject); c.resume().on('end', resolve); });
+    await ended(kernelConnect(port, '127.0.0.1'));
+    await ended(net.connect(port));
+    assert.deepEqual(seen.sort(), ['kernel', 'stack']);
+    let count = -1;
+    s.getConnections((_e, n) => { count = n; });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(count >= 0);
+    const closed = once(s, 'close');
+    s.close();
+    await closed;
+    assert.equal(listenings, 1);
+    assert.equal(s.listening, false);
+    const refused = kernelConnect(port, '127.0.0.1');
+    const [err] = await once(refused, 'error') as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNREFUSED');
+  });
+
+  test('same-host reach: a port the host\'s kernel already holds fails the listen with EADDRINUSE, as Node\'s would', async () => {
+    const holder = original.createServer();
+    (original.listen as (...a: unknown[]) => unknown).call(holder, 0, '127.0.0.1');
+    await once(holder, 'listening');
+    const { port } = holder.address() as net.AddressInfo;
+    const s = net.createServer();
+    s.listen(port);
+    const [err] = await once(s, 'error') as [NodeJS.ErrnoException & { address: string; port: number }];
+    assert.equal(err.code, 'EADDRINUSE');
+    assert.equal(err.syscall, 'listen');
+    assert.equal(err.message, `listen EADDRINUSE: address already in use :::${port}`);
+    assert.equal(err.port, port);
+    assert.equal(s.listening, false);
+    // Nothing of the failed listen stays on the stack: the port is free there once the host's is.
+    await new Promise((resolve) => holder.close(resolve));
+    s.listen(port);
+    await once(s, 'listening');
+    await new Promise((resolve) => s.close(resolve));
+  });
+
+  test('new net.Socket().connect() to a routed destination runs on the stack, as the program\'s own net.Socket', async () => {
+    const peer = tnet.createServer({ stack: instB }, (c) => { c.end(`B sees ${c.remoteAddress}`); });
+    peer.listen(7004);
+    await once(peer, 'listening');
+    const sock = new net.Socket();
+    assert.equal(sock.connect(7004, B), sock);
+    await once(sock, 'connect');
+    assert.ok(sock instanceof net.Socket);
+    assert.equal(sock.remoteAddress, B);
+    assert.equal(sock.remotePort, 7004);
+    assert.equal(sock.localAddress, A);
+    let b = '';
+    sock.setEncoding('utf8').on('data', (d: string) => { b += d; });
+    sock.write('hello');
+    await once(sock, 'end');
+    assert.equal(b, `B sees ::ffff:${A}`);
+    assert.ok(decisions.includes(`socket.connect ${B}:7004 stack`), decisions.join('\n'));
+    await once(sock, 'close');
+    // Refused as Node reports it.
+    const refused = new net.Socket().connect(7999, B);
+    const [err] = await once(refused, 'error') as [NodeJS.ErrnoException & { address: string; port: number }];
+    assert.equal(err.code, 'ECONNREFUSED');
+    assert.equal(err.message, `connect ECONNREFUSED ${B}:7999`);
+    assert.equal(err.address, B);
+    assert.equal(err.port, 7999);
+    // Node's own validation is untouched.
+    assert.throws(() => new net.Socket().connect({ port: -1, host: B }), { code: 'ERR_SOCKET_BAD_PORT' });
+    peer.close();
   });
 
   test('dgram: a bound udp4 socket lives on the stack; one that only sends to loopback on the kernel', async () => {

@@ -16,12 +16,12 @@ function fails(text: string): ConfigError {
 
 describe('config [api]', () => {
   test('defaults to kernel_fallback "auto" with no extra kernel prefixes', () => {
-    assert.deepEqual(parseConfig('', 'api.toml').api, { kernelFallback: 'auto', kernel: [] });
+    assert.deepEqual(parseConfig('', 'api.toml').api, { kernelFallback: 'auto', kernel: [], sameHost: true });
   });
 
   test('reads kernel_fallback and the kernel prefix list', () => {
     const c = parseConfig('[api]\nkernel_fallback = "loopback"\nkernel = ["10.0.0.0/8", "192.0.2.0/24"]\n', 'api.toml');
-    assert.deepEqual(c.api, { kernelFallback: 'loopback', kernel: ['10.0.0.0/8', '192.0.2.0/24'] });
+    assert.deepEqual(c.api, { kernelFallback: 'loopback', kernel: ['10.0.0.0/8', '192.0.2.0/24'], sameHost: true });
     assert.equal(parseConfig('[api]\nkernel_fallback = "never"\n', 'api.toml').api.kernelFallback, 'never');
   });
 
@@ -43,7 +43,12 @@ describe('config [api]', () => {
   });
 
   test('an unknown key in [api] is an error, and [api] is listed among the known tables', () => {
-    assert.match(fails('[api]\nkernel_fallbak = "auto"\n').message, /key 'api\.kernel_fallbak': unknown key \(expected one of kernel_fallback, kernel\)/);
+    assert.match(fails('[api]\nkernel_fallbak = "auto"\n').message, /key 'api\.kernel_fallbak': unknown key \(expected one of kernel_fallback, kernel, same_host\)/);
     assert.match(fails('[apu]\n').message, /expected one of .*\[api\]/);
+  });
+
+  test('same_host turns the kernel-loopback mirror of stack listeners off, and must be a boolean', () => {
+    assert.equal(parseConfig('[api]\nsame_host = false\n', 'api.toml').api.sameHost, false);
+    assert.match(fails('[api]\nsame_host = "no"\n').message, /api\.same_host.*must be true or false/);
   });
 });

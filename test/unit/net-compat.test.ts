@@ -34,6 +34,8 @@ interface Env {
   clientHost: string;
   createServer(opts?: nodeNet.ServerOpts | ((s: Sock) => void), listener?: (s: Sock) => void): Server;
   connect(opts: nodeNet.NetConnectOpts, cb?: () => void): Sock;
+  /** A client on the server's own host (the program reaching itself over loopback). */
+  connectLocal(opts: nodeNet.NetConnectOpts, cb?: () => void): Sock;
 }
 
 type Side = 'c' | 's';
@@ -120,7 +122,29 @@ async function closedPort(env: Env): Promise<number> {
 
 type Scenario = (env: Env, rec: Recorder) => Promise<void>;
 
+/** 127.0.0.1 as a name the Recorder leaves alone (it is the kernel environment's SRV). */
+const lo = (a: string | undefined) => (a === '127.0.0.1' ? 'LOOPBACK' : String(a));
+
 const scenarios: Record<string, Scenario> = {
+  async 'the host reaching itself: a server on 127.0.0.1 and a client to localhost, both ends named 127.0.0.1 (lo0 on tstack)'(env, rec) {
+    const srv = env.createServer((s) => {
+      rec.watch(s, 's', 'conn', { data: 'text' });
+      rec.push('s', `conn remote=${lo(s.remoteAddress)} family=${s.remoteFamily} local=${lo(s.localAddress)}`);
+      s.end('pong');
+    });
+    rec.watchServer(srv);
+    const port = await listening(srv, '127.0.0.1');
+    rec.port(port, 'PORT');
+    const a = srv.address() as nodeNet.AddressInfo;
+    rec.push('s', `address=${lo(a.address)} ${a.family}`);
+    const c = env.connectLocal({ host: 'localhost', port });
+    rec.watch(c, 'c', 'c', { data: 'text' });
+    c.on('connect', () => rec.push('c', `c remote=${lo(c.remoteAddress)}:${c.remotePort} local=${lo(c.localAddress)}`));
+    c.end('ping');
+    await rec.until('c', 'close');
+    await rec.until('s', 'conn close');
+    await new Promise<void>((r) => srv.close(() => r()));
+  },
   async 'connect to a closed port: error connect ECONNREFUSED with address and port, then close(true)'(env, rec) {
     const port = await closedPort(env);
     rec.port(port, 'PORT');
@@ -373,6 +397,7 @@ const kernel: Env = {
   clientHost: '127.0.0.2',
   createServer: (o, l) => typeof o === 'function' ? nodeNet.createServer(o) : nodeNet.createServer(o ?? {}, l),
   connect: (o, cb) => nodeNet.connect({ localAddress: '127.0.0.2', ...o } as nodeNet.NetConnectOpts, cb),
+  connectLocal: (o, cb) => nodeNet.connect(o, cb),
 };
 
 let instC: Instance;
@@ -390,6 +415,7 @@ const tstack: Env = {
     ? tstackNet.createServer({ stack: instS }, o as unknown as (s: tstackNet.Socket) => void)
     : tstackNet.createServer({ ...o, stack: instS }, l as unknown as (s: tstackNet.Socket) => void)) as unknown as Server,
   connect: (o, cb) => tstackNet.connect({ ...o, stack: instC } as tstackNet.TcpSocketConnectOpts, cb) as unknown as Sock,
+  connectLocal: (o, cb) => tstackNet.connect({ ...o, stack: instS } as tstackNet.TcpSocketConnectOpts, cb) as unknown as Sock,
 };
 
 let wire: MemoryWire;
@@ -794,11 +820,22 @@ describe('tstack/net beyond the comparison', () => {
     assert.throws(() => tConnect({ port: 70000 }), { code: 'ERR_SOCKET_BAD_PORT' });
   });
 
-  test('127.0.0.1 is unreachable from a stack without a loopback interface (nothing is sent for it)', async () => {
+  test('127.0.0.1 is the instance\'s lo0: a closed port is refused, a listener on it answers', async () => {
     const c = tConnect({ port: 80, host: '127.0.0.1' });
     const err = await new Promise<NodeJS.ErrnoException>((r) => c.once('error', r));
-    assert.equal(err.code, 'ENETUNREACH');
-    assert.equal(err.message, 'connect ENETUNREACH 127.0.0.1:80');
+    assert.equal(err.code, 'ECONNREFUSED');
+    assert.equal(err.message, 'connect ECONNREFUSED 127.0.0.1:80');
+    const srv = tstackNet.createServer({ stack: instC }, (s) => s.end(`lo0 ${s.remoteAddress}`));
+    srv.listen(0, '127.0.0.1');
+    await new Promise((r) => srv.once('listening', r));
+    const port = srv.address()!.port;
+    const d = tConnect({ port, host: '127.0.0.1' });
+    let b = '';
+    d.setEncoding('utf8').on('data', (x: string) => { b += x; });
+    await new Promise((r) => d.once('end', r));
+    assert.equal(b, 'lo0 127.0.0.1');
+    if (!d.destroyed) await new Promise((r) => d.once('close', r));
+    await new Promise((r) => srv.close(r));
   });
 
   test('handle counts: an open or listening, ref\'d handle holds the stack; unref, destroy and close release it', async () => {

@@ -89,3 +89,50 @@ describe('RoutingPolicy options', () => {
     assert.throws(() => new RoutingPolicy(stack(false), { kernel: ['10.0.0.0'] }), /not an IPv4 prefix/);
   });
 });
+
+describe('RoutingPolicy with lo0 (every instance has it)', () => {
+  function withLoopback(): Stack {
+    const s = stack(true);
+    s.addLoopback();
+    return s;
+  }
+
+  test('listening on loopback binds on the stack\'s lo0; ::1 stays on the kernel until the stack carries IPv6', () => {
+    const p = new RoutingPolicy(withLoopback());
+    for (const h of ['127.0.0.1', '127.0.0.2', 'localhost']) assert.equal(p.listen(h), 'stack', h);
+    assert.equal(p.listen('::1'), 'kernel');
+  });
+
+  test('a loopback port a stack listener owns is reached inside the stack; any other loopback port on the kernel', () => {
+    const s = withLoopback();
+    const p = new RoutingPolicy(s);
+    s.tcp.listen({ addr: 0, port: 8080 });
+    for (const h of ['127.0.0.1', 'localhost', undefined, '::ffff:127.0.0.1']) assert.equal(p.outgoing(h, 8080), 'stack', String(h));
+    assert.equal(p.outgoing('127.0.0.1', '8080'), 'stack');
+    assert.equal(p.outgoing('127.0.0.1', 5432), 'kernel', 'the host\'s database');
+    assert.equal(p.outgoing('127.0.0.1'), 'kernel', 'no port: cannot be the program\'s own listener');
+    assert.equal(p.outgoing('::1', 8080), 'kernel', 'reaches the listener through its kernel mirror');
+  });
+
+  test('UDP to loopback: the stack when a stack socket is bound on the port', () => {
+    const s = withLoopback();
+    const p = new RoutingPolicy(s);
+    const u = s.udp.open();
+    u.bind(0, 5353);
+    assert.equal(p.outgoingUdp('127.0.0.1', 5353), 'stack');
+    assert.equal(p.outgoingUdp('127.0.0.1', 53), 'kernel');
+    u.close();
+    assert.equal(p.outgoingUdp('127.0.0.1', 5353), 'kernel');
+  });
+
+  test('stack listeners are mirrored on the kernel\'s loopback for the host, unless [api] same_host = false', () => {
+    const p = new RoutingPolicy(withLoopback());
+    assert.deepEqual(p.mirrorAddresses(undefined), ['::ffff:127.0.0.1', '::1']);
+    assert.deepEqual(p.mirrorAddresses('::'), ['::ffff:127.0.0.1', '::1']);
+    assert.deepEqual(p.mirrorAddresses('0.0.0.0'), ['127.0.0.1']);
+    assert.deepEqual(p.mirrorAddresses('127.0.0.1'), ['127.0.0.1']);
+    assert.deepEqual(p.mirrorAddresses('localhost'), ['127.0.0.1']);
+    assert.deepEqual(p.mirrorAddresses('198.18.0.2'), [], 'the host reaches the stack\'s own address through the device');
+    assert.deepEqual(new RoutingPolicy(withLoopback(), { sameHost: false }).mirrorAddresses(undefined), []);
+  });
+});

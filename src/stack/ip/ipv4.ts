@@ -2,6 +2,7 @@
 // reassembly, output with route lookup, source selection and fragmentation, loopback to our
 // own addresses, and the link-layer hand-off (broadcast, multicast, ARP). Owns ICMPv4 and the
 // reassembler, which belong to it.
+import { LOOPBACK_ADDR, isLoopbackAddress } from '../loopback.js';
 import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import { completeChecksum } from '../../base/offload.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
@@ -60,6 +61,11 @@ export class Ipv4 implements IcmpContext, ReassContext {
   private readonly ip = new Ipv4View();
   private readonly mcastMac = new Uint8Array([0x01, 0x00, 0x5e, 0, 0, 0]);
   private readonly loopQueue: PacketBuffer[] = [];
+  /**
+   * Admission for datagrams from the wire, after reassembly (the shield): false drops the
+   * datagram, the filter counting why. Loopback traffic is not filtered.
+   */
+  filter: ((ip: Ipv4View, buf: PacketBuffer) => boolean) | null = null;
   private ipId: number;
 
   constructor(private readonly ctx: Ipv4Context) {
@@ -94,8 +100,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
     if (err !== WireError.Ok) { iface.counters.rxErrors++; buf.release(); this.ctx.drop(`ip_${wireErrorName(err)}`); return; }
     this.stats.received++;
     const src = ip.src, dst = ip.dst;
-    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast is martian.
-    if (src === 0xffffffff || isIpv4Multicast(src) || (src >>> 24) === 127) { buf.release(); this.ctx.drop('ip_bad_source'); return; }
+    const martian = this.martianSource(src, dst);
+    if (martian !== null) { buf.release(); this.ctx.drop(martian); return; }
     // RFC 1122 §3.2.1.7: TTL 0 must never be sent; a datagram carrying it is bogus.
     if (ip.ttl === 0) { buf.release(); this.ctx.drop('ip_ttl_zero'); return; }
     buf.start = off;
@@ -105,6 +111,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
     const mcast = isIpv4Multicast(dst);
     if (!bcast && !mcast) {
       if (!this.isLocalAddress(dst)) { buf.release(); this.ctx.drop('ip_not_for_us'); return; }
+      // RFC 1122 §3.2.1.3(g): 127/8 never arrives from a wire, even when lo0 owns it.
+      if (isLoopbackAddress(dst)) { buf.release(); this.ctx.drop('ip_loopback_destination'); return; }
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
       if (l2Bcast) { buf.release(); this.ctx.drop('ip_unicast_in_l2_broadcast'); return; }
     }
@@ -116,7 +124,31 @@ export class Ipv4 implements IcmpContext, ReassContext {
       buf = whole;
       ip.wrap(buf.data, buf.start, buf.length, false);
     }
+    if (this.filter !== null && !this.filter(ip, buf)) { buf.release(); return; }
     this.deliver(ip, buf, bcast || mcast);
+  }
+
+  /**
+   * The drop reason for a source address that cannot come from the wire, or null. RFC 1812
+   * §5.3.7 / RFC 1122 §3.2.1.3: broadcast and multicast sources (a), class E (f), 127/8
+   * "MUST NOT appear outside a host" (g), {0, host} only during initialization — accepted, as
+   * Linux does, only from 0.0.0.0 to the limited broadcast (a DHCP/BOOTP client) — and, like
+   * Linux, one of our own addresses (a packet "from ourselves" off the wire is forged or looped;
+   * our own loopback traffic does not come this way, see pollLoopback).
+   */
+  private martianSource(src: number, dst: number): string | null {
+    const top = src >>> 24;
+    if (top === 0) return src === 0 && dst === 0xffffffff ? null : 'ip_martian_zero_source';
+    if (top === 127) return 'ip_martian_loopback_source';
+    if (top >= 224) {
+      if (src === 0xffffffff) return 'ip_martian_broadcast_source';
+      return top < 240 ? 'ip_martian_multicast_source' : 'ip_martian_class_e_source';
+    }
+    for (const i of this.ctx.interfaces) {
+      if (i.hasAddress(src)) return 'ip_martian_own_source';
+      if (i.isBroadcast(src)) return 'ip_martian_broadcast_source';
+    }
+    return null;
   }
 
   private deliver(ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean): void {
@@ -139,8 +171,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
     this.stats.outRequests++;
     let iface: Interface | undefined;
     let nexthop = dst;
-    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host"; this stack has no loopback
-    // interface, so such a destination has no route (never the default gateway).
+    // RFC 1122 §3.2.1.3(g): 127/8 "MUST NOT appear outside a host": without lo0 such a
+    // destination has no route (never the default gateway); with it, it is local.
     if ((dst >>> 24) === 127 && !this.isLocalAddress(dst)) {
       this.stats.outNoRoute++;
       buf.release();
@@ -256,7 +288,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
   /** The source address towards `dst`; 0 when there is no route. */
   sourceAddress(dst: number): number {
     const ifs = this.ctx.interfaces;
-    if (this.isLocalAddress(dst)) return dst;
+    // To lo0's 127.0.0.5, as on Linux: from 127.0.0.1 (its route's source).
+    if (this.isLocalAddress(dst)) return isLoopbackAddress(dst) ? LOOPBACK_ADDR : dst;
     if ((dst >>> 24) === 127) return 0;
     if (dst === 0xffffffff) return ifs.find((i) => i.up && i.addrs.length)?.primary ?? 0;
     const r = this.ctx.routes.lookup(dst);

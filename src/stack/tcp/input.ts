@@ -76,6 +76,8 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   }
   tcb.lastRecvTime = now;
   tcb.keepProbes = 0;
+  tcb.persistProbes = 0;
+  tcb.softError = '';
 
   // Second: the RST bit (RFC 5961 §3.2).
   if (flags & TcpFlag.RST) {

@@ -5,6 +5,7 @@ import { Csum, Gso } from '../../base/pktbuf.js';
 import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
 import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
 import type { SackScoreboard } from './sack.js';
+import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
 import { Tcb, TcbStats, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -223,15 +224,6 @@ export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
   if (t < lo) t = lo;
   if (t > hi) t = hi;
   tcp.host.wheel.arm(tcb.persistTimer, now + t);
-}
-
-/** RFC 6675 SetPipe(), less what RACK has since found lost (neither it nor its retransmission is in flight). */
-export function sackPipe(tcb: Tcb, sb: SackScoreboard, mss: number): number {
-  const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
-  const r = tcb.rack;
-  if (r === null || r.lostCount === 0) return pipe;
-  const p = pipe - r.lostInPipe(sb, tcb.highRxt, mss);
-  return p > 0 ? p : 0;
 }
 
 /**

@@ -5,7 +5,7 @@
 // ssthresh (PRR-SSRB), at most one segment more than was delivered. RFC 6675's own rule
 // (send while cwnd - pipe >= SMSS, cwnd = ssthresh) instead sends nothing until the pipe has
 // drained below ssthresh, then one segment per ACK: a stall, then a burst.
-import { sackPipe } from './output.js';
+import type { SackScoreboard } from './sack.js';
 import type { Tcb } from './tcb.js';
 
 /** Fast recovery began: RFC 6937 §3 "RecoverFS = snd.nxt - snd.una; prr_delivered = 0; prr_out = 0". */
@@ -46,4 +46,13 @@ export function prrOnAck(tcb: Tcb, delivered: number): void {
   if (sndcnt < mss && tcb.prrOut === 0) sndcnt = mss;
   if (sndcnt < 0) sndcnt = 0;
   tcb.cc.cwnd = pipe + sndcnt;
+}
+
+/** RFC 6675 SetPipe(), less what RACK has since found lost (neither it nor its retransmission is in flight). */
+export function sackPipe(tcb: Tcb, sb: SackScoreboard, mss: number): number {
+  const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
+  const r = tcb.rack;
+  if (r === null || r.lostCount === 0) return pipe;
+  const p = pipe - r.lostInPipe(sb, tcb.highRxt, mss);
+  return p > 0 ? p : 0;
 }

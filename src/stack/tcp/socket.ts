@@ -11,7 +11,7 @@ import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
 
 export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
-  | 'ENETUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
+  | 'ENETUNREACH' | 'EHOSTUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
 
 export class TcpError extends Error {
   constructor(readonly code: TcpErrorCode | string, message?: string) {

@@ -177,7 +177,10 @@ export class Tcb {
   private sb: SackScoreboard | null = null;
   /** RFC 8985 RACK: transmit records and state; created at the first data sent on a SACK connection. */
   rack: Rack | null = null;
+  /** Zero-window probes sent since entering persist (reset when the window opens). */
   persistBackoff = 0;
+  /** Zero-window probes the peer has not answered (reset by every acceptable segment). */
+  persistProbes = 0;
   keepMode: number = KeepMode.None;
   keepProbes = 0;
   lastRecvTime = 0;
@@ -186,6 +189,14 @@ export class Tcb {
   keepIntvl = 0;
   keepCnt = 0;
   keepalive = false;
+  /**
+   * The last soft error (RFC 1122 §4.2.3.9), reported instead of ETIMEDOUT if the connection
+   * times out: 'EHOSTUNREACH' when the neighbour could not be resolved. Cleared by the peer's
+   * next acceptable segment.
+   */
+  softError = '';
+  /** Neighbour resolution failed while the handshake was under way: the timer ends the attempt. */
+  hostUnreach = false;
   /** User timeout (RFC 9293 §3.8.4), ms; 0 = none beyond the retry limit. */
   userTimeout = 0;
 

@@ -167,6 +167,15 @@ export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
 export function onRexmtTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
+  if (tcb.hostUnreach && (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED)) {
+    // The neighbour did not answer ARP: like Linux, a connection being opened ends at once
+    // (connect() fails with EHOSTUNREACH; a half-open passive one is forgotten).
+    tcp.counters.timeoutDrops++;
+    if (tcb.passive) freeTcb(tcp, tcb);
+    else dropConnection(tcp, tcb, 'EHOSTUNREACH');
+    tcp.dispatch();
+    return;
+  }
   // RFC 5482 / RFC 9293 §3.8.4: data unacknowledged for the user timeout ends the connection
   // (Linux measures from the oldest unacknowledged send; rtoDeadline() timed this timer for it).
   if (tcb.userTimeout > 0 && tcb.unaSentAt >= 0 && now - tcb.unaSentAt >= tcb.userTimeout) {
@@ -222,7 +231,7 @@ function giveUp(tcp: Tcp, tcb: Tcb): void {
   if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
   else {
     if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
-    dropConnection(tcp, tcb, 'ETIMEDOUT');
+    dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
   }
   tcp.dispatch();
 }
@@ -235,6 +244,24 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
     if (tcb.firstRexmtTime < 0) tcb.firstRexmtTime = now;
     else if (now - tcb.firstRexmtTime >= tcb.userTimeout) { dropConnection(tcp, tcb, 'ETIMEDOUT'); tcp.dispatch(); return; }
   }
+  // RFC 1122 §4.2.2.17: "As long as the receiving TCP continues to send acknowledgments in
+  // response to the probe segments, the sending TCP MUST allow the connection to stay open."
+  // A peer that stopped answering is gone: after persist_probes unanswered probes or
+  // maxpersistidle without a segment (Linux tcp_retries2, FreeBSD tcp_maxpersistidle) the
+  // connection is dropped and its buffers freed. An orphan (the application closed it) gets
+  // persist_probes in all, answered or not, as Linux's tcp_orphan_retries bounds it: no one
+  // will ever read what a peer that holds its window shut makes it keep.
+  const s = tcp.host.sysctl;
+  const maxProbes = s.int('net.inet.tcp.persist_probes');
+  if (tcb.persistProbes >= maxProbes || now - tcb.lastRecvTime >= s.int('net.inet.tcp.maxpersistidle')
+      || (tcb.userClosed && tcb.persistBackoff >= maxProbes)) {
+    tcp.counters.persistDrops++;
+    sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    dropConnection(tcp, tcb, 'ETIMEDOUT');
+    tcp.dispatch();
+    return;
+  }
+  tcb.persistProbes++;
   // Probe with one byte past the window (RFC 9293 §3.8.6.1 "send at least one octet of new
   // data"); the interval doubles up to persmax.
   tcb.persistBackoff++;
