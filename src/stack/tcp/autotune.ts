@@ -4,10 +4,27 @@
 // to twice what arrived in one round trip, the send buffer to twice cwnd while the buffer, not
 // cwnd, limits the flight — up to the _max sysctl. Buffers never shrink: an idle or slow
 // connection simply never grows (and an idle one has no rings at all, see buffers.ts).
-import { TcbStats, type Tcb } from './tcb.js';
+import type { RecvBuffer, SendBuffer } from './buffers.js';
+import type { CongestionControl } from './congestion/types.js';
+import type { RttEstimator } from './rtt.js';
+import { TcbStats } from './stats.js';
+
+/** What autotuning reads and changes of a TCB (a narrow view: this module stays out of the TCB's import ring). */
+export interface AutotuneTcb {
+  rcvBufMax: number;
+  sndBufMax: number;
+  stats: TcbStats | null;
+  readonly bytesReceived: number;
+  readonly rtt: RttEstimator;
+  readonly rcvMss: number;
+  readonly rcvBuf: RecvBuffer;
+  readonly sndBuf: SendBuffer;
+  readonly cc: CongestionControl;
+  readonly flightSize: number;
+}
 
 /** Receive side, after in-order data arrived: once per round trip, make room for twice that round trip's data. */
-export function rcvAutotune(tcb: Tcb, now: number): void {
+export function rcvAutotune(tcb: AutotuneTcb, now: number): void {
   if (tcb.rcvBufMax === 0) return;
   const st = tcb.stats ??= new TcbStats();
   if (st.rcvSpaceTime < 0) { st.rcvSpaceTime = now; st.rcvSpaceBase = tcb.bytesReceived; return; }
@@ -24,7 +41,7 @@ export function rcvAutotune(tcb: Tcb, now: number): void {
 }
 
 /** Send side, on an ACK: a send buffer smaller than twice cwnd while cwnd is not full grows to that. */
-export function sndAutotune(tcb: Tcb): void {
+export function sndAutotune(tcb: AutotuneTcb): void {
   if (tcb.sndBufMax === 0) return;
   const cwnd = tcb.cc.cwnd;
   // Linux tcp_should_expand_sndbuf(): "if (tcp_packets_in_flight(tp) >= tcp_snd_cwnd(tp)) return false".

@@ -7,7 +7,8 @@ import { rcvAutotune, sndAutotune } from './autotune.js';
 import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
-import { KeepMode, TcbEvent, TcbStats, Tcb, TcpState } from './tcb.js';
+import { TcbStats } from './stats.js';
+import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
 

@@ -7,7 +7,8 @@ import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOpt
 import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
-import { Tcb, TcbStats, TcpState } from './tcb.js';
+import { TcbStats } from './stats.js';
+import { Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 const IPPROTO_TCP = 6;

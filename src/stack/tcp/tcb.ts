@@ -7,6 +7,7 @@ import { RttEstimator } from './rtt.js';
 import type { Rack } from './rack.js';
 import { SackScoreboard } from './sack.js';
 import { seqDiff } from './seq.js';
+import type { TcbStats } from './stats.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
 import type { TcpListener } from './listen.js';
@@ -293,24 +294,6 @@ export interface TcbTimerHandlers {
   readonly keep: (tcb: Tcb, now: number) => void;
   readonly delack: (tcb: Tcb, now: number) => void;
   readonly reo: (tcb: Tcb, now: number) => void;
-}
-
-/** What a connection that moves data keeps for TCP_INFO and receive autotuning (created at its first data). */
-export class TcbStats {
-  dataSegsOut = 0;
-  dataSegsIn = 0;
-  totalRetrans = 0;
-  bytesSent = 0;
-  bytesRetrans = 0;
-  lastDataSentTime = 0;
-  lastAckRecvTime = 0;
-  /** Delivery rate (bytes/s) over the last round trip or more, and where that interval began. */
-  deliveryRate = 0;
-  rateStart = -1;
-  rateBase = 0;
-  /** Receive autotuning: start of the current measurement (-1: none yet) and bytesReceived then. */
-  rcvSpaceTime = -1;
-  rcvSpaceBase = 0;
 }
 
 /**
