@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { hasCommand, isRoot } from '../src/runtime/netns.js';
+import { afxdpPing } from './afxdp-ping.js';
 import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
@@ -26,6 +27,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   tcpBulkMemory,
   tcpConnectCloseMemory,
   tapPing,
+  afxdpPing,
   httpKeepalive,
   httpClose,
 ];

@@ -10,8 +10,7 @@
 // for what differs.
 import { EventEmitter } from 'node:events';
 import { Buffer } from 'node:buffer';
-import { lookup as dnsLookup } from 'node:dns';
-import { isIPv4 } from 'node:net';
+import dns from 'node:dns';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import type { ErrnoCode, NetError } from '../base/errors.js';
 import type { UdpSocket } from '../stack/udp.js';
@@ -147,13 +146,10 @@ export class Socket extends EventEmitter {
     if (type !== null && typeof type === 'object') {
       options = type;
       t = options.type;
-      if (options.recvBufferSize) checkUint32(options.recvBufferSize, 'options.recvBufferSize');
-      if (options.sendBufferSize) checkUint32(options.sendBufferSize, 'options.sendBufferSize');
-      if (options.lookup !== undefined && typeof options.lookup !== 'function') throw invalidArgType('lookup', ['Function'], options.lookup);
     }
+    validateSocketOptions(type);
     if (t === 'udp6') throw unsupportedFamily();
-    if (t !== 'udp4') throw codedError(TypeError, 'ERR_SOCKET_BAD_TYPE', 'Bad socket type specified. Valid types are: udp4, udp6');
-    this.type = t;
+    this.type = t as SocketType;
     this.#ctx = resolveStack(options);
     this.#sock = this.#ctx.stack.udp.open();
     this.#sendBufSize = this.#ctx.stack.sysctl.int('net.inet.udp.recvspace');
@@ -381,6 +377,12 @@ export class Socket extends EventEmitter {
     else this.#doSend(null, '', bufs, dst, 0, cb);
   }
 
+  /** Node's deprecated sendto(): send() with every argument required. */
+  sendto(buffer: string | ArrayBufferView, offset: number, length: number, port: number, address: string, callback?: SendCallback): void {
+    validateSendtoArgs(offset, length, port, address);
+    this.send(buffer, offset, length, port, address, callback);
+  }
+
   #doSend(ex: Error | null, ip: string, list: Buffer[], address: string | undefined, port: number, callback: SendCallback | undefined): void {
     if (ex) {
       if (callback) process.nextTick(callback, ex);
@@ -510,6 +512,23 @@ export class Socket extends EventEmitter {
     try { sock.dropMembership(g); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
   }
 
+  /** Source-specific multicast: Node's argument checks; the engine has no source filters yet. */
+  addSourceSpecificMembership(sourceAddress: string, groupAddress: string, interfaceAddress?: string): void {
+    this.#sourceSpecific('addSourceSpecificMembership', sourceAddress, groupAddress, interfaceAddress);
+  }
+
+  dropSourceSpecificMembership(sourceAddress: string, groupAddress: string, interfaceAddress?: string): void {
+    this.#sourceSpecific('dropSourceSpecificMembership', sourceAddress, groupAddress, interfaceAddress);
+  }
+
+  #sourceSpecific(syscall: string, source: unknown, group: unknown, iface: unknown): void {
+    this.#healthCheck();
+    validateString(source, 'sourceAddress');
+    validateString(group, 'groupAddress');
+    if (parseIpv4(source) === null || parseIpv4(group) === null || (iface !== undefined && parseIpv4(String(iface)) === null)) throw errnoException('EINVAL', syscall);
+    throw codedError(Error, 'ERR_TSTACK_NOT_SUPPORTED', `tstack/dgram: ${syscall} is not supported (the stack has no source-specific multicast filters)`);
+  }
+
   setRecvBufferSize(size: number): void { this.#bufferSize(size, true); }
   setSendBufferSize(size: number): void { this.#bufferSize(size, false); }
   getRecvBufferSize(): number { return this.#bufferSize(0, true); }
@@ -567,12 +586,15 @@ export class Socket extends EventEmitter {
     else this.#ctx.release();
   }
 
-  /** Node's lookup4: '' means 127.0.0.1; literals come back on the next tick, names via dns.lookup. */
+  /**
+   * Node's lookup4: '' means 127.0.0.1, and every address, literals included, goes through the
+   * socket's lookup option or the dns module's lookup as it is now (programs and tests replace
+   * dns.lookup); a literal comes back on a later tick.
+   */
   #lookup(address: string, cb: (err: Error | null, ip: string) => void): void {
     const host = address || '127.0.0.1';
-    if (this.#lookupFn) { this.#lookupFn(host, 4, (err, ip) => cb(err, ip)); return; }
-    if (isIPv4(host)) { process.nextTick(cb, null, host); return; }
-    dnsLookup(host, 4, (err, ip) => cb(err, ip));
+    const lookup = this.#lookupFn ?? (dns.lookup as unknown as LookupFunction);
+    lookup(host, 4, (err, ip) => cb(err, ip));
   }
 
   /**
@@ -631,10 +653,43 @@ function emitMessage(self: Socket, data: Uint8Array, addr: number, port: number)
   self.emit('message', msg, rinfo);
 }
 
+/** Node's validateUint32 (the "Received" part without Node's digit grouping). */
 function checkUint32(v: unknown, name: string): void {
   if (typeof v !== 'number') throw invalidArgType(name, ['number'], v);
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+  if (!Number.isInteger(v)) throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be an integer. Received ${v}`);
+  if (v < 0 || v > 0xffffffff) {
     throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be >= 0 && <= 4294967295. Received ${v}`);
+  }
+}
+
+/** Node's sendto() checks (its only difference from send()). */
+export function validateSendtoArgs(offset: unknown, length: unknown, port: unknown, address: unknown): void {
+  validateNumber(offset, 'offset');
+  validateNumber(length, 'length');
+  validateNumber(port, 'port');
+  validateString(address, 'address');
+}
+
+/**
+ * The argument checks of Node's dgram.createSocket / new dgram.Socket, in its order and with
+ * its errors: buffer sizes, lookup, the socket type, the abort signal. (tstack/register's
+ * udp4 socket runs them before it knows where the socket will live.)
+ */
+export function validateSocketOptions(type: unknown): void {
+  let t = type;
+  let options: Record<string, unknown> | undefined;
+  if (type !== null && typeof type === 'object') {
+    options = type as Record<string, unknown>;
+    t = options['type'];
+    if (options['recvBufferSize']) checkUint32(options['recvBufferSize'], 'options.recvBufferSize');
+    if (options['sendBufferSize']) checkUint32(options['sendBufferSize'], 'options.sendBufferSize');
+    const lookup = options['lookup'];
+    if (lookup !== undefined && typeof lookup !== 'function') throw invalidArgType('lookup', ['function'], lookup);
+  }
+  if (t !== 'udp4' && t !== 'udp6') throw codedError(TypeError, 'ERR_SOCKET_BAD_TYPE', 'Bad socket type specified. Valid types are: udp4, udp6');
+  const signal = options?.['signal'];
+  if (signal !== undefined && (signal === null || typeof signal !== 'object' || !('aborted' in signal))) {
+    throw invalidArgType('options.signal', ['AbortSignal'], signal);
   }
 }
 

@@ -20,6 +20,7 @@
 //   _destroy     -> TcpSocket.close() (FIN, or RST with unread data, as the kernel does), or
 //                   TcpSocket.abort() (RST) for resetAndDestroy().
 import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
 import { Buffer } from 'node:buffer';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
@@ -110,7 +111,7 @@ const READ_CHUNK = 64 * 1024;
 const UV_MESSAGE: Partial<Record<ErrnoCode, string>> = {
   EADDRINUSE: 'address already in use', EADDRNOTAVAIL: 'address not available',
   EAFNOSUPPORT: 'address family not supported', EACCES: 'permission denied', EINVAL: 'invalid argument',
-  ENETUNREACH: 'network is unreachable', EAGAIN: 'resource temporarily unavailable',
+  ENETUNREACH: 'network is unreachable', EHOSTUNREACH: 'host is unreachable', EAGAIN: 'resource temporarily unavailable',
 };
 
 /** An address as Node reports it: IPv4, or IPv4-mapped IPv6 on a dual-stack ("::") server. */
@@ -204,6 +205,7 @@ export class Socket extends Duplex {
   #holding = false;
   #resetAndClosing = false;
   #noDelay: boolean;
+  #notSentLowat = 0;
   #keepAlive: boolean;
   /** Seconds, as Node keeps it. */
   #keepAliveInitialDelay: number;
@@ -268,7 +270,7 @@ export class Socket extends Duplex {
     if (this.write !== Socket.prototype.write) this.write = Socket.prototype.write;
     if (this.destroyed) {
       this.#peer = this.#sock = null;
-      this.#eof = this.#eofPushed = false;
+      this.#eof = this.#eofPushed = this.#eofDue = false;
       (this as unknown as { _undestroy(): void })._undestroy();
     }
     // Resolving the stack is connect()'s "create a handle": a missing default stack is a
@@ -277,8 +279,10 @@ export class Socket extends Duplex {
     this.#unrefTimer();
     this.#hasHandle = true;
     this.connecting = true;
-    this.#updateRef();
+    // As Node: an argument error throws from here with the socket left connecting but idle (no
+    // request was started), so it does not keep the process alive.
     this.#lookupAndConnect(options as unknown as TcpSocketConnectOpts);
+    this.#updateRef();
     return this;
   }
 
@@ -305,7 +309,7 @@ export class Socket extends Duplex {
       });
       return;
     }
-    if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['Function'], options.lookup);
+    if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['function'], options.lookup);
     if (options.family === 6) {
       process.nextTick(() => { if (this.connecting) this.destroy(afNotSupported('connect', host, p)); });
       return;
@@ -374,6 +378,7 @@ export class Socket extends Duplex {
     tcp.onData = this.#onData;
     tcp.onEnd = this.#onEnd;
     tcp.onDrain = this.#onDrain;
+    if (this.#notSentLowat > 0) tcp.setNotSentLowat(this.#notSentLowat);
     tcp.onClose = this.#onClose;
     if (!this.connecting) this.#cacheNames();
   }
@@ -403,6 +408,7 @@ export class Socket extends Duplex {
     this.emit('ready');
     // Start the first read (or get an immediate EOF).
     if (!this.isPaused()) this.read(0);
+    this.#updateRef();
   };
 
   // ---- reading ---------------------------------------------------------------------------
@@ -422,8 +428,19 @@ export class Socket extends Duplex {
       const avail = tcp.readableLength;
       if (avail === 0) {
         if (this.#eof && !this.#eofPushed) {
+          // libuv stops reading after a short read and sees the EOF on its next read, a loop
+          // iteration later: the handlers of the data that came with the FIN (an HTTP server
+          // answering, from a timer or a promise, a request whose client half-closed at once)
+          // run before 'end'. So the EOF goes out a loop iteration later (an immediate, then a
+          // timer: after the handlers' own immediates and zero timers, whatever phase the
+          // engine's event came from), never with the engine's event.
+          if (!this.#eofDue) {
+            this.#eofTimer ??= setImmediate(this.#eofNextTurn);
+            return;
+          }
           this.#eofPushed = true;
           this.#reading = false;
+          this.#updateRef();
           this.push(null);
           this.read(0);
         }
@@ -437,16 +454,31 @@ export class Socket extends Duplex {
       if (!this.push(n === chunk.length ? chunk : chunk.subarray(0, n))) {
         // The stream's buffer is full: leave the rest in the engine, whose window closes.
         this.#reading = false;
+        this.#updateRef();
         return;
       }
     }
   }
+
+  #eofTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | null = null;
+
+  readonly #eofNextTurn = (): void => { this.#eofTimer = setTimeout(this.#deferredEof, 0); };
+
+  /** The EOF's timer has fired: it may be pushed. */
+  #eofDue = false;
+
+  readonly #deferredEof = (): void => {
+    this.#eofTimer = null;
+    this.#eofDue = true;
+    if (this.#reading) this.#pull();
+  };
 
   override _read(_size: number): void {
     if (this.connecting || this.#tcp === null) {
       this.once('connect', () => this._read(_size));
     } else if (!this.#reading) {
       this.#reading = true;
+      this.#updateRef();
       this.#pull();
     }
   }
@@ -487,8 +519,22 @@ export class Socket extends Duplex {
       cb(errnoException(tcpCode(e), 'write'));
       return;
     }
-    if (n === data.length) { cb(); return; }
+    // With TCP_NOTSENT_LOWAT, the write completes (and 'drain' follows) only once the unsent
+    // bytes are below the mark, as a kernel socket's writability would have it.
+    if (n === data.length && (tcp.notSentLowat === 0 || tcp.writable)) { cb(); return; }
+    if (n === data.length) tcp.wantDrain = true;
     this.#pending = { data: data.subarray(n), cb };
+    this.#updateRef();
+  }
+
+  /**
+   * tstack extension (Linux's TCP_NOTSENT_LOWAT, which Node has no call for): writes complete,
+   * and 'drain' comes, only while fewer than `bytes` are queued unsent (0 = no limit).
+   */
+  setNotSentLowat(bytes: number): this {
+    this.#notSentLowat = bytes > 0 ? bytes : 0;
+    this.#tcp?.setNotSentLowat(this.#notSentLowat);
+    return this;
   }
 
   readonly #onDrain = (): void => {
@@ -497,15 +543,17 @@ export class Socket extends Duplex {
     if (p === null || tcp === null) return;
     let n: number;
     try {
-      n = tcp.write(p.data);
+      n = p.data.length === 0 ? 0 : tcp.write(p.data);
     } catch (e) {
       this.#pending = null;
+      this.#updateRef();
       p.cb(errnoException(tcpCode(e), 'write'));
       return;
     }
     this.#unrefTimer();
     if (n < p.data.length) { p.data = p.data.subarray(n); return; }
     this.#pending = null;
+    this.#updateRef();
     p.cb();
   };
 
@@ -540,6 +588,11 @@ export class Socket extends Duplex {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.connecting = false;
     if (this.#timer !== null) { clearTimeout(this.#timer); this.#timer = null; }
+    if (this.#eofTimer !== null) {
+      clearTimeout(this.#eofTimer as ReturnType<typeof setTimeout>);
+      clearImmediate(this.#eofTimer as ReturnType<typeof setImmediate>);
+      this.#eofTimer = null;
+    }
     const tcp = this.#tcp;
     const p = this.#pending;
     this.#pending = null;
@@ -570,6 +623,24 @@ export class Socket extends Duplex {
       server._connections--;
       server._emitCloseIfDrained();
     }
+  }
+
+  /**
+   * Node wraps a stream that is not a kernel net.Socket in a JSStreamSocket to run TLS (or
+   * HTTP/2) over it, and from then on the wrapper owns the stream's lifetime: it ends it
+   * (doShutdown) and destroys it (doClose) when the TLS socket does. Over a kernel socket, the
+   * TLS socket's own allowHalfOpen decides what the peer's FIN does; if this socket ended and
+   * closed itself on that FIN, the TLS socket would close with its data unread (a paused
+   * reader loses the peer's last bytes and 'end'), and a TLS write in between would fail with
+   * "This socket has been ended by the other party". So a wrapped socket is half-open: the
+   * wrapper recognised by its constructor, which pauses the stream before it listens to it.
+   * (A tick later: TLSSocket's constructor copies this socket's allowHalfOpen right after.)
+   */
+  override pause(): this {
+    if (!this.allowHalfOpen && this.listenerCount('data') === 0 && new Error().stack?.includes('node:internal/js_stream_socket')) {
+      process.nextTick(() => { this.allowHalfOpen = true; });
+    }
+    return super.pause();
   }
 
   /** Ends the writable side, then destroys the socket once the data has been handed over. */
@@ -718,9 +789,15 @@ export class Socket extends Duplex {
     return this;
   }
 
-  /** Hold a handle count on the stack exactly while the socket is open (or opening) and ref'd. */
+  /**
+   * Hold a handle count on the stack exactly while libuv's TCP handle would keep the loop
+   * alive: a connect or write request in flight (ref'd or not, as libuv's requests), or the
+   * handle reading and ref'd. A socket that is not reading (paused on connect, its buffer full,
+   * or past the peer's FIN) and has nothing to send lets the process exit, as Node's does.
+   */
   #updateRef(): void {
-    const want = this.#ctx !== null && this.#hasHandle && this.#refd;
+    const want = this.#ctx !== null && this.#hasHandle &&
+      (this.connecting || this.#pending !== null || (this.#refd && this.#reading));
     if (want === this.#holding) return;
     this.#holding = want;
     if (want) this.#ctx!.acquire();
@@ -826,9 +903,9 @@ export class Server extends EventEmitter {
     }
     if (options.path) throw notSupported('listen(path) (Unix domain sockets / pipes)');
     if (!('port' in options) && !('path' in options)) {
-      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${JSON.stringify(options)}`);
+      throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`);
     }
-    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${JSON.stringify(options)}`);
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${inspect(options)}`);
   }
 
   #addAbortSignal(signal: AbortSignal): void {

@@ -452,6 +452,12 @@ class SocketStream extends Duplex {
   unref(): this { this.socket.unref(); return this; }
 }
 
+function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
 /** tls.connect without a `socket` opens a kernel net.Socket: give it a tstack one when routed. */
 function makeTlsConnect(origTls: AnyFn): AnyFn {
   return function connect(this: unknown, ...args: unknown[]) {
@@ -478,6 +484,8 @@ function makeTlsConnect(origTls: AnyFn): AnyFn {
       port: options['port'] as number, host, stack: active.stack,
       ...(options['localAddress'] !== undefined && { localAddress: options['localAddress'] as string }),
       ...(options['timeout'] !== undefined && { timeout: options['timeout'] as number }),
+      // What tls.connect hands to net.connect on Node: a custom lookup dials what it resolves.
+      ...pick(options, ['lookup', 'family', 'hints', 'localPort', 'noDelay', 'keepAlive', 'keepAliveInitialDelay']),
     });
     const tlsOpts: Record<string, unknown> = { ...options, socket: raw, host };
     if (tlsOpts['servername'] === undefined && !net.isIP(host)) tlsOpts['servername'] = host;
@@ -511,12 +519,27 @@ class PolicyUdpSocket extends EventEmitter {
   #refd = true;
   #patch: PatchOptions | null;
 
+  #closed = false;
+
   constructor(type: string | Record<string, unknown>, listener?: Cb) {
     super();
+    // Node's argument errors at once, before the socket has a home.
+    tdgram.validateSocketOptions(type);
     this.#options = typeof type === 'object' && type !== null ? { ...type } : { type };
     this.type = this.#options['type'] as string;
     this.#patch = active;
     if (typeof listener === 'function') this.on('message', listener);
+    // The abort signal closes this socket (wherever it ends up), as Node's does.
+    const signal = this.#options['signal'] as AbortSignal | undefined;
+    delete this.#options['signal'];
+    if (signal !== undefined) {
+      const onAborted = () => { if (!this.#closed) this.close(); };
+      if (signal.aborted) onAborted();
+      else {
+        signal.addEventListener('abort', onAborted, { once: true });
+        this.once('close', () => signal.removeEventListener('abort', onAborted));
+      }
+    }
     if (this.type !== 'udp4' || !this.#patch) this.#choose('kernel');
   }
 
@@ -589,11 +612,18 @@ class PolicyUdpSocket extends EventEmitter {
   close(cb?: () => void): this {
     if (typeof cb === 'function') this.once('close', cb);
     this.#choose('kernel').close();
+    this.#closed = true;
     return this;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#closed) return;
     await new Promise<void>((resolve) => this.close(resolve));
+  }
+
+  sendto(...args: unknown[]): void {
+    tdgram.validateSendtoArgs(args[1], args[2], args[3], args[4]);
+    this.send(...args);
   }
 
   ref(): this { this.#refd = true; this.#inner?.ref(); return this; }
@@ -614,10 +644,17 @@ class PolicyUdpSocket extends EventEmitter {
   setMulticastTTL(ttl: number): number { return this.#bound('setMulticastTTL').setMulticastTTL(ttl); }
   setMulticastLoopback(flag: boolean): boolean { return this.#bound('setMulticastLoopback').setMulticastLoopback(flag); }
   setMulticastInterface(i: string): void { this.#bound('setMulticastInterface').setMulticastInterface(i); }
-  addMembership(g: string, i?: string): void { this.#bound('addMembership').addMembership(g, i); }
-  dropMembership(g: string, i?: string): void { this.#bound('dropMembership').dropMembership(g, i); }
-  addSourceSpecificMembership(...a: unknown[]): void { this.#call('addSourceSpecificMembership', a); }
-  dropSourceSpecificMembership(...a: unknown[]): void { this.#call('dropSourceSpecificMembership', a); }
+  // libuv binds an unbound socket to the any address for these (uv__udp_maybe_deferred_bind).
+  addMembership(g: string, i?: string): void { this.#membership('addMembership', g, i); }
+  dropMembership(g: string, i?: string): void { this.#membership('dropMembership', g, i); }
+
+  #membership(op: 'addMembership' | 'dropMembership', g: string, i?: string): void {
+    if (this.#closed) { (this.#inner as dgram.Socket)[op](g, i); return; }
+    if (!g) throw Object.assign(new TypeError('The "multicastAddress" argument must be specified'), { code: 'ERR_MISSING_ARGS' });
+    this.#innerOrChoose('bind', undefined, 0, 'listen')[op](g, i);
+  }
+  addSourceSpecificMembership(...a: unknown[]): void { this.#call('addSourceSpecificMembership', a, true); }
+  dropSourceSpecificMembership(...a: unknown[]): void { this.#call('dropSourceSpecificMembership', a, true); }
   setRecvBufferSize(n: number): void { this.#bound('setRecvBufferSize').setRecvBufferSize(n); }
   setSendBufferSize(n: number): void { this.#bound('setSendBufferSize').setSendBufferSize(n); }
   getRecvBufferSize(): number { return this.#bound('getRecvBufferSize').getRecvBufferSize(); }
@@ -625,8 +662,8 @@ class PolicyUdpSocket extends EventEmitter {
   getSendQueueSize(): number { return this.#inner ? this.#inner.getSendQueueSize() : 0; }
   getSendQueueCount(): number { return this.#inner ? this.#inner.getSendQueueCount() : 0; }
 
-  #call(name: string, a: unknown[]): unknown {
-    const inner = this.#bound(name) as unknown as Record<string, AnyFn>;
+  #call(name: string, a: unknown[], bindsAny = false): unknown {
+    const inner = (bindsAny && !this.#inner ? this.#innerOrChoose('bind', undefined, 0, 'listen') : this.#bound(name)) as unknown as Record<string, AnyFn>;
     if (typeof inner[name] !== 'function') {
       const e = new Error(`${name} is not supported on a tstack UDP socket`) as Error & { code: string };
       e.code = 'ERR_TSTACK_NOT_SUPPORTED';

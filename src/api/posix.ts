@@ -19,6 +19,7 @@ import { Stack } from '../stack/stack.js';
 import type { TcpSocket } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';
 import { TcpState } from '../stack/tcp/tcb.js';
+import { CC_ALGORITHMS } from '../stack/tcp/congestion/index.js';
 import type { UdpSocket } from '../stack/udp.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { resolveStack, type StackContext, type StackOption } from './runtime.js';
@@ -73,12 +74,25 @@ export const SO_BROADCAST = 6;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_KEEPALIVE = 9;
+export const SO_LINGER = 13;
 export const SO_ACCEPTCONN = 30;
+export const IPPROTO_IPV6 = 41;
 export const TCP_NODELAY = 1;
+export const TCP_MAXSEG = 2;
+export const TCP_CORK = 3;
 export const TCP_KEEPIDLE = 4;
 export const TCP_KEEPINTVL = 5;
 export const TCP_KEEPCNT = 6;
+export const TCP_INFO = 11;
+export const TCP_CONGESTION = 13;
+export const TCP_USER_TIMEOUT = 18;
+export const TCP_NOTSENT_LOWAT = 25;
+export const TCP_INQ = 36;
+export const IP_TOS = 1;
 export const IP_TTL = 2;
+export const IPV6_TCLASS = 67;
+/** Size of Linux's struct tcp_info (6.x), as getsockopt(TCP_INFO) fills it. */
+export const TCP_INFO_SIZE = 248;
 export const SHUT_RD = 0;
 export const SHUT_WR = 1;
 export const SHUT_RDWR = 2;
@@ -97,6 +111,12 @@ export const FD_CLOEXEC = 1;
 export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 export const FIONREAD = 0x541b;
+/** SIOCINQ is FIONREAD on Linux: bytes readable. */
+export const SIOCINQ = FIONREAD;
+/** SIOCOUTQ (TIOCOUTQ): bytes in the send queue, sent or not, not yet acknowledged. */
+export const SIOCOUTQ = 0x5411;
+/** SIOCOUTQNSD: bytes in the send queue never sent. */
+export const SIOCOUTQNSD = 0x894b;
 export const FIONBIO = 0x5421;
 /** Linux's current default for listen() backlogs (net.core.somaxconn). */
 export const SOMAXCONN = 4096;
@@ -234,6 +254,16 @@ class TcpDesc extends SockDesc {
   keepCnt = 0;
   sndBufSize = 0;
   rcvBufSize = 0;
+  cork = false;
+  notsentLowat = 0;
+  userTimeoutMs = 0;
+  maxSeg = 0;
+  tos = 0;
+  congestion = '';
+  /** SO_LINGER: -1 off, else the linger time in seconds (0: close() resets). */
+  linger = -1;
+  /** TCP_INQ: kept and reported (there is no recvmsg() control data to carry it). */
+  inqFlag = false;
 
   /** Listener callback: one established connection taken from the engine's queue. */
   readonly onConnection = (s: TcpSocket): void => {
@@ -308,10 +338,9 @@ class TcpDesc extends SockDesc {
   }
 }
 
-/** sk_stream_is_writeable(): free space at least half of what is queued. */
+/** sk_stream_is_writeable(): free space at least half of what is queued, and TCP_NOTSENT_LOWAT met. */
 function tcpWritable(c: TcpSocket): boolean {
-  const free = c.sendBufferFree;
-  return free > 0 && free * 2 >= c.sendBufferLength;
+  return c.writable;
 }
 
 function inheritOptions(child: TcpDesc, l: TcpDesc): void {
@@ -322,6 +351,14 @@ function inheritOptions(child: TcpDesc, l: TcpDesc): void {
   child.keepCnt = l.keepCnt;
   child.sndBufSize = l.sndBufSize;
   child.rcvBufSize = l.rcvBufSize;
+  child.cork = l.cork;
+  child.notsentLowat = l.notsentLowat;
+  child.userTimeoutMs = l.userTimeoutMs;
+  child.maxSeg = l.maxSeg;
+  child.tos = l.tos;
+  child.congestion = l.congestion;
+  child.linger = l.linger;
+  child.inqFlag = l.inqFlag;
   child.broadcastFlag = l.broadcastFlag;
 }
 
@@ -432,9 +469,54 @@ function applyOptions(d: TcpDesc, c: TcpSocket): void {
   }
   if (d.sndBufSize) setTcpSendBuf(c, d.sndBufSize);
   if (d.rcvBufSize) setTcpRecvBuf(c, d.rcvBufSize);
+  if (d.cork) c.setCork(true);
+  if (d.notsentLowat) c.setNotSentLowat(d.notsentLowat);
+  if (d.userTimeoutMs) c.setUserTimeout(d.userTimeoutMs);
+  if (d.tos) c.setTos(d.tos);
+  if (d.congestion && c.congestionControl !== d.congestion) c.setCongestionControl(d.congestion);
 }
 
+/** Linux's struct tcp_info, little-endian, from the engine's TCP_INFO. Returns the bytes written. */
+function encodeTcpInfo(c: TcpSocket, out: Uint8Array): number {
+  const i = c.info();
+  const b = new Uint8Array(TCP_INFO_SIZE);
+  const v = new DataView(b.buffer);
+  b[0] = i.state; b[1] = i.caState; b[2] = Math.min(255, i.retransmits); b[3] = Math.min(255, i.probes);
+  b[4] = Math.min(255, i.backoff); b[5] = i.options; b[6] = (i.sndWscale & 15) | ((i.rcvWscale & 15) << 4);
+  const u32 = [i.rto, i.ato, i.sndMss, i.rcvMss, i.unacked, i.sacked, i.lost, i.retrans, 0 /* fackets */,
+    i.lastDataSent, 0 /* last_ack_sent: unused by Linux */, i.lastDataRecv, i.lastAckRecv, i.pmtu, i.rcvSsthresh,
+    i.rtt, i.rttvar, i.sndSsthresh, i.sndCwnd, i.advmss, i.reordering, 0 /* rcv_rtt */, i.rcvSpace, i.totalRetrans];
+  for (let k = 0; k < u32.length; k++) v.setUint32(8 + 4 * k, u32[k]! >>> 0, true);
+  // 104 pacing_rate, 112 max_pacing_rate: no pacing (Linux reports ~0U64 for "unlimited").
+  v.setBigUint64(104, 0xffffffffffffffffn, true); v.setBigUint64(112, 0xffffffffffffffffn, true);
+  v.setBigUint64(120, BigInt(i.bytesAcked), true);
+  v.setBigUint64(128, BigInt(i.bytesReceived), true);
+  v.setUint32(136, i.segsOut >>> 0, true); v.setUint32(140, i.segsIn >>> 0, true);
+  v.setUint32(144, i.notsentBytes >>> 0, true); v.setUint32(148, i.minRtt >>> 0, true);
+  v.setUint32(152, i.dataSegsIn >>> 0, true); v.setUint32(156, i.dataSegsOut >>> 0, true);
+  v.setBigUint64(160, BigInt(i.deliveryRate), true);
+  // 168 busy_time, 176 rwnd_limited, 184 sndbuf_limited: not tracked (0); 192 delivered, 196 delivered_ce.
+  v.setUint32(192, Math.ceil(i.bytesAcked / Math.max(1, i.sndMss)) >>> 0, true);
+  v.setBigUint64(200, BigInt(i.bytesSent), true);
+  v.setBigUint64(208, BigInt(i.bytesRetrans), true);
+  // 216 dsack_dups, 220 reord_seen, 224 rcv_ooopack: 0.
+  v.setUint32(228, i.sndWnd >>> 0, true);
+  v.setUint32(232, i.rcvWnd >>> 0, true);
+  const n = Math.min(out.length, TCP_INFO_SIZE);
+  out.set(b.subarray(0, n));
+  return n;
+}
+
+/** A setsockopt() value: an integer (booleans accepted), a string (TCP_CONGESTION), bytes (C structs), or SO_LINGER's pair. */
+export type SockOptValue = number | boolean | string | Uint8Array | { onoff: number; linger: number };
+
 function toInt(v: number | boolean): number { return typeof v === 'boolean' ? (v ? 1 : 0) : v; }
+
+/** A C string from bytes (up to the first NUL). */
+function cString(b: Uint8Array): string {
+  const z = b.indexOf(0);
+  return new TextDecoder().decode(z >= 0 ? b.subarray(0, z) : b);
+}
 
 // ---- the descriptor table -----------------------------------------------------------------
 
@@ -572,8 +654,9 @@ export class Posix {
     const b = Math.max(1, Math.min(SOMAXCONN, Math.trunc(backlog) || 0));
     let l: TcpListener;
     try {
-      l = this.stack.tcp.listen({ addr: d.bindAddr, port: d.bindPort, backlog: b });
+      l = this.stack.tcp.listen({ addr: d.bindAddr, port: d.bindPort, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }) });
     } catch (e) { return -errnoOf(e); }
+    l.tos = d.tos;
     d.backlog = b;
     d.listener = l;
     l.onConnection = d.onConnection;
@@ -649,7 +732,8 @@ export class Posix {
     try {
       c = this.stack.tcp.connect({
         raddr, rport, ...(t.bindAddr !== 0 && { laddr: t.bindAddr }), ...(t.bindPort !== 0 && { lport: t.bindPort }),
-        noDelay: t.noDelay,
+        noDelay: t.noDelay, ...(t.maxSeg > 0 && { mss: t.maxSeg }), ...(t.tos !== 0 && { tos: t.tos }),
+        ...(t.congestion !== '' && { congestionControl: t.congestion }),
       });
     } catch (e) { return -errnoOf(e); }
     t.soError = 0;
@@ -813,13 +897,12 @@ export class Posix {
       return (flags & MSG_TRUNC) !== 0 ? m.data.length : n;
     }
     const t = d as TcpDesc;
-    if ((flags & MSG_PEEK) !== 0) return -EOPNOTSUPP; // the engine's receive buffer has no peek
     const c = t.conn;
     if (t.listener || c === null) return -ENOTCONN;
     if (len === 0) return 0;
     if (t.connecting) return -EAGAIN;
     // Like Linux's tcp_recvmsg, `from` is left alone on a stream socket.
-    const n = c.readInto(buf, 0, len);
+    const n = (flags & MSG_PEEK) !== 0 ? c.peekInto(buf, 0, len) : c.readInto(buf, 0, len);
     if (n > 0) return n;
     if (t.soError) return -t.takeError();
     if (t.shutRd || c.ended || c.closed) return 0;
@@ -856,7 +939,7 @@ export class Posix {
     if (t.connecting) return -EAGAIN;
     if (len === 0) return 0;
     let n: number;
-    try { n = c.write(data); } catch (e) { return -errnoOf(e); }
+    try { n = c.write(data, (flags & MSG_MORE) !== 0); } catch (e) { return -errnoOf(e); }
     return n > 0 ? n : -EAGAIN;
   }
 
@@ -901,7 +984,10 @@ export class Posix {
         for (const child of d.acceptQueue.splice(0)) child.detach()?.abort();
         d.listener = null;
       }
-      d.detach()?.close();
+      // SO_LINGER with a zero time: close() aborts with a RST (Linux's tcp_close()). A positive
+      // time is the graceful close (there is no thread to block).
+      const c = d.detach();
+      if (c && d.linger === 0) c.abort(); else c?.close();
     } else if (d instanceof UdpDesc) {
       d.sock.onReadable = null;
       d.sock.onError = null;
@@ -915,15 +1001,40 @@ export class Posix {
 
   // -- options --
 
-  /** setsockopt(fd, level, name, value) → 0. Values are integers (booleans accepted); times in seconds. */
-  setsockopt(fd: number, level: number, name: number, value: number | boolean): number {
+  /**
+   * setsockopt(fd, level, name, value) → 0. Values are integers (booleans accepted; times in
+   * seconds, TCP_USER_TIMEOUT in ms as Linux), TCP_CONGESTION a name, SO_LINGER { onoff, linger }
+   * or Linux's 8-byte struct linger.
+   */
+  setsockopt(fd: number, level: number, name: number, value: SockOptValue): number {
     const d = this.sock(fd);
     if (typeof d === 'number') return d;
-    const v = toInt(value);
-    if (!Number.isInteger(v)) return -EINVAL;
     const tcp = d instanceof TcpDesc ? d : null;
     const udp = d instanceof UdpDesc ? d : null;
     const c = tcp?.conn ?? null;
+    if (level === IPPROTO_TCP && name === TCP_CONGESTION) {
+      if (!tcp) return -EOPNOTSUPP;
+      const algo = typeof value === 'string' ? value : value instanceof Uint8Array ? cString(value) : null;
+      if (algo === null) return -EINVAL;
+      if (!(CC_ALGORITHMS as readonly string[]).includes(algo)) return -ENOENT;
+      tcp.congestion = algo;
+      if (c) c.setCongestionControl(algo);
+      return 0;
+    }
+    if (level === SOL_SOCKET && name === SO_LINGER) {
+      let onoff: number, secs: number;
+      if (value instanceof Uint8Array) {
+        if (value.length < 8) return -EINVAL;
+        const dv = new DataView(value.buffer, value.byteOffset, 8);
+        onoff = dv.getInt32(0, true); secs = dv.getInt32(4, true);
+      } else if (typeof value === 'object' && value !== null) { onoff = value.onoff; secs = value.linger; } else return -EINVAL;
+      if (!tcp) return 0; // kept without effect on datagram sockets, as Linux
+      tcp.linger = onoff ? Math.max(0, secs | 0) : -1;
+      return 0;
+    }
+    if (typeof value === 'string' || value instanceof Uint8Array || (typeof value === 'object' && value !== null)) return -EINVAL;
+    const v = toInt(value);
+    if (!Number.isInteger(v)) return -EINVAL;
     if (level === SOL_SOCKET) {
       switch (name) {
         case SO_REUSEADDR:
@@ -968,9 +1079,42 @@ export class Posix {
           tcp.keepCnt = v;
           if (c) c.setKeepAlive(c.tcb.keepalive, undefined, undefined, v);
           return 0;
+        case TCP_CORK:
+          tcp.cork = v !== 0;
+          if (c) c.setCork(v !== 0);
+          return 0;
+        case TCP_NOTSENT_LOWAT:
+          // Linux: an unsigned int; 0 and UINT_MAX (-1) both leave the queue unlimited here.
+          tcp.notsentLowat = v > 0 ? v : 0;
+          if (c) c.setNotSentLowat(tcp.notsentLowat);
+          return 0;
+        case TCP_USER_TIMEOUT:
+          if (v < 0) return -EINVAL;
+          tcp.userTimeoutMs = v;
+          if (c) c.setUserTimeout(v);
+          return 0;
+        case TCP_MAXSEG:
+          // Linux do_tcp_setsockopt(): "if (val && (val < TCP_MIN_MSS || val > MAX_TCP_WINDOW)) return -EINVAL";
+          // it shapes the SYN, so it takes effect for connections opened after it.
+          if (v !== 0 && (v < 88 || v > 32767)) return -EINVAL;
+          tcp.maxSeg = v;
+          return 0;
+        case TCP_INQ:
+          tcp.inqFlag = v !== 0;
+          return 0;
         default:
           return -ENOPROTOOPT;
       }
+    }
+    if ((level === IPPROTO_IP && name === IP_TOS) || (level === IPPROTO_IPV6 && name === IPV6_TCLASS)) {
+      if (!tcp) return -ENOPROTOOPT;
+      // Linux: IP_TOS keeps the ECN bits its own; IPV6_TCLASS takes -1 for the default.
+      const tos = (v === -1 ? 0 : v) & 0xfc;
+      if (v < -1 || v > 255) return -EINVAL;
+      tcp.tos = tos;
+      if (c) c.setTos(tos);
+      if (tcp.listener) tcp.listener.tos = tos;
+      return 0;
     }
     if (level === IPPROTO_IP) {
       if (name !== IP_TTL) return -ENOPROTOOPT;
@@ -983,14 +1127,40 @@ export class Posix {
     return -ENOPROTOOPT;
   }
 
-  /** getsockopt(fd, level, name) → the value (>= 0; booleans as 0/1; times in seconds) or -errno. SO_ERROR clears the error. */
-  getsockopt(fd: number, level: number, name: number): number {
+  /**
+   * getsockopt(fd, level, name, out?) → the value (>= 0; booleans as 0/1; times in seconds) or
+   * -errno. SO_ERROR clears the error. Options whose value is a C struct or a string — TCP_INFO
+   * (Linux's struct tcp_info), TCP_CONGESTION (the name, NUL-terminated), SO_LINGER (struct
+   * linger) — are written into `out` and the call returns the bytes written, as optlen.
+   */
+  getsockopt(fd: number, level: number, name: number, out?: Uint8Array): number {
     const d = this.sock(fd);
     if (typeof d === 'number') return d;
     const tcp = d instanceof TcpDesc ? d : null;
     const udp = d instanceof UdpDesc ? d : null;
     const c = tcp?.conn ?? null;
     const sys = this.stack.sysctl;
+    if ((level === IPPROTO_TCP && (name === TCP_INFO || name === TCP_CONGESTION)) || (level === SOL_SOCKET && name === SO_LINGER)) {
+      if (!(out instanceof Uint8Array)) return -EFAULT;
+      if (level === SOL_SOCKET) {
+        if (out.length < 8) return -EINVAL;
+        const dv = new DataView(out.buffer, out.byteOffset, 8);
+        const l = tcp ? tcp.linger : -1;
+        dv.setInt32(0, l >= 0 ? 1 : 0, true); dv.setInt32(4, l >= 0 ? l : 0, true);
+        return 8;
+      }
+      if (!tcp) return -EOPNOTSUPP;
+      if (name === TCP_CONGESTION) {
+        const algo = c ? c.congestionControl : tcp.congestion || sys.str('net.inet.tcp.cc.algorithm');
+        const bytes = new TextEncoder().encode(algo);
+        const n = Math.min(out.length, 16);
+        out.fill(0, 0, n);
+        out.set(bytes.subarray(0, Math.min(bytes.length, n)));
+        return n;
+      }
+      if (!c) { out.fill(0, 0, Math.min(out.length, TCP_INFO_SIZE)); out[0] = tcp.listener ? 10 : 7; return Math.min(out.length, TCP_INFO_SIZE); }
+      return encodeTcpInfo(c, out);
+    }
     if (level === SOL_SOCKET) {
       switch (name) {
         case SO_ERROR: return d.takeError();
@@ -999,12 +1169,17 @@ export class Posix {
         case SO_REUSEADDR: return (udp ? udp.sock.reuseAddr : tcp!.reuseAddr) ? 1 : 0;
         case SO_BROADCAST: return (udp ? udp.sock.broadcast : d.broadcastFlag) ? 1 : 0;
         case SO_KEEPALIVE: return (tcp ? (c ? c.tcb.keepalive : tcp.keepAlive) : d.keepFlag) ? 1 : 0;
+        // Linux doubles a value set with SO_SNDBUF/SO_RCVBUF ("to allow space for bookkeeping
+        // overhead") and reports the doubled value; the engine's buffer holds the value asked for.
         case SO_SNDBUF:
           if (udp) return udp.sndBufSize;
-          return c ? c.tcb.sndBuf.capacity : tcp!.sndBufSize || sys.int('net.inet.tcp.sendspace');
+          if (tcp!.sndBufSize) return 2 * (c ? c.tcb.sndBuf.capacity : tcp!.sndBufSize);
+          return c ? c.tcb.sndBuf.capacity : sys.int('net.inet.tcp.sendspace');
         case SO_RCVBUF:
           if (udp) return udp.sock.recvBufSize;
-          return c ? c.tcb.rcvBuf.capacity : tcp!.rcvBufSize || sys.int('net.inet.tcp.recvspace');
+          if (tcp!.rcvBufSize) return 2 * (c ? c.tcb.rcvBuf.capacity : tcp!.rcvBufSize);
+          return c ? c.tcb.rcvBuf.capacity : sys.int('net.inet.tcp.recvspace');
+        case SO_LINGER: return -EINVAL;
         default: return -ENOPROTOOPT;
       }
     }
@@ -1015,8 +1190,18 @@ export class Posix {
         case TCP_KEEPIDLE: return Math.round((c ? c.tcb.keepIdle : tcp.keepIdleMs || sys.int('net.inet.tcp.keepidle')) / 1000);
         case TCP_KEEPINTVL: return Math.round((c ? c.tcb.keepIntvl : tcp.keepIntvlMs || sys.int('net.inet.tcp.keepintvl')) / 1000);
         case TCP_KEEPCNT: return c ? c.tcb.keepCnt : tcp.keepCnt || sys.int('net.inet.tcp.keepcnt');
+        case TCP_CORK: return (c ? c.cork : tcp.cork) ? 1 : 0;
+        case TCP_NOTSENT_LOWAT: return c ? c.notSentLowat : tcp.notsentLowat;
+        case TCP_USER_TIMEOUT: return c ? c.tcb.userTimeout : tcp.userTimeoutMs;
+        // Linux: the connection's mss_cache once synchronized, else user_mss or TCP_MSS_DEFAULT.
+        case TCP_MAXSEG: return c && c.tcb.synchronized ? c.maxSegment : tcp.maxSeg || 536;
+        case TCP_INQ: return tcp.inqFlag ? 1 : 0;
         default: return -ENOPROTOOPT;
       }
+    }
+    if ((level === IPPROTO_IP && name === IP_TOS) || (level === IPPROTO_IPV6 && name === IPV6_TCLASS)) {
+      if (!tcp) return -ENOPROTOOPT;
+      return c ? c.tos : tcp.tos;
     }
     if (level === IPPROTO_IP && name === IP_TTL) return udp ? udp.sock.ttl : TCP_TTL;
     return -ENOPROTOOPT;
@@ -1040,6 +1225,13 @@ export class Posix {
     const d = this.get(fd);
     if (d === null) return -EBADF;
     if (request === FIONBIO) { d.nonblock = arg !== 0; return 0; }
+    if (request === SIOCOUTQ || request === SIOCOUTQNSD) {
+      if (!(d instanceof TcpDesc)) return d instanceof UdpDesc ? 0 : -EINVAL;
+      if (d.listener) return -EINVAL;
+      const c = d.conn;
+      if (c === null) return 0;
+      return request === SIOCOUTQ ? c.sendBufferLength : c.notSentLength;
+    }
     if (request === FIONREAD) {
       if (d instanceof TcpDesc) return d.listener ? -EINVAL : d.conn ? d.conn.readableLength : 0;
       if (d instanceof UdpDesc) {
@@ -1283,8 +1475,8 @@ export const recvfrom = (fd: number, buf: Uint8Array, len?: number, flags?: numb
 export const sendto = (fd: number, buf: Uint8Array, len?: number, flags?: number, to?: SockAddr | null): number => posix().sendto(fd, buf, len, flags, to);
 export const shutdown = (fd: number, how: number): number => posix().shutdown(fd, how);
 export const close = (fd: number): number => posix().close(fd);
-export const setsockopt = (fd: number, level: number, name: number, value: number | boolean): number => posix().setsockopt(fd, level, name, value);
-export const getsockopt = (fd: number, level: number, name: number): number => posix().getsockopt(fd, level, name);
+export const setsockopt = (fd: number, level: number, name: number, value: SockOptValue): number => posix().setsockopt(fd, level, name, value);
+export const getsockopt = (fd: number, level: number, name: number, out?: Uint8Array): number => posix().getsockopt(fd, level, name, out);
 export const fcntl = (fd: number, cmd: number, arg?: number): number => posix().fcntl(fd, cmd, arg);
 export const ioctl = (fd: number, request: number, arg?: number): number => posix().ioctl(fd, request, arg);
 export const getsockname = (fd: number, out: SockAddr): number => posix().getsockname(fd, out);

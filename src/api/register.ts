@@ -8,6 +8,7 @@
 // again; TSTACK_REGISTER_PID, inherited through the environment, tells a child it is one.
 // TSTACK_DEBUG=1 prints each placement decision on stderr.
 import { isMainThread } from 'node:worker_threads';
+import { dieWithRunParent } from '../runtime/lifetime.js';
 import { getDefaultInstance } from './runtime.js';
 import { installPatches } from './patch-node.js';
 import { RoutingPolicy } from './register-policy.js';
@@ -35,5 +36,6 @@ function start(): void {
 const owner = process.env['TSTACK_REGISTER_PID'];
 if (isMainThread && (owner === undefined || owner === String(process.pid))) {
   process.env['TSTACK_REGISTER_PID'] = String(process.pid);
+  dieWithRunParent();
   start();
 }

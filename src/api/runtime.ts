@@ -11,6 +11,7 @@
 import { Stack } from '../stack/stack.js';
 import { loadConfig } from '../runtime/config.js';
 import { startInstance, type Instance } from '../runtime/instance.js';
+import { startControl, type ControlServer } from '../runtime/control.js';
 import type { RunLoop } from '../runtime/loop.js';
 
 /** What API calls accept as `{ stack }`: a bare Stack (the caller drives it) or an Instance. */
@@ -101,6 +102,14 @@ const contexts = new WeakMap<Stack, StackContext>();
 let defaultInstance: Instance | null = null;
 /** The default instance was started here (so stopping it at exit is ours to do). */
 let defaultOwned = false;
+/** The default instance's control socket, when this module started the instance. */
+let defaultControl: ControlServer | null = null;
+
+function closeDefaultControl(): void {
+  const c = defaultControl;
+  defaultControl = null;
+  c?.close();
+}
 
 function isInstance(x: StackLike): x is Instance {
   return !(x instanceof Stack) && typeof x === 'object' && x !== null && (x as Instance).stack instanceof Stack;
@@ -158,6 +167,8 @@ export function getDefaultInstance(): Instance {
     throw new RuntimeError(`tstack: cannot start the default stack from TSTACK_CONFIG=${file}: ${(e as Error).message}`, { cause: e });
   }
   installDefault(inst, true);
+  // The tools' way in (tstack sysctl, netstat…); it never keeps the program alive.
+  defaultControl = startControl(inst);
   return inst;
 }
 
@@ -169,6 +180,7 @@ export function getDefaultInstance(): Instance {
 export function setDefaultInstance(inst: Instance | null, opts: { stopOnExit?: boolean } = {}): void {
   if (inst === defaultInstance) return;
   if (defaultInstance && defaultOwned) defaultInstance.stop();
+  closeDefaultControl();
   defaultInstance = null;
   defaultOwned = false;
   removeExitHooks();
@@ -188,6 +200,7 @@ export function shutdownDefaultInstance(): void {
   defaultInstance = null;
   defaultOwned = false;
   removeExitHooks();
+  closeDefaultControl();
   if (inst) { try { inst.stop(); } catch { /* exiting anyway */ } }
 }
 

@@ -5,10 +5,22 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as registerUp } from './up.js';
 import { register as registerRun } from './run.js';
+import { register as registerPs } from './ps.js';
+import { register as registerSysctl } from './sysctl.js';
+import { register as registerIfconfig } from './ifconfig.js';
+import { register as registerRoute } from './route.js';
+import { register as registerNetstat } from './netstat.js';
+import { register as registerArp } from './arp.js';
+import { register as registerTop } from './top.js';
+import { register as registerCapture } from './capture.js';
+import { register as registerMetrics } from './metrics.js';
 
-/** Subcommands, in the order `tstack --help` lists them. More (run, sysctl, ifconfig, route,
- * netstat, arp…) slot in here, one file each. */
-const COMMANDS: ((program: Command) => void)[] = [registerUp, registerRun];
+/** Subcommands, in the order `tstack --help` lists them; the operator tools talk to a running
+ * instance over its control socket (src/cli/client.ts, docs/tools.md). */
+const COMMANDS: ((program: Command) => void)[] = [
+  registerUp, registerRun, registerPs, registerSysctl, registerIfconfig, registerRoute, registerNetstat, registerArp,
+  registerTop, registerCapture, registerMetrics,
+];
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

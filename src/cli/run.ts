@@ -58,7 +58,8 @@ export async function run(app: string, args: string[], opts: RunOptions): Promis
     return 1;
   }
 
-  const env: NodeJS.ProcessEnv = { ...process.env, TSTACK_CONFIG: configPath };
+  // TSTACK_RUN_PID: the program arms a parent-death signal so that it dies with us (register.ts).
+  const env: NodeJS.ProcessEnv = { ...process.env, TSTACK_CONFIG: configPath, TSTACK_RUN_PID: String(process.pid) };
   // Set by register.ts for the processes a registered program starts; this one is a new program.
   delete env['TSTACK_REGISTER_PID'];
   const child = spawn(process.execPath, [

@@ -1,9 +1,11 @@
-// `tstack up --config FILE`: runs the stack with no application. It answers ARP, ping, and
-// UDP to closed ports (ICMP port unreachable) until SIGINT/SIGTERM, then removes its devices.
+// `tstack up --config FILE`: runs the stack with no application. It answers ARP, ping (and
+// ping6 on ports with IPv6), and UDP to closed ports (ICMP port unreachable) until
+// SIGINT/SIGTERM, then removes its devices.
 import type { Command } from 'commander';
 import { formatMac } from '../wire/addr.js';
 import { ConfigError, loadConfig, type TstackConfig } from '../runtime/config.js';
 import { startInstance, type Instance } from '../runtime/instance.js';
+import { startControl } from '../runtime/control.js';
 
 export interface UpOptions { config: string; verbose?: boolean }
 
@@ -46,17 +48,21 @@ export function up(opts: UpOptions): void {
   for (const p of instance.ports) {
     const c = p.config;
     const addrs = [c.addr ?? 'no IPv4 address', c.addr6].filter(Boolean).join(' ');
-    const extra = [c.gateway && `gw ${c.gateway}`, c.netns && `netns ${c.netns}`, c.pcap && `pcap ${c.pcap}`].filter(Boolean).join(', ');
+    const extra = [c.gateway && `gw ${c.gateway}`, c.gateway6 && `gw6 ${c.gateway6}`, c.slaac && 'slaac', c.netns && `netns ${c.netns}`, c.pcap && `pcap ${c.pcap}`].filter(Boolean).join(', ');
     process.stdout.write(`${c.ifname}  ${c.driver}  ${formatMac(p.driver.mac)}  ${addrs}${extra ? `  (${extra})` : ''}\n`);
   }
   if (verbose) for (const s of config.sysctl) process.stdout.write(`sysctl ${s.name} = ${String(s.value)}\n`);
   process.stdout.write(`tstack: up, ${instance.ports.length} port${instance.ports.length === 1 ? '' : 's'}, poll ${config.stack.poll}, pid ${process.pid}; SIGINT or SIGTERM stops it\n`);
+
+  const control = startControl(instance);
+  void control?.ready.then((path) => { if (path && verbose) process.stdout.write(`tstack: control socket ${path}\n`); });
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
     let code = 0;
+    control?.close();
     try {
       instance.stop();
     } catch (e) {

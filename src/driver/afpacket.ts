@@ -23,6 +23,7 @@ import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { inNetns, run as sh } from './sys/netns.js';
+import { checkNetns, claimDeviceNames, deleteOwnDevice, markDevice, ownerTag } from './ownership.js';
 
 // <linux/if_ether.h>, <linux/if_packet.h>
 const ETH_P_ALL = 0x0003;
@@ -193,13 +194,17 @@ export class AfPacketDriver implements Driver {
     const rxBlocks = blocks(opts.rxFrames, rxGeo === SMALL ? 2048 : 256, rxGeo, 'rxFrames');
     const txBlocks = blocks(opts.txFrames, 256, LARGE, 'txFrames');
 
+    checkNetns(opts.netns);
     const at = opts.netns !== undefined ? ['-n', opts.netns] : [];
     const kernelEnd = createVeth ? kernelEndName(name) : null;
     let fd = -1;
     let ring: libc.Mapping | null = null;
     try {
       if (kernelEnd !== null) {
+        // Only a dead tstack's leftover is replaced; anyone else's device is refused untouched.
+        claimDeviceNames([name, kernelEnd], opts.netns);
         sh('ip', [...at, 'link', 'add', name, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', kernelEnd, 'mtu', String(mtu)]);
+        markDevice(name, opts.netns);
         // Our end carries only the stack's traffic: no IPv6 (no router solicitations, no NDP)
         // and no ARP from this namespace's kernel. Set before up, so nothing leaves first.
         const key = `net/ipv6/conf/${name}/disable_ipv6=1`;
@@ -208,7 +213,7 @@ export class AfPacketDriver implements Driver {
         sh('ip', [...at, 'link', 'set', 'dev', name, 'arp', 'off', 'up']);
         // Its TCP's super-frames must fit our receive slots (see SMALL).
         if (rxGeo === SMALL) sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'gso_max_size', String(SMALL_GSO_MAX)]);
-        sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'up']);
+        sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'alias', ownerTag(), 'up']);
         if (opts.hostAddr) sh('ip', [...at, 'addr', 'add', opts.hostAddr, 'dev', kernelEnd]);
         if (opts.hostAddr6) sh('ip', [...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', kernelEnd, 'nodad']);
       }
@@ -219,7 +224,10 @@ export class AfPacketDriver implements Driver {
         if (s < 0) throw new libc.SysError('socket(AF_PACKET)', libc.errno());
         try {
           const ifindex = libc.ifNameToIndex(name);
-          if (ifindex === 0) throw new libc.SysError(`if_nametoindex(${name})`, libc.errno());
+          if (ifindex === 0) {
+            throw new Error(`AfPacketDriver: there is no interface ${name}${opts.netns !== undefined ? ` in network namespace ${opts.netns}` : ''}`
+              + ' (without host_addr the driver attaches to an existing interface; with it, it creates a veth pair)');
+          }
           setup(s, ifindex, rxGeo, rxBlocks, txBlocks);
           return s;
         } catch (e) {
@@ -232,7 +240,8 @@ export class AfPacketDriver implements Driver {
     } catch (e) {
       if (ring) libc.munmap(ring);
       if (fd >= 0) libc.close(fd);
-      if (kernelEnd !== null) { try { sh('ip', [...at, 'link', 'del', 'dev', name]); } catch { /* never created */ } }
+      // Deletes the pair only if this run created it (it carries our mark).
+      if (kernelEnd !== null) deleteOwnDevice(name, opts.netns);
       throw e;
     }
   }
@@ -377,8 +386,8 @@ export class AfPacketDriver implements Driver {
     this.fd = -1;
     if (this.ring) { libc.munmap(this.ring); this.ring = null; }
     if (this.kernelEnd !== null) {
-      // Deleting one end of a veth pair deletes both.
-      try { sh('ip', [...(this.netns !== undefined ? ['-n', this.netns] : []), 'link', 'del', 'dev', this.name]); } catch { /* namespace already gone */ }
+      // Deleting one end of a veth pair deletes both; only while it is still ours.
+      deleteOwnDevice(this.name, this.netns);
     }
   }
 }

@@ -14,6 +14,9 @@ import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { run } from './sys/netns.js';
 import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './vnet.js';
+import { claimDeviceNames, ownerTag } from './ownership.js';
+
+const EACCES = 13;
 
 // <linux/if_tun.h>
 const TUNSETIFF = 0x400454ca;
@@ -145,15 +148,31 @@ export class TapDriver implements Driver {
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535 - L2_OVERHEAD) throw new Error(`TapDriver: invalid mtu ${mtu}`);
     if (opts.mac && opts.mac.length !== 6) throw new Error('TapDriver: mac must be 6 bytes');
 
+    // The device is created in this namespace, then moved to netns: the name must be free (or
+    // a dead tstack's leftover) in both. TUNSETIFF would otherwise attach to someone's
+    // persistent TAP, or fail with a bare EBUSY / EINVAL.
+    if (opts.netns !== undefined) claimDeviceNames([name], opts.netns);
+    claimDeviceNames([name]);
     const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
-    if (fd < 0) throw new libc.SysError('open(/dev/net/tun)', libc.errno());
+    if (fd < 0) {
+      const e = libc.errno();
+      if (e === libc.ENOENT) throw new Error('TapDriver: /dev/net/tun does not exist (load the tun module: modprobe tun)');
+      if (e === libc.EPERM || e === EACCES) throw new Error('TapDriver: opening /dev/net/tun needs root (CAP_NET_ADMIN)');
+      throw new libc.SysError('open(/dev/net/tun)', e);
+    }
     let drv: TapDriver | null = null;
     try {
       const ifr = new Uint8Array(IFREQ_SIZE);
       new TextEncoder().encodeInto(name, ifr.subarray(0, IFNAMSIZ - 1));
       const flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
       ifr[16] = flags & 0xff; ifr[17] = flags >> 8;
-      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) throw new libc.SysError('ioctl(TUNSETIFF)', libc.errno());
+      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+        const e = libc.errno();
+        if (e === libc.EPERM) throw new Error(`TapDriver: creating ${name} needs root (CAP_NET_ADMIN)`);
+        if (e === libc.EBUSY) throw new Error(`TapDriver: ${name} is in use by another process`);
+        if (e === libc.EINVAL) throw new Error(`TapDriver: ${name} exists and is not a TAP device tstack can use`);
+        throw new libc.SysError('ioctl(TUNSETIFF)', e);
+      }
       const hdrSz = new Uint8Array(4);
       new DataView(hdrSz.buffer).setInt32(0, VNET_HDR_LEN, true);
       if (libc.ioctlPtr(fd, TUNSETVNETHDRSZ, hdrSz) < 0) throw new libc.SysError('ioctl(TUNSETVNETHDRSZ)', libc.errno());
@@ -167,7 +186,7 @@ export class TapDriver implements Driver {
       // frames by default: a burst from many connections at once (a thousand clients, a UDP
       // flood) overflows it between two reads, and every lost frame costs its sender a
       // retransmission timeout. A real NIC's receive ring is thousands of descriptors.
-      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000)]);
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000), 'alias', ownerTag()]);
       const at = opts.netns ? ['-n', opts.netns] : [];
       if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
       ip([...at, 'link', 'set', 'dev', name, 'up']);

@@ -7,6 +7,7 @@ import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wi
 import { Stack } from '../stack/stack.js';
 import { Sysctl, SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import type { Clock } from '../base/time.js';
+import type { ShieldConfig } from '../stack/shield.js';
 
 export type PollMode = 'busy' | 'adaptive' | 'interrupt';
 export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt'];
@@ -14,12 +15,26 @@ export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt']
 export type DriverKind = 'tap' | 'memory' | 'pcap' | 'afpacket' | 'afxdp';
 export const DRIVER_KINDS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket', 'afxdp'];
 /** Drivers that exist today; the others are accepted by name and refused with a clear error. */
-export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket'];
+export const IMPLEMENTED_DRIVERS: readonly DriverKind[] = ['tap', 'memory', 'pcap', 'afpacket', 'afxdp'];
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 
-export const DEFAULT_CONTROL_SOCKET = '/run/tstack/tstack.sock';
+/**
+ * [control]: the instance's control socket. `socket` '' means the default path,
+ * `<dir>/<name>.sock` (runtime/control.ts: /run/tstack for root, else $XDG_RUNTIME_DIR/tstack or
+ * the temp dir); `name` defaults to the config file's base name.
+ */
+export interface ControlConfig {
+  socket: string;
+  name: string;
+  /** Group (name or numeric id) given the socket, so its members may use the tools. */
+  group?: string;
+  enabled: boolean;
+}
+
+/** [metrics]: a Prometheus endpoint on kernel sockets; off unless `listen` is set. */
+export interface MetricsConfig { listen?: string }
 
 /**
  * [api] kernel_fallback: which outgoing connections (and UDP sockets that only send) of a program
@@ -53,7 +68,12 @@ export interface PortConfig {
   gateway?: string;
   /** tap, afpacket (which then creates a veth pair): the kernel side's IPv4 address, "a.b.c.d/len". */
   hostAddr?: string;
+  /** The stack's IPv6 address, "2001:db8::2/64" (a link-local address from the MAC is always there too). */
   addr6?: string;
+  /** Default IPv6 router, "2001:db8::1" or a link-local "fe80::1". */
+  gateway6?: string;
+  /** Accept router advertisements: default routers, on-link prefixes, SLAAC addresses. */
+  slaac?: boolean;
   /** tap, afpacket: the kernel side's IPv6 address. */
   hostAddr6?: string;
   mtu: number;
@@ -63,6 +83,15 @@ export interface PortConfig {
   netns?: string;
   /** Capture every frame this port receives and transmits into this pcap file. */
   pcap?: string;
+  /**
+   * afxdp: the exception path (F-Stack's KNI). The kernel keeps the interface and its address;
+   * only traffic for the stack's ports goes to the stack, the rest to the kernel.
+   */
+  exception?: boolean;
+  /** afxdp: the receive queue the socket serves; default 0. */
+  queue?: number;
+  /** afxdp: bind in zero-copy mode (the NIC's driver must support it); default false (copy mode). */
+  zeroCopy?: boolean;
   /** pcap driver: the file whose frames are replayed as received. */
   input?: string;
   /** pcap driver: the file transmitted frames are written to. */
@@ -74,14 +103,21 @@ export interface SysctlSetting { name: string; value: SysctlValue; line: number 
 export interface TstackConfig {
   /** The file name used in error messages. */
   file: string;
-  stack: { workers: number; poll: PollMode };
+  /**
+   * busyPollUs (adaptive poll): after traffic, keep polling the devices for this many
+   * microseconds before sleeping on readiness; 0 keeps the iteration-count budget.
+   */
+  stack: { workers: number; poll: PollMode; busyPollUs: number };
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
-  control: { socket: string };
+  control: ControlConfig;
+  metrics: MetricsConfig;
   log: { level: LogLevel };
   /** How `tstack/register` splits a program's sockets between the stack and the kernel. */
   api: ApiConfig;
+  /** The shield: allow/deny rules and per-source TCP limits ([shield], [[shield.rule]]). */
+  shield: ShieldConfig;
   /** Line of a key path such as `port[0].mtu` (or of its nearest enclosing table); 0 if unknown. */
   lineOf(key: string): number;
 }
@@ -131,12 +167,14 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
   const cfg: TstackConfig = {
     file: fileName,
-    stack: { workers: 1, poll: 'adaptive' },
+    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0 },
     ports: [],
     sysctl: [],
-    control: { socket: DEFAULT_CONTROL_SOCKET },
+    control: { socket: '', name: defaultInstanceName(fileName), enabled: true },
+    metrics: {},
     log: { level: 'info' },
     api: { kernelFallback: 'auto', kernel: [], sameHost: true },
+    shield: { default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0 },
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
@@ -144,9 +182,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     switch (name) {
       case 'stack': {
         const t = v.table(['stack'], value);
-        v.known(['stack'], t, ['workers', 'poll']);
+        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us']);
         if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
         if (t.poll !== undefined) cfg.stack.poll = v.choice(['stack', 'poll'], t.poll, POLL_MODES);
+        if (t.busy_poll_us !== undefined) cfg.stack.busyPollUs = v.int(['stack', 'busy_poll_us'], t.busy_poll_us, 0, 1_000_000);
         break;
       }
       case 'port': {
@@ -162,8 +201,25 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       }
       case 'control': {
         const t = v.table(['control'], value);
-        v.known(['control'], t, ['socket']);
+        v.known(['control'], t, ['socket', 'name', 'group', 'enabled']);
         if (t.socket !== undefined) cfg.control.socket = v.path(['control', 'socket'], t.socket);
+        if (t.name !== undefined) cfg.control.name = v.name(['control', 'name'], t.name, 'an instance name');
+        if (t.group !== undefined) cfg.control.group = v.name(['control', 'group'], t.group, 'a group name or id');
+        if (t.enabled !== undefined) {
+          if (typeof t.enabled !== 'boolean') v.fail(['control', 'enabled'], `must be true or false (got ${describe(t.enabled)})`);
+          cfg.control.enabled = t.enabled as boolean;
+        }
+        break;
+      }
+      case 'metrics': {
+        const t = v.table(['metrics'], value);
+        v.known(['metrics'], t, ['listen']);
+        if (t.listen !== undefined) {
+          const s = v.str(['metrics', 'listen'], t.listen);
+          const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
+          if (!m || parseIpv4(m[1]!) === null || Number(m[2]) > 65535) v.fail(['metrics', 'listen'], `must be "ADDRESS:PORT" such as "127.0.0.1:9464" (got ${describe(t.listen)})`);
+          cfg.metrics.listen = s;
+        }
         break;
       }
       case 'log': {
@@ -186,8 +242,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         }
         break;
       }
+      case 'shield':
+        cfg.shield = shieldConfig(v, value);
+        break;
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [log], [api])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [metrics], [log], [api], [shield])`);
     }
   }
 
@@ -197,15 +256,38 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     if (prev !== undefined) v.fail(['port', p.index, 'ifname'], `"${p.ifname}" is already used by port[${prev}]`);
     seen.set(p.ifname, p.index);
   }
+  // One address per port and one port per subnet: otherwise which port answers for an address,
+  // or which one a packet to the subnet leaves by, is a guess.
+  const nets: { index: number; addr: number; prefixLen: number; text: string }[] = [];
+  for (const p of cfg.ports) {
+    if (p.addr === undefined) continue;
+    const c = parseIpv4Cidr(p.addr)!;
+    for (const o of nets) {
+      if (o.addr === c.addr) v.fail(['port', p.index, 'addr'], `${p.addr.split('/')[0]} is already port[${o.index}]'s address`);
+      const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
+      if (((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
+        v.fail(['port', p.index, 'addr'], `${p.addr} is on the same subnet as port[${o.index}]'s ${o.text}: give each port its own subnet`);
+      }
+    }
+    nets.push({ index: p.index, addr: c.addr, prefixLen: c.prefixLen, text: p.addr });
+  }
   return cfg;
+}
+
+/** The config file's base name without its extension ("tstack" for /etc/tstack.toml). */
+export function defaultInstanceName(file: string): string {
+  const base = file.split('/').pop() ?? '';
+  const name = base.replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_.-]/g, '_');
+  return name === '' || name === '.' || name === '..' ? 'tstack' : name;
 }
 
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
-const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output'];
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy'];
 /** Keys that only mean something for some drivers. */
 const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
-  host_addr: ['tap', 'afpacket'], host_addr6: ['tap', 'afpacket'], netns: ['tap', 'afpacket'], input: ['pcap'], output: ['pcap'],
+  host_addr: ['tap', 'afpacket', 'afxdp'], host_addr6: ['tap', 'afpacket', 'afxdp'], netns: ['tap', 'afpacket', 'afxdp'],
+  input: ['pcap'], output: ['pcap'], exception: ['afxdp'], queue: ['afxdp'], zero_copy: ['afxdp'],
 };
 
 function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
@@ -228,7 +310,7 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     mtu: t.mtu === undefined ? 1500 : v.int(at('mtu'), t.mtu, 68, 65535),
   };
   let net: { addr: number; prefixLen: number } | undefined;
-  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), t.addr); net = parseIpv4Cidr(p.addr)!; }
+  if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr)); net = parseIpv4Cidr(p.addr)!; }
   if (t.gateway !== undefined) {
     const gw = v.ipv4(at('gateway'), t.gateway);
     if (!net) v.fail(at('gateway'), 'needs addr on the same port (the gateway must be on its subnet)');
@@ -237,10 +319,20 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     p.gateway = gw;
   }
   if (t.host_addr !== undefined) {
-    p.hostAddr = v.cidr4(at('host_addr'), t.host_addr);
+    p.hostAddr = v.hostAddress(at('host_addr'), v.cidr4(at('host_addr'), t.host_addr));
     if (net && parseIpv4Cidr(p.hostAddr)!.addr === net.addr) v.fail(at('host_addr'), `must differ from addr (${p.addr}): it is the kernel's side of the link`);
   }
   if (t.addr6 !== undefined) p.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.gateway6 !== undefined) {
+    const s = v.str(at('gateway6'), t.gateway6);
+    const gw = parseIpv6(s);
+    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
+    p.gateway6 = s;
+  }
+  if (t.slaac !== undefined) {
+    if (typeof t.slaac !== 'boolean') v.fail(at('slaac'), `must be true or false (got ${describe(t.slaac)})`);
+    p.slaac = t.slaac;
+  }
   if (t.host_addr6 !== undefined) p.hostAddr6 = v.cidr6(at('host_addr6'), t.host_addr6);
   if (t.mac !== undefined) {
     const mac = parseMac(v.str(at('mac'), t.mac));
@@ -248,11 +340,29 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     if (mac[0]! & 1) v.fail(at('mac'), `must be a unicast MAC (the first octet's low bit is the multicast bit) (got ${JSON.stringify(t.mac)})`);
     p.mac = mac;
   }
-  // afpacket with host_addr creates a veth pair whose kernel end is named `${ifname}h`.
-  if (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
+  // afpacket and afxdp with host_addr create a veth pair whose kernel end is named `${ifname}h`.
+  if ((driver === 'afpacket' || driver === 'afxdp') && (t.host_addr !== undefined || t.host_addr6 !== undefined) && p.ifname.length > 14) {
     v.fail(at('ifname'), `must be at most 14 characters with host_addr: the veth pair's kernel end is "${p.ifname}h" (got ${describe(p.ifname)})`);
   }
+  // A device the driver creates cannot be named after the loopback interface, which always exists.
+  if (p.ifname === 'lo' && (driver === 'tap' || (driver === 'afpacket' && (t.host_addr !== undefined || t.host_addr6 !== undefined)))) {
+    v.fail(at('ifname'), `"lo" is the loopback interface: the ${driver} driver creates its own device here, give it another name`);
+  }
   if (t.netns !== undefined) p.netns = v.name(at('netns'), t.netns, 'a network namespace name');
+  if (t.exception !== undefined) {
+    if (typeof t.exception !== 'boolean') v.fail(at('exception'), `must be true or false (got ${describe(t.exception)})`);
+    if (t.exception && (t.host_addr !== undefined || t.host_addr6 !== undefined)) {
+      v.fail(at('exception'), 'applies to an existing interface whose kernel side keeps the address: remove host_addr/host_addr6');
+    }
+    if (t.exception && t.addr === undefined) v.fail(at('exception'), 'needs addr (the address the stack shares with the kernel)');
+    p.exception = t.exception;
+  }
+  if (t.queue !== undefined) p.queue = v.int(at('queue'), t.queue, 0, 63);
+  if (t.zero_copy !== undefined) {
+    if (typeof t.zero_copy !== 'boolean') v.fail(at('zero_copy'), `must be true or false (got ${describe(t.zero_copy)})`);
+    p.zeroCopy = t.zero_copy;
+  }
+  if (driver === 'afxdp' && p.mtu > 3490) v.fail(at('mtu'), `must be at most 3490 for afxdp (a frame fits one 4 KiB UMEM frame) (got ${p.mtu})`);
   if (t.pcap !== undefined) p.pcap = v.path(at('pcap'), t.pcap);
   if (t.input !== undefined) p.input = v.path(at('input'), t.input);
   if (t.output !== undefined) p.output = v.path(at('output'), t.output);
@@ -260,6 +370,42 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
   }
   return p;
+}
+
+const SHIELD_PROTOS = ['any', 'tcp', 'udp', 'icmp'] as const;
+
+function shieldConfig(v: Validator, raw: unknown): ShieldConfig {
+  const t = v.table(['shield'], raw);
+  v.known(['shield'], t, ['default', 'max_conn_per_source', 'syn_rate_per_source', 'rule']);
+  const cfg: ShieldConfig = { default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0 };
+  if (t.default !== undefined) cfg.default = v.choice(['shield', 'default'], t.default, ['allow', 'deny'] as const);
+  if (t.max_conn_per_source !== undefined) cfg.maxConnPerSource = v.int(['shield', 'max_conn_per_source'], t.max_conn_per_source, 0, 1 << 24);
+  if (t.syn_rate_per_source !== undefined) cfg.synRatePerSource = v.int(['shield', 'syn_rate_per_source'], t.syn_rate_per_source, 0, 1 << 24);
+  if (t.rule !== undefined) {
+    if (!Array.isArray(t.rule)) v.fail(['shield', 'rule'], `must be [[shield.rule]] tables (got ${describe(t.rule)})`);
+    (t.rule as unknown[]).forEach((raw, i) => {
+      const at = (k: string): Seg[] => ['shield', 'rule', i, k];
+      const r = v.table(['shield', 'rule', i], raw);
+      v.known(['shield', 'rule', i], r, ['action', 'from', 'proto', 'port']);
+      if (r.action === undefined) v.fail(['shield', 'rule', i], 'needs action = "allow" or "deny"');
+      const action = v.choice(at('action'), r.action, ['allow', 'deny'] as const);
+      let from = 0, fromLen = 0;
+      if (r.from !== undefined) {
+        const s = v.str(at('from'), r.from);
+        const c = parseIpv4Cidr(s.includes('/') ? s : `${s}/32`);
+        if (!c) v.fail(at('from'), `must be an IPv4 address or prefix like "198.18.0.0/24" (got ${describe(r.from)})`);
+        from = c.addr; fromLen = c.prefixLen;
+      }
+      const proto = r.proto === undefined ? 'any' : v.choice(at('proto'), r.proto, SHIELD_PROTOS);
+      let port = -1;
+      if (r.port !== undefined) {
+        if (proto !== 'tcp' && proto !== 'udp') v.fail(at('port'), 'needs proto = "tcp" or "udp" (only they have ports)');
+        port = v.int(at('port'), r.port, 0, 65535);
+      }
+      cfg.rules.push({ action, from, fromLen, proto, port });
+    });
+  }
+  return cfg;
 }
 
 function sysctlSetting(v: Validator, registry: Sysctl, path: Seg[], raw: unknown): SysctlSetting {
@@ -373,6 +519,19 @@ class Validator {
   ipv4(path: Seg[], x: unknown): string {
     const s = this.str(path, x);
     if (parseIpv4(s) === null) this.fail(path, `must be an IPv4 address like "198.18.0.1" (got ${describe(x)})`);
+    return s;
+  }
+
+  /** An "a.b.c.d/len" that names a host: not the subnet's network or broadcast address (len < 31). */
+  hostAddress(path: Seg[], x: unknown): string {
+    const s = this.cidr4(path, x);
+    const c = parseIpv4Cidr(s)!;
+    if (c.prefixLen < 31) {
+      const mask = prefixMask(c.prefixLen);
+      const network = (c.addr & mask) >>> 0;
+      if (c.addr === network) this.fail(path, `${s} is the subnet's network address, not a host address`);
+      if (c.addr === ((network | ~mask) >>> 0)) this.fail(path, `${s} is the subnet's broadcast address, not a host address`);
+    }
     return s;
   }
 

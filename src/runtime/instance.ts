@@ -3,6 +3,8 @@
 import type { Driver } from '../driver/types.js';
 import { TapDriver } from '../driver/tap.js';
 import { AfPacketDriver } from '../driver/afpacket.js';
+import { AfXdpDriver } from '../driver/afxdp.js';
+import { parseIpv4Cidr } from '../wire/addr.js';
 import { MemoryWire } from '../driver/memory.js';
 import { PcapDriver, PcapWriter, capture } from '../driver/pcap.js';
 import { Stack } from '../stack/stack.js';
@@ -57,6 +59,11 @@ const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
   }),
+  afxdp: (p) => AfXdpDriver.open({
+    ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
+    ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
+    ...(p.queue !== undefined && { queue: p.queue }), ...(p.zeroCopy && { zeroCopy: true }), ...(p.exception && { exception: true }),
+  }),
   memory: (p, ctx) => ctx.memoryWire().createPort({ name: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }) }),
   // Replays `input` at its recorded pace on the instance's clock; transmitted frames go to `output`.
   pcap: (p, ctx) => new PcapDriver({
@@ -81,13 +88,17 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     }
   }
 
+  stack.configureShield(config.shield);
+
   let wire: MemoryWire | undefined = opts.memoryWire;
   const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })) };
   const drivers: Driver[] = [];
   const ports: InstancePort[] = [];
   const writers: PcapWriter[] = [];
+  const unwatch: (() => void)[] = [];
   const closeWriters = () => { for (const w of writers) { try { w.close(); } catch { /* best effort */ } } };
   const release = () => {
+    for (const u of unwatch) u();
     for (const d of [...drivers].reverse()) { try { d.close(); } catch { /* best effort */ } }
     closeWriters();
   };
@@ -102,6 +113,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
         throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): ${(e as Error).message}`, { cause: e });
       }
       drivers.push(driver);
+      const raw = driver;
       if (p.pcap !== undefined) {
         let writer: PcapWriter;
         try {
@@ -117,12 +129,17 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
       try {
         ifIndex = stack.addInterface(driver, {
           ...(p.addr && { addr: p.addr }), ...(p.gateway && { gateway: p.gateway }),
-          ...(p.addr6 && { addr6: p.addr6 }), mtu: p.mtu,
+          ...(p.addr6 && { addr6: p.addr6 }), ...(p.gateway6 && { gateway6: p.gateway6 }), ...(p.slaac && { slaac: true }), mtu: p.mtu,
         });
       } catch (e) {
         throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused the interface: ${(e as Error).message}`, { cause: e });
       }
       ports.push({ config: p, driver, ifIndex });
+      if (p.exception && raw instanceof AfXdpDriver) {
+        // The exception path: the XDP program hands the stack only its own ports' traffic.
+        raw.setLocalAddress(parseIpv4Cidr(p.addr!)!.addr);
+        unwatch.push(stack.watchPorts(raw.portWatcher));
+      }
     }
   } catch (e) {
     release();
@@ -132,7 +149,9 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   // program's own connections to 127.0.0.1 reach its stack listeners (docs/compat.md).
   stack.addLoopback();
 
-  const loop = new RunLoop({ stack, clock, poll: config.stack.poll, ...(opts.onError && { onError: opts.onError }) });
+  const loop = new RunLoop({
+    stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, ...(opts.onError && { onError: opts.onError }),
+  });
   for (const p of ports) loop.addPort(p.driver, p.ifIndex);
   if (opts.start !== false) loop.start();
   let stopped = false;
@@ -141,6 +160,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     stop() {
       if (stopped) return;
       stopped = true;
+      for (const u of unwatch) u();
       try { loop.stop(); } finally { closeWriters(); }
     },
   };

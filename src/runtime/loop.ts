@@ -2,7 +2,8 @@
 // driver into the stack, lets the stack run its due timers, and flushes every driver's transmit
 // queue once (batching). Between iterations it idles according to the poll mode:
 //   busy      - spin (setImmediate, so the event loop still runs application I/O);
-//   adaptive  - spin for a few iterations after traffic, then sleep as in interrupt mode;
+//   adaptive  - spin for a few iterations (or busyPollUs microseconds) after traffic, then
+//               sleep as in interrupt mode;
 //   interrupt - sleep until a driver says it is readable or the stack's next timer is due.
 import type { PacketBuffer } from '../base/pktbuf.js';
 import type { Driver } from '../driver/types.js';
@@ -26,6 +27,13 @@ export interface RunLoopOptions {
   /** adaptive: idle iterations to keep spinning after the last traffic before sleeping. */
   spinIterations?: number;
   /**
+   * adaptive: keep spinning for this many microseconds after the last traffic (frames received
+   * or application activity) before sleeping on readiness, instead of `spinIterations`
+   * iterations. The latency policy: a reply that comes within the budget is read without a
+   * wake-up; the cost is up to that much CPU after each burst of traffic. 0 (default): off.
+   */
+  busyPollUs?: number;
+  /**
    * Called when an iteration throws (a bug in the stack, since parsers do not throw).
    * Default: rethrow, which crashes the process loudly.
    */
@@ -42,6 +50,10 @@ export interface RunLoopStats {
   /** Iterations started by kick() (application activity). */
   kicks: number;
   errors: number;
+  /** Milliseconds spent inside iterations (receive, timers, commands); the rest of the time is idle or application work. */
+  busyMs: number;
+  /** Commands run through post(). */
+  commands: number;
 }
 
 interface LoopPort { driver: Driver; ifIndex: number }
@@ -64,6 +76,10 @@ export class RunLoop {
   readonly mode: PollMode;
   private readonly burst: number;
   private readonly spinIterations: number;
+  /** busyPollUs in clock milliseconds; 0 when off. */
+  private readonly busyPollMs: number;
+  /** adaptive with busyPollUs: spin until this clock time (ms). */
+  private spinUntil = 0;
   private readonly onError: (err: unknown) => void;
   private readonly ports: LoopPort[] = [];
   private readonly rx: PacketBuffer[];
@@ -81,7 +97,7 @@ export class RunLoop {
   private spinsLeft = 0;
   private activity = false;
   private wakeReason: 'readable' | 'timer' | 'kick' | 'spin' = 'spin';
-  private readonly st: RunLoopStats = { iterations: 0, rxFrames: 0, readableWakeups: 0, timerWakeups: 0, kicks: 0, errors: 0 };
+  private readonly st: RunLoopStats = { iterations: 0, rxFrames: 0, readableWakeups: 0, timerWakeups: 0, kicks: 0, errors: 0, busyMs: 0, commands: 0 };
 
   // Bound once so the hot path does not allocate closures.
   private readonly onImmediate = (): void => { this.immediate = null; this.scheduled = false; this.runOnce(); };
@@ -106,6 +122,9 @@ export class RunLoop {
     this.mode = opts.poll ?? 'adaptive';
     this.burst = opts.burst ?? 64;
     this.spinIterations = opts.spinIterations ?? 64;
+    const us = opts.busyPollUs ?? 0;
+    if (!(us >= 0 && us <= 1_000_000)) throw new RangeError(`RunLoop: busyPollUs must be 0-1000000 (got ${us})`);
+    this.busyPollMs = us / 1000;
     this.onError = opts.onError ?? ((err) => { throw err; });
     this.rx = new Array<PacketBuffer>(this.burst);
   }
@@ -197,6 +216,33 @@ export class RunLoop {
     if (first) throw first;
   }
 
+  static readonly POSTED_PER_ITERATION = 16;
+  /** Commands waiting for the next iteration (post()). */
+  private readonly posted: (() => void)[] = [];
+
+  /**
+   * Runs `fn` between iterations, on the thread that owns the stack (the control socket's
+   * commands go through here, so a mutation never lands in the middle of an iteration). Runs it
+   * at once when the loop is not running. `fn`'s exceptions go to the caller's own handling:
+   * wrap it.
+   */
+  post(fn: () => void): void {
+    if (!this.running) { fn(); return; }
+    this.posted.push(fn);
+    this.wake('kick');
+  }
+
+  private runPosted(): void {
+    // A bounded batch per iteration: a flood of commands delays the stack by one batch at most.
+    const q = this.posted.splice(0, RunLoop.POSTED_PER_ITERATION);
+    for (const fn of q) {
+      this.st.commands++;
+      try { fn(); } catch (err) { this.st.errors++; this.onError(err); }
+    }
+    this.activity = true;
+    if (this.posted.length !== 0) this.wake('kick');
+  }
+
   /**
    * Asks for an iteration soon: application code queued frames (or otherwise changed what the
    * stack wants to do) outside an iteration. Coalesced: many kicks, one iteration.
@@ -272,6 +318,8 @@ export class RunLoop {
     if (this.wakeReason === 'readable') this.st.readableWakeups++;
     else if (this.wakeReason === 'timer') this.st.timerWakeups++;
     this.wakeReason = 'spin';
+    const t0 = this.clock.now();
+    if (this.posted.length !== 0) this.runPosted();
     let frames = 0;
     try {
       frames = this.receive();
@@ -279,6 +327,7 @@ export class RunLoop {
       this.st.errors++;
       this.onError(err);
     }
+    this.st.busyMs += this.clock.now() - t0;
     if (!this.running) return;
     // The transmit flush waits for the process.nextTick callbacks (and the promise jobs) the
     // frames just triggered: what the application does there goes out in the same batch. For
@@ -298,6 +347,15 @@ export class RunLoop {
         this.schedule();
         return;
       case 'adaptive':
+        if (this.busyPollMs > 0) {
+          // Time budget: spin while the last traffic is less than busyPollUs old.
+          const now = this.clock.now();
+          if (frames > 0 || this.activity) this.spinUntil = now + this.busyPollMs;
+          this.activity = false;
+          if (more || now < this.spinUntil) { this.schedule(); return; }
+          this.armTimer(this.nextDeadline);
+          return;
+        }
         if (frames > 0 || this.activity) this.spinsLeft = this.spinIterations;
         this.activity = false;
         if (more || this.spinsLeft > 0) {

@@ -2,23 +2,25 @@
 // time (poll), and transmits on its interfaces' NetDevices. No node:* imports here.
 //
 // This file is the facade: it composes the rooms (l2/ethernet, ip/ipv4 with ICMP and
-// reassembly, neighbor/arp, udp, tcp), owns the interfaces and the route table, and offers the
+// reassembly, ip/ipv6 with ICMPv6, NDP and address configuration, neighbor/arp, udp, tcp), owns the interfaces and the route table, and offers the
 // entry points the run loop, the API and the tools use.
 import { BufferPool, type PacketBuffer } from '../base/pktbuf.js';
 import type { NetDevice } from '../base/device.js';
 import { TimerWheel, type Clock } from '../base/time.js';
 import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6 } from '../wire/addr.js';
-import { EtherType } from '../wire/ethernet.js';
+import { ETH_HLEN, EtherType } from '../wire/ethernet.js';
 import { IpProto } from '../wire/ipv4.js';
 import { Interface } from './iface.js';
 import { LOOPBACK_ADDR, LoopbackDevice, isLoopbackAddress } from './loopback.js';
 import type { Icmp } from './ip/icmp.js';
 import { Ipv4, type IpStats, type Ipv4Context } from './ip/ipv4.js';
+import { Ipv6 } from './ip/ipv6.js';
 import type { Reassembler } from './ip/reass.js';
 import { RouteFlags, RouteTable } from './ip/route.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
 import { Sysctl } from './sysctl.js';
+import { Shield, type ShieldConfig } from './shield.js';
 import type { TcpHost } from './tcp/host.js';
 import { Tcp } from './tcp/tcp.js';
 import { Udp, defineUdpSysctls } from './udp.js';
@@ -42,12 +44,22 @@ export interface InterfaceConfig {
   gateway?: string;
   /** Overrides the device MTU (must not exceed it). */
   mtu?: number;
-  /** "2001:db8::2/64" (recorded; IPv6 behaviour is not implemented yet). */
+  /**
+   * "2001:db8::2/64". Any of addr6, gateway6 and slaac turns IPv6 on for the interface, with a
+   * link-local address from the MAC (docs/ipv6.md).
+   */
   addr6?: string;
+  /** Default IPv6 router ("2001:db8::1" or a link-local "fe80::1"). */
+  gateway6?: string;
+  /** Accept router advertisements: default routers, on-link prefixes and SLAAC addresses (RFC 4862). */
+  slaac?: boolean;
   name?: string;
   /** Send a gratuitous ARP for each address (default true). */
   announce?: boolean;
 }
+
+/** A subscriber to the stack's local ports (Stack.watchPorts): proto 6 (TCP) or 17 (UDP). */
+export type PortWatcher = (proto: number, port: number, inUse: boolean) => void;
 
 export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost {
   readonly clock: Clock;
@@ -60,7 +72,10 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   readonly routes = new RouteTable();
   readonly ethernet: Ethernet;
   readonly ipv4: Ipv4;
+  readonly ip6: Ipv6;
   readonly arp: Arp;
+  /** Allow/deny filter and per-source TCP limits on input (configure()). */
+  readonly shield = new Shield();
   readonly reass: Reassembler;
   readonly icmp: Icmp;
   readonly udp: Udp;
@@ -87,14 +102,24 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     defineUdpSysctls(this.sysctl);
     this.arp = new Arp(this);
     this.udp = new Udp(this.ipv4);
+    this.udp.onPortChanged = (proto, port, inUse) => this.portChanged(proto, port, inUse);
     this.tcp = new Tcp(this);
-    const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp;
+    this.ip6 = new Ipv6(this);
+    const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
     this.ethernet.register(EtherType.IPv4, (iface, buf, off, len, l2Bcast) => ipv4.input(iface, buf, off, len, l2Bcast));
     this.ethernet.register(EtherType.ARP, (iface, buf, off, len) => { arp.input(iface, buf, off, len); buf.release(); });
+    // IPv6 wants to know whether the frame was link-layer multicast (RFC 4443 §2.4(e.3)): the
+    // destination MAC's group bit, ETH_HLEN bytes before the payload.
+    this.ethernet.register(EtherType.IPv6, (iface, buf, off, len) => ip6.input(iface, buf, off, len, (buf.data[off - ETH_HLEN]! & 1) === 1));
     ipv4.register(IpProto.UDP, (ip, buf, toBroadcast) => udp.input(ip, buf, toBroadcast));
     ipv4.register(IpProto.TCP, (ip, buf, toBroadcast) => {
       // RFC 1122 §4.2.3.10: TCP never answers a broadcast or multicast destination.
       if (toBroadcast) { buf.release(); this.drop('tcp_broadcast'); return; }
+      if (this.shield.active && ip.payloadLen >= 14 && (buf.data[ip.payloadOff + 13]! & 0x16) === 0x02
+          && !this.shield.admitsSyn(ip.src, tcp.connectionsFrom(ip.src), this.clock.now())) {
+        // A new connection attempt (SYN without ACK or RST) past the source's limits.
+        buf.release(); this.drop('shield_syn_limit'); return;
+      }
       buf.l4 = ip.payloadOff;
       buf.start = ip.payloadOff;
       buf.end = ip.payloadOff + ip.payloadLen;
@@ -120,13 +145,12 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       const a = iface.addAddress(c.addr, c.prefixLen);
       if (c.prefixLen < 32) this.routes.add(a.network, c.prefixLen, 0, index, 0, RouteFlags.Connected);
     }
-    if (cfg.addr6) {
-      const [a6, l6] = cfg.addr6.split('/');
-      const bytes = a6 ? parseIpv6(a6) : null;
-      if (!bytes) throw new Error(`bad IPv6 address '${cfg.addr6}'`);
-      iface.addrs6.push({ addr: bytes, prefixLen: l6 ? Number(l6) : 128 });
-    }
     this.interfaces.push(iface);
+    if (cfg.addr6 || cfg.gateway6 || cfg.slaac) {
+      try {
+        this.ip6.attach(iface, { ...(cfg.addr6 && { addr6: cfg.addr6 }), ...(cfg.gateway6 && { gateway6: cfg.gateway6 }), slaac: !!cfg.slaac });
+      } catch (e) { this.interfaces.pop(); throw e; }
+    }
     if (cfg.gateway) {
       const gw = parseIpv4(cfg.gateway);
       if (gw === null) throw new Error(`bad gateway '${cfg.gateway}'`);
@@ -162,7 +186,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     if (!iface || iface.up === up) return;
     iface.up = up;
     if (iface.loopback) return;
-    if (up) this.arp.announce(iface); else this.arp.flushInterface(ifIndex);
+    if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); }
   }
 
   /** Adds an address to an interface (with its connected route). */
@@ -175,6 +199,35 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.arp.announce(iface);
   }
 
+  /** Removes an address from an interface, with its connected route. Returns false when it was not there. */
+  removeAddress(ifIndex: number, cidr: string): boolean {
+    const iface = this.interfaces[ifIndex - 1];
+    // "A" without a length removes A whatever its prefix.
+    const c = cidr.includes('/') ? parseIpv4Cidr(cidr) : parseIpv4(cidr) !== null ? { addr: parseIpv4(cidr)!, prefixLen: -1 } : null;
+    if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
+    const a = iface.addrs.find((x) => x.addr === c.addr && (c.prefixLen < 0 || x.prefixLen === c.prefixLen));
+    if (!a || !iface.removeAddress(a.addr)) return false;
+    if (a.prefixLen < 32 && !iface.addrs.some((x) => x.network === a.network && x.prefixLen === a.prefixLen)) {
+      this.routes.delete(a.network, a.prefixLen, ifIndex);
+    }
+    return true;
+  }
+
+  /** Sets an interface's MTU (at most its device's); new connections' MSS follows it. */
+  setInterfaceMtu(ifIndex: number, mtu: number): void {
+    const iface = this.interfaces[ifIndex - 1];
+    if (!iface) throw new Error(`no interface ${ifIndex}`);
+    if (!Number.isInteger(mtu) || mtu < 576 || mtu > iface.dev.mtu) throw new Error(`mtu ${mtu} is out of range (576..${iface.dev.mtu}, the device's)`);
+    iface.mtu = mtu;
+  }
+
+  /**
+   * Frame tap for live captures (tools): called with every frame received on or transmitted by
+   * an interface, before the stack looks at it / as it leaves. null (the default) costs one test
+   * per frame; the hook must not keep or change the buffer.
+   */
+  frameTap: ((ifIndex: number, buf: PacketBuffer, tx: boolean) => void) | null = null;
+
   // ---- receive, time, output ---------------------------------------------------------------
 
   /** One received Ethernet frame from interface `ifIndex`. Takes ownership of buf. */
@@ -183,6 +236,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     if (!iface) { buf.release(); this.drop('no_interface'); return; }
     const c = iface.counters;
     c.rxPackets++; c.rxBytes += buf.length;
+    if (this.frameTap !== null) this.frameTap(ifIndex, buf, false);
     if (!iface.up) { c.rxDropped++; buf.release(); this.drop('interface_down'); return; }
     buf.ifIndex = ifIndex;
     this.ethernet.input(iface, buf);
@@ -233,11 +287,60 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
 
   drop(reason: string): void { this.drops[reason] = (this.drops[reason] ?? 0) + 1; }
 
+  /** Sets the shield's rules and limits (at start from [shield], or at run time). */
+  configureShield(cfg: ShieldConfig): void {
+    this.shield.configure(cfg);
+    const shield = this.shield;
+    this.ipv4.filter = !shield.active ? null : (ip, buf) => {
+      const proto = ip.protocol;
+      const ported = (proto === IpProto.TCP || proto === IpProto.UDP) && ip.payloadLen >= 4;
+      const dport = ported ? (buf.data[ip.payloadOff + 2]! << 8) | buf.data[ip.payloadOff + 3]! : -1;
+      if (shield.allows(ip.src, proto, dport)) return true;
+      this.drop('shield_deny');
+      return false;
+    };
+  }
+
+  /** ArpContext: a packet we sent cannot reach its neighbour; its transport hears of it. */
+  unreachable(buf: PacketBuffer): void {
+    const b = buf.data, off = buf.start;
+    if (buf.end - off < 20 || b[off]! >> 4 !== 4) return;
+    const ihl = (b[off]! & 15) * 4;
+    // Only a first fragment carries the ports.
+    if (b[off + 9] !== IpProto.TCP || (((b[off + 6]! & 0x1f) << 8) | b[off + 7]!) !== 0 || buf.end - off < ihl + 4) return;
+    const src = ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+    const dst = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    const sport = (b[off + ihl]! << 8) | b[off + ihl + 1]!;
+    const dport = (b[off + ihl + 2]! << 8) | b[off + ihl + 3]!;
+    this.tcp.hostUnreachable(src, sport, dst, dport);
+  }
+
   random32(): number { return Math.floor(this.random() * 0x100000000) >>> 0; }
 
   /** A frame or deferred TCP output is waiting: the run loop should flush soon. */
   outputPending(): void {
     this.onOutput?.();
+  }
+
+  private portWatchers: PortWatcher[] = [];
+
+  /**
+   * Calls `watcher(proto, port, true)` for every TCP (6) and UDP (17) local port the stack holds
+   * now, then on every change: a port taken by a listener, a connection, a TIME_WAIT entry or a
+   * bound UDP socket (true), or no longer held by any (false). Returns the unsubscribe. What a
+   * driver's exception path uses to hand the kernel every frame the stack has no socket for.
+   */
+  watchPorts(watcher: PortWatcher): () => void {
+    for (const p of this.tcp.portsInUse()) watcher(6, p, true);
+    for (const p of this.udp.portsInUse()) watcher(17, p, true);
+    this.portWatchers = [...this.portWatchers, watcher];
+    return () => { this.portWatchers = this.portWatchers.filter((w) => w !== watcher); };
+  }
+
+  /** TcpHost (and Udp): a local port changed hands; see watchPorts. */
+  portChanged(proto: number, port: number, inUse: boolean): void {
+    const ws = this.portWatchers;
+    for (let i = 0; i < ws.length; i++) ws[i]!(proto, port, inUse);
   }
 
   isLocalAddress(addr: number): boolean { return this.ipv4.isLocalAddress(addr); }
@@ -255,12 +358,13 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /** Releases everything the stack holds (held packets, reassembly, loopback queue). */
   close(): void {
     this.tcp.destroy();
+    this.ip6.close();
     for (const i of this.interfaces) this.arp.flushInterface(i.index);
     this.ipv4.close();
   }
 
   /** Human-readable summary (for logs and the tools). */
   describe(): string {
-    return this.interfaces.map((i) => `${i.name}: ${i.addrs.map((a) => `${formatIpv4(a.addr)}/${a.prefixLen}`).join(' ')} mtu ${i.mtu}`).join('\n');
+    return this.interfaces.map((i) => `${i.name}: ${[...i.addrs.map((a) => `${formatIpv4(a.addr)}/${a.prefixLen}`), this.ip6.describe(i.index)].filter(Boolean).join(' ')} mtu ${i.mtu}`).join('\n');
   }
 }

@@ -63,6 +63,8 @@ export class UdpSocket {
   get connected(): boolean { return this.remotePort !== 0; }
   get bound(): boolean { return this.localPort !== 0; }
   get pending(): number { return this.queue.length; }
+  /** Bytes of queued datagrams (netstat's Recv-Q). */
+  get pendingBytes(): number { return this.queuedBytes; }
 
   /** Binds to addr (0 = any) and port (0 = ephemeral). Throws NetError EADDRINUSE / EADDRNOTAVAIL / EINVAL. */
   bind(addr = 0, port = 0): void {
@@ -141,12 +143,24 @@ export class Udp {
   private readonly view = new UdpView();
   private nextEphemeral = 0;
   stats = { received: 0, delivered: 0, sent: 0, noPort: 0, badChecksum: 0, badLength: 0, fullSocket: 0 };
+  /** A local port got its first socket (true) or lost its last (false); the Stack's watchPorts. */
+  onPortChanged: ((proto: number, port: number, inUse: boolean) => void) | null = null;
 
   constructor(readonly ctx: UdpContext) {
     ctx.icmp.handlers.set(IpProto.UDP, (type, code, info, inner, l4Off) => this.icmpError(type, code, info, inner, l4Off));
   }
 
   open(): UdpSocket { return new UdpSocket(this); }
+
+  /** Bound local ports (allocates: for subscribers). */
+  portsInUse(): number[] { return [...this.ports.keys()]; }
+
+  /** Bound sockets (allocates: tools). */
+  sockets(): UdpSocket[] {
+    const out: UdpSocket[] = [];
+    for (const l of this.ports.values()) out.push(...l);
+    return out;
+  }
 
   get socketCount(): number { let n = 0; for (const l of this.ports.values()) n += l.length; return n; }
 
@@ -164,7 +178,10 @@ export class Udp {
         if (overlap && !(o.reuseAddr && s.reuseAddr)) throw new NetError('EADDRINUSE', `port ${port} in use`);
       }
       list.push(s);
-    } else this.ports.set(port, [s]);
+    } else {
+      this.ports.set(port, [s]);
+      this.onPortChanged?.(17, port, true);
+    }
     s.localAddr = addr;
     s.localPort = port;
   }
@@ -181,7 +198,10 @@ export class Udp {
     if (!list) return;
     const i = list.indexOf(s);
     if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) this.ports.delete(s.localPort);
+    if (list.length === 0) {
+      this.ports.delete(s.localPort);
+      this.onPortChanged?.(17, s.localPort, false);
+    }
   }
 
   private ephemeral(addr: number): number {

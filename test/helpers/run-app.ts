@@ -22,6 +22,8 @@ export interface AppOptions {
   /** The program, relative to the package root. */
   app: string;
   args?: string[];
+  /** Options for node itself (`tstack run --node-option`), say --expose-gc. */
+  nodeOptions?: string[];
   env?: Record<string, string>;
   /** Extra TOML appended to the generated config (say, an [api] table). */
   extraConfig?: string;
@@ -31,8 +33,13 @@ export interface AppOptions {
   readyTimeoutMs?: number;
   /** Keep stdin open (a pipe) for programs that wait for input. */
   stdin?: boolean;
-  /** The port's driver (default "tap"; "afpacket" creates a veth pair in the namespace). */
-  driver?: 'tap' | 'afpacket';
+  /** The port's driver (default "tap"; "afpacket" and "afxdp" create a veth pair in the namespace). */
+  driver?: 'tap' | 'afpacket' | 'afxdp';
+  /**
+   * Replaces the generated [[port]] table: called once the namespace exists (set up devices in
+   * it here), returns the table's TOML. Default: `driver` with host_addr on 198.18.X.0/24.
+   */
+  port?: (ns: string, ifname: string) => string;
 }
 
 export interface RunningApp {
@@ -67,17 +74,18 @@ export async function startApp(o: AppOptions): Promise<RunningApp> {
 [stack]
 poll = "adaptive"
 
-[[port]]
+${o.port ? o.port(ns, ifname) : `[[port]]
 driver = "${o.driver ?? 'tap'}"
 ifname = "${ifname}"
 addr = "${stackIp}/24"
 host_addr = "${hostIp}/24"
-netns = "${ns}"
+netns = "${ns}"`}
 ${o.extraConfig ?? ''}
 `);
   // detached: the program and its `tstack run` parent form their own process group, so a
   // hung test can end exactly the processes it started.
-  const child = spawn(process.execPath, [BIN, 'run', '--config', config, o.app, ...(o.args ?? [])], {
+  const child = spawn(process.execPath, [BIN, 'run', '--config', config,
+    ...(o.nodeOptions ?? []).flatMap((x) => ['--node-option', x]), o.app, ...(o.args ?? [])], {
     cwd: ROOT, detached: true, stdio: [o.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...o.env },
   });

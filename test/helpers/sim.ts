@@ -45,6 +45,9 @@ export interface HostOptions extends PortOptions {
   addr?: string;
   gateway?: string;
   addr6?: string;
+  gateway6?: string;
+  /** Accept router advertisements (SLAAC). */
+  slaac?: boolean;
   /** Sysctl values set on the new stack ("net.inet.tcp.syncookies": 1). */
   sysctl?: Record<string, SysctlValue>;
   /**
@@ -166,6 +169,8 @@ export class Simulation {
     if (opts.addr !== undefined) cfg.addr = opts.addr;
     if (opts.gateway !== undefined) cfg.gateway = opts.gateway;
     if (opts.addr6 !== undefined) cfg.addr6 = opts.addr6;
+    if (opts.gateway6 !== undefined) cfg.gateway6 = opts.gateway6;
+    if (opts.slaac !== undefined) cfg.slaac = opts.slaac;
     if (opts.mtu !== undefined) cfg.mtu = opts.mtu;
     const node = this.attach(opts, (dev) => ({ host: stack, ifIndex: stack.addInterface(dev, cfg) }));
     return Object.assign(node, { stack });

@@ -41,6 +41,8 @@ export interface Seg {
   csumOk: boolean;
   csumPartial: boolean;
   time: number;
+  /** The IP TOS / traffic class the stack asked for (set by FakeHost). */
+  tos?: number;
 }
 
 export function decode(buf: PacketBuffer, src: number, dst: number, time: number): Seg {
@@ -91,9 +93,9 @@ export class FakeHost implements TcpHost {
     this.random32 = prng(seed);
   }
 
-  ipv4Output(buf: PacketBuffer, src: number, dst: number, proto: number): boolean {
+  ipv4Output(buf: PacketBuffer, src: number, dst: number, proto: number, tos = 0): boolean {
     if (proto !== 6) throw new Error('TCP sent a non-TCP packet');
-    if (this.record) this.sent.push(decode(buf, src, dst, this.clock.now()));
+    if (this.record) { const seg = decode(buf, src, dst, this.clock.now()); seg.tos = tos; this.sent.push(seg); }
     if (this.deliver) this.deliver(buf, src, dst); else buf.release();
     return true;
   }

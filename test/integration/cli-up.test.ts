@@ -54,7 +54,7 @@ function deviceExists(ns: string, ifname: string): boolean {
   try { run('ip', ['-n', ns, 'link', 'show', 'dev', ifname]); return true; } catch { return false; }
 }
 
-function goodConfig(ns: string, ifname: string, net: number, poll: string): string {
+function goodConfig(ns: string, ifname: string, net: number, poll: string, extra = ''): string {
   const file = join(dir, `${ifname}.toml`);
   writeFileSync(file, `# written by cli-up.test
 [stack]
@@ -66,14 +66,14 @@ ifname = "${ifname}"
 addr = "198.18.${net}.2/24"
 host_addr = "198.18.${net}.1/24"
 netns = "${ns}"
-`);
+${extra}`);
   return file;
 }
 
 /** Starts `tstack up` on a fresh namespace and waits until it says it is up. */
-async function bringUp(prefix: string, ifname: string, net: number, poll = 'adaptive') {
+async function bringUp(prefix: string, ifname: string, net: number, poll = 'adaptive', extra = '') {
   const ns = createNetns(prefix);
-  const cli = startCli(['up', '--config', goodConfig(ns, ifname, net, poll)]);
+  const cli = startCli(['up', '--config', goodConfig(ns, ifname, net, poll, extra)]);
   await Promise.race([
     waitFor(() => /tstack: up/.test(cli.out()), 15_000, `"tstack: up" (stdout: ${cli.out()} stderr: ${cli.err()})`),
     cli.exit.then((r) => { throw new Error(`tstack up exited early (${r.code ?? r.signal}): ${cli.err()}`); }),
@@ -123,6 +123,22 @@ describe('tstack up', () => {
     assert.equal(r.code, 0, `exit ${r.code ?? r.signal}; stderr: ${cli.err()}`);
     assert.match(cli.out(), /stopped \(SIGTERM\)/);
     await waitFor(() => !deviceExists(ns, ifname), 3_000, `${ifname} to disappear`);
+  });
+
+  test('with addr6 and host_addr6 the stack answers ping6 from the namespace, on its address and its link-local one', { timeout: 60_000 }, async (t) => {
+    if (!requireRoot(t, ['ip', 'ping'])) return;
+    const ifname = `tstu6${process.pid % 10000}`;
+    const { ns, cli } = await bringUp('cliup6', ifname, 79, 'interrupt', 'addr6 = "2001:db8:79::2/64"\nhost_addr6 = "2001:db8:79::1/64"\n');
+    assert.match(cli.out(), /2001:db8:79::2\/64/);
+    // DAD takes the stack one to two seconds: ping until three replies came back.
+    const ping = await spawnIn(ns, 'ping', ['-6', '-c', '3', '-w', '15', '-i', '0.3', '2001:db8:79::2'], 20_000);
+    assert.ok(Number(/(\d+) received/.exec(ping.stdout)?.[1]) >= 3, ping.stdout + ping.stderr);
+    const mac = /\s(([0-9a-f]{2}:){5}[0-9a-f]{2})\s/.exec(cli.out())![1]!.split(':').map((x) => parseInt(x, 16));
+    const ll = `fe80::${(((mac[0]! ^ 2) << 8) | mac[1]!).toString(16)}:${mac[2]!.toString(16)}ff:fe${mac[3]!.toString(16).padStart(2, '0')}:${((mac[4]! << 8) | mac[5]!).toString(16)}`;
+    const ping2 = await spawnIn(ns, 'ping', ['-6', '-c', '3', '-w', '10', '-i', '0.2', `${ll}%${ifname}`], 15_000);
+    assert.ok(Number(/(\d+) received/.exec(ping2.stdout)?.[1]) >= 3, `${ll}: ${ping2.stdout}${ping2.stderr}`);
+    cli.child.kill('SIGTERM');
+    assert.equal((await cli.exit).code, 0);
   });
 
   test('closed-port UDP gets ICMP port unreachable; SIGINT also exits 0 and removes the device', { timeout: 60_000 }, async (t) => {

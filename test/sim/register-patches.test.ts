@@ -260,6 +260,29 @@ describe('tstack/register patches (memory wire)', () => {
       c.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
     });
     assert.match(fromHost, /secure hello ::ffff:127\.0\.0\.1$/);
+
+    // A host name with the program's own lookup (https, wss and undici take one): the stack
+    // dials the address that lookup gives. (A name goes to the stack once the policy routes
+    // names there: "loopback" here, a gateway in a real configuration.)
+    installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'loopback' }) });
+    const looked: string[] = [];
+    try {
+      const viaName = await new Promise<string>((resolve, reject) => {
+        const lookup = (host: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void) => { looked.push(host); cb(null, B, 4); };
+        https.get('https://b.tstack.test:7443/', { ca: cert, checkServerIdentity: () => undefined, lookup } as https.RequestOptions, (res) => {
+          let b = '';
+          res.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      assert.equal(viaName, 'B over TLS');
+      assert.deepEqual(looked, ['b.tstack.test']);
+    } finally {
+      installPatches({
+        stack: instA,
+        policy: new RoutingPolicy(instA.stack, { kernelFallback: 'auto' }),
+        onDecision: (what: string, target: string, where: Placement) => { decisions.push(`${what} ${target} ${where}`); },
+      });
+    }
     bServer.close();
     server.close();
     server.closeAllConnections();

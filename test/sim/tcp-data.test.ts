@@ -14,19 +14,23 @@ function ackFrom(h: TcpHarness, sport: number, ack: number, extra: { wnd?: numbe
 
 const seqs = (segs: Seg[]) => segs.map((s) => s.seq);
 
-test('delayed ACK: one segment is acknowledged after 40 ms, two full segments at once', () => {
+test('delayed ACK: once the quick-ACK budget is spent, one segment is acknowledged after 40 ms, two full segments at once', () => {
   const h = new TcpHarness();
-  const { sport } = open(h, { mss: 1460 });
-  h.inject({ sport: 80, dport: sport, seq: P + 1, flags: ACK, data: 1460 });
+  const { s, sport } = open(h, { mss: 1460 });
+  // The connection starts in quick-ACK mode (tcp-linux.test.ts): spend the budget first.
+  let q = P + 1;
+  for (let i = 0; s.tcb.quickAcks > 0 || i === 0; i++) { h.inject({ sport: 80, dport: sport, seq: q, flags: ACK, data: 100 }); q += 100; h.one(); }
+  h.inject({ sport: 80, dport: sport, seq: q, flags: ACK, data: 1460 });
   h.none();
   h.advance(39); h.none();
   h.advance(1);
   const a = h.one();
-  assert.equal(a.ack, P + 1461);
-  h.inject({ sport: 80, dport: sport, seq: P + 1461, flags: ACK, data: 1460 });
+  assert.equal(a.ack, q + 1460);
+  q += 1460;
+  h.inject({ sport: 80, dport: sport, seq: q, flags: ACK, data: 1460 });
   h.none();
-  h.inject({ sport: 80, dport: sport, seq: P + 2921, flags: ACK, data: 1460 });
-  assert.equal(h.one().ack, P + 4381, 'every second full-sized segment is acknowledged at once');
+  h.inject({ sport: 80, dport: sport, seq: q + 1460, flags: ACK, data: 1460 });
+  assert.equal(h.one().ack, q + 2920, 'every second full-sized segment is acknowledged at once');
   assert.equal(h.host.wheel.size, 0, 'no delayed-ACK timer left armed');
 });
 
@@ -161,20 +165,20 @@ test('RTO: retransmits after the RTO and backs off exponentially; Karn keeps the
   const h = new TcpHarness();
   const { s, d0, sport } = open(h, { mss: 1000, rttMs: 50 });
   const rto = s.tcb.rtt.rto;
-  assert.equal(rto, 200, 'SRTT 50 + 4*RTTVAR 25 = 150, raised to rexmit_min');
+  assert.equal(rto, 250, "Linux's RTO = SRTT 50 + max(4*RTTVAR 100, rexmit_min 200)");
   s.write(filler(1000));
   const t0 = h.one().time;
   const at: number[] = [];
-  for (let i = 0; i < 3; i++) { h.advance(200 * (1 << i)); const r = h.one(); assert.equal(r.seq, d0); at.push(r.time - t0); }
-  assert.deepEqual(at, [200, 600, 1400]);
+  for (let i = 0; i < 3; i++) { h.advance(250 * (1 << i)); const r = h.one(); assert.equal(r.seq, d0); at.push(r.time - t0); }
+  assert.deepEqual(at, [250, 750, 1750]);
   assert.equal(s.tcb.cc.cwnd, 1000, 'loss window after RTO');
   ackFrom(h, sport, d0 + 1000);
-  assert.equal(s.tcb.rtt.rto, 1600, 'no RTT sample from a retransmitted segment; the backed-off RTO stays');
+  assert.equal(s.tcb.rtt.rto, 2000, 'no RTT sample from a retransmitted segment; the backed-off RTO stays');
   s.write(filler(1000));
   const t1 = h.one().time;
-  h.advance(1599); h.none();
+  h.advance(1999); h.none();
   h.advance(1);
-  assert.equal(h.one().time - t1, 1600);
+  assert.equal(h.one().time - t1, 2000);
 });
 
 test('fast retransmit on the third duplicate ACK, then NewReno partial ACK and recovery exit', () => {
@@ -429,7 +433,7 @@ test('tail loss probe: a probe that repaired the tail (no D-SACK) reduces cwnd o
   h2.take();
   h2.advance(50);
   ackFrom(h2, o2.sport, o2.d0 + 1000);
-  h2.advance(199); h2.none();
+  h2.advance(249); h2.none();
   h2.advance(1);
   assert.equal(h2.one().seq, o2.d0 + 1000);
   assert.equal(h2.tcp.counters.rexmtTimeouts, 1);

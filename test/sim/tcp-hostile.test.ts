@@ -92,7 +92,7 @@ test('5% corruption each way: every damaged frame is dropped by a checksum and c
     const corrupted = res.a.port.stats().faults.tx.corrupted + res.b.port.stats().faults.tx.corrupted;
     const dropped = corruptionDrops(res.a.stack) + corruptionDrops(res.b.stack);
     const badSum = res.a.stack.tcp.counters.rcvBadChecksum + res.b.stack.tcp.counters.rcvBadChecksum;
-    assert.ok(corrupted > 100, `frames were corrupted (${corrupted})`);
+    assert.ok(corrupted > 50, `frames were corrupted (${corrupted})`);
     // Timestamps make every TCP frame longer than the 60-byte minimum, so no flipped bit can
     // land in Ethernet padding: each corrupted frame must show up as exactly one drop.
     assert.equal(dropped, corrupted, `corrupted ${corrupted}, dropped ${dropped} (TCP bad checksum ${badSum}, drops a ${JSON.stringify(res.a.stack.drops)} b ${JSON.stringify(res.b.stack.drops)})`);

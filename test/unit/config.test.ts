@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, loadConfig, ConfigError, DEFAULT_CONTROL_SOCKET } from '../../src/runtime/config.js';
+import { parseConfig, loadConfig, ConfigError } from '../../src/runtime/config.js';
 import { Sysctl } from '../../src/stack/sysctl.js';
 
 function registry(): Sysctl {
@@ -36,10 +36,11 @@ function assertNames(err: ConfigError, line: number, key: string, detail: RegExp
 describe('config defaults', () => {
   test('an empty file gives every default', () => {
     const c = parseConfig('', 'empty.toml');
-    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive' });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0 });
     assert.deepEqual(c.ports, []);
     assert.deepEqual(c.sysctl, []);
-    assert.deepEqual(c.control, { socket: DEFAULT_CONTROL_SOCKET });
+    assert.deepEqual(c.control, { socket: '', name: 'empty', enabled: true });
+    assert.deepEqual(c.metrics, {});
     assert.deepEqual(c.log, { level: 'info' });
   });
 
@@ -85,7 +86,7 @@ socket = "/tmp/t.sock"
 [log]
 level = "debug"
 `, 'd.toml', { sysctl: registry() });
-    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt' });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0 });
     const p = c.ports[0]!;
     assert.equal(p.gateway, '198.18.0.1');
     assert.equal(p.hostAddr, '198.18.0.1/24');
@@ -151,12 +152,22 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\nifname = "a-very-long-name0"\n'), 2, 'port[0].ifname', /at most 15 characters/);
   });
 
+  test('IPv6 port keys: addr6, gateway6 (global or link-local) and slaac', () => {
+    const p = parseConfig('[[port]]\naddr6 = "2001:db8::2/64"\ngateway6 = "fe80::1"\nslaac = true\n', 'v6.toml').ports[0]!;
+    assert.equal(p.addr6, '2001:db8::2/64');
+    assert.equal(p.gateway6, 'fe80::1');
+    assert.equal(p.slaac, true);
+  });
+
   test('bad CIDR, address, gateway and MAC', () => {
     assertNames(fails('[[port]]\naddr = "198.18.0.2/33"\n'), 2, 'port[0].addr', /IPv4 address with prefix length .*\(got "198\.18\.0\.2\/33"\)/);
     assertNames(fails('[[port]]\naddr = "198.18.0.2"\n'), 2, 'port[0].addr', /prefix length/);
     assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\ngateway = "198.18.1.1"\n'), 3, 'port[0].gateway', /not on 198\.18\.0\.2\/24's subnet/);
     assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\ngateway = "198.18.0.x"\n'), 3, 'port[0].gateway', /IPv4 address/);
     assertNames(fails('[[port]]\naddr6 = "2001:db8::g/64"\n'), 2, 'port[0].addr6', /IPv6 address/);
+    assertNames(fails('[[port]]\ngateway6 = "ff02::1"\n'), 2, 'port[0].gateway6', /unicast IPv6 address/);
+    assertNames(fails('[[port]]\ngateway6 = "2001:db8::1/64"\n'), 2, 'port[0].gateway6', /unicast IPv6 address/);
+    assertNames(fails('[[port]]\nslaac = "yes"\n'), 2, 'port[0].slaac', /true or false/);
     assertNames(fails('[[port]]\nhost_addr = "198.18.0.1"\n'), 2, 'port[0].host_addr', /prefix length/);
     assertNames(fails('[[port]]\nmac = "01:00:5e:00:00:01"\n'), 2, 'port[0].mac', /unicast/);
     assertNames(fails('[[port]]\nmac = "zz"\n'), 2, 'port[0].mac', /MAC address/);
@@ -187,8 +198,7 @@ describe('config errors name the file, the key and the line', () => {
     assert.equal(e2.key, 'port[0].mtu');
   });
 
-  test('unimplemented driver', () => {
-    assertNames(fails('[[port]]\ndriver = "afxdp"\n'), 2, 'port[0].driver', /"afxdp" is not implemented yet \(available: tap, memory, pcap, afpacket\)/);
+  test('unknown driver', () => {
     assertNames(fails('[[port]]\ndriver = "dpdk"\n'), 2, 'port[0].driver', /must be one of "tap", "memory", "pcap", "afpacket", "afxdp"/);
   });
 
@@ -202,10 +212,54 @@ describe('config errors name the file, the key and the line', () => {
     assert.equal(parseConfig('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\n', 'f').ports[0]!.ifname, 'abcdefghijklmno');
   });
 
+  test('[stack] busy_poll_us: microseconds of polling after traffic (adaptive), 0-1000000', () => {
+    assert.equal(parseConfig('[stack]\npoll = "adaptive"\nbusy_poll_us = 50\n', 'f').stack.busyPollUs, 50);
+    assertNames(fails('[stack]\nbusy_poll_us = -1\n'), 2, 'stack.busy_poll_us', /-1/);
+  });
+
+  test('afxdp takes exception, queue and zero_copy; exception needs addr and an existing interface; mtu fits a UMEM frame', () => {
+    const cfg = parseConfig('[[port]]\ndriver = "afxdp"\nifname = "eth1"\naddr = "198.18.80.2/24"\nexception = true\nqueue = 3\nzero_copy = true\n', 'f');
+    assert.equal(cfg.ports[0]!.driver, 'afxdp');
+    assert.equal(cfg.ports[0]!.exception, true);
+    assert.equal(cfg.ports[0]!.queue, 3);
+    assert.equal(cfg.ports[0]!.zeroCopy, true);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\nexception = true\n'), 3, 'port[0].exception', /needs addr/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\naddr = "198.18.80.2/24"\nhost_addr = "198.18.80.1/24"\nexception = true\n'), 5, 'port[0].exception', /existing interface/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\nexception = "yes"\n'), 3, 'port[0].exception', /true or false/);
+    assertNames(fails('[[port]]\ndriver = "afxdp"\nmtu = 9000\n'), 3, 'port[0].mtu', /at most 3490/);
+    assertNames(fails('[[port]]\ndriver = "afpacket"\nexception = true\n'), 3, 'port[0].exception', /only applies to driver "afxdp"/);
+  });
+
   test('driver-specific keys on the wrong driver, and duplicate ifnames', () => {
     assertNames(fails('[[port]]\ndriver = "memory"\nnetns = "x"\n'), 3, 'port[0].netns', /only applies to driver "tap"/);
     assertNames(fails('[[port]]\ndriver = "pcap"\n'), 1, 'port[0]', /needs input .* and\/or output/);
     assertNames(fails('[[port]]\nifname = "a"\n[[port]]\nifname = "a"\n'), 4, 'port[1].ifname', /already used by port\[0\]/);
+  });
+
+  test('one address per port, one port per subnet, host addresses only, no TAP named "lo"', () => {
+    const two = (a: string, b: string) => `[[port]]\ndriver = "memory"\nifname = "m0"\naddr = "${a}"\n[[port]]\ndriver = "memory"\nifname = "m1"\naddr = "${b}"\n`;
+    assertNames(fails(two('198.18.0.2/24', '198.18.0.2/24')), 8, 'port[1].addr', /198\.18\.0\.2 is already port\[0\]'s address/);
+    assertNames(fails(two('198.18.0.2/24', '198.18.0.3/24')), 8, 'port[1].addr', /same subnet as port\[0\]'s 198\.18\.0\.2\/24/);
+    assertNames(fails(two('198.18.0.2/16', '198.18.7.3/24')), 8, 'port[1].addr', /same subnet/);
+    assert.equal(parseConfig(two('198.18.0.2/24', '198.18.1.2/24'), 'ok.toml').ports.length, 2, 'two subnets are fine');
+    assertNames(fails('[[port]]\naddr = "198.18.0.0/24"\n'), 2, 'port[0].addr', /network address, not a host address/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.255/24"\n'), 2, 'port[0].addr', /broadcast address, not a host address/);
+    assertNames(fails('[[port]]\naddr = "198.18.0.2/24"\nhost_addr = "198.18.0.255/24"\n'), 3, 'port[0].host_addr', /broadcast address/);
+    assert.equal(parseConfig('[[port]]\naddr = "198.18.0.0/31"\n', 'p2p.toml').ports[0]!.addr, '198.18.0.0/31', 'a /31 has no network or broadcast address (RFC 3021)');
+    assertNames(fails('[[port]]\ndriver = "tap"\nifname = "lo"\n'), 3, 'port[0].ifname', /"lo" is the loopback interface/);
+  });
+
+  test('[shield]: limits and rules are parsed; a bad rule is named with its line', () => {
+    const c = parseConfig('[shield]\nmax_conn_per_source = 64\nsyn_rate_per_source = 20\ndefault = "allow"\n[[shield.rule]]\naction = "deny"\nfrom = "198.18.0.0/24"\nproto = "tcp"\nport = 22\n[[shield.rule]]\naction = "allow"\nfrom = "198.18.1.5"\n', 's.toml');
+    assert.equal(c.shield.maxConnPerSource, 64);
+    assert.equal(c.shield.synRatePerSource, 20);
+    assert.deepEqual(c.shield.rules, [
+      { action: 'deny', from: 0xc6120000, fromLen: 24, proto: 'tcp', port: 22 },
+      { action: 'allow', from: 0xc6120105, fromLen: 32, proto: 'any', port: -1 },
+    ]);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "deny"\nproto = "icmp"\nport = 1\n'), 5, 'shield.rule[0].port', /needs proto = "tcp" or "udp"/);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "drop"\n'), 3, 'shield.rule[0].action', /must be one of "allow", "deny"/);
+    assertNames(fails('[shield]\nmax_conn_per_source = -1\n'), 2, 'shield.max_conn_per_source', />= 0|at least 0|integer/);
   });
 
   test('lines stay right after multi-line strings and arrays', () => {

@@ -70,7 +70,7 @@ s.bind(0, () => { console.log('listening'); s.unref(); });
     const r = await runProgram('stay', `
 const s = dgram.createSocket('udp4');
 s.bind(0, () => console.log('listening'));
-`, 1500);
+`, 5000);
     assert.equal(r.killed, true, `exited on its own (code ${r.code}): ${r.stderr}`);
     assert.equal(r.stdout, 'listening\n');
     assert.equal(r.signal, 'SIGTERM', 'the default SIGTERM action still applies');
@@ -80,7 +80,7 @@ s.bind(0, () => console.log('listening'));
     const r = await runProgram('reref', `
 const s = dgram.createSocket('udp4');
 s.bind(0, () => { s.unref(); s.ref(); console.log('listening'); });
-`, 1500);
+`, 5000);
     assert.equal(r.killed, true, `exited on its own (code ${r.code}): ${r.stderr}`);
   });
 

@@ -14,6 +14,8 @@ import {
   AF_INET, AF_INET6, SOCK_STREAM, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP,
   SO_ERROR, SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_BROADCAST, SO_TYPE, TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPCNT, IP_TTL,
   F_GETFL, F_SETFL, O_NONBLOCK, SHUT_WR, MSG_TRUNC, MSG_PEEK, FIONREAD,
+  MSG_MORE, SO_LINGER, TCP_CORK, TCP_INFO, TCP_INFO_SIZE, TCP_CONGESTION, TCP_MAXSEG, TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT,
+  TCP_INQ, IP_TOS, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD,
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLET, EPOLLONESHOT,
   EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, socket, bind, close,
 } from '../../src/api/posix.js';
@@ -168,7 +170,7 @@ describe('tstack/posix on two memory-wire stacks', () => {
           st.soError = pa.getsockopt(fd, SOL_SOCKET, SO_ERROR);
           st.isconn = pa.connect(fd, { addr: B, port: PORT });
           assert.equal(pa.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY), 1);
-          assert.equal(pa.getsockopt(fd, SOL_SOCKET, SO_SNDBUF), 4096);
+          assert.equal(pa.getsockopt(fd, SOL_SOCKET, SO_SNDBUF), 8192, 'Linux reports a set SO_SNDBUF doubled');
           connected = true;
         }
         if (events & EPOLLRDHUP) st.clientRdhup++;
@@ -535,6 +537,87 @@ describe('tstack/posix on two memory-wire stacks', () => {
     for (const fd of [...accepted, lfd, ep, rev]) ok(pb.close(fd), 'close');
     for (const fd of clients) ok(pa.close(fd), 'close');
   });
+  test('TCP socket options as Linux: TCP_MAXSEG before connect, TCP_CORK and MSG_MORE, MSG_PEEK, SIOCINQ/SIOCOUTQ/SIOCOUTQNSD, TCP_INFO, TCP_CONGESTION, IP_TOS, SO_LINGER 0 resets', async () => {
+    const lfd = ok(pb.socket(AF_INET, SOCK_STREAM, 0), 'socket');
+    ok(pb.setsockopt(lfd, IPPROTO_TCP, TCP_MAXSEG, 1000), 'TCP_MAXSEG on the listener');
+    ok(pb.bind(lfd, { addr: '0.0.0.0', port: 0 }), 'bind');
+    ok(pb.listen(lfd, 8), 'listen');
+    const where: SockAddr = { addr: '', port: 0 };
+    ok(pb.getsockname(lfd, where), 'getsockname');
+    const cfd = ok(pa.socket(AF_INET, SOCK_STREAM, 0), 'socket');
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_MAXSEG), 536, 'TCP_MSS_DEFAULT before a connection');
+    ok(pa.setsockopt(cfd, IPPROTO_TCP, TCP_MAXSEG, 1200), 'TCP_MAXSEG before connect');
+    assert.equal(pa.setsockopt(cfd, IPPROTO_TCP, TCP_MAXSEG, 10), -Errno.EINVAL, 'below TCP_MIN_MSS');
+    ok(pa.setsockopt(cfd, IPPROTO_TCP, TCP_CONGESTION, 'cubic'), 'TCP_CONGESTION');
+    assert.equal(pa.setsockopt(cfd, IPPROTO_TCP, TCP_CONGESTION, 'nope'), -ENOENT);
+    ok(pa.setsockopt(cfd, IPPROTO_IP, IP_TOS, 0x2e << 2), 'IP_TOS (DSCP EF)');
+    ok(pa.setsockopt(cfd, IPPROTO_TCP, TCP_USER_TIMEOUT, 5000), 'TCP_USER_TIMEOUT');
+    ok(pa.setsockopt(cfd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, 16384), 'TCP_NOTSENT_LOWAT');
+    const [sfd, cres] = await Promise.all([
+      pb.acceptAsync(lfd, null, { timeoutMs: 3000 }),
+      pa.connectAsync(cfd, { addr: B, port: where.port }, { timeoutMs: 3000 }),
+    ]);
+    ok(sfd, 'acceptAsync');
+    assert.equal(cres, 0);
+    // Both ends' MSS: min(1200 asked by the client, 1000 announced by the listener) less 12 option bytes.
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_MAXSEG), 988);
+    assert.equal(pb.getsockopt(sfd, IPPROTO_TCP, TCP_MAXSEG), 988);
+    const name = new Uint8Array(16);
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_CONGESTION, name), 16);
+    assert.equal(new TextDecoder().decode(name.subarray(0, name.indexOf(0))), 'cubic');
+    assert.equal(pa.getsockopt(cfd, IPPROTO_IP, IP_TOS), 0xb8);
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_USER_TIMEOUT), 5000);
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_NOTSENT_LOWAT), 16384);
+
+    // TCP_CORK: small writes wait for a full segment; uncorking sends them as one.
+    ok(pa.setsockopt(cfd, IPPROTO_TCP, TCP_CORK, 1), 'TCP_CORK');
+    ok(pa.write(cfd, new Uint8Array([1, 2, 3])), 'write');
+    ok(pa.send(cfd, new Uint8Array([4, 5]), 2, MSG_MORE), 'send MSG_MORE');
+    assert.equal(pa.ioctl(cfd, SIOCOUTQNSD), 5, 'corked: five bytes never sent');
+    assert.equal(pa.ioctl(cfd, SIOCOUTQ), 5);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(pb.ioctl(sfd, SIOCINQ), 0, 'nothing arrived while corked');
+    ok(pa.setsockopt(cfd, IPPROTO_TCP, TCP_CORK, 0), 'uncork');
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_CORK), 0);
+    // MSG_MORE still holds the tail until a send without it.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(pb.ioctl(sfd, SIOCINQ), 0, 'MSG_MORE holds the tail');
+    ok(pa.write(cfd, new Uint8Array([6])), 'write without MSG_MORE');
+    const buf = new Uint8Array(16);
+    // MSG_PEEK leaves the bytes; SIOCINQ counts them.
+    for (let i = 0; i < 300 && pb.ioctl(sfd, SIOCINQ) < 6; i++) await new Promise((r) => setTimeout(r, 10));
+    const peek = new Uint8Array(6);
+    assert.equal(pb.recv(sfd, peek, 6, MSG_PEEK), 6);
+    assert.deepEqual([...peek], [1, 2, 3, 4, 5, 6]);
+    assert.equal(pb.ioctl(sfd, SIOCINQ), 6, 'MSG_PEEK consumed nothing');
+    assert.equal(pb.read(sfd, peek), 6);
+    assert.equal(pa.ioctl(cfd, SIOCOUTQ) >= 0, true);
+
+    // TCP_INFO: Linux's struct tcp_info layout.
+    const info = new Uint8Array(TCP_INFO_SIZE);
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_INFO, info), TCP_INFO_SIZE);
+    const v = new DataView(info.buffer);
+    assert.equal(info[0], 1, 'tcpi_state TCP_ESTABLISHED');
+    assert.equal(info[5]! & 7, 7, 'tcpi_options: timestamps, SACK, window scaling');
+    assert.equal(v.getUint32(16, true), 988, 'tcpi_snd_mss');
+    assert.ok(v.getUint32(68, true) > 0, 'tcpi_rtt in µs');
+    assert.equal(Number(v.getBigUint64(120, true)), 6, 'tcpi_bytes_acked');
+    assert.ok(v.getUint32(136, true) >= 3, 'tcpi_segs_out');
+    assert.equal(Number(v.getBigUint64(200, true)), 6, 'tcpi_bytes_sent');
+    assert.equal(pa.getsockopt(cfd, IPPROTO_TCP, TCP_INFO), -Errno.EFAULT, 'TCP_INFO needs a buffer');
+    ok(pb.setsockopt(sfd, IPPROTO_TCP, TCP_INQ, 1), 'TCP_INQ');
+    assert.equal(pb.getsockopt(sfd, IPPROTO_TCP, TCP_INQ), 1);
+
+    // SO_LINGER { on, 0 }: close() resets the connection.
+    ok(pa.setsockopt(cfd, SOL_SOCKET, SO_LINGER, { onoff: 1, linger: 0 }), 'SO_LINGER');
+    const lg = new Uint8Array(8);
+    assert.equal(pa.getsockopt(cfd, SOL_SOCKET, SO_LINGER, lg), 8);
+    assert.deepEqual([...lg], [1, 0, 0, 0, 0, 0, 0, 0]);
+    ok(pa.close(cfd), 'close');
+    assert.equal(await pb.readAsync(sfd, buf, 16, { timeoutMs: 3000 }), -ECONNRESET, 'the peer sees a reset, not a FIN');
+    for (const fd of [sfd, lfd]) ok(pb.close(fd), 'close');
+  });
+
   test('the module-level functions use the default instance (setDefaultInstance) and share its table', () => {
     setDefaultInstance(instA, { stopOnExit: false });
     try {

@@ -151,6 +151,36 @@ describe('RunLoop', () => {
     loop.stop();
   });
 
+  test('adaptive with busyPollUs: spins while the last traffic is younger than the budget, then sleeps on readiness', async () => {
+    const clock = { t: 1000, now() { return this.t; } };
+    const stack = new FakeStack();
+    const driver = new FakeDriver();
+    const loop = new RunLoop({ stack, clock, poll: 'adaptive', busyPollUs: 500 });
+    loop.addPort(driver, 3);
+    loop.start();
+    await turns(5);
+    assert.equal(loop.stats().iterations, 1, 'no traffic yet: the start iteration only, then asleep');
+    driver.receive(2);
+    await turns(40);
+    const spun = loop.stats().iterations;
+    // The clock has not moved: within the budget every turn runs an iteration (well past the
+    // default spinIterations-free count, which would be 1 + 64 only with the iteration budget).
+    assert.ok(spun > 20, `iterations while the budget lasts: ${spun}`);
+    clock.t += 0.499;
+    await turns(5);
+    assert.ok(loop.stats().iterations > spun, 'still spinning 499 µs after the traffic');
+    clock.t += 0.002;
+    await turns(3);
+    const stopped = loop.stats().iterations;
+    await turns(20);
+    assert.equal(loop.stats().iterations, stopped, 'asleep once the 500 µs budget is spent');
+    driver.receive(1);
+    await turns(3);
+    assert.ok(loop.stats().iterations > stopped, 'a readable wake-up starts it again');
+    loop.stop();
+    assert.throws(() => new RunLoop({ stack, poll: 'adaptive', busyPollUs: -1 }), /busyPollUs/);
+  });
+
   test('busy: keeps iterating with no traffic and registers no wake-up', async () => {
     const { driver, loop } = setup('busy');
     loop.start();

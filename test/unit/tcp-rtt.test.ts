@@ -38,10 +38,10 @@ test('uses the clock granularity when 4*RTTVAR is smaller', () => {
   assert.equal(r.rto, r.srtt + 10);
 });
 
-test('clamps the RTO to minRto and maxRto', () => {
+test('minRto floors the variance term (Linux: RTO = SRTT + max(4*RTTVAR, rto_min)); maxRto caps the RTO', () => {
   const r = new RttEstimator({ minRto: 1000, maxRto: 60_000, initialRto: 1000 });
   r.sample(10);
-  assert.equal(r.rto, 1000);
+  assert.equal(r.rto, 1010);
   const big = new RttEstimator({ minRto: 200, maxRto: 5000, initialRto: 1000 });
   big.sample(4000);
   assert.equal(big.rto, 5000);

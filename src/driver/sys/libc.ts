@@ -25,7 +25,7 @@ interface Bindings {
   open: Fn; close: Fn; read: Fn; write: Fn; readP: Fn; writeP: Fn;
   ioctlPtr: Fn; ioctlInt: Fn; fcntl: Fn; socket: Fn; pipe2: Fn;
   mmap: Fn; munmap: Fn; memcpy: Fn; setsockopt: Fn; getsockopt: Fn; bind: Fn; sendtoP: Fn;
-  ifNameToIndex: Fn; setns: Fn;
+  ifNameToIndex: Fn; setns: Fn; prctl: Fn; syscall3: Fn;
 }
 
 let bindings: Bindings | null = null;
@@ -63,6 +63,11 @@ function load(): Bindings {
       sendtoP: lib.func('sendto', 'intptr_t', ['int', 'uintptr_t', 'size_t', 'int', 'uintptr_t', 'uint32_t']),
       ifNameToIndex: lib.func('unsigned int if_nametoindex(const char *name)'),
       setns: lib.func('int setns(int fd, int nstype)'),
+      // Variadic in C; integer arguments pass the same way fixed (see ioctl above).
+      prctl: lib.func('prctl', 'int', ['int', 'unsigned long', 'unsigned long', 'unsigned long', 'unsigned long']),
+      // syscall(2) is variadic; three integer-class arguments pass like fixed ones on x86-64 and
+      // arm64 (the same reasoning as ioctl above). Used for bpf(2), which glibc does not wrap.
+      syscall3: lib.func('syscall', 'long', ['long', 'long', 'void *', 'unsigned long']),
     };
     return bindings;
   } catch (e) {
@@ -86,6 +91,7 @@ export const F_GETFL = 3;
 export const F_SETFL = 4;
 export const AF_INET = 2;
 export const AF_PACKET = 17;
+export const AF_XDP = 44;
 export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
 export const SOCK_NONBLOCK = O_NONBLOCK;
@@ -93,6 +99,9 @@ export const SOCK_CLOEXEC = O_CLOEXEC;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
+export const MAP_PRIVATE = 2;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_POPULATE = 0x8000;
 export const MSG_DONTWAIT = 0x40;
 export const CLONE_NEWNET = 0x40000000;
 
@@ -111,7 +120,8 @@ export const ENOENT = 2;
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES',
   14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 19: 'ENODEV', 22: 'EINVAL', 24: 'EMFILE', 95: 'EOPNOTSUPP',
-  105: 'ENOBUFS', 90: 'EMSGSIZE', 100: 'ENETDOWN', 6: 'ENXIO',
+  105: 'ENOBUFS', 90: 'EMSGSIZE', 100: 'ENETDOWN', 6: 'ENXIO', 97: 'EAFNOSUPPORT', 524: 'ENOTSUPP',
+  7: 'E2BIG', 28: 'ENOSPC', 38: 'ENOSYS',
 };
 
 /** errno of the last failed call on this thread. */
@@ -166,6 +176,15 @@ export function ioctlPtr(fd: number, request: number, arg: Uint8Array): number {
 export function ioctlInt(fd: number, request: number, arg: number): number { return load().ioctlInt(fd, request, arg); }
 export function fcntl(fd: number, cmd: number, arg = 0): number { return load().fcntl(fd, cmd, arg); }
 export function socket(domain: number, type: number, protocol: number): number { return load().socket(domain, type, protocol); }
+
+const PR_SET_PDEATHSIG = 1;
+/**
+ * prctl(PR_SET_PDEATHSIG): the kernel sends `signal` to this process when the thread that
+ * started it exits. Throws SysError on failure.
+ */
+export function setParentDeathSignal(signal: number): void {
+  if (load().prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0) !== 0) throw new SysError('prctl(PR_SET_PDEATHSIG)', errno());
+}
 
 /** pipe2(): [readFd, writeFd]; throws SysError on failure. */
 export function pipe(flags = O_CLOEXEC): [number, number] {
@@ -301,6 +320,11 @@ export function sendtoAt(fd: number, address: number, len: number, flags: number
 
 /** The interface index of `name` in the calling thread's network namespace; 0 when there is none. */
 export function ifNameToIndex(name: string): number { return load().ifNameToIndex(name); }
+
+/** syscall(nr, a, ptr, b): a raw system call with a pointer argument (bpf(2)). Returns its result or -1. */
+export function syscall3(nr: number, a: number, ptr: Uint8Array, b: number): number {
+  return Number(load().syscall3(nr, a, ptr, b));
+}
 
 /** setns(fd, nstype) for the calling thread. Returns 0 or -1. */
 export function setns(fd: number, nstype: number): number { return load().setns(fd, nstype); }

@@ -61,6 +61,11 @@ export class Ipv4 implements IcmpContext, ReassContext {
   private readonly ip = new Ipv4View();
   private readonly mcastMac = new Uint8Array([0x01, 0x00, 0x5e, 0, 0, 0]);
   private readonly loopQueue: PacketBuffer[] = [];
+  /**
+   * Admission for datagrams from the wire, after reassembly (the shield): false drops the
+   * datagram, the filter counting why. Loopback traffic is not filtered.
+   */
+  filter: ((ip: Ipv4View, buf: PacketBuffer) => boolean) | null = null;
   private ipId: number;
 
   constructor(private readonly ctx: Ipv4Context) {
@@ -95,8 +100,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
     if (err !== WireError.Ok) { iface.counters.rxErrors++; buf.release(); this.ctx.drop(`ip_${wireErrorName(err)}`); return; }
     this.stats.received++;
     const src = ip.src, dst = ip.dst;
-    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast is martian.
-    if (src === 0xffffffff || isIpv4Multicast(src) || (src >>> 24) === 127) { buf.release(); this.ctx.drop('ip_bad_source'); return; }
+    const martian = this.martianSource(src, dst);
+    if (martian !== null) { buf.release(); this.ctx.drop(martian); return; }
     // RFC 1122 §3.2.1.7: TTL 0 must never be sent; a datagram carrying it is bogus.
     if (ip.ttl === 0) { buf.release(); this.ctx.drop('ip_ttl_zero'); return; }
     buf.start = off;
@@ -119,7 +124,31 @@ export class Ipv4 implements IcmpContext, ReassContext {
       buf = whole;
       ip.wrap(buf.data, buf.start, buf.length, false);
     }
+    if (this.filter !== null && !this.filter(ip, buf)) { buf.release(); return; }
     this.deliver(ip, buf, bcast || mcast);
+  }
+
+  /**
+   * The drop reason for a source address that cannot come from the wire, or null. RFC 1812
+   * §5.3.7 / RFC 1122 §3.2.1.3: broadcast and multicast sources (a), class E (f), 127/8
+   * "MUST NOT appear outside a host" (g), {0, host} only during initialization — accepted, as
+   * Linux does, only from 0.0.0.0 to the limited broadcast (a DHCP/BOOTP client) — and, like
+   * Linux, one of our own addresses (a packet "from ourselves" off the wire is forged or looped;
+   * our own loopback traffic does not come this way, see pollLoopback).
+   */
+  private martianSource(src: number, dst: number): string | null {
+    const top = src >>> 24;
+    if (top === 0) return src === 0 && dst === 0xffffffff ? null : 'ip_martian_zero_source';
+    if (top === 127) return 'ip_martian_loopback_source';
+    if (top >= 224) {
+      if (src === 0xffffffff) return 'ip_martian_broadcast_source';
+      return top < 240 ? 'ip_martian_multicast_source' : 'ip_martian_class_e_source';
+    }
+    for (const i of this.ctx.interfaces) {
+      if (i.hasAddress(src)) return 'ip_martian_own_source';
+      if (i.isBroadcast(src)) return 'ip_martian_broadcast_source';
+    }
+    return null;
   }
 
   private deliver(ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean): void {

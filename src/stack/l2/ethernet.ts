@@ -12,6 +12,8 @@ export interface EthernetContext {
   drop(reason: string): void;
   /** A frame was queued on a device: the run loop should flush soon. */
   outputPending(): void;
+  /** Live capture hook (Stack.frameTap): sees each transmitted frame; null when nobody captures. */
+  readonly frameTap: ((ifIndex: number, buf: PacketBuffer, tx: boolean) => void) | null;
 }
 
 /**
@@ -61,6 +63,8 @@ export class Ethernet {
     }
     const c = iface.counters;
     c.txPackets++; c.txBytes += buf.length;
+    const tap = this.ctx.frameTap;
+    if (tap !== null) tap(iface.index, buf, true);
     iface.dev.transmit(buf);
     this.ctx.outputPending();
   }

@@ -3,6 +3,14 @@
 //   INCOMPLETE --maxtries unanswered--> FAILED (drops for `wait` seconds) --> gone
 //   PROBE --maxtries unanswered--> gone
 // Packets waiting for resolution are held per entry (at most maxhold, oldest dropped first).
+//
+// The table is bounded and never refuses a neighbour we need (Linux's gc_thresh idea): at
+// max_entries (gc_thresh3) a new entry evicts an old one instead of being refused — first the
+// oldest unsolicited entry (learned from someone's request for us, never used by us since),
+// else the oldest entry that is not permanent. Unsolicited entries are the ones forged traffic
+// can create, so they have their own budget (unsolicited_max), a creation rate
+// (unsolicited_rate; past it the request is still answered, only not remembered), a short life
+// when unused (unsolicited_age) and come only from on-link senders.
 import type { BufferPool, PacketBuffer } from '../../base/pktbuf.js';
 import { ARP_LEN, ArpOp, ArpView, writeArp } from '../../wire/arp.js';
 import { MAC_BROADCAST, MAC_ZERO, formatIpv4, formatMac, macEquals } from '../../wire/addr.js';
@@ -26,15 +34,20 @@ export interface ArpContext {
   /** Prepends an Ethernet header (dst MAC at dstMac[dstOff..]) and transmits on `iface`. Takes ownership. */
   ethOutput(iface: Interface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void;
   drop(reason: string): void;
+  /** A packet held for a neighbour that did not answer (start = IP header), before it is dropped. */
+  unreachable?(buf: PacketBuffer): void;
 }
 
 export function defineArpSysctls(s: Sysctl): void {
   s.define({ name: 'net.link.ether.inet.max_age', type: 'int', default: 1200, min: 1, max: 86400, description: 'seconds an ARP entry stays reachable before it is re-verified' });
-  s.define({ name: 'net.link.ether.inet.maxtries', type: 'int', default: 5, min: 1, max: 100, description: 'ARP requests sent before a destination is declared down' });
+  s.define({ name: 'net.link.ether.inet.maxtries', type: 'int', default: 3, min: 1, max: 100, description: 'ARP requests sent (retrans apart) before a destination is declared down and its packets reported unreachable (Linux mcast_solicit 3: a connect to a silent neighbour fails with EHOSTUNREACH in 3 s)' });
   s.define({ name: 'net.link.ether.inet.maxhold', type: 'int', default: 16, min: 1, max: 1024, description: 'packets held per entry while ARP resolves' });
   s.define({ name: 'net.link.ether.inet.wait', type: 'int', default: 20, min: 0, max: 3600, description: 'seconds an unresolvable destination is marked down' });
   s.define({ name: 'net.link.ether.inet.retrans', type: 'int', default: 1000, min: 10, max: 60000, description: 'milliseconds between ARP request retries' });
-  s.define({ name: 'net.link.ether.inet.max_entries', type: 'int', default: 4096, min: 16, max: 1 << 20, description: 'bound on the ARP cache size (hostile input cannot grow it further)' });
+  s.define({ name: 'net.link.ether.inet.max_entries', type: 'int', default: 4096, min: 16, max: 1 << 20, description: 'bound on the ARP cache size: a new entry evicts the oldest unsolicited, else the oldest non-permanent one (Linux gc_thresh3)' });
+  s.define({ name: 'net.link.ether.inet.unsolicited_max', type: 'int', default: 1024, min: 1, max: 1 << 20, description: 'entries learned from requests for us and not used since, at most (the oldest makes room)' });
+  s.define({ name: 'net.link.ether.inet.unsolicited_rate', type: 'int', default: 100, min: 0, max: 1 << 20, description: 'entries learned from requests for us per second, at most (requests past it are answered, not remembered; 0 learns none)' });
+  s.define({ name: 'net.link.ether.inet.unsolicited_age', type: 'int', default: 60, min: 1, max: 86400, description: 'seconds an entry learned from a request for us lives when we do not use it (Linux gc_stale_time)' });
 }
 
 export class ArpEntry {
@@ -43,6 +56,8 @@ export class ArpEntry {
   readonly queue: PacketBuffer[] = [];
   tries = 0;
   updatedAt = 0;
+  /** Learned from someone's request for us, not used by us since: evicted first. */
+  unsolicited = false;
   readonly timer: Timer;
   constructor(readonly ifIndex: number, readonly ip: number, cb: (e: ArpEntry, now: number) => void) {
     this.timer = new Timer((now) => cb(this, now));
@@ -53,9 +68,14 @@ export interface ArpEntryInfo { ip: string; mac: string; ifIndex: number; state:
 
 export class Arp {
   private readonly entries = new Map<number, ArpEntry>();
+  /** The unsolicited entries, oldest first (a Map keeps insertion order). */
+  private readonly unsolicited = new Map<number, ArpEntry>();
+  /** Token bucket for unsolicited entries: tokens left and when it was last refilled. */
+  private tokens = 0;
+  private tokensAt = -Infinity;
   private readonly view = new ArpView();
   private readonly onTimer = (e: ArpEntry, now: number) => this.expire(e, now);
-  stats = { announcements: 0, requestsSent: 0, repliesSent: 0, requestsReceived: 0, repliesReceived: 0, held: 0, holdDropped: 0, unresolved: 0 };
+  stats = { announcements: 0, requestsSent: 0, repliesSent: 0, requestsReceived: 0, repliesReceived: 0, held: 0, holdDropped: 0, unresolved: 0, evicted: 0, unsolicitedLimited: 0 };
 
   constructor(private readonly ctx: ArpContext) {}
 
@@ -79,7 +99,7 @@ export class Arp {
     if (spa !== 0) {
       const e = this.entries.get(this.key(iface.index, spa));
       if (e) this.confirm(e, b, v.shaOff);
-      else if (forUs) this.create(iface.index, spa, b, v.shaOff);
+      else if (forUs && this.mayLearn(iface, spa)) this.create(iface.index, spa, b, v.shaOff);
     }
     if (!forUs) return;
     if (op === ArpOp.Request) this.sendArp(iface, ArpOp.Reply, b, v.shaOff, tpa, b, v.shaOff, spa);
@@ -93,6 +113,7 @@ export class Arp {
     const k = this.key(iface.index, nexthop);
     let e = this.entries.get(k);
     if (e) {
+      if (e.unsolicited) this.adopt(e);
       switch (e.state) {
         case ArpState.Reachable: case ArpState.Permanent: case ArpState.Probe:
           this.ctx.ethOutput(iface, e.mac, 0, EtherType.IPv4, buf); return;
@@ -103,12 +124,14 @@ export class Arp {
           this.ctx.wheel.arm(e.timer, this.ctx.clock.now() + this.ctx.sysctl.int('net.link.ether.inet.retrans'));
           this.ctx.ethOutput(iface, e.mac, 0, EtherType.IPv4, buf); return;
         case ArpState.Failed:
+          this.ctx.unreachable?.(buf);
           buf.release(); this.ctx.drop('arp_host_down'); return;
         case ArpState.Incomplete:
           this.hold(e, buf); return;
       }
     }
     if (this.entries.size >= this.ctx.sysctl.int('net.link.ether.inet.max_entries') && !this.evictOne()) {
+      // Only permanent entries left: the operator filled the table.
       buf.release(); this.ctx.drop('arp_table_full'); return;
     }
     e = new ArpEntry(iface.index, nexthop, this.onTimer);
@@ -132,6 +155,7 @@ export class Arp {
     const k = this.key(ifIndex, ip);
     let e = this.entries.get(k);
     if (!e) { e = new ArpEntry(ifIndex, ip, this.onTimer); this.entries.set(k, e); }
+    if (e.unsolicited) this.adopt(e);
     this.ctx.wheel.disarm(e.timer);
     e.mac.set(mac); e.state = ArpState.Permanent;
     this.flush(e);
@@ -158,11 +182,43 @@ export class Arp {
     for (const e of [...this.entries.values()]) if (e.ifIndex === ifIndex) this.remove(e);
   }
 
+  /**
+   * Whether a request from `spa` for us may create an entry: an on-link sender (RFC 826's
+   * merge is about the local network), within the unsolicited creation rate.
+   */
+  private mayLearn(iface: Interface, spa: number): boolean {
+    let onLink = false;
+    for (const a of iface.addrs) if (((spa & a.mask) >>> 0) === a.network && a.prefixLen < 32) { onLink = true; break; }
+    if (!onLink || iface.isBroadcast(spa)) return false;
+    const rate = this.ctx.sysctl.int('net.link.ether.inet.unsolicited_rate');
+    const now = this.ctx.clock.now();
+    const elapsed = now - this.tokensAt;
+    if (elapsed > 0) {
+      this.tokens = elapsed >= 1000 ? rate : Math.min(rate, this.tokens + (elapsed * rate) / 1000);
+      this.tokensAt = now;
+    }
+    if (this.tokens < 1) { this.stats.unsolicitedLimited++; return false; }
+    this.tokens--;
+    return true;
+  }
+
   private create(ifIndex: number, ip: number, mac: Uint8Array, macOff: number): void {
-    if (this.entries.size >= this.ctx.sysctl.int('net.link.ether.inet.max_entries') && !this.evictOne()) { this.ctx.drop('arp_table_full'); return; }
+    const s = this.ctx.sysctl;
+    // The unsolicited class makes room within its own budget first.
+    if (this.unsolicited.size >= s.int('net.link.ether.inet.unsolicited_max')) this.evictUnsolicited();
+    if (this.entries.size >= s.int('net.link.ether.inet.max_entries') && !this.evictOne()) { this.ctx.drop('arp_table_full'); return; }
     const e = new ArpEntry(ifIndex, ip, this.onTimer);
-    this.entries.set(this.key(ifIndex, ip), e);
+    const k = this.key(ifIndex, ip);
+    this.entries.set(k, e);
+    e.unsolicited = true;
+    this.unsolicited.set(k, e);
     this.confirm(e, mac, macOff);
+  }
+
+  /** We use an entry someone else's request created: it becomes an ordinary one. */
+  private adopt(e: ArpEntry): void {
+    e.unsolicited = false;
+    this.unsolicited.delete(this.key(e.ifIndex, e.ip));
   }
 
   private confirm(e: ArpEntry, mac: Uint8Array, macOff: number): void {
@@ -172,7 +228,8 @@ export class Arp {
     e.tries = 0;
     const now = this.ctx.clock.now();
     e.updatedAt = now;
-    this.ctx.wheel.arm(e.timer, now + this.ctx.sysctl.int('net.link.ether.inet.max_age') * 1000);
+    const age = e.unsolicited ? 'net.link.ether.inet.unsolicited_age' : 'net.link.ether.inet.max_age';
+    this.ctx.wheel.arm(e.timer, now + this.ctx.sysctl.int(age) * 1000);
     this.flush(e);
   }
 
@@ -205,11 +262,13 @@ export class Arp {
           this.ctx.wheel.arm(e.timer, now + s.int('net.link.ether.inet.retrans'));
           return;
         }
-        for (const b of e.queue.splice(0)) { b.release(); this.stats.unresolved++; this.ctx.drop('arp_unresolved'); }
+        for (const b of e.queue.splice(0)) { this.ctx.unreachable?.(b); b.release(); this.stats.unresolved++; this.ctx.drop('arp_unresolved'); }
         e.state = ArpState.Failed;
         this.ctx.wheel.arm(e.timer, now + Math.max(1, s.int('net.link.ether.inet.wait') * 1000));
         return;
       case ArpState.Reachable:
+        // Learned from a request and never used: forgotten (Linux gc_stale_time).
+        if (e.unsolicited) { this.remove(e); return; }
         e.state = ArpState.Stale;
         // A stale entry that nobody uses is collected after another max_age.
         this.ctx.wheel.arm(e.timer, now + s.int('net.link.ether.inet.max_age') * 1000);
@@ -230,13 +289,25 @@ export class Arp {
   private remove(e: ArpEntry): void {
     this.ctx.wheel.disarm(e.timer);
     for (const b of e.queue.splice(0)) b.release();
-    this.entries.delete(this.key(e.ifIndex, e.ip));
+    const k = this.key(e.ifIndex, e.ip);
+    this.entries.delete(k);
+    if (e.unsolicited) { this.unsolicited.delete(k); e.unsolicited = false; }
   }
 
-  /** Makes room by dropping a stale or failed entry; false when all are in use. */
+  private evictUnsolicited(): boolean {
+    for (const e of this.unsolicited.values()) { this.remove(e); this.stats.evicted++; return true; }
+    return false;
+  }
+
+  /**
+   * Makes room: the oldest unsolicited entry, else the oldest that is not permanent (its held
+   * packets are dropped; a neighbour still in use is resolved again). False only when every
+   * entry is permanent.
+   */
   private evictOne(): boolean {
+    if (this.evictUnsolicited()) return true;
     for (const e of this.entries.values()) {
-      if (e.state === ArpState.Stale || e.state === ArpState.Failed) { this.remove(e); return true; }
+      if (e.state !== ArpState.Permanent) { this.remove(e); this.stats.evicted++; return true; }
     }
     return false;
   }

@@ -144,6 +144,16 @@ export class RecvBuffer {
     return out;
   }
 
+  /** Copies up to n in-order bytes out without consuming them (MSG_PEEK). */
+  peekInto(dst: Uint8Array, dstOff: number, n: number): number {
+    if (n > this.length) n = this.length;
+    const cap = this.data.length;
+    const first = Math.min(n, cap - this.head);
+    dst.set(this.data.subarray(this.head, this.head + first), dstOff);
+    if (first < n) dst.set(this.data.subarray(0, n - first), dstOff + first);
+    return n;
+  }
+
   readInto(dst: Uint8Array, dstOff: number, n: number): number {
     if (n > this.length) n = this.length;
     const cap = this.data.length;

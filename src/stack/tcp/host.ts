@@ -37,4 +37,9 @@ export interface TcpHost {
    * soon; the owner of the run loop schedules it.
    */
   outputPending?(): void;
+  /**
+   * Optional: a local TCP port went from unused to used (a listener, a connection or a
+   * TIME_WAIT entry holds it) or back. Called on the transitions only, never per segment.
+   */
+  portChanged?(proto: number, port: number, inUse: boolean): void;
 }

@@ -3,6 +3,7 @@
 // retransmit, RFC 6582 NewReno, RFC 6675 SACK, RFC 3042 limited transmit).
 import { TcpFlag } from '../../wire/tcp.js';
 import { armRexmtTimer, retransmit, sendAck, sendChallengeAck, sendRst, tcpOutput, tsNow } from './output.js';
+import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
@@ -16,6 +17,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   const now = tcp.host.clock.now();
   const flags = seg.flags;
   const opts = seg.opts;
+  tcb.segsIn++;
+  if (seg.dataLen > 0) tcb.dataSegsIn++;
+  if (flags & TcpFlag.ACK) tcb.lastAckRecvTime = now;
   if (tcb.state === TcpState.SYN_SENT) { synSentInput(tcp, tcb, seg, now); return; }
 
   // TIME_WAIT is handled by timewait.ts: a connection there has no TCB in the table.
@@ -71,6 +75,8 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   }
   tcb.lastRecvTime = now;
   tcb.keepProbes = 0;
+  tcb.persistProbes = 0;
+  tcb.softError = '';
 
   // Second: the RST bit (RFC 5961 §3.2).
   if (flags & TcpFlag.RST) {
@@ -116,7 +122,10 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
 
   // RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ <= Last.ACK.sent then SEG.TSval is
   // copied to TS.Recent".
-  if (tcb.tsOk && opts.timestamps && seqGe(opts.tsVal, tcb.tsRecent) && seqLe(seg.seq, tcb.lastAckSent)) {
+  // Like Linux, not from a segment whose ACK covers data never sent: a forged or broken segment
+  // must not move TS.Recent (it would weaken PAWS for the real peer's segments).
+  if (tcb.tsOk && opts.timestamps && seqGe(opts.tsVal, tcb.tsRecent) && seqLe(seg.seq, tcb.lastAckSent)
+    && (!(flags & TcpFlag.ACK) || seqLe(seg.ack, tcb.sndMax))) {
     tcb.tsRecent = opts.tsVal; tcb.tsRecentAge = now;
   }
 
@@ -172,8 +181,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     tcp.counters.rcvDupAck++;
     dupAck(tcp, tcb, seg, now);
   } else if (tcb.sackOk && opts.sackCount > 0) {
-    tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+    const newlySacked = tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
     if (rackOnAck(tcp, tcb, opts, now)) rackEnterRecovery(tcp, tcb, now);
+    else if (tcb.inRecovery) prrOnAck(tcb, newlySacked);
   }
 
   // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ
@@ -288,15 +298,27 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
     tcb.sndBuf.drop(ackedData);
     tcb.sndBase = (tcb.sndBase + ackedData) >>> 0;
     tcb.bytesAcked += ackedData;
+    // Delivery rate for TCP_INFO: bytes acknowledged over at least one smoothed RTT.
+    if (tcb.rateStart < 0) { tcb.rateStart = now; tcb.rateBase = tcb.bytesAcked - ackedData; }
+    else if (now - tcb.rateStart >= Math.max(1, tcb.rtt.srtt)) {
+      tcb.deliveryRate = Math.round((tcb.bytesAcked - tcb.rateBase) * 1000 / (now - tcb.rateStart));
+      tcb.rateStart = now; tcb.rateBase = tcb.bytesAcked;
+    }
     if (tcb.sock && (wasFull || tcb.sock.wantDrain) && !tcb.finQueued) tcp.post(tcb, TcbEvent.Drain);
   }
   const finAcked = tcb.finSent && seqGt(ack, tcb.finSeq);
+  const sackedBefore = tcb.hasScoreboard ? tcb.scoreboard.sackedBytes : 0;
   tcb.sndUna = ack;
   if (seqLt(tcb.sndNxt, ack)) tcb.sndNxt = ack;
   if (tcb.sackOk && (opts.sackCount > 0 || tcb.hasScoreboard)) tcb.scoreboard.update(ack, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  // RFC 6937 DeliveredData: "the change in snd.una" plus "the change in SACKed bytes".
+  const delivered = acked + (tcb.hasScoreboard ? tcb.scoreboard.sackedBytes : 0) - sackedBefore;
   rackOnAck(tcp, tcb, opts, now);
   tcb.rexmtCount = 0;
   tcb.firstRexmtTime = -1;
+  // The user timeout runs from the oldest unacknowledged send; without per-segment send times,
+  // the data above this ACK counts from now (at most an RTT later than its send).
+  tcb.unaSentAt = ack === tcb.sndMax ? -1 : now;
   if (tcb.rtoRecovery && seqGe(ack, tcb.recover)) tcb.rtoRecovery = false;
   if (tcb.tlpHigh >= 0 && seqGe(ack, tcb.tlpHigh)) {
     // RFC 8985 §7.4: a D-SACK says the probe was a duplicate (nothing was lost). An ACK beyond
@@ -330,6 +352,8 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
       let cw = tcb.cc.cwnd - acked;
       if (acked >= mss) cw += mss;
       tcb.cc.cwnd = Math.max(cw, mss);
+    } else {
+      prrOnAck(tcb, delivered);
     }
   } else {
     tcb.dupAcks = 0;
@@ -356,7 +380,7 @@ function hasDsack(blocks: Uint32Array, n: number, ack: number): boolean {
 
 function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   const opts = seg.opts;
-  if (tcb.sackOk && opts.sackCount > 0) tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount);
+  const delivered = tcb.sackOk && opts.sackCount > 0 ? tcb.scoreboard.update(tcb.sndUna, tcb.sndMax, opts.sackBlocks, opts.sackCount) : 0;
   const rackLost = rackOnAck(tcp, tcb, opts, now);
   tcb.dupAcks++;
   const mss = tcb.maxSeg;
@@ -371,6 +395,7 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     // NewReno: "For each additional duplicate ACK received ... increment cwnd by SMSS" (RFC
     // 6582 §3.2 step 3 / RFC 5681 §3.2 step 4); SACK recovery sends by pipe instead.
     if (!tcb.sackOk) tcb.cc.cwnd += mss;
+    else prrOnAck(tcb, delivered);
     tcpOutput(tcp, tcb, now);
     return;
   }
@@ -387,6 +412,8 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     tcb.rttSeq = -1;
     // No loss probes during recovery (RFC 8985 §7.2): a pending probe timeout becomes the RTO.
     if (tcb.tlpArmed) armRexmtTimer(tcp, tcb, now);
+    // With SACK, RFC 6937 PRR sets the window for this ACK (RecoverFS: the flight just now).
+    if (tcb.sackOk) { prrStart(tcb); prrOnAck(tcb, delivered); }
     // RFC 5681 §3.2 step 2/3: retransmit the lost segment; NewReno inflates by 3 segments.
     const n = retransmit(tcp, tcb, tcb.sndUna, mss, now);
     if (tcb.sackOk) {
@@ -433,14 +460,38 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
   tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
   tcb.bytesReceived += adv;
   tcp.post(tcb, TcbEvent.Data);
+  // Linux's tcp_event_data_recv(): the first data of a connection, and data after a silence
+  // longer than the RTO (the sender restarts from a small window), enter quick-ACK mode so the
+  // peer's slow start is not held back by delayed ACKs; so does a filled hole (the sender is
+  // recovering).
+  if (tcb.lastDataRecvTime < 0 || now - tcb.lastDataRecvTime > tcb.rtt.rto || hadHoles) enterQuickAck(tcb);
+  tcb.lastDataRecvTime = now;
   // RFC 5681 §4.2: ACK at once when a segment fills a hole; otherwise delay, but ACK at least
   // every second full-sized segment (RFC 1122 §4.2.3.2) and within delacktime.
   tcb.unackedBytes += adv;
   if (hadHoles || !tcp.delayedAck || tcb.unackedBytes >= 2 * tcb.rcvMss) {
     tcb.ackNow = true;
+  } else if (tcb.quickAcks > 0 && !tcb.pingpong) {
+    // A quick ACK. Under a run loop (deferred output) it leaves at the end of this iteration,
+    // with the reply when the application answers at once, instead of just before it.
+    if (tcp.deferOutput) { tcb.quickAckPending = true; tcp.requestOutput(tcb); } else tcb.ackNow = true;
   } else if (!tcb.delackTimer.armed) {
     tcp.host.wheel.arm(tcb.delackTimer, now + tcp.delAckTime);
   }
+}
+
+/** Linux's TCP_MAX_QUICKACKS: the most segments acknowledged at once in a row. */
+const MAX_QUICKACKS = 16;
+
+/**
+ * Linux's tcp_incr_quickack(): a budget of one immediate ACK per two full segments the window
+ * holds (at least 2, at most 16); never lowers a budget already larger.
+ */
+export function enterQuickAck(tcb: Tcb): void {
+  let n = Math.floor(seqDiff(tcb.rcvAdv, tcb.rcvNxt) / (2 * tcb.rcvMss));
+  if (n <= 0) n = 2;
+  if (n > MAX_QUICKACKS) n = MAX_QUICKACKS;
+  if (n > tcb.quickAcks) tcb.quickAcks = n;
 }
 
 /** RFC 9293 §3.10.7.3: SYN-SENT. */
@@ -480,6 +531,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcb.rexmtCount = 0;
     tcb.firstRexmtTime = -1;
+    tcb.unaSentAt = -1;
     if (!establish(tcp, tcb, now)) return;
     tcb.ackNow = true;
     // Data or FIN on a SYN-ACK is rare; it is dropped and the peer retransmits it.

@@ -15,6 +15,8 @@ export interface ListenOptions {
   port: number;
   /** Accept queue length (connections established but not yet accepted). */
   backlog?: number;
+  /** TCP_MAXSEG before listen: caps the MSS of every accepted connection. */
+  mss?: number;
 }
 
 export class TcpListener {
@@ -25,6 +27,10 @@ export class TcpListener {
   /** @internal TCBs in SYN_RECEIVED */
   synQueueLen = 0;
   closed = false;
+  /** TCP_MAXSEG for connections accepted from now on (0 = none). */
+  mss = 0;
+  /** IP_TOS for connections accepted from now on (the SYN-ACK carries it). */
+  tos = 0;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
   constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number) {}
@@ -134,6 +140,8 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   const tcb = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
   tcb.passive = true;
   tcb.listener = l;
+  tcb.userMss = l.mss;
+  tcb.tos = l.tos;
   tcb.state = TcpState.SYN_RECEIVED;
   // "Set RCV.NXT to SEG.SEQ+1, IRS is set to SEG.SEQ ... ISS should be selected"
   tcb.irs = seg.seq;
@@ -188,6 +196,8 @@ function cookieAck(tcp: Tcp, l: TcpListener, seg: Segment, now: number): boolean
   const tcb = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
   tcb.passive = true;
   tcb.listener = l;
+  tcb.userMss = l.mss;
+  tcb.tos = l.tos;
   tcb.state = TcpState.SYN_RECEIVED;
   tcb.irs = peerIsn;
   tcb.rcvNxt = seg.seq;

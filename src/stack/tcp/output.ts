@@ -5,6 +5,7 @@ import { Csum, Gso } from '../../base/pktbuf.js';
 import { finish, fold, pseudoHeaderV4, sum16 } from '../../wire/checksum.js';
 import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOptionsSpec } from '../../wire/tcp.js';
 import type { SackScoreboard } from './sack.js';
+import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
 import { Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -81,7 +82,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       emit(tcp, tcb, tcb.iss, 0, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
       tcb.sndNxt = (tcb.iss + 1) >>> 0;
       if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
-      if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+      if (tcb.unaSentAt < 0) tcb.unaSentAt = now;
+      if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, rtoDeadline(tcb, now));
       if (tcb.rexmtCount === 0 && tcb.rttSeq < 0) { tcb.rttSeq = tcb.iss; tcb.rttStart = now; }
     } else if (tcb.ackNow && st === TcpState.SYN_RECEIVED) {
       emit(tcp, tcb, tcb.sndNxt, 0, TcpFlag.ACK, now);
@@ -89,6 +91,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     return;
   }
 
+  // A quick ACK waits for the deferred-output flush (outPending is cleared just before it).
+  if (tcb.quickAckPending && !tcb.outPending) tcb.ackNow = true;
   // RFC 5681 §4.1: restart from a small window after an idle period longer than the RTO.
   if (tcb.sndMax === tcb.sndUna && tcb.lastSendTime > 0 && now - tcb.lastSendTime > tcb.rtt.rto && tcb.sndBuf.length > 0) {
     tcb.cc.onIdle(now, tcb.rtt.rto);
@@ -122,6 +126,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     const maxSeg = tcb.mss - dataOptionBytes(tcb);
     let len = 0;
     let forced = false;
+    /** Room the windows leave after this segment (for PSH placement). */
+    let usableAfter = 0;
     if (avail > 0) {
       // Usable window: the peer's window measured from SND.UNA, and cwnd less what is in flight.
       let cwnd = tcb.cc.cwnd;
@@ -141,15 +147,20 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
         len = len > most ? most : len - len % maxSeg;
       }
       if (len === 0 && tcb.forceOne) { len = 1; forced = true; }
+      usableAfter = usable - len;
     }
     const fin = tcb.finQueued && !forced && off + len === buffered && off <= buffered;
+    // TCP_CORK / MSG_MORE: a short segment waits for more data, whatever Nagle would allow.
+    const corked = tcb.cork || tcb.more;
+    let held = false;
     let send = false;
     if (len > 0) {
       if (len >= maxSeg) send = true;
+      else if (corked && !fin && !seqLt(tcb.sndNxt, tcb.sndMax) && !forced && !tcb.forceOne) held = true;
       // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
       // only when it empties the buffer and nothing is outstanding (or NODELAY), or it is at
       // least half the largest window the peer offered.
-      else if ((tcb.noDelay || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
+      else if ((tcb.noDelay || tcb.push || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
       else if (tcb.maxSndWnd > 0 && len >= tcb.maxSndWnd >>> 1) send = true;
       else if (seqLt(tcb.sndNxt, tcb.sndMax)) send = true;
       else if (forced || fin) send = true;
@@ -160,11 +171,14 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     } else if (fin) {
       send = true;
     }
-    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) send = true;
+    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) { send = true; if (held) len = 0; }
     if (!send) break;
     let flags = TcpFlag.ACK;
     if (fin) flags |= TcpFlag.FIN;
-    if (len > 0 && off + len === buffered) flags |= TcpFlag.PSH;
+    // PSH as Linux places it: on the segment that empties the send buffer, and on the last
+    // segment of each burst — the one after which the windows leave no room for a full segment
+    // of what is still buffered — so the receiver delivers what it holds.
+    if (len > 0 && (off + len === buffered || usableAfter < Math.min(maxSeg, buffered - off - len))) flags |= TcpFlag.PSH;
     if (len === 0 && !fin) {
       // A pure ACK carries SND.MAX, not a rolled-back SND.NXT: the peer has already seen
       // everything below it and would find an older sequence number unacceptable (FreeBSD does
@@ -174,8 +188,12 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     }
     const seq = tcb.sndNxt;
     const rexmt = seqLt(seq, tcb.sndMax);
+    if (tcb.sndUna === tcb.sndMax) tcb.unaSentAt = now;
+    // Linux enters ping-pong (interactive) mode when it sends data within the delayed-ACK time
+    // of receiving some: its ACKs then wait to ride on replies.
+    if (len > 0 && !rexmt && tcb.lastDataRecvTime >= 0 && now - tcb.lastDataRecvTime < tcp.delAckTime) tcb.pingpong = true;
     emit(tcp, tcb, seq, len, flags, now, len > maxSeg ? maxSeg : 0);
-    if (fin) { tcb.finSent = true; tcb.finSeq = (seq + len) >>> 0; }
+    if (fin) { tcb.finSent = true; tcb.finSeq = (seq + len) >>> 0; if (!rexmt) tcb.finAlone = len === 0; }
     tcb.sndNxt = (seq + len + (fin ? 1 : 0)) >>> 0;
     if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
     if (len > 0 || fin) {
@@ -191,6 +209,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     }
     if (len === 0 || forced) break;
   }
+  tcb.push = false;
   // Data waiting but nothing in flight and nothing sent: the persist timer keeps probing the
   // window (RFC 9293 §3.8.6.1) and breaks an SWS stand-off.
   if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistTimer.armed) {
@@ -205,15 +224,6 @@ export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
   if (t < lo) t = lo;
   if (t > hi) t = hi;
   tcp.host.wheel.arm(tcb.persistTimer, now + t);
-}
-
-/** RFC 6675 SetPipe(), less what RACK has since found lost (neither it nor its retransmission is in flight). */
-function sackPipe(tcb: Tcb, sb: SackScoreboard, mss: number): number {
-  const pipe = sb.pipe(tcb.sndUna, tcb.sndNxt, tcb.highRxt, mss);
-  const r = tcb.rack;
-  if (r === null || r.lostCount === 0) return pipe;
-  const p = pipe - r.lostInPipe(sb, tcb.highRxt, mss);
-  return p > 0 ? p : 0;
 }
 
 /**
@@ -255,53 +265,98 @@ export function retransmit(tcp: Tcp, tcb: Tcb, seq: number, maxLen: number, now:
   tcp.counters.sndRexmtPackets++;
   tcb.lastSendTime = now;
   if (!tcb.tsOk) tcb.rttSeq = -1; // Karn: the timed segment may be this one
-  if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, now + tcb.rtt.rto);
+  if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, rtoDeadline(tcb, now));
   return len + (fin ? 1 : 0);
 }
 
 /** RFC 8985 §7.5's WCDelAckT: the most a receiver may delay the ACK of a lone segment. */
 const TLP_MAX_ACK_DELAY = 200;
-/** Floor of the probe timeout: a probe never races the ACK of a segment just sent. */
+/** Floor of the probe timeout (Linux's 10 ms): a probe never races the ACK of a segment just sent. */
 const TLP_MIN_PTO = 10;
+/** RFC 8985 §7.2: the PTO before an RTT sample. */
+const TLP_INITIAL_PTO = 1000;
 
 /**
- * (Re)arms the retransmission timer: the RTO (RFC 6298), or — with SACK, an RTT sample, outside
- * loss recovery and with no probe outstanding — RFC 8985 §7.2's earlier probe timeout
- * PTO = 2*SRTT (+ WCDelAckT when one segment is in flight), when that comes first.
+ * The retransmission timer's deadline when started now: now + RTO, brought forward to the user
+ * timeout's deadline (RFC 5482; Linux's tcp_clamp_rto_to_user_timeout()) so the connection
+ * fails when its oldest unacknowledged data has waited that long, not at a later timer.
+ */
+export function rtoDeadline(tcb: Tcb, now: number): number {
+  const at = now + tcb.rtt.rto;
+  if (tcb.userTimeout > 0 && tcb.unaSentAt >= 0) {
+    const limit = tcb.unaSentAt + tcb.userTimeout;
+    if (limit < at) return limit > now ? limit : now;
+  }
+  return at;
+}
+
+/**
+ * (Re)arms the retransmission timer: the RTO (RFC 6298), or — with SACK, outside loss recovery
+ * and with no probe outstanding — RFC 8985 §7.2's probe timeout: "PTO = 2 * SRTT; if FlightSize
+ * is equal to one segment: PTO += WCDelAckT" (1 s before an RTT sample), and "If Now() + PTO >
+ * TCP_RTO_expiration(): PTO = TCP_RTO_expiration() - Now()" — the probe replaces the first RTO.
  */
 export function armRexmtTimer(tcp: Tcp, tcb: Tcb, now: number): void {
-  let at = now + tcb.rtt.rto;
+  const rtoAt = rtoDeadline(tcb, now);
+  let at = rtoAt;
   tcb.tlpArmed = false;
   if (tlpAllowed(tcp, tcb)) {
-    let pto = 2 * tcb.rtt.srtt;
-    if (seqDiff(tcb.sndMax, tcb.sndUna) <= tcb.maxSeg) pto += TLP_MAX_ACK_DELAY;
-    if (pto < TLP_MIN_PTO) pto = TLP_MIN_PTO;
-    if (now + pto < at) { at = now + pto; tcb.tlpArmed = true; }
+    let pto = TLP_INITIAL_PTO;
+    if (tcb.rtt.hasSample) {
+      pto = 2 * tcb.rtt.srtt;
+      if (seqDiff(tcb.sndMax, tcb.sndUna) <= tcb.maxSeg) pto += TLP_MAX_ACK_DELAY;
+      if (pto < TLP_MIN_PTO) pto = TLP_MIN_PTO;
+    }
+    if (now + pto < at) at = now + pto;
+    // A probe brought forward by the user timeout is no probe: the timer is the deadline.
+    tcb.tlpArmed = at < rtoAt || rtoAt === now + tcb.rtt.rto;
   }
   tcp.host.wheel.arm(tcb.rexmtTimer, at);
 }
 
-/** A loss probe may be scheduled now (RFC 8985 §7.2: SACK, an RTT sample, no recovery, no probe outstanding). */
+/** A loss probe may be scheduled now (RFC 8985 §7.2: SACK, no recovery, no probe outstanding). */
 function tlpAllowed(tcp: Tcp, tcb: Tcb): boolean {
-  return tcp.tlp && tcb.sackOk && tcb.rtt.hasSample && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
+  return tcp.tlp && tcb.sackOk && !tcb.inRecovery && !tcb.rtoRecovery && tcb.tlpHigh < 0
     && tcb.rexmtCount === 0 && tcb.synchronized && seqLt(tcb.sndUna, tcb.sndMax);
 }
 
 /**
- * RFC 8985 §7.3: the probe timeout fired. Retransmit the most recently sent segment (the
- * probe), so its ACK carries SACK information that starts fast recovery for a lost tail (or
- * shows, by a D-SACK, that nothing was lost); then the RTO proper runs.
+ * RFC 8985 §7.3: the probe timeout fired. "If previously unsent data is available and the
+ * receive window allows, send one segment of new data; else retransmit the highest-sequence
+ * segment sent" — a FIN-only tail is probed with the FIN alone. Its ACK carries SACK information
+ * that starts fast recovery for a lost tail (or shows, by a D-SACK, that nothing was lost);
+ * then the RTO proper runs.
  */
 export function sendLossProbe(tcp: Tcp, tcb: Tcb, now: number): void {
   tcb.tlpArmed = false;
   if (!seqLt(tcb.sndUna, tcb.sndMax)) return;
-  const dataMax = tcb.finSent ? tcb.finSeq : tcb.sndMax;
-  let len = seqDiff(dataMax, tcb.sndUna);
   const maxSeg = tcb.mss - dataOptionBytes(tcb);
-  if (len > maxSeg) len = maxSeg;
-  if (len < 0) len = 0;
-  const start = (dataMax - len) >>> 0;
   tcp.counters.tlpProbes++;
+  const unsent = seqDiff((tcb.sndBase + tcb.sndBuf.length) >>> 0, tcb.sndMax);
+  const wndRoom = tcb.sndWnd - seqDiff(tcb.sndMax, tcb.sndUna);
+  if (!tcb.finSent && tcb.sndNxt === tcb.sndMax && unsent > 0 && wndRoom > 0) {
+    // New data: the probe may also be what the receiver was waiting for.
+    let len = unsent < maxSeg ? unsent : maxSeg;
+    if (len > wndRoom) len = wndRoom;
+    const seq = tcb.sndMax;
+    tcb.tlpStart = seq;
+    emit(tcp, tcb, seq, len, TcpFlag.ACK | (len === unsent ? TcpFlag.PSH : 0), now);
+    tcb.sndNxt = tcb.sndMax = (seq + len) >>> 0;
+    tcb.tlpHigh = tcb.sndMax;
+    tcb.lastSendTime = now;
+    tcp.host.wheel.arm(tcb.rexmtTimer, rtoDeadline(tcb, now));
+    return;
+  }
+  let start: number, len: number;
+  if (tcb.finSent && tcb.finAlone) {
+    start = tcb.finSeq; len = 0;
+  } else {
+    const dataMax = tcb.finSent ? tcb.finSeq : tcb.sndMax;
+    len = seqDiff(dataMax, tcb.sndUna);
+    if (len > maxSeg) len = maxSeg;
+    if (len < 0) len = 0;
+    start = (dataMax - len) >>> 0;
+  }
   tcb.tlpHigh = tcb.sndMax;
   tcb.tlpStart = start;
   // retransmit() arms the RTO: the timer just fired, so it is not running.
@@ -368,10 +423,20 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     if (tcb.rack === null) tcb.rack = tcp.takeRack();
     tcb.rack.onSend(seq, seq + len + (flags & TcpFlag.FIN ? 1 : 0), now, seqLt(seq, tcb.sndMax));
   }
-  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize);
+  if (tcb.inRecovery && len > 0) tcb.prrOut += len; // RFC 6937 prr_out
+  tcb.segsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
+  if (len > 0) {
+    tcb.dataSegsOut += gsoSize > 0 ? Math.ceil(len / gsoSize) : 1;
+    tcb.lastDataSentTime = now;
+    if (!syn && seqLt(seq, tcb.sndMax)) { tcb.totalRetrans++; tcb.bytesRetrans += len; } else tcb.bytesSent += len;
+  }
+  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tcb.tos);
   if (flags & TcpFlag.ACK) {
+    // An ACK of new data spends one of the quick-ACK budget (Linux's tcp_dec_quickack_mode()).
+    if (tcb.quickAcks > 0 && tcb.lastAckSent !== tcb.rcvNxt) tcb.quickAcks--;
     tcb.lastAckSent = tcb.rcvNxt;
     tcb.ackNow = false;
+    tcb.quickAckPending = false;
     tcb.unackedBytes = 0;
     tcb.readSinceAck = false;
     if (tcb.delackTimer.armed) tcp.host.wheel.disarm(tcb.delackTimer);
@@ -383,7 +448,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
  * tcb's send buffer at payloadOff. Used by emit() and by stateless replies (RST, SYN cookies).
  */
 export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number,
-  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0): void {
+  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0, tos = 0): void {
   const host = tcp.host;
   const optLen = opts ? tcpOptionsLength(opts) : 0;
   const hl = 20 + optLen;
@@ -410,7 +475,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   if (len > 0) c.sndData++;
   else if (flags & TcpFlag.RST) c.sndRst++;
   else if (!(flags & (TcpFlag.SYN | TcpFlag.FIN))) c.sndAcks++;
-  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, 0, TTL, true)) c.noRoute++;
+  if (!host.ipv4Output(buf, laddr, raddr, IPPROTO_TCP, tos, TTL, true)) c.noRoute++;
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */

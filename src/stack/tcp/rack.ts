@@ -7,6 +7,7 @@
 // RFC 6675's DupThresh rule never does. No allocation once the ring is large enough.
 import type { TcpOptions } from '../../wire/tcp.js';
 import { armRexmtTimer, retransmit, tcpOutput } from './output.js';
+import { prrOnAck, prrStart } from './prr.js';
 import { DUP_THRESH, type SackScoreboard } from './sack.js';
 import { seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.js';
 import { TcpState, type Tcb } from './tcb.js';
@@ -373,6 +374,8 @@ export function rackEnterRecovery(tcp: Tcp, tcb: Tcb, now: number): void {
     tcp.counters.sackRecoveries++;
     tcb.recover = tcb.sndMax;
     tcb.cc.onCongestion(now, seqDiff(tcb.sndMax, tcb.sndUna));
+    prrStart(tcb);
+    prrOnAck(tcb, 0);
   }
   // RFC 6675 §5 (4.3): "the TCP MUST retransmit the first data segment presumed dropped" —
   // whatever pipe says; the rest follows by pipe.

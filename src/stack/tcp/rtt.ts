@@ -1,4 +1,5 @@
-// Retransmission timer computation, RFC 6298.
+// Retransmission timer computation: RFC 6298's estimator with Linux's RTO formula,
+// RTO = SRTT + max(4*RTTVAR, rto_min), and RFC 6298's backoff.
 //
 // Karn's rule (RFC 6298 §3) is the caller's job: "RTT samples MUST NOT be made using segments
 // that were retransmitted (and thus for which it is ambiguous whether the reply was for the
@@ -7,7 +8,10 @@
 // next valid sample arrives, which is what `sample()` resetting the backoff implements.
 
 export interface RttOptions {
-  /** Lower bound for the RTO in ms (RFC 6298 (2.4) says 1 s; Linux uses 200 ms). */
+  /**
+   * Floor of the variance term in ms (Linux's rto_min, 200 ms): RTO = SRTT + max(4*RTTVAR,
+   * minRto), so also the lowest RTO. RFC 6298 (2.4) would floor the sum at 1 s.
+   */
   minRto: number;
   /** Upper bound in ms, also the cap for exponential backoff (RFC 6298 (2.5): at least 60 s). */
   maxRto: number;
@@ -70,8 +74,14 @@ export class RttEstimator {
       this._rttvar = (1 - BETA) * this._rttvar + BETA * (d < 0 ? -d : d);
       this._srtt = (1 - ALPHA) * this._srtt + ALPHA * r;
     }
-    const kv = K * this._rttvar;
-    this.baseRto = this.clamp(this._srtt + (kv > this.g ? kv : this.g));
+    // Linux's __tcp_set_rto(): RTO = SRTT + max(K*RTTVAR, rto_min) — the floor bounds the
+    // variance term, not the sum, so a path's RTT always sits below its RTO with rto_min to
+    // spare (RFC 6298's max(SRTT + K*RTTVAR, floor) would fire a jittery 150 ms path's timer
+    // 50 ms early). G is RFC 6298's clock granularity.
+    let kv = K * this._rttvar;
+    if (kv < this.g) kv = this.g;
+    if (kv < this.minRto) kv = this.minRto;
+    this.baseRto = this.clamp(this._srtt + kv);
     this._backoffs = 0;
     this._rto = this.baseRto;
   }

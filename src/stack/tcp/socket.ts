@@ -11,7 +11,7 @@ import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
 
 export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
-  | 'ENETUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
+  | 'ENETUNREACH' | 'EHOSTUNREACH' | 'EINVAL' | 'EAGAIN' | 'ENOTCONN' | 'ECONNABORTED';
 
 export class TcpError extends Error {
   constructor(readonly code: TcpErrorCode | string, message?: string) {
@@ -30,9 +30,31 @@ export interface ConnectOptions {
   noDelay?: boolean;
   /** Congestion control for this socket (default: net.inet.tcp.cc.algorithm). */
   congestionControl?: string;
+  /** TCP_MAXSEG before connect: caps the MSS announced in the SYN and the one used. */
+  mss?: number;
+  /** IP_TOS before connect (the SYN carries it too). */
+  tos?: number;
 }
 
 type Waiter = () => void;
+
+/** Linux's TCP states (include/net/tcp_states.h) by RFC state index. */
+const LINUX_STATE = [7 /* CLOSE */, 10 /* LISTEN */, 2 /* SYN_SENT */, 3 /* SYN_RECV */, 1 /* ESTABLISHED */,
+  4 /* FIN_WAIT1 */, 5 /* FIN_WAIT2 */, 8 /* CLOSE_WAIT */, 11 /* CLOSING */, 9 /* LAST_ACK */, 6 /* TIME_WAIT */];
+
+/** TCP_INFO, field by field as Linux's struct tcp_info names them (camelCase). */
+export interface TcpInfo {
+  state: number; caState: number; retransmits: number; probes: number; backoff: number; options: number;
+  sndWscale: number; rcvWscale: number;
+  rto: number; ato: number; sndMss: number; rcvMss: number;
+  unacked: number; sacked: number; lost: number; retrans: number;
+  lastDataSent: number; lastDataRecv: number; lastAckRecv: number;
+  pmtu: number; rcvSsthresh: number; rtt: number; rttvar: number; sndSsthresh: number; sndCwnd: number;
+  advmss: number; reordering: number; rcvSpace: number; totalRetrans: number;
+  bytesAcked: number; bytesReceived: number; segsOut: number; segsIn: number; notsentBytes: number; minRtt: number;
+  dataSegsIn: number; dataSegsOut: number; deliveryRate: number; bytesSent: number; bytesRetrans: number;
+  sndWnd: number; rcvWnd: number;
+}
 
 export class TcpSocket {
   /** The three-way handshake completed. */
@@ -82,14 +104,116 @@ export class TcpSocket {
    * bytes accepted (less than data.length when the buffer is full: wait for onDrain).
    * Throws TcpError EPIPE after shutdown()/close() or once the connection is gone.
    */
-  write(data: Uint8Array): number {
+  write(data: Uint8Array, more = false): number {
     const t = this.tcb;
     if (t.finQueued || t.state === TcpState.CLOSED || t.state === TcpState.TIME_WAIT) throw new TcpError('EPIPE', 'write after end');
     const n = t.sndBuf.write(data, 0, data.length);
     if (n < data.length) this.wantDrain = true;
-    if (n > 0 && t.synchronized) t.tcp.requestOutput(t);
+    // MSG_MORE (Linux): this write's tail waits, like a cork, for the next write without it.
+    const wasMore = t.more;
+    t.more = more;
+    if ((n > 0 || wasMore) && t.synchronized) t.tcp.requestOutput(t);
     return n;
   }
+
+  /** Copies up to `max` readable bytes without consuming them (MSG_PEEK). */
+  peekInto(dst: Uint8Array, off = 0, max = dst.length - off): number {
+    return this.tcb.rcvBuf.length === 0 ? 0 : this.tcb.rcvBuf.peekInto(dst, off, max);
+  }
+
+  /**
+   * Linux's sk_stream_is_writeable(): at least a third of the queue free (free >= queued / 2)
+   * and, with TCP_NOTSENT_LOWAT, fewer unsent bytes than the mark.
+   */
+  get writable(): boolean {
+    const free = this.sendBufferFree;
+    if (free <= 0 || free * 2 < this.tcb.sndBuf.length) return false;
+    const lowat = this.tcb.notsentLowat;
+    return lowat === 0 || this.tcb.notSent < lowat;
+  }
+  /** Bytes queued and never sent (SIOCOUTQNSD; TCP_INFO's notsent_bytes). */
+  get notSentLength(): number { return this.tcb.notSent; }
+
+  /** TCP_CORK: hold short segments until uncorked (a FIN still goes). */
+  setCork(on: boolean): void {
+    const t = this.tcb;
+    if (t.cork && !on) t.push = true;
+    t.cork = on;
+    if (!on && t.synchronized) t.tcp.requestOutput(t);
+  }
+  get cork(): boolean { return this.tcb.cork; }
+
+  /** TCP_NOTSENT_LOWAT in bytes (0 = off): writability and drain wait for unsent data below it. */
+  setNotSentLowat(bytes: number): void {
+    this.tcb.notsentLowat = bytes > 0 ? bytes : 0;
+    if (this.writable && this.wantDrain) this.tcb.tcp.post(this.tcb, TcbEvent.Drain);
+  }
+  get notSentLowat(): number { return this.tcb.notsentLowat; }
+
+  /** IP_TOS / IPV6_TCLASS for this connection's segments (ECN bits are the stack's). */
+  setTos(tos: number): void { this.tcb.tos = tos & 0xfc; }
+  get tos(): number { return this.tcb.tos; }
+
+  /**
+   * TCP_INFO in Linux's struct tcp_info terms (times in µs as Linux, windows in segments where
+   * Linux counts segments). Fields tstack does not track (pacing, busy/rwnd/sndbuf-limited time)
+   * are 0.
+   */
+  info(): TcpInfo {
+    const t = this.tcb;
+    const now = t.tcp.host.clock.now();
+    const mss = t.maxSeg > 0 ? t.maxSeg : 1;
+    const flight = t.flightSize;
+    const sb = t.hasScoreboard ? t.scoreboard : null;
+    const caState = t.rtoRecovery || t.rexmtCount > 0 ? 4 : t.inRecovery ? 3 : t.dupAcks > 0 ? 1 : 0;
+    return {
+      state: LINUX_STATE[t.liveState]!,
+      caState,
+      retransmits: t.rexmtCount,
+      probes: t.keepProbes,
+      backoff: t.rtt.backoffs,
+      options: (t.tsOk ? 1 : 0) | (t.sackOk ? 2 : 0) | (t.wsOk ? 4 : 0),
+      sndWscale: t.sndWscale,
+      rcvWscale: t.rcvWscale,
+      rto: Math.round(t.rtt.rto * 1000),
+      ato: t.tcp.delAckTime * 1000,
+      sndMss: t.maxSeg,
+      rcvMss: t.rcvMss,
+      unacked: Math.ceil(flight / mss),
+      sacked: sb ? Math.ceil(sb.sackedBytes / mss) : 0,
+      lost: t.rack ? t.rack.lostCount : 0,
+      retrans: t.inRecovery ? Math.ceil(Math.max(0, seqDiff(t.highRxt, t.sndUna)) / mss) : 0,
+      lastDataSent: t.lastDataSentTime > 0 ? Math.round(now - t.lastDataSentTime) : 0,
+      lastDataRecv: t.lastDataRecvTime >= 0 ? Math.round(now - t.lastDataRecvTime) : 0,
+      lastAckRecv: t.lastAckRecvTime > 0 ? Math.round(now - t.lastAckRecvTime) : 0,
+      pmtu: t.tcp.host.routeMtu(t.raddr),
+      rcvSsthresh: t.rcvBuf.capacity,
+      rtt: Math.round(t.rtt.srtt * 1000),
+      rttvar: Math.round(t.rtt.rttvar * 1000),
+      sndSsthresh: Math.min(Math.ceil(t.cc.ssthresh / mss), 0x7fffffff),
+      sndCwnd: Math.ceil(t.cc.cwnd / mss),
+      advmss: t.rcvMss,
+      reordering: t.rack?.reorderingSeen ? 4 : 3,
+      rcvSpace: t.rcvBuf.capacity,
+      totalRetrans: t.totalRetrans,
+      bytesAcked: t.bytesAcked,
+      bytesReceived: t.bytesReceived,
+      segsOut: t.segsOut,
+      segsIn: t.segsIn,
+      notsentBytes: t.notSent,
+      minRtt: t.rack && t.rack.minRtt !== Infinity ? Math.round(t.rack.minRtt * 1000) : Math.round(t.rtt.srtt * 1000),
+      dataSegsIn: t.dataSegsIn,
+      dataSegsOut: t.dataSegsOut,
+      deliveryRate: t.deliveryRate,
+      bytesSent: t.bytesSent,
+      bytesRetrans: t.bytesRetrans,
+      sndWnd: t.sndWnd,
+      rcvWnd: Math.max(0, seqDiff(t.rcvAdv, t.rcvNxt)),
+    };
+  }
+
+  /** Effective send MSS without options (TCP_MAXSEG on a connected socket: Linux's mss_cache). */
+  get maxSegment(): number { return this.tcb.maxSeg; }
 
   /** Copies up to `max` readable bytes out; null when nothing is readable. */
   read(max = Infinity): Uint8Array | null {
@@ -283,7 +407,11 @@ export class TcpSocket {
     if ((ev & TcbEvent.End) && !this.endNotified) { this.endNotified = true; this.onEnd?.(); }
     if (ev & TcbEvent.Drain) {
       const free = this.tcb.sndBuf.free;
-      if (this.wantDrain && free >= this.tcb.sndBuf.capacity >>> 1) { this.wantDrain = false; this.onDrain?.(); }
+      const lowat = this.tcb.notsentLowat;
+      if (this.wantDrain && free >= this.tcb.sndBuf.capacity >>> 1 && (lowat === 0 || this.tcb.notSent < lowat)) {
+        this.wantDrain = false;
+        this.onDrain?.();
+      }
     }
     if ((ev & TcbEvent.Close) && !this.closeNotified) {
       this.closeNotified = true;

@@ -5,6 +5,7 @@ import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
 import { onRackTimer, type Rack } from './rack.js';
 import { SackScoreboard } from './sack.js';
+import { seqDiff } from './seq.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
 import type { TcpListener } from './listen.js';
@@ -92,6 +93,8 @@ export class Tcb {
   /** A FIN has been sent (its sequence number is finSeq). */
   finSent = false;
   finSeq = 0;
+  /** The FIN left in a segment of its own (a FIN-only tail, probed alone by RFC 8985 §7.3). */
+  finAlone = false;
   /** Peer's FIN received (no more data will arrive). */
   finRcvd = false;
   /** The application closed the socket fully: it will read no more (orphaned connection). */
@@ -99,7 +102,33 @@ export class Tcb {
   ackNow = false;
   /** Receive-side: bytes received since the last ACK we sent (ACK every second full segment). */
   unackedBytes = 0;
+  /**
+   * Linux's quick-ACK budget (icsk_ack.quick): while above zero and not in ping-pong mode, every
+   * segment of new data is acknowledged at once; each such ACK spends one.
+   */
+  quickAcks = 0;
+  /** A quick ACK is owed at the next deferred-output flush. */
+  quickAckPending = false;
+  /** Time the last in-order data arrived, or -1 before any (Linux's icsk_ack.lrcvtime). */
+  lastDataRecvTime = -1;
+  /**
+   * Interactive (ping-pong) mode as Linux's: we sent data soon after receiving some, so ACKs are
+   * delayed to ride on the reply; left when the delayed-ACK timer fires.
+   */
+  pingpong = false;
   noDelay = false;
+  /** TCP_CORK: only full segments leave until uncorked (or a FIN). */
+  cork = false;
+  /** Uncorked: the next output pushes what is queued past Nagle (Linux's TCP_NAGLE_PUSH), once. */
+  push = false;
+  /** MSG_MORE on the last write: like a cork until the next write without it. */
+  more = false;
+  /** TCP_NOTSENT_LOWAT: writable only while fewer unsent bytes are queued (0 = no limit). */
+  notsentLowat = 0;
+  /** TCP_MAXSEG set by the application (0 = none): caps the MSS we offer and the one we use. */
+  userMss = 0;
+  /** IP_TOS / IPV6_TCLASS on outgoing segments. */
+  tos = 0;
   /** The application read since our last ACK: a window update may be due. */
   readSinceAck = false;
   /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */
@@ -114,14 +143,26 @@ export class Tcb {
   rttSeq = -1;
   rttStart = 0;
   rexmtCount = 0;
-  /** Time of the first retransmission of the current outstanding data (user timeout), or -1. */
+  /** Time of the first persist probe without progress (persist's user timeout), or -1. */
   firstRexmtTime = -1;
+  /**
+   * When the oldest unacknowledged data was sent (RFC 5482's user timeout runs from here): the
+   * start of the flight, moved to the time of each ACK that advances SND.UNA. -1 when none.
+   */
+  unaSentAt = -1;
   dupAcks = 0;
   inRecovery = false;
   /** RFC 6582 "recover". */
   recover = 0;
   /** RFC 6675 HighRxt. */
   highRxt = 0;
+  // RFC 6937 proportional rate reduction, during fast recovery.
+  /** prr_delivered: bytes the receiver got (cumulatively or by SACK) since recovery began. */
+  prrDelivered = 0;
+  /** prr_out: bytes sent (new or retransmitted) since recovery began. */
+  prrOut = 0;
+  /** RecoverFS: the flight size when recovery began. */
+  recoverFs = 0;
   /**
    * Between a retransmission timeout and the ACK of everything sent before it (`recover`): the
    * slow-start retransmission skips what the receiver SACKs meanwhile (RFC 6675 §5.1).
@@ -136,7 +177,10 @@ export class Tcb {
   private sb: SackScoreboard | null = null;
   /** RFC 8985 RACK: transmit records and state; created at the first data sent on a SACK connection. */
   rack: Rack | null = null;
+  /** Zero-window probes sent since entering persist (reset when the window opens). */
   persistBackoff = 0;
+  /** Zero-window probes the peer has not answered (reset by every acceptable segment). */
+  persistProbes = 0;
   keepMode: number = KeepMode.None;
   keepProbes = 0;
   lastRecvTime = 0;
@@ -145,6 +189,14 @@ export class Tcb {
   keepIntvl = 0;
   keepCnt = 0;
   keepalive = false;
+  /**
+   * The last soft error (RFC 1122 §4.2.3.9), reported instead of ETIMEDOUT if the connection
+   * times out: 'EHOSTUNREACH' when the neighbour could not be resolved. Cleared by the peer's
+   * next acceptable segment.
+   */
+  softError = '';
+  /** Neighbour resolution failed while the handshake was under way: the timer ends the attempt. */
+  hostUnreach = false;
   /** User timeout (RFC 9293 §3.8.4), ms; 0 = none beyond the retry limit. */
   userTimeout = 0;
 
@@ -174,6 +226,20 @@ export class Tcb {
 
   bytesAcked = 0;
   bytesReceived = 0;
+  // Per-connection statistics for TCP_INFO (Linux's tcp_info names).
+  segsOut = 0;
+  segsIn = 0;
+  dataSegsOut = 0;
+  dataSegsIn = 0;
+  totalRetrans = 0;
+  bytesSent = 0;
+  bytesRetrans = 0;
+  lastDataSentTime = 0;
+  lastAckRecvTime = 0;
+  /** Delivery rate (bytes/s) over the last round trip or more, and where that interval began. */
+  deliveryRate = 0;
+  rateStart = -1;
+  rateBase = 0;
 
   /**
    * Once in TIME_WAIT the TCB is out of the connection table and its resources are freed; the
@@ -213,6 +279,11 @@ export class Tcb {
   get flightSize(): number { return (this.sndMax - this.sndUna) >>> 0; }
   /** True once the connection is synchronized (SYN exchanged). */
   get synchronized(): boolean { return this.state >= TcpState.ESTABLISHED; }
+  /** Bytes queued and never sent (Linux's notsent_bytes). */
+  get notSent(): number {
+    const n = seqDiff((this.sndBase + this.sndBuf.length) >>> 0, this.sndMax);
+    return n > 0 ? n : 0;
+  }
   /** Largest payload per segment given the options we put on data segments. */
   get maxSeg(): number { return this.tsOk ? this.mss - 12 : this.mss; }
 }

@@ -66,6 +66,10 @@ export class TcpCounters {
   keepDrops = 0;
   rexmtTimeouts = 0;
   persistTimeouts = 0;
+  /** Segments that could not be sent because neighbour resolution failed. */
+  hostUnreachable = 0;
+  /** Connections dropped in persist: the peer stopped answering zero-window probes, or an orphan ran out of probes. */
+  persistDrops = 0;
   fastRetransmits = 0;
   /** Tail loss probes sent (RFC 8985 §7). */
   tlpProbes = 0;
@@ -95,6 +99,17 @@ export interface TcpConnectionInfo {
   readonly rport: number;
   readonly state: TcpState;
   readonly stateName: string;
+}
+
+/** A listening socket as netstat shows it. */
+export interface TcpListenerInfo {
+  readonly laddr: number;
+  readonly lport: number;
+  /** Established connections waiting for accept(). */
+  readonly acceptQueue: number;
+  /** Half-open connections (SYN_RECEIVED). */
+  readonly synQueue: number;
+  readonly backlog: number;
 }
 
 /** The per-segment facts input processing needs, filled in place for every segment. */
@@ -243,19 +258,54 @@ export class Tcp {
     return out;
   }
 
+  /** Listening sockets, as netstat shows them (allocates: tools). */
+  listenerInfo(): TcpListenerInfo[] {
+    const out: TcpListenerInfo[] = [];
+    for (const l of this.listeners.values()) {
+      out.push({ laddr: l.laddr, lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
+    }
+    return out;
+  }
+
+  /** Connections in ESTABLISHED or CLOSE_WAIT (FreeBSD's tcps_curr_estab gauge; walks the table). */
+  currentEstablished(): number {
+    let n = 0;
+    for (const head of this.buckets) {
+      for (let t: Tcb | null = head; t; t = t.hashNext) if (t.state === TcpState.ESTABLISHED || t.state === TcpState.CLOSE_WAIT) n++;
+    }
+    return n;
+  }
+
   /** @internal the connection table's hash of a 4-tuple */
   hash(laddr: number, lport: number, raddr: number, rport: number): number {
     return connHash(this.hashKey, laddr, lport, raddr, rport);
   }
 
+  /** A connection or TIME_WAIT entry took `port`; tells the host when the port was free. */
+  private portRef(port: number): void {
+    if (this.portRefs[port]!++ === 0 && !this.listeners.has(port)) this.host.portChanged?.(6, port, true);
+  }
+
+  /** A connection or TIME_WAIT entry let `port` go; tells the host when nothing holds it now. */
+  private portUnref(port: number): void {
+    if (--this.portRefs[port]! === 0 && !this.listeners.has(port)) this.host.portChanged?.(6, port, false);
+  }
+
+  /** Local ports a listener, connection or TIME_WAIT entry holds (allocates: for subscribers). */
+  portsInUse(): number[] {
+    const out: number[] = [];
+    for (let p = 1; p < 65536; p++) if (this.portRefs[p] !== 0 || this.listeners.has(p)) out.push(p);
+    return out;
+  }
+
   /** @internal moves a connection into TIME_WAIT (its TCB just left the table); returns the slot. */
   addTimeWait(tcb: Tcb, expires: number, wndField: number, rcvWnd: number): number {
-    this.portRefs[tcb.lport]!++;
+    this.portRef(tcb.lport);
     return this.timeWait.add(tcb, connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport), expires, wndField, rcvWnd);
   }
 
   /** @internal a TIME_WAIT entry was freed */
-  timeWaitGone(lport: number): void { this.portRefs[lport]!--; }
+  timeWaitGone(lport: number): void { this.portUnref(lport); }
 
   /** The TIME_WAIT slot of a 4-tuple, or -1. */
   lookupTimeWait(laddr: number, lport: number, raddr: number, rport: number): number {
@@ -321,6 +371,23 @@ export class Tcp {
     }
     buf.release();
     this.dispatch();
+  }
+
+  /**
+   * A segment of this connection could not be sent: neighbour resolution for its next hop
+   * failed (the stack's equivalent of a local ICMP host unreachable, as Linux's
+   * ip_link_failure). A connection being opened ends with EHOSTUNREACH — through its timer, as
+   * this may be called from inside our own output; an established one keeps it as a soft error.
+   */
+  hostUnreachable(laddr: number, lport: number, raddr: number, rport: number): void {
+    const tcb = this.lookup(laddr, lport, raddr, rport);
+    if (!tcb) return;
+    this.counters.hostUnreachable++;
+    tcb.softError = 'EHOSTUNREACH';
+    if (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED) {
+      tcb.hostUnreach = true;
+      this.host.wheel.arm(tcb.rexmtTimer, this.host.clock.now());
+    }
   }
 
   /** ICMP error about a segment we sent (hook for the ICMP layer; PMTU and soft errors later). */
@@ -394,14 +461,21 @@ export class Tcp {
     return t;
   }
 
+  /** Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's per-source limit. */
+  private readonly perSource = new Map<number, number>();
+
+  /** How many connections `raddr` holds with us. */
+  connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
+
   insert(tcb: Tcb): void {
+    this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
     if (this.connCount >= this.buckets.length) this.grow();
     const i = connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) & this.bucketMask;
     tcb.hashNext = this.buckets[i]!;
     this.buckets[i] = tcb;
     tcb.inTable = true;
     this.connCount++;
-    this.portRefs[tcb.lport]!++;
+    this.portRef(tcb.lport);
   }
 
   remove(tcb: Tcb): void {
@@ -417,7 +491,9 @@ export class Tcp {
     tcb.hashNext = null;
     tcb.inTable = false;
     this.connCount--;
-    this.portRefs[tcb.lport]!--;
+    this.portUnref(tcb.lport);
+    const n = this.perSource.get(tcb.raddr) ?? 0;
+    if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
   }
 
   /** Doubles the bucket array and rehashes every chain (amortised: load stays at most 1). */
@@ -481,13 +557,17 @@ export class Tcp {
     }
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog);
+    if (opts.mss !== undefined && opts.mss > 0) l.mss = opts.mss;
     this.listeners.set(port, l);
+    if (this.portRefs[port] === 0) this.host.portChanged?.(6, port, true);
     return l;
   }
 
   /** @internal called by TcpListener.close() */
   unlisten(l: TcpListener): void {
-    if (this.listeners.get(l.localPort) === l) this.listeners.delete(l.localPort);
+    if (this.listeners.get(l.localPort) !== l) return;
+    this.listeners.delete(l.localPort);
+    if (this.portRefs[l.localPort] === 0) this.host.portChanged?.(6, l.localPort, false);
   }
 
   /**
@@ -533,6 +613,8 @@ export class Tcp {
     }
     const sock = new TcpSocket(tcb);
     if (opts.noDelay) tcb.noDelay = true;
+    if (opts.mss !== undefined && opts.mss > 0) tcb.userMss = opts.mss;
+    if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
     startConnect(this, tcb, mtu, isnFloor);
@@ -653,7 +735,7 @@ function defineTcpSysctls(host: TcpHost): void {
   const bool = (name: string, def: boolean, description: string) => s.define({ name, type: 'bool', default: def, description });
   int('net.inet.tcp.msl', 30000, 'Maximum segment lifetime in ms (TIME_WAIT lasts 2*MSL)', 1);
   bool('net.inet.tcp.tw_reuse', false, 'Let an outgoing connection take over a 4-tuple in TIME_WAIT when both incarnations use timestamps and the last segment is over 1 s old (RFC 6191; Linux tcp_tw_reuse)');
-  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout (ms)', 1);
+  int('net.inet.tcp.rexmit_min', 200, 'Minimum retransmission timeout and floor of its variance term (ms): RTO = SRTT + max(4*RTTVAR, rexmit_min), as Linux\'s rto_min', 1);
   int('net.inet.tcp.rexmit_max', 60000, 'Maximum retransmission timeout (ms)', 1);
   int('net.inet.tcp.rexmit_initial', 1000, 'Initial retransmission timeout before an RTT sample (ms, RFC 6298)', 1);
   bool('net.inet.tcp.delayed_ack', true, 'Delay ACKs (RFC 1122 §4.2.3.2): ACK every second full segment or after delacktime');
@@ -680,6 +762,8 @@ function defineTcpSysctls(host: TcpHost): void {
   int('net.inet.tcp.finwait2_timeout', 60000, 'How long an orphaned connection may stay in FIN_WAIT_2 (ms)', 1);
   int('net.inet.tcp.persmin', 200, 'Minimum persist (zero-window probe) interval (ms)', 1);
   int('net.inet.tcp.persmax', 60000, 'Maximum persist interval (ms)', 1);
+  int('net.inet.tcp.persist_probes', 15, 'Unanswered zero-window probes before the connection is dropped (ETIMEDOUT); also the most probes an orphaned connection gets, answered or not (Linux tcp_retries2 / tcp_orphan_retries)', 1, 1000);
+  int('net.inet.tcp.maxpersistidle', 7200000, 'Longest a connection in persist may go without hearing from the peer before it is dropped (ms; FreeBSD tcp_maxpersistidle)', 1);
   int('net.inet.ip.portrange.first', 49152, 'First ephemeral port (RFC 6056)', 1, 65535);
   int('net.inet.ip.portrange.last', 65535, 'Last ephemeral port', 1, 65535);
 }

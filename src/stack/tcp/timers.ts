@@ -13,7 +13,7 @@ export function startConnect(tcp: Tcp, tcb: Tcb, mtu: number, isnFloor = -1): vo
   const now = tcp.host.clock.now();
   tcb.state = TcpState.SYN_SENT;
   initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
-  tcb.rcvMss = mtu - 40;
+  tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mtu - 40 ? tcb.userMss : mtu - 40;
   tcb.rcvWscale = tcp.rfc1323 ? chooseWscale(tcb.rcvBuf.capacity) : 0;
   tcpOutput(tcp, tcb, now);
 }
@@ -43,8 +43,10 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
   const mtu = tcp.host.routeMtu(tcb.raddr) || 576;
   const routeMss = mtu - 40;
   const peerMss = opts.mss >= 0 ? opts.mss : tcp.host.sysctl.int('net.inet.tcp.mssdflt');
-  tcb.mss = Math.max(64, Math.min(peerMss, routeMss));
-  tcb.rcvMss = routeMss;
+  // TCP_MAXSEG caps both the MSS we use and the one we announce (Linux: user_mss).
+  const cap = tcb.userMss > 0 && tcb.userMss < routeMss ? tcb.userMss : routeMss;
+  tcb.mss = Math.max(64, Math.min(peerMss, cap));
+  tcb.rcvMss = cap;
   if (tcp.rfc1323 && opts.wscale >= 0 && (!active || tcb.rcvWscale >= 0)) {
     tcb.wsOk = true;
     tcb.sndWscale = opts.wscale;
@@ -164,6 +166,21 @@ export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
 export function onRexmtTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
+  if (tcb.hostUnreach && (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED)) {
+    // The neighbour did not answer ARP: like Linux, a connection being opened ends at once
+    // (connect() fails with EHOSTUNREACH; a half-open passive one is forgotten).
+    tcp.counters.timeoutDrops++;
+    if (tcb.passive) freeTcb(tcp, tcb);
+    else dropConnection(tcp, tcb, 'EHOSTUNREACH');
+    tcp.dispatch();
+    return;
+  }
+  // RFC 5482 / RFC 9293 §3.8.4: data unacknowledged for the user timeout ends the connection
+  // (Linux measures from the oldest unacknowledged send; rtoDeadline() timed this timer for it).
+  if (tcb.userTimeout > 0 && tcb.unaSentAt >= 0 && now - tcb.unaSentAt >= tcb.userTimeout) {
+    giveUp(tcp, tcb);
+    return;
+  }
   if (tcb.tlpArmed) {
     sendLossProbe(tcp, tcb, now);
     tcp.dispatch();
@@ -175,19 +192,10 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
   tcp.counters.rexmtTimeouts++;
   const synState = tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED;
   const limit = synState ? s.int('net.inet.tcp.syn_retries') : s.int('net.inet.tcp.rexmit_count');
-  const userTimedOut = tcb.userTimeout > 0 && tcb.firstRexmtTime >= 0 && now - tcb.firstRexmtTime >= tcb.userTimeout;
-  if (tcb.rexmtCount > limit || userTimedOut) {
-    // RFC 9293 §3.8.3 R2 / user timeout §3.10.8: give up and tell the user.
-    tcp.counters.timeoutDrops++;
-    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
-    else {
-      if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
-      dropConnection(tcp, tcb, 'ETIMEDOUT');
-    }
-    tcp.dispatch();
+  if (tcb.rexmtCount > limit) {
+    giveUp(tcp, tcb);
     return;
   }
-  if (tcb.firstRexmtTime < 0) tcb.firstRexmtTime = now;
   // RFC 6298 §5.5: back off; §5.4: retransmit the earliest unacknowledged segment.
   tcb.rtt.backoff();
   tcb.rttSeq = -1;
@@ -216,6 +224,17 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
   tcp.dispatch();
 }
 
+/** RFC 9293 §3.8.3 R2 / user timeout §3.10.8: give up on the peer and tell the user ETIMEDOUT. */
+function giveUp(tcp: Tcp, tcb: Tcb): void {
+  tcp.counters.timeoutDrops++;
+  if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
+  else {
+    if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
+  }
+  tcp.dispatch();
+}
+
 export function onPersistTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
@@ -224,6 +243,24 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
     if (tcb.firstRexmtTime < 0) tcb.firstRexmtTime = now;
     else if (now - tcb.firstRexmtTime >= tcb.userTimeout) { dropConnection(tcp, tcb, 'ETIMEDOUT'); tcp.dispatch(); return; }
   }
+  // RFC 1122 §4.2.2.17: "As long as the receiving TCP continues to send acknowledgments in
+  // response to the probe segments, the sending TCP MUST allow the connection to stay open."
+  // A peer that stopped answering is gone: after persist_probes unanswered probes or
+  // maxpersistidle without a segment (Linux tcp_retries2, FreeBSD tcp_maxpersistidle) the
+  // connection is dropped and its buffers freed. An orphan (the application closed it) gets
+  // persist_probes in all, answered or not, as Linux's tcp_orphan_retries bounds it: no one
+  // will ever read what a peer that holds its window shut makes it keep.
+  const s = tcp.host.sysctl;
+  const maxProbes = s.int('net.inet.tcp.persist_probes');
+  if (tcb.persistProbes >= maxProbes || now - tcb.lastRecvTime >= s.int('net.inet.tcp.maxpersistidle')
+      || (tcb.userClosed && tcb.persistBackoff >= maxProbes)) {
+    tcp.counters.persistDrops++;
+    sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    dropConnection(tcp, tcb, 'ETIMEDOUT');
+    tcp.dispatch();
+    return;
+  }
+  tcb.persistProbes++;
   // Probe with one byte past the window (RFC 9293 §3.8.6.1 "send at least one octet of new
   // data"); the interval doubles up to persmax.
   tcb.persistBackoff++;
@@ -273,6 +310,8 @@ export function onDelackTimer(tcb: Tcb, now: number): void {
   void now;
   const tcp = tcb.tcp;
   if (tcb.state === TcpState.CLOSED) return;
+  // Linux: a delayed ACK that had to fire was not picked up by a reply; leave ping-pong mode.
+  tcb.pingpong = false;
   tcb.ackNow = true;
   tcpOutput(tcp, tcb, now);
   tcp.dispatch();

@@ -1,0 +1,176 @@
+// The tools' side of the control socket (docs/control.md): finding the instance (-N NAME,
+// --socket PATH, or the only one running), one request at a time or a stream of events, and
+// errors an operator can act on (permission denied, no instance running, stale socket).
+import { lstatSync, readdirSync } from 'node:fs';
+import { createConnection, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { PROTOCOL_VERSION, controlDirs } from '../runtime/control.js';
+
+/** A failure the tool reports as `tstack: <message>` with exit code 1 (2 for usage). */
+export class ToolError extends Error {
+  constructor(message: string, readonly exitCode = 1, readonly code?: string) { super(message); this.name = 'ToolError'; }
+}
+
+export interface InstanceOptions { instance?: string; socket?: string; json?: boolean }
+
+/** Adds -N/--instance, --socket and --json to a tool. */
+export function instanceOptions(cmd: Command, json = true): Command {
+  cmd.option('-N, --instance <name>', 'the instance to talk to (default: the only one running)')
+    .option('--socket <path>', 'the control socket to talk to (instead of -N)');
+  if (json) cmd.option('--json', 'print one JSON document (fields in docs/tools.md)');
+  return cmd;
+}
+
+interface Reply { v: number; id: unknown; ok?: boolean; result?: unknown; error?: { code: string; message: string }; event?: string; [k: string]: unknown }
+
+function connectError(path: string, e: NodeJS.ErrnoException): ToolError {
+  switch (e.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return new ToolError(`permission denied on the control socket ${path}: it is for root and its group (run as root, or give your group access with [control] group)`, 1, 'EACCES');
+    case 'ENOENT':
+      return new ToolError(`no instance at ${path} (no such socket)`, 1, 'ENOENT');
+    case 'ECONNREFUSED':
+      return new ToolError(`no instance answers at ${path} (a stale socket: the instance that made it is gone)`, 1, 'ECONNREFUSED');
+    default:
+      return new ToolError(`cannot connect to ${path}: ${e.message}`, 1, e.code);
+  }
+}
+
+export class ControlClient {
+  private nextId = 1;
+  private buf = '';
+  private readonly waiting = new Map<unknown, { resolve: (r: unknown) => void; reject: (e: Error) => void; onEvent?: (ev: Reply) => void }>();
+  private closedError: Error | null = null;
+
+  private constructor(readonly path: string, private readonly sock: Socket) {
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => this.onData(d));
+    const end = (err?: Error) => {
+      this.closedError = err ?? new ToolError(`the instance at ${path} closed the connection`);
+      for (const w of this.waiting.values()) w.reject(this.closedError);
+      this.waiting.clear();
+    };
+    sock.on('error', (e) => end(new ToolError(`control socket ${path}: ${e.message}`)));
+    sock.on('close', () => end());
+  }
+
+  static connect(path: string): Promise<ControlClient> {
+    return new Promise((resolve, reject) => {
+      const sock = createConnection(path);
+      sock.once('connect', () => { sock.removeAllListeners('error'); resolve(new ControlClient(path, sock)); });
+      sock.once('error', (e: NodeJS.ErrnoException) => reject(connectError(path, e)));
+    });
+  }
+
+  private onData(d: string): void {
+    this.buf += d;
+    let nl: number;
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, nl);
+      this.buf = this.buf.slice(nl + 1);
+      let msg: Reply;
+      try { msg = JSON.parse(line) as Reply; } catch { continue; }
+      const w = this.waiting.get(msg.id);
+      if (!w) continue;
+      if (msg.event !== undefined) { w.onEvent?.(msg); continue; }
+      this.waiting.delete(msg.id);
+      if (msg.ok) w.resolve(msg.result);
+      else w.reject(new ToolError(msg.error?.message ?? 'the instance refused the request', 1, msg.error?.code));
+    }
+  }
+
+  /** Sends one command; resolves with its result (events, if any, go to onEvent). */
+  request<T = unknown>(cmd: string, args: Record<string, unknown> = {}, onEvent?: (ev: Reply) => void): Promise<T> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (r: unknown) => void, reject, ...(onEvent && { onEvent }) });
+      this.sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, cmd, args }) + '\n');
+    });
+  }
+
+  /** The id the next request will carry (to stop a stream later). */
+  get lastId(): number { return this.nextId - 1; }
+
+  close(): void { this.sock.end(); this.sock.destroy(); }
+}
+
+/** Every control socket in the usual directories, with whether something answers on it. */
+export async function listSockets(): Promise<{ path: string; live: boolean; error?: ToolError }[]> {
+  const out: { path: string; live: boolean; error?: ToolError }[] = [];
+  for (const dir of controlDirs()) {
+    let names: string[];
+    try { names = readdirSync(dir); } catch { continue; }
+    for (const n of names.filter((x) => x.endsWith('.sock')).sort()) {
+      const path = join(dir, n);
+      try {
+        const c = await ControlClient.connect(path);
+        c.close();
+        out.push({ path, live: true });
+      } catch (e) {
+        out.push({ path, live: false, error: e as ToolError });
+      }
+    }
+  }
+  return out;
+}
+
+/** The socket path a tool should use (see instanceOptions). */
+export async function resolveSocket(opts: InstanceOptions): Promise<string> {
+  if (opts.socket) return opts.socket;
+  if (opts.instance) {
+    const name = opts.instance.endsWith('.sock') ? opts.instance : `${opts.instance}.sock`;
+    let denied: ToolError | null = null;
+    for (const dir of controlDirs()) {
+      const path = join(dir, name);
+      try {
+        lstatSync(path);
+        return path;
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === 'EACCES') denied ??= connectError(path, err);
+      }
+    }
+    if (denied) throw denied;
+    throw new ToolError(`no instance named '${opts.instance}' is running (looked in ${controlDirs().join(', ')})`);
+  }
+  const all = await listSockets();
+  const live = all.filter((s) => s.live);
+  if (live.length === 1) return live[0]!.path;
+  const denied = all.find((s) => s.error?.code === 'EACCES');
+  if (live.length === 0 && denied) throw denied.error!;
+  if (live.length === 0) throw new ToolError(`no tstack instance is running (no control socket answers in ${controlDirs().join(', ')})`);
+  throw new ToolError(`${live.length} instances are running (${live.map((s) => s.path.replace(/^.*\//, '').replace(/\.sock$/, '')).join(', ')}): pick one with -N NAME`);
+}
+
+/** Connects to the chosen instance, runs `fn`, closes. */
+export async function withInstance<T>(opts: InstanceOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const c = await ControlClient.connect(await resolveSocket(opts));
+  try { return await fn(c); } finally { c.close(); }
+}
+
+/** Runs a tool's body: ToolErrors become `tstack: message` and an exit code. */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (e) {
+      if (!(e instanceof ToolError)) throw e;
+      process.stderr.write(`tstack: ${e.message}\n`);
+      process.exitCode = e.exitCode;
+    }
+  };
+}
+
+export const out = (s: string) => { process.stdout.write(s); };
+export const printJson = (v: unknown) => out(JSON.stringify(v, null, 2) + '\n');
+
+/** Left-aligned columns (right-aligned where `right[i]`), two spaces apart. */
+export function table(rows: (string | number)[][], right: boolean[] = []): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths: number[] = [];
+  for (const r of cells) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, c.length); });
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 && !right[i] ? c : right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}

@@ -1,0 +1,65 @@
+// `tstack ifconfig [PORT [up|down|mtu N|inet CIDR|-alias CIDR] …]`: the ports as FreeBSD's
+// ifconfig(8) shows them (flags, MTU, MAC, addresses, driver, counters), and changes to them.
+import type { Command } from 'commander';
+import type { InterfaceSnapshot } from '../stack/stats.js';
+import { prefixMask } from '../wire/addr.js';
+import { ToolError, action, instanceOptions, out, printJson, withInstance } from './client.js';
+
+interface Snap { interfaces: InterfaceSnapshot[]; drivers: Record<string, string>; devices: { port: string; stats: Record<string, number> }[] }
+
+export function register(program: Command): void {
+  instanceOptions(program.command('ifconfig')
+    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, -alias CIDR")
+    .argument('[port]', 'the port (interface) name')
+    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | -alias A.B.C.D[/LEN]'))
+    .allowUnknownOption(false)
+    .action(action(async (port: string | undefined, actions: string[], opts: { json?: boolean; instance?: string; socket?: string }) => {
+      await withInstance(opts, async (c) => {
+        if (port !== undefined && actions.length > 0) {
+          const change: Record<string, unknown> = { port };
+          for (let i = 0; i < actions.length; i++) {
+            const a = actions[i]!;
+            const arg = () => { const v = actions[++i]; if (v === undefined) throw new ToolError(`ifconfig: '${a}' needs a value`, 2); return v; };
+            if (a === 'up') change['up'] = true;
+            else if (a === 'down') change['up'] = false;
+            else if (a === 'mtu') { const v = arg(); if (!/^\d+$/.test(v)) throw new ToolError(`ifconfig: mtu '${v}' is not a number`, 2); change['mtu'] = Number(v); }
+            else if (a === 'inet') { const v = arg(); if (v === 'alias') change['add'] = arg(); else change['add'] = v; if (actions[i + 1] === 'alias') i++; }
+            else if (a === '-alias' || a === 'delete') change['delete'] = arg();
+            else if (a === 'inet6') throw new ToolError('ifconfig: IPv6 is not enabled on this instance (tstack has no IPv6 behaviour yet)');
+            else throw new ToolError(`ifconfig: unknown action '${a}' (expected up, down, mtu N, inet CIDR, -alias CIDR)`, 2);
+          }
+          await c.request('ifconfig.set', change);
+        }
+        const snap = await c.request<Snap>('snapshot', {});
+        let list = snap.interfaces;
+        if (port !== undefined) {
+          list = list.filter((i) => i.name === port);
+          if (list.length === 0) throw new ToolError(`ifconfig: no port '${port}' (ports: ${snap.interfaces.map((i) => i.name).join(', ')})`);
+        }
+        const withDriver = list.map((i) => {
+          const d = snap.devices.find((x) => x.port === i.name)?.stats;
+          return { ...i, driver: snap.drivers[i.name] ?? 'unknown', deviceRxDropped: d?.['rxDropped'] ?? 0, deviceTxDropped: d?.['txDropped'] ?? 0 };
+        });
+        if (opts.json) { printJson(port !== undefined ? withDriver[0] : withDriver); return; }
+        for (const i of withDriver) out(formatInterface(i));
+      });
+    }));
+}
+
+export function formatInterface(i: InterfaceSnapshot & { driver: string; deviceRxDropped: number; deviceTxDropped: number }): string {
+  const lines = [`${i.name}: flags=<${i.flags.join(',')}> mtu ${i.mtu}`, `\tether ${i.mac}`];
+  for (const a of i.inet) lines.push(`\tinet ${a.addr} netmask 0x${prefixMask(a.prefixLen).toString(16).padStart(8, '0')} broadcast ${a.broadcast}`);
+  for (const a of i.inet6) lines.push(`\tinet6 ${a.addr} prefixlen ${a.prefixLen}`);
+  lines.push(`\tdriver: ${i.driver}`);
+  lines.push(`\tRX packets ${i.rxPackets}  bytes ${i.rxBytes} (${human(i.rxBytes)})  errors ${i.rxErrors}  dropped ${i.rxDropped + i.deviceRxDropped}  multicast ${i.rxMulticast}`);
+  lines.push(`\tTX packets ${i.txPackets}  bytes ${i.txBytes} (${human(i.txBytes)})  errors ${i.txErrors}  dropped ${i.txDropped + i.deviceTxDropped}`);
+  return lines.join('\n') + '\n';
+}
+
+export function human(bytes: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes, k = 0;
+  while (v >= 1024 && k < u.length - 1) { v /= 1024; k++; }
+  return `${k === 0 ? v : v.toFixed(1)} ${u[k]}`;
+}
+

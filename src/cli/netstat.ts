@@ -1,0 +1,80 @@
+// `tstack netstat`: FreeBSD's netstat(1) for an instance. -a (every socket, listeners too),
+// -n (numeric: always), -s (per-protocol counters), -r (routes), -i (interfaces), -p tcp|udp.
+import type { Command } from 'commander';
+import type { Counters, InterfaceSnapshot, RouteSnapshot, SocketSnapshot } from '../stack/stats.js';
+import { formatIpv4, parseIpv4, prefixMask } from '../wire/addr.js';
+import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
+import { formatRoutes } from './route.js';
+
+interface Opts { all?: boolean; numeric?: boolean; stats?: boolean; route?: boolean; interfaces?: boolean; protocol?: string; json?: boolean; instance?: string; socket?: string }
+
+interface Snap { interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; routes: RouteSnapshot[]; sockets: SocketSnapshot[] }
+
+export function register(program: Command): void {
+  instanceOptions(program.command('netstat')
+    .description('sockets (-a), protocol counters (-s), routes (-r), interfaces (-i) of the instance')
+    .option('-a, --all', 'also list listening sockets')
+    .option('-n, --numeric', 'numeric addresses and ports (always: accepted for habit)')
+    .option('-s, --stats', 'per-protocol counters')
+    .option('-r, --route', 'the routing table')
+    .option('-i, --interfaces', 'the interfaces with their counters')
+    .option('-p, --protocol <proto>', 'only tcp or udp (also ip, icmp, arp with -s)'))
+    .action(action(async (opts: Opts) => {
+      const proto = opts.protocol?.toLowerCase();
+      const known = opts.stats ? ['tcp', 'udp', 'ip', 'icmp', 'arp'] : ['tcp', 'udp'];
+      if (proto !== undefined && !known.includes(proto)) throw new ToolError(`netstat: unknown protocol '${opts.protocol}' (expected ${known.join(', ')})`, 2);
+      await withInstance(opts, async (c) => {
+        const snap = await c.request<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
+        if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes)); return; }
+        if (opts.interfaces) { if (opts.json) printJson(snap.interfaces); else out(formatInterfaces(snap.interfaces)); return; }
+        if (opts.stats) {
+          const areas = (proto ? [proto] : ['ip', 'icmp', 'udp', 'tcp', 'arp']) as (keyof Counters)[];
+          if (opts.json) {
+            printJson({ ...Object.fromEntries(areas.map((a) => [a, snap.counters[a]])), ...(proto ? {} : { drops: snap.counters.drops }), gauges: snap.gauges });
+            return;
+          }
+          for (const a of areas) {
+            out(`${a}:\n`);
+            for (const [k, v] of Object.entries(snap.counters[a])) out(`\t${v} ${words(k)}\n`);
+            if (a === 'tcp') out(`\t${snap.gauges['tcpEstablished'] ?? 0} connections established (current)\n\t${snap.gauges['tcpTimeWait'] ?? 0} connections in TIME_WAIT (current)\n`);
+          }
+          if (!proto) {
+            out('drops:\n');
+            const d = Object.entries(snap.counters.drops).sort((x, y) => y[1] - x[1]);
+            if (d.length === 0) out('\t0 packets dropped\n');
+            for (const [k, v] of d) out(`\t${v} ${k.replace(/_/g, ' ')}\n`);
+          }
+          return;
+        }
+        // Without -a, servers are hidden: TCP listeners and unconnected UDP sockets.
+        const socks = snap.sockets.filter((s) => (proto === undefined || s.proto === proto) &&
+          (opts.all || (s.proto === 'tcp' ? s.state !== 'LISTEN' : s.foreignPort !== 0)));
+        if (opts.json) { printJson({ sockets: socks }); return; }
+        out(`Active Internet connections${opts.all ? ' (including servers)' : ''}\n`);
+        out(table([['Proto', 'Recv-Q', 'Send-Q', 'Local Address', 'Foreign Address', '(state)'], ...socks.map((s) => [
+          `${s.proto}4`, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state,
+        ])], [false, true, true]));
+      });
+    }));
+}
+
+/** FreeBSD's numeric endpoint: 198.18.0.2.80, *.80, *.* */
+export function endpoint(addr: string, port: number): string {
+  const a = addr === '0.0.0.0' ? '*' : addr;
+  return `${a}.${port === 0 ? '*' : port}`;
+}
+
+/** "rcvBadChecksum" -> "rcv bad checksum" */
+function words(k: string): string {
+  return k.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
+}
+
+function formatInterfaces(list: InterfaceSnapshot[]): string {
+  const rows: (string | number)[][] = [['Name', 'Mtu', 'Network', 'Address', 'Ipkts', 'Ierrs', 'Idrop', 'Ibytes', 'Opkts', 'Oerrs', 'Odrop', 'Obytes']];
+  for (const i of list) {
+    const c = [i.rxPackets, i.rxErrors, i.rxDropped, i.rxBytes, i.txPackets, i.txErrors, i.txDropped, i.txBytes];
+    rows.push([i.name, i.mtu, `<Link#${i.index}>`, i.mac, ...c]);
+    for (const a of i.inet) rows.push([i.name, '-', `${formatIpv4((parseIpv4(a.addr)! & prefixMask(a.prefixLen)) >>> 0)}/${a.prefixLen}`, a.addr, ...c]);
+  }
+  return table(rows, [false, true, false, false, true, true, true, true, true, true, true, true]);
+}

@@ -1,0 +1,140 @@
+// Which network devices are tstack's to replace or delete. A driver that creates a device
+// (a TAP, a veth pair, an AF_XDP veth) marks it with the interface alias
+// `tstack:<pid>:<start time>` of the process that holds it, and before creating one it claims
+// the name:
+// - absent: go ahead;
+// - marked by a tstack process that has since died (a crashed run, `kill -9`): a leftover of
+//   ours, deleted so the new run can create it again;
+// - marked by a tstack process that is still running: refused, untouched ("tst0 exists and
+//   belongs to running tstack pid N");
+// - anything else (no alias, another alias): refused, untouched ("exists and was not created
+//   by tstack").
+// A driver deletes, when it closes or when its start fails, only a device that carries its own
+// process's mark (deleteOwnDevice). The start time makes a recycled pid no owner.
+import { existsSync, readFileSync } from 'node:fs';
+import { run } from './sys/netns.js';
+
+export class DeviceOwnershipError extends Error {
+  constructor(message: string, readonly ifname: string, readonly ownerPid: number | null) {
+    super(message);
+    this.name = 'DeviceOwnershipError';
+  }
+}
+
+/** A device's mark: the pid that holds it and that process's start time (clock ticks after boot). */
+export interface DeviceOwner { pid: number; start: string }
+
+const TAG = /^tstack:(\d+):(\d+)$/;
+
+/** This process's start time from /proc/<pid>/stat (field 22), '' when unreadable. */
+function startTime(pid: number | 'self'): string | null {
+  let stat: string;
+  try { stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return null; }
+  // "pid (comm) state ppid …": comm may hold spaces and parentheses; fields restart after the last ')'.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state); a zombie has exited already.
+  if (rest[0] === 'Z' || rest[0] === 'X') return null;
+  return rest[19] ?? null;
+}
+
+let ownTag: string | null = null;
+/** The alias this process puts on the devices it creates. */
+export function ownerTag(): string {
+  ownTag ??= `tstack:${process.pid}:${startTime('self') ?? '0'}`;
+  return ownTag;
+}
+
+export function parseOwner(alias: string): DeviceOwner | null {
+  const m = TAG.exec(alias.trim());
+  return m ? { pid: Number(m[1]), start: m[2]! } : null;
+}
+
+/** True while the process that marked a device runs (the same process: pid and start time). */
+export function ownerAlive(o: DeviceOwner): boolean {
+  return startTime(o.pid) === o.start;
+}
+
+/**
+ * Waits (blocking, up to ms) for the owner to exit: after a `kill -9` of `tstack run`, the
+ * restart may come while the killed program is still on its way out. True once it is gone.
+ */
+function exitsWithin(o: DeviceOwner, ms: number): boolean {
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (let waited = 0; ownerAlive(o); waited += 20) {
+    if (waited >= ms) return false;
+    Atomics.wait(sleeper, 0, 0, 20);
+  }
+  return true;
+}
+
+const at = (netns: string | undefined) => (netns !== undefined ? ['-n', netns] : []);
+const where = (netns: string | undefined) => (netns !== undefined ? ` in network namespace ${netns}` : '');
+
+/** Throws a clear error when `netns` names no namespace (ip's own message is cryptic). */
+export function checkNetns(netns: string | undefined): void {
+  if (netns === undefined || existsSync(`/var/run/netns/${netns}`)) return;
+  throw new Error(`network namespace ${JSON.stringify(netns)} does not exist (create it with: ip netns add ${netns})`);
+}
+
+/** The device's alias ('' when it has none), or null when there is no such device. */
+export function deviceAlias(name: string, netns?: string): string | null {
+  let out: string;
+  try {
+    out = run('ip', [...at(netns), '-j', 'link', 'show', 'dev', name]);
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/does not exist|Cannot find device/i.test(msg)) return null;
+    checkNetns(netns);
+    throw e;
+  }
+  const links = JSON.parse(out) as { ifname: string; ifalias?: string }[];
+  return links[0]?.ifalias ?? '';
+}
+
+/**
+ * Makes sure `name` (and the other names a driver will create with it, say a veth's peer) can
+ * be created: absent, or a dead tstack's leftover (deleted here). Throws DeviceOwnershipError,
+ * touching nothing, for a device someone else owns. Returns the names of leftovers replaced.
+ */
+export function claimDeviceNames(names: string[], netns?: string): string[] {
+  checkNetns(netns);
+  const leftovers: string[] = [];
+  for (const name of names) {
+    const alias = deviceAlias(name, netns);
+    if (alias === null) continue;
+    const owner = parseOwner(alias);
+    if (owner === null) {
+      throw new DeviceOwnershipError(`${name} exists${where(netns)} and was not created by tstack: choose another ifname, `
+        + `or remove it yourself (tstack only deletes devices it created)`, name, null);
+    }
+    if (owner.pid === process.pid && alias === ownerTag()) {
+      throw new DeviceOwnershipError(`${name} exists${where(netns)} and belongs to this process (configured twice?)`, name, owner.pid);
+    }
+    if (!exitsWithin(owner, 500)) {
+      throw new DeviceOwnershipError(`${name} exists${where(netns)} and belongs to running tstack pid ${owner.pid}: `
+        + `stop that instance first, or give this one another ifname`, name, owner.pid);
+    }
+    leftovers.push(name);
+  }
+  for (const name of leftovers) {
+    // A veth's two ends go together: the second may already be gone with the first.
+    try { run('ip', [...at(netns), 'link', 'del', 'dev', name]); } catch (e) { if (deviceAlias(name, netns) !== null) throw e; }
+  }
+  return leftovers;
+}
+
+/** Marks a device this process created as its own. */
+export function markDevice(name: string, netns?: string): void {
+  run('ip', [...at(netns), 'link', 'set', 'dev', name, 'alias', ownerTag()]);
+}
+
+/** Deletes `name` if, and only if, it carries this process's mark. Never throws. */
+export function deleteOwnDevice(name: string, netns?: string): boolean {
+  try {
+    if (deviceAlias(name, netns) !== ownerTag()) return false;
+    run('ip', [...at(netns), 'link', 'del', 'dev', name]);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,543 @@
+// The control socket: every running instance listens on a Unix socket that the `tstack` tools
+// talk to (docs/control.md). One JSON request per line, one JSON reply per line, matched by id;
+// several clients at once. Commands run between run-loop iterations (RunLoop.post) on the thread
+// that owns the stack. A client never stalls the stack: replies go into a bounded output buffer
+// and a client that lets it fill is disconnected; live captures drop (and count) frames instead.
+// The socket, and the optional Prometheus endpoint, do not keep the process alive.
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Server as HttpServer } from 'node:http';
+import type { PacketBuffer } from '../base/pktbuf.js';
+import { formatIpv4, parseIpv4, parseIpv4Cidr, parseMac } from '../wire/addr.js';
+import { RouteFlags } from '../stack/ip/route.js';
+import { counters, gauges, interfaces, routes, snapshot, type RouteSnapshot } from '../stack/stats.js';
+import { SysctlError, type SysctlValue } from '../stack/sysctl.js';
+import { compileFilter, FilterError, type FramePredicate } from './capture-filter.js';
+import type { TstackConfig } from './config.js';
+import type { Instance } from './instance.js';
+import { formatMetrics, startMetricsServer, type MetricsInput } from './metrics.js';
+
+export const PROTOCOL_VERSION = 1;
+/** A request line longer than this is refused and the connection closed. */
+export const MAX_REQUEST_BYTES = 1 << 20;
+/** Reply bytes a client may leave unread before it is disconnected. */
+export const MAX_PENDING_OUTPUT = 8 << 20;
+/** Unread bytes past which a capture drops frames for that client (counted). */
+export const CAPTURE_HIGH_WATER = 1 << 20;
+
+/** Where instances put their sockets: /run/tstack for root, else $XDG_RUNTIME_DIR/tstack or the temp dir. */
+export function defaultControlDir(): string {
+  if (process.getuid?.() === 0) return '/run/tstack';
+  const xdg = process.env['XDG_RUNTIME_DIR'];
+  if (xdg) return join(xdg, 'tstack');
+  return join(tmpdir(), `tstack-${process.getuid?.() ?? 'user'}`);
+}
+
+/** The directories `tstack ps` and the tools look in: the user's own, then root's. */
+export function controlDirs(): string[] {
+  return [...new Set([defaultControlDir(), '/run/tstack'])];
+}
+
+/** The configured socket path, or `<dir>/<name>.sock`. */
+export function controlSocketPath(config: TstackConfig): string {
+  return config.control.socket !== '' ? config.control.socket : join(defaultControlDir(), `${config.control.name}.sock`);
+}
+
+/** An error a command answers with: `code` is errno-like (EINVAL, ENOENT, EACCES…). */
+export class CommandError extends Error {
+  constructor(readonly code: string, message: string) { super(message); this.name = 'CommandError'; }
+}
+
+interface Conn { sock: Socket; captures: Set<CaptureSession>; inflight: number; pending: string }
+
+/** Requests a client may have waiting; past this its socket is not read until replies go out. */
+const MAX_INFLIGHT = 32;
+
+interface CaptureSession {
+  conn: Conn;
+  id: unknown;
+  ifIndex: number;
+  match: FramePredicate;
+  count: number;
+  snaplen: number;
+  captured: number;
+  dropped: number;
+}
+
+type Args = Record<string, unknown>;
+type Handler = (args: Args, conn: Conn, id: unknown) => unknown;
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch { return 'unknown'; }
+}
+
+const str = (args: Args, key: string, required = true): string | undefined => {
+  const v = args[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || v === '') throw new CommandError('EINVAL', `argument '${key}' must be a non-empty string`);
+  return v;
+};
+
+export interface ControlOptions {
+  /** Warnings (socket in use, metrics port taken…); default: stderr. */
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * The control socket and metrics endpoint of one instance. start() is asynchronous (a stale
+ * socket is probed first); `ready` resolves with the socket's path (or null when it could not
+ * be created: the instance runs on, without tools).
+ */
+export class ControlServer {
+  readonly name: string;
+  path: string;
+  readonly ready: Promise<string | null>;
+  readonly startedAt = Date.now();
+  /** Clients disconnected because they left too much output unread. */
+  slowDisconnects = 0;
+  private server: Server | null = null;
+  private metrics: HttpServer | null = null;
+  private ownsPath = false;
+  private closed = false;
+  private readonly conns = new Set<Conn>();
+  private readonly captures = new Set<CaptureSession>();
+  private readonly handlers: Record<string, Handler>;
+  private readonly warn: (m: string) => void;
+  private readonly version = packageVersion();
+
+  constructor(readonly inst: Instance, opts: ControlOptions = {}) {
+    this.warn = opts.onWarning ?? ((m) => process.stderr.write(`tstack: ${m}\n`));
+    const cfg = inst.config;
+    this.name = cfg.control.name;
+    this.path = controlSocketPath(cfg);
+    this.handlers = this.commands();
+    const listen = cfg.metrics.listen;
+    if (listen !== undefined) {
+      // Synchronously, before tstack/register patches node:net: this listener is the kernel's.
+      this.metrics = startMetricsServer(listen, () => this.run(() => this.metricsText()),
+        (e) => this.warn(`metrics endpoint ${listen}: ${e.message}`));
+    }
+    // `[control] enabled = false` with metrics on: the endpoint alone.
+    this.ready = !cfg.control.enabled ? Promise.resolve(null) : this.start().catch((e: Error) => { this.warn(`control socket ${this.path}: ${e.message}; tools cannot reach this instance`); return null; });
+  }
+
+  private async start(): Promise<string | null> {
+    const explicit = this.inst.config.control.socket !== '';
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o755 });
+    const state = await probe(this.path);
+    if (this.closed) return null;
+    if (state === 'live') {
+      if (explicit) throw new Error('another running instance answers on it (set [control] socket or name to another value)');
+      // Several instances started from files with the same name: keep them apart by pid.
+      (this as { name: string }).name = `${this.name}-${process.pid}`;
+      this.path = join(dirname(this.path), `${this.name}.sock`);
+      if (await probe(this.path) === 'stale') unlinkSync(this.path);
+    } else if (state === 'stale') {
+      unlinkSync(this.path);
+    } else if (state === 'not-socket') {
+      throw new Error('the path exists and is not a socket (refusing to replace it)');
+    }
+    const server = createServer((sock) => this.accept(sock));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => { server.removeListener('error', reject); resolve(); });
+    });
+    this.ownsPath = true;
+    server.unref();
+    server.on('error', (e) => this.warn(`control socket ${this.path}: ${e.message}`));
+    chmodSync(this.path, 0o660);
+    const group = this.inst.config.control.group;
+    if (group !== undefined) chownSync(this.path, -1, resolveGroup(group));
+    if (this.closed) { this.close(); return null; }
+    return this.path;
+  }
+
+  /** Stops listening, disconnects every client, removes the socket file. Idempotent. */
+  close(): void {
+    if (this.closed && !this.server && !this.metrics) return;
+    this.closed = true;
+    for (const s of [...this.captures]) this.endCapture(s);
+    for (const c of this.conns) c.sock.destroy();
+    this.conns.clear();
+    this.server?.close();
+    this.server = null;
+    this.metrics?.closeAllConnections?.();
+    this.metrics?.close();
+    this.metrics = null;
+    if (this.ownsPath) {
+      this.ownsPath = false;
+      try { unlinkSync(this.path); } catch { /* already gone */ }
+    }
+  }
+
+  // ---- connections -------------------------------------------------------------------------
+
+  private accept(sock: Socket): void {
+    // A connected tool must not keep a program alive that would otherwise exit.
+    sock.unref();
+    const conn: Conn = { sock, captures: new Set(), inflight: 0, pending: '' };
+    this.conns.add(conn);
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => {
+      conn.pending += chunk;
+      if (conn.pending.length > MAX_REQUEST_BYTES && conn.pending.indexOf('\n') < 0) {
+        this.send(conn, { v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'E2BIG', message: `request longer than ${MAX_REQUEST_BYTES} bytes` } });
+        sock.end();
+        conn.pending = '';
+        return;
+      }
+      this.drain(conn);
+    });
+    sock.on('error', () => { /* the client went away */ });
+    sock.on('close', () => {
+      this.conns.delete(conn);
+      for (const s of [...conn.captures]) this.endCapture(s, false);
+    });
+  }
+
+  /** Starts the client's waiting requests, up to MAX_INFLIGHT at a time (the rest wait unread). */
+  private drain(conn: Conn): void {
+    let nl: number;
+    while (conn.inflight < MAX_INFLIGHT && !conn.sock.destroyed && (nl = conn.pending.indexOf('\n')) >= 0) {
+      const line = conn.pending.slice(0, nl);
+      conn.pending = conn.pending.slice(nl + 1);
+      if (line.trim() !== '') this.request(conn, line);
+    }
+    if (conn.inflight >= MAX_INFLIGHT || conn.pending.length > MAX_REQUEST_BYTES) conn.sock.pause();
+    else conn.sock.resume();
+  }
+
+  /** Queues one line for the client; disconnects it when its unread output passes the bound. */
+  private send(conn: Conn, msg: unknown): boolean {
+    const sock = conn.sock;
+    if (sock.destroyed) return false;
+    const line = JSON.stringify(msg) + '\n';
+    if (sock.writableLength + line.length > MAX_PENDING_OUTPUT) {
+      this.slowDisconnects++;
+      sock.destroy();
+      return false;
+    }
+    sock.write(line);
+    return true;
+  }
+
+  private request(conn: Conn, line: string): void {
+    let req: unknown;
+    try { req = JSON.parse(line); } catch (e) {
+      this.send(conn, { v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'EPROTO', message: `malformed request (not JSON): ${(e as Error).message}` } });
+      return;
+    }
+    const r = req as { v?: unknown; id?: unknown; cmd?: unknown; args?: unknown };
+    const id = typeof r === 'object' && r !== null && (typeof r.id === 'number' || typeof r.id === 'string') ? r.id : null;
+    const fail = (code: string, message: string) => this.send(conn, { v: PROTOCOL_VERSION, id, ok: false, error: { code, message } });
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) { fail('EPROTO', 'malformed request: want a JSON object {"v":1,"id":…,"cmd":…,"args":{…}}'); return; }
+    if (r.v !== PROTOCOL_VERSION) { fail('EPROTO', `unsupported protocol version ${JSON.stringify(r.v)} (this instance speaks ${PROTOCOL_VERSION})`); return; }
+    if (typeof r.cmd !== 'string') { fail('EPROTO', 'malformed request: "cmd" must be a string'); return; }
+    if (r.args !== undefined && (typeof r.args !== 'object' || r.args === null || Array.isArray(r.args))) { fail('EPROTO', 'malformed request: "args" must be an object'); return; }
+    const handler = Object.prototype.hasOwnProperty.call(this.handlers, r.cmd) ? this.handlers[r.cmd] : undefined;
+    if (!handler) { fail('ENOSYS', `unknown command '${r.cmd}' (try 'help')`); return; }
+    const args = (r.args ?? {}) as Args;
+    conn.inflight++;
+    const settle = () => { conn.inflight--; if (!conn.sock.destroyed) this.drain(conn); };
+    this.run(() => (conn.sock.destroyed ? GONE : handler(args, conn, id))).then((result) => {
+      settle();
+      if (result !== STREAMING && result !== GONE) this.send(conn, { v: PROTOCOL_VERSION, id, ok: true, result });
+    }, (e: unknown) => {
+      settle();
+      if (e instanceof CommandError) fail(e.code, e.message);
+      else fail('EIO', e instanceof Error ? e.message : String(e));
+    });
+  }
+
+  /** Runs `fn` between loop iterations, on the stack's thread. */
+  private run<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.inst.loop.post(() => { try { resolve(fn()); } catch (e) { reject(e); } });
+    });
+  }
+
+  // ---- commands ----------------------------------------------------------------------------
+
+  private info(): Record<string, unknown> {
+    const inst = this.inst;
+    return {
+      protocol: PROTOCOL_VERSION, version: this.version, name: this.name, pid: process.pid, socket: this.path,
+      config: inst.config.file, workers: 1, poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
+      uptime: (Date.now() - this.startedAt) / 1000, metrics: inst.config.metrics.listen ?? null,
+      ports: inst.ports.map((p) => {
+        const i = inst.stack.interfaceByIndex(p.ifIndex);
+        return { name: p.config.ifname, driver: p.config.driver, inet: i ? i.addrs.map((a) => `${formatIpv4(a.addr)}/${a.prefixLen}`) : [] };
+      }),
+    };
+  }
+
+  private devices(): MetricsInput['devices'] {
+    return this.inst.ports.map((p) => ({ port: p.config.ifname, driver: p.config.driver, stats: p.driver.stats() }));
+  }
+
+  private counters(): Record<string, unknown> {
+    const stack = this.inst.stack;
+    return {
+      worker: 0, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
+      loop: this.inst.loop.stats(), devices: this.devices(),
+    };
+  }
+
+  private metricsText(): string {
+    const stack = this.inst.stack;
+    return formatMetrics([{
+      worker: 0, snapshot: snapshot(stack, { tables: false }), loop: this.inst.loop.stats(), devices: this.devices(),
+      startTimeSeconds: this.startedAt / 1000,
+    }]);
+  }
+
+  private portIndex(name: string): number {
+    const p = this.inst.ports.find((x) => x.config.ifname === name);
+    const iface = p ? undefined : this.inst.stack.interfaces.find((i) => i.name === name);
+    const idx = p?.ifIndex ?? iface?.index;
+    if (idx === undefined) throw new CommandError('ENXIO', `no port '${name}' (ports: ${this.inst.stack.interfaces.map((i) => i.name).join(', ')})`);
+    return idx;
+  }
+
+  /** The interface whose subnet holds `addr` (a connected route), or 0. */
+  private connectedIf(addr: number): number {
+    for (const i of this.inst.stack.interfaces) for (const a of i.addrs) if (((addr & a.mask) >>> 0) === a.network) return i.index;
+    return 0;
+  }
+
+  private commands(): Record<string, Handler> {
+    const stack = this.inst.stack;
+    const sys = stack.sysctl;
+    const host = (args: Args, key: string): number => {
+      const s = str(args, key)!;
+      const a = parseIpv4(s);
+      if (a === null) throw new CommandError('EINVAL', `'${s}' is not an IPv4 address`);
+      return a;
+    };
+    const destination = (s: string): { addr: number; prefixLen: number } => {
+      if (s === 'default') return { addr: 0, prefixLen: 0 };
+      const c = parseIpv4Cidr(s) ?? (parseIpv4(s) !== null ? { addr: parseIpv4(s)!, prefixLen: 32 } : null);
+      if (!c) throw new CommandError('EINVAL', `'${s}' is not a destination (want default, A.B.C.D or A.B.C.D/LEN)`);
+      return c;
+    };
+    return {
+      help: () => ({ commands: Object.keys(this.handlers).sort() }),
+      info: () => this.info(),
+      counters: () => this.counters(),
+      snapshot: (args) => ({
+        ...snapshot(stack, { sockets: args['sockets'] === true, sysctl: args['sysctl'] === true }),
+        worker: 0, loop: this.inst.loop.stats(), devices: this.devices(),
+        drivers: Object.fromEntries(this.inst.ports.map((p) => [p.config.ifname, p.config.driver])),
+      }),
+      metrics: () => ({ text: this.metricsText() }),
+
+      'sysctl.list': (args) => {
+        const prefix = str(args, 'prefix', false) ?? '';
+        return sys.list(prefix).map(({ name, value, def }) => ({ name, value, type: def.type, default: def.default, description: def.description,
+          readonly: def.readonly === true, ...(def.min !== undefined && { min: def.min }), ...(def.max !== undefined && { max: def.max }),
+          ...(def.choices && { choices: def.choices }) }));
+      },
+      'sysctl.get': (args) => {
+        const name = str(args, 'name')!;
+        try { return { name, value: sys.get(name) }; } catch (e) {
+          if (e instanceof SysctlError) throw new CommandError('ENOENT', `unknown sysctl '${name}'`);
+          throw e;
+        }
+      },
+      'sysctl.set': (args) => {
+        const name = str(args, 'name')!;
+        const raw = args['value'];
+        if (typeof raw !== 'number' && typeof raw !== 'string' && typeof raw !== 'boolean') throw new CommandError('EINVAL', `sysctl '${name}': a value must be a number, a string or a boolean`);
+        let old: SysctlValue;
+        try { old = sys.get(name); } catch { throw new CommandError('ENOENT', `unknown sysctl '${name}'`); }
+        try {
+          return { name, old, value: sys.set(name, raw) };
+        } catch (e) {
+          if (!(e instanceof SysctlError)) {
+            // A module refused the value after it was stored: put the old one back.
+            try { sys.set(name, old, true); } catch { /* it was valid before */ }
+          }
+          throw new CommandError('EINVAL', (e as Error).message.startsWith(`sysctl '${name}'`) ? (e as Error).message : `sysctl '${name}': ${(e as Error).message}`);
+        }
+      },
+
+      'ifconfig.set': (args) => {
+        const port = str(args, 'port')!;
+        const idx = this.portIndex(port);
+        const iface = stack.interfaceByIndex(idx)!;
+        // Validate everything first: a refused request changes nothing.
+        const mtu = args['mtu'];
+        if (mtu !== undefined && (typeof mtu !== 'number' || !Number.isInteger(mtu) || mtu < 576 || mtu > iface.dev.mtu)) {
+          throw new CommandError('EINVAL', `${port}: mtu ${JSON.stringify(mtu)} is out of range (576..${iface.dev.mtu}, the device's)`);
+        }
+        const up = args['up'];
+        if (up !== undefined && typeof up !== 'boolean') throw new CommandError('EINVAL', `'up' must be true or false`);
+        const add = str(args, 'add', false), del = str(args, 'delete', false);
+        if (add !== undefined) {
+          const c = parseIpv4Cidr(add);
+          if (!c) throw new CommandError('EINVAL', `'${add}' is not an IPv4 address with a prefix length (A.B.C.D/LEN)`);
+          if (iface.hasAddress(c.addr)) throw new CommandError('EEXIST', `${port} already has ${formatIpv4(c.addr)}`);
+        }
+        if (del !== undefined) {
+          const c = parseIpv4Cidr(del) ?? (parseIpv4(del) !== null ? { addr: parseIpv4(del)! } : null);
+          if (!c) throw new CommandError('EINVAL', `'${del}' is not an IPv4 address`);
+          if (!iface.hasAddress(c.addr)) throw new CommandError('EADDRNOTAVAIL', `${port} has no address ${formatIpv4(c.addr)}`);
+        }
+        if (mtu !== undefined) stack.setInterfaceMtu(idx, mtu as number);
+        if (up !== undefined) stack.setInterfaceUp(idx, up);
+        if (del !== undefined) stack.removeAddress(idx, del);
+        if (add !== undefined) stack.addAddress(idx, add);
+        return interfaces(stack).find((i) => i.index === idx);
+      },
+
+      'route.add': (args) => {
+        const d = destination(str(args, 'destination')!);
+        const gwText = str(args, 'gateway', false);
+        const gw = gwText === undefined ? 0 : host(args, 'gateway');
+        const portName = str(args, 'port', false);
+        let idx = portName !== undefined ? this.portIndex(portName) : 0;
+        if (idx === 0) {
+          if (gw === 0) throw new CommandError('EINVAL', 'a route needs a gateway or a port (interface)');
+          idx = this.connectedIf(gw);
+          if (idx === 0) throw new CommandError('ENETUNREACH', `gateway ${gwText} is not on a connected network`);
+        }
+        const metric = args['metric'] === undefined ? 0 : Number(args['metric']);
+        if (!Number.isInteger(metric) || metric < 0) throw new CommandError('EINVAL', `metric ${JSON.stringify(args['metric'])} must be a non-negative integer`);
+        try {
+          stack.routes.add(d.addr, d.prefixLen, gw, idx, metric, RouteFlags.Static);
+        } catch (e) { throw new CommandError('EEXIST', (e as Error).message); }
+        return routes(stack);
+      },
+      'route.delete': (args) => {
+        const text = str(args, 'destination')!;
+        const d = destination(text);
+        const portName = str(args, 'port', false);
+        if (!stack.routes.delete(d.addr, d.prefixLen, portName !== undefined ? this.portIndex(portName) : undefined)) {
+          throw new CommandError('ESRCH', `no route to ${text}${portName ? ` on ${portName}` : ''}`);
+        }
+        return routes(stack);
+      },
+      'route.get': (args): { destination: string; route: RouteSnapshot; source: string; nexthop: string } => {
+        const dst = host(args, 'destination');
+        const r = stack.routes.lookup(dst);
+        if (!r) throw new CommandError('ENETUNREACH', `no route to ${formatIpv4(dst)}`);
+        const snap = routes(stack).find((x) => x.destination === formatIpv4(r.dst) && x.prefixLen === r.prefixLen && x.metric === r.metric)!;
+        return { destination: formatIpv4(dst), route: snap, source: formatIpv4(stack.sourceAddress(dst)), nexthop: formatIpv4(r.gateway || dst) };
+      },
+
+      'arp.delete': (args) => {
+        const ip = host(args, 'host');
+        let n = 0;
+        for (const i of stack.interfaces) if (stack.arp.delete(i.index, ip)) n++;
+        if (n === 0) throw new CommandError('ENOENT', `${formatIpv4(ip)}: no ARP entry`);
+        return { deleted: formatIpv4(ip) };
+      },
+      'arp.set': (args) => {
+        const ip = host(args, 'host');
+        const macText = str(args, 'mac')!;
+        const mac = parseMac(macText);
+        if (!mac) throw new CommandError('EINVAL', `'${macText}' is not a MAC address (aa:bb:cc:dd:ee:ff)`);
+        const portName = str(args, 'port', false);
+        const idx = portName !== undefined ? this.portIndex(portName) : this.connectedIf(ip);
+        if (idx === 0) throw new CommandError('ENETUNREACH', `${formatIpv4(ip)} is not on a connected network`);
+        stack.arp.addStatic(idx, ip, mac);
+        return { ip: formatIpv4(ip), mac: macText.toLowerCase(), state: 'permanent' };
+      },
+      'ndp.list': () => { throw new CommandError('EAFNOSUPPORT', 'IPv6 is not enabled on this instance (tstack has no IPv6 behaviour yet)'); },
+
+      capture: (args, conn, id) => this.startCapture(args, conn, id),
+      'capture.stop': (args, conn) => {
+        for (const s of conn.captures) if (s.id === args['id']) { this.endCapture(s); return { stopped: true }; }
+        throw new CommandError('ESRCH', `no capture with id ${JSON.stringify(args['id'])} on this connection`);
+      },
+    };
+  }
+
+  // ---- live capture ------------------------------------------------------------------------
+
+  private startCapture(args: Args, conn: Conn, id: unknown): typeof STREAMING {
+    const portName = str(args, 'port', false);
+    const ifIndex = portName !== undefined ? this.portIndex(portName) : 0;
+    let match: FramePredicate;
+    try { match = compileFilter(typeof args['filter'] === 'string' ? args['filter'] : ''); } catch (e) {
+      if (e instanceof FilterError) throw new CommandError('EINVAL', e.message);
+      throw e;
+    }
+    const count = args['count'] === undefined ? 0 : Number(args['count']);
+    if (!Number.isInteger(count) || count < 0) throw new CommandError('EINVAL', `count ${JSON.stringify(args['count'])} must be a non-negative integer`);
+    const snaplen = args['snaplen'] === undefined ? 262144 : Number(args['snaplen']);
+    if (!Number.isInteger(snaplen) || snaplen < 14) throw new CommandError('EINVAL', `snaplen ${JSON.stringify(args['snaplen'])} must be an integer >= 14`);
+    const s: CaptureSession = { conn, id, ifIndex, match, count, snaplen, captured: 0, dropped: 0 };
+    this.captures.add(s);
+    conn.captures.add(s);
+    this.inst.stack.frameTap = this.tap;
+    this.send(conn, { v: PROTOCOL_VERSION, id, event: 'started', linktype: 1, snaplen });
+    return STREAMING;
+  }
+
+  private endCapture(s: CaptureSession, reply = true): void {
+    if (!this.captures.delete(s)) return;
+    s.conn.captures.delete(s);
+    if (this.captures.size === 0) this.inst.stack.frameTap = null;
+    if (reply) this.send(s.conn, { v: PROTOCOL_VERSION, id: s.id, ok: true, result: { captured: s.captured, dropped: s.dropped } });
+  }
+
+  private readonly tap = (ifIndex: number, buf: PacketBuffer, tx: boolean): void => {
+    for (const s of this.captures) {
+      if (s.ifIndex !== 0 && s.ifIndex !== ifIndex) continue;
+      if (!s.match(buf.data, buf.start, buf.length)) continue;
+      const sock = s.conn.sock;
+      if (sock.destroyed) continue;
+      // A slow reader loses frames, never the stack's time.
+      if (sock.writableLength > CAPTURE_HIGH_WATER) { s.dropped++; continue; }
+      const caplen = Math.min(buf.length, s.snaplen);
+      const data = Buffer.from(buf.data.buffer, buf.data.byteOffset + buf.start, caplen).toString('base64');
+      this.send(s.conn, {
+        v: PROTOCOL_VERSION, id: s.id, event: 'frame', t: performance.timeOrigin + performance.now(),
+        port: this.inst.stack.interfaceByIndex(ifIndex)?.name ?? `if${ifIndex}`, dir: tx ? 'out' : 'in', len: buf.length, data,
+      });
+      s.captured++;
+      if (s.count !== 0 && s.captured >= s.count) this.endCapture(s);
+    }
+  };
+}
+
+/** A command that answers with events, then a final reply of its own. */
+const STREAMING = Symbol('streaming');
+/** The client left before its command ran: nothing was done. */
+const GONE = Symbol('gone');
+
+/** What is at a socket path: nothing, a live instance, a stale socket, or something else. */
+async function probe(path: string): Promise<'free' | 'live' | 'stale' | 'not-socket'> {
+  let st;
+  try { st = lstatSync(path); } catch { return 'free'; }
+  if (!st.isSocket()) return 'not-socket';
+  return await new Promise((resolve) => {
+    const s = createConnection(path);
+    const t = setTimeout(() => { s.destroy(); resolve('live'); }, 1000);
+    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve('live'); });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      // Nobody accepts: the instance that made it died without removing it.
+      resolve(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? 'stale' : 'live');
+    });
+  });
+}
+
+function resolveGroup(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === group);
+  if (!line) throw new Error(`[control] group '${group}' does not exist`);
+  return Number(line.split(':')[2]);
+}
+
+/** Starts the control socket (and metrics endpoint) of `inst`, unless `[control] enabled = false`. */
+export function startControl(inst: Instance, opts: ControlOptions = {}): ControlServer | null {
+  if (!inst.config.control.enabled && inst.config.metrics.listen === undefined) return null;
+  return new ControlServer(inst, opts);
+}

@@ -1,0 +1,192 @@
+// One query surface for the tools: a plain, JSON-ready snapshot of a stack — every counter and,
+// on request, the listings (interfaces, routes, ARP, TCP and UDP sockets, sysctls). Everything
+// is read through the owners' public methods; nothing here keeps state. It allocates (tools only,
+// never on the packet path). Field names are documented in docs/control.md.
+import { formatIpv4, formatIpv6, formatMac } from '../wire/addr.js';
+import { RouteFlags, type Route } from './ip/route.js';
+import type { Stack } from './stack.js';
+import type { SysctlValue } from './sysctl.js';
+import { TCP_STATE_NAMES, TcpState } from './tcp/tcb.js';
+
+export interface InterfaceSnapshot {
+  index: number;
+  name: string;
+  mac: string;
+  mtu: number;
+  /** The device's own MTU (the most `ifconfig mtu` accepts). */
+  deviceMtu: number;
+  up: boolean;
+  /** FreeBSD-style flags: UP, BROADCAST, RUNNING, MULTICAST. */
+  flags: string[];
+  inet: { addr: string; prefixLen: number; broadcast: string }[];
+  inet6: { addr: string; prefixLen: number }[];
+  rxPackets: number; rxBytes: number; rxErrors: number; rxDropped: number; rxMulticast: number;
+  txPackets: number; txBytes: number; txErrors: number; txDropped: number;
+}
+
+export interface RouteSnapshot {
+  destination: string;
+  prefixLen: number;
+  /** "" for a directly connected destination. */
+  gateway: string;
+  /** netstat -r flags: U up, G gateway, H host, S static, C connected. */
+  flags: string;
+  ifname: string;
+  metric: number;
+}
+
+export interface ArpSnapshot { ip: string; mac: string; ifname: string; state: string; queued: number }
+
+export interface SocketSnapshot {
+  proto: 'tcp' | 'udp';
+  localAddress: string;
+  localPort: number;
+  foreignAddress: string;
+  foreignPort: number;
+  /** TCP state name (LISTEN, ESTABLISHED, TIME_WAIT…); "" for UDP. */
+  state: string;
+  /** Bytes received not yet read by the application (listeners: connections waiting for accept()). */
+  recvQ: number;
+  /** Bytes sent and not acknowledged, plus bytes not yet sent (listeners: the backlog). */
+  sendQ: number;
+}
+
+export interface SysctlSnapshot { name: string; value: SysctlValue; type: string; default: SysctlValue; description: string; readonly: boolean; min?: number; max?: number; choices?: readonly string[] }
+
+export interface Counters {
+  ip: Record<string, number>;
+  icmp: Record<string, number>;
+  udp: Record<string, number>;
+  tcp: Record<string, number>;
+  arp: Record<string, number>;
+  /** Packets the stack refused, by reason. */
+  drops: Record<string, number>;
+}
+
+export interface StackSnapshot {
+  name: string;
+  /** The stack's clock (ms) when the snapshot was taken. */
+  time: number;
+  interfaces: InterfaceSnapshot[];
+  counters: Counters;
+  /** Gauges: connections by state, listeners, UDP sockets, ARP entries. */
+  gauges: Record<string, number>;
+  routes?: RouteSnapshot[];
+  arp?: ArpSnapshot[];
+  sockets?: SocketSnapshot[];
+  sysctl?: SysctlSnapshot[];
+}
+
+export interface SnapshotOptions {
+  /** Include routes and ARP entries (cheap). Default true. */
+  tables?: boolean;
+  /** Include every TCP/UDP socket (walks the connection table). Default false. */
+  sockets?: boolean;
+  /** Include the sysctl registry. Default false. */
+  sysctl?: boolean;
+}
+
+const ROUTE_FLAG_LETTERS: [number, string][] = [
+  [RouteFlags.Up, 'U'], [RouteFlags.Gateway, 'G'], [RouteFlags.Host, 'H'], [RouteFlags.Static, 'S'], [RouteFlags.Connected, 'C'],
+];
+
+export function routeFlagString(flags: number): string {
+  let s = '';
+  for (const [bit, letter] of ROUTE_FLAG_LETTERS) if (flags & bit) s += letter;
+  return s;
+}
+
+/** The counters and gauges only (what top, traffic and metrics sample). */
+export function counters(stack: Stack): Counters {
+  return {
+    ip: { ...stack.ipStats },
+    icmp: { ...stack.icmp.stats },
+    udp: { ...stack.udp.stats },
+    tcp: { ...stack.tcp.counters },
+    arp: { ...stack.arp.stats },
+    drops: { ...stack.drops },
+  };
+}
+
+export function interfaces(stack: Stack): InterfaceSnapshot[] {
+  return stack.interfaces.map((i) => {
+    const c = i.counters;
+    return {
+      index: i.index, name: i.name, mac: formatMac(i.mac), mtu: i.mtu, deviceMtu: i.dev.mtu, up: i.up,
+      flags: [...(i.up ? ['UP'] : []), 'BROADCAST', ...(i.up ? ['RUNNING'] : []), 'MULTICAST'],
+      inet: i.addrs.map((a) => ({ addr: formatIpv4(a.addr), prefixLen: a.prefixLen, broadcast: formatIpv4(a.broadcast) })),
+      inet6: i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })),
+      rxPackets: c.rxPackets, rxBytes: c.rxBytes, rxErrors: c.rxErrors, rxDropped: c.rxDropped, rxMulticast: c.rxMulticast,
+      txPackets: c.txPackets, txBytes: c.txBytes, txErrors: c.txErrors, txDropped: c.txDropped,
+    };
+  });
+}
+
+export function gauges(stack: Stack): Record<string, number> {
+  const tcp = stack.tcp;
+  return {
+    tcpEstablished: tcp.currentEstablished(),
+    tcpConnections: tcp.activeTcbs,
+    tcpTimeWait: tcp.timeWaitCount,
+    tcpListeners: tcp.listenerCount,
+    udpSockets: stack.udp.socketCount,
+    arpEntries: stack.arp.size,
+    poolInUse: stack.pool.stats().inUse,
+  };
+}
+
+export function routes(stack: Stack): RouteSnapshot[] {
+  const name = (ifIndex: number) => stack.interfaceByIndex(ifIndex)?.name ?? `if${ifIndex}`;
+  return stack.routes.list().map((r: Route) => ({
+    destination: formatIpv4(r.dst), prefixLen: r.prefixLen, gateway: r.gateway ? formatIpv4(r.gateway) : '',
+    flags: routeFlagString(r.flags), ifname: name(r.ifIndex), metric: r.metric,
+  }));
+}
+
+export function arpEntries(stack: Stack): ArpSnapshot[] {
+  return stack.arp.list().map((e) => ({
+    ip: e.ip, mac: e.mac, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}`, state: e.state, queued: e.queued,
+  }));
+}
+
+/** Every socket: TCP listeners, connections (TIME_WAIT included), then UDP sockets. */
+export function sockets(stack: Stack): SocketSnapshot[] {
+  const out: SocketSnapshot[] = [];
+  const tcp = stack.tcp;
+  for (const l of tcp.listenerInfo()) {
+    out.push({ proto: 'tcp', localAddress: formatIpv4(l.laddr), localPort: l.lport, foreignAddress: '0.0.0.0', foreignPort: 0,
+      state: 'LISTEN', recvQ: l.acceptQueue, sendQ: l.backlog });
+  }
+  for (const t of tcp.connections()) {
+    out.push({ proto: 'tcp', localAddress: formatIpv4(t.laddr), localPort: t.lport, foreignAddress: formatIpv4(t.raddr), foreignPort: t.rport,
+      state: t.stateName, recvQ: t.rcvBuf.length, sendQ: t.sndBuf.length });
+  }
+  for (const t of tcp.timeWaitEntries()) {
+    out.push({ proto: 'tcp', localAddress: formatIpv4(t.laddr), localPort: t.lport, foreignAddress: formatIpv4(t.raddr), foreignPort: t.rport,
+      state: TCP_STATE_NAMES[TcpState.TIME_WAIT], recvQ: 0, sendQ: 0 });
+  }
+  for (const u of stack.udp.sockets()) {
+    out.push({ proto: 'udp', localAddress: formatIpv4(u.localAddr), localPort: u.localPort, foreignAddress: formatIpv4(u.remoteAddr),
+      foreignPort: u.remotePort, state: '', recvQ: u.pendingBytes, sendQ: 0 });
+  }
+  return out;
+}
+
+export function sysctls(stack: Stack): SysctlSnapshot[] {
+  return stack.sysctl.list().map(({ name, value, def }) => ({
+    name, value, type: def.type, default: def.default, description: def.description, readonly: def.readonly === true,
+    ...(def.min !== undefined && { min: def.min }), ...(def.max !== undefined && { max: def.max }),
+    ...(def.choices !== undefined && { choices: def.choices }),
+  }));
+}
+
+/** The whole picture of one stack. */
+export function snapshot(stack: Stack, opts: SnapshotOptions = {}): StackSnapshot {
+  const s: StackSnapshot = {
+    name: stack.name, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
+  };
+  if (opts.tables !== false) { s.routes = routes(stack); s.arp = arpEntries(stack); }
+  if (opts.sockets) s.sockets = sockets(stack);
+  if (opts.sysctl) s.sysctl = sysctls(stack);
+  return s;
+}
