@@ -824,7 +824,7 @@ export class Socket extends Duplex {
     return bytes;
   }
 
-  /** Bytes waiting in the stream's writable buffer (Node's bufferSize, deprecated). */
+  /** Bytes waiting in the stream's writable buffer (Node's bufferSize, deprecated): from connect() on, as Node has a handle then. */
   get bufferSize(): number | undefined { return this.#hasHandle ? this.writableLength : undefined; }
 
   // ---- process lifetime ------------------------------------------------------------------
