@@ -220,9 +220,11 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
           openMirror(outer, group, lastHost, port, next);
           return;
         }
-        if (err && err.code === 'EACCES') {
+        if (err && (err.code === 'EACCES' || (err.code === 'EADDRINUSE' && !ephemeralPort(args)))) {
           // A privileged port (say 80) the stack may take but this process may not bind on
-          // the host: the stack listener stands; the host does not reach it over loopback.
+          // the host, or a port another process already holds on the host (a second instance
+          // on another device, a kernel service): the stack listener, the server itself,
+          // stands; only the host's loopback does not reach it.
           decide('mirror', `${lastHost}:${port}`, 'stack');
           err = null;
         }
