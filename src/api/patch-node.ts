@@ -156,21 +156,31 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
   const o = (k: string) => orig[k]!.value as AnyFn;
   const origListening = orig['listening']!.get!;
 
-  /** A kernel server on `host`:`port` whose connections are the program server's. */
-  function openMirror(outer: OuterServer, group: ListenGroup, host: string, port: number, done: (err: NodeJS.ErrnoException | null) => void): void {
-    const m = new net.Server({
+  /** The options of the program's server, for the servers that listen for it (stack and mirrors). */
+  function serverOptions(outer: OuterServer) {
+    return {
       allowHalfOpen: outer.allowHalfOpen ?? false,
       pauseOnConnect: outer.pauseOnConnect ?? false,
       noDelay: outer.noDelay ?? false,
       keepAlive: outer.keepAlive ?? false,
       keepAliveInitialDelay: (outer.keepAliveInitialDelay ?? 0) * 1000,
       ...(outer.highWaterMark !== undefined && { highWaterMark: outer.highWaterMark }),
-    });
-    Object.defineProperty(m, 'maxConnections', {
+    };
+  }
+
+  /** maxConnections is set on the server the program holds: the servers listening for it read it there. */
+  function shareMaxConnections(server: object, outer: OuterServer): void {
+    Object.defineProperty(server, 'maxConnections', {
       configurable: true, enumerable: true,
       get: () => outer.maxConnections,
       set: (v: number) => { outer.maxConnections = v; },
     });
+  }
+
+  /** A kernel server on `host`:`port` whose connections are the program server's. */
+  function openMirror(outer: OuterServer, group: ListenGroup, host: string, port: number, done: (err: NodeJS.ErrnoException | null) => void): void {
+    const m = new net.Server(serverOptions(outer));
+    shareMaxConnections(m, outer);
     m.on('connection', (socket: net.Socket) => {
       (socket as unknown as { server: unknown }).server = outer;
       outer.emit('connection', socket);
@@ -190,21 +200,8 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
   }
 
   function startListen(outer: OuterServer, args: unknown[], host: string | undefined, attempt: number): void {
-    const srv = tnet.createServer({
-      stack: active!.stack,
-      allowHalfOpen: outer.allowHalfOpen ?? false,
-      pauseOnConnect: outer.pauseOnConnect ?? false,
-      noDelay: outer.noDelay ?? false,
-      keepAlive: outer.keepAlive ?? false,
-      keepAliveInitialDelay: (outer.keepAliveInitialDelay ?? 0) * 1000,
-      ...(outer.highWaterMark !== undefined && { highWaterMark: outer.highWaterMark }),
-    });
-    // maxConnections is set on the server the program holds: the tstack server reads it there.
-    Object.defineProperty(srv, 'maxConnections', {
-      configurable: true, enumerable: true,
-      get: () => outer.maxConnections,
-      set: (v: number) => { outer.maxConnections = v; },
-    });
+    const srv = tnet.createServer({ stack: active!.stack, ...serverOptions(outer) });
+    shareMaxConnections(srv, outer);
     const group = new ListenGroup(outer, srv);
     outer[kTstack] = group;
     const mirrorHosts = active!.policy.mirrorAddresses(host);
