@@ -165,6 +165,9 @@ export function runIn(ns: string, cmd: string, args: string[], opts: { timeoutMs
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
     p.on('error', (e) => { clearTimeout(timer); reject(e); });
     p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    // A command that exits at once (a namespace being torn down) closes its stdin first: the
+    // EPIPE that writing to it then raises says nothing its exit code does not.
+    p.stdin.on('error', () => {});
     p.stdin.end(opts.input ?? '');
   });
 }
