@@ -185,11 +185,8 @@ export class RecvBuffer {
   }
 
   readInto(dst: Uint8Array, dstOff: number, n: number): number {
-    if (n > this.length) n = this.length;
+    n = this.peekInto(dst, dstOff, n);
     const cap = this.data.length;
-    const first = Math.min(n, cap - this.head);
-    dst.set(this.data.subarray(this.head, this.head + first), dstOff);
-    if (first < n) dst.set(this.data.subarray(0, n - first), dstOff + first);
     this.head += n;
     if (this.head >= cap) this.head -= cap;
     this.length -= n;
