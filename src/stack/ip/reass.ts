@@ -150,8 +150,8 @@ export class Reassembler {
   }
 }
 
-/** Inserts [lo, hi) into sorted, merged flat ranges. */
-function addRange(r: number[], lo: number, hi: number): void {
+/** Inserts [lo, hi) into sorted, merged flat ranges (IPv4 and IPv6 reassembly). */
+export function addRange(r: number[], lo: number, hi: number): void {
   let i = 0;
   while (i < r.length && r[i + 1]! < lo) i += 2;
   let j = i;

@@ -7,6 +7,7 @@ import { IPV6_FRAG_HLEN, IPV6_HLEN } from '../../wire/ipv6.js';
 import type { Sysctl } from '../sysctl.js';
 import { Timer, type Clock, type TimerWheel } from '../../base/time.js';
 import { addr6Equals, copyAddr6 } from './addr6.js';
+import { addRange } from './reass.js';
 
 export function defineReass6Sysctls(s: Sysctl): void {
   s.define({ name: 'net.inet6.ip6.maxfragpackets', type: 'int', default: 256, min: 0, max: 65536, description: 'IPv6 datagrams being reassembled at once (0 disables reassembly)' });
@@ -191,13 +192,4 @@ export class Reassembler6 {
   clear(): void {
     for (const d of [...this.list]) this.discard(d);
   }
-}
-
-/** Inserts [lo, hi) into sorted, merged flat ranges. */
-function addRange(r: number[], lo: number, hi: number): void {
-  let i = 0;
-  while (i < r.length && r[i + 1]! < lo) i += 2;
-  let j = i;
-  while (j < r.length && r[j]! <= hi) { lo = Math.min(lo, r[j]!); hi = Math.max(hi, r[j + 1]!); j += 2; }
-  r.splice(i, j - i, lo, hi);
 }
