@@ -23,7 +23,7 @@ import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { inNetns, run as sh } from './sys/netns.js';
-import { checkNetns, claimDeviceNames, deleteOwnDevice, markDevice, ownerTag } from './ownership.js';
+import { checkNetns, createVethPair, deleteOwnDevice } from './ownership.js';
 
 // <linux/if_ether.h>, <linux/if_packet.h>
 const ETH_P_ALL = 0x0003;
@@ -201,21 +201,11 @@ export class AfPacketDriver implements Driver {
     let ring: libc.Mapping | null = null;
     try {
       if (kernelEnd !== null) {
-        // Only a dead tstack's leftover is replaced; anyone else's device is refused untouched.
-        claimDeviceNames([name, kernelEnd], opts.netns);
-        sh('ip', [...at, 'link', 'add', name, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', kernelEnd, 'mtu', String(mtu)]);
-        markDevice(name, opts.netns);
-        // Our end carries only the stack's traffic: no IPv6 (no router solicitations, no NDP)
-        // and no ARP from this namespace's kernel. Set before up, so nothing leaves first.
-        const key = `net/ipv6/conf/${name}/disable_ipv6=1`;
-        if (opts.netns !== undefined) sh('ip', ['netns', 'exec', opts.netns, 'sysctl', '-qw', key]);
-        else sh('sysctl', ['-qw', key]);
-        sh('ip', [...at, 'link', 'set', 'dev', name, 'arp', 'off', 'up']);
         // Its TCP's super-frames must fit our receive slots (see SMALL).
-        if (rxGeo === SMALL) sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'gso_max_size', String(SMALL_GSO_MAX)]);
-        sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'alias', ownerTag(), 'up']);
-        if (opts.hostAddr) sh('ip', [...at, 'addr', 'add', opts.hostAddr, 'dev', kernelEnd]);
-        if (opts.hostAddr6) sh('ip', [...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', kernelEnd, 'nodad']);
+        createVethPair({
+          name, kernelEnd, netns: opts.netns, mtu, hostAddr: opts.hostAddr, hostAddr6: opts.hostAddr6,
+          ...(rxGeo === SMALL && { kernelGsoMax: SMALL_GSO_MAX }),
+        });
       }
       // A socket stays in the namespace it was created in: create and bind it there.
       fd = inNetns(opts.netns, () => {

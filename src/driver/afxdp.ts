@@ -25,6 +25,7 @@ import { NO_OFFLOADS, type Offloads } from '../base/device.js';
 import { completeChecksum } from '../base/offload.js';
 import { randomLocalMac } from './vnet.js';
 import { inNetns, run as sh } from './sys/netns.js';
+import { checkNetns, createVethPair, deleteOwnDevice } from './ownership.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import * as bpf from './sys/bpf.js';
@@ -282,6 +283,7 @@ export class AfXdpDriver implements Driver {
     if (createVeth && opts.exception) throw new Error('AfXdpDriver: exception applies to an existing interface (ifname), not to a veth pair the driver creates');
     if (!bpf.bpfSupported()) throw new Error('AfXdpDriver: AF_XDP needs Linux on x86-64 or arm64 (little-endian)');
 
+    checkNetns(opts.netns);
     const at = opts.netns !== undefined ? ['-n', opts.netns] : [];
     const kernelEnd = createVeth ? kernelEndName(name) : null;
     let fd = -1, arpFd = -1;
@@ -289,18 +291,7 @@ export class AfXdpDriver implements Driver {
     const maps: libc.Mapping[] = [];
     let att: Attachment | null = null;
     try {
-      if (kernelEnd !== null) {
-        sh('ip', [...at, 'link', 'add', name, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', kernelEnd, 'mtu', String(mtu)]);
-        // Our end carries only the stack's traffic: no IPv6 and no ARP from this namespace's
-        // kernel. Set before up, so nothing leaves first.
-        const key = `net/ipv6/conf/${name}/disable_ipv6=1`;
-        if (opts.netns !== undefined) sh('ip', ['netns', 'exec', opts.netns, 'sysctl', '-qw', key]);
-        else sh('sysctl', ['-qw', key]);
-        sh('ip', [...at, 'link', 'set', 'dev', name, 'arp', 'off', 'up']);
-        sh('ip', [...at, 'link', 'set', 'dev', kernelEnd, 'up']);
-        if (opts.hostAddr) sh('ip', [...at, 'addr', 'add', opts.hostAddr, 'dev', kernelEnd]);
-        if (opts.hostAddr6) sh('ip', [...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', kernelEnd, 'nodad']);
-      }
+      if (kernelEnd !== null) createVethPair({ name, kernelEnd, netns: opts.netns, mtu, hostAddr: opts.hostAddr, hostAddr6: opts.hostAddr6 });
       // The stack answers for the interface's own MAC on an existing interface: a NIC filters
       // unicast frames for other MACs, and with the exception path the kernel and the stack
       // share the address, so they must share the MAC the peers learn by ARP.
@@ -357,7 +348,8 @@ export class AfXdpDriver implements Driver {
       if (arpFd >= 0) libc.close(arpFd);
       if (att) closeAttachment(att);
       if (umem) libc.munmap(umem);
-      if (kernelEnd !== null) { try { sh('ip', [...at, 'link', 'del', 'dev', name]); } catch { /* never created */ } }
+      // Deletes the pair only if this run created it (it carries our mark).
+      if (kernelEnd !== null) deleteOwnDevice(name, opts.netns);
       throw e;
     }
   }
@@ -573,9 +565,7 @@ export class AfXdpDriver implements Driver {
     for (const r of [this.rx, this.tx, this.fill, this.comp]) libc.munmap(r.map);
     if (this.umem) { libc.munmap(this.umem); this.umem = null; }
     closeAttachment(this.attachment);
-    if (this.kernelEnd !== null) {
-      try { sh('ip', [...(this.netns !== undefined ? ['-n', this.netns] : []), 'link', 'del', 'dev', this.name]); } catch { /* namespace already gone */ }
-    }
+    if (this.kernelEnd !== null) deleteOwnDevice(this.name, this.netns);
   }
 }
 

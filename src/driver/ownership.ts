@@ -138,3 +138,40 @@ export function deleteOwnDevice(name: string, netns?: string): boolean {
     return false;
   }
 }
+
+/** What a driver that sends through its own end of a veth pair asks of the pair. */
+export interface VethPairOptions {
+  /** Our end (the driver's socket binds to it) and the kernel's end. */
+  name: string;
+  kernelEnd: string;
+  netns?: string;
+  mtu: number;
+  /** Addresses for the kernel's end (IPv6 added without DAD). */
+  hostAddr?: string;
+  hostAddr6?: string;
+  /** Caps the kernel end's GSO super-frames (they must fit the driver's receive slots). */
+  kernelGsoMax?: number;
+}
+
+/**
+ * Creates a veth pair the AF_PACKET and AF_XDP drivers send through, both ends marked as this
+ * process's: a dead run's leftover is replaced first, anyone else's device refused untouched
+ * (claimDeviceNames). Our end carries only the stack's traffic: no IPv6 (no router
+ * solicitations, no NDP) and no ARP from this namespace's kernel, set before it is up so
+ * nothing leaves first. On failure the caller deletes with deleteOwnDevice, which touches only
+ * what this created.
+ */
+export function createVethPair(o: VethPairOptions): void {
+  const ns = at(o.netns);
+  claimDeviceNames([o.name, o.kernelEnd], o.netns);
+  run('ip', [...ns, 'link', 'add', o.name, 'mtu', String(o.mtu), 'type', 'veth', 'peer', 'name', o.kernelEnd, 'mtu', String(o.mtu)]);
+  markDevice(o.name, o.netns);
+  const key = `net/ipv6/conf/${o.name}/disable_ipv6=1`;
+  if (o.netns !== undefined) run('ip', ['netns', 'exec', o.netns, 'sysctl', '-qw', key]);
+  else run('sysctl', ['-qw', key]);
+  run('ip', [...ns, 'link', 'set', 'dev', o.name, 'arp', 'off', 'up']);
+  if (o.kernelGsoMax !== undefined) run('ip', [...ns, 'link', 'set', 'dev', o.kernelEnd, 'gso_max_size', String(o.kernelGsoMax)]);
+  run('ip', [...ns, 'link', 'set', 'dev', o.kernelEnd, 'alias', ownerTag(), 'up']);
+  if (o.hostAddr) run('ip', [...ns, 'addr', 'add', o.hostAddr, 'dev', o.kernelEnd]);
+  if (o.hostAddr6) run('ip', [...ns, '-6', 'addr', 'add', o.hostAddr6, 'dev', o.kernelEnd, 'nodad']);
+}
