@@ -630,10 +630,7 @@ export class Posix {
     let l: TcpListener;
     try {
       d.binding ??= this.stack.tcp.bind(0, 0, d.reuseAddr);
-      // Connections wait in the engine's accept queue until the burst's events are dispatched,
-      // then in this descriptor's (up to b): the engine holds as many again, so a burst of
-      // handshakes is not reset while the descriptor's queue still has room.
-      l = this.stack.tcp.listen({ binding: d.binding, port: d.binding.port, backlog: 2 * b, ...(d.maxSeg > 0 && { mss: d.maxSeg }) });
+      l = this.stack.tcp.listen({ binding: d.binding, port: d.binding.port, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }) });
     } catch (e) { return -errnoOf(e); }
     l.tos = d.tos;
     d.backlog = b;
