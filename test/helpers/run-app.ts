@@ -208,3 +208,41 @@ export async function waitUntil(cond: () => boolean, ms: number, what: string): 
 export function deviceExists(ns: string, ifname: string): boolean {
   try { run('ip', ['-n', ns, 'link', 'show', 'dev', ifname]); return true; } catch { return false; }
 }
+
+/** A tshark running in a namespace, printing one tab-separated line of fields per packet. */
+export interface LiveCapture {
+  /** Every line tshark has printed so far. */
+  lines(): string[];
+  stop(): void;
+}
+
+/**
+ * Starts tshark on `ifname` in `ns` with the capture filter `(filter) or icmp`, and returns only
+ * once the capture is known to be live: "Capturing on" can be printed before packets are being
+ * read, so it pings `probeIp` from the namespace until tshark prints the echo (field lines for
+ * ICMP start with "icmp"). The caller's fields follow `ip.src ip.dst`.
+ */
+export async function startLiveCapture(ns: string, ifname: string, filter: string, probeIp: string, fields: string[]): Promise<LiveCapture> {
+  const shark = spawn('ip', ['netns', 'exec', ns, 'tshark', '-l', '-n', '-i', ifname, '-f', `(${filter}) or icmp`,
+    '-T', 'fields', '-e', '_ws.col.Protocol', '-e', 'ip.src', '-e', 'ip.dst', ...fields.flatMap((f) => ['-e', f])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  shark.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  shark.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+  const cap: LiveCapture = {
+    lines: () => out.split('\n').filter((l) => l !== ''),
+    stop: () => { if (shark.exitCode === null && shark.signalCode === null) shark.kill('SIGKILL'); },
+  };
+  try {
+    await waitUntil(() => /Capturing on/.test(err) || shark.exitCode !== null, 20_000, 'tshark to start');
+    if (shark.exitCode !== null) throw new Error(`tshark exited ${shark.exitCode}: ${err}`);
+    for (let i = 0; i < 30 && !cap.lines().some((l) => l.startsWith('ICMP')); i++) {
+      await runIn(ns, 'ping', ['-c', '1', '-W', '1', probeIp], { timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (!cap.lines().some((l) => l.startsWith('ICMP'))) throw new Error(`tshark never showed the probe ping to ${probeIp}: ${err}`);
+  } catch (e) {
+    cap.stop();
+    throw e;
+  }
+  return cap;
+}

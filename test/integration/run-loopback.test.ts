@@ -6,15 +6,17 @@
 // - a `pg`-style client (`new net.Socket()` then `.connect(port, host)`) to a kernel server in
 //   the peer namespace is carried by the stack: tshark on the TAP sees its SYN from the stack's
 //   address (the root namespace has no route to 198.18.173.0/24: the kernel could not send it).
-// Then the program exits by itself.
+// Then, once it has closed its server, the program exits by itself.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { requireRoot } from '../helpers/netns.js';
-import { startApp, stopAllApps, waitUntil } from '../helpers/run-app.js';
+import { startApp, stopAllApps, waitUntil, startLiveCapture, type LiveCapture } from '../helpers/run-app.js';
 
 const children = new Set<ChildProcess>();
+const captures = new Set<LiveCapture>();
 after(async () => {
+  for (const c of captures) c.stop();
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await stopAllApps();
 });
@@ -51,15 +53,11 @@ describe('tstack run test/fixtures/apps/loopback-app.js', () => {
     // 2. The kernel server in the peer namespace, and tshark on the TAP watching for SYNs to it.
     const srv = spawn('ip', ['netns', 'exec', app.ns, 'socat', `TCP-LISTEN:${peerPort},bind=${app.hostIp},reuseaddr`, 'SYSTEM:echo pong'], { stdio: 'ignore' });
     children.add(srv);
-    const shark = spawn('ip', ['netns', 'exec', app.ns, 'tshark', '-l', '-n', '-i', app.ifname, '-f', `tcp port ${peerPort}`,
-      '-T', 'fields', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'tcp.flags.syn', '-e', 'tcp.flags.ack'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(shark);
-    let capture = '', sharkErr = '';
-    shark.stdout.setEncoding('utf8').on('data', (d: string) => { capture += d; });
-    shark.stderr.setEncoding('utf8').on('data', (d: string) => { sharkErr += d; });
-    await waitUntil(() => /Capturing on/.test(sharkErr), 10_000, 'tshark to start');
+    // Live only once it has shown a probe ping to the stack (see startLiveCapture).
+    const shark = await startLiveCapture(app.ns, app.ifname, `tcp port ${peerPort}`, app.stackIp, ['tcp.flags.syn', 'tcp.flags.ack']);
+    captures.add(shark);
 
-    app.child.stdin!.end('go\n');
+    app.child.stdin!.write('go\n');
     const m = await app.waitForOutput(/loopback-app: result (.*)\n/, 15_000);
     const result = JSON.parse(m[1]!) as Record<string, unknown>;
     assert.equal(result['listenings'], 1, 'one listening event for the stack listener and its mirrors');
@@ -68,13 +66,18 @@ describe('tstack run test/fixtures/apps/loopback-app.js', () => {
     assert.deepEqual(result['self'], { status: 200, body: 'app says hi to ::ffff:127.0.0.1 (/self)\n' });
     // 4. The pg-style client, through the stack.
     assert.deepEqual(result['pg'], { reply: 'pong\n', local: app.stackIp, instanceofNetSocket: true });
-    await waitUntil(() => capture.split('\n').some((l) => l.startsWith(`${app.stackIp}\t${app.hostIp}\t1\t0`)), 5000, `a SYN from the stack in the capture:\n${capture}`);
-    t.diagnostic(`capture:\n${capture.trim()}`);
+    // tshark gets packets in blocks (libpcap's ring), so the capture may show the SYN a moment
+    // after the exchange: the program stays up (its server listening) until it has.
+    await waitUntil(() => shark.lines().some((l) => l.startsWith(`TCP\t${app.stackIp}\t${app.hostIp}\t1\t0`)), 15_000,
+      `a SYN from the stack in the capture:\n${shark.lines().join('\n')}`);
+    t.diagnostic(`capture:\n${shark.lines().join('\n')}`);
 
-    // Nothing keeps it alive once its sockets are closed.
+    // Once it closes its server (on the next line of stdin),
+    // nothing keeps it alive.
+    app.child.stdin!.end('bye\n');
     const exit = await Promise.race([app.exited, new Promise((r) => setTimeout(r, 10_000, 'still running').unref())]);
     assert.deepEqual(exit, { code: 0, signal: null }, app.output());
-    shark.kill('SIGTERM');
+    shark.stop();
     srv.kill('SIGTERM');
     await app.stop();
   });
