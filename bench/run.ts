@@ -19,6 +19,7 @@ import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
+import { tcpBulkKernel } from './tcp-bulk-kernel.js';
 import { tcpBulkMemory } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
 import type { BenchResult, Benchmark } from './types.js';
@@ -28,6 +29,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   tcpBulkMemory,
   tcpAutotuneMemory,
   tcpConnectCloseMemory,
+  tcpBulkKernel,
   tapPing,
   afxdpPing,
   httpKeepalive,
