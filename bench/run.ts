@@ -17,6 +17,7 @@ import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { afxdpPing } from './afxdp-ping.js';
 import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
+import { idleConns } from './idle-conns.js';
 import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
 import { tcpBulkKernel } from './tcp-bulk-kernel.js';
@@ -30,6 +31,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   tcpAutotuneMemory,
   tcpConnectCloseMemory,
   tcpBulkKernel,
+  idleConns,
   tapPing,
   afxdpPing,
   httpKeepalive,
