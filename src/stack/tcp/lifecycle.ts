@@ -80,10 +80,20 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
 
 /**
  * SYN_SENT/SYN_RECEIVED -> ESTABLISHED: start congestion control, hand a passive connection to
- * its listener's accept queue. Returns false when the connection was dropped (queue full).
+ * its listener's accept queue. Returns false when the segment must go no further: the listener
+ * closed (the connection was reset and freed), or its accept queue is full (the connection stays
+ * in SYN_RECEIVED).
  */
 export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   const wasSynRcvd = tcb.state === TcpState.SYN_RECEIVED;
+  if (tcb.passive && wasSynRcvd && tcb.listener && !tcb.listener.closed && tcb.listener.acceptQueue.length >= tcb.listener.backlog) {
+    // A full accept queue (the application accepts slower than peers connect): as Linux with
+    // tcp_abort_on_overflow = 0, the handshake's ACK is dropped and the connection stays in
+    // SYN_RECEIVED; the SYN-ACK retransmission (or the peer's next segment) tries again, and
+    // it is accepted once there is room. Only a bounded SYN_RECEIVED lifetime ends it.
+    tcp.counters.listenOverflows++;
+    return false;
+  }
   setState(tcb, TcpState.ESTABLISHED);
   tcb.cc.init(tcb.maxSeg, now, tcp.tun.initCwndSegments.value);
   tcb.lastRecvTime = now;
@@ -91,7 +101,7 @@ export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   if (tcb.passive && wasSynRcvd && tcb.listener) {
     const l = tcb.listener;
     l.synQueueLen--;
-    if (l.closed || l.acceptQueue.length >= l.backlog) {
+    if (l.closed) {
       tcp.counters.listenOverflows++;
       sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
       tcb.listener = null;
