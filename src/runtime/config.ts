@@ -96,6 +96,28 @@ export interface PortConfig {
   input?: string;
   /** pcap driver: the file transmitted frames are written to. */
   output?: string;
+  /** VLAN interfaces on this port ([[port.vlan]]). */
+  vlans?: VlanConfig[];
+}
+
+/** A VLAN interface on a port: `[[port.vlan]]` (docs/l2.md). */
+export interface VlanConfig {
+  /** 802.1Q VID, 1..4094. */
+  id: number;
+  /** Q-in-Q: the 802.1ad service VID the C-tagged frame travels in (0x88a8); absent for plain 802.1Q. */
+  outer?: number;
+  /** Interface name; default `<port ifname>.<id>` (`<port>.<outer>.<id>` with Q-in-Q). */
+  ifname: string;
+  addr?: string;
+  gateway?: string;
+  addr6?: string;
+  gateway6?: string;
+  /** Default: the port's MTU (at most it). */
+  mtu?: number;
+  /** Default: the port's MAC. */
+  mac?: Uint8Array;
+  /** 802.1p priority code point of every frame sent (0..7, default 0). */
+  pcp?: number;
 }
 
 export interface SysctlSetting { name: string; value: SysctlValue; line: number }
@@ -256,21 +278,30 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     if (prev !== undefined) v.fail(['port', p.index, 'ifname'], `"${p.ifname}" is already used by port[${prev}]`);
     seen.set(p.ifname, p.index);
   }
-  // One address per port and one port per subnet: otherwise which port answers for an address,
-  // or which one a packet to the subnet leaves by, is a guess.
-  const nets: { index: number; addr: number; prefixLen: number; text: string }[] = [];
   for (const p of cfg.ports) {
-    if (p.addr === undefined) continue;
-    const c = parseIpv4Cidr(p.addr)!;
+    (p.vlans ?? []).forEach((x, i) => {
+      const prev = seen.get(x.ifname);
+      if (prev !== undefined) v.fail(['port', p.index, 'vlan', i, 'ifname'], `"${x.ifname}" is already used by port[${prev}] or one of its VLANs`);
+      seen.set(x.ifname, p.index);
+    });
+  }
+  // One address per interface and one interface per subnet: otherwise which one answers for an
+  // address, or which one a packet to the subnet leaves by, is a guess.
+  const nets: { owner: string; addr: number; prefixLen: number; text: string }[] = [];
+  const claim = (path: Seg[], owner: string, text: string | undefined) => {
+    if (text === undefined) return;
+    const c = parseIpv4Cidr(text)!;
     for (const o of nets) {
-      if (o.addr === c.addr) v.fail(['port', p.index, 'addr'], `${p.addr.split('/')[0]} is already port[${o.index}]'s address`);
+      if (o.addr === c.addr) v.fail(path, `${text.split('/')[0]} is already ${o.owner}'s address`);
       const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
       if (((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
-        v.fail(['port', p.index, 'addr'], `${p.addr} is on the same subnet as port[${o.index}]'s ${o.text}: give each port its own subnet`);
+        v.fail(path, `${text} is on the same subnet as ${o.owner}'s ${o.text}: give each ${owner.includes('vlan') ? 'interface' : 'port'} its own subnet`);
       }
     }
-    nets.push({ index: p.index, addr: c.addr, prefixLen: c.prefixLen, text: p.addr });
-  }
+    nets.push({ owner, addr: c.addr, prefixLen: c.prefixLen, text });
+  };
+  for (const p of cfg.ports) claim(['port', p.index, 'addr'], `port[${p.index}]`, p.addr);
+  for (const p of cfg.ports) (p.vlans ?? []).forEach((x, i) => claim(['port', p.index, 'vlan', i, 'addr'], `port[${p.index}].vlan[${i}]`, x.addr));
   return cfg;
 }
 
@@ -283,7 +314,8 @@ export function defaultInstanceName(file: string): string {
 
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
-const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy'];
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy', 'vlan'];
+const VLAN_KEYS = ['id', 'outer', 'ifname', 'addr', 'gateway', 'addr6', 'gateway6', 'mtu', 'mac', 'pcp'];
 /** Keys that only mean something for some drivers. */
 const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
   host_addr: ['tap', 'afpacket', 'afxdp'], host_addr6: ['tap', 'afpacket', 'afxdp'], netns: ['tap', 'afpacket', 'afxdp'],
@@ -369,7 +401,57 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   if (driver === 'pcap' && p.input === undefined && p.output === undefined) {
     v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
   }
+  if (t.vlan !== undefined) {
+    if (!Array.isArray(t.vlan)) v.fail(at('vlan'), 'must be an array of tables: write each VLAN as [[port.vlan]] after its [[port]]');
+    p.vlans = [];
+    (t.vlan as unknown[]).forEach((raw, i) => p.vlans!.push(vlanConfig(v, p, i, raw)));
+  }
   return p;
+}
+
+function vlanConfig(v: Validator, port: PortConfig, i: number, raw: unknown): VlanConfig {
+  const base: Seg[] = ['port', port.index, 'vlan', i];
+  const at = (k: string): Seg[] => [...base, k];
+  const t = v.table(base, raw);
+  v.known(base, t, VLAN_KEYS);
+  if (t.id === undefined) v.fail(base, 'needs id (the VID, 1..4094)');
+  const id = v.int(at('id'), t.id, 1, 4094);
+  const outer = t.outer === undefined ? undefined : v.int(at('outer'), t.outer, 1, 4094);
+  const c: VlanConfig = {
+    id,
+    ifname: t.ifname === undefined ? (outer === undefined ? `${port.ifname}.${id}` : `${port.ifname}.${outer}.${id}`) : v.ifname(at('ifname'), t.ifname),
+    ...(outer !== undefined && { outer }),
+  };
+  for (const o of port.vlans ?? []) {
+    if (o.id === id && o.outer === outer) v.fail(at('id'), `VLAN ${outer !== undefined ? `${outer}.` : ''}${id} is already on port[${port.index}]`);
+  }
+  if (t.addr !== undefined) c.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
+  if (t.gateway !== undefined) {
+    const gw = v.ipv4(at('gateway'), t.gateway);
+    if (c.addr === undefined) v.fail(at('gateway'), 'needs addr on the same VLAN (the gateway must be on its subnet)');
+    const net = parseIpv4Cidr(c.addr)!, mask = prefixMask(net.prefixLen);
+    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${c.addr}'s subnet`);
+    c.gateway = gw;
+  }
+  if (t.addr6 !== undefined) c.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.gateway6 !== undefined) {
+    const s = v.str(at('gateway6'), t.gateway6);
+    const gw = parseIpv6(s);
+    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
+    c.gateway6 = s;
+  }
+  if (t.mtu !== undefined) {
+    c.mtu = v.int(at('mtu'), t.mtu, 68, 65535);
+    if (c.mtu > port.mtu) v.fail(at('mtu'), `must be at most the port's mtu (${port.mtu}) (got ${c.mtu})`);
+  }
+  if (t.mac !== undefined) {
+    const mac = parseMac(v.str(at('mac'), t.mac));
+    if (!mac) v.fail(at('mac'), `must be a MAC address like "02:00:00:00:00:01" (got ${JSON.stringify(t.mac)})`);
+    if (mac[0]! & 1) v.fail(at('mac'), `must be a unicast MAC (the first octet's low bit is the multicast bit) (got ${JSON.stringify(t.mac)})`);
+    c.mac = mac;
+  }
+  if (t.pcp !== undefined) c.pcp = v.int(at('pcp'), t.pcp, 0, 7);
+  return c;
 }
 
 const SHIELD_PROTOS = ['any', 'tcp', 'udp', 'icmp'] as const;

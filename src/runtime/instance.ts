@@ -152,6 +152,25 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   // lo0 (127.0.0.0/8, ::1) in every instance, after the ports so they keep indices 1..n: the
   // program's own connections to 127.0.0.1 reach its stack listeners (docs/compat.md).
   stack.addLoopback();
+  // VLAN interfaces after lo0, so ports keep indices 1..n.
+  try {
+    for (const p of ports) {
+      for (const x of p.config.vlans ?? []) {
+        try {
+          stack.addVlan(p.ifIndex, x.id, {
+            name: x.ifname, ...(x.outer !== undefined && { outer: x.outer }), ...(x.addr && { addr: x.addr }), ...(x.gateway && { gateway: x.gateway }),
+            ...(x.addr6 && { addr6: x.addr6 }), ...(x.gateway6 && { gateway6: x.gateway6 }), ...(x.mtu !== undefined && { mtu: x.mtu }),
+            ...(x.mac && { mac: x.mac }), ...(x.pcp !== undefined && { pcp: x.pcp }),
+          });
+        } catch (e) {
+          throw new InstanceError(`port[${p.config.index}] (${p.config.ifname}) VLAN ${x.ifname}: the stack refused the interface: ${(e as Error).message}`, { cause: e });
+        }
+      }
+    }
+  } catch (e) {
+    release();
+    throw e;
+  }
 
   const loop = new RunLoop({
     stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, ...(opts.onError && { onError: opts.onError }),

@@ -32,6 +32,17 @@ export class Interface {
    */
   readonly loopback: boolean;
 
+  /**
+   * The interface this one sends through: the port under a VLAN interface (and, for tunnels,
+   * the underlay). null for a port (a device of its own) and lo0.
+   */
+  lower: Interface | null = null;
+  /** VLAN interfaces: the VID (1..4094) and the outer (802.1ad service) VID, 0 without Q-in-Q. 0 for others. */
+  vlanId = 0;
+  vlanOuter = 0;
+  /** A port's VLAN children (l2/vlan.ts), looked up by VID on receive. */
+  readonly vlans: Interface[] = [];
+
   constructor(readonly index: number, readonly name: string, readonly dev: NetDevice, mtu?: number, loopback = false) {
     this.mtu = Math.min(mtu ?? dev.mtu, dev.mtu);
     this.loopback = loopback;

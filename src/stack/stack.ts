@@ -8,7 +8,7 @@ import { BufferPool, type PacketBuffer } from '../base/pktbuf.js';
 import type { NetDevice } from '../base/device.js';
 import { TimerWheel, type Clock } from '../base/time.js';
 import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6 } from '../wire/addr.js';
-import { ETH_HLEN, EtherType } from '../wire/ethernet.js';
+import { EtherType } from '../wire/ethernet.js';
 import { IpProto } from '../wire/ipv4.js';
 import { Interface } from './iface.js';
 import { LOOPBACK_ADDR, LoopbackDevice, isLoopbackAddress } from './loopback.js';
@@ -19,6 +19,7 @@ import type { Reassembler } from './ip/reass.js';
 import { RouteFlags, RouteTable } from './ip/route.js';
 import type { Path } from './ip/path.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
+import { VlanDevice } from './l2/vlan.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
 import { Sysctl } from './sysctl.js';
 import { Shield, type ShieldConfig } from './shield.js';
@@ -113,8 +114,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.ethernet.register(EtherType.IPv4, (iface, buf, off, len, l2Bcast) => ipv4.input(iface, buf, off, len, l2Bcast));
     this.ethernet.register(EtherType.ARP, (iface, buf, off, len) => { arp.input(iface, buf, off, len); buf.release(); });
     // IPv6 wants to know whether the frame was link-layer multicast (RFC 4443 §2.4(e.3)): the
-    // destination MAC's group bit, ETH_HLEN bytes before the payload.
-    this.ethernet.register(EtherType.IPv6, (iface, buf, off, len) => ip6.input(iface, buf, off, len, (buf.data[off - ETH_HLEN]! & 1) === 1));
+    // destination MAC's group bit, the frame's first byte (VLAN tags sit between it and the payload).
+    this.ethernet.register(EtherType.IPv6, (iface, buf, off, len) => ip6.input(iface, buf, off, len, (buf.data[buf.start]! & 1) === 1));
     ipv4.register(IpProto.UDP, (ip, buf, toBroadcast) => udp.input(ip, buf, toBroadcast));
     ipv4.register(IpProto.TCP, (ip, buf, toBroadcast) => {
       // RFC 1122 §4.2.3.10: TCP never answers a broadcast or multicast destination.
@@ -160,6 +161,31 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       if (gw === null) throw new Error(`bad gateway '${cfg.gateway}'`);
       this.routes.add(0, 0, gw, index, 0, RouteFlags.Static);
     }
+    if (cfg.announce !== false) this.arp.announce(iface);
+    return index;
+  }
+
+  /**
+   * Adds a VLAN interface on port `portIndex`: 802.1Q VID `vid` (1..4094), inside the 802.1ad
+   * service VLAN `outer` when not 0 (Q-in-Q). It has its own addresses, MTU (at most the port's
+   * device MTU), neighbour caches and counters; `mac` defaults to the port's. Returns its index.
+   */
+  addVlan(portIndex: number, vid: number, cfg: InterfaceConfig & { outer?: number; mac?: Uint8Array; pcp?: number } = {}): number {
+    const port = this.interfaces[portIndex - 1];
+    if (!port || port.loopback || port.lower !== null) throw new Error(`VLAN ${vid}: interface ${portIndex} is not a port`);
+    const outer = cfg.outer ?? 0;
+    if (!Number.isInteger(vid) || vid < 1 || vid > 4094) throw new Error(`VLAN id ${vid} is out of range (1..4094)`);
+    if (!Number.isInteger(outer) || outer < 0 || outer > 4094) throw new Error(`outer VLAN id ${outer} is out of range (1..4094)`);
+    if (port.vlans.some((v) => v.vlanId === vid && v.vlanOuter === outer)) throw new Error(`VLAN ${outer ? `${outer}.` : ''}${vid} already exists on ${port.name}`);
+    const name = cfg.name ?? (outer ? `${port.name}.${outer}.${vid}` : `${port.name}.${vid}`);
+    const dev = new VlanDevice(port, vid, outer, name, cfg.mac);
+    if (cfg.pcp !== undefined) dev.pcp = cfg.pcp;
+    const index = this.addInterface(dev, { ...cfg, name, announce: false, mtu: cfg.mtu ?? port.mtu });
+    const iface = this.interfaces[index - 1]!;
+    iface.lower = port;
+    iface.vlanId = vid;
+    iface.vlanOuter = outer;
+    port.vlans.push(iface);
     if (cfg.announce !== false) this.arp.announce(iface);
     return index;
   }

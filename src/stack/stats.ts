@@ -22,6 +22,8 @@ export interface InterfaceSnapshot {
   inet6: { addr: string; prefixLen: number }[];
   rxPackets: number; rxBytes: number; rxErrors: number; rxDropped: number; rxMulticast: number;
   txPackets: number; txBytes: number; txErrors: number; txDropped: number;
+  /** VLAN interfaces: the port they ride on, the VID and the outer (802.1ad) VID, 0 without Q-in-Q. */
+  vlan?: { parent: string; id: number; outer: number };
 }
 
 export interface RouteSnapshot {
@@ -125,6 +127,7 @@ export function interfaces(stack: Stack): InterfaceSnapshot[] {
       inet6: i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })),
       rxPackets: c.rxPackets, rxBytes: c.rxBytes, rxErrors: c.rxErrors, rxDropped: c.rxDropped, rxMulticast: c.rxMulticast,
       txPackets: c.txPackets, txBytes: c.txBytes, txErrors: c.txErrors, txDropped: c.txDropped,
+      ...(i.vlanId !== 0 && i.lower && { vlan: { parent: i.lower.name, id: i.vlanId, outer: i.vlanOuter } }),
     };
   });
 }
