@@ -43,6 +43,13 @@ export class Interface {
   /** A port's VLAN children (l2/vlan.ts), looked up by VID on receive. */
   readonly vlans: Interface[] = [];
 
+  /**
+   * VLAN interfaces and ports that carry VLANs are separate links: their addresses are reached
+   * only by frames received on them (the strong host model, RFC 1122 §3.3.4.2), so a frame on
+   * one VLAN (or untagged) never gets an answer from another VLAN's address.
+   */
+  get separateLink(): boolean { return this.vlanId !== 0 || this.vlans.length !== 0; }
+
   constructor(readonly index: number, readonly name: string, readonly dev: NetDevice, mtu?: number, loopback = false) {
     this.mtu = Math.min(mtu ?? dev.mtu, dev.mtu);
     this.loopback = loopback;

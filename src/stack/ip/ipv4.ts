@@ -116,7 +116,7 @@ export class Ipv4 implements IcmpContext, ReassContext {
     const bcast = dst === 0xffffffff || this.isBroadcastAddress(dst);
     const mcast = isIpv4Multicast(dst);
     if (!bcast && !mcast) {
-      if (!this.isLocalAddress(dst)) { buf.release(); this.ctx.drop('ip_not_for_us'); return; }
+      if (!iface.hasAddress(dst) && !this.acceptsFromOtherInterface(iface, dst)) { buf.release(); this.ctx.drop('ip_not_for_us'); return; }
       // RFC 1122 §3.2.1.3(g): 127/8 never arrives from a wire, even when lo0 owns it.
       if (isLoopbackAddress(dst)) { buf.release(); this.ctx.drop('ip_loopback_destination'); return; }
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
@@ -350,6 +350,19 @@ export class Ipv4 implements IcmpContext, ReassContext {
     if (addr === 0xffffffff) return true;
     for (const i of this.ctx.interfaces) if (i.isBroadcast(addr)) return true;
     return false;
+  }
+
+  /**
+   * A datagram for `dst` received on `iface`, which does not own it: the weak host model (RFC
+   * 1122 §3.3.4.2, Linux's and FreeBSD's default) accepts it when another interface does —
+   * unless net.inet.ip.check_interface asks for the strong model (FreeBSD), or either
+   * interface is a separate link (VLANs, Interface.separateLink), and forwarding is off.
+   */
+  private acceptsFromOtherInterface(iface: Interface, dst: number): boolean {
+    const owner = this.interfaceForSource(dst);
+    if (owner === undefined) return false;
+    if (this.tun.forwarding.value !== 0) return true;
+    return this.tun.checkInterface.value === 0 && !iface.separateLink && !owner.separateLink;
   }
 
   private interfaceForSource(src: number): Interface | undefined {

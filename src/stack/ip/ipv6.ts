@@ -176,6 +176,13 @@ export class Ipv6 implements Ip6Services {
     return false;
   }
 
+  /** Assigned to an interface that accepts it from any other (the weak host model; not a VLAN's, see Ipv6Iface.separateLink). */
+  private isWeakLocal(b: Uint8Array, off: number): boolean {
+    const ls = this.links;
+    for (let i = 0; i < ls.length; i++) if (ls[i]?.isAssigned(b, off)) return this.ctx.interfaceByIndex(i)?.separateLink !== true;
+    return false;
+  }
+
   // ---- receive -----------------------------------------------------------------------------
 
   /** One frame's IPv6 packet at buf.data[off, off+len); `l2Multicast` when the Ethernet destination was a group. Takes ownership. */
@@ -196,7 +203,7 @@ export class Ipv6 implements Ip6Services {
     const mcast = isIpv6Multicast(b, ip.dstOff);
     if (mcast) {
       if (!link.hasGroup(b, ip.dstOff)) { buf.release(); this.ctx.drop('ip6_not_member'); return; }
-    } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || !this.isLocalAddress(b, ip.dstOff))) {
+    } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || iface.separateLink === true || !this.isWeakLocal(b, ip.dstOff))) {
       buf.release(); this.ctx.drop('ip6_not_for_us'); return;
     }
     this.headers(link, buf, mcast, l2Multicast);
