@@ -98,6 +98,10 @@ export interface PortConfig {
   output?: string;
   /** VLAN interfaces on this port ([[port.vlan]]). */
   vlans?: VlanConfig[];
+  /** Secondary IPv4 addresses (F-Stack's VIPs), "a.b.c.d/len" (docs/l2.md). */
+  vips?: string[];
+  /** Secondary IPv6 addresses, "2001:db8::3/64". */
+  vips6?: string[];
 }
 
 /** A VLAN interface on a port: `[[port.vlan]]` (docs/l2.md). */
@@ -118,6 +122,8 @@ export interface VlanConfig {
   mac?: Uint8Array;
   /** 802.1p priority code point of every frame sent (0..7, default 0). */
   pcp?: number;
+  vips?: string[];
+  vips6?: string[];
 }
 
 export interface SysctlSetting { name: string; value: SysctlValue; line: number }
@@ -294,7 +300,8 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     for (const o of nets) {
       if (o.addr === c.addr) v.fail(path, `${text.split('/')[0]} is already ${o.owner}'s address`);
       const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
-      if (((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
+      // Secondary addresses may share their own interface's subnets.
+      if (o.owner !== owner && ((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
         v.fail(path, `${text} is on the same subnet as ${o.owner}'s ${o.text}: give each ${owner.includes('vlan') ? 'interface' : 'port'} its own subnet`);
       }
     }
@@ -302,6 +309,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
   };
   for (const p of cfg.ports) claim(['port', p.index, 'addr'], `port[${p.index}]`, p.addr);
   for (const p of cfg.ports) (p.vlans ?? []).forEach((x, i) => claim(['port', p.index, 'vlan', i, 'addr'], `port[${p.index}].vlan[${i}]`, x.addr));
+  for (const p of cfg.ports) {
+    (p.vips ?? []).forEach((a, j) => claim(['port', p.index, 'vips', j], `port[${p.index}]`, a));
+    (p.vlans ?? []).forEach((x, i) => (x.vips ?? []).forEach((a, j) => claim(['port', p.index, 'vlan', i, 'vips', j], `port[${p.index}].vlan[${i}]`, a)));
+  }
   return cfg;
 }
 
@@ -314,8 +325,36 @@ export function defaultInstanceName(file: string): string {
 
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
-const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy', 'vlan'];
-const VLAN_KEYS = ['id', 'outer', 'ifname', 'addr', 'gateway', 'addr6', 'gateway6', 'mtu', 'mac', 'pcp'];
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy', 'vlan', 'vips', 'vips6'];
+const VLAN_KEYS = ['id', 'outer', 'ifname', 'addr', 'gateway', 'addr6', 'gateway6', 'mtu', 'mac', 'pcp', 'vips', 'vips6'];
+
+/**
+ * `vips = ["198.18.0.3", "198.18.9.2/24"]`: secondary addresses. One without a length takes the
+ * primary's when it is on the primary's subnet, else /32.
+ */
+function vipList(v: Validator, path: Seg[], raw: unknown, primary: string | undefined): string[] {
+  if (!Array.isArray(raw)) v.fail(path, `must be an array of addresses like ["198.18.0.3", "198.18.9.2/24"] (got ${describe(raw)})`);
+  const p = primary === undefined ? null : parseIpv4Cidr(primary);
+  return (raw as unknown[]).map((x, i) => {
+    const at = [...path, i];
+    const s = v.str(at, x);
+    if (!s.includes('/')) {
+      const a = parseIpv4(s);
+      if (a === null) v.fail(at, `must be an IPv4 address like "198.18.0.3" or "198.18.9.2/24" (got ${describe(x)})`);
+      const m = p ? prefixMask(p.prefixLen) : 0;
+      return v.hostAddress(at, `${s}/${p && ((a & m) >>> 0) === ((p.addr & m) >>> 0) ? p.prefixLen : 32}`);
+    }
+    return v.cidr4(at, v.hostAddress(at, s));
+  });
+}
+
+function vip6List(v: Validator, path: Seg[], raw: unknown): string[] {
+  if (!Array.isArray(raw)) v.fail(path, `must be an array of addresses like ["2001:db8::3/64"] (got ${describe(raw)})`);
+  return (raw as unknown[]).map((x, i) => {
+    const s = v.str([...path, i], x);
+    return v.cidr6([...path, i], s.includes('/') ? s : `${s}/128`);
+  });
+}
 /** Keys that only mean something for some drivers. */
 const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
   host_addr: ['tap', 'afpacket', 'afxdp'], host_addr6: ['tap', 'afpacket', 'afxdp'], netns: ['tap', 'afpacket', 'afxdp'],
@@ -401,6 +440,8 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   if (driver === 'pcap' && p.input === undefined && p.output === undefined) {
     v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
   }
+  if (t.vips !== undefined) p.vips = vipList(v, at('vips'), t.vips, p.addr);
+  if (t.vips6 !== undefined) p.vips6 = vip6List(v, at('vips6'), t.vips6);
   if (t.vlan !== undefined) {
     if (!Array.isArray(t.vlan)) v.fail(at('vlan'), 'must be an array of tables: write each VLAN as [[port.vlan]] after its [[port]]');
     p.vlans = [];
@@ -451,6 +492,8 @@ function vlanConfig(v: Validator, port: PortConfig, i: number, raw: unknown): Vl
     c.mac = mac;
   }
   if (t.pcp !== undefined) c.pcp = v.int(at('pcp'), t.pcp, 0, 7);
+  if (t.vips !== undefined) c.vips = vipList(v, at('vips'), t.vips, c.addr);
+  if (t.vips6 !== undefined) c.vips6 = vip6List(v, at('vips6'), t.vips6);
   return c;
 }
 

@@ -138,6 +138,13 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
       } catch (e) {
         throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused the interface: ${(e as Error).message}`, { cause: e });
       }
+      try {
+        for (const a of p.vips ?? []) stack.addAddress(ifIndex, a);
+        if (p.vips6?.length && !stack.ip6.link(ifIndex)) stack.ip6.attach(stack.interfaceByIndex(ifIndex)!);
+        for (const a of p.vips6 ?? []) stack.ip6.addAddress(ifIndex, a);
+      } catch (e) {
+        throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused a secondary address: ${(e as Error).message}`, { cause: e });
+      }
       ports.push({ config: p, driver, ifIndex });
       if (p.exception && raw instanceof AfXdpDriver) {
         // The exception path: the XDP program hands the stack only its own ports' traffic.
@@ -157,11 +164,14 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
     for (const p of ports) {
       for (const x of p.config.vlans ?? []) {
         try {
-          stack.addVlan(p.ifIndex, x.id, {
+          const vi = stack.addVlan(p.ifIndex, x.id, {
             name: x.ifname, ...(x.outer !== undefined && { outer: x.outer }), ...(x.addr && { addr: x.addr }), ...(x.gateway && { gateway: x.gateway }),
             ...(x.addr6 && { addr6: x.addr6 }), ...(x.gateway6 && { gateway6: x.gateway6 }), ...(x.mtu !== undefined && { mtu: x.mtu }),
             ...(x.mac && { mac: x.mac }), ...(x.pcp !== undefined && { pcp: x.pcp }),
           });
+          for (const a of x.vips ?? []) stack.addAddress(vi, a);
+          if (x.vips6?.length && !stack.ip6.link(vi)) stack.ip6.attach(stack.interfaceByIndex(vi)!);
+          for (const a of x.vips6 ?? []) stack.ip6.addAddress(vi, a);
         } catch (e) {
           throw new InstanceError(`port[${p.config.index}] (${p.config.ifname}) VLAN ${x.ifname}: the stack refused the interface: ${(e as Error).message}`, { cause: e });
         }

@@ -225,9 +225,12 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     const iface = this.interfaces[ifIndex - 1];
     const c = parseIpv4Cidr(cidr);
     if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
+    if (iface.hasAddress(c.addr)) throw new Error(`${cidr.split('/')[0]} is already an address of ${iface.name}`);
     const a = iface.addAddress(c.addr, c.prefixLen);
-    if (c.prefixLen < 32) this.routes.add(a.network, c.prefixLen, 0, ifIndex, 0, RouteFlags.Connected);
-    else this.routes.touch();
+    // A secondary address on a subnet the interface already has shares its connected route.
+    if (c.prefixLen < 32 && !this.routes.list().some((r) => r.dst === a.network && r.prefixLen === c.prefixLen && r.ifIndex === ifIndex && r.gateway === 0)) {
+      this.routes.add(a.network, c.prefixLen, 0, ifIndex, 0, RouteFlags.Connected);
+    } else this.routes.touch();
     this.arp.announce(iface);
   }
 

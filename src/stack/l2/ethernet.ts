@@ -87,6 +87,7 @@ export class Ethernet {
       if (!iface.up) { iface.counters.rxDropped++; buf.release(); this.ctx.drop('interface_down'); return; }
       const vc = iface.counters;
       vc.rxPackets++; vc.rxBytes += frameLen;
+      buf.ifIndex = iface.index;
     }
     this.deliver(iface, buf, tag.innerEtherType, tag.payloadOff, tag.payloadLen);
   }
