@@ -104,6 +104,22 @@ export interface PortConfig {
   vips6?: string[];
 }
 
+/** A bond over ports: `[[bond]]` (docs/l2.md). */
+export interface BondConfig {
+  index: number;
+  ifname: string;
+  mode: 'active-backup' | 'balance-xor';
+  /** Port ifnames. */
+  members: string[];
+  addr?: string;
+  gateway?: string;
+  addr6?: string;
+  gateway6?: string;
+  vips?: string[];
+  /** Carrier check interval, ms (Linux's miimon); default 100. */
+  miimon: number;
+}
+
 /** A VLAN interface on a port: `[[port.vlan]]` (docs/l2.md). */
 export interface VlanConfig {
   /** 802.1Q VID, 1..4094. */
@@ -139,6 +155,8 @@ export interface TstackConfig {
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
+  /** Bonds over ports ([[bond]], docs/l2.md). */
+  bonds?: BondConfig[];
   control: ControlConfig;
   metrics: MetricsConfig;
   log: { level: LogLevel };
@@ -206,6 +224,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
+  let bondsRaw: unknown[] | null = null;
   for (const [name, value] of Object.entries(doc)) {
     switch (name) {
       case 'stack': {
@@ -273,9 +292,19 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       case 'shield':
         cfg.shield = shieldConfig(v, value);
         break;
+      case 'bond':
+        // Checked once every port is known (below).
+        if (!Array.isArray(value)) v.fail(['bond'], 'must be an array of tables: write each bond as [[bond]]');
+        bondsRaw = value as unknown[];
+        break;
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [sysctl], [control], [metrics], [log], [api], [shield])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [[bond]], [sysctl], [control], [metrics], [log], [api], [shield])`);
     }
+  }
+  if (bondsRaw) {
+    const bonds: BondConfig[] = [];
+    bondsRaw.forEach((b, i) => bonds.push(bondConfig(v, cfg.ports, bonds, i, b)));
+    cfg.bonds = bonds;
   }
 
   const seen = new Map<string, number>();
@@ -312,6 +341,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
   for (const p of cfg.ports) {
     (p.vips ?? []).forEach((a, j) => claim(['port', p.index, 'vips', j], `port[${p.index}]`, a));
     (p.vlans ?? []).forEach((x, i) => (x.vips ?? []).forEach((a, j) => claim(['port', p.index, 'vlan', i, 'vips', j], `port[${p.index}].vlan[${i}]`, a)));
+  }
+  for (const b of cfg.bonds ?? []) {
+    claim(['bond', b.index, 'addr'], `bond[${b.index}]`, b.addr);
+    (b.vips ?? []).forEach((a, j) => claim(['bond', b.index, 'vips', j], `bond[${b.index}]`, a));
   }
   return cfg;
 }
@@ -448,6 +481,53 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     (t.vlan as unknown[]).forEach((raw, i) => p.vlans!.push(vlanConfig(v, p, i, raw)));
   }
   return p;
+}
+
+const BOND_KEYS = ['ifname', 'mode', 'members', 'addr', 'gateway', 'addr6', 'gateway6', 'vips', 'miimon'];
+
+function bondConfig(v: Validator, ports: PortConfig[], earlier: BondConfig[], index: number, raw: unknown): BondConfig {
+  const base: Seg[] = ['bond', index];
+  const at = (k: string): Seg[] => ['bond', index, k];
+  const t = v.table(base, raw);
+  v.known(base, t, BOND_KEYS);
+  if (!Array.isArray(t.members) || t.members.length === 0) v.fail(at('members'), `must be a non-empty array of port ifnames like ["tst0", "tst1"] (got ${describe(t.members)})`);
+  const members = (t.members as unknown[]).map((m, i) => {
+    const name = v.str([...at('members'), i], m);
+    const p = ports.find((x) => x.ifname === name);
+    if (!p) v.fail([...at('members'), i], `"${name}" is not a port's ifname (ports: ${ports.map((x) => x.ifname).join(', ') || 'none'})`);
+    if (p.addr !== undefined || p.addr6 !== undefined || p.vlans?.length || p.vips?.length || p.gateway !== undefined) {
+      v.fail([...at('members'), i], `port[${p.index}] (${name}) has addresses or VLANs of its own: a bond member carries only the bond's`);
+    }
+    const other = earlier.find((b) => b.members.includes(name));
+    if (other) v.fail([...at('members'), i], `"${name}" is already a member of ${other.ifname}`);
+    return name;
+  });
+  if (new Set(members).size !== members.length) v.fail(at('members'), 'lists a port twice');
+  const c: BondConfig = {
+    index,
+    ifname: t.ifname === undefined ? `bond${index}` : v.ifname(at('ifname'), t.ifname),
+    mode: t.mode === undefined ? 'active-backup' : v.choice(at('mode'), t.mode, ['active-backup', 'balance-xor'] as const),
+    members,
+    miimon: t.miimon === undefined ? 100 : v.int(at('miimon'), t.miimon, 10, 60_000),
+  };
+  if (ports.some((p) => p.ifname === c.ifname) || earlier.some((b) => b.ifname === c.ifname)) v.fail(at('ifname'), `"${c.ifname}" is already used`);
+  if (t.addr !== undefined) c.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
+  if (t.gateway !== undefined) {
+    const gw = v.ipv4(at('gateway'), t.gateway);
+    if (c.addr === undefined) v.fail(at('gateway'), 'needs addr (the gateway must be on its subnet)');
+    const net = parseIpv4Cidr(c.addr)!, mask = prefixMask(net.prefixLen);
+    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${c.addr}'s subnet`);
+    c.gateway = gw;
+  }
+  if (t.addr6 !== undefined) c.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.gateway6 !== undefined) {
+    const s = v.str(at('gateway6'), t.gateway6);
+    const gw = parseIpv6(s);
+    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
+    c.gateway6 = s;
+  }
+  if (t.vips !== undefined) c.vips = vipList(v, at('vips'), t.vips, c.addr);
+  return c;
 }
 
 function vlanConfig(v: Validator, port: PortConfig, i: number, raw: unknown): VlanConfig {

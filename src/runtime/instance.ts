@@ -177,6 +177,18 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
         }
       }
     }
+    for (const b of config.bonds ?? []) {
+      try {
+        const members = b.members.map((n) => ports.find((p) => p.config.ifname === n)!.ifIndex);
+        const bi = stack.addBond(members, {
+          name: b.ifname, mode: b.mode, miimon: b.miimon, ...(b.addr && { addr: b.addr }), ...(b.gateway && { gateway: b.gateway }),
+          ...(b.addr6 && { addr6: b.addr6 }), ...(b.gateway6 && { gateway6: b.gateway6 }),
+        });
+        for (const a of b.vips ?? []) stack.addAddress(bi, a);
+      } catch (e) {
+        throw new InstanceError(`bond[${b.index}] (${b.ifname}): the stack refused the bond: ${(e as Error).message}`, { cause: e });
+      }
+    }
   } catch (e) {
     release();
     throw e;

@@ -42,6 +42,8 @@ export class Interface {
   vlanOuter = 0;
   /** A port's VLAN children (l2/vlan.ts), looked up by VID on receive. */
   readonly vlans: Interface[] = [];
+  /** A bond member (a port): the bond interface its frames belong to (l2/bond.ts). */
+  master: Interface | null = null;
 
   /**
    * VLAN interfaces and ports that carry VLANs are separate links: their addresses are reached

@@ -6,7 +6,7 @@
 // entry points the run loop, the API and the tools use.
 import { BufferPool, type PacketBuffer } from '../base/pktbuf.js';
 import type { NetDevice } from '../base/device.js';
-import { TimerWheel, type Clock } from '../base/time.js';
+import { Timer, TimerWheel, type Clock } from '../base/time.js';
 import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6 } from '../wire/addr.js';
 import { EtherType } from '../wire/ethernet.js';
 import { IpProto } from '../wire/ipv4.js';
@@ -20,6 +20,7 @@ import { RouteFlags, RouteTable } from './ip/route.js';
 import type { Path } from './ip/path.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
 import { VlanDevice } from './l2/vlan.js';
+import { BondDevice, type BondMode } from './l2/bond.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
 import { Sysctl } from './sysctl.js';
 import { Shield, type ShieldConfig } from './shield.js';
@@ -187,6 +188,44 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     iface.vlanOuter = outer;
     port.vlans.push(iface);
     if (cfg.announce !== false) this.arp.announce(iface);
+    return index;
+  }
+
+  private readonly bondTimers: Timer[] = [];
+
+  /**
+   * Adds a bond over ports `members` (their indices; ports without addresses, not in another
+   * bond): `mode` active-backup (default) or balance-xor, carrier checked every `miimon` ms
+   * (default 100). It takes the first member's MAC. On failover the bond announces its addresses
+   * on the new active member (gratuitous ARP, unsolicited NA). Returns its index.
+   */
+  addBond(members: number[], cfg: InterfaceConfig & { mode?: BondMode; miimon?: number } = {}): number {
+    const ms = members.map((i) => {
+      const m = this.interfaces[i - 1];
+      if (!m || m.loopback || m.lower !== null || m.master !== null || m.vlans.length > 0 || m.addrs.length > 0 || m.addrs6.length > 0) {
+        throw new Error(`bond member ${i}: not a free port (a port without addresses, VLANs or another bond)`);
+      }
+      return m;
+    });
+    if (new Set(ms).size !== ms.length) throw new Error('bond: a port is listed twice');
+    const name = cfg.name ?? `bond${this.bondTimers.length}`;
+    const dev = new BondDevice(name, cfg.mode ?? 'active-backup', ms);
+    const index = this.addInterface(dev, { ...cfg, name, announce: false });
+    const bond = this.interfaces[index - 1]!;
+    dev.iface = bond;
+    for (const m of ms) m.master = bond;
+    dev.monitor();
+    const miimon = cfg.miimon ?? 100;
+    const timer = new Timer((now) => {
+      if (dev.monitor()) {
+        this.arp.announce(bond);
+        this.ip6.announce(index);
+      }
+      this.wheel.arm(timer, now + miimon);
+    });
+    this.wheel.arm(timer, this.clock.now() + miimon);
+    this.bondTimers.push(timer);
+    if (cfg.announce !== false) this.arp.announce(bond);
     return index;
   }
 
@@ -402,6 +441,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
 
   /** Releases everything the stack holds (held packets, reassembly, loopback queue). */
   close(): void {
+    for (const t of this.bondTimers) this.wheel.disarm(t);
     this.tcp.destroy();
     this.ip6.close();
     for (const i of this.interfaces) this.arp.flushInterface(i.index);

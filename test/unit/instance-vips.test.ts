@@ -79,3 +79,38 @@ test('vips mistakes are located errors', () => {
   assert.deepEqual(ok.ports[1]!.vips, ['198.18.167.3/24', '198.18.169.1/32']);
   assert.deepEqual(ok.ports[1]!.vips6, ['2001:db8::5/128']);
 });
+
+test('[[bond]]: built over its member ports, shown in the snapshot; mistakes are located errors', () => {
+  const cfg = parseConfig(`
+[[port]]
+driver = "memory"
+ifname = "m0"
+[[port]]
+driver = "memory"
+ifname = "m1"
+[[bond]]
+ifname = "bond0"
+mode = "active-backup"
+members = ["m0", "m1"]
+addr = "198.18.172.2/24"
+vips = ["198.18.172.3"]
+`, 'b.toml');
+  assert.deepEqual(cfg.bonds, [{ index: 0, ifname: 'bond0', mode: 'active-backup', members: ['m0', 'm1'], miimon: 100, addr: '198.18.172.2/24', vips: ['198.18.172.3/24'] }]);
+  const inst = startInstance(cfg, { clock: new VirtualClock(), start: false });
+  try {
+    const snap = interfaces(inst.stack);
+    const bond = snap.find((i) => i.name === 'bond0')!;
+    assert.deepEqual(bond.bond, { mode: 'active-backup', members: ['m0', 'm1'], active: 'm0', failovers: 0 });
+    assert.deepEqual(bond.inet.map((x) => x.addr), ['198.18.172.2', '198.18.172.3']);
+    assert.equal(bond.mac, snap[0]!.mac);
+    assert.deepEqual(snap.filter((i) => i.master).map((i) => i.name), ['m0', 'm1']);
+  } finally { inst.stop(); }
+  const bad = (text: string, re: RegExp) => assert.throws(() => parseConfig(text, 't.toml'), (e: unknown) => e instanceof ConfigError && re.test(e.message), re.source);
+  const ports = '[[port]]\ndriver = "memory"\nifname = "m0"\n[[port]]\ndriver = "memory"\nifname = "m1"\naddr = "198.18.173.2/24"\n';
+  bad(`${ports}[[bond]]\nmembers = ["m9"]\n`, /bond\[0\]\.members\[0\].*not a port/);
+  bad(`${ports}[[bond]]\nmembers = ["m1"]\n`, /addresses or VLANs of its own/);
+  bad(`${ports}[[bond]]\nmembers = ["m0"]\nmode = "802.3ad"\n`, /bond\[0\]\.mode/);
+  bad(`${ports}[[bond]]\nmembers = ["m0"]\n[[bond]]\nmembers = ["m0"]\n`, /already a member of bond0/);
+  bad(`${ports}[[bond]]\nmembers = ["m0"]\naddr = "198.18.173.9/24"\n`, /same subnet as port\[1\]/);
+  bad(`${ports}[[bond]]\nmembers = []\n`, /non-empty/);
+});

@@ -151,6 +151,12 @@ export class Ipv6 implements Ip6Services {
     if (len < 128) this.routes.add(addr, 0, len, null, ifIndex, Route6Flags.Connected);
   }
 
+  /** Unsolicited neighbour advertisements for the interface's addresses (RFC 4861 §7.2.6; a bond's failover). */
+  announce(ifIndex: number): number {
+    const link = this.links[ifIndex];
+    return link ? this.ndp.announce(link) : 0;
+  }
+
   /** Stops IPv6 on an interface (it went away): addresses, neighbours, routes. */
   detach(ifIndex: number): void {
     const link = this.links[ifIndex];

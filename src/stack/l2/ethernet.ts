@@ -7,6 +7,7 @@ import { ETH_HLEN, ETH_MIN_FRAME, EtherType, EthernetView, writeEthernetHeader }
 import { WireError } from '../../wire/errors.js';
 import { VLAN_TAG_LEN, VlanView, isVlanTpid } from '../../wire/vlan.js';
 import type { Interface } from '../iface.js';
+import type { BondDevice } from './bond.js';
 import { vlanChild } from './vlan.js';
 
 /** What Ethernet needs from the stack. */
@@ -36,6 +37,15 @@ export class Ethernet {
 
   /** One received frame on an up interface. Takes ownership of buf. */
   input(iface: Interface, buf: PacketBuffer): void {
+    if (iface.master !== null) {
+      // A bond member: the frame is the bond's, if the bond takes it from this member.
+      const bond = iface.master;
+      if (!(bond.dev as BondDevice).accepts(iface)) { iface.counters.rxDropped++; buf.release(); this.ctx.drop('bond_inactive_member'); return; }
+      if (!bond.up) { bond.counters.rxDropped++; buf.release(); this.ctx.drop('interface_down'); return; }
+      bond.counters.rxPackets++; bond.counters.rxBytes += buf.length;
+      buf.ifIndex = bond.index;
+      iface = bond;
+    }
     const c = iface.counters;
     const eth = this.view;
     const d = buf.data;
