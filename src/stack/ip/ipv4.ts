@@ -176,6 +176,8 @@ export class Ipv4 implements IcmpContext, ReassContext {
 
   private forwardSegs: PacketBuffer[] = [];
 
+  private refuseForward(buf: PacketBuffer, reason: string): void { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); }
+
   /**
    * A datagram (buf.start = its header, this.ip wrapped over it) for none of our addresses while
    * forwarding is on: RFC 1812 §5.2-5.3 — route it, decrement the TTL, fragment or refuse.
@@ -184,27 +186,26 @@ export class Ipv4 implements IcmpContext, ReassContext {
   private forward(buf: PacketBuffer, l2Bcast: boolean): void {
     const ip = this.ip;
     const src = ip.src, dst = ip.dst;
-    const refuse = (reason: string) => { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); };
     // §5.3.4: never forward what arrived as a link-layer broadcast.
-    if (l2Bcast) { refuse('ip_forward_l2_broadcast'); return; }
+    if (l2Bcast) { this.refuseForward(buf, 'ip_forward_l2_broadcast'); return; }
     // §5.3.7 martian destinations (0/8, 127/8, class E); RFC 3927 §7: 169.254/16 is link-local,
     // never forwarded as source or destination.
     const top = dst >>> 24;
-    if (top === 0 || top === 127 || top >= 240 || (dst >>> 16) === 0xa9fe || (src >>> 16) === 0xa9fe) { refuse('ip_forward_martian'); return; }
+    if (top === 0 || top === 127 || top >= 240 || (dst >>> 16) === 0xa9fe || (src >>> 16) === 0xa9fe) { this.refuseForward(buf, 'ip_forward_martian'); return; }
     const r = this.ctx.routes.lookup(dst);
     const out = r ? this.ctx.interfaces[r.ifIndex - 1] : undefined;
     if (!r || !out || !out.up || out.loopback) {
       this.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Net, false);
-      refuse('ip_forward_no_route');
+      this.refuseForward(buf, 'ip_forward_no_route');
       return;
     }
     // §5.3.5.1: directed broadcasts are not forwarded by default.
-    if (out.isBroadcast(dst)) { refuse('ip_forward_directed_broadcast'); return; }
+    if (out.isBroadcast(dst)) { this.refuseForward(buf, 'ip_forward_directed_broadcast'); return; }
     // §5.3.1: a datagram whose TTL would reach 0 is discarded with a Time Exceeded (code 0).
     const ttl = ip.ttl;
     if (ttl <= 1) {
       this.icmp.sendError(ip, buf, IcmpType.TimeExceeded, 0, false);
-      refuse('ip_forward_ttl_exceeded');
+      this.refuseForward(buf, 'ip_forward_ttl_exceeded');
       return;
     }
     const d = buf.data, off = ip.off;
@@ -223,7 +224,7 @@ export class Ipv4 implements IcmpContext, ReassContext {
       const o = out.dev.offloads;
       const ihl = (d[off]! & 15) * 4, thl = (d[off + ihl + 12]! >> 4) * 4;
       if (buf.gso === Gso.Tcp4 && o.tso4 && o.txCsum && ihl + thl + buf.gsoSize <= out.mtu) { this.forwardOut(out, nexthop, dst, buf); return; }
-      if (buf.gso !== Gso.Tcp4) { refuse('ip_forward_gso_unsupported'); return; }
+      if (buf.gso !== Gso.Tcp4) { this.refuseForward(buf, 'ip_forward_gso_unsupported'); return; }
       // Segment in software (what a router's NIC would see anyway: wire-sized frames).
       const segs = this.forwardSegs;
       buf.start = off - 14;

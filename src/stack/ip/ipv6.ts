@@ -222,6 +222,8 @@ export class Ipv6 implements Ip6Services {
     this.headers(link, buf, mcast, l2Multicast);
   }
 
+  private refuseForward(buf: PacketBuffer, reason: string): void { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); }
+
   /**
    * A packet (buf.start = its header, this.ip wrapped over it) for none of our addresses while
    * forwarding is on (RFC 8200 §3, RFC 4443 §3): route it and decrement the hop limit, or answer
@@ -229,26 +231,25 @@ export class Ipv6 implements Ip6Services {
    */
   private forward(inLink: Ipv6Link, buf: PacketBuffer, l2Multicast: boolean): void {
     const ip = this.ip, b = buf.data;
-    const refuse = (reason: string) => { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); };
-    if (l2Multicast) { refuse('ip6_forward_l2_multicast'); return; }
+    if (l2Multicast) { this.refuseForward(buf, 'ip6_forward_l2_multicast'); return; }
     // RFC 4291 §2.5.6: "Routers must not forward any packets with Link-Local source or destination
     // addresses to other links"; §2.5.2: nor the unspecified source.
-    if (isIpv6LinkLocal(b, ip.srcOff) || isIpv6Unspecified(b, ip.srcOff)) { refuse('ip6_forward_scope'); return; }
+    if (isIpv6LinkLocal(b, ip.srcOff) || isIpv6Unspecified(b, ip.srcOff)) { this.refuseForward(buf, 'ip6_forward_scope'); return; }
     const out = this.route(b, ip.dstOff, 0);
     if (!out) {
       this.icmp.sendError(buf, Icmpv6Type.DestUnreachable, Icmpv6UnreachCode.NoRoute, 0, inLink.ifIndex, false);
-      refuse('ip6_forward_no_route'); return;
+      this.refuseForward(buf, 'ip6_forward_no_route'); return;
     }
     const hl = ip.hopLimit;
     if (hl <= 1) {
       this.icmp.sendError(buf, Icmpv6Type.TimeExceeded, Icmpv6TimeExceededCode.HopLimit, 0, inLink.ifIndex, false);
-      refuse('ip6_forward_hop_limit'); return;
+      this.refuseForward(buf, 'ip6_forward_hop_limit'); return;
     }
     if (buf.length > out.mtu) {
       this.icmp.sendError(buf, Icmpv6Type.PacketTooBig, 0, out.mtu, inLink.ifIndex, false);
-      refuse('ip6_forward_too_big'); return;
+      this.refuseForward(buf, 'ip6_forward_too_big'); return;
     }
-    if (buf.gso !== Gso.None) { refuse('ip6_forward_gso_unsupported'); return; }
+    if (buf.gso !== Gso.None) { this.refuseForward(buf, 'ip6_forward_gso_unsupported'); return; }
     ip.hopLimit = hl - 1;
     // A checksum the receiving device left partial is completed (no IPv6 checksum offload on output).
     if (buf.csum === Csum.Valid && buf.csumOffset !== 0) { buf.csum = Csum.Partial; completeChecksum(buf); }
