@@ -78,10 +78,13 @@ function runScapy(ns: string, args: string[]): Promise<string> {
   });
 }
 
-test('VLANs 100 and 200 on a TAP port answer tagged ARP, ping and SYN with their own tag and address; untagged and unknown VIDs get nothing', { timeout: 120_000 }, async (t) => {
+for (const kind of ['tap', 'afpacket'] as const) test(`${kind}: VLANs 100 and 200 on a port answer tagged ARP, ping and SYN with their own tag and address; untagged and unknown VIDs get nothing`, { timeout: 120_000 }, async (t) => {
   if (!requireRoot(t, ['ip', 'tshark', 'python3'])) return;
   const ns = createNetns('vlan');
-  const dev = `vl${process.pid % 100000}`.slice(0, 14);
+  const dev = `v${kind === 'tap' ? 't' : 'a'}${process.pid % 100000}`.slice(0, 14);
+  // afpacket: tstack creates a veth pair; scapy works on the kernel end, which has an untagged
+  // address of its own (outside the VLANs' subnets).
+  const kernelDev = kind === 'tap' ? dev : `${dev}h`;
   const dir = mkdtempSync(join(tmpdir(), 'tstack-vlan-'));
   const pcap = join(dir, 'stack.pcap');
   let inst: Instance | null = null;
@@ -90,11 +93,12 @@ test('VLANs 100 and 200 on a TAP port answer tagged ARP, ping and SYN with their
 [stack]
 poll = "interrupt"
 [[port]]
-driver = "tap"
+driver = "${kind}"
 ifname = "${dev}"
 netns = "${ns}"
 mac = "${STACK_MAC}"
 pcap = "${pcap}"
+${kind === 'afpacket' ? 'host_addr = "198.18.157.1/24"' : ''}
 [[port.vlan]]
 id = 100
 addr = "${SUB100}.2/24"
@@ -104,7 +108,7 @@ addr = "${SUB200}.2/24"
 `, 'vlan.toml'));
     const l = inst.stack.tcp.listen({ port: 7 });
     l.onConnection = () => {};
-    const out = await runScapy(ns, [dev, PEER_MAC, STACK_MAC]);
+    const out = await runScapy(ns, [kernelDev, PEER_MAC, STACK_MAC]);
     const got = out.split('\n').filter((s) => s.startsWith('{')).map((s) => JSON.parse(s) as Record<string, unknown>);
     // What the stack sent on its own initiative (nothing: no untagged address, no announcements
     // on the port) is not mixed in: every frame seen must be an answer to a probe.
