@@ -129,3 +129,31 @@ test('two VLANs on one port keep their own addresses, neighbours and counters', 
   assert.ok(b.interfaceByIndex(b100)!.counters.rxPackets >= 2 && b.interfaceByIndex(b200)!.counters.rxPackets >= 2);
   sim.close();
 });
+
+test('malformed tagged frames are dropped and counted, never answered or thrown on', () => {
+  const sim = new Simulation({ seed: 'vlan-bad', latencyMs: 1 });
+  const b = sim.addHost({ name: 'b' }).stack;
+  b.addVlan(1, 100, { addr: '198.18.106.2/24' });
+  b.addVlan(1, 100, { outer: 200, addr: '198.18.107.2/24' });
+  const mac = b.interfaceByIndex(1)!.mac;
+  const frame = (bytes: number[]) => {
+    const buf = b.pool.alloc();
+    const o = buf.append(bytes.length + 12);
+    buf.data.set(mac, o); buf.data.set([2, 0, 0, 0, 0, 9], o + 6);
+    buf.data.set(bytes, o + 12);
+    b.input(1, buf);
+  };
+  const before = { ...b.drops };
+  frame([0x81, 0x00]);                                        // a TPID and nothing else
+  frame([0x81, 0x00, 0x00, 0x64]);                            // no inner EtherType
+  frame([0x81, 0x00, 0x0f, 0xff, 0x08, 0x00, 0x45]);          // VID 0xFFF is reserved
+  frame([0x81, 0x00, 0x00, 0x64, 0x00, 0x40, 1, 2, 3]);       // an 802.3 length inside the tag
+  frame([0x88, 0xa8, 0x00, 0xc8, 0x81, 0x00, 0x00]);          // Q-in-Q cut in the inner tag
+  frame([0x88, 0xa8, 0x00, 0xc8, 0x81, 0x00, 0x00, 0x64, 0x81, 0x00, 0x00, 0x01, 0x08, 0x00]); // three tags
+  frame([0x81, 0x00, 0x00, 0x64, 0x08, 0x00, 0x45, 0x00]);    // VLAN 100, truncated IPv4
+  frame([0x81, 0x00, 0x00, 0x00, 0x08, 0x06, 0, 1]);          // priority-tagged (VID 0) truncated ARP, for the port
+  const delta = Object.fromEntries(Object.entries(b.drops).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
+  assert.deepEqual(delta, { vlan_truncated: 3, vlan_malformed: 2, vlan_too_many_tags: 1, ip_truncated: 1, arp_malformed: 1 });
+  assert.equal(b.pool.inUse, 0, 'every buffer released');
+  sim.close();
+});
