@@ -118,6 +118,9 @@ export interface BondConfig {
   vips?: string[];
   /** Carrier check interval, ms (Linux's miimon); default 100. */
   miimon: number;
+  /** ARP monitoring (active-backup): probe interval in ms, and the IPv4 addresses probed. */
+  arpInterval?: number;
+  arpTargets?: string[];
 }
 
 /** A VLAN interface on a port: `[[port.vlan]]` (docs/l2.md). */
@@ -483,7 +486,7 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   return p;
 }
 
-const BOND_KEYS = ['ifname', 'mode', 'members', 'addr', 'gateway', 'addr6', 'gateway6', 'vips', 'miimon'];
+const BOND_KEYS = ['ifname', 'mode', 'members', 'addr', 'gateway', 'addr6', 'gateway6', 'vips', 'miimon', 'arp_interval', 'arp_ip_target'];
 
 function bondConfig(v: Validator, ports: PortConfig[], earlier: BondConfig[], index: number, raw: unknown): BondConfig {
   const base: Seg[] = ['bond', index];
@@ -527,6 +530,15 @@ function bondConfig(v: Validator, ports: PortConfig[], earlier: BondConfig[], in
     c.gateway6 = s;
   }
   if (t.vips !== undefined) c.vips = vipList(v, at('vips'), t.vips, c.addr);
+  if (t.arp_interval !== undefined) {
+    c.arpInterval = v.int(at('arp_interval'), t.arp_interval, 10, 60_000);
+    if (c.mode !== 'active-backup') v.fail(at('arp_interval'), 'ARP monitoring is for mode = "active-backup"');
+    if (!Array.isArray(t.arp_ip_target) || t.arp_ip_target.length === 0) v.fail(at('arp_ip_target'), 'arp_interval needs arp_ip_target, the IPv4 addresses to probe, like ["198.18.0.1"]');
+  }
+  if (t.arp_ip_target !== undefined) {
+    if (c.arpInterval === undefined) v.fail(at('arp_ip_target'), 'needs arp_interval (ms between probes)');
+    c.arpTargets = (t.arp_ip_target as unknown[]).map((x, i) => v.ipv4([...at('arp_ip_target'), i], x));
+  }
   return c;
 }
 

@@ -4,7 +4,7 @@ import type { Driver } from '../driver/types.js';
 import { TapDriver } from '../driver/tap.js';
 import { AfPacketDriver } from '../driver/afpacket.js';
 import { AfXdpDriver } from '../driver/afxdp.js';
-import { parseIpv4Cidr } from '../wire/addr.js';
+import { parseIpv4, parseIpv4Cidr } from '../wire/addr.js';
 import { MemoryWire } from '../driver/memory.js';
 import { PcapDriver, PcapWriter, capture } from '../driver/pcap.js';
 import { Stack } from '../stack/stack.js';
@@ -183,6 +183,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
         const bi = stack.addBond(members, {
           name: b.ifname, mode: b.mode, miimon: b.miimon, ...(b.addr && { addr: b.addr }), ...(b.gateway && { gateway: b.gateway }),
           ...(b.addr6 && { addr6: b.addr6 }), ...(b.gateway6 && { gateway6: b.gateway6 }),
+          ...(b.arpInterval !== undefined && { arpInterval: b.arpInterval, arpTargets: b.arpTargets!.map((x) => parseIpv4(x)!) }),
         });
         for (const a of b.vips ?? []) stack.addAddress(bi, a);
       } catch (e) {

@@ -199,7 +199,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
    * (default 100). It takes the first member's MAC. On failover the bond announces its addresses
    * on the new active member (gratuitous ARP, unsolicited NA). Returns its index.
    */
-  addBond(members: number[], cfg: InterfaceConfig & { mode?: BondMode; miimon?: number } = {}): number {
+  addBond(members: number[], cfg: InterfaceConfig & { mode?: BondMode; miimon?: number; arpInterval?: number; arpTargets?: number[] } = {}): number {
     const ms = members.map((i) => {
       const m = this.interfaces[i - 1];
       if (!m || m.loopback || m.lower !== null || m.master !== null || m.vlans.length > 0 || m.addrs.length > 0 || m.addrs6.length > 0) {
@@ -214,16 +214,25 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     const bond = this.interfaces[index - 1]!;
     dev.iface = bond;
     for (const m of ms) m.master = bond;
+    if (cfg.arpInterval) {
+      if (!cfg.arpTargets?.length) throw new Error(`bond ${name}: ARP monitoring needs targets`);
+      dev.arpInterval = cfg.arpInterval;
+      dev.arpTargets = cfg.arpTargets;
+    }
     dev.monitor();
-    const miimon = cfg.miimon ?? 100;
+    // With ARP monitoring, the interval is the probes' (Linux: arp_interval replaces miimon).
+    const every = dev.arpInterval || (cfg.miimon ?? 100);
+    const probe = () => { for (const t of dev.arpTargets) this.arp.probe(bond, t); };
     const timer = new Timer((now) => {
       if (dev.monitor()) {
         this.arp.announce(bond);
         this.ip6.announce(index);
       }
-      this.wheel.arm(timer, now + miimon);
+      probe();
+      this.wheel.arm(timer, now + every);
     });
-    this.wheel.arm(timer, this.clock.now() + miimon);
+    this.wheel.arm(timer, this.clock.now() + every);
+    probe();
     this.bondTimers.push(timer);
     if (cfg.announce !== false) this.arp.announce(bond);
     return index;

@@ -27,7 +27,7 @@ class CarrierDevice implements NetDevice {
   linkUp(): boolean { return this.carrier; }
 }
 
-function bonded(seed: string, mode: BondMode) {
+function bonded(seed: string, mode: BondMode, arp = false) {
   const sim = new Simulation({ seed, latencyMs: 1 });
   const b = sim.addHost({ name: 'b', addr: '198.18.170.2/24' }).stack;
   const a = new Stack({ clock: sim.clock, random: createRandom(7), name: 'a' });
@@ -41,7 +41,10 @@ function bonded(seed: string, mode: BondMode) {
     });
     ports.push(node.port);
   }
-  const bi = a.addBond([1, 2], { name: 'bond0', mode, addr: '198.18.170.1/24', addr6: '2001:db8:170::1/64' });
+  const bi = a.addBond([1, 2], {
+    name: 'bond0', mode, addr: '198.18.170.1/24', addr6: '2001:db8:170::1/64',
+    ...(arp && { arpInterval: 200, arpTargets: [parseIpv4('198.18.170.2')!] }),
+  });
   sim.run(3000); // DAD of the IPv6 address
   return { sim, a, b, bi, devs, ports, bond: a.interfaceByIndex(bi)!.dev as BondDevice };
 }
@@ -101,6 +104,46 @@ test('active-backup: the active member loses carrier mid-transfer; the bond fail
   ports[0]!.setFaults({ loss: 0 }, { loss: 0 });
   sim.run(500);
   assert.equal(bond.activeName, 'a2');
+  a.close();
+  sim.close();
+});
+
+test('ARP monitoring: the wire of the active member goes silent (carrier still up); the bond fails over after two probe intervals and TCP finishes', () => {
+  const { sim, a, b, ports, bond } = bonded('bond-arp', 'active-backup', true);
+  sim.run(2000);
+  assert.equal(bond.activeName, 'a1', 'probes answered: a1 stays active');
+  assert.equal(bond.failovers, 0);
+  let cutAt = 0;
+  transfer(sim, b, a, '198.18.170.1', 1 << 20, () => {
+    cutAt = sim.now;
+    ports[0]!.setFaults({ loss: 1 }, { loss: 1 });
+  });
+  assert.equal(bond.activeName, 'a2');
+  assert.equal(bond.failovers, 1);
+  // Both sides were silent for two intervals at most (+ one for the tick's phase).
+  assert.ok(a.arp.stats.requestsSent > 10, 'probes were sent every interval');
+  assert.ok(cutAt > 0);
+  // The backup stays up while it hears the flooded probes: no flapping.
+  sim.run(3000);
+  assert.equal(bond.failovers, 1);
+  a.close();
+  sim.close();
+});
+
+test('ARP monitoring: when no member hears anything, members are tried in turn', () => {
+  const { sim, a, ports, bond } = bonded('bond-arp-dark', 'active-backup', true);
+  sim.run(1000);
+  ports[0]!.setFaults({ loss: 1 }, { loss: 1 });
+  ports[1]!.setFaults({ loss: 1 }, { loss: 1 });
+  sim.run(3000);
+  assert.ok(bond.failovers >= 3, `members tried in turn (${bond.failovers} changes)`);
+  // The wire of a2 comes back: the bond settles on it.
+  ports[1]!.setFaults({ loss: 0 }, { loss: 0 });
+  sim.run(3000);
+  assert.equal(bond.activeName, 'a2');
+  const settled = bond.failovers;
+  sim.run(3000);
+  assert.equal(bond.failovers, settled, 'it stays on a2');
   a.close();
   sim.close();
 });

@@ -113,4 +113,12 @@ vips = ["198.18.172.3"]
   bad(`${ports}[[bond]]\nmembers = ["m0"]\n[[bond]]\nmembers = ["m0"]\n`, /already a member of bond0/);
   bad(`${ports}[[bond]]\nmembers = ["m0"]\naddr = "198.18.173.9/24"\n`, /same subnet as port\[1\]/);
   bad(`${ports}[[bond]]\nmembers = []\n`, /non-empty/);
+  bad(`${ports}[[bond]]\nmembers = ["m0"]\narp_interval = 200\n`, /arp_interval needs arp_ip_target/);
+  bad(`${ports}[[bond]]\nmembers = ["m0"]\narp_ip_target = ["198.18.174.1"]\n`, /needs arp_interval/);
+  bad(`${ports}[[bond]]\nmembers = ["m0"]\nmode = "balance-xor"\narp_interval = 200\narp_ip_target = ["198.18.174.1"]\n`, /for mode = "active-backup"/);
+  const arp = parseConfig(`${ports}[[bond]]\nmembers = ["m0"]\narp_interval = 200\narp_ip_target = ["198.18.174.1"]\n`, 't.toml');
+  assert.equal(arp.bonds![0]!.arpInterval, 200);
+  assert.deepEqual(arp.bonds![0]!.arpTargets, ['198.18.174.1']);
+  const inst2 = startInstance(arp, { clock: new VirtualClock(), start: false });
+  inst2.stop();
 });

@@ -28,6 +28,13 @@ export class BondDevice implements NetDevice {
   failovers = 0;
   /** The bond's own interface (set by Stack.addBond), for the counters. */
   iface: Interface | null = null;
+  /** ARP monitoring: probe interval (ms, 0 = carrier only) and the IPv4 addresses probed. */
+  arpInterval = 0;
+  arpTargets: readonly number[] = [];
+  /** Frames received per member (every frame, before the active-backup filter), and at the last monitor() run. */
+  private readonly rxFrames: number[];
+  private readonly rxSeen: number[];
+  private readonly silent: number[];
   private readonly upList: number[] = [];
 
   constructor(readonly name: string, readonly mode: BondMode, readonly members: readonly Interface[]) {
@@ -40,11 +47,16 @@ export class BondDevice implements NetDevice {
       rxCsum: o.every((x) => x.rxCsum), txCsum: o.every((x) => x.txCsum), tso4: o.every((x) => x.tso4), tso6: o.every((x) => x.tso6),
     });
     this.carrier = members.map(() => true);
+    this.rxFrames = members.map(() => 0);
+    this.rxSeen = members.map(() => 0);
+    this.silent = members.map(() => 0);
     for (let i = 0; i < members.length; i++) this.upList.push(i);
   }
 
   /** True when a frame received on `member` is the bond's (active-backup: only the active member's). */
   accepts(member: Interface): boolean {
+    const ms = this.members;
+    for (let i = 0; i < ms.length; i++) if (ms[i] === member) { this.rxFrames[i]!++; break; }
     if (this.mode === 'balance-xor') return true;
     return this.active >= 0 && this.members[this.active] === member;
   }
@@ -73,17 +85,31 @@ export class BondDevice implements NetDevice {
    */
   monitor(): boolean {
     const ms = this.members;
+    const arp = this.arpInterval > 0;
     this.upList.length = 0;
     for (let i = 0; i < ms.length; i++) {
       const m = ms[i]!;
-      const up = m.up && (m.dev.linkUp?.() ?? true);
-      this.carrier[i] = up;
-      if (up) this.upList.push(i);
+      const carrier = m.up && (m.dev.linkUp?.() ?? true);
+      this.carrier[i] = carrier;
+      let alive = carrier;
+      if (arp) {
+        if (this.rxFrames[i] !== this.rxSeen[i]) { this.rxSeen[i] = this.rxFrames[i]!; this.silent[i] = 0; } else this.silent[i]!++;
+        alive = carrier && this.silent[i]! < 2;
+      }
+      if (alive) this.upList.push(i);
     }
     if (this.mode !== 'active-backup') return false;
-    if (this.active >= 0 && this.carrier[this.active]) return false;
-    const next = this.upList.length > 0 ? this.upList[0]! : -1;
-    if (next === this.active) return false;
+    const cur = this.active;
+    if (cur >= 0 && this.upList.includes(cur)) return false;
+    let next = this.upList.length > 0 ? this.upList[0]! : -1;
+    if (next < 0 && arp) {
+      // Nobody heard anything: try the next member with carrier, with a fresh two intervals.
+      for (let k = 1; k <= ms.length; k++) {
+        const j = ((cur < 0 ? -1 : cur) + k) % ms.length;
+        if (this.carrier[j]) { next = j; this.silent[j] = 0; break; }
+      }
+    }
+    if (next === cur) return false;
     this.active = next;
     if (next < 0) return false;
     this.failovers++;
