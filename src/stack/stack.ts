@@ -209,15 +209,15 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     });
     if (new Set(ms).size !== ms.length) throw new Error('bond: a port is listed twice');
     const name = cfg.name ?? `bond${this.bondTimers.length}`;
+    if (cfg.arpInterval && !cfg.arpTargets?.length) throw new Error(`bond ${name}: ARP monitoring needs targets`);
     const dev = new BondDevice(name, cfg.mode ?? 'active-backup', ms);
     const index = this.addInterface(dev, { ...cfg, name, announce: false });
     const bond = this.interfaces[index - 1]!;
     dev.iface = bond;
     for (const m of ms) m.master = bond;
     if (cfg.arpInterval) {
-      if (!cfg.arpTargets?.length) throw new Error(`bond ${name}: ARP monitoring needs targets`);
       dev.arpInterval = cfg.arpInterval;
-      dev.arpTargets = cfg.arpTargets;
+      dev.arpTargets = cfg.arpTargets!;
     }
     dev.monitor();
     // With ARP monitoring, the interval is the probes' (Linux: arp_interval replaces miimon).
