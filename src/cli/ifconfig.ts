@@ -9,12 +9,29 @@ interface Snap { interfaces: InterfaceSnapshot[]; drivers: Record<string, string
 
 export function register(program: Command): void {
   instanceOptions(program.command('ifconfig')
-    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, -alias CIDR")
+    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, -alias CIDR; NAME create vlan ID vlandev PORT [outer N]")
     .argument('[port]', 'the port (interface) name')
-    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | -alias A.B.C.D[/LEN]'))
+    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | -alias A.B.C.D[/LEN] | create vlan ID vlandev PORT [outer N]'))
     .allowUnknownOption(false)
     .action(action(async (port: string | undefined, actions: string[], opts: { json?: boolean; instance?: string; socket?: string }) => {
       await withInstance(opts, async (c) => {
+        if (port !== undefined && actions[0] === 'create') {
+          // FreeBSD's vlan(4): `ifconfig NAME create vlan ID vlandev PORT` (+ `outer N` for Q-in-Q).
+          const create: Record<string, unknown> = { name: port };
+          let i = 1;
+          for (; i < actions.length; i++) {
+            const a = actions[i]!;
+            const arg = () => { const v = actions[++i]; if (v === undefined) throw new ToolError(`ifconfig: '${a}' needs a value`, 2); return v; };
+            const num = () => { const v = arg(); if (!/^\d+$/.test(v)) throw new ToolError(`ifconfig: ${a} '${v}' is not a number`, 2); return Number(v); };
+            if (a === 'vlan') create['id'] = num();
+            else if (a === 'outer') create['outer'] = num();
+            else if (a === 'vlandev') create['port'] = arg();
+            else break;
+          }
+          if (create['id'] === undefined || create['port'] === undefined) throw new ToolError('ifconfig: create needs vlan ID and vlandev PORT (ifconfig NAME create vlan ID vlandev PORT [outer N])', 2);
+          await c.request('vlan.create', create);
+          actions = actions.slice(i);
+        }
         if (port !== undefined && actions.length > 0) {
           const change: Record<string, unknown> = { port };
           for (let i = 0; i < actions.length; i++) {
@@ -50,7 +67,15 @@ export function formatInterface(i: InterfaceSnapshot & { driver: string; deviceR
   const lines = [`${i.name}: flags=<${i.flags.join(',')}> mtu ${i.mtu}`, `\tether ${i.mac}`];
   for (const a of i.inet) lines.push(`\tinet ${a.addr} netmask 0x${prefixMask(a.prefixLen).toString(16).padStart(8, '0')} broadcast ${a.broadcast}`);
   for (const a of i.inet6) lines.push(`\tinet6 ${a.addr} prefixlen ${a.prefixLen}`);
-  lines.push(`\tdriver: ${i.driver}`);
+  if (i.bond) {
+    lines.push(`\tbond: ${i.bond.mode}${i.bond.active ? ` active ${i.bond.active}` : ''} members ${i.bond.members.join(' ')} failovers ${i.bond.failovers}`);
+  } else if (i.vlan) {
+    // FreeBSD's vlan(4) line.
+    lines.push(`\tvlan: ${i.vlan.id} vlanproto: 802.1q${i.vlan.outer ? ` outer: ${i.vlan.outer} (802.1ad)` : ''} parent interface: ${i.vlan.parent}`);
+  } else {
+    lines.push(`\tdriver: ${i.driver}`);
+    if (i.master) lines.push(`\tmaster: ${i.master}`);
+  }
   lines.push(`\tRX packets ${i.rxPackets}  bytes ${i.rxBytes} (${human(i.rxBytes)})  errors ${i.rxErrors}  dropped ${i.rxDropped + i.deviceRxDropped}  multicast ${i.rxMulticast}`);
   lines.push(`\tTX packets ${i.txPackets}  bytes ${i.txBytes} (${human(i.txBytes)})  errors ${i.txErrors}  dropped ${i.txDropped + i.deviceTxDropped}`);
   return lines.join('\n') + '\n';

@@ -12,7 +12,7 @@ import { BufferPool, Csum, Gso, LARGE_BUF_SIZE, SMALL_BUF_SIZE, type PacketBuffe
 import type { Offloads } from '../base/device.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
-import { run } from './sys/netns.js';
+import { inNetns, run } from './sys/netns.js';
 import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './vnet.js';
 import { claimDeviceNames, ownerTag } from './ownership.js';
 
@@ -26,6 +26,9 @@ const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 const IFF_VNET_HDR = 0x4000;
 const TUN_F_CSUM = 0x01;
+const SIOCGIFFLAGS = 0x8913;
+const IFF_UP = 0x1;
+const IFF_RUNNING = 0x40;
 const TUN_F_TSO4 = 0x02;
 const IFNAMSIZ = 16;
 /** sizeof(struct ifreq) on 64-bit Linux. */
@@ -292,7 +295,31 @@ export class TapDriver implements Driver {
 
   stats(): DriverStats { return { ...this.st }; }
 
+  /** A socket in the device's namespace, for SIOCGIFFLAGS (opened on first use). */
+  private ctlFd = -1;
+  private readonly ifreq = new Uint8Array(40);
+
+  /**
+   * Carrier as the kernel sees the device: IFF_UP and IFF_RUNNING (`ip link set dev X down` on
+   * the kernel side clears them). One ioctl; bonding calls it every monitor interval.
+   */
+  linkUp(): boolean {
+    if (this.fd < 0) return false;
+    if (this.ctlFd < 0) {
+      this.ctlFd = inNetns(this.netns, () => libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0));
+      if (this.ctlFd < 0) return true; // cannot tell: count as up
+      this.ifreq.fill(0);
+      this.ifreq.set(new TextEncoder().encode(this.name).subarray(0, 15), 0);
+    }
+    const r = this.ifreq;
+    r[16] = 0; r[17] = 0;
+    if (libc.ioctlPtr(this.ctlFd, SIOCGIFFLAGS, r) < 0) return false;
+    const flags = r[16]! | (r[17]! << 8);
+    return (flags & IFF_UP) !== 0 && (flags & IFF_RUNNING) !== 0;
+  }
+
   close(): void {
+    if (this.ctlFd >= 0) { libc.close(this.ctlFd); this.ctlFd = -1; }
     if (this.fd < 0) return;
     // Queued frames are dropped, not sent: close means the link is going away.
     for (let i = 0; i < this.txCount; i++) { this.txQueue[i]!.release(); this.txQueue[i] = null; this.st.txDropped++; }

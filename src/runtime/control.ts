@@ -396,6 +396,23 @@ export class ControlServer {
         return interfaces(stack).find((i) => i.index === idx);
       },
 
+      'vlan.create': (args) => {
+        const port = str(args, 'port')!;
+        const idx = this.portIndex(port);
+        const id = args['id'], outer = args['outer'] ?? 0;
+        if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 4094) throw new CommandError('EINVAL', `VLAN id ${JSON.stringify(id)} is out of range (1..4094)`);
+        if (typeof outer !== 'number' || !Number.isInteger(outer) || outer < 0 || outer > 4094) throw new CommandError('EINVAL', `outer VLAN id ${JSON.stringify(outer)} is out of range (1..4094)`);
+        const name = str(args, 'name', false);
+        if (name !== undefined && stack.interfaces.some((i) => i.name === name)) throw new CommandError('EEXIST', `an interface '${name}' exists`);
+        let vi: number;
+        try {
+          vi = stack.addVlan(idx, id, { ...(name !== undefined && { name }), ...(outer !== 0 && { outer }) });
+        } catch (e) {
+          throw new CommandError(/already exists/.test((e as Error).message) ? 'EEXIST' : 'EINVAL', (e as Error).message);
+        }
+        return interfaces(stack).find((i) => i.index === vi);
+      },
+
       'route.add': (args) => {
         const d = destination(str(args, 'destination')!);
         const gwText = str(args, 'gateway', false);

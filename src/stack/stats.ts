@@ -4,6 +4,7 @@
 // never on the packet path). Field names are documented in docs/control.md.
 import { formatIpv4, formatIpv6, formatMac } from '../wire/addr.js';
 import { RouteFlags, type Route } from './ip/route.js';
+import { BondDevice } from './l2/bond.js';
 import type { Stack } from './stack.js';
 import type { SysctlValue } from './sysctl.js';
 import { TCP_STATE_NAMES, TcpState } from './tcp/tcb.js';
@@ -22,6 +23,12 @@ export interface InterfaceSnapshot {
   inet6: { addr: string; prefixLen: number }[];
   rxPackets: number; rxBytes: number; rxErrors: number; rxDropped: number; rxMulticast: number;
   txPackets: number; txBytes: number; txErrors: number; txDropped: number;
+  /** VLAN interfaces: the port they ride on, the VID and the outer (802.1ad) VID, 0 without Q-in-Q. */
+  vlan?: { parent: string; id: number; outer: number };
+  /** Bonds: the mode, the members, the active one (active-backup) and the failovers so far. */
+  bond?: { mode: string; members: string[]; active: string; failovers: number };
+  /** A bond member: its bond. */
+  master?: string;
 }
 
 export interface RouteSnapshot {
@@ -125,6 +132,9 @@ export function interfaces(stack: Stack): InterfaceSnapshot[] {
       inet6: i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })),
       rxPackets: c.rxPackets, rxBytes: c.rxBytes, rxErrors: c.rxErrors, rxDropped: c.rxDropped, rxMulticast: c.rxMulticast,
       txPackets: c.txPackets, txBytes: c.txBytes, txErrors: c.txErrors, txDropped: c.txDropped,
+      ...(i.vlanId !== 0 && i.lower && { vlan: { parent: i.lower.name, id: i.vlanId, outer: i.vlanOuter } }),
+      ...(i.dev instanceof BondDevice && { bond: { mode: i.dev.mode, members: i.dev.members.map((m) => m.name), active: i.dev.mode === 'active-backup' ? i.dev.activeName : '', failovers: i.dev.failovers } }),
+      ...(i.master && { master: i.master.name }),
     };
   });
 }

@@ -11,6 +11,8 @@ export interface Ipv6Iface {
   readonly mac: Uint8Array;
   readonly mtu: number;
   readonly up: boolean;
+  /** Its addresses are reached only by packets received on it (VLANs: Interface.separateLink). */
+  readonly separateLink?: boolean;
 }
 
 /** What the IPv6 layer needs from the stack. */

@@ -5,7 +5,7 @@
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
 import { completeChecksum } from '../../base/offload.js';
-import { Csum, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
@@ -30,6 +30,7 @@ import { Route6Flags, RouteTable6 } from './route6.js';
 export function defineIpv6Sysctls(s: Sysctl): void {
   s.define({ name: 'net.inet6.ip6.hlim', type: 'int', default: 64, min: 1, max: 255, description: 'default hop limit of sent IPv6 packets (a router advertisement may change it per link)' });
   s.define({ name: 'net.inet6.ip6.pmtu_expire', type: 'int', default: 600, min: 300, max: 86400, description: 'seconds a path MTU learned from Packet Too Big is kept (RFC 8201 §5.3)' });
+  s.define({ name: 'net.inet6.ip6.forwarding', type: 'int', default: 0, min: 0, max: 1, description: 'forward IPv6 packets between interfaces (RFC 8200: hop limit decremented, ICMPv6 time exceeded / no route / packet too big; link-local and multicast never forwarded)' });
   s.define({ name: 'net.inet6.ip6.pmtu_entries', type: 'int', default: 1024, min: 16, max: 1 << 20, description: 'path MTU cache size (taken when the first interface starts IPv6)' });
   defineIcmp6Sysctls(s);
   defineReass6Sysctls(s);
@@ -49,6 +50,8 @@ export interface Ipv6Config {
 export class Ip6Stats {
   received = 0; delivered = 0; fragmentsReceived = 0; reassembled = 0;
   outRequests = 0; outNoRoute = 0; fragmented = 0; fragmentsCreated = 0;
+  /** Packets forwarded to another link (net.inet6.ip6.forwarding), and those that could not be. */
+  forwarded = 0; cantForward = 0;
 }
 
 /** Hands an upper-layer packet to a transport: `ip` wrapped over the packet, the payload at buf.data[off, off+len). Takes ownership. */
@@ -148,6 +151,12 @@ export class Ipv6 implements Ip6Services {
     if (len < 128) this.routes.add(addr, 0, len, null, ifIndex, Route6Flags.Connected);
   }
 
+  /** Unsolicited neighbour advertisements for the interface's addresses (RFC 4861 §7.2.6; a bond's failover). */
+  announce(ifIndex: number): number {
+    const link = this.links[ifIndex];
+    return link ? this.ndp.announce(link) : 0;
+  }
+
   /** Stops IPv6 on an interface (it went away): addresses, neighbours, routes. */
   detach(ifIndex: number): void {
     const link = this.links[ifIndex];
@@ -176,6 +185,13 @@ export class Ipv6 implements Ip6Services {
     return false;
   }
 
+  /** Assigned to an interface that accepts it from any other (the weak host model; not a VLAN's, see Ipv6Iface.separateLink). */
+  private isWeakLocal(b: Uint8Array, off: number): boolean {
+    const ls = this.links;
+    for (let i = 0; i < ls.length; i++) if (ls[i]?.isAssigned(b, off)) return this.ctx.interfaceByIndex(i)?.separateLink !== true;
+    return false;
+  }
+
   // ---- receive -----------------------------------------------------------------------------
 
   /** One frame's IPv6 packet at buf.data[off, off+len); `l2Multicast` when the Ethernet destination was a group. Takes ownership. */
@@ -196,10 +212,50 @@ export class Ipv6 implements Ip6Services {
     const mcast = isIpv6Multicast(b, ip.dstOff);
     if (mcast) {
       if (!link.hasGroup(b, ip.dstOff)) { buf.release(); this.ctx.drop('ip6_not_member'); return; }
-    } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || !this.isLocalAddress(b, ip.dstOff))) {
+    } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || iface.separateLink === true || !this.isWeakLocal(b, ip.dstOff))) {
+      if (!isIpv6LinkLocal(b, ip.dstOff) && !this.isLocalAddress(b, ip.dstOff) && this.sysctl.int('net.inet6.ip6.forwarding') !== 0) {
+        this.forward(link, buf, l2Multicast);
+        return;
+      }
       buf.release(); this.ctx.drop('ip6_not_for_us'); return;
     }
     this.headers(link, buf, mcast, l2Multicast);
+  }
+
+  private refuseForward(buf: PacketBuffer, reason: string): void { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); }
+
+  /**
+   * A packet (buf.start = its header, this.ip wrapped over it) for none of our addresses while
+   * forwarding is on (RFC 8200 §3, RFC 4443 §3): route it and decrement the hop limit, or answer
+   * with the ICMPv6 error. Never fragmented on the way (§5). Takes ownership.
+   */
+  private forward(inLink: Ipv6Link, buf: PacketBuffer, l2Multicast: boolean): void {
+    const ip = this.ip, b = buf.data;
+    if (l2Multicast) { this.refuseForward(buf, 'ip6_forward_l2_multicast'); return; }
+    // RFC 4291 §2.5.6: "Routers must not forward any packets with Link-Local source or destination
+    // addresses to other links"; §2.5.2: nor the unspecified source.
+    if (isIpv6LinkLocal(b, ip.srcOff) || isIpv6Unspecified(b, ip.srcOff)) { this.refuseForward(buf, 'ip6_forward_scope'); return; }
+    const out = this.route(b, ip.dstOff, 0);
+    if (!out) {
+      this.icmp.sendError(buf, Icmpv6Type.DestUnreachable, Icmpv6UnreachCode.NoRoute, 0, inLink.ifIndex, false);
+      this.refuseForward(buf, 'ip6_forward_no_route'); return;
+    }
+    const hl = ip.hopLimit;
+    if (hl <= 1) {
+      this.icmp.sendError(buf, Icmpv6Type.TimeExceeded, Icmpv6TimeExceededCode.HopLimit, 0, inLink.ifIndex, false);
+      this.refuseForward(buf, 'ip6_forward_hop_limit'); return;
+    }
+    if (buf.length > out.mtu) {
+      this.icmp.sendError(buf, Icmpv6Type.PacketTooBig, 0, out.mtu, inLink.ifIndex, false);
+      this.refuseForward(buf, 'ip6_forward_too_big'); return;
+    }
+    if (buf.gso !== Gso.None) { this.refuseForward(buf, 'ip6_forward_gso_unsupported'); return; }
+    ip.hopLimit = hl - 1;
+    // A checksum the receiving device left partial is completed (no IPv6 checksum offload on output).
+    if (buf.csum === Csum.Valid && buf.csumOffset !== 0) { buf.csum = Csum.Partial; completeChecksum(buf); }
+    buf.csum = Csum.None;
+    this.stats.forwarded++;
+    this.ndp.output(out, this.nexthop, 0, buf);
   }
 
   /** Walks the extension headers in order (RFC 8200 §4.1) and hands the upper layer its payload. */

@@ -151,6 +151,11 @@ export class Arp {
     }
   }
 
+  /** A broadcast request for `target` from the interface's address on its subnet (a bond's link probe). */
+  probe(iface: Interface, target: number): void {
+    this.sendArp(iface, ArpOp.Request, MAC_BROADCAST, 0, iface.sourceFor(target), MAC_ZERO, 0, target);
+  }
+
   addStatic(ifIndex: number, ip: number, mac: Uint8Array): void {
     const k = this.key(ifIndex, ip);
     let e = this.entries.get(k);

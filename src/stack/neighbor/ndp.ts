@@ -376,6 +376,17 @@ export class Ndp {
     this.host.sendIcmpv6(buf, src.addr, 0, this.group, 0, NDP_HOP_LIMIT, link.ifIndex);
   }
 
+  /**
+   * RFC 4861 §7.2.6: unsolicited advertisements (Override set, to all-nodes) for every assigned
+   * address of the link — "a node may wish to send unsolicited advertisements when its
+   * link-layer address changes" (a bond's failover). Returns how many were sent.
+   */
+  announce(link: Ipv6Link): number {
+    let n = 0;
+    for (const a of link.addrs) if (a.assigned) { this.sendNa(link, a.addr, ALL_NODES, NaFlag.Override); n++; }
+    return n;
+  }
+
   /** NA for our `target` (it is the source too, §7.2.4) to dst, with our link-layer address. */
   private sendNa(link: Ipv6Link, target: Uint8Array, dst: Uint8Array, flags: number): void {
     const buf = this.host.pool.alloc();
