@@ -5,7 +5,7 @@
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
 import { completeChecksum } from '../../base/offload.js';
-import { Csum, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
@@ -18,7 +18,8 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import { copyAddr6 } from './addr6.js';
+import { addr6Equals, copyAddr6 } from './addr6.js';
+import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
 import { Addr6Origin, Ipv6Link } from './ipv6-link.js';
@@ -335,7 +336,94 @@ export class Ipv6 implements Ip6Services {
     if (!link) return;
     const now = this.clock.now();
     const m = this.pmtu.update(q, dstOff, mtu, link.mtu, now, this.sysctl.int('net.inet6.ip6.pmtu_expire') * 1000);
-    if (m) this.onPathMtu?.(q, dstOff, m);
+    if (m) {
+      // Paths re-read their MTU at their next use.
+      this.routes.generation++;
+      this.onPathMtu?.(q, dstOff, m);
+    }
+  }
+
+  // ---- paths (TCP over IPv6) ---------------------------------------------------------------
+
+  /**
+   * Resolves `path` (ip/path.ts) from `src` (null or :: = the source RFC 6724 picks) to `dst`,
+   * or revalidates it with one comparison: the route table's generation, which route changes
+   * and Packet Too Big updates bump, and the interface being up. False when there is no route
+   * or no usable source. `src`/`dst` may be the path's own src6/dst6.
+   */
+  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array): boolean {
+    const routes = this.routes;
+    if (path.generation === routes.generation && path.family === PathFamily.V6
+        && (dst === path.dst6 || addr6Equals(path.dst6, 0, dst, 0))
+        && (src === null || src === path.src6 || isIpv6Unspecified(src, 0) || addr6Equals(path.src6, 0, src, 0))) {
+      const i = path.iface;
+      return path.ok && i !== null && i.up;
+    }
+    path.makeV6();
+    path.ok = false;
+    path.iface = null;
+    path.gsoMax = 0;
+    path.gsoKind = Gso.None;
+    path.headerLen = IPV6_HLEN;
+    path.generation = -1;
+    if (dst !== path.dst6) copyAddr6(path.dst6, 0, dst, 0);
+    const local = this.isLocalAddress(dst, 0);
+    path.local = local;
+    const link = local ? this.linkOwning(dst) : this.route(dst, 0, 0);
+    if (!link) return false;
+    const iface = this.ctx.interfaceByIndex(link.ifIndex);
+    if (!iface || !iface.up) return false;
+    if (local) copyAddr6(path.nexthop6, 0, dst, 0);
+    else copyAddr6(path.nexthop6, 0, this.nexthop, 0);
+    if (src !== null && !isIpv6Unspecified(src, 0)) {
+      if (src !== path.src6) copyAddr6(path.src6, 0, src, 0);
+    } else if (local) {
+      copyAddr6(path.src6, 0, dst, 0);
+    } else {
+      const a = link.sourceFor(dst, 0);
+      if (!a) return false;
+      copyAddr6(path.src6, 0, a.addr, 0);
+    }
+    path.iface = iface as unknown as Path['iface'];
+    path.ok = true;
+    path.generation = routes.generation;
+    path.mtu = local ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
+    // No IPv6 checksum offload or TSO here yet: looped-back segments need no checksum at all.
+    path.txCsum = local;
+    return true;
+  }
+
+  /**
+   * Sends an upper-layer payload (buf.start = its header) along a resolved path: no route
+   * lookup, the next hop and source come from the path. Takes ownership; false when not sent.
+   */
+  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean {
+    this.stats.outRequests++;
+    if (!this.resolvePath(path, path.src6, path.dst6)) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
+    const link = this.links[path.iface!.index]!;
+    if (buf.csum === Csum.Partial && !path.local) completeChecksum(buf);
+    const payloadLen = buf.length;
+    if (IPV6_HLEN + payloadLen > path.mtu) {
+      return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu);
+    }
+    const off = buf.prepend(IPV6_HLEN);
+    writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, link.curHopLimit, path.src6, 0, path.dst6, 0);
+    buf.l3 = off;
+    if (path.local) {
+      buf.csum = Csum.Valid;
+      buf.ifIndex = link.ifIndex;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return true;
+    }
+    this.ndp.output(link, path.nexthop6, 0, buf);
+    return true;
+  }
+
+  /** The link one of our addresses is assigned on. */
+  private linkOwning(a: Uint8Array): Ipv6Link | undefined {
+    for (const l of this.links) if (l?.isAssigned(a, 0)) return l;
+    return undefined;
   }
 
   // ---- send --------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ export interface ConnectOptions {
   rport: number;
   /** Local address (0/undefined = the route's source address). */
   laddr?: number;
+  /** IPv6 destination (16 bytes; raddr is then ignored). ::ffff:a.b.c.d connects over IPv4 and reports IPv6. */
+  raddr6?: Uint8Array;
+  /** IPv6 local address (undefined or :: = chosen by RFC 6724). */
+  laddr6?: Uint8Array;
   /** Local port (0/undefined = ephemeral, RFC 6056). */
   lport?: number;
   /** The binding a socket took with Tcp.bind(): its address and port are used, and it holds the chosen port. */
@@ -302,7 +306,7 @@ export class TcpSocket {
     }
     if (t.state !== TcpState.SYN_SENT) {
       // "<SEQ=SND.NXT><CTL=RST>"
-      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST);
+      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST, t);
     }
     t.userClosed = true;
     freeTcb(t.tcp, t);
