@@ -388,8 +388,14 @@ export class Ipv6 implements Ip6Services {
     path.ok = true;
     path.generation = routes.generation;
     path.mtu = local ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
-    // No IPv6 checksum offload or TSO here yet: looped-back segments need no checksum at all.
-    path.txCsum = local;
+    // Looped-back segments need no checksum at all; a device may complete it, and segment
+    // super-segments (TSO6: the IPv6 payload length field bounds them).
+    const o = iface.dev?.offloads;
+    path.txCsum = local || (o !== undefined && o.txCsum);
+    if (!local && o !== undefined && o.tso6 && o.txCsum) {
+      path.gsoKind = Gso.Tcp6;
+      path.gsoMax = 65535 - 60;
+    }
     return true;
   }
 
@@ -401,9 +407,12 @@ export class Ipv6 implements Ip6Services {
     this.stats.outRequests++;
     if (!this.resolvePath(path, path.src6, path.dst6)) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
     const link = this.links[path.iface!.index]!;
-    if (buf.csum === Csum.Partial && !path.local) completeChecksum(buf);
+    if (buf.csum === Csum.Partial && !path.txCsum) completeChecksum(buf);
     const payloadLen = buf.length;
-    if (IPV6_HLEN + payloadLen > path.mtu) {
+    if (buf.gso !== Gso.None) {
+      // A super-segment only goes to a device that segments it (the path may have changed).
+      if (path.gsoKind !== Gso.Tcp6 || payloadLen > 65535) { buf.release(); this.ctx.drop('ip6_gso_unsupported'); return false; }
+    } else if (IPV6_HLEN + payloadLen > path.mtu) {
       return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu);
     }
     const off = buf.prepend(IPV6_HLEN);
