@@ -188,6 +188,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     lo.addAddress(LOOPBACK_ADDR, 8);
     lo.addrs6.push({ addr: parseIpv6('::1')!, prefixLen: 128 });
     this.interfaces.push(lo);
+    this.ip6.attachLoopback(lo);
     this.routes.add(0x7f000000, 8, 0, index, 0, RouteFlags.Connected);
     return index;
   }

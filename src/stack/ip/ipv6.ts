@@ -22,7 +22,7 @@ import { addr6Equals, copyAddr6 } from './addr6.js';
 import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
-import { Addr6Origin, Ipv6Link } from './ipv6-link.js';
+import { Addr6Origin, Addr6State, If6Addr, Ipv6Link } from './ipv6-link.js';
 import { Mld } from './mld.js';
 import { PmtuCache } from './pmtu.js';
 import { Reassembler6, defineReass6Sysctls } from './reass6.js';
@@ -136,6 +136,20 @@ export class Ipv6 implements Ip6Services {
       if (prefixLen < 128) this.routes.add(addr, 0, prefixLen, null, iface.index, Route6Flags.Connected);
     }
     if (gw) this.routes.add(ANY, 0, 0, gw, iface.index, Route6Flags.Static);
+  }
+
+  /**
+   * IPv6 on the loopback interface: ::1 only (RFC 4291 §2.5.3), assigned at once (no DAD, no
+   * link-local address, no MLD). Packets to it loop back through pollLoopback(); the wire never
+   * carries it (input() drops it as source or destination).
+   */
+  attachLoopback(iface: Ipv6Iface): void {
+    if (this.links[iface.index]) return;
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'), (l, now) => this.addrconf.rsTimer(l, now));
+    const a = new If6Addr(LOOPBACK6, 0, 128, Addr6Origin.Manual, iface.index, () => {});
+    a.state = Addr6State.Preferred;
+    link.addrs.push(a);
+    this.links[iface.index] = link;
   }
 
   /** Adds "addr/len" to an interface (DAD first). */
@@ -606,6 +620,7 @@ export class Ipv6 implements Ip6Services {
 const INFINITE = 0xffffffff;
 const OPT_MALFORMED = -1;
 const ANY = new Uint8Array(16);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 const LINK_LOCAL_PREFIX = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
 function isLoopback(b: Uint8Array, off: number): boolean {

@@ -90,6 +90,12 @@ export class TcpSocket {
   get localAddress(): number { return this.tcb.laddr; }
   get localPort(): number { return this.tcb.lport; }
   get remoteAddress(): number { return this.tcb.raddr; }
+  /** 4 or 6. An IPv6 connection's addresses are localAddress6/remoteAddress6 (localAddress = remoteAddress = 0). */
+  get family(): number { return this.tcb.family; }
+  get localAddress6(): Uint8Array { return this.tcb.laddr6; }
+  get remoteAddress6(): Uint8Array { return this.tcb.raddr6; }
+  /** An IPv4 connection an IPv6 socket made or accepted (dual-stack): its ends are named ::ffff:a.b.c.d. */
+  get v4mapped(): boolean { return this.tcb.v4mapped; }
   get remotePort(): number { return this.tcb.rport; }
   /** Bytes readable now. */
   get readableLength(): number { return this.tcb.rcvBuf.length; }
