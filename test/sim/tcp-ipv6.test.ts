@@ -208,3 +208,19 @@ test('every IPv6 segment passes the receiver\'s checksum check (pseudo-header wi
   assert.ok(b.stack.tcp.counters.rcvTotal > 200 && a.stack.tcp.counters.rcvTotal > 200);
   assert.equal(a.stack.tcp.counters.rcvBadChecksum + b.stack.tcp.counters.rcvBadChecksum, 0);
 });
+
+for (const both of [false, true]) {
+  test(`TSO6: super-segments ${both ? 'cross the wire whole to a tso6 port' : 'are segmented by the wire for a port without tso6'}, data byte-exact`, () => {
+    const sim = new Simulation({ seed: 13 });
+    const off = { txCsum: true, rxCsum: true, tso6: true };
+    const a = sim.addHost({ name: 'a', addr6: '2001:db8:6::1/64', offloads: off });
+    const b = sim.addHost({ name: 'b', addr6: '2001:db8:6::2/64', ...(both && { offloads: off }) });
+    sim.runUntil(() => false, { maxMs: 3000 });
+    const { c } = exchange(sim, a, b, 4 << 20, 1000, 13);
+    assert.equal(c.tcb.path.gsoKind, 2, 'the path segments with Gso.Tcp6');
+    // With TSO, TCP emits far fewer (super-)segments than MSS-sized ones would need.
+    const n = a.stack.tcp.counters.sndData;
+    assert.ok(n * 1.5 < (4 << 20) / 1440, `a sent ${n} data segments`);
+    assert.equal(a.stack.tcp.counters.rcvBadChecksum + b.stack.tcp.counters.rcvBadChecksum, 0);
+  });
+}
