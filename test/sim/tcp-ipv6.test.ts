@@ -8,6 +8,7 @@ import { Simulation, type StackNode } from '../helpers/sim.js';
 import { parseIpv6 } from '../../src/wire/addr.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import { TcpError } from '../../src/stack/tcp/socket.js';
+import { sockets } from '../../src/stack/stats.js';
 
 const A6 = parseIpv6('2001:db8:6::1')!, B6 = parseIpv6('2001:db8:6::2')!;
 const ANY6 = new Uint8Array(16);
@@ -92,6 +93,10 @@ test('an IPv6 handshake negotiates MSS 1440 (MTU 1500 - 60), window scale, SACK 
   assert.equal(t.rcvMss, 1440);
   assert.ok(t.wsOk && t.sackOk && t.tsOk && s.wsOk && s.sackOk && s.tsOk);
   assert.equal(t.path.headerLen, 40);
+  // The tools' socket list (netstat) names IPv6 ends by their addresses.
+  const socks = sockets(b.stack).map((x) => `${x.localAddress}:${x.localPort} ${x.foreignAddress}:${x.foreignPort} ${x.state}`);
+  assert.ok(socks.includes(':::80 :::0 LISTEN'), socks.join('\n'));
+  assert.ok(socks.includes(`2001:db8:6::2:80 2001:db8:6::1:${t.lport} ESTABLISHED`), socks.join('\n'));
   // Nothing went over IPv4.
   assert.equal(a.stack.tcp.lookup(0, t.lport, 0, 80), null);
 });

@@ -41,6 +41,8 @@ const UNREACH_NEEDFRAG = 4;
 /** A listening socket as netstat shows it. */
 export interface TcpListenerInfo {
   readonly laddr: number;
+  /** An IPv6 listener's address (:: for a dual-stack or ipv6Only wildcard). */
+  readonly laddr6?: Uint8Array;
   readonly lport: number;
   /** Established connections waiting for accept(). */
   readonly acceptQueue: number;
@@ -137,7 +139,7 @@ export class Tcp {
   listenerInfo(): TcpListenerInfo[] {
     const out: TcpListenerInfo[] = [];
     for (const l of this.demux.allListeners()) {
-      out.push({ laddr: l.laddr, lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
+      out.push({ laddr: l.laddr, ...(l.family === AF_INET6 && { laddr6: l.laddr6 }), lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
     }
     return out;
   }
