@@ -152,6 +152,15 @@ test('an ICMPv6 port unreachable quoting our SYN ends the connect with ECONNREFU
   assert.equal(a.stack.tcp.counters.icmpHardErrors, 1);
 });
 
+test('connect to an on-link IPv6 address nobody answers: NDP fails and the connect ends with EHOSTUNREACH', () => {
+  const { sim, a } = hosts(14);
+  const c = a.stack.tcp.connect({ raddr: 0, raddr6: parseIpv6('2001:db8:6::99')!, rport: 80 });
+  const r = collect(c);
+  sim.runUntil(() => r.closed, { maxMs: 30_000 });
+  assert.equal(r.err?.code, 'EHOSTUNREACH');
+  assert.ok(sim.now < 3000 + 10_000, `took until ${sim.now} ms`);
+});
+
 test('Packet Too Big lowers an IPv6 connection\'s MSS to the path MTU - 60 and data still arrives', () => {
   const { sim, a, b } = hosts(9);
   const l = b.stack.tcp.listen({ port: 80, addr6: ANY6 });

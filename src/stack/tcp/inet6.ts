@@ -107,6 +107,16 @@ export function tcp6IcmpError(tcp: Tcp, type: number, code: number, l6: Uint8Arr
     tcp.dispatch();
     return;
   }
+  if (type === ICMP6_DST_UNREACH && code === 3 && (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED)) {
+    // Address unreachable: neighbour discovery failed (ours, RFC 4861 §7.2.2, or a router's).
+    // A connection being opened ends with EHOSTUNREACH, as Linux's tcp_v6_err does, through its
+    // timer as for IPv4's local resolution failure (Tcp.hostUnreachable).
+    tcp.counters.hostUnreachable++;
+    tcb.softError = 'EHOSTUNREACH';
+    tcb.hostUnreach = true;
+    tcp.host.wheel.arm(tcb.rexmtTimer, tcp.host.clock.now());
+    return;
+  }
   if (type === ICMP6_DST_UNREACH) tcb.softError = code === 4 ? 'ECONNREFUSED' : 'EHOSTUNREACH';
   tcp.counters.icmpSoftErrors++;
 }
