@@ -1,6 +1,6 @@
 // TCP over IPv6 against the Linux kernel, in namespaces this file creates (2001:db8:221..226::/64
 // and 198.18.221..226.0/24): an unmodified node:http server under `tstack run` answers `curl -6`
-// and `ab -n 20000 -c 50` over IPv6 with 0 failed; 64 MiB each way over TAP with SHA-256 equal,
+// and `ab -n 20000 -c 50` over IPv6 with 0 failed, over TAP and AF_PACKET; 64 MiB each way over TAP with SHA-256 equal,
 // the kernel as client and as server, on a clean link and with 3% loss (nftables on the kernel
 // side); the stack as IPv6 client of a kernel server over AF_PACKET; tshark over captures of
 // both drivers finds no malformed frame and no bad checksum from the stack.
@@ -97,14 +97,14 @@ async function stackClient(stack: Stack, ns: string, host6: string, port: number
   } finally { peer.kill(); }
 }
 
-test('tstack run: an unmodified node:http server answers curl -6 and ab -n 20000 -c 50 over IPv6 with 0 failed', { timeout: 240_000 }, async (t) => {
+for (const driver of ['tap', 'afpacket'] as const) test(`tstack run over ${driver}: an unmodified node:http server answers curl -6 and ab -n 20000 -c 50 over IPv6 with 0 failed`, { timeout: 240_000 }, async (t) => {
   if (!requireRoot(t, ['ip', 'curl', 'ab', 'ping'])) return;
-  const sub = 221;
+  const sub = driver === 'tap' ? 221 : 226;
   const app = await startApp({
     prefix: 'v6http', subnet: sub, app: 'examples/hello-http/server.js', env: { PORT: '8080' },
     ready: /hello-http: listening on :::8080/,
     port: (ns, ifname) => `[[port]]
-driver = "tap"
+driver = "${driver}"
 ifname = "${ifname}"
 addr = "198.18.${sub}.2/24"
 host_addr = "198.18.${sub}.1/24"
@@ -130,7 +130,7 @@ netns = "${ns}"`,
     assert.equal(r.complete, 20000, r.raw);
     assert.equal(r.failed, 0, r.raw);
     assert.equal(r.non2xx, 0, r.raw);
-    t.diagnostic(`ab -n 20000 -c 50 over IPv6: ${r.rps} requests/s (2-core VM under load)`);
+    t.diagnostic(`${driver}: ab -n 20000 -c 50 over IPv6: ${r.rps} requests/s (2-core VM under load)`);
     app.child.kill('SIGTERM');
     assert.deepEqual(await app.exited, { code: 0, signal: null }, app.output());
   } finally {
