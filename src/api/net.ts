@@ -990,18 +990,14 @@ export class Server extends EventEmitter {
   }
 
   #lookupAndListen(port: number, host: string, backlog: number | undefined, ipv6Only = false): void {
-    if (isIPv6(host)) {
-      process.nextTick(() => this.#listen2(host, port, backlog, ipv6Only));
-      return;
-    }
     // A close() while the address is being resolved cancels the listen, as on Node.
     const gen = this.#closeGen;
     const done = (err: NodeJS.ErrnoException | null, ip: string) => {
       if (gen !== this.#closeGen) return;
       if (err) { this.emit('error', err); return; }
-      this.#listen2(ip, port, backlog);
+      this.#listen2(ip, port, backlog, ipv6Only);
     };
-    if (isIPv4(host)) process.nextTick(done, null, host);
+    if (isIPv4(host) || isIPv6(host)) process.nextTick(done, null, host);
     else dnsLookup(host, 4, (err, ip) => done(err, ip));
   }
 
