@@ -1,14 +1,15 @@
 // TCP over IPv6 against the Linux kernel, in namespaces this file creates (2001:db8:221..226::/64
 // and 198.18.221..226.0/24): an unmodified node:http server under `tstack run` answers `curl -6`
-// and `ab -n 20000 -c 50` over IPv6 with 0 failed, over TAP and AF_PACKET; 64 MiB each way over TAP with SHA-256 equal,
+// and `ab -n 20000 -c 50` over IPv6 with 0 failed, over TAP and AF_PACKET; an unmodified client
+// program's http.get/undici/fetch reach a kernel server at an IPv6 address through the stack; 64 MiB each way over TAP with SHA-256 equal,
 // the kernel as client and as server, on a clean link and with 3% loss (nftables on the kernel
 // side); the stack as IPv6 client of a kernel server over AF_PACKET; tshark over captures of
 // both drivers finds no malformed frame and no bad checksum from the stack.
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { destroyAllNetns, exec, requireRoot } from '../helpers/netns.js';
@@ -135,6 +136,54 @@ netns = "${ns}"`,
     assert.deepEqual(await app.exited, { code: 0, signal: null }, app.output());
   } finally {
     await app.stop();
+  }
+});
+
+test('tstack run: an unmodified client\'s http.get, undici and fetch to a kernel server at [2001:db8:227::1] go through the stack', { timeout: 120_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'python3', 'ping'])) return;
+  const sub = 227;
+  const app = await startApp({
+    prefix: 'v6cli', subnet: sub, app: 'test/fixtures/apps/client-app.js', stdin: true,
+    env: { STACK_URL: `http://[2001:db8:${sub}::1]:8000/hello.txt`, LOOPBACK_URL: `http://[2001:db8:${sub}::1]:8000/hello.txt` },
+    ready: /client-app: ready/,
+    port: (ns, ifname) => `[[port]]
+driver = "tap"
+ifname = "${ifname}"
+addr = "198.18.${sub}.2/24"
+host_addr = "198.18.${sub}.1/24"
+addr6 = "2001:db8:${sub}::2/64"
+host_addr6 = "2001:db8:${sub}::1/64"
+netns = "${ns}"`,
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'tstack-v6cli-'));
+  const py = spawn('ip', ['netns', 'exec', app.ns, 'python3', '-u', '-m', 'http.server', '8000', '--bind', `2001:db8:${sub}::1`, '--directory', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    writeFileSync(join(dir, 'hello.txt'), 'hello over IPv6\n');
+    let pyLog = '';
+    py.stdout.setEncoding('utf8').on('data', (d: string) => { pyLog += d; });
+    py.stderr.setEncoding('utf8').on('data', (d: string) => { pyLog += d; });
+    await until(() => /Serving HTTP/.test(pyLog), 10_000, 'python3 -m http.server');
+    // DAD: the stack's address answers once it is no longer tentative.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try { exec(app.ns, 'ping', ['-6', '-c', '1', '-W', '1', `2001:db8:${sub}::2`]); break; } catch (e) {
+        if (Date.now() > deadline) throw e;
+      }
+    }
+    app.child.stdin!.end('go\n');
+    const m = await app.waitForOutput(/client-app: result (.*)\n/, 30_000);
+    const result = JSON.parse(m[1]!) as Record<string, unknown>;
+    const want = { status: 200, body: 'hello over IPv6\n' };
+    for (const k of ['httpGet', 'undici', 'fetch', 'loopback']) assert.deepEqual(result[k], want, `${k}: ${JSON.stringify(result)}`);
+    // Every request came from the stack's address (the root namespace has no route there).
+    await until(() => pyLog.split('\n').filter((l) => l.includes('GET /hello.txt')).length >= 4, 5000, 'the server log');
+    const fromStack = pyLog.split('\n').filter((l) => l.startsWith(`2001:db8:${sub}::2 `) && l.includes('GET /hello.txt'));
+    assert.equal(fromStack.length, 4, pyLog);
+    assert.deepEqual(await Promise.race([app.exited, new Promise((r) => setTimeout(r, 10_000, 'still running').unref())]), { code: 0, signal: null }, app.output());
+  } finally {
+    py.kill('SIGTERM');
+    await app.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
