@@ -21,13 +21,14 @@ import { idleConns } from './idle-conns.js';
 import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
 import { tcpBulkKernel } from './tcp-bulk-kernel.js';
-import { tcpBulkMemory } from './tcp-bulk-memory.js';
+import { tcpBulkMemory, tcpBulkMemoryIpv6 } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
 import type { BenchResult, Benchmark } from './types.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
   icmpEchoMemory,
   tcpBulkMemory,
+  tcpBulkMemoryIpv6,
   tcpAutotuneMemory,
   tcpConnectCloseMemory,
   tcpBulkKernel,

@@ -25,7 +25,7 @@ import { Buffer } from 'node:buffer';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
 import { isIP, isIPv4, isIPv6, BlockList, SocketAddress } from 'node:net';
-import { formatIpv4, isIpv4Loopback, parseIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, isIpv4Loopback, parseIpv4, parseIpv6 } from '../wire/addr.js';
 import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { TcpSocket, TcpError } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';
@@ -127,6 +127,15 @@ function nameOf(addr: number, port: number, mapped: boolean): AddressInfo {
   return mapped ? { address: `::ffff:${formatIpv4(addr)}`, family: 'IPv6', port } : { address: formatIpv4(addr), family: 'IPv4', port };
 }
 
+/** A connection's local (or remote) end as Node names it: IPv6, IPv4-mapped (dual-stack) or IPv4. */
+function endName(t: TcpSocket, local: boolean, mapped: boolean): AddressInfo {
+  const port = local ? t.localPort : t.remotePort;
+  if (t.family === 6) return { address: formatIpv6(local ? t.localAddress6 : t.remoteAddress6), family: 'IPv6', port };
+  return nameOf(local ? t.localAddress : t.remoteAddress, port, mapped || t.v4mapped);
+}
+
+const ANY6 = new Uint8Array(16);
+
 /** `::` (or `::0`): IPv6's unspecified address, which Node binds dual-stack. */
 function isUnspecified6(host: string): boolean {
   return host === '::' || host === '::0' || host === '0:0:0:0:0:0:0:0';
@@ -150,12 +159,6 @@ function tcpCode(err: unknown): ErrnoCode {
   if (typeof code === 'string' && code in Errno) return code as ErrnoCode;
   if (err instanceof Error && !(typeof code === 'string')) throw err;
   return 'EINVAL';
-}
-
-function afNotSupported(syscall: string, address: string, port: number): NodeJS.ErrnoException {
-  const e = exceptionWithHostPort('EAFNOSUPPORT', syscall, address, port);
-  e.message += ' (tstack/net supports IPv4 only for now)';
-  return e;
 }
 
 /** Node's normalizeArgs for connect()/listen(): [options, cb]. */
@@ -323,12 +326,8 @@ export class Socket extends Duplex {
       return;
     }
     if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['function'], options.lookup);
-    if (options.family === 6) {
-      process.nextTick(() => { if (this.connecting) this.destroy(afNotSupported('connect', host, p)); });
-      return;
-    }
-    // IPv4 only: ask the resolver for A records whatever family the caller left open.
-    const dnsopts = { family: 4, hints: options.hints ?? 0 };
+    // A records unless the caller asks for IPv6 (family 6): the stack's names are mostly IPv4.
+    const dnsopts = { family: options.family === 6 ? 6 : 4, hints: options.hints ?? 0 };
     const lookup = options.lookup ?? (dnsLookup as unknown as LookupFunction);
     lookup(host, dnsopts, (err, ip, addressType) => {
       this.emit('lookup', err, ip, addressType, host);
@@ -352,7 +351,7 @@ export class Socket extends Duplex {
     this.#connectAddress = address;
     this.#connectPort = port;
     if (family === 6 || (localAddress !== undefined && isIPv6(localAddress))) {
-      this.destroy(afNotSupported('connect', address, port));
+      this.#internalConnect6(address, port, family, localAddress, localPort);
       return;
     }
     const raddr = parseIpv4(address)!;
@@ -387,6 +386,26 @@ export class Socket extends Duplex {
     this.#attach(tcp);
   }
 
+  /** connect() to an IPv6 address (or from one): ::ffff:a.b.c.d goes over IPv4, named as IPv6. */
+  #internalConnect6(address: string, port: number, family: number, localAddress?: string, localPort?: number): void {
+    const stack = this.#ctx!.stack;
+    const raddr6 = family === 6 ? parseIpv6(address) : parseIpv6(`::ffff:${address}`);
+    const laddr6 = localAddress ? (isIPv6(localAddress) ? parseIpv6(localAddress) : parseIpv6(`::ffff:${localAddress}`)) : null;
+    if (!raddr6 || (localAddress && !laddr6)) { this.destroy(exceptionWithHostPort('EINVAL', 'connect', address, port)); return; }
+    if (laddr6 && !isUnspecified6(localAddress!) && !stack.isLocalAddress6(laddr6) && !(localAddress!.startsWith('::ffff:') || isIPv4(localAddress!))) {
+      this.destroy(exceptionWithHostPort('EADDRNOTAVAIL', 'bind', localAddress!, localPort));
+      return;
+    }
+    let tcp: TcpSocket;
+    try {
+      tcp = stack.tcp.connect({ raddr: 0, raddr6, rport: port, ...(laddr6 && { laddr6 }), ...(localPort && { lport: localPort }), noDelay: this.#noDelay });
+    } catch (e) {
+      this.destroy(exceptionWithHostPort(tcpCode(e), 'connect', address, port));
+      return;
+    }
+    this.#attach(tcp);
+  }
+
   /** Takes the engine socket as this Socket's handle. */
   #attach(tcp: TcpSocket): void {
     this.#tcp = tcp;
@@ -410,8 +429,8 @@ export class Socket extends Duplex {
 
   #cacheNames(): void {
     const t = this.#tcp!;
-    this.#peer = nameOf(t.remoteAddress, t.remotePort, this.#mapped);
-    this.#sock = nameOf(t.localAddress, t.localPort, this.#mapped);
+    this.#peer = endName(t, false, this.#mapped);
+    this.#sock = endName(t, true, this.#mapped);
   }
 
   /** Node's afterConnect(). */
@@ -976,12 +995,10 @@ export class Server extends EventEmitter {
       const port = validatePort(options.port, 'options.port');
       const backlog = options.backlog || backlogFromArgs || undefined;
       this.#ctx ??= resolveStack(this.#stackOpt);
-      // No host: Node binds `::` dual-stack (IPv4 clients included). The stack is IPv4-only, so
-      // it listens on 0.0.0.0 and reports what Node reports (`::`, IPv4-mapped peers).
+      // No host: Node binds `::` dual-stack (IPv4 clients included, named ::ffff:a.b.c.d) unless ipv6Only.
       this.#dualStack = false;
-      if (options.host && !isUnspecified6(options.host)) this.#lookupAndListen(port, options.host, backlog);
-      else if (options.ipv6Only) process.nextTick(() => this.emit('error', uvExceptionWithHostPort('EAFNOSUPPORT', 'listen', '::', port)));
-      else { this.#dualStack = true; this.#listen2('0.0.0.0', port, backlog); }
+      if (options.host && !isUnspecified6(options.host)) this.#lookupAndListen(port, options.host, backlog, !!options.ipv6Only);
+      else this.#listen2('::', port, backlog, !!options.ipv6Only);
       return this;
     }
     if (options.path) throw notSupported('listen(path) (Unix domain sockets / pipes)');
@@ -1001,40 +1018,42 @@ export class Server extends EventEmitter {
     }
   }
 
-  #lookupAndListen(port: number, host: string, backlog: number | undefined): void {
-    if (isIPv6(host)) {
-      process.nextTick(() => this.emit('error', uvExceptionWithHostPort('EAFNOSUPPORT', 'listen', host, port)));
-      return;
-    }
+  #lookupAndListen(port: number, host: string, backlog: number | undefined, ipv6Only = false): void {
     // A close() while the address is being resolved cancels the listen, as on Node.
     const gen = this.#closeGen;
     const done = (err: NodeJS.ErrnoException | null, ip: string) => {
       if (gen !== this.#closeGen) return;
       if (err) { this.emit('error', err); return; }
-      this.#listen2(ip, port, backlog);
+      this.#listen2(ip, port, backlog, ipv6Only);
     };
-    if (isIPv4(host)) process.nextTick(done, null, host);
+    if (isIPv4(host) || isIPv6(host)) process.nextTick(done, null, host);
     else dnsLookup(host, 4, (err, ip) => done(err, ip));
   }
 
   /** Node's setupListenHandle + the 'listening' event. */
-  #listen2(address: string, port: number, backlog: number | undefined): void {
-    const addr = parseIpv4(address);
-    let code: ErrnoCode | null = addr === null ? 'EINVAL' : null;
-    if (addr !== null) {
+  #listen2(address: string, port: number, backlog: number | undefined, ipv6Only = false): void {
+    // IPv6 (`::` dual-stack unless ipv6Only, as Node binds it) or IPv4.
+    const six = isIPv6(address);
+    const addr6 = six ? (isUnspecified6(address) ? ANY6 : parseIpv6(address)) : null;
+    const addr = six ? 0 : parseIpv4(address);
+    let code: ErrnoCode | null = (six ? addr6 === null : addr === null) ? 'EINVAL' : null;
+    if (code === null) {
       try {
-        this.#listener = this.#ctx!.stack.tcp.listen({ addr, port, ...(backlog !== undefined && { backlog }) });
+        this.#listener = this.#ctx!.stack.tcp.listen({
+          ...(six ? { addr6: addr6!, ipv6Only } : { addr: addr! }), port, ...(backlog !== undefined && { backlog }),
+        });
       } catch (e) {
         code = tcpCode(e);
       }
     }
     if (code !== null) {
-      const ex = uvExceptionWithHostPort(code, 'listen', this.#dualStack ? '::' : address, port);
+      const ex = uvExceptionWithHostPort(code, 'listen', address, port);
       process.nextTick(() => this.emit('error', ex));
       return;
     }
     const l = this.#listener!;
-    this.#address = this.#dualStack ? { address: '::', family: 'IPv6', port: l.localPort } : { address, family: 'IPv4', port: l.localPort };
+    this.#dualStack = six && !ipv6Only && isUnspecified6(address);
+    this.#address = six ? { address: formatIpv6(addr6!), family: 'IPv6', port: l.localPort } : { address, family: 'IPv4', port: l.localPort };
     l.onConnection = this.#onConnection;
     this.#updateRef();
     process.nextTick(() => { if (this.#listener === l) this.emit('listening'); });
@@ -1043,8 +1062,8 @@ export class Server extends EventEmitter {
   /** Node's onconnection(). */
   readonly #onConnection = (tcp: TcpSocket): void => {
     if (this.maxConnections != null && this._connections >= this.maxConnections) {
-      const local = nameOf(tcp.localAddress, tcp.localPort, this.#dualStack);
-      const remote = nameOf(tcp.remoteAddress, tcp.remotePort, this.#dualStack);
+      const local = endName(tcp, true, this.#dualStack);
+      const remote = endName(tcp, false, this.#dualStack);
       this.emit('drop', {
         localAddress: local.address, localPort: local.port, localFamily: local.family,
         remoteAddress: remote.address, remotePort: remote.port, remoteFamily: remote.family,

@@ -30,6 +30,7 @@ const SIOCGIFFLAGS = 0x8913;
 const IFF_UP = 0x1;
 const IFF_RUNNING = 0x40;
 const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
 const IFNAMSIZ = 16;
 /** sizeof(struct ifreq) on 64-bit Linux. */
 const IFREQ_SIZE = 40;
@@ -129,7 +130,7 @@ export class TapDriver implements Driver {
     this.pool = opts.pool ?? new BufferPool();
     this.netns = opts.netns;
     const tso = tapTso(opts);
-    this.offloads = Object.freeze({ rxCsum: opts.csumOffload !== false, txCsum: true, tso4: tso, tso6: false });
+    this.offloads = Object.freeze({ rxCsum: opts.csumOffload !== false, txCsum: true, tso4: tso, tso6: tso });
     this.burst = Math.max(1, opts.burst ?? 64);
     this.txQueue = new Array<PacketBuffer | null>(this.burst).fill(null);
     // A read buffer smaller than the frame would truncate it silently, so size for the largest
@@ -179,9 +180,9 @@ export class TapDriver implements Driver {
       const hdrSz = new Uint8Array(4);
       new DataView(hdrSz.buffer).setInt32(0, VNET_HDR_LEN, true);
       if (libc.ioctlPtr(fd, TUNSETVNETHDRSZ, hdrSz) < 0) throw new libc.SysError('ioctl(TUNSETVNETHDRSZ)', libc.errno());
-      // CSUM: the kernel may give us frames with partial checksums and accepts ours. TSO4: it
-      // may give us IPv4 TCP super-segments (TCP over IPv6 is not ours yet, so no TSO6).
-      const offload = opts.csumOffload === false ? 0 : TUN_F_CSUM | (tapTso(opts) ? TUN_F_TSO4 : 0);
+      // CSUM: the kernel may give us frames with partial checksums and accepts ours. TSO4/TSO6:
+      // it may give us TCP super-segments over IPv4 and IPv6.
+      const offload = opts.csumOffload === false ? 0 : TUN_F_CSUM | (tapTso(opts) ? TUN_F_TSO4 | TUN_F_TSO6 : 0);
       if (libc.ioctlInt(fd, TUNSETOFFLOAD, offload) < 0) throw new libc.SysError('ioctl(TUNSETOFFLOAD)', libc.errno());
 
       drv = new TapDriver(fd, name, opts);

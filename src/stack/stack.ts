@@ -17,7 +17,7 @@ import { Ipv4, type IpStats, type Ipv4Context } from './ip/ipv4.js';
 import { Ipv6 } from './ip/ipv6.js';
 import type { Reassembler } from './ip/reass.js';
 import { RouteFlags, RouteTable } from './ip/route.js';
-import type { Path } from './ip/path.js';
+import { PathFamily, type Path } from './ip/path.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
 import { VlanDevice } from './l2/vlan.js';
 import { BondDevice, type BondMode } from './l2/bond.js';
@@ -137,6 +137,18 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       const seq = ((b[l4Off + 4]! << 24) | (b[l4Off + 5]! << 16) | (b[l4Off + 6]! << 8) | b[l4Off + 7]!) >>> 0;
       tcp.icmpError(type, code, inner.src, sport, inner.dst, dport, seq, info);
     });
+    // TCP over IPv6: segments from the IPv6 layer, and ICMPv6 errors quoting ours.
+    ip6.upper.set(IpProto.TCP, (ip, buf, off, len) => {
+      buf.l4 = off; buf.start = off; buf.end = off + len;
+      tcp.input6(buf, ip.bytes, ip.srcOff, ip.dstOff);
+    });
+    ip6.icmp.handlers.set(IpProto.TCP, (type, code, word, b, ipOff, l4Off, l4Len) => {
+      if (l4Len < 8) return;
+      const sport = (b[l4Off]! << 8) | b[l4Off + 1]!, dport = (b[l4Off + 2]! << 8) | b[l4Off + 3]!;
+      const seq = ((b[l4Off + 4]! << 24) | (b[l4Off + 5]! << 16) | (b[l4Off + 6]! << 8) | b[l4Off + 7]!) >>> 0;
+      // The quoted packet is one we sent: its source is our end.
+      tcp.icmpError6(type, code, b.subarray(ipOff + 8, ipOff + 24), sport, b.subarray(ipOff + 24, ipOff + 40), dport, seq, word);
+    });
   }
 
   // ---- interfaces and routes -------------------------------------------------------------
@@ -250,6 +262,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     lo.addAddress(LOOPBACK_ADDR, 8);
     lo.addrs6.push({ addr: parseIpv6('::1')!, prefixLen: 128 });
     this.interfaces.push(lo);
+    this.ip6.attachLoopback(lo);
     this.routes.add(0x7f000000, 8, 0, index, 0, RouteFlags.Connected);
     return index;
   }
@@ -443,8 +456,14 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   /** TcpHost: resolves or revalidates a connection's path (see Ipv4.resolvePath). */
   resolvePath(path: Path, src: number, dst: number): boolean { return this.ipv4.resolvePath(path, src, dst); }
 
-  /** TcpHost: sends an L4 payload along a path. Takes ownership. */
+  /** TcpHost: the same over IPv6 (see Ipv6.resolvePath). */
+  resolvePath6(path: Path, src: Uint8Array, dst: Uint8Array): boolean { return this.ip6.resolvePath(path, src, dst); }
+
+  isLocalAddress6(addr: Uint8Array): boolean { return this.ip6.isLocalAddress(addr, 0); }
+
+  /** TcpHost: sends an L4 payload along a path (of either family). Takes ownership. */
   pathOutput(path: Path, buf: PacketBuffer, proto: number, tos: number, ttl: number, df: boolean): boolean {
+    if (path.family === PathFamily.V6) return this.ip6.pathOutput(path, buf, proto, tos);
     return this.ipv4.pathOutput(path, buf, proto, tos, ttl, df);
   }
 

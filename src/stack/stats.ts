@@ -47,6 +47,7 @@ export interface NdpSnapshot { addr: string; mac: string; ifname: string; state:
 export interface ArpSnapshot { ip: string; mac: string; ifname: string; state: string; queued: number }
 
 export interface SocketSnapshot {
+  /** 'tcp' also for TCP over IPv6 (its addresses say which family; a dual-stack `::` listener shows `::`). */
   proto: 'tcp' | 'udp';
   localAddress: string;
   localPort: number;
@@ -177,15 +178,21 @@ export function sockets(stack: Stack): SocketSnapshot[] {
   const out: SocketSnapshot[] = [];
   const tcp = stack.tcp;
   for (const l of tcp.listenerInfo()) {
-    out.push({ proto: 'tcp', localAddress: formatIpv4(l.laddr), localPort: l.lport, foreignAddress: '0.0.0.0', foreignPort: 0,
+    const six = l.laddr6 !== undefined;
+    out.push({ proto: 'tcp', localAddress: six ? formatIpv6(l.laddr6!) : formatIpv4(l.laddr), localPort: l.lport, foreignAddress: six ? '::' : '0.0.0.0', foreignPort: 0,
       state: 'LISTEN', recvQ: l.acceptQueue, sendQ: l.backlog });
   }
+  // IPv6 connections by their 16-byte addresses (IPv4 ones keep dotted quads, mapped or not).
   for (const t of tcp.connections()) {
-    out.push({ proto: 'tcp', localAddress: formatIpv4(t.laddr), localPort: t.lport, foreignAddress: formatIpv4(t.raddr), foreignPort: t.rport,
+    const six = t.family === 6;
+    out.push({ proto: 'tcp', localAddress: six ? formatIpv6(t.laddr6) : formatIpv4(t.laddr), localPort: t.lport,
+      foreignAddress: six ? formatIpv6(t.raddr6) : formatIpv4(t.raddr), foreignPort: t.rport,
       state: t.stateName, recvQ: t.rcvBuf.length, sendQ: t.sndBuf.length });
   }
   for (const t of tcp.timeWaitEntries()) {
-    out.push({ proto: 'tcp', localAddress: formatIpv4(t.laddr), localPort: t.lport, foreignAddress: formatIpv4(t.raddr), foreignPort: t.rport,
+    const six = t.laddr6 !== undefined;
+    out.push({ proto: 'tcp', localAddress: six ? formatIpv6(t.laddr6!) : formatIpv4(t.laddr), localPort: t.lport,
+      foreignAddress: six ? formatIpv6(t.raddr6!) : formatIpv4(t.raddr), foreignPort: t.rport,
       state: TCP_STATE_NAMES[TcpState.TIME_WAIT], recvQ: 0, sendQ: 0 });
   }
   for (const u of stack.udp.sockets()) {

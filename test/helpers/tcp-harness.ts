@@ -111,6 +111,9 @@ export class FakeHost implements TcpHost {
     return this.ipv4Output(buf, path.src, path.dst, proto, tos);
   }
   isLocalAddress(a: number): boolean { return a === this.addr; }
+  /** The harness speaks IPv4 only. */
+  resolvePath6(): boolean { return false; }
+  isLocalAddress6(): boolean { return false; }
 }
 
 export interface InjectSpec {

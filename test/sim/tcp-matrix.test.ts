@@ -12,7 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Simulation } from '../helpers/sim.js';
 import {
-  makeScenario, runScenario, failureReport, totalBytes, CLOSE_PATTERNS, MAX_TRANSFER, MIB, type Scenario,
+  makeScenario, runScenario, failureReport, totalBytes, overIpv6, CLOSE_PATTERNS, MAX_TRANSFER, MIB, type Scenario,
 } from '../helpers/tcp-matrix.js';
 
 const RUNS = Number(process.env['TCP_MATRIX_RUNS'] ?? 500);
@@ -64,13 +64,20 @@ if (!replaying) {
   });
 }
 
+test('half the seeds run over IPv6', () => {
+  if (seeds.length < 4) return;
+  const n = seeds.filter(overIpv6).length;
+  assert.ok(Math.abs(n - seeds.length / 2) <= 2, `${n} of ${seeds.length} seeds over IPv6`);
+});
+
 const totals = { runs: 0, bytes: 0, virtualMs: 0, wallMs: 0, failed: [] as number[], slowest: { seed: 0, ms: 0 } };
 
 for (const seed of seeds) {
   const sc = makeScenario(seed);
-  test(`seed ${seed} (${short(sc)}): every byte arrives in order, both ends close, nothing left`, () => {
+  const v6 = overIpv6(seed);
+  test(`seed ${seed} (${v6 ? 'IPv6, ' : ''}${short(sc)}): every byte arrives in order, both ends close, nothing left`, () => {
     const t0 = performance.now();
-    const res = runScenario(sc);
+    const res = runScenario(sc, { ipv6: v6 });
     const wall = performance.now() - t0;
     totals.runs++; totals.bytes += res.bytes; totals.virtualMs += res.virtualMs; totals.wallMs += wall;
     if (wall > totals.slowest.ms) totals.slowest = { seed, ms: wall };

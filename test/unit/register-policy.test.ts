@@ -97,10 +97,26 @@ describe('RoutingPolicy with lo0 (every instance has it)', () => {
     return s;
   }
 
-  test('listening on loopback binds on the stack\'s lo0; ::1 stays on the kernel until the stack carries IPv6', () => {
+  test('listening on loopback binds on the stack\'s lo0, ::1 included (mirrored on the kernel\'s ::1)', () => {
     const p = new RoutingPolicy(withLoopback());
-    for (const h of ['127.0.0.1', '127.0.0.2', 'localhost']) assert.equal(p.listen(h), 'stack', h);
-    assert.equal(p.listen('::1'), 'kernel');
+    for (const h of ['127.0.0.1', '127.0.0.2', 'localhost', '::1']) assert.equal(p.listen(h), 'stack', h);
+    assert.deepEqual(p.mirrorAddresses('::1'), ['::1']);
+  });
+
+  test('TCP to [::1] goes to the stack when a stack listener on :: or ::1 owns the port; IPv6 destinations the stack routes go to the stack', () => {
+    const s = withLoopback();
+    const p = new RoutingPolicy(s);
+    s.tcp.listen({ addr6: new Uint8Array(16), port: 8081 });
+    assert.equal(p.outgoing('::1', 8081), 'stack');
+    assert.equal(p.outgoing('::1', 8082), 'kernel');
+    assert.equal(p.outgoing('2001:db8:77::9', 80), 'kernel', 'no IPv6 route on this stack');
+    s.ip6.attach(s.interfaces[0]!, { addr6: '2001:db8:77::2/64' });
+    s.sysctl.set('net.inet6.ip6.dad_count', 0);
+    s.ip6.addAddress(1, '2001:db8:78::2/64');
+    assert.equal(p.outgoing('2001:db8:78::9', 80), 'stack', 'on-link prefix of an assigned address');
+    assert.equal(p.outgoingUdp('2001:db8:78::9', 53), 'kernel', 'UDP over IPv6 is not the stack\'s here');
+    assert.equal(p.listen('2001:db8:78::2'), 'stack');
+    assert.equal(p.listen('2001:db8:99::2'), 'kernel');
   });
 
   test('a loopback port a stack listener owns is reached inside the stack; any other loopback port on the kernel', () => {

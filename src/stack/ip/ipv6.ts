@@ -18,10 +18,11 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import { copyAddr6 } from './addr6.js';
+import { addr6Equals, copyAddr6 } from './addr6.js';
+import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
-import { Addr6Origin, Ipv6Link } from './ipv6-link.js';
+import { Addr6Origin, Addr6State, If6Addr, Ipv6Link } from './ipv6-link.js';
 import { Mld } from './mld.js';
 import { PmtuCache } from './pmtu.js';
 import { Reassembler6, defineReass6Sysctls } from './reass6.js';
@@ -138,6 +139,20 @@ export class Ipv6 implements Ip6Services {
       if (prefixLen < 128) this.routes.add(addr, 0, prefixLen, null, iface.index, Route6Flags.Connected);
     }
     if (gw) this.routes.add(ANY, 0, 0, gw, iface.index, Route6Flags.Static);
+  }
+
+  /**
+   * IPv6 on the loopback interface: ::1 only (RFC 4291 §2.5.3), assigned at once (no DAD, no
+   * link-local address, no MLD). Packets to it loop back through pollLoopback(); the wire never
+   * carries it (input() drops it as source or destination).
+   */
+  attachLoopback(iface: Ipv6Iface): void {
+    if (this.links[iface.index]) return;
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'), (l, now) => this.addrconf.rsTimer(l, now));
+    const a = new If6Addr(LOOPBACK6, 0, 128, Addr6Origin.Manual, iface.index, () => {});
+    a.state = Addr6State.Preferred;
+    link.addrs.push(a);
+    this.links[iface.index] = link;
   }
 
   /** Adds "addr/len" to an interface (DAD first). */
@@ -391,7 +406,103 @@ export class Ipv6 implements Ip6Services {
     if (!link) return;
     const now = this.clock.now();
     const m = this.pmtu.update(q, dstOff, mtu, link.mtu, now, this.sysctl.int('net.inet6.ip6.pmtu_expire') * 1000);
-    if (m) this.onPathMtu?.(q, dstOff, m);
+    if (m) {
+      // Paths re-read their MTU at their next use.
+      this.routes.generation++;
+      this.onPathMtu?.(q, dstOff, m);
+    }
+  }
+
+  // ---- paths (TCP over IPv6) ---------------------------------------------------------------
+
+  /**
+   * Resolves `path` (ip/path.ts) from `src` (null or :: = the source RFC 6724 picks) to `dst`,
+   * or revalidates it with one comparison: the route table's generation, which route changes
+   * and Packet Too Big updates bump, and the interface being up. False when there is no route
+   * or no usable source. `src`/`dst` may be the path's own src6/dst6.
+   */
+  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array): boolean {
+    const routes = this.routes;
+    if (path.generation === routes.generation && path.family === PathFamily.V6
+        && (dst === path.dst6 || addr6Equals(path.dst6, 0, dst, 0))
+        && (src === null || src === path.src6 || isIpv6Unspecified(src, 0) || addr6Equals(path.src6, 0, src, 0))) {
+      const i = path.iface;
+      return path.ok && i !== null && i.up;
+    }
+    path.makeV6();
+    path.ok = false;
+    path.iface = null;
+    path.gsoMax = 0;
+    path.gsoKind = Gso.None;
+    path.headerLen = IPV6_HLEN;
+    path.generation = -1;
+    if (dst !== path.dst6) copyAddr6(path.dst6, 0, dst, 0);
+    const local = this.isLocalAddress(dst, 0);
+    path.local = local;
+    const link = local ? this.linkOwning(dst) : this.route(dst, 0, 0);
+    if (!link) return false;
+    const iface = this.ctx.interfaceByIndex(link.ifIndex);
+    if (!iface || !iface.up) return false;
+    if (local) copyAddr6(path.nexthop6, 0, dst, 0);
+    else copyAddr6(path.nexthop6, 0, this.nexthop, 0);
+    if (src !== null && !isIpv6Unspecified(src, 0)) {
+      if (src !== path.src6) copyAddr6(path.src6, 0, src, 0);
+    } else if (local) {
+      copyAddr6(path.src6, 0, dst, 0);
+    } else {
+      const a = link.sourceFor(dst, 0);
+      if (!a) return false;
+      copyAddr6(path.src6, 0, a.addr, 0);
+    }
+    path.iface = iface as unknown as Path['iface'];
+    path.ok = true;
+    path.generation = routes.generation;
+    path.mtu = local ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
+    // Looped-back segments need no checksum at all; a device may complete it, and segment
+    // super-segments (TSO6: the IPv6 payload length field bounds them).
+    const o = iface.dev?.offloads;
+    path.txCsum = local || (o !== undefined && o.txCsum);
+    if (!local && o !== undefined && o.tso6 && o.txCsum) {
+      path.gsoKind = Gso.Tcp6;
+      path.gsoMax = 65535 - 60;
+    }
+    return true;
+  }
+
+  /**
+   * Sends an upper-layer payload (buf.start = its header) along a resolved path: no route
+   * lookup, the next hop and source come from the path. Takes ownership; false when not sent.
+   */
+  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean {
+    this.stats.outRequests++;
+    if (!this.resolvePath(path, path.src6, path.dst6)) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
+    const link = this.links[path.iface!.index]!;
+    if (buf.csum === Csum.Partial && !path.txCsum) completeChecksum(buf);
+    const payloadLen = buf.length;
+    if (buf.gso !== Gso.None) {
+      // A super-segment only goes to a device that segments it (the path may have changed).
+      if (path.gsoKind !== Gso.Tcp6 || payloadLen > 65535) { buf.release(); this.ctx.drop('ip6_gso_unsupported'); return false; }
+    } else if (IPV6_HLEN + payloadLen > path.mtu) {
+      return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu);
+    }
+    const off = buf.prepend(IPV6_HLEN);
+    writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, link.curHopLimit, path.src6, 0, path.dst6, 0);
+    buf.l3 = off;
+    if (path.local) {
+      buf.csum = Csum.Valid;
+      buf.ifIndex = link.ifIndex;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return true;
+    }
+    this.ndp.output(link, path.nexthop6, 0, buf);
+    return true;
+  }
+
+  /** The link one of our addresses is assigned on. */
+  private linkOwning(a: Uint8Array): Ipv6Link | undefined {
+    for (const l of this.links) if (l?.isAssigned(a, 0)) return l;
+    return undefined;
   }
 
   // ---- send --------------------------------------------------------------------------------
@@ -565,6 +676,7 @@ export class Ipv6 implements Ip6Services {
 const INFINITE = 0xffffffff;
 const OPT_MALFORMED = -1;
 const ANY = new Uint8Array(16);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 const LINK_LOCAL_PREFIX = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
 function isLoopback(b: Uint8Array, off: number): boolean {

@@ -147,7 +147,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... If the segment
     // acknowledgment is not acceptable, form a reset segment, <SEQ=SEG.ACK><CTL=RST>"
     if (!(seqGt(ack, tcb.sndUna) && seqLe(ack, tcb.sndMax))) {
-      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, ack, 0, TcpFlag.RST);
+      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, ack, 0, TcpFlag.RST, tcb);
       return;
     }
     tcb.sndWnd = seg.wnd << tcb.sndWscale;
@@ -233,7 +233,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
         // The application closed without reading: like Linux and FreeBSD, answer data arriving
         // after close() with a reset.
         tcp.counters.rcvAfterClose++;
-        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
         dropConnection(tcp, tcb, '');
         return;
       }
@@ -506,7 +506,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set, if so
     // drop the segment and return) <SEQ=SEG.ACK><CTL=RST>"
     if (seqLe(seg.ack, tcb.iss) || seqGt(seg.ack, tcb.sndMax)) {
-      if (!(flags & TcpFlag.RST)) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seg.ack, 0, TcpFlag.RST);
+      if (!(flags & TcpFlag.RST)) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seg.ack, 0, TcpFlag.RST, tcb);
       return;
     }
   }

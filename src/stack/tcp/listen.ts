@@ -7,11 +7,19 @@ import { TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
-import { applySynOptions, chooseIsn, freeTcb, initSendSpace, pathMss, setState } from './lifecycle.js';
+import { AF_INET, AF_INET6, NO_ADDR6 } from './ends.js';
+import { applySynOptions, chooseIsn, freeTcb, initSendSpace, newTcbFor, pathMss, setState } from './lifecycle.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
   addr?: number;
+  /**
+   * An IPv6 listener: its address (16 bytes; all zero = ::). On :: it also takes IPv4
+   * connections (they appear as ::ffff:a.b.c.d) unless `ipv6Only`.
+   */
+  addr6?: Uint8Array;
+  /** IPV6_V6ONLY: an IPv6 listener on :: takes no IPv4 connections. */
+  ipv6Only?: boolean;
   /** Local port; 0 = an ephemeral port. */
   port: number;
   /** Accept queue length (connections established but not yet accepted). */
@@ -36,6 +44,10 @@ export class TcpListener {
   mss = 0;
   /** IP_TOS for connections accepted from now on (the SYN-ACK carries it). */
   tos = 0;
+  /** AF_INET or AF_INET6 (then laddr is 0 for a dual-stack ::, a.b.c.d for ::ffff:a.b.c.d, else NO_V4). */
+  family = AF_INET;
+  laddr6: Uint8Array = NO_ADDR6;
+  ipv6Only = false;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
   constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number, readonly binding: TcpBinding) {}
@@ -109,7 +121,7 @@ export interface AbortSignalLike {
 }
 
 function abortChild(tcp: Tcp, t: Tcb): void {
-  sendRst(tcp, t.laddr, t.lport, t.raddr, t.rport, t.sndNxt, 0, TcpFlag.RST);
+  sendRst(tcp, t.laddr, t.lport, t.raddr, t.rport, t.sndNxt, 0, TcpFlag.RST, t);
   freeTcb(tcp, t);
 }
 
@@ -130,7 +142,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
     if (!(flags & TcpFlag.SYN) && tcp.tun.syncookies.value > 0 && cookieAck(tcp, l, seg, now)) return;
     // "Second, check for an ACK: Any acknowledgment is bad if it arrives on a connection still in
     // the LISTEN state. An acceptable reset segment should be formed ... <SEQ=SEG.ACK><CTL=RST>"
-    sendRst(tcp, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST);
+    sendRst(tcp, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST, seg);
     return;
   }
   // "Third, check for a SYN"; "Fourth, other data or control ... drop the segment, and return."
@@ -142,7 +154,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   if (l.synQueueLen >= synBacklog) { tcp.counters.synQueueDrops++; return; }
   if (!tcp.canCreate()) return;
 
-  const tcb = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
+  const tcb = newTcbFor(tcp, seg, l);
   tcb.passive = true;
   tcb.listener = l;
   tcb.userMss = l.mss;
@@ -153,7 +165,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, false, now);
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
-  initSendSpace(tcb, chooseIsn(tcp, now, seg.dst, seg.dport, seg.src, seg.sport, isnFloor));
+  initSendSpace(tcb, chooseIsn(tcp, now, seg, seg.dport, seg.sport, isnFloor));
   tcb.sndWnd = seg.wnd; // SYN windows are not scaled
   tcb.maxSndWnd = seg.wnd;
   tcb.sndWl1 = seg.seq;
@@ -167,11 +179,11 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
 /** Stateless SYN-ACK whose ISN encodes MSS, window scale and SACK-permitted (RFC 4987 §3.6). */
 function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   const o = seg.opts;
-  const ourMss = pathMss(tcp, tcp.scratchPath, seg.dst, seg.src);
+  const ourMss = pathMss(tcp, seg.family === AF_INET6 ? tcp.scratchPath6 : tcp.scratchPath, seg);
   const peerMss = o.mss >= 0 ? o.mss : tcp.tun.mssDefault.value;
   const wscale = tcp.tun.rfc1323.value ? o.wscale : -1;
   const sackOk = tcp.tun.sackEnable.value && o.sackPermitted;
-  const isn = tcp.cookies.encode(now, seg.dst, seg.dport, seg.src, seg.sport, seg.seq, Math.min(peerMss, ourMss), wscale, sackOk) >>> 0;
+  const isn = tcp.cookies.encode(now, tcp.prf.local(seg), seg.dport, tcp.prf.remote(seg), seg.sport, seg.seq, Math.min(peerMss, ourMss), wscale, sackOk) >>> 0;
   tcp.counters.synCookiesSent++;
   const recvSpace = tcp.tun.recvSpace.value;
   cookieSpec.mss = ourMss;
@@ -184,7 +196,7 @@ function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   cookieSpec.tsEcr = o.tsVal;
   cookieSpec.sackCount = 0;
   sendRaw(tcp, seg.dst, seg.dport, seg.src, seg.sport, isn, (seg.seq + 1) >>> 0, TcpFlag.SYN | TcpFlag.ACK,
-    Math.min(recvSpace, 65535), cookieSpec, null, 0, 0);
+    Math.min(recvSpace, 65535), cookieSpec, null, 0, 0, 0, 0, seg);
 }
 
 const cookieSpec: TcpOptionsSpec = {
@@ -195,11 +207,11 @@ const cookieSpec: TcpOptionsSpec = {
 function cookieAck(tcp: Tcp, l: TcpListener, seg: Segment, now: number): boolean {
   const peerIsn = (seg.seq - 1) >>> 0;
   const ourIsn = (seg.ack - 1) >>> 0;
-  const r = tcp.cookies.decode(now, seg.dst, seg.dport, seg.src, seg.sport, peerIsn, ourIsn);
+  const r = tcp.cookies.decode(now, tcp.prf.local(seg), seg.dport, tcp.prf.remote(seg), seg.sport, peerIsn, ourIsn);
   if (!r) { tcp.counters.synCookiesFailed++; return false; }
   if (l.acceptQueue.length >= l.backlog || !tcp.canCreate()) { tcp.counters.listenOverflows++; return true; }
   tcp.counters.synCookiesReceived++;
-  const tcb = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
+  const tcb = newTcbFor(tcp, seg, l);
   tcb.passive = true;
   tcb.listener = l;
   tcb.userMss = l.mss;

@@ -8,6 +8,7 @@ import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
 import { TcbStats } from './stats.js';
+import { AF_INET6, resolveEndsPath, type TcpEnds } from './ends.js';
 import { Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
@@ -101,7 +102,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (sackRecovery) sackRetransmit(tcp, tcb, now);
   // TCP segmentation offload: several full segments may leave as one super-segment.
   const path = tcb.path;
-  const gsoMax = tcp.host.resolvePath(path, tcb.laddr, tcb.raddr) ? path.gsoMax : 0;
+  const gsoMax = resolveEndsPath(tcp.host, path, tcb) ? path.gsoMax : 0;
 
   for (;;) {
     const buffered = tcb.sndBuf.length;
@@ -449,7 +450,8 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
  * tcb's send buffer at payloadOff. Used by emit() and by stateless replies (RST, SYN cookies).
  */
 export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number,
-  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0, tos = 0): void {
+  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0, tos = 0,
+  ends: TcpEnds | null = null): void {
   const host = tcp.host;
   const optLen = opts ? tcpOptionsLength(opts) : 0;
   const hl = 20 + optLen;
@@ -460,9 +462,17 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   writeTcpHeader(d, off, lport, rport, seq, ack, flags, window, hl);
   if (opts && optLen) writeTcpOptions(d, off + 20, opts);
   if (len > 0 && tcb) tcb.sndBuf.copyOut(payloadOff, d, off + hl, len);
-  // A connection's own path, or the scratch one for a reply without a TCB; resolved or revalidated here.
-  const path = tcb !== null ? tcb.path : tcp.scratchPath;
-  host.resolvePath(path, laddr, raddr);
+  // A connection's own path, or the scratch one for a reply without a TCB; resolved or revalidated
+  // here. IPv6 ends (a v6 TCB, or `ends` for a stateless reply) go by their 16-byte addresses.
+  const e = tcb !== null ? tcb : ends;
+  let path;
+  if (e !== null && e.family === AF_INET6) {
+    path = tcb !== null ? tcb.path : tcp.scratchPath6;
+    host.resolvePath6(path, e.laddr6, e.raddr6);
+  } else {
+    path = tcb !== null ? tcb.path : tcp.scratchPath;
+    host.resolvePath(path, laddr, raddr);
+  }
   const ph = path.pseudoSum(IPPROTO_TCP, total);
   if (path.txCsum && path.resolved) {
     // The device completes the sum: leave the folded pseudo-header sum in the field.
@@ -483,6 +493,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */
-export function sendRst(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number, flags: number): void {
-  sendRaw(tcp, laddr, lport, raddr, rport, seq >>> 0, ack >>> 0, flags, 0, null, null, 0, 0);
+export function sendRst(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number, flags: number,
+  ends: TcpEnds | null = null): void {
+  sendRaw(tcp, laddr, lport, raddr, rport, seq >>> 0, ack >>> 0, flags, 0, null, null, 0, 0, 0, 0, ends);
 }

@@ -26,6 +26,10 @@ export interface ConnectOptions {
   rport: number;
   /** Local address (0/undefined = the route's source address). */
   laddr?: number;
+  /** IPv6 destination (16 bytes; raddr is then ignored). ::ffff:a.b.c.d connects over IPv4 and reports IPv6. */
+  raddr6?: Uint8Array;
+  /** IPv6 local address (undefined or :: = chosen by RFC 6724). */
+  laddr6?: Uint8Array;
   /** Local port (0/undefined = ephemeral, RFC 6056). */
   lport?: number;
   /** The binding a socket took with Tcp.bind(): its address and port are used, and it holds the chosen port. */
@@ -86,6 +90,12 @@ export class TcpSocket {
   get localAddress(): number { return this.tcb.laddr; }
   get localPort(): number { return this.tcb.lport; }
   get remoteAddress(): number { return this.tcb.raddr; }
+  /** 4 or 6. An IPv6 connection's addresses are localAddress6/remoteAddress6 (localAddress = remoteAddress = 0). */
+  get family(): number { return this.tcb.family; }
+  get localAddress6(): Uint8Array { return this.tcb.laddr6; }
+  get remoteAddress6(): Uint8Array { return this.tcb.raddr6; }
+  /** An IPv4 connection an IPv6 socket made or accepted (dual-stack): its ends are named ::ffff:a.b.c.d. */
+  get v4mapped(): boolean { return this.tcb.v4mapped; }
   get remotePort(): number { return this.tcb.rport; }
   /** Bytes readable now. */
   get readableLength(): number { return this.tcb.rcvBuf.length; }
@@ -302,7 +312,7 @@ export class TcpSocket {
     }
     if (t.state !== TcpState.SYN_SENT) {
       // "<SEQ=SND.NXT><CTL=RST>"
-      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST);
+      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST, t);
     }
     t.userClosed = true;
     freeTcb(t.tcp, t);

@@ -1,6 +1,7 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
 import { Timer } from '../../base/time.js';
-import { Path } from '../ip/path.js';
+import { NO_ADDR6, Path } from '../ip/path.js';
+import { AF_INET } from './ends.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
@@ -30,8 +31,7 @@ export type TcpState = (typeof TcpState)[keyof typeof TcpState];
 export const TCP_STATE_NAMES = ['CLOSED', 'LISTEN', 'SYN_SENT', 'SYN_RECEIVED', 'ESTABLISHED', 'FIN_WAIT_1', 'FIN_WAIT_2',
   'CLOSE_WAIT', 'CLOSING', 'LAST_ACK', 'TIME_WAIT'] as const;
 
-/** Address family: only IPv4 today; IPv6 TCBs will carry their 16-byte addresses beside the key. */
-export const AF_INET = 4;
+export { AF_INET, AF_INET6 } from './ends.js';
 
 /** What the keep timer is currently timing (it is shared: keepalive, FIN_WAIT_2; TIME_WAIT has its own table). */
 export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
@@ -41,11 +41,16 @@ export class Tcb {
   readonly path = new Path();
   /** Written only by setState() (lifecycle.ts). */
   readonly state: TcpState = TcpState.CLOSED;
-  readonly family = AF_INET;
+  /** AF_INET (4): laddr/raddr are the addresses; AF_INET6 (6): laddr6/raddr6 are, laddr = raddr = 0 (ends.ts). */
+  family = AF_INET;
   laddr = 0;
   lport = 0;
   raddr = 0;
   rport = 0;
+  laddr6: Uint8Array = NO_ADDR6;
+  raddr6: Uint8Array = NO_ADDR6;
+  /** An IPv4 connection accepted by a dual-stack (IPv6 wildcard) listener: the API shows ::ffff:a.b.c.d. */
+  v4mapped = false;
   /** Next TCB in the same 4-tuple hash chain. */
   hashNext: Tcb | null = null;
   inTable = false;

@@ -26,8 +26,13 @@ import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './time
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
 import { dropConnection, freeTcb, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
+import { AF_INET, AF_INET6, EndsPrf } from './ends.js';
+import { tcp6Bind, tcp6Connect, tcp6IcmpError, tcp6Input, tcp6Listen } from './inet6.js';
+import { sipKeyFromRandom } from './siphash.js';
 
 export { TcpCounters, type TcpConnectionInfo } from './counters.js';
+export { Segment } from './segment.js';
+import { Segment } from './segment.js';
 
 export const IPPROTO_TCP = 6;
 const ICMP_UNREACH = 3;
@@ -36,33 +41,14 @@ const UNREACH_NEEDFRAG = 4;
 /** A listening socket as netstat shows it. */
 export interface TcpListenerInfo {
   readonly laddr: number;
+  /** An IPv6 listener's address (:: for a dual-stack or ipv6Only wildcard). */
+  readonly laddr6?: Uint8Array;
   readonly lport: number;
   /** Established connections waiting for accept(). */
   readonly acceptQueue: number;
   /** Half-open connections (SYN_RECEIVED). */
   readonly synQueue: number;
   readonly backlog: number;
-}
-
-/** The per-segment facts input processing needs, filled in place for every segment. */
-export class Segment {
-  buf!: PacketBuffer;
-  bytes!: Uint8Array;
-  src = 0;
-  dst = 0;
-  sport = 0;
-  dport = 0;
-  seq = 0;
-  ack = 0;
-  flags = 0;
-  wnd = 0;
-  up = 0;
-  /** Absolute offset of the payload in bytes. */
-  dataOff = 0;
-  dataLen = 0;
-  readonly opts = new TcpOptions();
-  /** SEG.LEN: payload plus one each for SYN and FIN. */
-  get len(): number { return this.dataLen + (this.flags & TcpFlag.SYN ? 1 : 0) + (this.flags & TcpFlag.FIN ? 1 : 0); }
 }
 
 export class Tcp {
@@ -85,6 +71,10 @@ export class Tcp {
   readonly hdr = new TcpHeader();
   /** @internal a path resolved per use: connect()'s check, stateless replies (RST, SYN cookie, TIME_WAIT ACK). */
   readonly scratchPath = new Path();
+  /** @internal the same for IPv6 replies (a path keeps its family for life). */
+  readonly scratchPath6 = new Path();
+  /** What IPv6 addresses enter the ISN, SYN-cookie and port PRFs as (ends.ts). */
+  readonly prf: EndsPrf;
   readonly seg = new Segment();
   /** Sockets with events to deliver. */
   private readonly eventQueue: (Tcb | null)[] = [];
@@ -112,6 +102,9 @@ export class Tcp {
     // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
     // simulations draw exactly the random numbers they drew before.
     this.demux = new TcpDemux(this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1);
+    // Derived from the ISN secret too, not drawn: seeded runs keep their random sequence.
+    let k = 0;
+    this.prf = new EndsPrf(sipKeyFromRandom(() => this.isnGen.isn(0, 0x36, ++k, 0x36, k)));
     // The exception path (AF_XDP) follows which local ports the stack holds.
     const changed = host.portChanged;
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
@@ -146,7 +139,7 @@ export class Tcp {
   listenerInfo(): TcpListenerInfo[] {
     const out: TcpListenerInfo[] = [];
     for (const l of this.demux.allListeners()) {
-      out.push({ laddr: l.laddr, lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
+      out.push({ laddr: l.laddr, ...(l.family === AF_INET6 && { laddr6: l.laddr6 }), lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
     }
     return out;
   }
@@ -173,7 +166,7 @@ export class Tcp {
   /** @internal moves a connection into TIME_WAIT (its TCB just left the table); returns the slot. */
   addTimeWait(tcb: Tcb, expires: number, wndField: number, rcvWnd: number): number {
     this.demux.refPort(tcb.lport);
-    return this.timeWait.add(tcb, this.demux.hash(tcb.laddr, tcb.lport, tcb.raddr, tcb.rport), expires, wndField, rcvWnd);
+    return this.timeWait.add(tcb, this.demux.hashOf(tcb), expires, wndField, rcvWnd);
   }
 
   /** @internal a TIME_WAIT entry was freed */
@@ -221,7 +214,7 @@ export class Tcp {
     // RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address must be dropped; so must
     // anything from such a source.
     if (src === 0 || src >>> 28 >= 14 || dst >>> 28 >= 14 || src === 0xffffffff) { c.rcvBadAddress++; buf.release(); return; }
-    seg.buf = buf; seg.bytes = buf.data; seg.src = src; seg.dst = dst;
+    seg.buf = buf; seg.bytes = buf.data; seg.family = AF_INET; seg.src = src; seg.dst = dst;
     seg.sport = h.srcPort; seg.dport = h.dstPort;
     seg.seq = h.seq; seg.ack = h.ack; seg.flags = h.flags; seg.wnd = h.window; seg.up = h.urgentPointer;
     seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
@@ -243,6 +236,14 @@ export class Tcp {
     }
     buf.release();
     this.dispatch();
+  }
+
+  /** One TCP segment over IPv6 (inet6.ts). Takes ownership of buf. */
+  input6(buf: PacketBuffer, bytes: Uint8Array, srcOff: number, dstOff: number): void { tcp6Input(this, buf, bytes, srcOff, dstOff); }
+
+  /** ICMPv6 error about a segment we sent (inet6.ts). */
+  icmpError6(type: number, code: number, l6: Uint8Array, lport: number, r6: Uint8Array, rport: number, seq: number, word: number): void {
+    tcp6IcmpError(this, type, code, l6, lport, r6, rport, seq, word);
   }
 
   /**
@@ -308,10 +309,10 @@ export class Tcp {
     if (seg.flags & TcpFlag.RST) return;
     if (seg.flags & TcpFlag.ACK) {
       // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>"
-      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST);
+      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST, seg);
     } else {
       // "If the ACK bit is off, sequence number zero is used, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
-      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, 0, (seg.seq + seg.len) >>> 0, TcpFlag.RST | TcpFlag.ACK);
+      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, 0, (seg.seq + seg.len) >>> 0, TcpFlag.RST | TcpFlag.ACK, seg);
     }
   }
 
@@ -336,18 +337,28 @@ export class Tcp {
   connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
 
   insert(tcb: Tcb): void {
-    this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
+    // The shield's per-source limits are IPv4's (it sees IPv4 input only).
+    if (tcb.family === AF_INET) this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
     this.demux.insert(tcb);
   }
 
   remove(tcb: Tcb): void {
     if (!tcb.inTable) return;
     this.demux.remove(tcb);
+    if (tcb.family !== AF_INET) return;
     const n = this.perSource.get(tcb.raddr) ?? 0;
     if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
   }
 
   findListener(laddr: number, lport: number): TcpListener | null { return this.demux.findListener(laddr, lport); }
+
+  /** The listener for a received segment's destination, either family. */
+  findListenerFor(seg: Segment): TcpListener | null {
+    return seg.family === AF_INET6 ? this.demux.findListener6(seg.laddr6, seg.dport) : this.demux.findListener(seg.dst, seg.dport);
+  }
+
+  /** The connection of an IPv6 4-tuple, or null. */
+  lookup6(l6: Uint8Array, lport: number, r6: Uint8Array, rport: number): Tcb | null { return this.demux.lookup6(l6, lport, r6, rport); }
 
   /** Creates a TCB with this stack's defaults (buffers, CC, RTO bounds). */
   newTcb(laddr: number, lport: number, raddr: number, rport: number, ccName?: string): Tcb {
@@ -395,13 +406,15 @@ export class Tcp {
   unbind(b: TcpBinding): void { this.bindings.release(b); }
 
   /** A port nobody holds and no connection uses, from the ephemeral range; -1 when none is left. */
-  private freePort(addr: number): number {
+  /** @internal */
+  freePort(addr: number): number {
     return this.ports.select(addr, 0, 0, (p) => this.bindings.has(p) || this.demux.portRefs[p] !== 0);
   }
 
   /** Opens a listener. Throws TcpError EADDRINUSE when the port is taken, EADDRNOTAVAIL for a foreign address. */
   listen(opts: ListenOptions): TcpListener {
     const own = opts.binding;
+    if (own ? own.addr6 !== null : opts.addr6 !== undefined) return tcp6Listen(this, opts);
     const addr = own ? own.addr : opts.addr ?? 0;
     if (addr !== 0 && !this.host.isLocalAddress(addr)) throw new TcpError('EADDRNOTAVAIL', `listen: ${addr >>> 0} is not a local address`);
     let port = own ? own.port : opts.port;
@@ -422,6 +435,9 @@ export class Tcp {
     return l;
   }
 
+  /** bind() of an IPv6 socket: `addr6` (:: = any; ::ffff:a.b.c.d = that IPv4 address), IPV6_V6ONLY when `v6Only`. */
+  bind6(addr6: Uint8Array, port: number, reuseAddr = false, v6Only = false): TcpBinding { return tcp6Bind(this, addr6, port, reuseAddr, v6Only); }
+
   /** @internal called by TcpListener.close() */
   unlisten(l: TcpListener): void {
     this.demux.removeListener(l);
@@ -435,6 +451,7 @@ export class Tcp {
    * route), EINVAL (bad port), EAGAIN (net.inet.tcp.maxconn reached).
    */
   connect(opts: ConnectOptions): TcpSocket {
+    if (opts.raddr6 !== undefined) return tcp6Connect(this, opts, opts.raddr6);
     const { raddr, rport } = opts;
     if (!(rport > 0 && rport < 65536)) throw new TcpError('EINVAL', `connect: bad port ${rport}`);
     const own = opts.binding;

@@ -74,7 +74,7 @@ function giveUp(tcp: Tcp, tcb: Tcb): void {
   tcp.counters.timeoutDrops++;
   if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
   else {
-    if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
     dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
   }
   tcp.dispatch();
@@ -101,7 +101,7 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   if (tcb.persistProbes >= maxProbes || (tcb.persistProbes >= 2 && now - tcb.lastRecvTime >= tcp.tun.maxPersistIdle.value)
       || (tcb.userClosed && tcb.persistBackoff >= maxProbes)) {
     tcp.counters.persistDrops++;
-    sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
     dropConnection(tcp, tcb, 'ETIMEDOUT');
     tcp.dispatch();
     return;
@@ -137,7 +137,7 @@ export function onKeepTimer(tcb: Tcb, now: number): void {
       }
       if (tcb.keepProbes >= tcb.keepCnt) {
         tcp.counters.keepDrops++;
-        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
         dropConnection(tcp, tcb, 'ETIMEDOUT');
         break;
       }
