@@ -127,7 +127,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       buf.l4 = ip.payloadOff;
       buf.start = ip.payloadOff;
       buf.end = ip.payloadOff + ip.payloadLen;
-      tcp.input(buf, ip.src, ip.dst);
+      tcp.input(buf, ip.src, ip.dst, ip.tos & 3);
     });
     this.icmp.handlers.set(IpProto.TCP, (type, code, info, inner, l4Off) => {
       const b = inner.bytes;

@@ -126,6 +126,8 @@ export interface InjectSpec {
   badChecksum?: boolean;
   /** Raw option bytes instead of the encoded ones. */
   rawOptions?: number[];
+  /** The IP header's ECN field the segment arrives with (RFC 3168: 2 ECT(0), 3 CE). */
+  ecn?: number;
 }
 
 /** One Tcp under test with a scripted peer at REMOTE. */
@@ -202,7 +204,7 @@ export class TcpHarness {
     buf.data.set(data, off + hl);
     const c = finish(sum16(buf.data, off, hl + data.length, pseudoHeaderV4(REMOTE, LOCAL, 6, hl + data.length)));
     buf.data[off + 16] = c >>> 8; buf.data[off + 17] = s.badChecksum ? (c & 255) ^ 1 : c & 255;
-    this.tcp.input(buf, REMOTE, LOCAL);
+    this.tcp.input(buf, REMOTE, LOCAL, s.ecn ?? 0);
   }
 }
 

@@ -8,7 +8,7 @@ import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { TcbStats } from './stats.js';
-import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
+import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
 
@@ -188,6 +188,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     else if (tcb.inRecovery) prrOnAck(tcb, newlySacked);
   }
 
+  // RFC 3168 §6.1.2: the receiver saw congestion (ECE) — halve cwnd, at most once per window.
+  if ((flags & TcpFlag.ECE) && (tcb.ecn & EcnFlag.Ok)) ecnEcho(tcp, tcb, now);
+
   // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ
   // or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <-
   // SEG.SEQ, and set SND.WL2 <- SEG.ACK."
@@ -226,6 +229,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   if (flags & TcpFlag.URG) tcp.counters.rcvUrgent++;
 
   // Seventh: segment text.
+  if (seg.dataLen > 0 && (tcb.ecn & EcnFlag.Ok)) ecnOnData(tcp, tcb, flags, seg.ecn);
   if (dataLen > 0) {
     const st = tcb.state;
     if (st === TcpState.ESTABLISHED || st === TcpState.FIN_WAIT_1 || st === TcpState.FIN_WAIT_2) {
@@ -377,6 +381,35 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   return finAcked;
 }
 
+/**
+ * RFC 3168 §6.1.2, as Linux's tcp_enter_cwr(): an ECE outside loss recovery, with everything
+ * sent at the last reduction acknowledged (and more), sets ssthresh from cwnd and cwnd to it (Linux:
+ * ssthresh = max(cwnd/2, 2 segments) for Reno) and queues CWR for the next new data segment.
+ * Further ECEs within the same window of data are ignored.
+ */
+function ecnEcho(tcp: Tcp, tcb: Tcb, now: number): void {
+  // Linux holds its CWR state until an ACK above high_seq (so the CWR reached the receiver).
+  if (!tcb.synchronized || tcb.inRecovery || tcb.rtoRecovery || !seqGt(tcb.sndUna, tcb.ecnHigh)) return;
+  tcp.counters.ecnCwndReductions++;
+  tcb.cc.onCongestion(now, tcb.cc.cwnd);
+  tcb.ecnHigh = tcb.sndMax;
+  tcb.ecn |= EcnFlag.QueueCwr;
+}
+
+/**
+ * RFC 3168 §6.1.3, as Linux's tcp_ecn_accept_cwr() and tcp_ecn_check_ce(): the peer's CWR ends
+ * our ECE echo; a CE mark on a data segment starts it (and is acknowledged at once, so the
+ * sender learns of it within the round trip).
+ */
+function ecnOnData(tcp: Tcp, tcb: Tcb, flags: number, ecn: number): void {
+  if (flags & TcpFlag.CWR) tcb.ecn &= ~EcnFlag.DemandCwr;
+  if (ecn === 0) return;
+  tcb.ecn |= EcnFlag.Seen;
+  if (ecn !== 3) return;
+  tcp.counters.ecnCeReceived++;
+  if (!(tcb.ecn & EcnFlag.DemandCwr)) { tcb.ecn |= EcnFlag.DemandCwr; tcb.ackNow = true; }
+}
+
 /** RFC 2883: the first SACK block reports a duplicate when it lies at or below the cumulative ACK. */
 function hasDsack(blocks: Uint32Array, n: number, ack: number): boolean {
   return n > 0 && !seqGt(blocks[1]!, ack);
@@ -521,6 +554,9 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, true, now);
+  // RFC 3168 §6.1.1: ECN is on when the SYN-ACK answers our ECN-setup SYN with ECE alone (Linux's
+  // tcp_ecn_rcv_synack(); also off for a simultaneous open).
+  if ((tcb.ecn & EcnFlag.Ok) && (flags & (TcpFlag.ECE | TcpFlag.CWR | TcpFlag.ACK)) !== (TcpFlag.ECE | TcpFlag.ACK)) tcb.ecn = 0;
   // RFC 7323 §2.2: the window in a SYN is not scaled.
   tcb.sndWnd = seg.wnd;
   tcb.maxSndWnd = seg.wnd;

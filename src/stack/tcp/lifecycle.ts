@@ -4,7 +4,7 @@
 import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
 import { chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
 import { seqDiff, seqGt } from './seq.js';
-import { KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
+import { EcnFlag, KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Tcp } from './tcp.js';
 import type { Path } from '../ip/path.js';
 
@@ -88,6 +88,7 @@ export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   tcb.cc.init(tcb.maxSeg, now, tcp.tun.initCwndSegments.value);
   tcb.lastRecvTime = now;
   tcp.counters.connEstablished++;
+  if (tcb.ecn & EcnFlag.Ok) { tcp.counters.ecnNegotiated++; tcb.ecnHigh = tcb.iss; }
   if (tcb.passive && wasSynRcvd && tcb.listener) {
     const l = tcb.listener;
     l.synQueueLen--;

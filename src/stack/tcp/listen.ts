@@ -3,7 +3,7 @@
 import { TcpFlag, type TcpOptionsSpec } from '../../wire/tcp.js';
 import { segmentArrives } from './input.js';
 import { chooseWscale, sendRaw, sendRst, tcpOutput } from './output.js';
-import { TcbEvent, TcpState, type Tcb } from './tcb.js';
+import { EcnFlag, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
@@ -152,6 +152,9 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.irs = seg.seq;
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, false, now);
+  // RFC 3168 §6.1.1: an ECN-setup SYN (ECE and CWR) is accepted unless net.inet.tcp.ecn is 0;
+  // like Linux (tcp_ecn_create_request()), not when the SYN itself is ECT-marked.
+  if ((flags & (TcpFlag.ECE | TcpFlag.CWR)) === (TcpFlag.ECE | TcpFlag.CWR) && tcp.tun.ecn.value !== 0 && seg.ecn === 0) tcb.ecn = EcnFlag.Ok;
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
   initSendSpace(tcb, chooseIsn(tcp, now, seg.dst, seg.dport, seg.src, seg.sport, isnFloor));
   tcb.sndWnd = seg.wnd; // SYN windows are not scaled

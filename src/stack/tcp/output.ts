@@ -8,10 +8,12 @@ import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
 import { TcbStats } from './stats.js';
-import { Tcb, TcpState } from './tcb.js';
+import { EcnFlag, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 const IPPROTO_TCP = 6;
+/** RFC 3168 §5: the ECN field's ECT(0) codepoint. */
+const ECT0 = 2;
 
 /** Reusable option spec (one per process is enough: emitting is synchronous). */
 const spec: TcpOptionsSpec = {
@@ -431,7 +433,27 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     st.lastDataSentTime = now;
     if (!syn && seqLt(seq, tcb.sndMax)) { st.totalRetrans++; st.bytesRetrans += len; } else st.bytesSent += len;
   }
-  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tcb.tos);
+  let tos = tcb.tos & 0xfc;
+  if (syn) {
+    if (tcb.state === TcpState.SYN_SENT) {
+      // RFC 3168 §6.1.1: an ECN-setup SYN carries ECE and CWR (net.inet.tcp.ecn = 1). Like
+      // Linux (tcp_ecn_clear_syn), a retransmitted SYN goes without them: a middlebox may be
+      // dropping ECN-setup SYNs.
+      if (tcb.rexmtCount === 0 && tcp.tun.ecn.value === 1) { flags |= TcpFlag.ECE | TcpFlag.CWR; tcb.ecn = EcnFlag.Ok; } else tcb.ecn = 0;
+    } else if (tcb.ecn & EcnFlag.Ok) {
+      flags |= TcpFlag.ECE; // the ECN-setup SYN-ACK: ECE without CWR
+    }
+  } else if (tcb.ecn !== 0) {
+    // RFC 3168 §6.1.3: ECE on every segment from a CE mark until the peer's CWR.
+    if (tcb.ecn & EcnFlag.DemandCwr) flags |= TcpFlag.ECE;
+    // §6.1.2 / §6.1.5, as Linux's tcp_ecn_send(): ECT(0) on new data only — never on pure ACKs,
+    // retransmissions or SYNs; CWR on the first new data after a reduction.
+    if (len > 0 && (tcb.ecn & EcnFlag.Ok) && !seqLt(seq, tcb.sndMax)) {
+      tos |= ECT0;
+      if (tcb.ecn & EcnFlag.QueueCwr) { flags |= TcpFlag.CWR; tcb.ecn &= ~EcnFlag.QueueCwr; }
+    }
+  }
+  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tos);
   if (flags & TcpFlag.ACK) {
     // An ACK of new data spends one of the quick-ACK budget (Linux's tcp_dec_quickack_mode()).
     if (tcb.quickAcks > 0 && tcb.lastAckSent !== tcb.rcvNxt) tcb.quickAcks--;

@@ -5,7 +5,7 @@
 import { createCongestionControl, CC_ALGORITHMS } from './congestion/index.js';
 import type { AbortSignalLike } from './listen.js';
 import { sendRst } from './output.js';
-import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
+import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
 import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
 import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
@@ -176,7 +176,8 @@ export class TcpSocket {
       retransmits: t.rexmtCount,
       probes: t.keepProbes,
       backoff: t.rtt.backoffs,
-      options: (t.tsOk ? 1 : 0) | (t.sackOk ? 2 : 0) | (t.wsOk ? 4 : 0),
+      // TCPI_OPT_TIMESTAMPS, _SACK, _WSCALE, _ECN (8), _ECN_SEEN (16).
+      options: (t.tsOk ? 1 : 0) | (t.sackOk ? 2 : 0) | (t.wsOk ? 4 : 0) | (t.ecn & EcnFlag.Ok ? 8 : 0) | (t.ecn & EcnFlag.Seen ? 16 : 0),
       sndWscale: t.sndWscale,
       rcvWscale: t.rcvWscale,
       rto: Math.round(t.rtt.rto * 1000),

@@ -33,6 +33,13 @@ export const TCP_STATE_NAMES = ['CLOSED', 'LISTEN', 'SYN_SENT', 'SYN_RECEIVED', 
 /** Address family: only IPv4 today; IPv6 TCBs will carry their 16-byte addresses beside the key. */
 export const AF_INET = 4;
 
+/**
+ * ECN state bits (RFC 3168), Linux's ecn_flags: Ok — negotiated (on an active open, from the
+ * ECN-setup SYN until the SYN-ACK says otherwise); QueueCwr — the next new data segment carries
+ * CWR; DemandCwr — our segments carry ECE until the peer's CWR; Seen — an ECT or CE segment arrived.
+ */
+export const EcnFlag = { Ok: 1, QueueCwr: 2, DemandCwr: 4, Seen: 8 } as const;
+
 /** What the keep timer is currently timing (it is shared: keepalive, FIN_WAIT_2; TIME_WAIT has its own table). */
 export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
 
@@ -131,8 +138,12 @@ export class Tcb {
   notsentLowat = 0;
   /** TCP_MAXSEG set by the application (0 = none): caps the MSS we offer and the one we use. */
   userMss = 0;
-  /** IP_TOS / IPV6_TCLASS on outgoing segments. */
+  /** IP_TOS / IPV6_TCLASS on outgoing segments (the ECN bits are the stack's). */
   tos = 0;
+  /** ECN state (EcnFlag bits); 0 when ECN is not in use. */
+  ecn = 0;
+  /** SND.MAX at the last ECE cwnd reduction: none again until it is acknowledged (once per window). */
+  ecnHigh = 0;
   /** The application read since our last ACK: a window update may be due. */
   readSinceAck = false;
   /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */

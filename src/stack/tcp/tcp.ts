@@ -60,6 +60,8 @@ export class Segment {
   /** Absolute offset of the payload in bytes. */
   dataOff = 0;
   dataLen = 0;
+  /** The IP header's ECN field (RFC 3168 §5): 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE. */
+  ecn = 0;
   readonly opts = new TcpOptions();
   /** SEG.LEN: payload plus one each for SYN and FIN. */
   get len(): number { return this.dataLen + (this.flags & TcpFlag.SYN ? 1 : 0) + (this.flags & TcpFlag.FIN ? 1 : 0); }
@@ -199,9 +201,10 @@ export class Tcp {
 
   /**
    * One TCP segment: buf.start is the TCP header, buf.end the segment end. buf.csum tells whether
-   * to verify the checksum (None = verify). Takes ownership of buf.
+   * to verify the checksum (None = verify). `ecn`: the IP header's ECN field (the low two bits
+   * of the TOS / traffic class). Takes ownership of buf.
    */
-  input(buf: PacketBuffer, src: number, dst: number): void {
+  input(buf: PacketBuffer, src: number, dst: number, ecn = 0): void {
     const c = this.counters;
     c.rcvTotal++;
     const h = this.hdr;
@@ -224,7 +227,7 @@ export class Tcp {
     seg.buf = buf; seg.bytes = buf.data; seg.src = src; seg.dst = dst;
     seg.sport = h.srcPort; seg.dport = h.dstPort;
     seg.seq = h.seq; seg.ack = h.ack; seg.flags = h.flags; seg.wnd = h.window; seg.up = h.urgentPointer;
-    seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
+    seg.dataOff = buf.start + hl; seg.dataLen = len - hl; seg.ecn = ecn & 3;
     if (seg.dport === 0 || seg.sport === 0) { c.rcvBadHeader++; buf.release(); return; }
 
     const demux = this.demux;
