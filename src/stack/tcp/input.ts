@@ -8,6 +8,7 @@ import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { TcbStats } from './stats.js';
+import { tfoChild, tfoPeerKey } from './fastopen.js';
 import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
@@ -93,7 +94,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
       case TcpState.SYN_RECEIVED:
         // "If this connection was initiated with a passive OPEN ... return this connection to
         // LISTEN state"; an active one was refused.
-        if (tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); } else { tcp.counters.connRefused++; dropConnection(tcp, tcb, 'ECONNREFUSED'); }
+        // A TFO connection is the application's already: it is reset.
+        if (tfoChild(tcb)) { tcp.counters.connResets++; dropConnection(tcp, tcb, 'ECONNRESET'); }
+        else if (tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); } else { tcp.counters.connRefused++; dropConnection(tcp, tcb, 'ECONNREFUSED'); }
         return;
       case TcpState.ESTABLISHED: case TcpState.FIN_WAIT_1: case TcpState.FIN_WAIT_2: case TcpState.CLOSE_WAIT:
         tcp.counters.connResets++;
@@ -134,7 +137,11 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   // Fourth: the SYN bit. RFC 5961 §4.2: "If the SYN bit is set, irrespective of the sequence
   // number, TCP MUST send an ACK (also referred to as challenge ACK) to the remote peer".
   if (syn) {
-    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); return; }
+    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) {
+      tcp.counters.connDrops++;
+      if (tfoChild(tcb)) dropConnection(tcp, tcb, 'ECONNRESET'); else freeTcb(tcp, tcb);
+      return;
+    }
     sendChallengeAck(tcp, tcb);
     return;
   }
@@ -569,6 +576,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     else if (tcb.tsOk && seg.opts.tsEcr !== 0 && tcb.rexmtCount === 0) tcb.rtt.sample((tsNow(tcb, now) - seg.opts.tsEcr) >>> 0);
     tcb.rttSeq = -1;
     tcb.sndUna = seg.ack;
+    if (tcb.tfo !== null) fastOpenSynAck(tcp, tcb, seg);
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcb.rexmtCount = 0;
     tcb.firstRexmtTime = -1;
@@ -585,6 +593,30 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcpOutput(tcp, tcb, now);
   }
+}
+
+/**
+ * RFC 7413 §4.1.3 on the client, as Linux's tcp_rcv_fastopen_synack(): a cookie on the SYN-ACK
+ * is cached for the destination; SYN data the SYN-ACK does not acknowledge is sent again at
+ * once, as ordinary data, after the handshake; what it does acknowledge leaves the send buffer.
+ */
+function fastOpenSynAck(tcp: Tcp, tcb: Tcb, seg: Segment): void {
+  const f = tcb.tfo!;
+  const peer = tfoPeerKey(tcb);
+  const o = seg.opts;
+  if (o.fastOpen > 0) tcp.tfoCache.set(peer, o.fastOpenCookie, o.fastOpen);
+  if (f.synData > 0) {
+    tcp.tfoCache.synAnswered(peer);
+    if (seqLt(seg.ack, tcb.sndMax)) tcp.counters.tfoActiveFail++;
+  }
+  const acked = seqDiff(seg.ack, tcb.sndBase);
+  if (acked > 0) {
+    tcb.sndBuf.drop(acked);
+    tcb.sndBase = seg.ack;
+    tcb.bytesAcked += acked;
+  }
+  if (seqLt(seg.ack, tcb.sndNxt)) tcb.sndNxt = seg.ack;
+  tcb.tfo = null;
 }
 
 function armFinWait2(tcp: Tcp, tcb: Tcb, now: number): void {

@@ -23,14 +23,15 @@ export function setState(tcb: Tcb, state: TcpState): void {
 }
 
 /** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
-export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1): void {
+export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1, defer = false): void {
   const now = tcp.host.clock.now();
   setState(tcb, TcpState.SYN_SENT);
   initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
   const mss = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
   tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mss ? tcb.userMss : mss;
   tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(Math.max(tcb.rcvBuf.capacity, tcb.rcvBufMax)) : 0;
-  tcpOutput(tcp, tcb, now);
+  // A TFO SYN may wait for the deferred-output flush, so it carries what is written meanwhile.
+  if (defer) tcp.requestOutput(tcb); else tcpOutput(tcp, tcb, now);
 }
 
 /**
@@ -89,7 +90,12 @@ export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   tcb.lastRecvTime = now;
   tcp.counters.connEstablished++;
   if (tcb.ecn & EcnFlag.Ok) { tcp.counters.ecnNegotiated++; tcb.ecnHigh = tcb.iss; }
-  if (tcb.passive && wasSynRcvd && tcb.listener) {
+  const tfo = tcb.tfo;
+  tcb.tfo = null;
+  if (tfo !== null && tfo.listener !== null) {
+    // A TFO connection: in the accept queue (or accepted) since its SYN; its handshake is done.
+    tfo.listener.tfoPending--;
+  } else if (tcb.passive && wasSynRcvd && tcb.listener) {
     const l = tcb.listener;
     l.synQueueLen--;
     if (l.closed || l.acceptQueue.length >= l.backlog) {
@@ -145,6 +151,10 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   tcb.rcvBuf.oooCount = 0;
   tcb.resetScoreboard();
   tcp.remove(tcb);
+  if (tcb.tfo !== null) {
+    if (tcb.tfo.listener !== null) tcb.tfo.listener.tfoPending--;
+    tcb.tfo = null;
+  }
   const l = tcb.listener;
   if (l) {
     if (tcb.inAcceptQueue) {

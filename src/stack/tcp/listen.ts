@@ -8,6 +8,7 @@ import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
 import { applySynOptions, chooseIsn, freeTcb, initSendSpace, pathMss, setState } from './lifecycle.js';
+import { TfoBits, TfoState, tfoLocalKey, tfoPeerKey } from './fastopen.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
@@ -22,6 +23,12 @@ export interface ListenOptions {
   reuseAddr?: boolean;
   /** The binding a socket took with Tcp.bind() (the POSIX layer); without one, listen() binds. */
   binding?: TcpBinding;
+  /**
+   * TCP Fast Open (RFC 7413; Linux's TCP_FASTOPEN socket option): the most connections opened by
+   * a SYN with data that may wait for their handshake to complete; 0/undefined = no TFO (unless
+   * net.inet.tcp.fastopen has 0x400). Needs net.inet.tcp.fastopen bit 0x2.
+   */
+  fastOpen?: number;
 }
 
 export class TcpListener {
@@ -36,6 +43,10 @@ export class TcpListener {
   mss = 0;
   /** IP_TOS for connections accepted from now on (the SYN-ACK carries it). */
   tos = 0;
+  /** TCP Fast Open queue length (TCP_FASTOPEN): 0 = no TFO on this listener. */
+  tfoQlen = 0;
+  /** Connections opened by a SYN with data whose handshake has not completed yet. */
+  tfoPending = 0;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
   constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number, readonly binding: TcpBinding) {}
@@ -163,8 +174,53 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.sndWl2 = 0;
   tcb.lastRecvTime = now;
   tcp.insert(tcb);
-  l.synQueueLen++;
+  if ((seg.opts.fastOpen >= 0 || seg.dataLen > 0) && fastOpenServer(tcp, l, tcb, seg, now)) {
+    // RFC 7413 §4.2.2: the data in the SYN is the application's at once; the connection waits
+    // in the accept queue (not the SYN queue) and is counted in the listener's TFO queue.
+    l.acceptQueue.push(tcb);
+    tcb.inAcceptQueue = true;
+    tcp.counters.connAccepts++;
+    tcp.post(tcb, TcbEvent.Accept);
+  } else {
+    l.synQueueLen++;
+  }
   tcpOutput(tcp, tcb, now); // SYN,ACK
+}
+
+/**
+ * RFC 7413 §4.2 as Linux's tcp_try_fastopen(): a SYN with a TFO option (or data, with 0x200) on
+ * a listener doing TFO. A cookie request, or a cookie that does not check, gets a fresh cookie on
+ * the SYN-ACK (and its data is not acknowledged: the client sends it again after the handshake);
+ * a valid cookie with data (or any data, with 0x200) makes the data readable now. Over the TFO
+ * queue length (the TFO backlog) the SYN is an ordinary one. Returns true when the data was taken.
+ */
+function fastOpenServer(tcp: Tcp, l: TcpListener, tcb: Tcb, seg: Segment, now: number): boolean {
+  const bits = tcp.tun.fastOpen.value;
+  const qlen = l.tfoQlen > 0 ? l.tfoQlen : (bits & TfoBits.ServerWithoutSockopt) ? l.backlog : 0;
+  if (!(bits & TfoBits.ServerEnable) || qlen === 0) return false;
+  const o = seg.opts;
+  const noCookie = (bits & TfoBits.ServerNoCookie) !== 0 && seg.dataLen > 0;
+  if (o.fastOpen < 0 && !noCookie) return false;
+  if (l.tfoPending >= qlen) { tcp.counters.tfoListenOverflow++; return false; }
+  const f = tcb.tfo = new TfoState();
+  let take = noCookie;
+  if (!take) {
+    if (o.fastOpen === 0) tcp.counters.tfoCookieReqd++;
+    else if (tcp.tfoCookies.check(now, tfoLocalKey(tcb), tfoPeerKey(tcb), o.fastOpenCookie, o.fastOpen)) take = seg.dataLen > 0;
+    else tcp.counters.tfoPassiveFail++;
+    if (!take) f.cookieLen = tcp.tfoCookies.generate(now, tfoLocalKey(tcb), tfoPeerKey(tcb), f.cookie);
+  }
+  if (!take || l.acceptQueue.length >= l.backlog) return false;
+  const adv = tcb.rcvBuf.insert(tcb.rcvNxt, (seg.seq + 1) >>> 0, seg.bytes, seg.dataOff, Math.min(seg.dataLen, tcb.rcvBuf.space));
+  if (adv > 0) {
+    tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
+    tcb.bytesReceived += adv;
+    tcb.lastDataRecvTime = now;
+  }
+  f.listener = l;
+  l.tfoPending++;
+  tcp.counters.tfoPassive++;
+  return true;
 }
 
 /** Stateless SYN-ACK whose ISN encodes MSS, window scale and SACK-permitted (RFC 4987 §3.6). */

@@ -7,6 +7,7 @@ import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOpt
 import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
+import { tfoPeerKey } from './fastopen.js';
 import { TcbStats } from './stats.js';
 import { EcnFlag, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -17,12 +18,12 @@ const ECT0 = 2;
 
 /** Reusable option spec (one per process is enough: emitting is synchronous). */
 const spec: TcpOptionsSpec = {
-  mss: -1, wscale: -1, sackPermitted: false, timestamps: false, tsVal: 0, tsEcr: 0, sackCount: 0, sackBlocks: new Uint32Array(8),
+  mss: -1, wscale: -1, sackPermitted: false, timestamps: false, tsVal: 0, tsEcr: 0, sackCount: 0, sackBlocks: new Uint32Array(8), fastOpen: -1, fastOpenCookie: undefined,
 };
 const nextSegOut = new Int32Array(2);
 
 function clearSpec(): void {
-  spec.mss = -1; spec.wscale = -1; spec.sackPermitted = false; spec.timestamps = false; spec.sackCount = 0;
+  spec.mss = -1; spec.wscale = -1; spec.sackPermitted = false; spec.timestamps = false; spec.sackCount = 0; spec.fastOpen = -1;
 }
 
 /** Our TSval: a millisecond clock plus a per-connection random offset (RFC 7323 §5.4). */
@@ -81,8 +82,9 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (st === TcpState.TIME_WAIT) return;
   if (st === TcpState.SYN_SENT || st === TcpState.SYN_RECEIVED) {
     if (tcb.sndNxt === tcb.iss) {
-      emit(tcp, tcb, tcb.iss, 0, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
-      tcb.sndNxt = (tcb.iss + 1) >>> 0;
+      const synData = st === TcpState.SYN_SENT && tcb.tfo !== null ? fastOpenSyn(tcp, tcb, now) : 0;
+      emit(tcp, tcb, tcb.iss, synData, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
+      tcb.sndNxt = (tcb.iss + 1 + synData) >>> 0;
       if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
       if (tcb.unaSentAt < 0) tcb.unaSentAt = now;
       if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, rtoDeadline(tcb, now));
@@ -218,6 +220,33 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistTimer.armed) {
     armPersist(tcp, tcb, now);
   }
+}
+
+/**
+ * RFC 7413 §4.1 on the client, as Linux's tcp_send_syn_data(): the first SYN carries the cached
+ * cookie (or a cookie request) and, when the application asked and a cookie (or 0x4) allows, up
+ * to one MSS less 40 bytes of data; returns the data length. A retransmitted SYN carries neither
+ * option nor data (Linux): the path may be dropping SYNs with data, and the destination gets no
+ * SYN data for a while (TfoCache.synLost).
+ */
+function fastOpenSyn(tcp: Tcp, tcb: Tcb, now: number): number {
+  const f = tcb.tfo!;
+  if (tcb.rexmtCount > 0) {
+    if (f.synData > 0) { tcp.counters.tfoSynLoss++; tcp.tfoCache.synLost(tfoPeerKey(tcb), now); }
+    f.synData = 0;
+    f.cookieLen = -1;
+    return 0;
+  }
+  const cached = tcp.tfoCache.get(tfoPeerKey(tcb), f.cookie);
+  f.cookieLen = cached >= 0 ? cached : 0;
+  let len = 0;
+  if (f.wantData && tcb.sndBuf.length > 0 && tcp.tfoDataAllowed(tcb)) {
+    len = Math.min(tcb.sndBuf.length, tcb.rcvMss - 40);
+    if (len < 0) len = 0;
+  }
+  f.synData = len;
+  if (len > 0) tcp.counters.tfoActive++;
+  return len;
 }
 
 export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {
@@ -398,6 +427,11 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
       spec.timestamps = tcb.tsOk;
       spec.sackPermitted = tcb.sackOk;
     }
+    // RFC 7413: the client's cookie or cookie request; the server's fresh cookie.
+    const f = tcb.tfo;
+    if (f !== null && (tcb.state === TcpState.SYN_SENT ? f.cookieLen >= 0 : f.cookieLen > 0)) {
+      spec.fastOpen = f.cookieLen; spec.fastOpenCookie = f.cookie;
+    }
   } else {
     spec.timestamps = tcb.tsOk;
     if (tcb.sackOk && (flags & TcpFlag.ACK) && tcb.rcvBuf.oooCount > 0) {
@@ -419,7 +453,8 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     if (seqGt(edge, tcb.rcvAdv)) tcb.rcvAdv = edge;
   }
   const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
-  const payloadOff = seqDiff(seq, tcb.sndBase);
+  // A SYN's data (TCP Fast Open) is the start of the send buffer.
+  const payloadOff = syn ? 0 : seqDiff(seq, tcb.sndBase);
   if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.tun.rack.value) {
     // RFC 8985 §6.2 step 1: remember when each range (or its retransmission) left.
     if (tcb.rack === null) tcb.rack = tcp.takeRack();

@@ -37,6 +37,15 @@ export interface ConnectOptions {
   mss?: number;
   /** IP_TOS before connect (the SYN carries it too). */
   tos?: number;
+  /**
+   * TCP Fast Open (RFC 7413; needs net.inet.tcp.fastopen bit 0x1): data may ride in the SYN when
+   * a cookie for the peer is cached (else the SYN asks for one). With `synData` (sendto with
+   * MSG_FASTOPEN), as much of it as the SYN carries is queued (`socket.fastOpenLength` says how
+   * much: 0 without a cookie); without it, under deferred output (the run loop), what the
+   * application writes before the end of the current iteration rides in the SYN.
+   */
+  fastOpen?: boolean;
+  synData?: Uint8Array;
 }
 
 type Waiter = () => void;
@@ -99,6 +108,8 @@ export class TcpSocket {
   /** The peer's FIN has been received. */
   get ended(): boolean { return this.tcb.finRcvd; }
   get closed(): boolean { return this.closeNotified || this.tcb.state === TcpState.CLOSED; }
+  /** Bytes queued for the SYN by connect({ fastOpen, synData }) (TCP Fast Open), or carried by it. */
+  get fastOpenLength(): number { return this.tcb.tfo !== null ? this.tcb.tfo.synData : 0; }
   /** Error that closed the connection, if any. */
   get error(): TcpError | undefined { return this.tcb.error ? new TcpError(this.tcb.error) : undefined; }
 

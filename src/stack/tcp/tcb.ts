@@ -11,6 +11,7 @@ import type { TcbStats } from './stats.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
 import type { TcpListener } from './listen.js';
+import type { TfoState } from './fastopen.js';
 
 export const TcpState = {
   CLOSED: 0,
@@ -144,6 +145,8 @@ export class Tcb {
   ecn = 0;
   /** SND.MAX at the last ECE cwnd reduction: none again until it is acknowledged (once per window). */
   ecnHigh = 0;
+  /** TCP Fast Open handshake state (RFC 7413); null unless this connection does TFO. */
+  tfo: TfoState | null = null;
   /** The application read since our last ACK: a window update may be due. */
   readSinceAck = false;
   /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */

@@ -21,15 +21,23 @@ import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
+import { TfoBits, TfoCache, TfoCookies, TfoState, tfoPeerKey } from './fastopen.js';
+import { sipKeyFromBytes } from './siphash.js';
 import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
-import { dropConnection, freeTcb, startConnect } from './lifecycle.js';
+import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
 
 export { TcpCounters, type TcpConnectionInfo } from './counters.js';
 
 export const IPPROTO_TCP = 6;
+
+/** The MSS the path allows (the most a SYN's data may fill, less 40 bytes of options, as Linux). */
+function pathMssOf(tcp: Tcp, tcb: Tcb): number {
+  const m = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
+  return tcb.userMss > 0 && tcb.userMss < m ? tcb.userMss : m;
+}
 const ICMP_UNREACH = 3;
 const UNREACH_NEEDFRAG = 4;
 
@@ -72,6 +80,9 @@ export class Tcp {
   readonly tun: TcpTunables;
   readonly isnGen: IsnGenerator;
   readonly cookies: SynCookies;
+  /** TCP Fast Open: the server's cookies and the client's cookie cache (fastopen.ts). */
+  readonly tfoCookies: TfoCookies;
+  readonly tfoCache = new TfoCache();
   readonly ports: EphemeralPorts;
   /** Bound ports (bind, listen, connect after bind): one table for the engine and the POSIX layer. */
   readonly bindings = new TcpPortTable();
@@ -118,6 +129,13 @@ export class Tcp {
     const changed = host.portChanged;
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
     this.cookies = new SynCookies(r);
+    // The TFO key, like the table's hash key, comes from the ISN secret (no extra random draws).
+    const k = new Uint8Array(16);
+    for (let i = 0; i < 4; i++) {
+      const w = this.isnGen.isn(0, 0x74666f00 + i, 0, 0x6b657900, 0);
+      k[4 * i] = w & 255; k[4 * i + 1] = (w >>> 8) & 255; k[4 * i + 2] = (w >>> 16) & 255; k[4 * i + 3] = w >>> 24;
+    }
+    this.tfoCookies = new TfoCookies(sipKeyFromBytes(k));
     this.ports = new EphemeralPorts(r, this.tun.portFirst.value, this.tun.portLast.value);
     this.timeWait = new TimeWaitTable(this);
   }
@@ -421,6 +439,7 @@ export class Tcp {
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog, b);
     if (opts.mss !== undefined && opts.mss > 0) l.mss = opts.mss;
+    if (opts.fastOpen !== undefined && opts.fastOpen > 0) l.tfoQlen = opts.fastOpen;
     this.demux.addListener(l);
     return l;
   }
@@ -480,10 +499,30 @@ export class Tcp {
     if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
-    startConnect(this, tcb, isnFloor);
+    let defer = false;
+    if (opts.fastOpen && (this.tun.fastOpen.value & TfoBits.ClientEnable)) {
+      // RFC 7413 §4.1: data in the SYN. Given here (sendto(MSG_FASTOPEN)), only what the SYN can
+      // carry is taken; without it, under deferred output, the SYN waits for the end of the
+      // run-loop iteration and carries what the application wrote meanwhile.
+      const f = tcb.tfo = new TfoState();
+      f.wantData = true;
+      const data = opts.synData;
+      if (data !== undefined && data.length > 0) {
+        if (this.tfoDataAllowed(tcb)) f.synData = tcb.sndBuf.write(data, 0, Math.min(data.length, pathMssOf(this, tcb) - 40));
+      } else if (this.deferOutput) defer = true;
+    }
+    startConnect(this, tcb, isnFloor, defer);
     this.dispatch();
     return sock;
   }
+
+  /** @internal a SYN to tcb's peer may carry data now: a cached cookie (or 0x4), no recent SYN-with-data loss. */
+  tfoDataAllowed(tcb: Tcb): boolean {
+    const peer = tfoPeerKey(tcb);
+    if (!this.tfoCache.dataAllowed(peer, this.host.clock.now())) return false;
+    return (this.tun.fastOpen.value & TfoBits.ClientNoCookie) !== 0 || this.tfoCache.get(peer, this.tfoScratch) >= 0;
+  }
+  private readonly tfoScratch = new Uint8Array(16);
 
   // ---- RACK state, reused: its record rings are typed arrays, too dear to allocate per connection ----
 
