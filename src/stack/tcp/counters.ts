@@ -65,9 +65,10 @@ export class TcpCounters {
   maxConnDrops = 0;
   /** Outgoing connections that took over a 4-tuple in TIME_WAIT (net.inet.tcp.tw_reuse). */
   timeWaitReused = 0;
-  /** ECN (RFC 3168): connections that negotiated it, CE-marked data segments received, cwnd reductions for an ECE. */
+  /** ECN (RFC 3168): connections that negotiated it, CE-marked data segments received, ACKs with ECE, cwnd reductions for an ECE. */
   ecnNegotiated = 0;
   ecnCeReceived = 0;
+  ecnEceReceived = 0;
   ecnCwndReductions = 0;
   /**
    * TCP Fast Open (Linux's TCPFastOpen* names): SYNs sent with data (and a cookie or a cookie

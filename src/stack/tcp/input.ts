@@ -395,6 +395,7 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
  * Further ECEs within the same window of data are ignored.
  */
 function ecnEcho(tcp: Tcp, tcb: Tcb, now: number): void {
+  tcp.counters.ecnEceReceived++;
   // Linux holds its CWR state until an ACK above high_seq (so the CWR reached the receiver).
   if (!tcb.synchronized || tcb.inRecovery || tcb.rtoRecovery || !seqGt(tcb.sndUna, tcb.ecnHigh)) return;
   tcp.counters.ecnCwndReductions++;
