@@ -205,7 +205,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     const opened = tcb.sndWnd === 0 && wnd > 0;
     tcb.sndWnd = wnd; tcb.sndWl1 = seg.seq; tcb.sndWl2 = ack;
     if (wnd > tcb.maxSndWnd) tcb.maxSndWnd = wnd;
-    if (opened && tcb.persistTimer.armed) {
+    if (opened && tcb.persistArmed) {
       // Out of persist: the unaccepted probe byte is sent again as ordinary data.
       tcp.host.wheel.disarm(tcb.persistTimer);
       tcb.persistBackoff = 0;
@@ -521,7 +521,7 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
     // A quick ACK. Under a run loop (deferred output) it leaves at the end of this iteration,
     // with the reply when the application answers at once, instead of just before it.
     if (tcp.deferOutput) { tcb.quickAckPending = true; tcp.requestOutput(tcb); } else tcb.ackNow = true;
-  } else if (!tcb.delackTimer.armed) {
+  } else if (!tcb.delackArmed) {
     tcp.host.wheel.arm(tcb.delackTimer, now + tcp.tun.delAckTime.value);
   }
 }

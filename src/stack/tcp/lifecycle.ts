@@ -139,11 +139,7 @@ export function dropConnection(tcp: Tcp, tcb: Tcb, err: string): void {
  */
 export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   const wheel = tcp.host.wheel;
-  wheel.disarm(tcb.rexmtTimer);
-  wheel.disarm(tcb.persistTimer);
-  wheel.disarm(tcb.keepTimer);
-  wheel.disarm(tcb.delackTimer);
-  wheel.disarm(tcb.reoTimer);
+  tcb.disarmTimers(wheel);
   if (tcb.rack !== null) { tcp.giveRack(tcb.rack); tcb.rack = null; }
   tcb.keepMode = KeepMode.None;
   tcb.sndBuf.release();

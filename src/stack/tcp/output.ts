@@ -209,7 +209,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
         // RFC 8985 §7.2: "The sender SHOULD start or restart a loss probe PTO timer after
         // transmitting new data" — also when the RTO runs since a probe or a recovery ended.
         armRexmtTimer(tcp, tcb, now);
-        if (tcb.persistTimer.armed) tcp.host.wheel.disarm(tcb.persistTimer);
+        if (tcb.persistArmed) tcp.host.wheel.disarm(tcb.persistTimer);
       }
     }
     if (len === 0 || forced) break;
@@ -217,7 +217,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   tcb.push = false;
   // Data waiting but nothing in flight and nothing sent: the persist timer keeps probing the
   // window (RFC 9293 §3.8.6.1) and breaks an SWS stand-off.
-  if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistTimer.armed) {
+  if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistArmed) {
     armPersist(tcp, tcb, now);
   }
 }
@@ -497,7 +497,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     tcb.quickAckPending = false;
     tcb.unackedBytes = 0;
     tcb.readSinceAck = false;
-    if (tcb.delackTimer.armed) tcp.host.wheel.disarm(tcb.delackTimer);
+    if (tcb.delackArmed) tcp.host.wheel.disarm(tcb.delackTimer);
   }
 }
 

@@ -1,5 +1,5 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
-import { Timer } from '../../base/time.js';
+import { Timer, type TimerWheel } from '../../base/time.js';
 import { Path } from '../ip/path.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
@@ -225,11 +225,12 @@ export class Tcb {
   rcvBufMax = 0;
 
   readonly rexmtTimer: Timer;
-  readonly persistTimer: Timer;
-  readonly keepTimer: Timer;
-  readonly delackTimer: Timer;
-  /** RFC 8985 §6.2 step 5's reordering timer ("RACK timer"). */
-  readonly reoTimer: Timer;
+  // The other timers are created at first use (an idle connection needs none of them); check
+  // them with the *Armed getters, which never create one.
+  private persistT: TcbTimer | null = null;
+  private keepT: TcbTimer | null = null;
+  private delackT: TcbTimer | null = null;
+  private reoT: TcbTimer | null = null;
 
   sock: TcpSocket | null = null;
   /** For a passive open: the listener until the connection is accepted. */
@@ -265,12 +266,26 @@ export class Tcb {
     this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
     this.cc = cc;
     this.rtt = rtt;
-    const on = tcp.timerHandlers;
-    this.rexmtTimer = new TcbTimer(this, on.rexmt);
-    this.persistTimer = new TcbTimer(this, on.persist);
-    this.keepTimer = new TcbTimer(this, on.keep);
-    this.delackTimer = new TcbTimer(this, on.delack);
-    this.reoTimer = new TcbTimer(this, on.reo);
+    this.rexmtTimer = new TcbTimer(this, tcp.timerHandlers.rexmt);
+  }
+
+  get persistTimer(): Timer { return this.persistT ??= new TcbTimer(this, this.tcp.timerHandlers.persist); }
+  get keepTimer(): Timer { return this.keepT ??= new TcbTimer(this, this.tcp.timerHandlers.keep); }
+  get delackTimer(): Timer { return this.delackT ??= new TcbTimer(this, this.tcp.timerHandlers.delack); }
+  /** RFC 8985 §6.2 step 5's reordering timer ("RACK timer"). */
+  get reoTimer(): Timer { return this.reoT ??= new TcbTimer(this, this.tcp.timerHandlers.reo); }
+  get persistArmed(): boolean { return this.persistT !== null && this.persistT.deadline >= 0; }
+  get keepArmed(): boolean { return this.keepT !== null && this.keepT.deadline >= 0; }
+  get delackArmed(): boolean { return this.delackT !== null && this.delackT.deadline >= 0; }
+  get reoArmed(): boolean { return this.reoT !== null && this.reoT.deadline >= 0; }
+
+  /** Disarms every timer this connection has. */
+  disarmTimers(wheel: TimerWheel): void {
+    wheel.disarm(this.rexmtTimer);
+    if (this.persistT !== null) wheel.disarm(this.persistT);
+    if (this.keepT !== null) wheel.disarm(this.keepT);
+    if (this.delackT !== null) wheel.disarm(this.delackT);
+    if (this.reoT !== null) wheel.disarm(this.reoT);
   }
 
   /** RFC 6675 scoreboard, created on first use (only SACK connections that see loss need one). */

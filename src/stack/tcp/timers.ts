@@ -61,7 +61,7 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     tcb.resetScoreboard();
     // RACK's records go too: the go-back-N resend records each range again as it leaves.
     if (tcb.rack !== null) tcb.rack.clear();
-    if (tcb.reoTimer.armed) tcp.host.wheel.disarm(tcb.reoTimer);
+    if (tcb.reoArmed) tcp.host.wheel.disarm(tcb.reoTimer);
     tcb.rtoRecovery = tcb.sackOk;
     tcb.highRxt = tcb.sndUna;
     tcb.sndNxt = tcb.sndUna;
@@ -119,7 +119,7 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   }
   tcpOutput(tcp, tcb, now);
   tcb.forceOne = false;
-  if (!tcb.persistTimer.armed && !tcb.rexmtTimer.armed && tcb.sndBuf.length > 0) armPersist(tcp, tcb, now);
+  if (!tcb.persistArmed && !tcb.rexmtTimer.armed && tcb.sndBuf.length > 0) armPersist(tcp, tcb, now);
   tcp.dispatch();
 }
 
