@@ -1,7 +1,8 @@
 // What an idle established connection holds (issue 10: "10,000 idle connections' memory is no
 // larger than today"): the retransmission timer it used for its handshake, and none of the
 // objects created at first use — the persist, keepalive, delayed-ACK and RACK timers, RACK
-// state, the TCP_INFO statistics, the TFO handshake state.
+// state, the TCP_INFO statistics, the TFO handshake state. And send-buffer autotuning asks for no
+// ring larger than the flight the peer's window allows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BackToBack, LOCAL } from '../helpers/tcp-harness.js';
@@ -34,4 +35,24 @@ test('idle established connections (both ends) carry no timer but the retransmis
   acc[0]!.onData = () => { got += acc[0]!.read()?.length ?? 0; };
   assert.ok(w.run(() => got === 5000, 10_000));
   assert.notEqual(cl[0]!.tcb.stats, null);
+});
+
+test('send buffer autotuning stops at twice the peer\'s largest window: a cwnd grown past a 64 KiB window asks for no bigger ring', async () => {
+  const { TcpHarness, openActive, peerAckTo, filler } = await import('../helpers/tcp-harness.js');
+  const h = new TcpHarness();
+  const { s, d0, sport } = openActive(h, { mss: 1460, wnd: 65535 });
+  const start = s.tcb.sndBuf.capacity;
+  let acked = d0;
+  let queued = 0;
+  for (let round = 0; round < 200; round++) {
+    queued += s.write(filler(65536));
+    const segs = h.take();
+    const end = segs.reduce((m, x) => Math.max(m, x.seq + x.data.length), acked);
+    if (end === acked) continue;
+    acked = end;
+    peerAckTo(h, sport, acked, { wnd: 65535 });
+  }
+  assert.ok(s.tcb.cc.cwnd > 2 * 65535, `cwnd grew past the window: ${s.tcb.cc.cwnd}`);
+  assert.ok(queued > 4 << 20, 'megabytes moved');
+  assert.equal(s.tcb.sndBuf.capacity, Math.max(start, 2 * 65535), 'the send buffer stays at twice the window');
 });
