@@ -7,9 +7,11 @@
 // client's cookie fails, the server answers with a fresh one and the data is sent again after
 // the handshake (§4.2.2).
 import { TFO_COOKIE_MAX } from '../../wire/tcp.js';
-import { type SipKey, siphash24Words, siphashHi } from './siphash.js';
+import { type SipKey, sipKeyFromBytes, siphash24Words, siphashHi } from './siphash.js';
+import { seqDiff, seqLt } from './seq.js';
 import type { Tcb } from './tcb.js';
 import type { TcpListener } from './listen.js';
+import type { Segment, Tcp } from './tcp.js';
 
 /** net.inet.tcp.fastopen bits, Linux's TFO_* values. */
 export const TfoBits = {
@@ -145,4 +147,129 @@ export class TfoCache {
     }
     return e;
   }
+}
+
+// ---- The TFO handshake (called by output.ts, input.ts and listen.ts) ----
+
+/** A SYN to tcb's peer may carry data now: a cached cookie (or 0x4), no recent SYN-with-data loss. */
+export function tfoDataAllowed(tcp: Tcp, tcb: Tcb): boolean {
+  const peer = tfoPeerKey(tcb);
+  if (!tcp.tfoCache.dataAllowed(peer, tcp.host.clock.now())) return false;
+  return (tcp.tun.fastOpen.value & TfoBits.ClientNoCookie) !== 0 || tcp.tfoCache.get(peer, scratchCookie) >= 0;
+}
+const scratchCookie = new Uint8Array(TFO_COOKIE_MAX);
+
+/**
+ * connect({ fastOpen }) with net.inet.tcp.fastopen bit 0x1: the TFO state of an active open.
+ * With `data` (sendto(MSG_FASTOPEN)), queues as much as the SYN may carry (the path's `mss`, or
+ * TCP_MAXSEG, less 40 bytes) when a cookie allows. Returns true when the SYN should wait for the
+ * deferred-output flush, to carry what the application writes before it (no `data`).
+ */
+export function fastOpenConnect(tcp: Tcp, tcb: Tcb, data: Uint8Array | undefined, mss: number): boolean {
+  if (!(tcp.tun.fastOpen.value & TfoBits.ClientEnable)) return false;
+  const f = tcb.tfo = new TfoState();
+  f.wantData = true;
+  if (data === undefined || data.length === 0) return tcp.deferOutput;
+  if (tfoDataAllowed(tcp, tcb)) {
+    const m = tcb.userMss > 0 && tcb.userMss < mss ? tcb.userMss : mss;
+    f.synData = tcb.sndBuf.write(data, 0, Math.min(data.length, m - 40));
+  }
+  return false;
+}
+
+/** The key of a Tcp's cookies, derived from its ISN secret (a keyed PRF: no extra random draws). */
+export function tfoKeyFrom(isn: (laddr: number, raddr: number) => number): SipKey {
+  const k = new Uint8Array(16);
+  for (let i = 0; i < 4; i++) {
+    const w = isn(0x74666f00 + i, 0x6b657900);
+    k[4 * i] = w & 255; k[4 * i + 1] = (w >>> 8) & 255; k[4 * i + 2] = (w >>> 16) & 255; k[4 * i + 3] = w >>> 24;
+  }
+  return sipKeyFromBytes(k);
+}
+
+/**
+ * RFC 7413 §4.1 on the client, as Linux's tcp_send_syn_data(): the first SYN carries the cached
+ * cookie (or a cookie request) and, when the application asked and a cookie (or 0x4) allows, up
+ * to one MSS less 40 bytes of data; returns the data length. A retransmitted SYN carries neither
+ * option nor data (Linux): the path may be dropping SYNs with data, and the destination gets no
+ * SYN data for a while (TfoCache.synLost).
+ */
+export function fastOpenSyn(tcp: Tcp, tcb: Tcb, now: number): number {
+  const f = tcb.tfo!;
+  if (tcb.rexmtCount > 0) {
+    if (f.synData > 0) { tcp.counters.tfoSynLoss++; tcp.tfoCache.synLost(tfoPeerKey(tcb), now); }
+    f.synData = 0;
+    f.cookieLen = -1;
+    return 0;
+  }
+  const cached = tcp.tfoCache.get(tfoPeerKey(tcb), f.cookie);
+  f.cookieLen = cached >= 0 ? cached : 0;
+  let len = 0;
+  if (f.wantData && tcb.sndBuf.length > 0 && tfoDataAllowed(tcp, tcb)) {
+    len = Math.min(tcb.sndBuf.length, tcb.rcvMss - 40);
+    if (len < 0) len = 0;
+  }
+  f.synData = len;
+  if (len > 0) tcp.counters.tfoActive++;
+  return len;
+}
+
+/**
+ * RFC 7413 §4.1.3 on the client, as Linux's tcp_rcv_fastopen_synack(): a cookie on the SYN-ACK
+ * is cached for the destination; SYN data the SYN-ACK does not acknowledge is sent again at
+ * once, as ordinary data, after the handshake; what it does acknowledge leaves the send buffer.
+ */
+export function fastOpenSynAck(tcp: Tcp, tcb: Tcb, seg: Segment): void {
+  const f = tcb.tfo!;
+  const peer = tfoPeerKey(tcb);
+  const o = seg.opts;
+  if (o.fastOpen > 0) tcp.tfoCache.set(peer, o.fastOpenCookie, o.fastOpen);
+  if (f.synData > 0) {
+    tcp.tfoCache.synAnswered(peer);
+    if (seqLt(seg.ack, tcb.sndMax)) tcp.counters.tfoActiveFail++;
+  }
+  const acked = seqDiff(seg.ack, tcb.sndBase);
+  if (acked > 0) {
+    tcb.sndBuf.drop(acked);
+    tcb.sndBase = seg.ack;
+    tcb.bytesAcked += acked;
+  }
+  if (seqLt(seg.ack, tcb.sndNxt)) tcb.sndNxt = seg.ack;
+  tcb.tfo = null;
+}
+
+/**
+ * RFC 7413 §4.2 as Linux's tcp_try_fastopen(): a SYN with a TFO option (or data, with 0x200) on
+ * a listener doing TFO. A cookie request, or a cookie that does not check, gets a fresh cookie on
+ * the SYN-ACK (and its data is not acknowledged: the client sends it again after the handshake);
+ * a valid cookie with data (or any data, with 0x200) makes the data readable now. Over the TFO
+ * queue length (the TFO backlog) the SYN is an ordinary one. Returns true when the data was taken.
+ */
+export function fastOpenServer(tcp: Tcp, l: TcpListener, tcb: Tcb, seg: Segment, now: number): boolean {
+  const bits = tcp.tun.fastOpen.value;
+  const qlen = l.tfoQlen > 0 ? l.tfoQlen : (bits & TfoBits.ServerWithoutSockopt) ? l.backlog : 0;
+  if (!(bits & TfoBits.ServerEnable) || qlen === 0) return false;
+  const o = seg.opts;
+  const noCookie = (bits & TfoBits.ServerNoCookie) !== 0 && seg.dataLen > 0;
+  if (o.fastOpen < 0 && !noCookie) return false;
+  if (l.tfoPending >= qlen) { tcp.counters.tfoListenOverflow++; return false; }
+  const f = tcb.tfo = new TfoState();
+  let take = noCookie;
+  if (!take) {
+    if (o.fastOpen === 0) tcp.counters.tfoCookieReqd++;
+    else if (tcp.tfoCookies.check(now, tfoLocalKey(tcb), tfoPeerKey(tcb), o.fastOpenCookie, o.fastOpen)) take = seg.dataLen > 0;
+    else tcp.counters.tfoPassiveFail++;
+    if (!take) f.cookieLen = tcp.tfoCookies.generate(now, tfoLocalKey(tcb), tfoPeerKey(tcb), f.cookie);
+  }
+  if (!take || l.acceptQueue.length >= l.backlog) return false;
+  const adv = tcb.rcvBuf.insert(tcb.rcvNxt, (seg.seq + 1) >>> 0, seg.bytes, seg.dataOff, Math.min(seg.dataLen, tcb.rcvBuf.space));
+  if (adv > 0) {
+    tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
+    tcb.bytesReceived += adv;
+    tcb.lastDataRecvTime = now;
+  }
+  f.listener = l;
+  l.tfoPending++;
+  tcp.counters.tfoPassive++;
+  return true;
 }

@@ -8,7 +8,8 @@ import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { TcbStats } from './stats.js';
-import { tfoChild, tfoPeerKey } from './fastopen.js';
+import { fastOpenSynAck, tfoChild } from './fastopen.js';
+import { ecnEcho, ecnOnData } from './ecn.js';
 import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
@@ -388,36 +389,6 @@ function newAck(tcp: Tcp, tcb: Tcb, seg: Segment, ack: number, now: number): boo
   return finAcked;
 }
 
-/**
- * RFC 3168 §6.1.2, as Linux's tcp_enter_cwr(): an ECE outside loss recovery, with everything
- * sent at the last reduction acknowledged (and more), sets ssthresh from cwnd and cwnd to it (Linux:
- * ssthresh = max(cwnd/2, 2 segments) for Reno) and queues CWR for the next new data segment.
- * Further ECEs within the same window of data are ignored.
- */
-function ecnEcho(tcp: Tcp, tcb: Tcb, now: number): void {
-  tcp.counters.ecnEceReceived++;
-  // Linux holds its CWR state until an ACK above high_seq (so the CWR reached the receiver).
-  if (!tcb.synchronized || tcb.inRecovery || tcb.rtoRecovery || !seqGt(tcb.sndUna, tcb.ecnHigh)) return;
-  tcp.counters.ecnCwndReductions++;
-  tcb.cc.onCongestion(now, tcb.cc.cwnd);
-  tcb.ecnHigh = tcb.sndMax;
-  tcb.ecn |= EcnFlag.QueueCwr;
-}
-
-/**
- * RFC 3168 §6.1.3, as Linux's tcp_ecn_accept_cwr() and tcp_ecn_check_ce(): the peer's CWR ends
- * our ECE echo; a CE mark on a data segment starts it (and is acknowledged at once, so the
- * sender learns of it within the round trip).
- */
-function ecnOnData(tcp: Tcp, tcb: Tcb, flags: number, ecn: number): void {
-  if (flags & TcpFlag.CWR) tcb.ecn &= ~EcnFlag.DemandCwr;
-  if (ecn === 0) return;
-  tcb.ecn |= EcnFlag.Seen;
-  if (ecn !== 3) return;
-  tcp.counters.ecnCeReceived++;
-  if (!(tcb.ecn & EcnFlag.DemandCwr)) { tcb.ecn |= EcnFlag.DemandCwr; tcb.ackNow = true; }
-}
-
 /** RFC 2883: the first SACK block reports a duplicate when it lies at or below the cumulative ACK. */
 function hasDsack(blocks: Uint32Array, n: number, ack: number): boolean {
   return n > 0 && !seqGt(blocks[1]!, ack);
@@ -594,30 +565,6 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcpOutput(tcp, tcb, now);
   }
-}
-
-/**
- * RFC 7413 §4.1.3 on the client, as Linux's tcp_rcv_fastopen_synack(): a cookie on the SYN-ACK
- * is cached for the destination; SYN data the SYN-ACK does not acknowledge is sent again at
- * once, as ordinary data, after the handshake; what it does acknowledge leaves the send buffer.
- */
-function fastOpenSynAck(tcp: Tcp, tcb: Tcb, seg: Segment): void {
-  const f = tcb.tfo!;
-  const peer = tfoPeerKey(tcb);
-  const o = seg.opts;
-  if (o.fastOpen > 0) tcp.tfoCache.set(peer, o.fastOpenCookie, o.fastOpen);
-  if (f.synData > 0) {
-    tcp.tfoCache.synAnswered(peer);
-    if (seqLt(seg.ack, tcb.sndMax)) tcp.counters.tfoActiveFail++;
-  }
-  const acked = seqDiff(seg.ack, tcb.sndBase);
-  if (acked > 0) {
-    tcb.sndBuf.drop(acked);
-    tcb.sndBase = seg.ack;
-    tcb.bytesAcked += acked;
-  }
-  if (seqLt(seg.ack, tcb.sndNxt)) tcb.sndNxt = seg.ack;
-  tcb.tfo = null;
 }
 
 function armFinWait2(tcp: Tcp, tcb: Tcb, now: number): void {

@@ -8,7 +8,7 @@ import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
 import { applySynOptions, chooseIsn, freeTcb, initSendSpace, pathMss, setState } from './lifecycle.js';
-import { TfoBits, TfoState, tfoLocalKey, tfoPeerKey } from './fastopen.js';
+import { fastOpenServer } from './fastopen.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
@@ -185,42 +185,6 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
     l.synQueueLen++;
   }
   tcpOutput(tcp, tcb, now); // SYN,ACK
-}
-
-/**
- * RFC 7413 §4.2 as Linux's tcp_try_fastopen(): a SYN with a TFO option (or data, with 0x200) on
- * a listener doing TFO. A cookie request, or a cookie that does not check, gets a fresh cookie on
- * the SYN-ACK (and its data is not acknowledged: the client sends it again after the handshake);
- * a valid cookie with data (or any data, with 0x200) makes the data readable now. Over the TFO
- * queue length (the TFO backlog) the SYN is an ordinary one. Returns true when the data was taken.
- */
-function fastOpenServer(tcp: Tcp, l: TcpListener, tcb: Tcb, seg: Segment, now: number): boolean {
-  const bits = tcp.tun.fastOpen.value;
-  const qlen = l.tfoQlen > 0 ? l.tfoQlen : (bits & TfoBits.ServerWithoutSockopt) ? l.backlog : 0;
-  if (!(bits & TfoBits.ServerEnable) || qlen === 0) return false;
-  const o = seg.opts;
-  const noCookie = (bits & TfoBits.ServerNoCookie) !== 0 && seg.dataLen > 0;
-  if (o.fastOpen < 0 && !noCookie) return false;
-  if (l.tfoPending >= qlen) { tcp.counters.tfoListenOverflow++; return false; }
-  const f = tcb.tfo = new TfoState();
-  let take = noCookie;
-  if (!take) {
-    if (o.fastOpen === 0) tcp.counters.tfoCookieReqd++;
-    else if (tcp.tfoCookies.check(now, tfoLocalKey(tcb), tfoPeerKey(tcb), o.fastOpenCookie, o.fastOpen)) take = seg.dataLen > 0;
-    else tcp.counters.tfoPassiveFail++;
-    if (!take) f.cookieLen = tcp.tfoCookies.generate(now, tfoLocalKey(tcb), tfoPeerKey(tcb), f.cookie);
-  }
-  if (!take || l.acceptQueue.length >= l.backlog) return false;
-  const adv = tcb.rcvBuf.insert(tcb.rcvNxt, (seg.seq + 1) >>> 0, seg.bytes, seg.dataOff, Math.min(seg.dataLen, tcb.rcvBuf.space));
-  if (adv > 0) {
-    tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
-    tcb.bytesReceived += adv;
-    tcb.lastDataRecvTime = now;
-  }
-  f.listener = l;
-  l.tfoPending++;
-  tcp.counters.tfoPassive++;
-  return true;
 }
 
 /** Stateless SYN-ACK whose ISN encodes MSS, window scale and SACK-permitted (RFC 4987 §3.6). */

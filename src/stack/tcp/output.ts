@@ -7,7 +7,7 @@ import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOpt
 import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
-import { tfoPeerKey } from './fastopen.js';
+import { fastOpenSyn } from './fastopen.js';
 import { TcbStats } from './stats.js';
 import { EcnFlag, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -220,33 +220,6 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistArmed) {
     armPersist(tcp, tcb, now);
   }
-}
-
-/**
- * RFC 7413 §4.1 on the client, as Linux's tcp_send_syn_data(): the first SYN carries the cached
- * cookie (or a cookie request) and, when the application asked and a cookie (or 0x4) allows, up
- * to one MSS less 40 bytes of data; returns the data length. A retransmitted SYN carries neither
- * option nor data (Linux): the path may be dropping SYNs with data, and the destination gets no
- * SYN data for a while (TfoCache.synLost).
- */
-function fastOpenSyn(tcp: Tcp, tcb: Tcb, now: number): number {
-  const f = tcb.tfo!;
-  if (tcb.rexmtCount > 0) {
-    if (f.synData > 0) { tcp.counters.tfoSynLoss++; tcp.tfoCache.synLost(tfoPeerKey(tcb), now); }
-    f.synData = 0;
-    f.cookieLen = -1;
-    return 0;
-  }
-  const cached = tcp.tfoCache.get(tfoPeerKey(tcb), f.cookie);
-  f.cookieLen = cached >= 0 ? cached : 0;
-  let len = 0;
-  if (f.wantData && tcb.sndBuf.length > 0 && tcp.tfoDataAllowed(tcb)) {
-    len = Math.min(tcb.sndBuf.length, tcb.rcvMss - 40);
-    if (len < 0) len = 0;
-  }
-  f.synData = len;
-  if (len > 0) tcp.counters.tfoActive++;
-  return len;
 }
 
 export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {

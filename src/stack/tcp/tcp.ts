@@ -21,8 +21,7 @@ import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
-import { TfoBits, TfoCache, TfoCookies, TfoState, tfoPeerKey } from './fastopen.js';
-import { sipKeyFromBytes } from './siphash.js';
+import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
 import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
@@ -33,11 +32,6 @@ export { TcpCounters, type TcpConnectionInfo } from './counters.js';
 
 export const IPPROTO_TCP = 6;
 
-/** The MSS the path allows (the most a SYN's data may fill, less 40 bytes of options, as Linux). */
-function pathMssOf(tcp: Tcp, tcb: Tcb): number {
-  const m = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
-  return tcb.userMss > 0 && tcb.userMss < m ? tcb.userMss : m;
-}
 const ICMP_UNREACH = 3;
 const UNREACH_NEEDFRAG = 4;
 
@@ -68,8 +62,7 @@ export class Segment {
   /** Absolute offset of the payload in bytes. */
   dataOff = 0;
   dataLen = 0;
-  /** The IP header's ECN field (RFC 3168 §5): 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE. */
-  ecn = 0;
+  ecn = 0; // the IP header's ECN field (RFC 3168 §5): 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE
   readonly opts = new TcpOptions();
   /** SEG.LEN: payload plus one each for SYN and FIN. */
   get len(): number { return this.dataLen + (this.flags & TcpFlag.SYN ? 1 : 0) + (this.flags & TcpFlag.FIN ? 1 : 0); }
@@ -130,12 +123,7 @@ export class Tcp {
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
     this.cookies = new SynCookies(r);
     // The TFO key, like the table's hash key, comes from the ISN secret (no extra random draws).
-    const k = new Uint8Array(16);
-    for (let i = 0; i < 4; i++) {
-      const w = this.isnGen.isn(0, 0x74666f00 + i, 0, 0x6b657900, 0);
-      k[4 * i] = w & 255; k[4 * i + 1] = (w >>> 8) & 255; k[4 * i + 2] = (w >>> 16) & 255; k[4 * i + 3] = w >>> 24;
-    }
-    this.tfoCookies = new TfoCookies(sipKeyFromBytes(k));
+    this.tfoCookies = new TfoCookies(tfoKeyFrom((l, r) => this.isnGen.isn(0, l, 0, r, 0)));
     this.ports = new EphemeralPorts(r, this.tun.portFirst.value, this.tun.portLast.value);
     this.timeWait = new TimeWaitTable(this);
   }
@@ -499,30 +487,12 @@ export class Tcp {
     if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
-    let defer = false;
-    if (opts.fastOpen && (this.tun.fastOpen.value & TfoBits.ClientEnable)) {
-      // RFC 7413 §4.1: data in the SYN. Given here (sendto(MSG_FASTOPEN)), only what the SYN can
-      // carry is taken; without it, under deferred output, the SYN waits for the end of the
-      // run-loop iteration and carries what the application wrote meanwhile.
-      const f = tcb.tfo = new TfoState();
-      f.wantData = true;
-      const data = opts.synData;
-      if (data !== undefined && data.length > 0) {
-        if (this.tfoDataAllowed(tcb)) f.synData = tcb.sndBuf.write(data, 0, Math.min(data.length, pathMssOf(this, tcb) - 40));
-      } else if (this.deferOutput) defer = true;
-    }
+    // RFC 7413: a TFO SYN may wait for the end of this run-loop iteration (fastopen.ts).
+    const defer = opts.fastOpen === true && fastOpenConnect(this, tcb, opts.synData, pathMss(this, tcb.path, laddr, raddr));
     startConnect(this, tcb, isnFloor, defer);
     this.dispatch();
     return sock;
   }
-
-  /** @internal a SYN to tcb's peer may carry data now: a cached cookie (or 0x4), no recent SYN-with-data loss. */
-  tfoDataAllowed(tcb: Tcb): boolean {
-    const peer = tfoPeerKey(tcb);
-    if (!this.tfoCache.dataAllowed(peer, this.host.clock.now())) return false;
-    return (this.tun.fastOpen.value & TfoBits.ClientNoCookie) !== 0 || this.tfoCache.get(peer, this.tfoScratch) >= 0;
-  }
-  private readonly tfoScratch = new Uint8Array(16);
 
   // ---- RACK state, reused: its record rings are typed arrays, too dear to allocate per connection ----
 
