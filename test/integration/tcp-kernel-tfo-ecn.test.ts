@@ -112,7 +112,7 @@ describe('TCP Fast Open and ECN against the Linux kernel', () => {
     await app.stop();
   });
 
-  test('tstack as TFO client (tstack/net, { tfo: true }) to a Linux server puts its request into the SYN; ECN is negotiated with the kernel, and CE marks set by nftables on tstack\'s data reduce tstack\'s cwnd once per window', async (t) => {
+  test('tstack as TFO client (tstack/net, { tfo: true }) to a Linux server puts its request into the SYN; ECN is negotiated with the kernel, and CE marks set by nftables on tstack\'s data make tstack reduce cwnd, never more often than marked packets arrived', async (t) => {
     if (!requireRoot(t, ['ip', 'python3', 'tshark', 'nft', 'sysctl'])) return;
     const name = `tfo-cli-${process.pid}`;
     const socket = `/run/tstack/${name}.sock`;
