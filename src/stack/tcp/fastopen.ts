@@ -270,6 +270,8 @@ export function fastOpenServer(tcp: Tcp, l: TcpListener, tcb: Tcb, seg: Segment,
   }
   f.listener = l;
   l.tfoPending++;
+  // Its reply may leave before the handshake completes: congestion control starts now.
+  tcb.cc.init(tcb.maxSeg, now, tcp.tun.initCwndSegments.value);
   tcp.counters.tfoPassive++;
   return true;
 }

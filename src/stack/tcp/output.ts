@@ -7,7 +7,7 @@ import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOpt
 import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
-import { fastOpenSyn } from './fastopen.js';
+import { fastOpenSyn, tfoChild } from './fastopen.js';
 import { TcbStats } from './stats.js';
 import { EcnFlag, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
@@ -89,10 +89,12 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       if (tcb.unaSentAt < 0) tcb.unaSentAt = now;
       if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, rtoDeadline(tcb, now));
       if (tcb.rexmtCount === 0 && tcb.rttSeq < 0) { tcb.rttSeq = tcb.iss; tcb.rttStart = now; }
-    } else if (tcb.ackNow && st === TcpState.SYN_RECEIVED) {
+    } else if (tcb.ackNow && st === TcpState.SYN_RECEIVED && tcb.sndBuf.length === 0) {
       emit(tcp, tcb, tcb.sndNxt, 0, TcpFlag.ACK, now);
     }
-    return;
+    // RFC 7413 §4.2.2, as Linux: a connection opened by a SYN with data may answer before the
+    // handshake completes (its SYN-ACK is out); everything else waits for ESTABLISHED.
+    if (st === TcpState.SYN_SENT || tcb.sndNxt === tcb.iss || tcb.sndBuf.length === 0 || !tfoChild(tcb)) return;
   }
 
   // A quick ACK waits for the deferred-output flush (outPending is cleared just before it).
@@ -165,7 +167,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
       // only when it empties the buffer and nothing is outstanding (or NODELAY), or it is at
       // least half the largest window the peer offered.
-      else if ((tcb.noDelay || tcb.push || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
+      // (In SYN_RECEIVED — a TFO reply — only the SYN-ACK is outstanding: no data to wait for.)
+      else if ((tcb.noDelay || tcb.push || tcb.sndNxt === tcb.sndUna || st === TcpState.SYN_RECEIVED) && off + len >= buffered) send = true;
       else if (tcb.maxSndWnd > 0 && len >= tcb.maxSndWnd >>> 1) send = true;
       else if (seqLt(tcb.sndNxt, tcb.sndMax)) send = true;
       else if (forced || fin) send = true;

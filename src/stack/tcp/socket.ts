@@ -9,6 +9,7 @@ import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './t
 import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
 import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
+import { tfoChild } from './fastopen.js';
 import type { TcpBinding } from './ports.js';
 
 export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
@@ -126,7 +127,7 @@ export class TcpSocket {
     // MSG_MORE (Linux): this write's tail waits, like a cork, for the next write without it.
     const wasMore = t.more;
     t.more = more;
-    if ((n > 0 || wasMore) && t.synchronized) t.tcp.requestOutput(t);
+    if ((n > 0 || wasMore) && (t.synchronized || tfoChild(t))) t.tcp.requestOutput(t);
     return n;
   }
 
