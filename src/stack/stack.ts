@@ -129,7 +129,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       buf.l4 = ip.payloadOff;
       buf.start = ip.payloadOff;
       buf.end = ip.payloadOff + ip.payloadLen;
-      tcp.input(buf, ip.src, ip.dst);
+      tcp.input(buf, ip.src, ip.dst, ip.tos & 3);
     });
     this.icmp.handlers.set(IpProto.TCP, (type, code, info, inner, l4Off) => {
       const b = inner.bytes;
@@ -140,7 +140,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     // TCP over IPv6: segments from the IPv6 layer, and ICMPv6 errors quoting ours.
     ip6.upper.set(IpProto.TCP, (ip, buf, off, len) => {
       buf.l4 = off; buf.start = off; buf.end = off + len;
-      tcp.input6(buf, ip.bytes, ip.srcOff, ip.dstOff);
+      // The ECN field: the low two bits of the Traffic Class (bytes 0-1 of the header, 8 before the source).
+      tcp.input6(buf, ip.bytes, ip.srcOff, ip.dstOff, (ip.bytes[ip.srcOff - 7]! >> 4) & 3);
     });
     ip6.icmp.handlers.set(IpProto.TCP, (type, code, word, b, ipOff, l4Off, l4Len) => {
       if (l4Len < 8) return;

@@ -84,6 +84,8 @@ export interface HostPlan {
   rxFaults: FaultConfig;
   sysctl: Record<string, SysctlValue>;
   mtu: number;
+  /** Probability that an ECT-marked IPv4 packet this host sends is marked CE on the way (RFC 3168 §5). */
+  ceMark?: number;
 }
 
 export interface Scenario {
@@ -92,6 +94,8 @@ export interface Scenario {
   a: HostPlan;
   b: HostPlan;
   conns: ConnPlan[];
+  /** TCP Fast Open: listeners with a TFO queue, connects with fastOpen (net.inet.tcp.fastopen = 3 on both). */
+  tfo?: boolean;
 }
 
 // ---- payload -----------------------------------------------------------------------------
@@ -229,7 +233,36 @@ export function makeScenario(seed: number): Scenario {
       if (e.bytes > MIB) { total -= e.bytes - MIB; e.bytes = MIB; }
     }
   }
-  return { seed, latencyMs, a, b, conns };
+  // TFO and ECN come from a PRNG of their own, so every other draw of a seed is what it was.
+  const x = new Prng(`tcp-matrix-ext/${seed}`);
+  const tfo = x.chance(0.25);
+  for (const h of [a, b]) {
+    if (tfo) h.sysctl['net.inet.tcp.fastopen'] = 3;
+    if (x.chance(0.3)) h.sysctl['net.inet.tcp.ecn'] = 1;
+    if (x.chance(0.2)) h.ceMark = Math.round(x.next() * 0.1 * 1000) / 1000;
+  }
+  return { seed, latencyMs, a, b, conns, tfo };
+}
+
+/**
+ * A fault filter that marks ECT(0)/ECT(1) IPv4 packets CE with probability p (as an AQM router
+ * would, RFC 3168 §5), fixing the header checksum; then runs `next`, if any.
+ */
+function ceMarker(seed: number, p: number, next: FaultConfig['filter']): NonNullable<FaultConfig['filter']> {
+  const r = new Prng(`tcp-matrix-ce/${seed}`);
+  return (frame, dir) => {
+    if (frame.length >= 34 && frame[12] === 0x08 && frame[13] === 0x00 && (frame[15]! & 3) !== 0 && (frame[15]! & 3) !== 3 && r.next() < p) {
+      frame[15] = frame[15]! | 3;
+      const hl = (frame[14]! & 15) * 4;
+      frame[24] = 0; frame[25] = 0;
+      let sum = 0;
+      for (let i = 14; i < 14 + hl; i += 2) sum += (frame[i]! << 8) | frame[i + 1]!;
+      while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+      const c = ~sum & 0xffff;
+      frame[24] = c >>> 8; frame[25] = c & 255;
+    }
+    return next ? next(frame, dir) : 'pass';
+  };
 }
 
 export interface CustomConn {
@@ -293,10 +326,10 @@ function fmtSysctl(s: Record<string, SysctlValue>): string {
 /** One line per host and per connection: enough to understand a failing seed. */
 export function describeScenario(s: Scenario): string {
   const host = (n: string, h: HostPlan) =>
-    `  ${n}: mtu=${h.mtu} tx[${fmtFaults(h.faults)}] rx[${fmtFaults(h.rxFaults)}] ${fmtSysctl(h.sysctl)}`;
+    `  ${n}: mtu=${h.mtu} tx[${fmtFaults(h.faults)}${h.ceMark ? `,ce=${h.ceMark}` : ''}] rx[${fmtFaults(h.rxFaults)}] ${fmtSysctl(h.sysctl)}`;
   const end = (e: EndPlan) =>
     `${e.bytes}B/w${e.writeChunk}${e.pauseAtMs >= 0 ? ` pause@${e.pauseAtMs}+${e.pauseMs}ms` : ''}${e.finalClose ? ' close()' : ''}`;
-  const lines = [`seed=${s.seed} latency=${s.latencyMs}ms conns=${s.conns.length}`, host('a', s.a), host('b', s.b)];
+  const lines = [`seed=${s.seed} latency=${s.latencyMs}ms conns=${s.conns.length}${s.tfo ? ' tfo' : ''}`, host('a', s.a), host('b', s.b)];
   for (const c of s.conns) {
     lines.push(`  c${c.id}: ${c.initiator}->${c.initiator === 'a' ? 'b' : 'a'} @${c.startMs}ms ${c.close}${c.cc ? ` cc=${c.cc}` : ''}${c.noDelay ? ' nodelay' : ''} i=${end(c.i)} p=${end(c.p)}`);
   }
@@ -521,7 +554,8 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   // hosts try ten times; resolutions that succeed within three behave exactly as before.
   const nd = { 'net.link.ether.inet.maxtries': 10, 'net.inet6.icmp6.nd6_mmaxtries': 10, 'net.inet6.icmp6.nd6_umaxtries': 10 };
   const mk = (name: Side, addr: string, addr6: string, h: HostPlan) => sim.addHost({
-    name, addr: `${addr}/${PREFIX}`, mtu: v6 ? Math.max(h.mtu, 1280) : h.mtu, faults: h.faults, rxFaults: h.rxFaults,
+    name, addr: `${addr}/${PREFIX}`, mtu: v6 ? Math.max(h.mtu, 1280) : h.mtu, rxFaults: h.rxFaults,
+    faults: h.ceMark ? { ...h.faults, filter: ceMarker(sc.seed * 2 + (name === 'a' ? 0 : 1), h.ceMark, h.faults.filter) } : h.faults,
     sysctl: v6 ? { ...nd, 'net.inet6.ip6.dad_count': 0, ...h.sysctl } : { ...nd, ...h.sysctl }, deferOutput,
     ...(v6 && { addr6: `${addr6}/64` }),
   });
@@ -537,7 +571,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
   const waiting = new Map<string, Endpoint>();
   const listeners: TcpListener[] = [];
   for (const side of ['a', 'b'] as const) {
-    const l = stacks[side].tcp.listen(v6 ? { port: SERVER_PORT, addr6: new Uint8Array(16) } : { port: SERVER_PORT });
+    const l = stacks[side].tcp.listen({ ...(v6 ? { port: SERVER_PORT, addr6: new Uint8Array(16) } : { port: SERVER_PORT }), ...(sc.tfo && { fastOpen: 16 }) });
     l.onConnection = (s) => {
       const e = waiting.get(`${side}:${s.remotePort}`);
       if (!e) { failures.push(`${side}: unexpected connection from port ${s.remotePort}`); s.abort(); return; }
@@ -561,6 +595,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): RunResult {
         try {
           s = stacks[c.initiator].tcp.connect({
             raddr: addrs[peer], ...(v6 && { raddr6: addrs6[peer] }), rport: SERVER_PORT, noDelay: c.noDelay, ...(c.cc && { congestionControl: c.cc }),
+            ...(sc.tfo && { fastOpen: true }),
           });
         } catch (e) {
           failures.push(`c${c.id}: connect threw ${(e as Error).message}`);

@@ -3,7 +3,8 @@
 // 0-200 ms, jitter, rate limits with shallow queues), MTUs, sysctls (cc algorithm, SACK,
 // RFC 1323, delayed ACK, small buffers and reassembly queues), 1-4 concurrent connections in
 // either direction, 0 B to 8 MiB each way, half-closes, simultaneous closes, full closes and
-// readers that stop reading for seconds.
+// readers that stop reading for seconds; TCP Fast Open on a quarter of the runs and ECN (with
+// CE marks on the way) on some hosts, drawn from a PRNG of their own (the other draws unchanged).
 //
 //   TCP_MATRIX_RUNS=5000 node --test dist/test/sim/tcp-matrix.test.js   (soak: npm run soak:tcp)
 //   TSTACK_SEED=123 node --test dist/test/sim/tcp-matrix.test.js        (replay one seed)
@@ -56,6 +57,9 @@ if (!replaying) {
     assert.ok(sc.some((s) => s.conns.some((c) => c.initiator === 'b')), 'connections in both directions');
     for (const p of CLOSE_PATTERNS) assert.ok(sc.some((s) => s.conns.some((c) => c.close === p)), `close pattern ${p}`);
     for (const cc of ['newreno', 'cubic']) assert.ok(sc.some((s) => s.a.sysctl['net.inet.tcp.cc.algorithm'] === cc), `cc ${cc}`);
+    assert.ok(sc.some((s) => s.tfo) && sc.some((s) => !s.tfo), 'TCP Fast Open on some runs');
+    assert.ok(sc.some((s) => s.a.sysctl['net.inet.tcp.ecn'] === 1 || s.b.sysctl['net.inet.tcp.ecn'] === 1), 'ECN requested on some runs');
+    assert.ok(sc.some((s) => (s.a.sysctl['net.inet.tcp.ecn'] === 1 && (s.b.ceMark ?? 0) > 0) || (s.b.sysctl['net.inet.tcp.ecn'] === 1 && (s.a.ceMark ?? 0) > 0)), 'CE marks on some ECN runs');
     for (const k of ['sack.enable', 'rfc1323', 'delayed_ack']) {
       assert.ok(sc.some((s) => s.a.sysctl[`net.inet.tcp.${k}`] === false) && sc.some((s) => s.a.sysctl[`net.inet.tcp.${k}`] === true), `${k} on and off`);
     }

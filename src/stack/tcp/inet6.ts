@@ -26,7 +26,7 @@ const ICMP6_PACKET_TOO_BIG = 2;
  * One TCP segment over IPv6: as input(), with the addresses at bytes[srcOff..+16] and
  * bytes[dstOff..+16] (the IPv6 header, valid during the call). Takes ownership of buf.
  */
-export function tcp6Input(tcp: Tcp, buf: PacketBuffer, bytes: Uint8Array, srcOff: number, dstOff: number): void {
+export function tcp6Input(tcp: Tcp, buf: PacketBuffer, bytes: Uint8Array, srcOff: number, dstOff: number, ecn = 0): void {
   const c = tcp.counters;
   c.rcvTotal++;
   const h = tcp.hdr;
@@ -55,7 +55,7 @@ export function tcp6Input(tcp: Tcp, buf: PacketBuffer, bytes: Uint8Array, srcOff
   seg.buf = buf; seg.bytes = buf.data; seg.family = AF_INET6; seg.src = 0; seg.dst = 0;
   seg.sport = h.srcPort; seg.dport = h.dstPort;
   seg.seq = h.seq; seg.ack = h.ack; seg.flags = h.flags; seg.wnd = h.window; seg.up = h.urgentPointer;
-  seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
+  seg.dataOff = buf.start + hl; seg.dataLen = len - hl; seg.ecn = ecn & 3;
   if (seg.dport === 0 || seg.sport === 0) { c.rcvBadHeader++; buf.release(); return; }
 
   const demux = tcp.demux;

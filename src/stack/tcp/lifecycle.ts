@@ -4,7 +4,7 @@
 import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
 import { chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
 import { seqDiff, seqGt } from './seq.js';
-import { KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
+import { EcnFlag, KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Tcp } from './tcp.js';
 import type { Path } from '../ip/path.js';
 import { AF_INET6, resolveEndsPath, type TcpEnds } from './ends.js';
@@ -27,14 +27,15 @@ export function setState(tcb: Tcb, state: TcpState): void {
 }
 
 /** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
-export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1): void {
+export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1, defer = false): void {
   const now = tcp.host.clock.now();
   setState(tcb, TcpState.SYN_SENT);
   initSendSpace(tcb, chooseIsn(tcp, now, tcb, tcb.lport, tcb.rport, isnFloor));
   const mss = pathMss(tcp, tcb.path, tcb);
   tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mss ? tcb.userMss : mss;
   tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(Math.max(tcb.rcvBuf.capacity, tcb.rcvBufMax)) : 0;
-  tcpOutput(tcp, tcb, now);
+  // A TFO SYN may wait for the deferred-output flush, so it carries what is written meanwhile.
+  if (defer) tcp.requestOutput(tcb); else tcpOutput(tcp, tcb, now);
 }
 
 /**
@@ -102,7 +103,13 @@ export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   tcb.cc.init(tcb.maxSeg, now, tcp.tun.initCwndSegments.value);
   tcb.lastRecvTime = now;
   tcp.counters.connEstablished++;
-  if (tcb.passive && wasSynRcvd && tcb.listener) {
+  if (tcb.ecn & EcnFlag.Ok) { tcp.counters.ecnNegotiated++; tcb.ecnHigh = tcb.iss; }
+  const tfo = tcb.tfo;
+  tcb.tfo = null;
+  if (tfo !== null && tfo.listener !== null) {
+    // A TFO connection: in the accept queue (or accepted) since its SYN; its handshake is done.
+    tfo.listener.tfoPending--;
+  } else if (tcb.passive && wasSynRcvd && tcb.listener) {
     const l = tcb.listener;
     l.synQueueLen--;
     if (l.closed) {
@@ -146,11 +153,7 @@ export function dropConnection(tcp: Tcp, tcb: Tcb, err: string): void {
  */
 export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   const wheel = tcp.host.wheel;
-  wheel.disarm(tcb.rexmtTimer);
-  wheel.disarm(tcb.persistTimer);
-  wheel.disarm(tcb.keepTimer);
-  wheel.disarm(tcb.delackTimer);
-  wheel.disarm(tcb.reoTimer);
+  tcb.disarmTimers(wheel);
   if (tcb.rack !== null) { tcp.giveRack(tcb.rack); tcb.rack = null; }
   tcb.keepMode = KeepMode.None;
   tcb.sndBuf.release();
@@ -158,6 +161,10 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   tcb.rcvBuf.oooCount = 0;
   tcb.resetScoreboard();
   tcp.remove(tcb);
+  if (tcb.tfo !== null) {
+    if (tcb.tfo.listener !== null) tcb.tfo.listener.tfoPending--;
+    tcb.tfo = null;
+  }
   const l = tcb.listener;
   if (l) {
     if (tcb.inAcceptQueue) {

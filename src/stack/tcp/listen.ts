@@ -3,12 +3,13 @@
 import { TcpFlag, type TcpOptionsSpec } from '../../wire/tcp.js';
 import { segmentArrives } from './input.js';
 import { chooseWscale, sendRaw, sendRst, tcpOutput } from './output.js';
-import { TcbEvent, TcpState, type Tcb } from './tcb.js';
+import { EcnFlag, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
 import { AF_INET, AF_INET6, NO_ADDR6 } from './ends.js';
 import { applySynOptions, chooseIsn, freeTcb, initSendSpace, newTcbFor, pathMss, setState } from './lifecycle.js';
+import { fastOpenServer } from './fastopen.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
@@ -30,6 +31,12 @@ export interface ListenOptions {
   reuseAddr?: boolean;
   /** The binding a socket took with Tcp.bind() (the POSIX layer); without one, listen() binds. */
   binding?: TcpBinding;
+  /**
+   * TCP Fast Open (RFC 7413; Linux's TCP_FASTOPEN socket option): the most connections opened by
+   * a SYN with data that may wait for their handshake to complete; 0/undefined = no TFO (unless
+   * net.inet.tcp.fastopen has 0x400). Needs net.inet.tcp.fastopen bit 0x2.
+   */
+  fastOpen?: number;
 }
 
 export class TcpListener {
@@ -48,6 +55,10 @@ export class TcpListener {
   family = AF_INET;
   laddr6: Uint8Array = NO_ADDR6;
   ipv6Only = false;
+  /** TCP Fast Open queue length (TCP_FASTOPEN): 0 = no TFO on this listener. */
+  tfoQlen = 0;
+  /** Connections opened by a SYN with data whose handshake has not completed yet. */
+  tfoPending = 0;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
   constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number, readonly binding: TcpBinding) {}
@@ -164,6 +175,9 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.irs = seg.seq;
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, false, now);
+  // RFC 3168 §6.1.1: an ECN-setup SYN (ECE and CWR) is accepted unless net.inet.tcp.ecn is 0;
+  // like Linux (tcp_ecn_create_request()), not when the SYN itself is ECT-marked.
+  if ((flags & (TcpFlag.ECE | TcpFlag.CWR)) === (TcpFlag.ECE | TcpFlag.CWR) && tcp.tun.ecn.value !== 0 && seg.ecn === 0) tcb.ecn = EcnFlag.Ok;
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
   initSendSpace(tcb, chooseIsn(tcp, now, seg, seg.dport, seg.sport, isnFloor));
   tcb.sndWnd = seg.wnd; // SYN windows are not scaled
@@ -172,7 +186,16 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.sndWl2 = 0;
   tcb.lastRecvTime = now;
   tcp.insert(tcb);
-  l.synQueueLen++;
+  if ((seg.opts.fastOpen >= 0 || seg.dataLen > 0) && fastOpenServer(tcp, l, tcb, seg, now)) {
+    // RFC 7413 §4.2.2: the data in the SYN is the application's at once; the connection waits
+    // in the accept queue (not the SYN queue) and is counted in the listener's TFO queue.
+    l.acceptQueue.push(tcb);
+    tcb.inAcceptQueue = true;
+    tcp.counters.connAccepts++;
+    tcp.post(tcb, TcbEvent.Accept);
+  } else {
+    l.synQueueLen++;
+  }
   tcpOutput(tcp, tcb, now); // SYN,ACK
 }
 

@@ -26,6 +26,8 @@ export class Segment implements TcpEnds {
   /** Absolute offset of the payload in bytes. */
   dataOff = 0;
   dataLen = 0;
+  /** The IP header's ECN field (RFC 3168 §5): 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE. */
+  ecn = 0;
   readonly opts = new TcpOptions();
   /** SEG.LEN: payload plus one each for SYN and FIN. */
   get len(): number { return this.dataLen + (this.flags & TcpFlag.SYN ? 1 : 0) + (this.flags & TcpFlag.FIN ? 1 : 0); }

@@ -1,6 +1,7 @@
 // The TCP module the Stack instantiates: segment input (checksum, options, demux, resets for
 // closed ports), ICMP errors, connect/listen, deferred output and event delivery to sockets.
 // The rooms it composes: demux.ts (tables), tunables.ts, counters.ts, lifecycle.ts, ports.ts.
+import { icmpErrorV4 } from './icmperr.js';
 import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
 import { pseudoHeaderV4, sum16, fold } from '../../wire/checksum.js';
 import { WireError } from '../../wire/errors.js';
@@ -21,10 +22,11 @@ import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
+import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
 import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
-import { dropConnection, freeTcb, startConnect } from './lifecycle.js';
+import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
 import { AF_INET, AF_INET6, EndsPrf } from './ends.js';
 import { tcp6Bind, tcp6Connect, tcp6IcmpError, tcp6Input, tcp6Listen } from './inet6.js';
@@ -35,8 +37,7 @@ export { Segment } from './segment.js';
 import { Segment } from './segment.js';
 
 export const IPPROTO_TCP = 6;
-const ICMP_UNREACH = 3;
-const UNREACH_NEEDFRAG = 4;
+
 
 /** A listening socket as netstat shows it. */
 export interface TcpListenerInfo {
@@ -56,6 +57,9 @@ export class Tcp {
   readonly tun: TcpTunables;
   readonly isnGen: IsnGenerator;
   readonly cookies: SynCookies;
+  /** TCP Fast Open: the server's cookies and the client's cookie cache (fastopen.ts). */
+  readonly tfoCookies: TfoCookies;
+  readonly tfoCache = new TfoCache();
   readonly ports: EphemeralPorts;
   /** Bound ports (bind, listen, connect after bind): one table for the engine and the POSIX layer. */
   readonly bindings = new TcpPortTable();
@@ -109,6 +113,8 @@ export class Tcp {
     const changed = host.portChanged;
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
     this.cookies = new SynCookies(r);
+    // The TFO key, like the table's hash key, comes from the ISN secret (no extra random draws).
+    this.tfoCookies = new TfoCookies(tfoKeyFrom((l, r) => this.isnGen.isn(0, l, 0, r, 0)));
     this.ports = new EphemeralPorts(r, this.tun.portFirst.value, this.tun.portLast.value);
     this.timeWait = new TimeWaitTable(this);
   }
@@ -192,9 +198,10 @@ export class Tcp {
 
   /**
    * One TCP segment: buf.start is the TCP header, buf.end the segment end. buf.csum tells whether
-   * to verify the checksum (None = verify). Takes ownership of buf.
+   * to verify the checksum (None = verify). `ecn`: the IP header's ECN field (the low two bits
+   * of the TOS / traffic class). Takes ownership of buf.
    */
-  input(buf: PacketBuffer, src: number, dst: number): void {
+  input(buf: PacketBuffer, src: number, dst: number, ecn = 0): void {
     const c = this.counters;
     c.rcvTotal++;
     const h = this.hdr;
@@ -217,7 +224,7 @@ export class Tcp {
     seg.buf = buf; seg.bytes = buf.data; seg.family = AF_INET; seg.src = src; seg.dst = dst;
     seg.sport = h.srcPort; seg.dport = h.dstPort;
     seg.seq = h.seq; seg.ack = h.ack; seg.flags = h.flags; seg.wnd = h.window; seg.up = h.urgentPointer;
-    seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
+    seg.dataOff = buf.start + hl; seg.dataLen = len - hl; seg.ecn = ecn & 3;
     if (seg.dport === 0 || seg.sport === 0) { c.rcvBadHeader++; buf.release(); return; }
 
     const demux = this.demux;
@@ -239,7 +246,7 @@ export class Tcp {
   }
 
   /** One TCP segment over IPv6 (inet6.ts). Takes ownership of buf. */
-  input6(buf: PacketBuffer, bytes: Uint8Array, srcOff: number, dstOff: number): void { tcp6Input(this, buf, bytes, srcOff, dstOff); }
+  input6(buf: PacketBuffer, bytes: Uint8Array, srcOff: number, dstOff: number, ecn = 0): void { tcp6Input(this, buf, bytes, srcOff, dstOff, ecn); }
 
   /** ICMPv6 error about a segment we sent (inet6.ts). */
   icmpError6(type: number, code: number, l6: Uint8Array, lport: number, r6: Uint8Array, rport: number, seq: number, word: number): void {
@@ -263,40 +270,10 @@ export class Tcp {
     }
   }
 
-  /** ICMP error about a segment we sent (hook for the ICMP layer; PMTU and soft errors later). */
+  /** ICMP error about a segment we sent (icmperr.ts: PMTU, hard and soft errors). */
   icmpError(type: number, code: number, laddr: number, lport: number, raddr: number, rport: number, seq: number, mtu = 0): void {
     const tcb = this.lookup(laddr, lport, raddr, rport);
-    if (!tcb) return;
-    // RFC 5927 §4.1: believe an error only about a segment we have in flight
-    // (SND.UNA <= SEG.SEQ < SND.MAX); anything else may be spoofed.
-    if (!seqInRange(seq, tcb.sndUna, tcb.sndMax)) { this.counters.icmpIgnored++; return; }
-    if (type === ICMP_UNREACH && code === UNREACH_NEEDFRAG) {
-      // RFC 1191 §6.4 path MTU discovery: our segments carry DF, so a smaller hop says how big
-      // they may be. MTUs below 68 (or the 0 of an old router) are not believed.
-      if (mtu < 68 || mtu >= tcb.mss + 40) { this.counters.icmpIgnored++; return; }
-      const mss = Math.max(mtu - 40, 88);
-      if (mss >= tcb.mss) return;
-      this.counters.pmtuUpdates++;
-      tcb.mss = mss;
-      tcb.cc.setMss(tcb.maxSeg);
-      // The segment was dropped: send it again at the new size now rather than after an RTO.
-      if (tcb.state !== TcpState.SYN_SENT && tcb.state !== TcpState.SYN_RECEIVED) {
-        tcb.sndNxt = tcb.sndUna;
-        tcpOutput(this, tcb);
-      }
-      this.dispatch();
-      return;
-    }
-    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors; while the connection is
-    // still being opened they end it (as Linux does: connect() fails with ECONNREFUSED). Every
-    // other error is soft: the connection goes on and retransmission decides (RFC 5461).
-    if (type === ICMP_UNREACH && (code === 2 || code === 3) && tcb.state === TcpState.SYN_SENT) {
-      this.counters.icmpHardErrors++;
-      dropConnection(this, tcb, 'ECONNREFUSED');
-      this.dispatch();
-      return;
-    }
-    this.counters.icmpSoftErrors++;
+    if (tcb) icmpErrorV4(this, tcb, type, code, seq, mtu);
   }
 
   /**
@@ -431,6 +408,7 @@ export class Tcp {
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog, b);
     if (opts.mss !== undefined && opts.mss > 0) l.mss = opts.mss;
+    if (opts.fastOpen !== undefined && opts.fastOpen > 0) l.tfoQlen = opts.fastOpen;
     this.demux.addListener(l);
     return l;
   }
@@ -494,7 +472,9 @@ export class Tcp {
     if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
-    startConnect(this, tcb, isnFloor);
+    // RFC 7413: a TFO SYN may wait for the end of this run-loop iteration (fastopen.ts).
+    const defer = opts.fastOpen === true && fastOpenConnect(this, tcb, opts.synData, pathMss(this, tcb.path, tcb));
+    startConnect(this, tcb, isnFloor, defer);
     this.dispatch();
     return sock;
   }
