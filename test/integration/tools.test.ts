@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ipIn, requireRoot } from '../helpers/netns.js';
 import { BIN, ROOT, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
 import { ControlClient } from '../../src/cli/client.js';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
 after(stopAllApps);
 
@@ -333,10 +334,17 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     for (let i = 0; i < 3; i++) await curl(app.ns, [url]);
     const b = await scrape();
     const key = `tstack_interface_receive_packets_total{port="${app.ifname}",worker="0"}`;
-    assert.ok(b.samples.get(key)! > a.samples.get(key)!, key);
+    // Each curl is at least SYN, ACK+request, FIN in and SYN-ACK, response, FIN out.
+    for (const k of [key, `tstack_interface_transmit_packets_total{port="${app.ifname}",worker="0"}`]) {
+      assert.ok(b.samples.get(k)! >= a.samples.get(k)! + 9, `${k}: ${a.samples.get(k)} -> ${b.samples.get(k)}`);
+    }
+    const rxBytes = `tstack_interface_receive_bytes_total{port="${app.ifname}",worker="0"}`;
+    assert.ok(b.samples.get(rxBytes)! >= a.samples.get(rxBytes)! + 3 * 3 * 54, rxBytes);
     const acc = 'tstack_tcp_conn_accepts_total{worker="0"}';
     assert.ok(b.samples.get(acc)! >= a.samples.get(acc)! + 3);
     assert.equal(b.types.get('tstack_tcp_conn_accepts_total'), 'counter');
+    // No counter goes backwards.
+    for (const [k, v] of a.samples) if (b.types.get(k.replace(/\{.*$/, '')) === 'counter') assert.ok(b.samples.get(k)! >= v, `${k} went down`);
     const cli = await tool(['metrics']);
     assert.equal(cli.code, 0, cli.stderr);
     assert.ok(parsePrometheus(cli.stdout).samples.has(key));
@@ -432,46 +440,32 @@ describe('control socket life cycle', () => {
 });
 
 /**
- * A strict reader of the Prometheus text exposition format 0.0.4: every line is a comment
- * (# HELP / # TYPE with a known type, at most once per family and before its samples) or a
- * sample `name{label="value",…} value` with valid names, escapes and a float value; sample
- * names belong to a declared family. (No parser package is installed; parse-prometheus-text-format
- * from npm would do the same.)
+ * Parses the Prometheus text exposition format with parse-prometheus-text-format (a parser made
+ * for it, compatible with prom2json; it throws on a line it cannot read) and checks what the
+ * format requires of an exporter on top: every sample line was read, every family is typed and
+ * helped, counter names end in _total, values are numbers, no sample is repeated.
  */
 function parsePrometheus(text: string): { samples: Map<string, number>; types: Map<string, string> } {
   assert.ok(text.endsWith('\n'), 'ends with a newline');
+  const families = parsePrometheusTextFormat(text);
   const types = new Map<string, string>();
-  const helps = new Set<string>();
   const samples = new Map<string, number>();
-  const seenSamples = new Set<string>();
-  const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-  for (const [n, line] of text.slice(0, -1).split('\n').entries()) {
-    const where = `line ${n + 1}: ${line}`;
-    if (line.startsWith('#')) {
-      const m = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
-      if (!m) continue; // other comments are allowed
-      assert.match(m[2]!, NAME, where);
-      if (m[1] === 'TYPE') {
-        assert.ok(['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(m[3]!), where);
-        assert.ok(!types.has(m[2]!), `TYPE twice: ${where}`);
-        assert.ok(!seenSamples.has(m[2]!), `TYPE after samples: ${where}`);
-        types.set(m[2]!, m[3]!);
-      } else {
-        assert.ok(!helps.has(m[2]!), `HELP twice: ${where}`);
-        helps.add(m[2]!);
-      }
-      continue;
+  for (const f of families) {
+    assert.ok(!types.has(f.name), `family ${f.name} twice`);
+    assert.notEqual(f.type, 'UNTYPED', `family ${f.name} has no TYPE line`);
+    assert.notEqual(f.help, '', `family ${f.name} has no HELP line`);
+    types.set(f.name, f.type.toLowerCase());
+    if (f.type === 'COUNTER') assert.ok(f.name.endsWith('_total'), `counter ${f.name} without _total`);
+    for (const m of f.metrics) {
+      const value = Number(m.value);
+      assert.ok(m.value !== undefined && m.value !== '' && (!Number.isNaN(value) || m.value === 'NaN'), `${f.name}: value ${m.value}`);
+      const labels = Object.entries(m.labels ?? {}).map(([k, v]) => `${k}="${v}"`).join(',');
+      const key = `${f.name}${labels ? `{${labels}}` : ''}`;
+      assert.ok(!samples.has(key), `duplicate sample ${key}`);
+      samples.set(key, value);
     }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*,?)?\})? ([^ ]+)( -?\d+)?$/.exec(line);
-    assert.ok(m, `not a sample: ${where}`);
-    const value = m[3]!;
-    assert.ok(/^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|[+-]?Inf|NaN)$/.test(value), `bad value: ${where}`);
-    assert.ok(types.has(m[1]!), `sample of an undeclared family: ${where}`);
-    if (types.get(m[1]!) === 'counter') assert.ok(m[1]!.endsWith('_total'), `counter without _total: ${where}`);
-    seenSamples.add(m[1]!);
-    const key = `${m[1]}${m[2] ?? ''}`;
-    assert.ok(!samples.has(key), `duplicate sample: ${where}`);
-    samples.set(key, Number(value));
   }
+  const sampleLines = text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
+  assert.equal(samples.size, sampleLines, 'the parser read every sample line');
   return { samples, types };
 }

@@ -15,6 +15,7 @@ import { ControlServer } from '../../src/runtime/control.js';
 import { compileFilter, FilterError } from '../../src/runtime/capture-filter.js';
 import { ControlClient, ToolError } from '../../src/cli/client.js';
 import { RunLoop } from '../../src/runtime/loop.js';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-control-'));
 const SOCK = join(dir, 'unit.sock');
@@ -119,6 +120,12 @@ describe('control socket protocol', () => {
     assert.match(text, /^tstack_interface_transmit_packets_total\{port="mem0",worker="0"\} \d+$/m);
     assert.match(text, /^tstack_tcp_conn_accepts_total\{worker="0"\} 0$/m);
     assert.match(text, /^tstack_tcp_listeners\{worker="0"\} 0$/m);
+    // A real parser of the format: each family once (its samples grouped after its TYPE), typed.
+    const families = parsePrometheusTextFormat(text);
+    const names = families.map((f) => f.name);
+    assert.deepEqual(names.filter((n, i) => names.indexOf(n) !== i), [], 'no family split in two groups');
+    assert.deepEqual(families.filter((f) => f.type === 'UNTYPED').map((f) => f.name), []);
+    assert.equal(families.reduce((n, f) => n + f.metrics.length, 0), text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length);
   });
 });
 
