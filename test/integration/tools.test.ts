@@ -239,6 +239,63 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     assert.match(again.stderr, /no route to 198\.18\.188\.0\/24/);
   });
 
+  test('ifconfig inet6 adds an address the kernel can ping; route add -inet6 sends replies through a gateway; -alias removes the address', async (t) => {
+    if (!requireRoot(t, ['ip', 'ping'])) return;
+    const kernel = '2001:db8:187::1', ours = '2001:db8:187::2';
+    ipIn(app.ns, ['addr', 'add', `${kernel}/64`, 'dev', app.ifname, 'nodad']);
+    const add = await tool(['ifconfig', app.ifname, 'inet6', `${ours}/64`]);
+    assert.equal(add.code, 0, add.stderr);
+    assert.match(add.stdout, new RegExp(`inet6 ${ours} prefixlen 64`));
+    // Duplicate address detection first (about a second), then the address answers.
+    const ping6 = (args: string[] = []) => runIn(app.ns, 'ping', ['-6', '-c', '1', '-W', '1', ...args, ours]);
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) ok = (await ping6()).code === 0;
+    assert.ok(ok, 'the kernel side pings the address ifconfig added');
+
+    // A kernel address outside the prefix: the stack reaches it only through a route.
+    ipIn(app.ns, ['addr', 'add', '2001:db8:188::1/128', 'dev', app.ifname, 'nodad']);
+    assert.notEqual((await ping6(['-I', '2001:db8:188::1'])).code, 0, 'no route back yet');
+    const radd = await tool(['route', 'add', '-inet6', '2001:db8:188::/64', kernel]);
+    assert.equal(radd.code, 0, radd.stderr);
+    const r6 = await json<{ destination: string; prefixLen: number; gateway: string; flags: string }[]>(['route', 'show', '-inet6']);
+    assert.ok(r6.some((r) => r.destination === '2001:db8:188::' && r.prefixLen === 64 && r.gateway === kernel && r.flags === 'UGS'), JSON.stringify(r6));
+    const get = await json<{ nexthop: string; source: string }>(['route', 'get', '2001:db8:188::1']);
+    assert.deepEqual([get.nexthop, get.source], [kernel, ours]);
+    assert.match((await tool(['netstat', '-r'])).stdout, /Internet6:[\s\S]*2001:db8:188::\/64\s+2001:db8:187::1\s+UGS/);
+    assert.equal((await ping6(['-I', '2001:db8:188::1'])).code, 0, 'replies go through the gateway');
+    assert.equal((await tool(['route', 'delete', '2001:db8:188::/64'])).code, 0);
+    assert.notEqual((await ping6(['-I', '2001:db8:188::1'])).code, 0, 'no route again');
+    const again = await tool(['route', 'delete', '-inet6', '2001:db8:188::/64']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /no route to 2001:db8:188::\/64/);
+
+    const del = await tool(['ifconfig', app.ifname, 'inet6', ours, '-alias']);
+    assert.equal(del.code, 0, del.stderr);
+    assert.doesNotMatch(del.stdout, new RegExp(`inet6 ${ours} `));
+    assert.notEqual((await ping6()).code, 0, 'the removed address no longer answers');
+    const gone = await tool(['ifconfig', app.ifname, '-alias', ours]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, new RegExp(`has no address ${ours}`));
+  });
+
+  test('every tool takes -w N: worker 0 is the one worker, another number is a clear error', async (t) => {
+    if (!requireRoot(t, [])) return;
+    for (const args of [['netstat', '-an'], ['sysctl', 'net.inet.tcp.msl'], ['ifconfig'], ['route', 'show'], ['arp', '-a'], ['ndp', '-a'], ['top', '-c', '1', '-i', '0.1'], ['traffic', '-c', '1', '-i', '0.1']]) {
+      const zero = await tool([...args, '-w', '0', '--json']);
+      assert.equal(zero.code, 0, `${args.join(' ')} -w 0: ${zero.stderr}`);
+      const one = await tool([...args, '-w', '1']);
+      assert.equal(one.code, 1, `${args.join(' ')} -w 1`);
+      assert.match(one.stderr, /^tstack: (?:sysctl: )?no worker 1: this instance runs 1 worker \(0\)/, args.join(' '));
+    }
+    assert.equal((await tool(['metrics', '-w', '0'])).code, 0);
+    const cap = await tool(['capture', '--worker', '3', '-c', '1']);
+    assert.equal(cap.code, 1);
+    assert.match(cap.stderr, /no worker 3/);
+    const bad = await tool(['netstat', '-an', '-w', 'x']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /-w x: a worker is a number/);
+  });
+
   test('arp -a shows the kernel MAC after a ping; arp -d removes it and tshark sees the next request', async (t) => {
     if (!requireRoot(t, ['ip', 'ping', 'tshark'])) return;
     const kernelMac = /link\/ether ([0-9a-f:]{17})/.exec(ipIn(app.ns, ['link', 'show', 'dev', app.ifname]))![1]!;
@@ -350,21 +407,54 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     assert.ok(parsePrometheus(cli.stdout).samples.has(key));
   });
 
-  test('100 concurrent tool requests during a wrk run are all answered; a client that never reads is cut off without stalling', async (t) => {
+  test('100 concurrent tool requests during a wrk run are all answered and leave throughput standing; a client that never reads is cut off without stalling', async (t) => {
     if (!requireRoot(t, ['ip', 'wrk', 'curl'])) return;
-    const wrk = runIn(app.ns, 'wrk', ['-t', '2', '-c', '20', '-d', '4s', url], { timeoutMs: 30_000 });
-    await sleep(500);
-    const answers = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+    /** 100 clients at once, each with one request (half of them the full snapshot with sockets). */
+    const wave = () => Promise.all(Array.from({ length: 100 }, async (_, i) => {
       const c = await ControlClient.connect(SOCKET);
       try { return await c.request<{ interfaces: { name: string }[] }>(i % 2 ? 'snapshot' : 'counters', { sockets: true }); } finally { c.close(); }
     }));
-    assert.equal(answers.filter((a) => a.interfaces.some((x) => x.name === app.ifname)).length, 100);
-    const w = await wrk;
-    assert.equal(w.code, 0, w.stderr);
-    assert.match(w.stdout, /Requests\/sec:\s+[\d.]+/);
-    t.diagnostic(`wrk with 100 tool requests: ${/Requests\/sec:\s+([\d.]+)/.exec(w.stdout)?.[1]} requests/s`);
+    const round = async (withTools: boolean) => {
+      const t0 = Date.now();
+      const wrk = runIn(app.ns, 'wrk', ['-t1', '-c20', '-d2s', url], { timeoutMs: 30_000 });
+      let answered = -1, waveMs = 0;
+      if (withTools) {
+        // Inside the run: wrk has connected by then (its first requests are answered in ms).
+        await sleep(300);
+        const w0 = Date.now();
+        const answers = await wave();
+        waveMs = Date.now() - w0;
+        answered = answers.filter((a) => a.interfaces.some((x) => x.name === app.ifname)).length;
+      }
+      const w = await wrk;
+      assert.equal(w.code, 0, w.stderr);
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(w.stdout)?.[1]);
+      assert.ok(rps > 0, w.stdout);
+      return { rps, answered, waveMs, wallMs: Date.now() - t0 };
+    };
+    await round(false); // warm-up: ARP, the JIT, the listen queue
+    const plain: number[] = [], tools: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      for (const withTools of i % 2 ? [true, false] : [false, true]) {
+        const r = await round(withTools);
+        (withTools ? tools : plain).push(r.rps);
+        if (withTools) {
+          assert.equal(r.answered, 100, 'every tool request answered with the instance\'s interfaces');
+          t.diagnostic(`round ${i + 1}: 100 tool requests answered in ${r.waveMs} ms during a ${r.wallMs} ms wrk run at ${r.rps} req/s`);
+        } else t.diagnostic(`round ${i + 1}: wrk alone ${r.rps} req/s`);
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const ratio = med(tools) / med(plain);
+    t.diagnostic(`median req/s with tool requests ${med(tools)}, without ${med(plain)}: ratio ${ratio.toFixed(3)} (bench tools-under-load measures it with more rounds)`);
+    // The 10% claim is measured by the bench on a quiet machine; a test on a shared 2-core VM
+    // can only show the stack is not starved by its tools.
+    assert.ok(ratio >= 0.5, `throughput with tool requests ${med(tools)} req/s is less than half of ${med(plain)} without`);
 
-    // A client that sends many requests and never reads its replies.
+    // A client that sends many requests and never reads its replies: its unread output passes
+    // the bound (8 MiB) and the instance disconnects it; HTTP is served meanwhile.
+    const c0 = await ControlClient.connect(SOCKET);
+    const slowBefore = (await c0.request<{ slowDisconnects: number }>('info')).slowDisconnects;
     const greedy = createConnection(SOCKET);
     await new Promise((r) => greedy.once('connect', r));
     greedy.pause();
@@ -375,8 +465,14 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     greedy.write(req.repeat(5000));
     const t0 = Date.now();
     for (let i = 0; i < 10; i++) assert.equal(await curl(app.ns, [url]), 'Hello from tstack\n');
-    assert.ok(Date.now() - t0 < 10_000);
-    await waitUntil(() => closedByServer, 20_000, 'the instance to disconnect the client that never reads');
+    const curlMs = Date.now() - t0;
+    await waitUntil(() => closedByServer, 30_000, 'the instance to disconnect the client that never reads');
+    t.diagnostic(`10 requests took ${curlMs} ms while a client left its replies unread; it was cut off after ${Date.now() - t0} ms`);
+    assert.ok(curlMs < 10_000);
+    const info = await c0.request<{ slowDisconnects: number; clients: number }>('info');
+    c0.close();
+    assert.equal(info.slowDisconnects, slowBefore + 1, 'disconnected for its unread output');
+    assert.equal((await curl(app.ns, [url])), 'Hello from tstack\n');
     const ps = await tool(['netstat', '-s', '-p', 'tcp']);
     assert.equal(ps.code, 0, 'the instance still answers');
   });

@@ -18,7 +18,7 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import { copyAddr6 } from './addr6.js';
+import { copyAddr6, prefixMatch } from './addr6.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
 import { Addr6Origin, Ipv6Link } from './ipv6-link.js';
@@ -146,6 +146,22 @@ export class Ipv6 implements Ip6Services {
     if (!link || !addr || !Number.isInteger(len) || len < 0 || len > 128) throw new Error(`bad interface or IPv6 address '${cidr}'`);
     this.addrconf.addAddress(link, addr, 0, len, Addr6Origin.Manual, INFINITE, INFINITE);
     if (len < 128) this.routes.add(addr, 0, len, null, ifIndex, Route6Flags.Connected);
+  }
+
+  /**
+   * Removes an address from an interface; its connected route goes too unless another address
+   * of the interface is in the same prefix. False when the interface has no such address.
+   */
+  removeAddress(ifIndex: number, addr: Uint8Array): boolean {
+    const link = this.links[ifIndex];
+    const a = link?.findAddress(addr, 0);
+    if (!link || !a) return false;
+    this.addrconf.removeAddress(link, a);
+    if (a.prefixLen < 128 && !link.addrs.some((o) => o.prefixLen === a.prefixLen && prefixMatch(o.addr, 0, a.addr, 0, a.prefixLen))) {
+      const r = this.routes.find(a.addr, a.prefixLen, null, ifIndex);
+      if (r && (r.flags & Route6Flags.Connected) !== 0) this.routes.remove(r);
+    }
+    return true;
   }
 
   /** Stops IPv6 on an interface (it went away): addresses, neighbours, routes. */
