@@ -11,8 +11,13 @@
 //   by tstack").
 // A driver deletes, when it closes or when its start fails, only a device that carries its own
 // process's mark (deleteOwnDevice). The start time makes a recycled pid no owner.
-import { existsSync, readFileSync } from 'node:fs';
-import { run } from './sys/netns.js';
+//
+// Starting is on the restart path (a crashed run must serve again within a second), so `ip` runs
+// as few times as it can: whether a name exists is asked of the kernel directly
+// (if_nametoindex in the namespace), and the changes go to one `ip -batch` per step.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { ifNameToIndex } from './sys/libc.js';
+import { inNetns, run } from './sys/netns.js';
 
 export class DeviceOwnershipError extends Error {
   constructor(message: string, readonly ifname: string, readonly ownerPid: number | null) {
@@ -76,6 +81,17 @@ export function checkNetns(netns: string | undefined): void {
   throw new Error(`network namespace ${JSON.stringify(netns)} does not exist (create it with: ip netns add ${netns})`);
 }
 
+/** True when `name` is a device in `netns` (this namespace when undefined). */
+export function deviceExists(name: string, netns?: string): boolean {
+  return inNetns(netns, () => ifNameToIndex(name) !== 0);
+}
+
+/** Runs `ip [-n netns] -batch -` with one command per line (stops at the first that fails). */
+export function ipBatch(netns: string | undefined, lines: string[]): void {
+  if (lines.length === 0) return;
+  run('ip', [...at(netns), '-batch', '-'], { input: lines.join('\n') + '\n' });
+}
+
 /** The device's alias ('' when it has none), or null when there is no such device. */
 export function deviceAlias(name: string, netns?: string): string | null {
   let out: string;
@@ -100,6 +116,8 @@ export function claimDeviceNames(names: string[], netns?: string): string[] {
   checkNetns(netns);
   const leftovers: string[] = [];
   for (const name of names) {
+    // The usual case (a clean start): nothing by that name, and no `ip` to run.
+    if (!deviceExists(name, netns)) continue;
     const alias = deviceAlias(name, netns);
     if (alias === null) continue;
     const owner = parseOwner(alias);
@@ -118,6 +136,7 @@ export function claimDeviceNames(names: string[], netns?: string): string[] {
   }
   for (const name of leftovers) {
     // A veth's two ends go together: the second may already be gone with the first.
+    if (!deviceExists(name, netns)) continue;
     try { run('ip', [...at(netns), 'link', 'del', 'dev', name]); } catch (e) { if (deviceAlias(name, netns) !== null) throw e; }
   }
   return leftovers;
@@ -162,16 +181,22 @@ export interface VethPairOptions {
  * what this created.
  */
 export function createVethPair(o: VethPairOptions): void {
-  const ns = at(o.netns);
   claimDeviceNames([o.name, o.kernelEnd], o.netns);
-  run('ip', [...ns, 'link', 'add', o.name, 'mtu', String(o.mtu), 'type', 'veth', 'peer', 'name', o.kernelEnd, 'mtu', String(o.mtu)]);
-  markDevice(o.name, o.netns);
-  const key = `net/ipv6/conf/${o.name}/disable_ipv6=1`;
-  if (o.netns !== undefined) run('ip', ['netns', 'exec', o.netns, 'sysctl', '-qw', key]);
-  else run('sysctl', ['-qw', key]);
-  run('ip', [...ns, 'link', 'set', 'dev', o.name, 'arp', 'off', 'up']);
-  if (o.kernelGsoMax !== undefined) run('ip', [...ns, 'link', 'set', 'dev', o.kernelEnd, 'gso_max_size', String(o.kernelGsoMax)]);
-  run('ip', [...ns, 'link', 'set', 'dev', o.kernelEnd, 'alias', ownerTag(), 'up']);
-  if (o.hostAddr) run('ip', [...ns, 'addr', 'add', o.hostAddr, 'dev', o.kernelEnd]);
-  if (o.hostAddr6) run('ip', [...ns, '-6', 'addr', 'add', o.hostAddr6, 'dev', o.kernelEnd, 'nodad']);
+  // Created and marked in one go: a failure after this point finds our mark and cleans up.
+  ipBatch(o.netns, [
+    `link add ${o.name} mtu ${o.mtu} type veth peer name ${o.kernelEnd} mtu ${o.mtu}`,
+    `link set dev ${o.name} alias ${ownerTag()}`,
+  ]);
+  // /proc/sys/net is the namespace of the thread that opens it: ours, inside inNetns.
+  const key = `/proc/sys/net/ipv6/conf/${o.name}/disable_ipv6`;
+  try {
+    inNetns(o.netns, () => writeFileSync(key, '1'));
+  } catch (e) { throw new Error(`${key}: ${(e as Error).message}`); }
+  ipBatch(o.netns, [
+    `link set dev ${o.name} arp off up`,
+    ...(o.kernelGsoMax !== undefined ? [`link set dev ${o.kernelEnd} gso_max_size ${o.kernelGsoMax}`] : []),
+    `link set dev ${o.kernelEnd} alias ${ownerTag()} up`,
+    ...(o.hostAddr ? [`addr add ${o.hostAddr} dev ${o.kernelEnd}`] : []),
+    ...(o.hostAddr6 ? [`addr add ${o.hostAddr6} dev ${o.kernelEnd} nodad`] : []),
+  ]);
 }
