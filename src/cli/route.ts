@@ -58,7 +58,7 @@ export function register(program: Command): void {
             out([
               `   route to: ${r.destination}`,
               `destination: ${r.route.prefixLen === 0 ? 'default' : r.route.destination}`,
-              v6 ? `     prefixlen: ${r.route.prefixLen}` : `       mask: ${formatIpv4(prefixMask(r.route.prefixLen))}`,
+              v6 ? `  prefixlen: ${r.route.prefixLen}` : `       mask: ${formatIpv4(prefixMask(r.route.prefixLen))}`,
               ...(r.route.gateway ? [`    gateway: ${r.route.gateway}`] : []),
               `  interface: ${r.route.ifname}`,
               `      flags: <${flagNames(r.route.flags)}>`,
