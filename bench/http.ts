@@ -101,7 +101,7 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export async function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string): Promise<Server> {
+export async function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string, ready: RegExp = READY): Promise<Server> {
   const child: ChildProcess = spawn(cmd, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let exited = false;
@@ -123,7 +123,7 @@ export async function startServer(cmd: string, args: string[], env: NodeJS.Proce
     killGroup('SIGKILL'); // anything left in the group
   };
   const deadline = Date.now() + 20_000;
-  while (!READY.test(out)) {
+  while (!ready.test(out)) {
     if (exited || Date.now() > deadline) {
       await stop();
       throw new Error(`${what} did not start (${exited ? 'exited' : 'timed out'}); output:\n${out}`);

@@ -17,8 +17,10 @@ import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { afxdpPing } from './afxdp-ping.js';
 import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
+import { idleConns } from './idle-conns.js';
 import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
+import { tcpBulkKernel } from './tcp-bulk-kernel.js';
 import { tcpBulkMemory } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
 import { toolsUnderLoad } from './tools-under-load.js';
@@ -29,6 +31,8 @@ export const BENCHMARKS: readonly Benchmark[] = [
   tcpBulkMemory,
   tcpAutotuneMemory,
   tcpConnectCloseMemory,
+  tcpBulkKernel,
+  idleConns,
   tapPing,
   afxdpPing,
   httpKeepalive,

@@ -529,7 +529,36 @@ export class Socket extends Duplex {
 
   override _writev(chunks: { chunk: Buffer | string; encoding: BufferEncoding }[], cb: (err?: Error | null) => void): void {
     const bufs = chunks.map((c) => typeof c.chunk === 'string' ? Buffer.from(c.chunk, c.encoding) : c.chunk);
-    this.#writeGeneric(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs), cb);
+    const tcp = this.#tcp;
+    if (bufs.length === 1 || this.connecting || tcp === null) { this.#writeGeneric(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs), cb); return; }
+    // Each chunk goes straight into the send buffer (one copy, not a concatenation first), all
+    // but the last with MSG_MORE so that they leave as full segments, as a corked socket's would.
+    this.#pendingData = null;
+    this.#unrefTimer();
+    const last = bufs.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const b = bufs[i]!;
+      this.#bytesDispatched += b.length;
+      let n: number;
+      try {
+        n = tcp.write(b, i < last);
+      } catch (e) {
+        cb(errnoException(tcpCode(e), 'write'));
+        return;
+      }
+      if (n < b.length) {
+        // The send buffer is full: the rest waits for room ('drain'), as one pending write.
+        for (let j = i + 1; j <= last; j++) this.#bytesDispatched += bufs[j]!.length;
+        if (i < last) tcp.write(new Uint8Array(0)); // ends the MSG_MORE hold
+        this.#pending = { data: Buffer.concat([b.subarray(n), ...bufs.slice(i + 1)]), cb };
+        this.#updateRef();
+        return;
+      }
+    }
+    if (tcp.notSentLowat === 0 || tcp.writable) { cb(); return; }
+    tcp.wantDrain = true;
+    this.#pending = { data: new Uint8Array(0), cb };
+    this.#updateRef();
   }
 
   #writeGeneric(data: Uint8Array, cb: (err?: Error | null) => void): void {

@@ -805,6 +805,30 @@ describe('tstack/net beyond the comparison', () => {
     await closeServer(srv);
   });
 
+  test('corked writes leave through _writev: small chunks in order, and chunks larger than the send buffer wait for room and arrive whole', async () => {
+    const chunks: Buffer[] = [];
+    let done!: () => void;
+    const all = new Promise<void>((r) => { done = r; });
+    const srv = tServer({}, (s) => { s.on('data', (d: Buffer) => chunks.push(d)); s.on('end', () => { s.end(); done(); }); });
+    const port = await tListen(srv);
+    const c = tConnect({ port });
+    await new Promise((r) => c.once('connect', r));
+    c.cork(); c.write('a'); c.write(Buffer.from('bc')); c.write('d', 'utf8'); c.uncork();
+    // Three 1 MiB chunks at once: more than the send buffer holds (256 KiB to start).
+    const big = [0, 1, 2].map((i) => Buffer.alloc(1 << 20, 0x30 + i));
+    c.cork(); for (const b of big) c.write(b); c.uncork();
+    c.end();
+    c.resume();
+    await all;
+    await closed(c);
+    const got = Buffer.concat(chunks);
+    assert.equal(got.subarray(0, 4).toString(), 'abcd');
+    assert.equal(got.length, 4 + 3 * (1 << 20));
+    for (let i = 0; i < 3; i++) assert.ok(got.subarray(4 + i * (1 << 20), 4 + (i + 1) * (1 << 20)).every((x) => x === 0x30 + i), `chunk ${i} intact`);
+    assert.equal(c.bytesWritten, 4 + 3 * (1 << 20));
+    await closeServer(srv);
+  });
+
   test('unsupported forms fail clearly: IPv6 is EAFNOSUPPORT, paths and descriptors are ERR_TSTACK_NOT_SUPPORTED', async () => {
     const c = tConnect({ port: 80, host: '2001:db8::1' });
     const err = await new Promise<NodeJS.ErrnoException>((r) => c.once('error', r));
