@@ -4,7 +4,7 @@
 // leave throughput within 10% of a run without them, and a client that never reads does not slow
 // the stack.
 //
-//   namespace A: veth/tap (198.18.96.1/24) -- `tstack run` hello-http: stack 198.18.96.2, :8080
+//   namespace A: veth/tap (198.18.190.1/24) -- `tstack run` hello-http: stack 198.18.190.2, :8080
 //                wrk -t1 -c50 (in namespace A)
 //
 // "With tools" rounds: every second of the run, a wave of 100 clients connects at once and each
@@ -27,7 +27,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const APP = join(ROOT, 'examples', 'hello-http', 'server.js');
 const TSTACK_BIN = join(ROOT, 'bin', 'tstack.js');
 const PORT = 8080;
-const NET = 96;
+const NET = 190;
 const WAVE = 100;
 
 interface ToolLoad {
