@@ -50,14 +50,15 @@ const be32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | 
 const put16 = (b: Uint8Array, o: number, v: number) => { b[o] = (v >>> 8) & 0xff; b[o + 1] = v & 0xff; };
 const put32 = (b: Uint8Array, o: number, v: number) => { put16(b, o, v >>> 16); put16(b, o + 2, v & 0xffff); };
 
+/** Echo servers. Their own errors (a reply to a source with no route back) are the application's, not findings. */
 function serve(s: Stack): void {
   const l = s.tcp.listen({ port: 80, backlog: 64 });
   l.onConnection = (c) => {
-    c.onData = () => { const d = c.read(); if (d) c.write(d); };
-    c.onEnd = () => c.close();
+    c.onData = () => { const d = c.read(); if (d) try { c.write(d); } catch { /* closed meanwhile */ } };
+    c.onEnd = () => { try { c.close(); } catch { /* already closed */ } };
     c.onClose = () => {};
   };
-  const u = s.udp.open(); u.bind(0, 7); u.onMessage = (d, a, p) => u.send(d, a, p);
+  const u = s.udp.open(); u.bind(0, 7); u.onMessage = (d, a, p) => { try { u.send(d, a, p); } catch { /* no route back */ } };
 }
 
 /** Frames a peer sends the target in a short life: a TCP conversation, pings, UDP, ARP, IPv6. */
