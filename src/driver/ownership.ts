@@ -107,18 +107,28 @@ export function deviceAlias(name: string, netns?: string): string | null {
   return links[0]?.ifalias ?? '';
 }
 
+/** Every device of the namespace: its alias ('' for none) and the device it is linked to (a veth's peer). */
+function listDevices(netns: string | undefined): Map<string, { alias: string; link: string }> {
+  let out: string;
+  try { out = run('ip', [...at(netns), '-j', 'link', 'show']); } catch (e) { checkNetns(netns); throw e; }
+  const links = JSON.parse(out) as { ifname: string; ifalias?: string; link?: string }[];
+  return new Map(links.map((l) => [l.ifname, { alias: l.ifalias ?? '', link: l.link ?? '' }]));
+}
+
 /**
- * Makes sure `name` (and the other names a driver will create with it, say a veth's peer) can
- * be created: absent, or a dead tstack's leftover (deleted here). Throws DeviceOwnershipError,
- * touching nothing, for a device someone else owns. Returns the names of leftovers replaced.
+ * Which of `names` are a dead tstack's leftovers (to replace); throws DeviceOwnershipError,
+ * touching nothing, for a device someone else owns. Returns the leftovers to delete: a veth
+ * whose peer is deleted with it is not listed twice.
  */
-export function claimDeviceNames(names: string[], netns?: string): string[] {
+function leftoversOf(names: string[], netns: string | undefined): string[] {
   checkNetns(netns);
+  // The usual case (a clean start): nothing by those names, and no `ip` to run.
+  const present = names.filter((n) => deviceExists(n, netns));
+  if (present.length === 0) return [];
+  const devices = listDevices(netns);
   const leftovers: string[] = [];
-  for (const name of names) {
-    // The usual case (a clean start): nothing by that name, and no `ip` to run.
-    if (!deviceExists(name, netns)) continue;
-    const alias = deviceAlias(name, netns);
+  for (const name of present) {
+    const alias = devices.get(name)?.alias ?? null;
     if (alias === null) continue;
     const owner = parseOwner(alias);
     if (owner === null) {
@@ -134,10 +144,19 @@ export function claimDeviceNames(names: string[], netns?: string): string[] {
     }
     leftovers.push(name);
   }
+  // A veth's two ends go together: the second is gone with the first.
+  return leftovers.filter((n, i) => !leftovers.slice(0, i).some((m) => devices.get(m)?.link === n || devices.get(n)?.link === m));
+}
+
+/**
+ * Makes sure `name` (and the other names a driver will create with it, say a veth's peer) can
+ * be created: absent, or a dead tstack's leftover (deleted here). Throws DeviceOwnershipError,
+ * touching nothing, for a device someone else owns. Returns the names of leftovers replaced.
+ */
+export function claimDeviceNames(names: string[], netns?: string): string[] {
+  const leftovers = leftoversOf(names, netns);
   for (const name of leftovers) {
-    // A veth's two ends go together: the second may already be gone with the first.
-    if (!deviceExists(name, netns)) continue;
-    try { run('ip', [...at(netns), 'link', 'del', 'dev', name]); } catch (e) { if (deviceAlias(name, netns) !== null) throw e; }
+    try { run('ip', [...at(netns), 'link', 'del', 'dev', name]); } catch (e) { if (deviceExists(name, netns)) throw e; }
   }
   return leftovers;
 }
@@ -181,9 +200,10 @@ export interface VethPairOptions {
  * what this created.
  */
 export function createVethPair(o: VethPairOptions): void {
-  claimDeviceNames([o.name, o.kernelEnd], o.netns);
-  // Created and marked in one go: a failure after this point finds our mark and cleans up.
+  // A dead run's pair is deleted in the same batch that creates ours; created and marked in one
+  // go: a failure after this point finds our mark and cleans up.
   ipBatch(o.netns, [
+    ...leftoversOf([o.name, o.kernelEnd], o.netns).map((n) => `link del dev ${n}`),
     `link add ${o.name} mtu ${o.mtu} type veth peer name ${o.kernelEnd} mtu ${o.mtu}`,
     `link set dev ${o.name} alias ${ownerTag()}`,
   ]);
