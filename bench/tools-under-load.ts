@@ -10,8 +10,8 @@
 // "With tools" rounds: every second of the run, a wave of 100 clients connects at once and each
 // sends one request (half `counters`, half the full `snapshot` with every socket: what netstat,
 // top and ifconfig ask), from this process; and at the start of the run one more client sends
-// 5,000 snapshot requests and never reads a reply (the instance must cut it off once its unread
-// output passes the bound, MAX_PENDING_OUTPUT). Every reply must arrive.
+// 5,000 snapshot requests and never reads a reply (the instance stops serving it once 1 MiB of
+// replies is unread, OUTPUT_HIGH_WATER, and cuts it off STALL_MS later). Every reply must arrive.
 // TSTACK_BENCH_DRIVER=afpacket|tap (default afpacket). Root only; wrk on PATH.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -19,6 +19,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../src/cli/client.js';
+import { STALL_MS } from '../src/runtime/control.js';
 import { createNetns, destroyNetns, hasCommand, spawnIn } from '../src/runtime/netns.js';
 import { median, parseWrk, startServer, type Server } from './http.js';
 import { result, type BenchOptions, type BenchResult, type Benchmark } from './types.js';
@@ -71,7 +72,10 @@ async function toolLoad(sock: string, seconds: number): Promise<ToolLoad> {
     load.asked += WAVE;
     load.waveMs.push(Date.now() - w0);
   }
-  // The client still connected at the end was never cut off: say so (NaN), and go.
+  // The instance cuts it off STALL_MS after its unread replies passed OUTPUT_HIGH_WATER; one
+  // still connected well after that was never cut off: say so (NaN), and go.
+  const until = t0 + STALL_MS + 3000;
+  while (Number.isNaN(load.greedyCutMs) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   greedy.removeAllListeners('close');
   greedy.destroy();
   return load;

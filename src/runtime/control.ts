@@ -26,6 +26,10 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 1 << 20;
 /** Reply bytes a client may leave unread before it is disconnected. */
 export const MAX_PENDING_OUTPUT = 8 << 20;
+/** Unread reply bytes past which a client's next requests wait (the stack does no work for a client that does not read). */
+export const OUTPUT_HIGH_WATER = 1 << 20;
+/** How long a client may stay past OUTPUT_HIGH_WATER without reading before it is disconnected. */
+export const STALL_MS = 5000;
 /** Unread bytes past which a capture drops frames for that client (counted). */
 export const CAPTURE_HIGH_WATER = 1 << 20;
 
@@ -52,7 +56,7 @@ export class CommandError extends Error {
   constructor(readonly code: string, message: string) { super(message); this.name = 'CommandError'; }
 }
 
-interface Conn { sock: Socket; captures: Set<CaptureSession>; inflight: number; pending: string }
+interface Conn { sock: Socket; captures: Set<CaptureSession>; inflight: number; pending: string; stall: NodeJS.Timeout | null }
 
 /** Requests a client may have waiting; past this its socket is not read until replies go out. */
 const MAX_INFLIGHT = 32;
@@ -183,7 +187,7 @@ export class ControlServer {
   private accept(sock: Socket): void {
     // A connected tool must not keep a program alive that would otherwise exit.
     sock.unref();
-    const conn: Conn = { sock, captures: new Set(), inflight: 0, pending: '' };
+    const conn: Conn = { sock, captures: new Set(), inflight: 0, pending: '', stall: null };
     this.conns.add(conn);
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
@@ -197,14 +201,33 @@ export class ControlServer {
       this.drain(conn);
     });
     sock.on('error', () => { /* the client went away */ });
+    // It read its replies: the requests that waited go on.
+    sock.on('drain', () => { if (conn.stall) { clearTimeout(conn.stall); conn.stall = null; } this.drain(conn); });
     sock.on('close', () => {
+      if (conn.stall) { clearTimeout(conn.stall); conn.stall = null; }
       this.conns.delete(conn);
       for (const s of [...conn.captures]) this.endCapture(s, false);
     });
   }
 
-  /** Starts the client's waiting requests, up to MAX_INFLIGHT at a time (the rest wait unread). */
+  /**
+   * Starts the client's waiting requests, up to MAX_INFLIGHT at a time (the rest wait unread),
+   * and none while more than OUTPUT_HIGH_WATER of its replies are unread: a client that does
+   * not read costs the stack no more work, and is disconnected after STALL_MS (unless it is
+   * capturing: a capture drops frames for a slow reader instead).
+   */
   private drain(conn: Conn): void {
+    if (conn.sock.writableLength > OUTPUT_HIGH_WATER) {
+      conn.sock.pause();
+      if (conn.stall === null && conn.captures.size === 0) {
+        conn.stall = setTimeout(() => {
+          conn.stall = null;
+          if (conn.sock.writableLength > OUTPUT_HIGH_WATER && conn.captures.size === 0) { this.slowDisconnects++; conn.sock.destroy(); }
+        }, STALL_MS);
+        conn.stall.unref();
+      }
+      return;
+    }
     let nl: number;
     while (conn.inflight < MAX_INFLIGHT && !conn.sock.destroyed && (nl = conn.pending.indexOf('\n')) >= 0) {
       const line = conn.pending.slice(0, nl);

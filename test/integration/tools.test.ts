@@ -451,10 +451,12 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     // can only show the stack is not starved by its tools.
     assert.ok(ratio >= 0.5, `throughput with tool requests ${med(tools)} req/s is less than half of ${med(plain)} without`);
 
-    // A client that sends many requests and never reads its replies: its unread output passes
-    // the bound (8 MiB) and the instance disconnects it; HTTP is served meanwhile.
+    // A client that sends 5,000 requests and never reads its replies: once 1 MiB of them is
+    // unread the instance runs no more of its requests, and disconnects it 5 s later; HTTP is
+    // served meanwhile.
     const c0 = await ControlClient.connect(SOCKET);
     const slowBefore = (await c0.request<{ slowDisconnects: number }>('info')).slowDisconnects;
+    const commandsBefore = (await c0.request<{ loop: { commands: number } }>('counters')).loop.commands;
     const greedy = createConnection(SOCKET);
     await new Promise((r) => greedy.once('connect', r));
     greedy.pause();
@@ -470,8 +472,11 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     t.diagnostic(`10 requests took ${curlMs} ms while a client left its replies unread; it was cut off after ${Date.now() - t0} ms`);
     assert.ok(curlMs < 10_000);
     const info = await c0.request<{ slowDisconnects: number; clients: number }>('info');
+    const commands = (await c0.request<{ loop: { commands: number } }>('counters')).loop.commands - commandsBefore;
     c0.close();
     assert.equal(info.slowDisconnects, slowBefore + 1, 'disconnected for its unread output');
+    t.diagnostic(`the instance ran ${commands} commands for it (of 5,000 sent)`);
+    assert.ok(commands < 1000, `${commands} of the 5,000 requests ran: the stack kept working for a client that does not read`);
     assert.equal((await curl(app.ns, [url])), 'Hello from tstack\n');
     const ps = await tool(['netstat', '-s', '-p', 'tcp']);
     assert.equal(ps.code, 0, 'the instance still answers');
