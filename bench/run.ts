@@ -23,6 +23,7 @@ import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
 import { tcpBulkKernel } from './tcp-bulk-kernel.js';
 import { tcpBulkMemory, tcpBulkMemoryIpv6 } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
+import { toolsUnderLoad } from './tools-under-load.js';
 import type { BenchResult, Benchmark } from './types.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
@@ -37,6 +38,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   afxdpPing,
   httpKeepalive,
   httpClose,
+  toolsUnderLoad,
 ];
 
 export interface CliArgs { names: string[]; json: boolean; quick: boolean; list: boolean; help: boolean }

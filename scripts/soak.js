@@ -7,8 +7,10 @@
 // request/response exchanges. Every round samples the heap (after a GC), connections, armed
 // timers, ARP entries, reassembly state and packet buffers in use; the run fails when a
 // legitimate exchange fails, or when any sample keeps growing (the second half's peak above the
-// first half's by more than 10% and a small slack), and prints a table either way. (The seeded
-// fuzz target for the input path runs in `npm test`: test/unit/engine-fuzz.test.ts.)
+// first half's by more than 10% and a small slack), and prints a table either way. (The fuzz
+// targets for the input path run in `npm test` at a small budget: test/unit/engine-fuzz.test.ts,
+// seeded, and test/unit/engine-fuzz-guided.test.ts, coverage-guided; `npm run fuzz` runs the
+// coverage-guided one for minutes.)
 // Deterministic per seed (the virtual clock and every random choice); only the number of rounds
 // depends on the machine's speed.
 import { setFlagsFromString } from 'node:v8';

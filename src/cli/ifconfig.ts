@@ -1,4 +1,4 @@
-// `tstack ifconfig [PORT [up|down|mtu N|inet CIDR|-alias CIDR] …]`: the ports as FreeBSD's
+// `tstack ifconfig [PORT [up|down|mtu N|inet CIDR|inet6 CIDR|-alias CIDR] …]`: the ports as FreeBSD's
 // ifconfig(8) shows them (flags, MTU, MAC, addresses, driver, counters), and changes to them.
 import type { Command } from 'commander';
 import type { InterfaceSnapshot } from '../stack/stats.js';
@@ -9,10 +9,10 @@ interface Snap { interfaces: InterfaceSnapshot[]; drivers: Record<string, string
 
 export function register(program: Command): void {
   instanceOptions(program.command('ifconfig')
-    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, -alias CIDR; NAME create vlan ID vlandev PORT [outer N]")
+    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, inet6 CIDR, -alias CIDR; NAME create vlan ID vlandev PORT [outer N]")
     .argument('[port]', 'the port (interface) name')
-    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | -alias A.B.C.D[/LEN] | create vlan ID vlandev PORT [outer N]'))
-    .allowUnknownOption(false)
+    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | inet6 ADDR[/LEN] [-alias] | -alias ADDR[/LEN] | create vlan ID vlandev PORT [outer N]'))
+    .allowUnknownOption(true)
     .action(action(async (port: string | undefined, actions: string[], opts: { json?: boolean; instance?: string; socket?: string }) => {
       await withInstance(opts, async (c) => {
         if (port !== undefined && actions[0] === 'create') {
@@ -42,8 +42,14 @@ export function register(program: Command): void {
             else if (a === 'mtu') { const v = arg(); if (!/^\d+$/.test(v)) throw new ToolError(`ifconfig: mtu '${v}' is not a number`, 2); change['mtu'] = Number(v); }
             else if (a === 'inet') { const v = arg(); if (v === 'alias') change['add'] = arg(); else change['add'] = v; if (actions[i + 1] === 'alias') i++; }
             else if (a === '-alias' || a === 'delete') change['delete'] = arg();
-            else if (a === 'inet6') throw new ToolError('ifconfig: inet6 addresses are not changed at run time yet (set addr6 in tstack.toml)');
-            else throw new ToolError(`ifconfig: unknown action '${a}' (expected up, down, mtu N, inet CIDR, -alias CIDR)`, 2);
+            else if (a === 'inet6') {
+              // FreeBSD: `inet6 ADDR[/LEN] [alias]` adds (prefixlen 64 by default), `inet6 ADDR -alias` removes.
+              const v = arg();
+              if (!v.includes(':')) throw new ToolError(`ifconfig: inet6 '${v}' is not an IPv6 address`, 2);
+              const next = actions[i + 1];
+              if (next === '-alias' || next === 'delete') { change['delete'] = v; i++; } else { change['add'] = v; if (next === 'alias') i++; }
+            }
+            else throw new ToolError(`ifconfig: unknown action '${a}' (expected up, down, mtu N, inet CIDR, inet6 CIDR, -alias CIDR)`, 2);
           }
           await c.request('ifconfig.set', change);
         }

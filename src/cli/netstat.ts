@@ -1,14 +1,14 @@
 // `tstack netstat`: FreeBSD's netstat(1) for an instance. -a (every socket, listeners too),
 // -n (numeric: always), -s (per-protocol counters), -r (routes), -i (interfaces), -p tcp|udp.
 import type { Command } from 'commander';
-import type { Counters, InterfaceSnapshot, RouteSnapshot, SocketSnapshot } from '../stack/stats.js';
+import type { Counters, InterfaceSnapshot, Route6Snapshot, RouteSnapshot, SocketSnapshot } from '../stack/stats.js';
 import { formatIpv4, parseIpv4, prefixMask } from '../wire/addr.js';
 import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
 import { formatRoutes } from './route.js';
 
 interface Opts { all?: boolean; numeric?: boolean; stats?: boolean; route?: boolean; interfaces?: boolean; protocol?: string; json?: boolean; instance?: string; socket?: string }
 
-interface Snap { interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; routes: RouteSnapshot[]; sockets: SocketSnapshot[] }
+interface Snap { interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; routes: RouteSnapshot[]; routes6?: Route6Snapshot[]; sockets: SocketSnapshot[] }
 
 export function register(program: Command): void {
   instanceOptions(program.command('netstat')
@@ -25,7 +25,7 @@ export function register(program: Command): void {
       if (proto !== undefined && !known.includes(proto)) throw new ToolError(`netstat: unknown protocol '${opts.protocol}' (expected ${known.join(', ')})`, 2);
       await withInstance(opts, async (c) => {
         const snap = await c.request<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
-        if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes)); return; }
+        if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes, snap.routes6)); return; }
         if (opts.interfaces) { if (opts.json) printJson(snap.interfaces); else out(formatInterfaces(snap.interfaces)); return; }
         if (opts.stats) {
           const areas = (proto ? [proto] : ['ip', 'reass', 'icmp', 'udp', 'tcp', 'arp']) as (keyof Counters)[];

@@ -14,7 +14,7 @@ import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { inNetns, run } from './sys/netns.js';
 import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './vnet.js';
-import { claimDeviceNames, ownerTag } from './ownership.js';
+import { claimDeviceNames, ipBatch, ownerTag } from './ownership.js';
 
 const EACCES = 13;
 
@@ -190,12 +190,20 @@ export class TapDriver implements Driver {
       // frames by default: a burst from many connections at once (a thousand clients, a UDP
       // flood) overflows it between two reads, and every lost frame costs its sender a
       // retransmission timeout. A real NIC's receive ring is thousands of descriptors.
-      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000), 'alias', ownerTag()]);
-      const at = opts.netns ? ['-n', opts.netns] : [];
-      if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
-      ip([...at, 'link', 'set', 'dev', name, 'up']);
-      if (opts.hostAddr) ip([...at, 'addr', 'add', opts.hostAddr, 'dev', name]);
-      if (opts.hostAddr6) ip([...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', name, 'nodad']);
+      // Two `ip` runs at most (a restart must serve within a second): the settings and the move
+      // to the namespace in one request, then what is done inside the namespace in one batch.
+      const inNs = [
+        `link set dev ${name} up`,
+        ...(opts.hostAddr ? [`addr add ${opts.hostAddr} dev ${name}`] : []),
+        ...(opts.hostAddr6 ? [`addr add ${opts.hostAddr6} dev ${name} nodad`] : []),
+      ];
+      const settings = `link set dev ${name} mtu ${mtu} txqueuelen ${opts.queueLen ?? 10000} alias ${ownerTag()}`;
+      if (opts.netns) {
+        ip([...settings.split(' '), 'netns', opts.netns]);
+        ipBatch(opts.netns, inNs);
+      } else {
+        ipBatch(undefined, [settings, ...inNs]);
+      }
       return drv;
     } catch (e) {
       if (drv) drv.close(); else libc.close(fd);

@@ -42,6 +42,20 @@ export interface RouteSnapshot {
   metric: number;
 }
 
+/** An IPv6 route (`route show`'s Internet6 table). */
+export interface Route6Snapshot {
+  destination: string;
+  prefixLen: number;
+  /** "" for an on-link destination. */
+  gateway: string;
+  /** U up, G gateway, H host (/128), S static, C connected, D learned from a router advertisement. */
+  flags: string;
+  ifname: string;
+  metric: number;
+  /** ms until a learned route expires; null when it does not. */
+  expiresInMs: number | null;
+}
+
 export interface NdpSnapshot { addr: string; mac: string; ifname: string; state: string; router: boolean; queued: number }
 
 export interface ArpSnapshot { ip: string; mac: string; ifname: string; state: string; queued: number }
@@ -84,6 +98,7 @@ export interface StackSnapshot {
   /** Gauges: connections by state, listeners, UDP sockets, ARP entries. */
   gauges: Record<string, number>;
   routes?: RouteSnapshot[];
+  routes6?: Route6Snapshot[];
   arp?: ArpSnapshot[];
   /** IPv6 neighbours (NDP). */
   ndp?: NdpSnapshot[];
@@ -130,7 +145,7 @@ export function interfaces(stack: Stack): InterfaceSnapshot[] {
       index: i.index, name: i.name, mac: formatMac(i.mac), mtu: i.mtu, deviceMtu: i.dev.mtu, up: i.up,
       flags: [...(i.up ? ['UP'] : []), 'BROADCAST', ...(i.up ? ['RUNNING'] : []), 'MULTICAST'],
       inet: i.addrs.map((a) => ({ addr: formatIpv4(a.addr), prefixLen: a.prefixLen, broadcast: formatIpv4(a.broadcast) })),
-      inet6: i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })),
+      inet6: [...i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })), ...stack.ip6.addresses(i.index).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen }))],
       rxPackets: c.rxPackets, rxBytes: c.rxBytes, rxErrors: c.rxErrors, rxDropped: c.rxDropped, rxMulticast: c.rxMulticast,
       txPackets: c.txPackets, txBytes: c.txBytes, txErrors: c.txErrors, txDropped: c.txDropped,
       ...(i.vlanId !== 0 && i.lower && { vlan: { parent: i.lower.name, id: i.vlanId, outer: i.vlanOuter } }),
@@ -159,6 +174,19 @@ export function routes(stack: Stack): RouteSnapshot[] {
     destination: formatIpv4(r.dst), prefixLen: r.prefixLen, gateway: r.gateway ? formatIpv4(r.gateway) : '',
     flags: routeFlagString(r.flags), ifname: name(r.ifIndex), metric: r.metric,
   }));
+}
+
+export function routes6(stack: Stack): Route6Snapshot[] {
+  return stack.ip6.routes.list(stack.clock.now()).map((r) => {
+    const slash = r.prefix.lastIndexOf('/');
+    const prefixLen = Number(r.prefix.slice(slash + 1));
+    const f = r.flags;
+    return {
+      destination: r.prefix.slice(0, slash), prefixLen, gateway: r.gateway ?? '',
+      flags: `U${f.includes('G') ? 'G' : ''}${prefixLen === 128 ? 'H' : ''}${f.includes('S') ? 'S' : ''}${f.includes('C') ? 'C' : ''}${f.includes('R') ? 'D' : ''}`,
+      ifname: stack.interfaceByIndex(r.ifIndex)?.name ?? `if${r.ifIndex}`, metric: r.metric, expiresInMs: r.expiresInMs,
+    };
+  });
 }
 
 export function arpEntries(stack: Stack): ArpSnapshot[] {
@@ -215,7 +243,7 @@ export function snapshot(stack: Stack, opts: SnapshotOptions = {}): StackSnapsho
   const s: StackSnapshot = {
     name: stack.name, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
   };
-  if (opts.tables !== false) { s.routes = routes(stack); s.arp = arpEntries(stack); s.ndp = ndpEntries(stack); }
+  if (opts.tables !== false) { s.routes = routes(stack); s.routes6 = routes6(stack); s.arp = arpEntries(stack); s.ndp = ndpEntries(stack); }
   if (opts.sockets) s.sockets = sockets(stack);
   if (opts.sysctl) s.sysctl = sysctls(stack);
   return s;

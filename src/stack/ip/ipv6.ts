@@ -18,7 +18,7 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import { addr6Equals, copyAddr6 } from './addr6.js';
+import { addr6Equals, copyAddr6, prefixMatch } from './addr6.js';
 import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
@@ -170,6 +170,22 @@ export class Ipv6 implements Ip6Services {
   announce(ifIndex: number): number {
     const link = this.links[ifIndex];
     return link ? this.ndp.announce(link) : 0;
+  }
+
+  /**
+   * Removes an address from an interface; its connected route goes too unless another address
+   * of the interface is in the same prefix. False when the interface has no such address.
+   */
+  removeAddress(ifIndex: number, addr: Uint8Array): boolean {
+    const link = this.links[ifIndex];
+    const a = link?.findAddress(addr, 0);
+    if (!link || !a) return false;
+    this.addrconf.removeAddress(link, a);
+    if (a.prefixLen < 128 && !link.addrs.some((o) => o.prefixLen === a.prefixLen && prefixMatch(o.addr, 0, a.addr, 0, a.prefixLen))) {
+      const r = this.routes.find(a.addr, a.prefixLen, null, ifIndex);
+      if (r && (r.flags & Route6Flags.Connected) !== 0) this.routes.remove(r);
+    }
+    return true;
   }
 
   /** Stops IPv6 on an interface (it went away): addresses, neighbours, routes. */
