@@ -452,7 +452,7 @@ export class ControlServer {
       'ndp.list': () => {
         return {
           ndp: stack.ip6.ndp.list().map((e) => ({ ...e, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}` })),
-          addresses: stack.interfaces.filter((i) => stack.ip6.link(i.index)).map((i) => ({ ifname: i.name, addrs: stack.ip6.addresses(i.index) })),
+          addresses: stack.interfaces.filter((i) => !i.loopback && stack.ip6.link(i.index)).map((i) => ({ ifname: i.name, addrs: stack.ip6.addresses(i.index) })),
         };
       },
       'ndp.delete': (args) => {

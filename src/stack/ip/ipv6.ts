@@ -5,7 +5,7 @@
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
 import { completeChecksum } from '../../base/offload.js';
-import { Csum, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
@@ -18,10 +18,11 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import { copyAddr6 } from './addr6.js';
+import { addr6Equals, copyAddr6 } from './addr6.js';
+import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
-import { Addr6Origin, Ipv6Link } from './ipv6-link.js';
+import { Addr6Origin, Addr6State, If6Addr, Ipv6Link } from './ipv6-link.js';
 import { Mld } from './mld.js';
 import { PmtuCache } from './pmtu.js';
 import { Reassembler6, defineReass6Sysctls } from './reass6.js';
@@ -374,7 +375,7 @@ export class Ipv6 implements Ip6Services {
 
   /** RFC 8200 §4.5: fragments of at most the path MTU, each carrying the data in multiples of 8 octets. */
   private fragment(link: Ipv6Link, buf: PacketBuffer, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number,
-    nextHeader: number, hopLimit: number, tc: number, mtu: number): boolean {
+    nextHeader: number, hopLimit: number, tc: number, mtu: number, nexthop: Uint8Array = this.nexthop): boolean {
     const total = buf.length;
     const chunk = (mtu - IPV6_HLEN - IPV6_FRAG_HLEN) & ~7;
     // Our own extension headers (MLD's Hop-by-Hop) belong to the unfragmentable part; nothing
@@ -394,10 +395,85 @@ export class Ipv6 implements Ip6Services {
       writeIpv6Header(f.data, h, tc, 0, IPV6_FRAG_HLEN + n, Ipv6Next.Fragment, hopLimit, src, srcOff, dst, dstOff);
       f.l3 = h;
       this.stats.fragmentsCreated++;
-      this.l2Output(link, dst, dstOff, f);
+      this.l2Output(link, dst, dstOff, f, nexthop);
     }
     buf.release();
     return true;
+  }
+
+  /**
+   * Resolves `path` (made an IPv6 path) towards dst[dstOff..] from `src` (null: chosen per RFC
+   * 6724), or revalidates it: when the routes did not change and the interface is up, this is
+   * one comparison plus the destination's. `scope`: the interface a link-local or multicast
+   * destination was given with (0: none). False (path left unresolved) without a route or source.
+   */
+  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array, dstOff: number, scope = 0): boolean {
+    if (path.family === PathFamily.V6 && path.generation === this.routes.generation && path.scope === scope
+      && addr6Equals(path.dst6!, 0, dst, dstOff) && (src === null || addr6Equals(path.src6!, 0, src, 0))) {
+      return path.ok && this.ctx.interfaceByIndex(path.ifIndex)?.up === true;
+    }
+    path.setV6();
+    path.generation = this.routes.generation;
+    path.scope = scope;
+    path.ok = false;
+    path.iface = null;
+    path.gsoKind = Gso.None;
+    path.gsoMax = 0;
+    path.txCsum = false;
+    if (path.dst6 !== dst) copyAddr6(path.dst6!, 0, dst, dstOff);
+    const link = this.route(dst, dstOff, scope);
+    if (!link) return false;
+    copyAddr6(path.nexthop6!, 0, this.nexthop, 0);
+    if (src === null) {
+      const a = link.sourceFor(dst, dstOff);
+      if (!a) return false;
+      copyAddr6(path.src6!, 0, a.addr, 0);
+    } else if (path.src6 !== src) {
+      copyAddr6(path.src6!, 0, src, 0);
+    }
+    path.ifIndex = link.ifIndex;
+    path.mtu = link.mtu;
+    path.local = this.isLocalAddress(dst, dstOff);
+    path.ok = true;
+    return true;
+  }
+
+  /**
+   * Sends buf (start = the upper-layer header, `nextHeader` names it) along `path`, resolving
+   * it again when routes changed; fragments to the path MTU. Takes ownership.
+   */
+  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, hopLimit = -1, trafficClass = 0): boolean {
+    this.stats.outRequests++;
+    if (!this.resolvePath(path, path.src6, path.dst6!, 0, path.scope)) {
+      this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false;
+    }
+    const link = this.links[path.ifIndex]!;
+    const src = path.src6!, dst = path.dst6!;
+    const mcast = isIpv6Multicast(dst, 0);
+    if (hopLimit < 0) hopLimit = mcast ? 1 : link.curHopLimit;
+    if (buf.csum === Csum.Partial) completeChecksum(buf);
+    const payloadLen = buf.length;
+    const mtu = mcast || this.pmtu.size === 0 ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
+    if (IPV6_HLEN + payloadLen > mtu) return this.fragment(link, buf, src, 0, dst, 0, nextHeader, hopLimit, trafficClass, mtu, path.nexthop6!);
+    const off = buf.prepend(IPV6_HLEN);
+    writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, hopLimit, src, 0, dst, 0);
+    buf.l3 = off;
+    this.l2Output(link, dst, 0, buf, path.nexthop6!);
+    return true;
+  }
+
+  /**
+   * Gives the loopback interface ::1 (RFC 4291 §2.5.3): packets to it loop back through input
+   * on the next poll and never reach a device. No address configuration runs on it.
+   */
+  attachLoopback(iface: Ipv6Iface): void {
+    if (this.links[iface.index]) return;
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'), () => {});
+    const a = new If6Addr(LOOPBACK6, 0, 128, Addr6Origin.Manual, iface.index, () => {});
+    a.state = Addr6State.Preferred;
+    link.addrs.push(a);
+    this.links[iface.index] = link;
+    this.routes.add(LOOPBACK6, 0, 128, null, iface.index, Route6Flags.Connected);
   }
 
   /** The link a destination is reached by, with its next hop left in `this.nexthop`; undefined when none (or it is down). */
@@ -425,7 +501,7 @@ export class Ipv6 implements Ip6Services {
     return undefined;
   }
 
-  private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer): void {
+  private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer, nexthop: Uint8Array = this.nexthop): void {
     if (isIpv6Multicast(dst, dstOff)) {
       // RFC 2464 §7: 33:33 and the low 32 bits of the group.
       writeIpv6MulticastMac(this.mcastMac, 0, dst, dstOff);
@@ -440,7 +516,7 @@ export class Ipv6 implements Ip6Services {
       this.ctx.outputPending();
       return;
     }
-    this.ndp.output(link, this.nexthop, 0, buf);
+    this.ndp.output(link, nexthop, 0, buf);
   }
 
   /** Packets to our own addresses are waiting for pollLoopback(). */
@@ -509,6 +585,7 @@ export class Ipv6 implements Ip6Services {
 const INFINITE = 0xffffffff;
 const OPT_MALFORMED = -1;
 const ANY = new Uint8Array(16);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 const LINK_LOCAL_PREFIX = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
 function isLoopback(b: Uint8Array, off: number): boolean {

@@ -4,7 +4,7 @@
 // one comparison: the route table's generation (bumped by every route or address change) and
 // the interface being up. The transport asks the path, never the route table, per segment.
 import { Gso, type GsoType } from '../../base/pktbuf.js';
-import { pseudoHeaderV4 } from '../../wire/checksum.js';
+import { pseudoHeaderV4, pseudoHeaderV6 } from '../../wire/checksum.js';
 import type { Interface } from '../iface.js';
 
 /** Address families of a path (IPv4 today; an IPv6 path sets 6 and its own header length). */
@@ -36,6 +36,23 @@ export class Path {
   local = false;
   /** RouteTable.generation at resolution; -1 = never resolved. */
   generation = -1;
+  /**
+   * IPv6 (family V6): source, destination and next hop, 16 bytes each, allocated by setV6();
+   * the interface index the packets leave by and the scope (interface) a link-local destination
+   * was given with (0: none).
+   */
+  src6: Uint8Array | null = null;
+  dst6: Uint8Array | null = null;
+  nexthop6: Uint8Array | null = null;
+  ifIndex = 0;
+  scope = 0;
+
+  /** Makes this an IPv6 path (its address storage is allocated once). */
+  setV6(): void {
+    this.family = PathFamily.V6;
+    this.headerLen = 40;
+    if (this.src6 === null) { this.src6 = new Uint8Array(16); this.dst6 = new Uint8Array(16); this.nexthop6 = new Uint8Array(16); }
+  }
 
   get resolved(): boolean { return this.ok; }
 
@@ -44,6 +61,7 @@ export class Path {
 
   /** The transport checksum's pseudo-header sum (unfolded) for `len` bytes of protocol `proto`. */
   pseudoSum(proto: number, len: number): number {
+    if (this.family === PathFamily.V6) return pseudoHeaderV6(this.src6!, 0, this.dst6!, 0, proto, len);
     return pseudoHeaderV4(this.src, this.dst, proto, len);
   }
 }
