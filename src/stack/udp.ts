@@ -48,8 +48,13 @@ export interface UdpContext {
 export interface Udp6Context {
   readonly icmp: Icmpv6;
   isLocalAddress(b: Uint8Array, off: number, ifIndex?: number): boolean;
-  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array, dstOff: number, scope?: number): boolean;
-  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, hopLimit?: number, trafficClass?: number): boolean;
+  /** Resolves or revalidates a path to dst[0..16) (Ipv6.resolvePath). */
+  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array): boolean;
+  /** Sends along a path with the link's hop limit (Ipv6.pathOutput). Takes ownership. */
+  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean;
+  /** Sends with an explicit hop limit (multicast, IPV6_UNICAST_HOPS) and interface (Ipv6.output). Takes ownership. */
+  output(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
+    hopLimit?: number, trafficClass?: number, ifIndex?: number): boolean;
 }
 
 export const UDP_MAX_PAYLOAD = 65535 - IPV4_HLEN - UDP_HLEN;
@@ -195,9 +200,9 @@ export class UdpSocket {
     // Linux (ip6_datagram_connect): connecting to :: connects to ::1.
     const dst = isIpv6Unspecified(addr, off) ? LOOPBACK6 : addr;
     const dOff = dst === addr ? off : 0;
-    if (this.path === null || this.path.family !== 6) { this.path = new Path(); this.path.setV6(); }
+    if (this.path === null || this.path.family !== 6) { this.path = new Path(); this.path.makeV6(); }
     const path = this.path;
-    if (!this.udp.ctx6 || !this.udp.ctx6.resolvePath(path, this.fixedSource6(), dst, dOff, scope || this.scope)) {
+    if (!this.udp.ctx6 || !this.udp.ctx6.resolvePath(path, this.fixedSource6(), dOff === 0 ? dst : dst.subarray(dOff, dOff + 16))) {
       path.reset();
       throw new NetError('ENETUNREACH', 'no route to destination');
     }
@@ -230,6 +235,7 @@ export class UdpSocket {
   /** The source an IPv6 socket's datagrams must carry: its bound unicast address, else null (chosen per route). */
   fixedSource6(): Uint8Array | null {
     const l = this.local6!;
+    if (this.anyLocal6) return null;
     return isIpv6Unspecified(l, 0) || isIpv6Multicast(l, 0) ? null : l;
   }
 
@@ -465,14 +471,20 @@ export class Udp {
       path = this.sendPath6;
       if (this.sendPath6Owner !== s) { path.reset(); this.sendPath6Owner = s; }
     }
-    if (!ctx6.resolvePath(path, s.fixedSource6(), dst, dOff, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
+    if (!ctx6.resolvePath(path, s.fixedSource6(), dOff === 0 ? dst : dst.subarray(dOff, dOff + 16))) throw new NetError('ENETUNREACH', 'no route to destination');
     const buf = this.build(s, data, dport);
     // RFC 8200 §8.1: "unlike IPv4, the default behavior when UDP packets are originated by an
     // IPv6 node is that the UDP checksum is not optional."
-    finishUdpChecksumV6(buf.data, buf.start, buf.length, path.src6!, 0, path.dst6!, 0);
+    finishUdpChecksumV6(buf.data, buf.start, buf.length, path.src6, 0, path.dst6, 0);
     this.stats.sent++;
     this.stats.sent6++;
-    if (!ctx6.pathOutput(path, buf, Ipv6Next.UDP, s.hopLimit, s.tos)) throw new NetError('ENETUNREACH', 'no route to destination');
+    // Multicast leaves with hop limit 1 on the scope's interface; an IPV6_UNICAST_HOPS other
+    // than the link's goes the same way; everything else along the path.
+    const mcast = isIpv6Multicast(path.dst6, 0);
+    const sent = mcast || s.hopLimit >= 0
+      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? 1 : s.hopLimit, s.tos, scope)
+      : ctx6.pathOutput(path, buf, Ipv6Next.UDP, s.tos);
+    if (!sent) throw new NetError('ENETUNREACH', 'no route to destination');
   }
 
   /** A pooled buffer holding the UDP header and data (checksum left zero, buf.csum None). */

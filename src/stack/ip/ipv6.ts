@@ -336,7 +336,94 @@ export class Ipv6 implements Ip6Services {
     if (!link) return;
     const now = this.clock.now();
     const m = this.pmtu.update(q, dstOff, mtu, link.mtu, now, this.sysctl.int('net.inet6.ip6.pmtu_expire') * 1000);
-    if (m) this.onPathMtu?.(q, dstOff, m);
+    if (m) {
+      // Paths re-read their MTU at their next use.
+      this.routes.generation++;
+      this.onPathMtu?.(q, dstOff, m);
+    }
+  }
+
+  // ---- paths (TCP over IPv6) ---------------------------------------------------------------
+
+  /**
+   * Resolves `path` (ip/path.ts) from `src` (null or :: = the source RFC 6724 picks) to `dst`,
+   * or revalidates it with one comparison: the route table's generation, which route changes
+   * and Packet Too Big updates bump, and the interface being up. False when there is no route
+   * or no usable source. `src`/`dst` may be the path's own src6/dst6.
+   */
+  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array): boolean {
+    const routes = this.routes;
+    if (path.generation === routes.generation && path.family === PathFamily.V6
+        && (dst === path.dst6 || addr6Equals(path.dst6, 0, dst, 0))
+        && (src === null || src === path.src6 || isIpv6Unspecified(src, 0) || addr6Equals(path.src6, 0, src, 0))) {
+      const i = path.iface;
+      return path.ok && i !== null && i.up;
+    }
+    path.makeV6();
+    path.ok = false;
+    path.iface = null;
+    path.gsoMax = 0;
+    path.gsoKind = Gso.None;
+    path.headerLen = IPV6_HLEN;
+    path.generation = -1;
+    if (dst !== path.dst6) copyAddr6(path.dst6, 0, dst, 0);
+    const local = this.isLocalAddress(dst, 0);
+    path.local = local;
+    const link = local ? this.linkOwning(dst) : this.route(dst, 0, 0);
+    if (!link) return false;
+    const iface = this.ctx.interfaceByIndex(link.ifIndex);
+    if (!iface || !iface.up) return false;
+    if (local) copyAddr6(path.nexthop6, 0, dst, 0);
+    else copyAddr6(path.nexthop6, 0, this.nexthop, 0);
+    if (src !== null && !isIpv6Unspecified(src, 0)) {
+      if (src !== path.src6) copyAddr6(path.src6, 0, src, 0);
+    } else if (local) {
+      copyAddr6(path.src6, 0, dst, 0);
+    } else {
+      const a = link.sourceFor(dst, 0);
+      if (!a) return false;
+      copyAddr6(path.src6, 0, a.addr, 0);
+    }
+    path.iface = iface as unknown as Path['iface'];
+    path.ok = true;
+    path.generation = routes.generation;
+    path.mtu = local ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
+    // No IPv6 checksum offload or TSO here yet: looped-back segments need no checksum at all.
+    path.txCsum = local;
+    return true;
+  }
+
+  /**
+   * Sends an upper-layer payload (buf.start = its header) along a resolved path: no route
+   * lookup, the next hop and source come from the path. Takes ownership; false when not sent.
+   */
+  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean {
+    this.stats.outRequests++;
+    if (!this.resolvePath(path, path.src6, path.dst6)) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
+    const link = this.links[path.iface!.index]!;
+    if (buf.csum === Csum.Partial && !path.local) completeChecksum(buf);
+    const payloadLen = buf.length;
+    if (IPV6_HLEN + payloadLen > path.mtu) {
+      return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu, path.nexthop6);
+    }
+    const off = buf.prepend(IPV6_HLEN);
+    writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, link.curHopLimit, path.src6, 0, path.dst6, 0);
+    buf.l3 = off;
+    if (path.local) {
+      buf.csum = Csum.Valid;
+      buf.ifIndex = link.ifIndex;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return true;
+    }
+    this.ndp.output(link, path.nexthop6, 0, buf);
+    return true;
+  }
+
+  /** The link one of our addresses is assigned on. */
+  private linkOwning(a: Uint8Array): Ipv6Link | undefined {
+    for (const l of this.links) if (l?.isAssigned(a, 0)) return l;
+    return undefined;
   }
 
   // ---- send --------------------------------------------------------------------------------
@@ -398,67 +485,6 @@ export class Ipv6 implements Ip6Services {
       this.l2Output(link, dst, dstOff, f, nexthop);
     }
     buf.release();
-    return true;
-  }
-
-  /**
-   * Resolves `path` (made an IPv6 path) towards dst[dstOff..] from `src` (null: chosen per RFC
-   * 6724), or revalidates it: when the routes did not change and the interface is up, this is
-   * one comparison plus the destination's. `scope`: the interface a link-local or multicast
-   * destination was given with (0: none). False (path left unresolved) without a route or source.
-   */
-  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array, dstOff: number, scope = 0): boolean {
-    if (path.family === PathFamily.V6 && path.generation === this.routes.generation && path.scope === scope
-      && addr6Equals(path.dst6!, 0, dst, dstOff) && (src === null || addr6Equals(path.src6!, 0, src, 0))) {
-      return path.ok && this.ctx.interfaceByIndex(path.ifIndex)?.up === true;
-    }
-    path.setV6();
-    path.generation = this.routes.generation;
-    path.scope = scope;
-    path.ok = false;
-    path.iface = null;
-    path.gsoKind = Gso.None;
-    path.gsoMax = 0;
-    path.txCsum = false;
-    if (path.dst6 !== dst) copyAddr6(path.dst6!, 0, dst, dstOff);
-    const link = this.route(dst, dstOff, scope);
-    if (!link) return false;
-    copyAddr6(path.nexthop6!, 0, this.nexthop, 0);
-    if (src === null) {
-      const a = link.sourceFor(dst, dstOff);
-      if (!a) return false;
-      copyAddr6(path.src6!, 0, a.addr, 0);
-    } else if (path.src6 !== src) {
-      copyAddr6(path.src6!, 0, src, 0);
-    }
-    path.ifIndex = link.ifIndex;
-    path.mtu = link.mtu;
-    path.local = this.isLocalAddress(dst, dstOff);
-    path.ok = true;
-    return true;
-  }
-
-  /**
-   * Sends buf (start = the upper-layer header, `nextHeader` names it) along `path`, resolving
-   * it again when routes changed; fragments to the path MTU. Takes ownership.
-   */
-  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, hopLimit = -1, trafficClass = 0): boolean {
-    this.stats.outRequests++;
-    if (!this.resolvePath(path, path.src6, path.dst6!, 0, path.scope)) {
-      this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false;
-    }
-    const link = this.links[path.ifIndex]!;
-    const src = path.src6!, dst = path.dst6!;
-    const mcast = isIpv6Multicast(dst, 0);
-    if (hopLimit < 0) hopLimit = mcast ? 1 : link.curHopLimit;
-    if (buf.csum === Csum.Partial) completeChecksum(buf);
-    const payloadLen = buf.length;
-    const mtu = mcast || this.pmtu.size === 0 ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
-    if (IPV6_HLEN + payloadLen > mtu) return this.fragment(link, buf, src, 0, dst, 0, nextHeader, hopLimit, trafficClass, mtu, path.nexthop6!);
-    const off = buf.prepend(IPV6_HLEN);
-    writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, hopLimit, src, 0, dst, 0);
-    buf.l3 = off;
-    this.l2Output(link, dst, 0, buf, path.nexthop6!);
     return true;
   }
 
