@@ -11,7 +11,7 @@
 // destinations the stack has no route for use the kernel, the rest the stack.
 // `[api] kernel_fallback`, `[api] kernel` and `[api] same_host` change that (docs/compat.md).
 import { isIPv4, isIPv6 } from 'node:net';
-import { parseIpv4, parseIpv4Cidr, prefixMask } from '../wire/addr.js';
+import { parseIpv4, parseIpv4Cidr, parseIpv6, prefixMask } from '../wire/addr.js';
 import { LOOPBACK_ADDR } from '../stack/loopback.js';
 import type { Stack } from '../stack/stack.js';
 import type { ApiConfig, KernelFallback } from '../runtime/config.js';
@@ -58,6 +58,8 @@ function classify(host: string | null | undefined, emptyIs: 'any' | 'loopback'):
   return { kind: 'name' };
 }
 
+const LOOPBACK6 = parseIpv6('::1')!;
+
 function formatLoopback(addr: number): string {
   return `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
 }
@@ -100,16 +102,20 @@ export class RoutingPolicy {
         // other loopback port is the host's (a local database), on the kernel.
         return this.stackOwnsLoopbackPort(h.addr, port, proto) ? 'stack' : 'kernel';
       case 'any':
-      case 'loopback6':
-        // Node connects to 0.0.0.0 / :: as to the local host; ::1 is the kernel's until the
-        // stack carries IPv6 (a stack listener is mirrored there, so it is still reached).
+        // Node connects to 0.0.0.0 / :: as to the local host.
         return 'kernel';
+      case 'loopback6':
+        // UDP: the program reaching its own stack socket over lo0's ::1; TCP: ::1 is the
+        // kernel's until the stack carries TCP over IPv6 (a stack listener is mirrored there).
+        return proto === 'udp' && this.stackOwnsLoopback6Port(port) ? 'stack' : 'kernel';
       case 'v4':
         if (this.inKernelPrefix(h.addr)) return 'kernel';
         if (this.stack.sourceAddress(h.addr) !== 0) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'v6':
-        // The stack has no IPv6 transport yet: under "auto" an IPv6 destination is unrouted.
+        // UDP over IPv6: where the stack has a route. (TCP over IPv6 is not on the stack yet:
+        // under "auto" an IPv6 TCP destination is unrouted.)
+        if (proto === 'udp' && this.hasRoute6(host!)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'name':
         // The name resolves later (dns.lookup) but the socket must be chosen now: a name is
@@ -119,8 +125,8 @@ export class RoutingPolicy {
     }
   }
 
-  /** Where a listening TCP socket or a bound UDP socket on `host` goes (absent = any address). */
-  listen(host: string | null | undefined): Placement {
+  /** Where a listening TCP socket or a bound UDP socket (proto 'udp') on `host` goes (absent = any address). */
+  listen(host: string | null | undefined, proto: 'tcp' | 'udp' = 'tcp'): Placement {
     if (this.kernelFallback === 'never') return 'stack';
     const h = classify(host, 'any');
     switch (h.kind) {
@@ -131,13 +137,30 @@ export class RoutingPolicy {
         // 127/8 is lo0's (mirrored on the kernel's loopback for the rest of the host).
         return this.stack.loopbackInterface() ? 'stack' : 'kernel';
       case 'loopback6':
-        return 'kernel';
+        // ::1 is lo0's for UDP (TCP over IPv6 is not on the stack yet).
+        return proto === 'udp' && this.stack.loopbackInterface() ? 'stack' : 'kernel';
       case 'v4':
         if (this.stack.isLocalAddress(h.addr)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
-      case 'v6':
+      case 'v6': {
+        const a = proto === 'udp' ? parseIpv6(host!) : null;
+        if (a && this.stack.ip6.isLocalAddress(a, 0)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
+      }
     }
+  }
+
+  /** The stack has an IPv6 route towards `host` (an IPv6 literal). */
+  private hasRoute6(host: string): boolean {
+    const a = parseIpv6(host);
+    return a !== null && this.stack.ip6.routes.lookup(a, 0, this.stack.clock.now()) !== null;
+  }
+
+  private stackOwnsLoopback6Port(port: unknown): boolean {
+    if (!this.stack.loopbackInterface()) return false;
+    const p = typeof port === 'string' ? Number(port) : port;
+    if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0 || p > 65535) return false;
+    return this.stack.udp.hasSocket6(LOOPBACK6, 0, p);
   }
 
   /**
