@@ -271,3 +271,20 @@ test('a connected udp4 socket sends through its path, resolved at connect() and 
   assert.ok(sim.runUntil(() => got.length === 6, { maxMs: 3000 }));
   assert.equal(a.stack.udp.stats.badChecksum + b.stack.udp.stats.badChecksum, 0);
 });
+
+test('the tools see udp6 sockets: udp46 for a :: socket that hears IPv4, udp6 for an IPv6-only one, with IPv6 addresses', async () => {
+  const { sockets } = await import('../../src/stack/stats.js');
+  const { endpoint } = await import('../../src/cli/netstat.js');
+  const { b } = hosts(10);
+  const dual = b.stack.udp.open(UdpFamily.V6);
+  dual.bind6(new Uint8Array(16), 0, 8000);
+  const only = b.stack.udp.open(UdpFamily.V6);
+  only.v6Only = true;
+  only.connect6(A6, 0, 9000);
+  const rows = sockets(b.stack).filter((r) => r.proto.startsWith('udp'));
+  assert.deepEqual(rows.map((r) => [r.proto, r.localAddress, r.localPort === 8000 ? 8000 : 'EPH', r.foreignAddress, r.foreignPort]).sort(), [
+    ['udp46', '::', 8000, '::', 0],
+    ['udp6', '::', 'EPH', '2001:db8:10::1', 9000],
+  ]);
+  assert.equal(endpoint('::', 8000), '*.8000');
+});
