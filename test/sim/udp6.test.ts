@@ -288,3 +288,14 @@ test('the tools see udp6 sockets: udp46 for a :: socket that hears IPv4, udp6 fo
   ]);
   assert.equal(endpoint('::', 8000), '*.8000');
 });
+
+test('::1 never leaves the host: without lo0 a send to it fails with ENETUNREACH even with a default router', () => {
+  const sim = new Simulation({ seed: 12 });
+  const a = sim.addHost({ name: 'a', addr6: '2001:db8:10::1/64', gateway6: '2001:db8:10::fe' });
+  sim.runUntil(() => false, { maxMs: 3000 });
+  const before = a.port.stats().txPackets;
+  const s = a.stack.udp.open(UdpFamily.V6);
+  assert.throws(() => s.send6(Uint8Array.of(1), parseIpv6('::1')!, 0, 53), (e: NetError) => e.code === 'ENETUNREACH');
+  sim.runUntil(() => false, { maxMs: 100 });
+  assert.equal(a.port.stats().txPackets, before, "nothing went to the router");
+});

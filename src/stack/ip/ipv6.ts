@@ -138,6 +138,20 @@ export class Ipv6 implements Ip6Services {
     if (gw) this.routes.add(ANY, 0, 0, gw, iface.index, Route6Flags.Static);
   }
 
+  /**
+   * IPv6 on the loopback interface: ::1 only (RFC 4291 §2.5.3), assigned at once (no DAD, no
+   * link-local address, no MLD). Packets to it loop back through pollLoopback(); the wire never
+   * carries it (input() drops it as source or destination).
+   */
+  attachLoopback(iface: Ipv6Iface): void {
+    if (this.links[iface.index]) return;
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'), (l, now) => this.addrconf.rsTimer(l, now));
+    const a = new If6Addr(LOOPBACK6, 0, 128, Addr6Origin.Manual, iface.index, () => {});
+    a.state = Addr6State.Preferred;
+    link.addrs.push(a);
+    this.links[iface.index] = link;
+  }
+
   /** Adds "addr/len" to an interface (DAD first). */
   addAddress(ifIndex: number, cidr: string): void {
     const link = this.links[ifIndex];
@@ -388,8 +402,14 @@ export class Ipv6 implements Ip6Services {
     path.ok = true;
     path.generation = routes.generation;
     path.mtu = local ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
-    // No IPv6 checksum offload or TSO here yet: looped-back segments need no checksum at all.
-    path.txCsum = local;
+    // Looped-back segments need no checksum at all; a device may complete it, and segment
+    // super-segments (TSO6: the IPv6 payload length field bounds them).
+    const o = iface.dev?.offloads;
+    path.txCsum = local || (o !== undefined && o.txCsum);
+    if (!local && o !== undefined && o.tso6 && o.txCsum) {
+      path.gsoKind = Gso.Tcp6;
+      path.gsoMax = 65535 - 60;
+    }
     return true;
   }
 
@@ -401,9 +421,12 @@ export class Ipv6 implements Ip6Services {
     this.stats.outRequests++;
     if (!this.resolvePath(path, path.src6, path.dst6)) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
     const link = this.links[path.iface!.index]!;
-    if (buf.csum === Csum.Partial && !path.local) completeChecksum(buf);
+    if (buf.csum === Csum.Partial && !path.txCsum) completeChecksum(buf);
     const payloadLen = buf.length;
-    if (IPV6_HLEN + payloadLen > path.mtu) {
+    if (buf.gso !== Gso.None) {
+      // A super-segment only goes to a device that segments it (the path may have changed).
+      if (path.gsoKind !== Gso.Tcp6 || payloadLen > 65535) { buf.release(); this.ctx.drop('ip6_gso_unsupported'); return false; }
+    } else if (IPV6_HLEN + payloadLen > path.mtu) {
       return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu, path.nexthop6);
     }
     const off = buf.prepend(IPV6_HLEN);
@@ -488,25 +511,14 @@ export class Ipv6 implements Ip6Services {
     return true;
   }
 
-  /**
-   * Gives the loopback interface ::1 (RFC 4291 §2.5.3): packets to it loop back through input
-   * on the next poll and never reach a device. No address configuration runs on it.
-   */
-  attachLoopback(iface: Ipv6Iface): void {
-    if (this.links[iface.index]) return;
-    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'), () => {});
-    const a = new If6Addr(LOOPBACK6, 0, 128, Addr6Origin.Manual, iface.index, () => {});
-    a.state = Addr6State.Preferred;
-    link.addrs.push(a);
-    this.links[iface.index] = link;
-    this.routes.add(LOOPBACK6, 0, 128, null, iface.index, Route6Flags.Connected);
-  }
-
   /** The link a destination is reached by, with its next hop left in `this.nexthop`; undefined when none (or it is down). */
   private route(dst: Uint8Array, dstOff: number, ifIndex: number): Ipv6Link | undefined {
     let link: Ipv6Link | undefined;
     copyAddr6(this.nexthop, 0, dst, dstOff);
-    if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
+    if (isLoopback(dst, dstOff)) {
+      // ::1 is lo0's (attachLoopback) and no route's: a default route must not carry it off the host.
+      for (const l of this.links) if (l?.isAssigned(dst, dstOff)) { link = l; break; }
+    } else if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
       // Scoped destinations need an interface; without one, the first with IPv6 (a single-port stack's only one).
       link = ifIndex ? this.links[ifIndex] : this.firstUpLink();
     } else {
