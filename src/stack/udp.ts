@@ -345,6 +345,7 @@ export class Udp {
       // ::ffff:a.b.c.d (or :: with an IPv4 peer): the IPv4 side only.
       if (s.v6Only && addr !== 0) throw new NetError('EINVAL', 'IPv4 address on an IPv6-only socket');
       if (addr !== 0) { writeMapped(s.local6!, addr); s.accepts6 = false; s.accepts4 = true; s.anyLocal6 = false; }
+      else { s.accepts6 = true; s.accepts4 = !s.v6Only; s.anyLocal6 = true; }
     }
     s.localAddr = addr;
     try { this.place(s, port); } catch (e) { this.unplace(s); throw e; }
