@@ -299,3 +299,19 @@ test('::1 never leaves the host: without lo0 a send to it fails with ENETUNREACH
   sim.runUntil(() => false, { maxMs: 100 });
   assert.equal(a.port.stats().txPackets, before, "nothing went to the router");
 });
+
+test('a stack whose only IPv6 is lo0 has no route to a link-local or multicast destination', () => {
+  const sim = new Simulation({ seed: 13 });
+  const a = sim.addHost({ name: 'a', addr: '198.18.10.1/24' });
+  a.stack.addLoopback();
+  const s = a.stack.udp.open(UdpFamily.V6);
+  for (const dst of ['fe80::1', 'ff02::1', '2001:db8::1']) {
+    assert.throws(() => s.send6(Uint8Array.of(1), parseIpv6(dst)!, 0, 53), (e: NetError) => e.code === 'ENETUNREACH', dst);
+  }
+  // ::1 still works.
+  const srv = a.stack.udp.open(UdpFamily.V6);
+  srv.bind6(parseIpv6('::1')!, 0, 53);
+  const got = listen(srv);
+  s.send6(Uint8Array.of(7), parseIpv6('::1')!, 0, 53);
+  assert.ok(sim.runUntil(() => got.length === 1, { maxMs: 100 }));
+});

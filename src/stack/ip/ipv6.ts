@@ -535,7 +535,8 @@ export class Ipv6 implements Ip6Services {
   }
 
   private firstUpLink(): Ipv6Link | undefined {
-    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up) return l;
+    // Never lo0 (the link holding ::1): scoped traffic is for a real link.
+    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up && !l.isAssigned(LOOPBACK6, 0)) return l;
     return undefined;
   }
 
