@@ -356,7 +356,40 @@ const tstack6: Env = {
   hostA: '::1',
   hostB: '::1',
   bcast: '(none)',
-  createSocket: (t) => tstackDgram.createSocket(t as 'udp6'),
+  createSocket: (t) => tstackDgram.createSocket({ ...(typeof t === 'object' ? t as tstackDgram.SocketOptions : { type: t as 'udp6' }), stack: instA }),
+};
+
+/** Dual-stack scenarios (udp6 environments only; createSocket makes the other family's socket). */
+const dualScenarios: Record<string, Scenario> = {
+  async 'a udp6 socket on :: hears a udp4 client as ::ffff:127.0.0.1 and its reply goes back over IPv4'(env, rec) {
+    const server = env.b();
+    rec.watch(server, 'server');
+    server.on('message', (m, r) => server.send(m, r.port, r.address, rec.sendCb('server')));
+    rec.port(await bound(server, '::'), 'SERVER');
+    const c4 = env.createSocket('udp4') as Sock;
+    rec.watch(c4, 'c4');
+    rec.port(await bound(c4, '127.0.0.1'), 'C4');
+    c4.send('hi', server.address().port, '127.0.0.1', rec.sendCb('c4'));
+    await rec.until("c4 message 'hi'");
+    await closed(server, c4);
+  },
+
+  async 'ipv6Only: the port stays free for a udp4 socket; without it the udp4 bind fails with EADDRINUSE'(env, rec) {
+    const only = env.createSocket({ type: 'udp6', ipv6Only: true }) as Sock;
+    rec.port(await bound(only, '::'), 'PORT');
+    const c4 = env.createSocket('udp4') as Sock;
+    rec.watch(c4, 'c4');
+    c4.bind(only.address().port, '0.0.0.0');
+    await rec.until('c4 listening');
+    await closed(only, c4);
+    const dual = env.b();
+    rec.port(await bound(dual, '::'), 'PORT2');
+    const d4 = env.createSocket('udp4') as Sock;
+    rec.watch(d4, 'd4');
+    d4.bind(dual.address().port, '0.0.0.0');
+    await rec.until('d4 error');
+    await closed(dual, d4);
+  },
 };
 
 const expected6: Record<string, string[]> = {
@@ -398,8 +431,8 @@ describe('udp6 dgram scenarios on ::1: node:dgram on kernel sockets and tstack/d
   });
   after(() => { instA.stop(); });
 
-  for (const name of UDP6_SCENARIOS) {
-    const run = scenarios[name]!;
+  for (const name of [...UDP6_SCENARIOS, ...Object.keys(dualScenarios)]) {
+    const run = scenarios[name] ?? dualScenarios[name]!;
     test(name, async (t) => {
       const r: { kernel?: string[]; tstack?: string[] } = {};
       for (const env of kernelV6 ? [kernel6, tstack6] : [tstack6]) {
