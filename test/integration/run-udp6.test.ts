@@ -24,13 +24,13 @@ import os, socket, sys
 addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fam = socket.AF_INET6 if ':' in addr else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_DGRAM)
-s.settimeout(1.0)
+s.settimeout(2.0)
 ok = 0
 frags = 0
 for i in range(n):
     size = 3000 if i % 5 == 4 else 1 + (i * 131) % 1400
     msg = os.urandom(size)
-    for attempt in range(4):
+    for attempt in range(6):
         s.sendto(msg, (addr, port))
         try:
             got, peer = s.recvfrom(65536)
@@ -112,7 +112,7 @@ for (const [driver, sub] of [['tap', 221], ['afpacket', 222]] as const) {
       server.stdout.setEncoding('utf8').on('data', (d: string) => { serverOut += d; });
       await waitUntil(() => serverOut.includes('ready'), 10_000, 'the kernel echo server');
       app.child.stdin!.write(`client ${host6} 7001 30\n`);
-      const m = await app.waitForOutput(/udp6-echo: client (\d+)\/(\d+) from (.*) local (\w+)\n/, 30_000);
+      const m = await app.waitForOutput(/udp6-echo: client (\d+)\/(\d+) from (.*) local (\w+)\n/, 40_000);
       assert.equal(m[1], m[2], `every datagram came back: ${m[0]}`);
       assert.equal(m[3], `${host6} IPv6 7001`);
       assert.equal(m[4], 'IPv6');
