@@ -226,7 +226,7 @@ export class Socket extends EventEmitter {
         sock.reuseAddr = this.#reuseAddr;
         try {
           if (typeof addr === 'number') sock.bind(addr, bindPort(port));
-          else sock.bind6(addr, 0, bindPort(port));
+          else sock.bind6(addr, 0, bindPort(port), this.#scope(ip));
         } catch (e) { code = netCode(e); }
       }
       if (code !== null) {
@@ -287,7 +287,7 @@ export class Socket extends EventEmitter {
         else if (addr !== null) {
           try {
             if (typeof addr === 'number') sock.connect(addr, port);
-            else sock.connect6(addr, 0, port);
+            else sock.connect6(addr, 0, port, this.#scope(ip));
           } catch (e) { code = netCode(e); }
         }
         if (code !== null) err = exceptionWithHostPort(code, 'connect', address, port);
@@ -408,7 +408,7 @@ export class Socket extends EventEmitter {
       try {
         if (!port) sock.send(data);
         else if (typeof addr === 'number') sock.send(data, addr, port);
-        else sock.send6(data, addr, 0, port);
+        else sock.send6(data, addr, 0, port, this.#scope(ip));
       } catch (e) { code = netCode(e); }
     }
     if (code !== null) {
@@ -626,6 +626,15 @@ export class Socket extends EventEmitter {
    */
   #isMartian(addr: number): boolean {
     return (addr >>> 24) === 127 && !this.#ctx.stack.isLocalAddress(addr);
+  }
+
+  /** The interface of an IPv6 zone id (fe80::1%tst0 or %2); 0 when none or unknown. */
+  #scope(ip: string): number {
+    const i = ip.indexOf('%');
+    if (i < 0) return 0;
+    const z = ip.slice(i + 1);
+    if (/^\d+$/.test(z)) return Number(z);
+    return this.#ctx.stack.interfaces.find((x) => x.name === z)?.index ?? 0;
   }
 
   #enqueue(fn: () => void): void {

@@ -16,7 +16,7 @@ import type { BufferPool } from '../base/pktbuf.js';
 import type { Sysctl, SysctlHandle } from './sysctl.js';
 import type { Icmp } from './ip/icmp.js';
 import { Icmpv6Type, Icmpv6UnreachCode } from '../wire/icmpv6.js';
-import { IPV6_HLEN, Ipv6Next, isIpv6Multicast, isIpv6Unspecified, type Ipv6View } from '../wire/ipv6.js';
+import { IPV6_HLEN, Ipv6Next, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, type Ipv6View } from '../wire/ipv6.js';
 import { addr6Equals, copyAddr6 } from './ip/addr6.js';
 import { Path } from './ip/path.js';
 import type { Icmpv6 } from './ip/icmpv6.js';
@@ -52,6 +52,8 @@ export interface Udp6Context {
   resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array): boolean;
   /** Sends along a path with the link's hop limit (Ipv6.pathOutput). Takes ownership. */
   pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean;
+  /** An interface's IPv6 side: the source address it would use towards a destination (scoped sends). */
+  link(ifIndex: number): { sourceFor(dst: Uint8Array, dstOff: number): { readonly addr: Uint8Array } | undefined } | undefined;
   /** Sends with an explicit hop limit (multicast, IPV6_UNICAST_HOPS) and interface (Ipv6.output). Takes ownership. */
   output(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
     hopLimit?: number, trafficClass?: number, ifIndex?: number): boolean;
@@ -196,6 +198,7 @@ export class UdpSocket {
       this.connect(v4, port);
       return;
     }
+    if (scope !== 0) this.scope = scope;
     if (this.bound && !this.accepts6) throw new NetError('ENETUNREACH', 'IPv6 peer on a socket bound to an IPv4 address');
     // Linux (ip6_datagram_connect): connecting to :: connects to ::1.
     const dst = isIpv6Unspecified(addr, off) ? LOOPBACK6 : addr;
@@ -467,6 +470,17 @@ export class Udp {
     if (len > UDP6_MAX_PAYLOAD) throw new NetError('EMSGSIZE', `datagram of ${len} bytes is too large`);
     const ctx6 = this.ctx6;
     if (ctx6 === null) throw new NetError('ENETUNREACH', 'IPv6 is not enabled on this stack');
+    if (scope !== 0 && (isIpv6LinkLocal(dst, dOff) || isIpv6Multicast(dst, dOff))) {
+      // A scoped destination (fe80::1%tst0): out of that interface, from its own address.
+      const src = s.fixedSource6() ?? ctx6.link(scope)?.sourceFor(dst, dOff)?.addr ?? null;
+      if (src === null) throw new NetError('ENETUNREACH', 'no IPv6 source on that interface');
+      const buf = this.build(s, data, dport);
+      finishUdpChecksumV6(buf.data, buf.start, buf.length, src, 0, dst, dOff);
+      this.stats.sent++;
+      this.stats.sent6++;
+      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, isIpv6Multicast(dst, dOff) ? 1 : s.hopLimit, s.tos, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
+      return;
+    }
     let path = s.path;
     if (path === null || !s.remoteIs6 || dport !== s.remotePort || !addr6Equals(s.remote6!, 0, dst, dOff)) {
       path = this.sendPath6;

@@ -315,3 +315,29 @@ test('a stack whose only IPv6 is lo0 has no route to a link-local or multicast d
   s.send6(Uint8Array.of(7), parseIpv6('::1')!, 0, 53);
   assert.ok(sim.runUntil(() => got.length === 1, { maxMs: 100 }));
 });
+
+test('a scoped link-local destination (fe80::…%ifname) leaves by that interface, from its link-local address', async () => {
+  const { createSocket } = await import('../../src/api/dgram.js');
+  const sim = new Simulation({ seed: 14 });
+  // Host a has two ports on the same link; b listens on its link-local address.
+  const a = sim.addHost({ name: 'a', mac: '02:00:00:00:14:01', addr6: '2001:db8:14::1/64' });
+  const a2 = sim.attach({ name: 'a2', mac: '02:00:00:00:14:03' }, (dev) => ({ host: a.stack, ifIndex: a.stack.addInterface(dev, { name: 'a2', addr6: '2001:db8:15::1/64' }) }));
+  const b = sim.addHost({ name: 'b', mac: '02:00:00:00:14:02', addr6: '2001:db8:14::2/64' });
+  sim.runUntil(() => false, { maxMs: 3000 });
+  const bLl = b.stack.ip6.addresses(1).find((x) => x.origin === 'link-local')!.addr;
+  const a2Ll = a.stack.ip6.addresses(a2.ifIndex).find((x) => x.origin === 'link-local')!.addr;
+  const srv = b.stack.udp.open(UdpFamily.V6);
+  srv.bind6(parseIpv6(bLl)!, 0, 5000, 1);
+  const got = listen(srv);
+  const s = createSocket({ type: 'udp6', stack: a.stack });
+  const before1 = a.port.stats().txPackets, before2 = a2.port.stats().txPackets;
+  let sent: Error | null | undefined;
+  s.send('via a2', 5000, `${bLl}%a2`, (e) => { sent = e; });
+  for (let i = 0; i < 100 && got.length === 0; i++) { sim.run(5); await new Promise((r) => setImmediate(r)); }
+  assert.equal(sent, null);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]!.from, a2Ll, 'from the link-local address of the interface named in the scope');
+  assert.ok(a2.port.stats().txPackets > before2, 'it left by a2');
+  assert.equal(a.port.stats().txPackets, before1, 'nothing left by the other port');
+  s.close();
+});
