@@ -80,7 +80,7 @@ test('after 120,000 forged NS from random sources and MACs a new host reaches th
   const { sim, victim, newcomer, forger } = setup();
   const ndp = victim.stack.ip6.ndp;
   const s = victim.stack.sysctl;
-  const naBefore = ndp.stats.naSent;
+  const naBefore = ndp.stats.naSent, nsBefore = ndp.stats.nsSent;
   // 120,000 solicitations over 1.2 s of virtual time (100,000 per second).
   for (let i = 0; i < 120; i++) { forger.send(1000); sim.run(10); }
   assert.equal(forger.sent, 120_000);
@@ -90,6 +90,10 @@ test('after 120,000 forged NS from random sources and MACs a new host reaches th
   assert.ok(ndp.size <= 300, `the forged entries stay within the creation rate (${ndp.size} entries after 1.2 s)`);
   assert.ok(ndp.stats.unsolicitedLimited > 110_000, `most forged senders were answered, not remembered (${ndp.stats.unsolicitedLimited})`);
   assert.equal(ndp.stats.naSent - naBefore, forger.sent, 'every solicitation was answered');
+  // Answering is not using: the forged entries stay unsolicited (first to go, short-lived), and
+  // none of them drew a DELAY/PROBE round of unicast solicitations.
+  assert.equal(ndp.unsolicitedCount, ndp.size);
+  assert.equal(ndp.stats.nsSent - nsBefore, 0, 'no solicitation sent to a forged sender');
 
   // The newcomer resolves the victim and is answered; the victim resolves the newcomer for its reply.
   const ms = pingTime(sim, newcomer, VICTIM, 1);

@@ -173,14 +173,14 @@ export class Ndp {
     copyAddr6(this.group, 0, b, ip.srcOff);
     if (slla >= 0) {
       // §7.2.3: the sender's link-layer address goes into the cache — for a new sender only
-      // within the unsolicited budget and rate; past it the advertisement goes straight to
-      // the link-layer address the solicitation gave, and nothing is remembered.
+      // within the unsolicited budget and rate (past it nothing is remembered). The
+      // advertisement goes straight to that link-layer address either way: answering is not
+      // using the entry (it stays unsolicited, first to go), and a forged sender costs no
+      // DELAY/PROBE round of unicast solicitations.
       if (known || this.mayLearn(link, b, ip.srcOff)) this.learn(link.ifIndex, b, ip.srcOff, b, slla, false, !known);
-      else {
-        for (let i = 0; i < 6; i++) this.peerMac[i] = b[slla + i]!;
-        this.sendNaDirect(link, this.scratch, this.group, this.peerMac, NaFlag.Solicited | NaFlag.Override);
-        return;
-      }
+      for (let i = 0; i < 6; i++) this.peerMac[i] = b[slla + i]!;
+      this.sendNaDirect(link, this.scratch, this.group, this.peerMac, NaFlag.Solicited | NaFlag.Override);
+      return;
     } else if (!known && !this.mayLearn(link, b, ip.srcOff)) {
       // No link-layer address given and none known: answering means resolving the sender
       // first (an entry and a multicast solicitation), which the same budget bounds.
@@ -483,8 +483,9 @@ export class Ndp {
   }
 
   /**
-   * The solicited NA of sendNa, sent straight to `mac` without a cache entry (a sender past the
-   * unsolicited rate): checksum, IPv6 header with hop limit 255 (§7.1.2), link output.
+   * The solicited NA of sendNa, sent straight to `mac` (the solicitation's source link-layer
+   * address) without going through the cache: checksum, IPv6 header with hop limit 255
+   * (§7.1.2), link output.
    */
   private sendNaDirect(link: Ipv6Link, target: Uint8Array, dst: Uint8Array, mac: Uint8Array, flags: number): void {
     const buf = this.host.pool.alloc();
