@@ -104,8 +104,8 @@ export class RoutingPolicy {
         // other loopback port is the host's (a local database), on the kernel.
         return this.stackOwnsLoopbackPort(h.addr, port, proto) ? 'stack' : 'kernel';
       case 'loopback6':
-        // ::1 is lo0's too: the program reaching its own stack listener stays in the stack.
-        return proto === 'tcp' && this.stackOwnsLoopback6Port(port) ? 'stack' : 'kernel';
+        // ::1 is lo0's too: the program reaching its own stack socket stays in the stack.
+        return this.stackOwnsLoopback6Port(port, proto) ? 'stack' : 'kernel';
       case 'any':
         // Node connects to 0.0.0.0 / :: as to the local host (a stack listener is mirrored there).
         return 'kernel';
@@ -114,9 +114,8 @@ export class RoutingPolicy {
         if (this.stack.sourceAddress(h.addr) !== 0) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'v6':
-        // TCP over IPv6 goes to the stack when it has a route (UDP over IPv6 stays the kernel's
-        // until the stack's UDP carries it).
-        if (proto === 'tcp' && this.stackRoutes6(h.addr6)) return 'stack';
+        // TCP and UDP over IPv6 go to the stack where it has a route.
+        if (this.stackRoutes6(h.addr6)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'name':
         // The name resolves later (dns.lookup) but the socket must be chosen now: a name is
@@ -126,8 +125,8 @@ export class RoutingPolicy {
     }
   }
 
-  /** Where a listening TCP socket or a bound UDP socket on `host` goes (absent = any address). */
-  listen(host: string | null | undefined): Placement {
+  /** Where a listening TCP socket or a bound UDP socket (proto 'udp') on `host` goes (absent = any address). */
+  listen(host: string | null | undefined, proto: 'tcp' | 'udp' = 'tcp'): Placement {
     if (this.kernelFallback === 'never') return 'stack';
     const h = classify(host, 'any');
     switch (h.kind) {
@@ -143,9 +142,10 @@ export class RoutingPolicy {
       case 'v4':
         if (this.stack.isLocalAddress(h.addr)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
-      case 'v6':
+      case 'v6': {
         if (this.stack.isLocalAddress6(h.addr6)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
+      }
     }
   }
 
@@ -174,11 +174,12 @@ export class RoutingPolicy {
     return proto === 'tcp' ? this.stack.tcp.findListener(addr, p) !== null : this.stack.udp.hasSocket(addr, p);
   }
 
-  private stackOwnsLoopback6Port(port: unknown): boolean {
+  /** A stack listener (TCP) or socket (UDP) holds `port` on ::1. */
+  private stackOwnsLoopback6Port(port: unknown, proto: 'tcp' | 'udp'): boolean {
     if (!this.stack.loopbackInterface()) return false;
     const p = typeof port === 'string' ? Number(port) : port;
     if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0 || p > 65535) return false;
-    return this.stack.tcp.demux.findListener6(LOOPBACK6, p) !== null;
+    return proto === 'tcp' ? this.stack.tcp.demux.findListener6(LOOPBACK6, p) !== null : this.stack.udp.hasSocket6(LOOPBACK6, 0, p);
   }
 
   /** The stack has a route (and a source address) for this IPv6 destination. */

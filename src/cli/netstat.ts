@@ -47,12 +47,13 @@ export function register(program: Command): void {
           return;
         }
         // Without -a, servers are hidden: TCP listeners and unconnected UDP sockets.
-        const socks = snap.sockets.filter((s) => (proto === undefined || s.proto === proto) &&
+        // -p udp lists every UDP socket (udp4, udp6, udp46), as FreeBSD's.
+        const socks = snap.sockets.filter((s) => (proto === undefined || s.proto.startsWith(proto)) &&
           (opts.all || (s.proto === 'tcp' ? s.state !== 'LISTEN' : s.foreignPort !== 0)));
         if (opts.json) { printJson({ sockets: socks }); return; }
         out(`Active Internet connections${opts.all ? ' (including servers)' : ''}\n`);
         out(table([['Proto', 'Recv-Q', 'Send-Q', 'Local Address', 'Foreign Address', '(state)'], ...socks.map((s) => [
-          `${s.proto}4`, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state,
+          s.proto === 'tcp' || s.proto === 'udp' ? `${s.proto}4` : s.proto, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state,
         ])], [false, true, true]));
       });
     }));
@@ -60,7 +61,7 @@ export function register(program: Command): void {
 
 /** FreeBSD's numeric endpoint: 198.18.0.2.80, *.80, *.* */
 export function endpoint(addr: string, port: number): string {
-  const a = addr === '0.0.0.0' ? '*' : addr;
+  const a = addr === '0.0.0.0' || addr === '::' ? '*' : addr;
   return `${a}.${port === 0 ? '*' : port}`;
 }
 

@@ -112,6 +112,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.tcp = new Tcp(this);
     this.ip6 = new Ipv6(this);
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
+    udp.attach6(ip6);
+    ip6.upper.set(IpProto.UDP, (ip, buf, off, len, ifIndex) => udp.input6(ip, buf, off, len, ifIndex));
     this.ethernet.register(EtherType.IPv4, (iface, buf, off, len, l2Bcast) => ipv4.input(iface, buf, off, len, l2Bcast));
     this.ethernet.register(EtherType.ARP, (iface, buf, off, len) => { arp.input(iface, buf, off, len); buf.release(); });
     // IPv6 wants to know whether the frame was link-layer multicast (RFC 4443 §2.4(e.3)): the

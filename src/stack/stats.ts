@@ -61,8 +61,8 @@ export interface NdpSnapshot { addr: string; mac: string; ifname: string; state:
 export interface ArpSnapshot { ip: string; mac: string; ifname: string; state: string; queued: number }
 
 export interface SocketSnapshot {
-  /** 'tcp' also for TCP over IPv6 (its addresses say which family; a dual-stack `::` listener shows `::`). */
-  proto: 'tcp' | 'udp';
+  /** TCP: 'tcp' for both families (its addresses say which; a dual-stack `::` listener shows `::`); UDP: 'udp6'/'udp46' for IPv6 and dual-stack sockets. */
+  proto: 'tcp' | 'udp' | 'udp6' | 'udp46';
   localAddress: string;
   localPort: number;
   foreignAddress: string;
@@ -224,6 +224,12 @@ export function sockets(stack: Stack): SocketSnapshot[] {
       state: TCP_STATE_NAMES[TcpState.TIME_WAIT], recvQ: 0, sendQ: 0 });
   }
   for (const u of stack.udp.sockets()) {
+    if (u.family === 6) {
+      // FreeBSD's netstat: udp46 for a :: socket that also hears IPv4.
+      out.push({ proto: u.accepts4 && u.accepts6 ? 'udp46' : 'udp6', localAddress: u.accepts6 ? formatIpv6(u.local6!) : formatIpv4(u.localAddr), localPort: u.localPort,
+        foreignAddress: u.remoteIs6 ? formatIpv6(u.remote6!) : u.remoteAddr ? formatIpv4(u.remoteAddr) : '::', foreignPort: u.remotePort, state: '', recvQ: u.pendingBytes, sendQ: 0 });
+      continue;
+    }
     out.push({ proto: 'udp', localAddress: formatIpv4(u.localAddr), localPort: u.localPort, foreignAddress: formatIpv4(u.remoteAddr),
       foreignPort: u.remotePort, state: '', recvQ: u.pendingBytes, sendQ: 0 });
   }

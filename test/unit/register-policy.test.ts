@@ -152,3 +152,33 @@ describe('RoutingPolicy with lo0 (every instance has it)', () => {
     assert.deepEqual(new RoutingPolicy(withLoopback(), { sameHost: false }).mirrorAddresses(undefined), []);
   });
 });
+
+describe('RoutingPolicy for udp6 sockets', () => {
+  const s = new Stack({ clock: new VirtualClock() });
+  s.addInterface(device('t0'), { addr: '198.18.0.2/24', addr6: '2001:db8:5::2/64' });
+  s.addLoopback();
+  // The configured address passes DAD after a second on the virtual clock (no one answers).
+  for (let t = 0; t <= 5000; t += 50) { (s.clock as VirtualClock).set(t); s.poll(); }
+  const p = new RoutingPolicy(s);
+
+  test('a udp6 socket bound to ::, ::1 or the stack\'s IPv6 address goes to the stack; another address stays on the kernel', () => {
+    assert.equal(p.listen('::', 'udp'), 'stack');
+    assert.equal(p.listen(undefined, 'udp'), 'stack');
+    assert.equal(p.listen('::1', 'udp'), 'stack');
+    assert.equal(p.listen('2001:db8:5::2', 'udp'), 'stack');
+    assert.equal(p.listen('2001:db8:6::2', 'udp'), 'kernel');
+    // TCP over IPv6 is not on the stack in this branch.
+    assert.equal(p.listen('2001:db8:5::2'), 'kernel');
+  });
+
+  test('udp6 sends go to the stack where it has an IPv6 route; ::1 only to a port a stack socket holds', () => {
+    assert.equal(p.outgoingUdp('2001:db8:5::1', 53), 'stack');
+    assert.equal(p.outgoingUdp('2001:db8:7::1', 53), 'kernel');
+    assert.equal(p.outgoing('2001:db8:5::1'), 'kernel');
+    assert.equal(p.outgoingUdp('::1', 5353), 'kernel');
+    const sock = s.udp.open(6);
+    sock.bind6(new Uint8Array(16), 0, 5353);
+    assert.equal(p.outgoingUdp('::1', 5353), 'stack');
+    sock.close();
+  });
+});

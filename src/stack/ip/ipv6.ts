@@ -499,7 +499,7 @@ export class Ipv6 implements Ip6Services {
       // A super-segment only goes to a device that segments it (the path may have changed).
       if (path.gsoKind !== Gso.Tcp6 || payloadLen > 65535) { buf.release(); this.ctx.drop('ip6_gso_unsupported'); return false; }
     } else if (IPV6_HLEN + payloadLen > path.mtu) {
-      return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu);
+      return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu, path.nexthop6);
     }
     const off = buf.prepend(IPV6_HLEN);
     writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, link.curHopLimit, path.src6, 0, path.dst6, 0);
@@ -557,7 +557,7 @@ export class Ipv6 implements Ip6Services {
 
   /** RFC 8200 §4.5: fragments of at most the path MTU, each carrying the data in multiples of 8 octets. */
   private fragment(link: Ipv6Link, buf: PacketBuffer, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number,
-    nextHeader: number, hopLimit: number, tc: number, mtu: number): boolean {
+    nextHeader: number, hopLimit: number, tc: number, mtu: number, nexthop: Uint8Array = this.nexthop): boolean {
     const total = buf.length;
     const chunk = (mtu - IPV6_HLEN - IPV6_FRAG_HLEN) & ~7;
     // Our own extension headers (MLD's Hop-by-Hop) belong to the unfragmentable part; nothing
@@ -577,7 +577,7 @@ export class Ipv6 implements Ip6Services {
       writeIpv6Header(f.data, h, tc, 0, IPV6_FRAG_HLEN + n, Ipv6Next.Fragment, hopLimit, src, srcOff, dst, dstOff);
       f.l3 = h;
       this.stats.fragmentsCreated++;
-      this.l2Output(link, dst, dstOff, f);
+      this.l2Output(link, dst, dstOff, f, nexthop);
     }
     buf.release();
     return true;
@@ -587,7 +587,10 @@ export class Ipv6 implements Ip6Services {
   private route(dst: Uint8Array, dstOff: number, ifIndex: number): Ipv6Link | undefined {
     let link: Ipv6Link | undefined;
     copyAddr6(this.nexthop, 0, dst, dstOff);
-    if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
+    if (isLoopback(dst, dstOff)) {
+      // ::1 is lo0's (attachLoopback) and no route's: a default route must not carry it off the host.
+      for (const l of this.links) if (l?.isAssigned(dst, dstOff)) { link = l; break; }
+    } else if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
       // Scoped destinations need an interface; without one, the first with IPv6 (a single-port stack's only one).
       link = ifIndex ? this.links[ifIndex] : this.firstUpLink();
     } else {
@@ -604,11 +607,12 @@ export class Ipv6 implements Ip6Services {
   }
 
   private firstUpLink(): Ipv6Link | undefined {
-    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up) return l;
+    // Never lo0 (the link holding ::1): scoped traffic is for a real link.
+    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up && !l.isAssigned(LOOPBACK6, 0)) return l;
     return undefined;
   }
 
-  private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer): void {
+  private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer, nexthop: Uint8Array = this.nexthop): void {
     if (isIpv6Multicast(dst, dstOff)) {
       // RFC 2464 §7: 33:33 and the low 32 bits of the group.
       writeIpv6MulticastMac(this.mcastMac, 0, dst, dstOff);
@@ -623,7 +627,7 @@ export class Ipv6 implements Ip6Services {
       this.ctx.outputPending();
       return;
     }
-    this.ndp.output(link, this.nexthop, 0, buf);
+    this.ndp.output(link, nexthop, 0, buf);
   }
 
   /** Packets to our own addresses are waiting for pollLoopback(). */
