@@ -556,7 +556,7 @@ export class ControlServer {
     if (idx !== 0 && !stack.ip6.link(idx)) throw new CommandError('EINVAL', `${portName} has no IPv6 (give it an address: ifconfig ${portName} inet6 CIDR)`);
     if (idx === 0) {
       if (!gw) throw new CommandError('EINVAL', 'a route needs a gateway or a port (interface)');
-      const links = stack.interfaces.filter((i) => stack.ip6.link(i.index)).map((i) => i.index);
+      const links = stack.interfaces.filter((i) => !i.loopback && stack.ip6.link(i.index)).map((i) => i.index);
       if (isIpv6LinkLocal(gw, 0)) {
         // A link-local next hop names no link by itself: only a single IPv6 port is unambiguous.
         if (links.length !== 1) throw new CommandError('EINVAL', `gateway ${gwText} is link-local: name the port (-interface PORT)`);

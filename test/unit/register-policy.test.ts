@@ -114,7 +114,7 @@ describe('RoutingPolicy with lo0 (every instance has it)', () => {
     s.sysctl.set('net.inet6.ip6.dad_count', 0);
     s.ip6.addAddress(1, '2001:db8:78::2/64');
     assert.equal(p.outgoing('2001:db8:78::9', 80), 'stack', 'on-link prefix of an assigned address');
-    assert.equal(p.outgoingUdp('2001:db8:78::9', 53), 'kernel', 'UDP over IPv6 is not the stack\'s here');
+    assert.equal(p.outgoingUdp('2001:db8:78::9', 53), 'stack', 'UDP over IPv6 too');
     assert.equal(p.listen('2001:db8:78::2'), 'stack');
     assert.equal(p.listen('2001:db8:99::2'), 'kernel');
   });
@@ -167,14 +167,13 @@ describe('RoutingPolicy for udp6 sockets', () => {
     assert.equal(p.listen('::1', 'udp'), 'stack');
     assert.equal(p.listen('2001:db8:5::2', 'udp'), 'stack');
     assert.equal(p.listen('2001:db8:6::2', 'udp'), 'kernel');
-    // TCP over IPv6 is not on the stack in this branch.
-    assert.equal(p.listen('2001:db8:5::2'), 'kernel');
+    assert.equal(p.listen('2001:db8:5::2'), 'stack', 'and a TCP listener on it');
   });
 
   test('udp6 sends go to the stack where it has an IPv6 route; ::1 only to a port a stack socket holds', () => {
     assert.equal(p.outgoingUdp('2001:db8:5::1', 53), 'stack');
     assert.equal(p.outgoingUdp('2001:db8:7::1', 53), 'kernel');
-    assert.equal(p.outgoing('2001:db8:5::1'), 'kernel');
+    assert.equal(p.outgoing('2001:db8:5::1'), 'stack', 'TCP over IPv6 too');
     assert.equal(p.outgoingUdp('::1', 5353), 'kernel');
     const sock = s.udp.open(6);
     sock.bind6(new Uint8Array(16), 0, 5353);
