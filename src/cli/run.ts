@@ -9,7 +9,8 @@ import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../runtime/config.js';
+import { ConfigError, loadConfig, type TstackConfig } from '../runtime/config.js';
+import { Cluster } from '../runtime/cluster.js';
 
 export interface RunOptions { config: string; nodeOption?: string[] }
 
@@ -42,8 +43,9 @@ export function registerModulePath(): string {
 /** Runs the program; resolves with the exit code to use (a signal death re-raises the signal). */
 export async function run(app: string, args: string[], opts: RunOptions): Promise<number> {
   const configPath = resolve(opts.config);
+  let config: TstackConfig;
   try {
-    const config = loadConfig(configPath);
+    config = loadConfig(configPath);
     if (config.ports.length === 0) {
       err(`${opts.config}: no [[port]] configured: the program would have no network to run on`);
       return 2;
@@ -56,6 +58,12 @@ export async function run(app: string, args: string[], opts: RunOptions): Promis
   if (!existsSync(preload)) {
     err(`${preload} is missing: build tstack first (npm run build)`);
     return 1;
+  }
+  if (config.stack.workers > 1) {
+    // One process per worker, each running the program on its own stack (src/runtime/cluster.ts).
+    return await new Cluster({
+      config, configPath, app, args, nodeOptions: opts.nodeOption ?? [], preload, forwarded: FORWARDED, fromTerminal: FROM_TERMINAL,
+    }).run();
   }
 
   // TSTACK_RUN_PID: the program arms a parent-death signal so that it dies with us (register.ts).
