@@ -45,14 +45,14 @@ interface Slot {
   killedFor: string | null;
 }
 
-export interface ClusterStats { restarts: number; causes: string[] }
+export interface ClusterStats { restarts: number; causes: string[]; steerDropped: number }
 
 /** How long a new worker may take to come up before it is counted as stalled. */
 const START_TIMEOUT_MS = 30_000;
 const WATCHDOG_TICK_MS = 50;
 
 export class Cluster {
-  readonly stats: ClusterStats = { restarts: 0, causes: [] };
+  readonly stats: ClusterStats = { restarts: 0, causes: [], steerDropped: 0 };
   private readonly slots: Slot[];
   /** Fanout group members in the kernel's slot order (worker indices). */
   private readonly order: number[] = [];
@@ -148,7 +148,7 @@ export class Cluster {
     delete env['TSTACK_REGISTER_PID'];
     const child = spawn(process.execPath, [
       ...this.o.nodeOptions, '--import', pathToFileURL(this.o.preload).href, this.o.app, ...this.o.args,
-    ], { stdio: [i === 0 ? 'inherit' : 'ignore', 'inherit', 'inherit', 'ipc'], env });
+    ], { stdio: [i === 0 ? 'inherit' : 'ignore', 'inherit', 'inherit', 'ipc'], env, serialization: 'advanced' });
     Object.assign(s, { child, pid: child.pid ?? 0, ready: false, startedAt: performance.now(), lastBeat: performance.now(), exit: null, killedFor: null, finished: false });
     child.on('message', (m: { t?: string }) => this.message(s, child, m));
     child.on('error', (e) => { this.log(`worker ${i}: cannot start ${process.execPath}: ${e.message}`); });
@@ -164,6 +164,10 @@ export class Cluster {
       if (!this.order.includes(s.index)) this.order.push(s.index);
       if (this.starting === s.index) this.starting = -1;
       this.next();
+    } else if (m.t === 'frame') {
+      // Steered to its flow's owner; dropped while the owner is down (the sender retransmits).
+      const to = this.slots[(m as { to: number }).to];
+      if (to && to.child && to.exit === null && to.ready) { try { to.child.send(m); } catch { /* dying */ } } else this.stats.steerDropped++;
     } else if (m.t === 'arp') {
       // One worker heard a neighbour: every other worker learns it without asking the wire.
       for (const o of this.slots) if (o !== s && o.child && o.exit === null && o.ready) { try { o.child.send(m); } catch { /* dying */ } }

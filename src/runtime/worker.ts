@@ -7,7 +7,8 @@
 //                         neighbour a received ARP packet taught this worker.
 //   supervisor -> worker  {t:'arp', …} learned by another worker: installed without asking.
 // The channel never keeps the program alive: it ends when its own handles are gone.
-import { rssQueueOfTuple4 } from '../wire/rss.js';
+import { rssFlowHashOfFrame, rssQueueOfTuple4 } from '../wire/rss.js';
+import type { PacketBuffer } from '../base/pktbuf.js';
 import type { Instance } from './instance.js';
 
 /** Who this process is among the workers: from the supervisor's environment variables. */
@@ -47,7 +48,10 @@ export function ownsTuple(w: WorkerIdentity): (laddr: number, lport: number, rad
 
 const BEAT_MS = 100;
 
-type Msg = { t: 'arp'; ifIndex: number; ip: number; mac: number[] } | { t: string };
+type Msg = { t: 'arp'; ifIndex: number; ip: number; mac: number[] } | { t: 'frame'; to: number; ifIndex: number; data: Uint8Array; meta: number[] } | { t: string };
+
+/** Steering counters of this worker (frames of flows another worker owns). */
+export const steering = { forwarded: 0, received: 0 };
 
 /**
  * Connects the worker's instance to the supervisor: ready, heartbeats, ARP both ways. A no-op
@@ -60,8 +64,39 @@ export function attachWorker(inst: Instance, w: WorkerIdentity): void {
   inst.stack.arp.onLearned = (ifIndex, ip, mac, off) => {
     post({ t: 'arp', ifIndex, ip, mac: Array.from(mac.subarray(off, off + 6)) });
   };
+  // Software steering (F-Stack's dispatch ring, here the IPC channel through the supervisor): a
+  // TCP/UDP frame whose flow hashes to another worker's queue goes to that worker. With the
+  // AF_PACKET fanout program this happens only around a worker's replacement; the owner of a
+  // flow is always hash % N, so no connection moves.
+  const me = w.index, n = w.count;
+  inst.loop.steer = (ifIndex: number, buf: PacketBuffer): boolean => {
+    const h = rssFlowHashOfFrame(buf.data, buf.start, buf.end - buf.start);
+    if (h < 0) return false;
+    const to = h % n;
+    if (to === me) return false;
+    steering.forwarded++;
+    // The offload state travels too: a kernel peer's partial checksum is trusted as it would be here.
+    post({ t: 'frame', to, ifIndex, data: buf.data.slice(buf.start, buf.end), meta: [buf.csum, buf.csumStart - buf.start, buf.csumOffset, buf.gso, buf.gsoSize] });
+    buf.release();
+    return true;
+  };
   process.on('message', (m: Msg) => {
-    if (m && m.t === 'arp') {
+    if (m && m.t === 'frame') {
+      const f = m as Extract<Msg, { t: 'frame' }>;
+      const port = inst.ports.find((p) => p.ifIndex === f.ifIndex);
+      if (!port || !(f.data instanceof Uint8Array)) return;
+      inst.loop.post(() => {
+        const b = port.driver.pool.alloc(port.driver.pool.headroom + f.data.length);
+        b.data.set(f.data, b.start);
+        b.end = b.start + f.data.length;
+        const [csum, cs, co, gso, gsoSize] = f.meta;
+        b.csum = csum as typeof b.csum; b.csumStart = b.start + (cs ?? 0); b.csumOffset = co ?? 0;
+        b.gso = gso as typeof b.gso; b.gsoSize = gsoSize ?? 0;
+        steering.received++;
+        inst.stack.input(f.ifIndex, b);
+        inst.loop.kick();
+      });
+    } else if (m && m.t === 'arp') {
       const a = m as Extract<Msg, { t: 'arp' }>;
       // Commands on the stack run between iterations, on its thread (this one).
       inst.loop.post(() => { inst.stack.arp.learn(a.ifIndex, a.ip, Uint8Array.from(a.mac)); inst.loop.kick(); });

@@ -70,3 +70,25 @@ export function rssHashFrame(b: Uint8Array, off: number, len: number): number {
 export function rssQueueOfFrame(b: Uint8Array, off: number, len: number, n: number): number {
   return n <= 1 ? 0 : rssHashFrame(b, off, len) % n;
 }
+
+/**
+ * The flow hash of a TCP or UDP frame that is not a fragment (the frames a flow owner must
+ * get), or -1 for anything else (ARP, ICMP, fragments: any worker may take those).
+ */
+export function rssFlowHashOfFrame(b: Uint8Array, off: number, len: number): number {
+  if (len < 14) return -1;
+  const type = be16(b, off + 12);
+  const ip = off + 14;
+  if (type === 0x0800) {
+    if (len < 34 || (be16(b, ip + 6) & 0x3fff) !== 0) return -1;
+    const proto = b[ip + 9]!;
+    if (proto !== 6 && proto !== 17) return -1;
+  } else if (type === 0x86dd) {
+    if (len < 58) return -1;
+    const next = b[ip + 6]!;
+    if (next !== 6 && next !== 17) return -1;
+  } else {
+    return -1;
+  }
+  return rssHashFrame(b, off, len);
+}
