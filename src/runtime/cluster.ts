@@ -14,6 +14,7 @@ import type { TstackConfig } from './config.js';
 import { WORKER_ENV } from './worker.js';
 import { createVethPair, deleteOwnDevice } from '../driver/ownership.js';
 import { kernelEndName } from '../driver/afpacket.js';
+import { TapDriver } from '../driver/tap.js';
 
 export interface ClusterOptions {
   config: TstackConfig;
@@ -45,14 +46,14 @@ interface Slot {
   killedFor: string | null;
 }
 
-export interface ClusterStats { restarts: number; causes: string[]; steerDropped: number }
+export interface ClusterStats { restarts: number; causes: string[]; steered: number; steerDropped: number }
 
 /** How long a new worker may take to come up before it is counted as stalled. */
 const START_TIMEOUT_MS = 30_000;
 const WATCHDOG_TICK_MS = 50;
 
 export class Cluster {
-  readonly stats: ClusterStats = { restarts: 0, causes: [], steerDropped: 0 };
+  readonly stats: ClusterStats = { restarts: 0, causes: [], steered: 0, steerDropped: 0 };
   private readonly slots: Slot[];
   /** Fanout group members in the kernel's slot order (worker indices). */
   private readonly order: number[] = [];
@@ -100,7 +101,14 @@ export class Cluster {
   /** The supervisor creates the veth pairs (workers attach to them) and deletes them at the end. */
   private makeDevices(): void {
     for (const p of this.o.config.ports) {
-      if (p.driver !== 'afpacket') throw new Error(`port[${p.index}]: driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket`);
+      if (p.driver === 'tap') {
+        // A persistent multi-queue TAP: every worker attaches a queue of its own.
+        TapDriver.createMultiQueue({ ifname: p.ifname, mtu: p.mtu, ...(p.netns !== undefined && { netns: p.netns }),
+          ...(p.hostAddr !== undefined && { hostAddr: p.hostAddr }), ...(p.hostAddr6 !== undefined && { hostAddr6: p.hostAddr6 }) });
+        this.devices.push({ name: p.ifname, ...(p.netns !== undefined && { netns: p.netns }) });
+        continue;
+      }
+      if (p.driver !== 'afpacket') throw new Error(`port[${p.index}]: driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket or tap`);
       if (p.hostAddr === undefined && p.hostAddr6 === undefined) continue;
       createVethPair({ name: p.ifname, kernelEnd: kernelEndName(p.ifname), ...(p.netns !== undefined && { netns: p.netns }), mtu: p.mtu,
         ...(p.hostAddr !== undefined && { hostAddr: p.hostAddr }), ...(p.hostAddr6 !== undefined && { hostAddr6: p.hostAddr6 }) });
@@ -167,7 +175,7 @@ export class Cluster {
     } else if (m.t === 'frame') {
       // Steered to its flow's owner; dropped while the owner is down (the sender retransmits).
       const to = this.slots[(m as { to: number }).to];
-      if (to && to.child && to.exit === null && to.ready) { try { to.child.send(m); } catch { /* dying */ } } else this.stats.steerDropped++;
+      if (to && to.child && to.exit === null && to.ready) { try { to.child.send(m); this.stats.steered++; } catch { /* dying */ } } else this.stats.steerDropped++;
     } else if (m.t === 'arp') {
       // One worker heard a neighbour: every other worker learns it without asking the wire.
       for (const o of this.slots) if (o !== s && o.child && o.exit === null && o.ready) { try { o.child.send(m); } catch { /* dying */ } }
@@ -214,6 +222,10 @@ export class Cluster {
     if (this.watchdog) { clearInterval(this.watchdog); this.watchdog = null; }
     this.unhook();
     this.removeDevices();
+    if (process.env['TSTACK_DEBUG']) {
+      const st = this.stats;
+      this.log(`workers: ${this.slots.length}, restarts ${st.restarts}, frames steered ${st.steered}, steered frames dropped ${st.steerDropped}`);
+    }
     let code = this.failure ?? 0;
     let sig: NodeJS.Signals | null = null;
     for (const s of this.slots) {

@@ -61,7 +61,10 @@ type DriverFactory = (port: PortConfig, ctx: DriverContext) => Driver;
 
 /** The driver registry: one line per implemented driver kind. */
 const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
-  tap: (p) => TapDriver.open({
+  tap: (p, ctx) => ctx.worker ? TapDriver.open({
+    // One queue of the supervisor's multi-queue TAP (src/runtime/cluster.ts).
+    ifname: p.ifname, mtu: p.mtu, mac: p.mac ?? workerMac(ctx.worker.seed, p.index), ...(p.netns && { netns: p.netns }), attachQueue: true,
+  }) : TapDriver.open({
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
   }),
@@ -94,7 +97,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   }
   if (worker) {
     for (const p of config.ports) {
-      if (p.driver !== 'afpacket') throw where(`port[${p.index}].driver`, `driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket`);
+      if (p.driver !== 'afpacket' && p.driver !== 'tap') throw where(`port[${p.index}].driver`, `driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket or tap`);
     }
   }
   const clock = opts.clock ?? realClock;

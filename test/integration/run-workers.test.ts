@@ -10,16 +10,17 @@ import { join } from 'node:path';
 import { requireRoot } from '../helpers/netns.js';
 import { BIN, ROOT, ab, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
 
+
 after(stopAllApps);
 
 const SUBNET = 211;
 
 interface Workers { app: RunningApp; dir: string; sock: (i: number) => string }
 
-async function startWorkers(prefix: string): Promise<Workers> {
+async function startWorkers(prefix: string, driver: 'afpacket' | 'tap' = 'afpacket', env?: Record<string, string>): Promise<Workers> {
   const dir = mkdtempSync(join(tmpdir(), 'tstack-workers-'));
   const app = await startApp({
-    prefix, subnet: SUBNET, app: 'test/fixtures/apps/workers-http.js', args: ['8080'], driver: 'afpacket', workers: 2,
+    prefix, subnet: SUBNET, app: 'test/fixtures/apps/workers-http.js', args: ['8080'], driver, workers: 2, ...(env && { env }),
     extraConfig: `[control]\nsocket = "${dir}/ctl.sock"\n`,
     ready: /listening pid \d+[\s\S]*listening pid \d+/, readyTimeoutMs: 60_000,
   });
@@ -174,4 +175,30 @@ test('2 workers: kill -9 of one during ab: a replacement serves, the survivor\'s
     assert.ok(r.signal === 'SIGTERM' || r.code === 143, `exit ${JSON.stringify(r)}`);
     rmSync(w.dir, { recursive: true, force: true });
   }
+});
+
+test('2 workers on a multi-queue TAP: both serve, every dial succeeds, SYNs the kernel queued on the wrong worker are steered to their owner', { timeout: 240_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'ab', 'curl', 'socat'])) return;
+  const w = await startWorkers('wk-tap', 'tap', { TSTACK_DEBUG: '1' });
+  const echo = spawn('ip', ['netns', 'exec', w.app.ns, 'socat', 'TCP-LISTEN:7000,fork,reuseaddr,backlog=2048', 'EXEC:cat'], { stdio: 'ignore' });
+  try {
+    const url = `http://${w.app.stackIp}:8080/`;
+    const r = await ab(w.app.ns, url, 1000, 10);
+    assert.equal(r.complete, 1000); assert.equal(r.failed, 0, r.raw);
+    const a0 = accepts(w, 0), a1 = accepts(w, 1);
+    assert.ok(a0 > 50 && a1 > 50, `accepted per worker: ${a0}, ${a1}`);
+    const results = new Map<string, string>();
+    for (let k = 0; k < 20 && results.size < 2; k++) {
+      const m = /ok (\d+)\/(\d+) pid (\d+)/.exec(await curl(w.app.ns, ['-s', '-m', '120', `${url}dial?host=${w.app.hostIp}&port=7000&n=300`]));
+      if (m && !results.has(m[3]!)) results.set(m[3]!, `${m[1]}/${m[2]}`);
+    }
+    assert.equal(results.size, 2);
+    for (const [pid, res] of results) assert.equal(res, '300/300', `worker ${pid}`);
+  } finally {
+    echo.kill();
+    await w.app.stop();
+    rmSync(w.dir, { recursive: true, force: true });
+  }
+  const m = /frames steered (\d+)/.exec(w.app.output());
+  assert.ok(m && Number(m[1]) > 0, `the steering fallback carried frames: ${m?.[0]}`);
 });
