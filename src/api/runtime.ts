@@ -177,7 +177,7 @@ export function getDefaultInstance(): Instance {
   installDefault(inst, true);
   // The tools' way in (tstack sysctl, netstat…); it never keeps the program alive.
   defaultControl = startControl(inst);
-  if (worker) attachWorker(inst, worker);
+  if (worker) attachWorker(inst, worker, defaultControl);
   return inst;
 }
 

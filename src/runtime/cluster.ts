@@ -69,6 +69,8 @@ export class Cluster {
   private done!: (code: number) => void;
   private failure: number | null = null;
   private unhook = (): void => {};
+  /** Changes made through a worker's control socket, replayed to every worker that starts later. */
+  private readonly changes: object[] = [];
 
   constructor(private readonly o: ClusterOptions) {
     const n = o.config.stack.workers;
@@ -171,11 +173,15 @@ export class Cluster {
       // Its socket joined the fanout group: it is the last member now.
       if (!this.order.includes(s.index)) this.order.push(s.index);
       if (this.starting === s.index) this.starting = -1;
+      for (const c of this.changes) { try { child.send(c); } catch { /* dying */ } }
       this.next();
     } else if (m.t === 'frame') {
       // Steered to its flow's owner; dropped while the owner is down (the sender retransmits).
       const to = this.slots[(m as { to: number }).to];
       if (to && to.child && to.exit === null && to.ready) { try { to.child.send(m); this.stats.steered++; } catch { /* dying */ } } else this.stats.steerDropped++;
+    } else if (m.t === 'change') {
+      if (this.changes.length < 10_000) this.changes.push(m);
+      for (const o of this.slots) if (o !== s && o.child && o.exit === null && o.ready) { try { o.child.send(m); } catch { /* dying */ } }
     } else if (m.t === 'arp') {
       // One worker heard a neighbour: every other worker learns it without asking the wire.
       for (const o of this.slots) if (o !== s && o.child && o.exit === null && o.ready) { try { o.child.send(m); } catch { /* dying */ } }

@@ -10,6 +10,7 @@
 import { rssFlowHashOfFrame, rssQueueOfTuple4 } from '../wire/rss.js';
 import type { PacketBuffer } from '../base/pktbuf.js';
 import type { Instance } from './instance.js';
+import type { ControlServer } from './control.js';
 
 /** Who this process is among the workers: from the supervisor's environment variables. */
 export interface WorkerIdentity {
@@ -57,7 +58,7 @@ export const steering = { forwarded: 0, received: 0 };
  * Connects the worker's instance to the supervisor: ready, heartbeats, ARP both ways. A no-op
  * without an IPC channel (a worker started by hand).
  */
-export function attachWorker(inst: Instance, w: WorkerIdentity): void {
+export function attachWorker(inst: Instance, w: WorkerIdentity, control: ControlServer | null = null): void {
   const send = process.send?.bind(process);
   if (!send || !process.channel) return;
   const post = (m: object) => { try { send(m); } catch { /* the supervisor is gone: we die with it */ } };
@@ -80,8 +81,14 @@ export function attachWorker(inst: Instance, w: WorkerIdentity): void {
     buf.release();
     return true;
   };
+  // A change an operator makes through one worker's control socket (sysctl, route, ifconfig,
+  // static ARP) is made on every worker; the supervisor replays them to replacements.
+  if (control) control.onChange = (cmd, args) => post({ t: 'change', cmd, args });
   process.on('message', (m: Msg) => {
-    if (m && m.t === 'frame') {
+    if (m && m.t === 'change' && control) {
+      const c = m as unknown as { cmd: string; args: Record<string, unknown> };
+      control.apply(c.cmd, c.args).catch((e: Error) => process.stderr.write(`tstack: worker ${w.index}: cannot apply ${c.cmd}: ${e.message}\n`));
+    } else if (m && m.t === 'frame') {
       const f = m as Extract<Msg, { t: 'frame' }>;
       const port = inst.ports.find((p) => p.ifIndex === f.ifIndex);
       if (!port || !(f.data instanceof Uint8Array)) return;

@@ -60,6 +60,10 @@ test('2 workers: both serve an unmodified node:http app; ab with and without kee
     const a0 = accepts(w, 0), a1 = accepts(w, 1);
     assert.ok(a0 > 100 && a1 > 100, `accepted per worker: ${a0}, ${a1}`);
     t.diagnostic(`accepted per worker: ${a0} / ${a1}; ab close ${close.rps} req/s`);
+    // A change made through worker 0's control socket reaches worker 1.
+    execFileSync(process.execPath, [BIN, 'sysctl', 'net.inet.tcp.msl=15000', '--socket', w.sock(0)], { cwd: ROOT, timeout: 20_000 });
+    const msl = () => JSON.stringify(tool(w, 1, ['sysctl', 'net.inet.tcp.msl']));
+    await waitUntil(() => msl().includes('15000'), 20_000, 'worker 1 has the new msl');
   } finally {
     await w.app.stop();
     rmSync(w.dir, { recursive: true, force: true });
