@@ -21,6 +21,7 @@ import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
 import { tcpBulkMemory } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
+import { workersMemory } from './workers-memory.js';
 import type { BenchResult, Benchmark } from './types.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
@@ -32,6 +33,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   afxdpPing,
   httpKeepalive,
   httpClose,
+  workersMemory,
 ];
 
 export interface CliArgs { names: string[]; json: boolean; quick: boolean; list: boolean; help: boolean }
