@@ -15,7 +15,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { afxdpPing } from './afxdp-ping.js';
-import { httpClose, httpKeepalive } from './http.js';
+import { httpClose, httpCloseWorkers, httpKeepalive, httpKeepaliveWorkers } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
@@ -33,6 +33,8 @@ export const BENCHMARKS: readonly Benchmark[] = [
   afxdpPing,
   httpKeepalive,
   httpClose,
+  httpKeepaliveWorkers,
+  httpCloseWorkers,
   workersMemory,
 ];
 

@@ -66,6 +66,7 @@ export class Cluster {
   private readonly log: (line: string) => void;
   private readonly devices: { name: string; netns?: string }[] = [];
   private watchdog: ReturnType<typeof setInterval> | null = null;
+  private lastCheck = performance.now();
   private done!: (code: number) => void;
   private failure: number | null = null;
   private unhook = (): void => {};
@@ -252,6 +253,14 @@ export class Cluster {
   private check(): void {
     const now = performance.now();
     const limit = this.o.config.stack.watchdogMs;
+    // The supervisor itself did not run for a while (stopped with its workers, a suspended
+    // machine): the workers' silence says nothing; start counting again.
+    const gap = now - this.lastCheck;
+    this.lastCheck = now;
+    if (gap > Math.max(4 * WATCHDOG_TICK_MS, limit / 2)) {
+      for (const s of this.slots) { s.lastBeat = Math.max(s.lastBeat, now); s.startedAt = Math.max(s.startedAt, now - 1); }
+      return;
+    }
     for (const s of this.slots) {
       if (!s.child || s.exit !== null || s.killedFor !== null) continue;
       const stalled = s.ready ? now - s.lastBeat > limit : now - s.startedAt > START_TIMEOUT_MS;
