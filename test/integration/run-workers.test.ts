@@ -4,10 +4,10 @@
 import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireRoot } from '../helpers/netns.js';
+import { createNetns, destroyNetns, requireRoot } from '../helpers/netns.js';
 import { BIN, ROOT, ab, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
 
 
@@ -205,4 +205,34 @@ test('2 workers on a multi-queue TAP: both serve, every dial succeeds, SYNs the 
   }
   const m = /frames steered (\d+)/.exec(w.app.output());
   assert.ok(m && Number(m[1]) > 0, `the steering fallback carried frames: ${m?.[0]}`);
+});
+
+test('node --import tstack/register with workers = 2 supervises like tstack run: the program runs once per worker', { timeout: 120_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'curl'])) return;
+  const ns = createNetns('wk-reg');
+  const dir = mkdtempSync(join(tmpdir(), 'tstack-workers-reg-'));
+  const ifname = `wr${process.pid % 100000}`;
+  const config = join(dir, 'tstack.toml');
+  writeFileSync(config, `[stack]\nworkers = 2\n[control]\nsocket = "${dir}/ctl.sock"\n[[port]]\ndriver = "afpacket"\nifname = "${ifname}"\naddr = "198.18.${SUBNET}.2/24"\nhost_addr = "198.18.${SUBNET}.1/24"\nnetns = "${ns}"\n`);
+  const child = spawn(process.execPath, ['--import', join(ROOT, 'dist', 'src', 'api', 'register.js'), 'test/fixtures/apps/workers-http.js', '8080'], {
+    cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TSTACK_CONFIG: config },
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('close', (code, signal) => r({ code, signal })));
+  try {
+    await waitUntil(() => (out.match(/listening pid/g) ?? []).length === 2, 60_000, `two workers listen (output: ${out})`);
+    let seen = new Set<string>();
+    for (let k = 0; k < 40 && seen.size < 2; k++) seen = new Set([...seen, ...pidsIn(await curl(ns, ['-s', '-m', '10', `http://198.18.${SUBNET}.2:8080/`]))]);
+    assert.equal(seen.size, 2, `both workers answered: ${[...seen]}`);
+    assert.ok(!seen.has(String(child.pid)), 'the supervisor does not run the program');
+    child.kill('SIGTERM');
+    const r = await exited;
+    assert.ok(r.signal === 'SIGTERM' || r.code === 143, `exit ${JSON.stringify(r)}`);
+  } finally {
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+    destroyNetns(ns);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
