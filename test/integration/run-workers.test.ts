@@ -173,6 +173,14 @@ test('2 workers: kill -9 of one during ab: a replacement serves, the survivor\'s
     let both = new Set<string>();
     for (let k = 0; k < 60 && both.size < 2; k++) both = new Set([...both, ...pidsIn(await curl(w.app.ns, ['-s', '-m', '5', url]))]);
     assert.equal(both.size, 2, 'two workers serve again');
+
+    // A worker whose loop stops (a handler that never returns) is killed by the watchdog and replaced.
+    void curl(w.app.ns, ['-s', '-m', '3', `${url}stall`]).catch(() => '');
+    await w.app.waitForOutput(/stalled \(its loop did not run for \d+ ms\); starting a replacement \(restart 3\)/, 30_000);
+    await waitUntil(() => (w.app.output().match(/listening pid/g) ?? []).length >= 5, 20_000, 'the third replacement listens');
+    both = new Set<string>();
+    for (let k = 0; k < 60 && both.size < 2; k++) both = new Set([...both, ...pidsIn(await curl(w.app.ns, ['-s', '-m', '5', url]))]);
+    assert.equal(both.size, 2, 'two workers serve after the stall');
   } finally {
     const r = await w.app.stop();
     // SIGTERM stops every worker; the run dies of it, as one program would.
