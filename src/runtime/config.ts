@@ -3,6 +3,7 @@
 // so a small scanner (KeyLines) maps each key path back to the line it was written on.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wire/addr.js';
 import { Stack } from '../stack/stack.js';
@@ -113,6 +114,8 @@ export interface TstackConfig {
     workers: number; poll: PollMode; busyPollUs: number;
     /** A worker whose loop has not iterated for this long (ms) is replaced (`tstack run` with workers > 1). */
     watchdogMs: number;
+    /** A packet dispatcher module (absolute path; its default export: src/runtime/dispatcher.ts). */
+    dispatcher?: string;
   };
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
@@ -188,7 +191,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     switch (name) {
       case 'stack': {
         const t = v.table(['stack'], value);
-        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us', 'watchdog_ms']);
+        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us', 'watchdog_ms', 'dispatcher']);
+        if (t.dispatcher !== undefined) {
+          if (typeof t.dispatcher !== 'string' || t.dispatcher === '') v.fail(['stack', 'dispatcher'], 'must be the path of a JavaScript module');
+          cfg.stack.dispatcher = resolvePath(dirname(resolvePath(fileName)), t.dispatcher as string);
+        }
         if (t.workers === 'auto') cfg.stack.workers = Math.max(1, Math.min(1024, availableParallelism()));
         else if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
         if (t.watchdog_ms !== undefined) cfg.stack.watchdogMs = v.int(['stack', 'watchdog_ms'], t.watchdog_ms, 100, 600_000);

@@ -58,9 +58,14 @@ export const steering = { forwarded: 0, received: 0 };
  * Connects the worker's instance to the supervisor: ready, heartbeats, ARP both ways. A no-op
  * without an IPC channel (a worker started by hand).
  */
-export function attachWorker(inst: Instance, w: WorkerIdentity, control: ControlServer | null = null): void {
+export interface WorkerLink {
+  /** Hands a received frame to worker `to` (takes the buffer). */
+  forward(to: number, ifIndex: number, buf: PacketBuffer): void;
+}
+
+export function attachWorker(inst: Instance, w: WorkerIdentity, control: ControlServer | null = null): WorkerLink | null {
   const send = process.send?.bind(process);
-  if (!send || !process.channel) return;
+  if (!send || !process.channel) return null;
   const post = (m: object) => { try { send(m); } catch { /* the supervisor is gone: we die with it */ } };
   inst.stack.arp.onLearned = (ifIndex, ip, mac, off) => {
     post({ t: 'arp', ifIndex, ip, mac: Array.from(mac.subarray(off, off + 6)) });
@@ -70,15 +75,18 @@ export function attachWorker(inst: Instance, w: WorkerIdentity, control: Control
   // AF_PACKET fanout program this happens only around a worker's replacement; the owner of a
   // flow is always hash % N, so no connection moves.
   const me = w.index, n = w.count;
+  const forward = (to: number, ifIndex: number, buf: PacketBuffer): void => {
+    steering.forwarded++;
+    // The offload state travels too: a kernel peer's partial checksum is trusted as it would be here.
+    post({ t: 'frame', to, ifIndex, data: buf.data.slice(buf.start, buf.end), meta: [buf.csum, buf.csumStart - buf.start, buf.csumOffset, buf.gso, buf.gsoSize] });
+    buf.release();
+  };
   inst.loop.steer = (ifIndex: number, buf: PacketBuffer): boolean => {
     const h = rssFlowHashOfFrame(buf.data, buf.start, buf.end - buf.start);
     if (h < 0) return false;
     const to = h % n;
     if (to === me) return false;
-    steering.forwarded++;
-    // The offload state travels too: a kernel peer's partial checksum is trusted as it would be here.
-    post({ t: 'frame', to, ifIndex, data: buf.data.slice(buf.start, buf.end), meta: [buf.csum, buf.csumStart - buf.start, buf.csumOffset, buf.gso, buf.gsoSize] });
-    buf.release();
+    forward(to, ifIndex, buf);
     return true;
   };
   // A change an operator makes through one worker's control socket (sysctl, route, ifconfig,
@@ -114,4 +122,5 @@ export function attachWorker(inst: Instance, w: WorkerIdentity, control: Control
   const beat = setInterval(() => post({ t: 'beat' }), BEAT_MS);
   beat.unref();
   post({ t: 'ready', index: w.index, pid: process.pid });
+  return { forward };
 }
