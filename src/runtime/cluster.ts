@@ -69,6 +69,7 @@ export class Cluster {
   private lastCheck = performance.now();
   private done!: (code: number) => void;
   private failure: number | null = null;
+  private resolved = false;
   private unhook = (): void => {};
   /** Changes made through a worker's control socket, replayed to every worker that starts later. */
   private readonly changes: object[] = [];
@@ -130,7 +131,12 @@ export class Cluster {
       for (const s of this.slots) if (s.child && s.exit === null) { try { s.child.kill(sig); } catch { /* gone */ } }
     }
     this.forwardedSignal = sig;
-    if (sig === 'SIGINT' || sig === 'SIGTERM') { this.stopping = true; this.pending.length = 0; }
+    if (sig === 'SIGINT' || sig === 'SIGTERM') {
+      this.stopping = true;
+      this.pending.length = 0;
+      // Nobody may be left to exit (all dead, or not started yet).
+      this.finishIfDone();
+    }
   }
 
   /** Starts the next waiting worker, unless one is starting. */
@@ -223,9 +229,15 @@ export class Cluster {
     for (const o of this.slots) if (o.child && o.exit === null) { try { o.child.kill('SIGTERM'); } catch { /* gone */ } }
   }
 
+  /** A worker that will not run again: finished, or (stopping) never started or already exited. */
+  private over(s: Slot): boolean {
+    return s.finished || (this.stopping && (s.child === null || s.exit !== null));
+  }
+
   /** Every worker finished and none waits: the run is over. */
   private finishIfDone(): boolean {
-    if (this.pending.length > 0 || this.slots.some((s) => !s.finished)) return false;
+    if (this.resolved || this.pending.length > 0 || this.slots.some((s) => !this.over(s))) return false;
+    this.resolved = true;
     if (this.watchdog) { clearInterval(this.watchdog); this.watchdog = null; }
     this.unhook();
     this.removeDevices();
