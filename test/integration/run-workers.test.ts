@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNetns, destroyNetns, requireRoot } from '../helpers/netns.js';
+import { parseWrk } from '../../bench/http.js';
 import { BIN, ROOT, ab, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
 
 
@@ -43,8 +44,8 @@ const step = (s: string) => { if (process.env['TSTACK_TEST_DEBUG']) process.stde
 
 const pidsIn = (text: string) => new Set([...text.matchAll(/from (\d+)/g)].map((m) => m[1]!));
 
-test('2 workers: both serve an unmodified node:http app; ab with and without keep-alive gets every response', { timeout: 240_000 }, async (t) => {
-  if (!requireRoot(t, ['ip', 'ab', 'curl'])) return;
+test('2 workers: both serve an unmodified node:http app; ab and wrk, with and without keep-alive, get every response', { timeout: 240_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'ab', 'curl', 'wrk'])) return;
   const w = await startWorkers('wk-serve');
   try {
     const url = `http://${w.app.stackIp}:8080/`;
@@ -56,6 +57,15 @@ test('2 workers: both serve an unmodified node:http app; ab with and without kee
     const r = await runIn(w.app.ns, 'ab', ['-q', '-k', '-n', '2000', '-c', '20', url], { timeoutMs: 120_000 });
     assert.match(r.stdout, /Complete requests:\s+2000/);
     assert.match(r.stdout, /Failed requests:\s+0/);
+    // wrk, keep-alive and `Connection: close`: every response a 2xx, no socket error.
+    for (const extra of [[], ['-H', 'Connection: close']]) {
+      const wr = await runIn(w.app.ns, 'wrk', ['-t1', '-c20', '-d3s', ...extra, url], { timeoutMs: 60_000 });
+      const parsed = parseWrk(wr.stdout);
+      assert.ok(parsed && parsed.requests > 100, `wrk ${extra.join(' ')}: ${wr.stdout}${wr.stderr}`);
+      assert.equal(parsed.socketErrors, 0, wr.stdout);
+      assert.equal(parsed.non2xx, 0, wr.stdout);
+      t.diagnostic(`wrk ${extra.length ? 'Connection: close' : 'keep-alive'}: ${parsed.rps} req/s`);
+    }
     // Each worker's own counters (its control socket) show it served.
     const a0 = accepts(w, 0), a1 = accepts(w, 1);
     assert.ok(a0 > 100 && a1 > 100, `accepted per worker: ${a0}, ${a1}`);
