@@ -189,7 +189,7 @@ export class Cluster {
     } else if (m.t === 'change') {
       if (this.changes.length < 10_000) this.changes.push(m);
       for (const o of this.slots) if (o !== s && o.child && o.exit === null && o.ready) { try { o.child.send(m); } catch { /* dying */ } }
-    } else if (m.t === 'arp') {
+    } else if (m.t === 'arp' || m.t === 'ndp') {
       // One worker heard a neighbour: every other worker learns it without asking the wire.
       for (const o of this.slots) if (o !== s && o.child && o.exit === null && o.ready) { try { o.child.send(m); } catch { /* dying */ } }
     }

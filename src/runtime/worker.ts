@@ -70,6 +70,9 @@ export function attachWorker(inst: Instance, w: WorkerIdentity, control: Control
   inst.stack.arp.onLearned = (ifIndex, ip, mac, off) => {
     post({ t: 'arp', ifIndex, ip, mac: Array.from(mac.subarray(off, off + 6)) });
   };
+  inst.stack.ip6.ndp.onLearned = (ifIndex, addr, addrOff, mac, macOff) => {
+    post({ t: 'ndp', ifIndex, addr: Array.from(addr.subarray(addrOff, addrOff + 16)), mac: Array.from(mac.subarray(macOff, macOff + 6)) });
+  };
   // Software steering (F-Stack's dispatch ring, here the IPC channel through the supervisor): a
   // TCP/UDP frame whose flow hashes to another worker's queue goes to that worker. With the
   // AF_PACKET fanout program this happens only around a worker's replacement; the owner of a
@@ -111,6 +114,9 @@ export function attachWorker(inst: Instance, w: WorkerIdentity, control: Control
         inst.stack.input(f.ifIndex, b);
         inst.loop.kick();
       });
+    } else if (m && m.t === 'ndp') {
+      const a = m as unknown as { ifIndex: number; addr: number[]; mac: number[] };
+      inst.loop.post(() => { inst.stack.ip6.ndp.learnShared(a.ifIndex, Uint8Array.from(a.addr), Uint8Array.from(a.mac)); inst.loop.kick(); });
     } else if (m && m.t === 'arp') {
       const a = m as Extract<Msg, { t: 'arp' }>;
       // Commands on the stack run between iterations, on its thread (this one).

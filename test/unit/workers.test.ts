@@ -9,7 +9,7 @@ import { Stack } from '../../src/stack/stack.js';
 import { Prng } from '../../src/base/prng.js';
 import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
-import { parseIpv4 } from '../../src/wire/addr.js';
+import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
 import { rssHash4, rssHashFrame, rssQueueOfFrame, rssQueueOfTuple4, rssFlowHashOfFrame } from '../../src/wire/rss.js';
 import { fanoutProgram } from '../../src/driver/fanout.js';
 import { ownsTuple, workerFromEnv, type WorkerIdentity } from '../../src/runtime/worker.js';
@@ -56,17 +56,17 @@ test('the hash spreads flows over the queues', () => {
 });
 
 /** A client stack and N worker stacks on one multi-queue memory port, stepped on a virtual clock. */
-function rig(n: number, relay = true) {
+function rig(n: number, relay = true, clientAddr6?: string) {
   const clock = new VirtualClock(0);
   const wire = new MemoryWire({ clock, seed: 3, realtime: false });
   const cport = wire.createPort({ name: 'c0' });
   const queues = wire.createQueues(n, { name: 's0' });
   const cr = new Prng(1);
   const client = new Stack({ clock, random: () => cr.next() });
-  client.addInterface(cport, { addr: '198.18.211.1/24' });
+  client.addInterface(cport, { addr: '198.18.211.1/24', ...(clientAddr6 && { addr6: `${clientAddr6}/64` }) });
   const workers = queues.map((q, i) => {
     const s = new Stack({ clock, random: (() => { const r = new Prng(10 + i); return () => r.next(); })() });
-    s.addInterface(q, { addr: '198.18.211.2/24' });
+    s.addInterface(q, { addr: '198.18.211.2/24', ...(clientAddr6 && { addr6: '2001:db8:211::2/64' }) });
     s.tcp.portFilter = ownsTuple({ index: i, count: n, seed: 1, slots: [] } as WorkerIdentity);
     return s;
   });
@@ -75,6 +75,9 @@ function rig(n: number, relay = true) {
     workers.forEach((w) => {
       w.arp.onLearned = (ifIndex, ip, mac, off) => {
         for (const o of workers) if (o !== w) o.arp.learn(ifIndex, ip, mac.slice(off, off + 6));
+      };
+      w.ip6.ndp.onLearned = (ifIndex, addr, addrOff, mac, macOff) => {
+        for (const o of workers) if (o !== w) o.ip6.ndp.learnShared(ifIndex, addr.slice(addrOff, addrOff + 16), mac.slice(macOff, macOff + 6));
       };
     });
   }
@@ -187,4 +190,33 @@ test('worker identity from the environment: bad values are nobody', () => {
   assert.equal(workerFromEnv({ TSTACK_WORKER: 'x', TSTACK_WORKERS: '2' }), null);
   assert.deepEqual(workerFromEnv({ TSTACK_WORKER: '1', TSTACK_WORKERS: '2', TSTACK_WORKER_SEED: '5', TSTACK_FANOUT_SLOTS: '1,0' }), { index: 1, count: 2, seed: 5, slots: [1, 0] });
   assert.deepEqual(workerFromEnv({ TSTACK_WORKER: '0', TSTACK_WORKERS: '2', TSTACK_FANOUT_SLOTS: 'junk' })!.slots, [0, 1]);
+});
+
+/** An ICMPv6 frame between two addresses: what the hash sees of a neighbour advertisement. */
+function icmp6Frame(src: Uint8Array, dst: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + 40 + 8);
+  f[12] = 0x86; f[13] = 0xdd; f[14] = 0x60; f[14 + 6] = 58;
+  f.set(src, 14 + 8); f.set(dst, 14 + 24);
+  return f;
+}
+
+test('NDP: the answer to worker 1\'s solicitation lands on worker 0, which passes it on; worker 1 resolves', () => {
+  // A client address whose NA to the workers' address hashes to queue 0.
+  const S6 = parseIpv6('2001:db8:211::2')!;
+  let client = '';
+  for (let k = 1; k < 200 && !client; k++) {
+    const c = parseIpv6(`2001:db8:211::${(k + 16).toString(16)}`)!;
+    const f = icmp6Frame(c, S6);
+    if (rssQueueOfFrame(f, 0, f.length, 2) === 0) client = `2001:db8:211::${(k + 16).toString(16)}`;
+  }
+  assert.ok(client);
+  const C6 = parseIpv6(client)!;
+  for (const relay of [false, true]) {
+    const { workers, runUntil } = rig(2, relay, client);
+    runUntil(() => false, 2000); // DAD and the first router solicitations settle
+    workers[1]!.ip6.icmp.sendEcho(C6, 1, 1, new Uint8Array(8));
+    const resolved = () => { const e = workers[1]!.ip6.ndp.lookup(1, C6); return !!e && e.state !== 0 /* incomplete */; };
+    const ok = runUntil(resolved, 3000);
+    assert.equal(ok, relay, relay ? 'with the relay, worker 1 resolves the client' : 'without it, the answer is lost on worker 0');
+  }
 });
