@@ -27,7 +27,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createNetns, destroyNetns, exec, hasCommand, ipIn, spawnIn } from '../src/runtime/netns.js';
 import { result, type BenchOptions, type BenchResult, type Benchmark } from './types.js';
 
@@ -144,6 +144,8 @@ interface HttpBenchSpec {
   /** Third octets of the two /24s: tstack's TAP link and the reference's veth link. */
   tapNet: number;
   refNet: number;
+  /** Several workers: `[stack] workers = N` for tstack, Node's `cluster` with N workers for the reference (N from the cores). */
+  workers?: boolean;
 }
 
 async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<BenchResult[]> {
@@ -152,7 +154,9 @@ async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<Be
   // Five rounds: on a shared VM one round in five can run at half speed on either side.
   const rounds = opts.quick ? 1 : 5;
   const conns = 50;
-  const pin = cpus().length >= 2 && hasCommand('taskset');
+  const workers = spec.workers ? Math.max(2, cpus().length) : 1;
+  // N workers share the cores with wrk: no pinning then.
+  const pin = !spec.workers && cpus().length >= 2 && hasCommand('taskset');
   const appPin = pin ? ['taskset', '-c', '0'] : [];
   const wrkPin = pin ? ['taskset', '-c', '1'] : [];
   const tag = process.pid % 100000;
@@ -190,6 +194,7 @@ async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<Be
     writeFileSync(config, `# written by bench/http.ts
 [stack]
 poll = "${poll}"
+workers = ${workers}
 
 [[port]]
 driver = "${driver}"
@@ -206,7 +211,13 @@ netns = "${nsA}"
     const [tsCmd, ...tsArgs] = [...appPin, process.execPath, TSTACK_BIN, 'run', '--config', config, ...nodeOpts, APP];
     const tstack = await startServer(tsCmd!, tsArgs, env, 'tstack run hello-http');
     servers.push(tstack);
-    const [refCmd, ...refArgs] = ['ip', 'netns', 'exec', nsB, ...appPin, process.execPath, APP];
+    // The reference with several workers: Node's own cluster module forking the same app.
+    const clusterApp = join(tmp, 'cluster.cjs');
+    writeFileSync(clusterApp, `const cluster = require('node:cluster');
+if (cluster.isPrimary) { for (let i = 0; i < ${workers}; i++) cluster.fork(); }
+else import(${JSON.stringify(pathToFileURL(APP).href)});
+`);
+    const [refCmd, ...refArgs] = ['ip', 'netns', 'exec', nsB, ...appPin, process.execPath, spec.workers ? clusterApp : APP];
     const reference = await startServer(refCmd!, refArgs, env, 'node hello-http (reference)');
     servers.push(reference);
 
@@ -244,12 +255,13 @@ netns = "${nsA}"
     const fmt = (x: number) => x < 10 ? x.toFixed(2) : x.toFixed(1);
     const note = `wrk -t1 -c${conns} -d${duration}s --latency${spec.wrkArgs.length ? ` ${spec.wrkArgs.map((a) => a.includes(' ') ? `'${a}'` : a).join(' ')}` : ''}` +
       `, median of ${rounds} interleaved round${rounds > 1 ? 's' : ''} after a ${warmup} s warm-up, driver ${driver}, poll = "${poll}"` +
+      `${spec.workers ? `, ${workers} workers (tstack run processes vs node cluster)` : ''}` +
       `${pin ? ', app on CPU 0 and wrk on CPU 1' : ''}; p99 latency ${fmt(oursP99)} ms tstack vs ${fmt(refP99)} ms reference` +
       `${errs(ours) || errs(ref) ? `; socket errors + non-2xx: tstack ${errs(ours)}, reference ${errs(ref)}` : ''}`;
     return [result({
       bench: spec.name, metric: spec.metric, value: median(ours.map((w) => w.rps)), unit: spec.unit,
       reference: median(ref.map((w) => w.rps)),
-      referenceLabel: 'same app, plain node on kernel sockets over veth', better: 'higher', note,
+      referenceLabel: spec.workers ? `same app, node cluster (${workers} workers) on kernel sockets over veth` : 'same app, plain node on kernel sockets over veth', better: 'higher', note,
     })];
   } finally {
     for (const s of servers.reverse()) {
@@ -281,4 +293,26 @@ export const httpKeepalive: Benchmark = {
 export const httpClose: Benchmark = {
   name: CLOSE.name, description: CLOSE.description, needsRoot: true, needsCommands: ['ip', 'wrk'],
   run: (opts) => runHttpBench(CLOSE, opts),
+};
+
+const KEEPALIVE_WORKERS: HttpBenchSpec = {
+  name: 'http-keepalive-workers', metric: 'requests', unit: 'req/s', wrkArgs: [], tapNet: 176, refNet: 177, workers: true,
+  description: 'HTTP requests/s over 50 keep-alive connections (wrk) to examples/hello-http under tstack run with N workers (N = cores); ' +
+    "reference: the same app under Node's cluster with N workers, kernel sockets, over veth",
+};
+
+const CLOSE_WORKERS: HttpBenchSpec = {
+  name: 'http-close-workers', metric: 'connections', unit: 'conn/s', wrkArgs: ['-H', 'Connection: close'], tapNet: 178, refNet: 179, workers: true,
+  description: "HTTP requests/s with 'Connection: close' (wrk -c50) to examples/hello-http under tstack run with N workers (N = cores); " +
+    "reference: the same app under Node's cluster with N workers, kernel sockets, over veth",
+};
+
+export const httpKeepaliveWorkers: Benchmark = {
+  name: KEEPALIVE_WORKERS.name, description: KEEPALIVE_WORKERS.description, needsRoot: true, needsCommands: ['ip', 'wrk'],
+  run: (opts) => runHttpBench(KEEPALIVE_WORKERS, opts),
+};
+
+export const httpCloseWorkers: Benchmark = {
+  name: CLOSE_WORKERS.name, description: CLOSE_WORKERS.description, needsRoot: true, needsCommands: ['ip', 'wrk'],
+  run: (opts) => runHttpBench(CLOSE_WORKERS, opts),
 };

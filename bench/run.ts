@@ -15,7 +15,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { afxdpPing } from './afxdp-ping.js';
-import { httpClose, httpKeepalive } from './http.js';
+import { httpClose, httpCloseWorkers, httpKeepalive, httpKeepaliveWorkers } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { idleConns } from './idle-conns.js';
 import { tapPing } from './tap-ping.js';
@@ -24,6 +24,7 @@ import { tcpBulkKernel } from './tcp-bulk-kernel.js';
 import { tcpBulkMemory, tcpBulkMemoryIpv6 } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
 import { toolsUnderLoad } from './tools-under-load.js';
+import { workersMemory } from './workers-memory.js';
 import type { BenchResult, Benchmark } from './types.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
@@ -39,6 +40,9 @@ export const BENCHMARKS: readonly Benchmark[] = [
   httpKeepalive,
   httpClose,
   toolsUnderLoad,
+  httpKeepaliveWorkers,
+  httpCloseWorkers,
+  workersMemory,
 ];
 
 export interface CliArgs { names: string[]; json: boolean; quick: boolean; list: boolean; help: boolean }

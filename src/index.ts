@@ -28,3 +28,4 @@ export { AfPacketDriver, type AfPacketOptions } from './driver/afpacket.js';
 export { startInstance, InstanceError, type Instance, type InstanceOptions } from './runtime/instance.js';
 export { RunLoop, RealClock, realClock, type RunLoopOptions } from './runtime/loop.js';
 export { loadConfig, parseConfig, ConfigError, type TstackConfig } from './runtime/config.js';
+export { installDispatcher, dispatcherStats, type PacketDispatcher, type DispatchVerdict, type DispatcherStats } from './runtime/dispatcher.js';

@@ -8,11 +8,14 @@
 // again; TSTACK_REGISTER_PID, inherited through the environment, tells a child it is one.
 // TSTACK_DEBUG=1 prints each placement decision on stderr.
 import { isMainThread } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
 import { dieWithRunParent } from '../runtime/lifetime.js';
 import { getDefaultInstance } from './runtime.js';
 import { installPatches } from './patch-node.js';
 import { RoutingPolicy } from './register-policy.js';
 import { ConfigError, loadConfig } from '../runtime/config.js';
+import { workerFromEnv } from '../runtime/worker.js';
+import { Cluster } from '../runtime/cluster.js';
 
 /**
  * Under `tstack run` (which reads no config itself): a bad config, or one without a port,
@@ -55,8 +58,39 @@ function start(): void {
   });
 }
 
+/**
+ * `[stack] workers` > 1 without `tstack run`: this process becomes the supervisor (as `tstack
+ * run` would be) and runs the program once per worker; the program never runs here. Returns
+ * the exit code, or null when this process is to run the program itself.
+ */
+async function supervise(): Promise<number | null> {
+  const file = process.env['TSTACK_CONFIG'];
+  if (!file || workerFromEnv() || process.env['TSTACK_RUN_PID'] !== undefined) return null;
+  let workers = 1;
+  let config;
+  try { config = loadConfig(file); workers = config.stack.workers; } catch { return null; /* start() reports it */ }
+  if (workers <= 1) return null;
+  const app = process.argv[1];
+  if (!app) { process.stderr.write('tstack: [stack] workers > 1 needs a program file to run once per worker\n'); return 2; }
+  // Our own --import goes again on each worker (Cluster adds it); other node options pass on.
+  const nodeOptions: string[] = [];
+  for (let i = 0; i < process.execArgv.length; i++) {
+    const a = process.execArgv[i]!;
+    if (a === '--import' && /register/.test(process.execArgv[i + 1] ?? '')) { i++; continue; }
+    if (a.startsWith('--import=') && /register/.test(a)) continue;
+    nodeOptions.push(a);
+  }
+  return await new Cluster({
+    config, configPath: file, app, args: process.argv.slice(2), nodeOptions,
+    preload: fileURLToPath(import.meta.url),
+    forwarded: ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'], fromTerminal: ['SIGINT', 'SIGQUIT'],
+  }).run();
+}
+
 const owner = process.env['TSTACK_REGISTER_PID'];
 if (isMainThread && (owner === undefined || owner === String(process.pid))) {
+  const code = owner === undefined ? await supervise() : null;
+  if (code !== null) process.exit(code);
   process.env['TSTACK_REGISTER_PID'] = String(process.pid);
   dieWithRunParent();
   start();

@@ -13,6 +13,10 @@ import { loadConfig } from '../runtime/config.js';
 import { startInstance, type Instance } from '../runtime/instance.js';
 import { startControl, type ControlServer } from '../runtime/control.js';
 import type { RunLoop } from '../runtime/loop.js';
+import { attachWorker, workerFromEnv } from '../runtime/worker.js';
+import { installDispatcher, type PacketDispatcher } from '../runtime/dispatcher.js';
+import type { PacketBuffer } from '../base/pktbuf.js';
+import { pathToFileURL } from 'node:url';
 
 /** What API calls accept as `{ stack }`: a bare Stack (the caller drives it) or an Instance. */
 export type StackLike = Stack | Instance;
@@ -161,14 +165,34 @@ export function getDefaultInstance(): Instance {
       'pass { stack } to the call, or call setDefaultInstance() first');
   }
   let inst: Instance;
+  // One of several workers under `tstack run` (src/runtime/cluster.ts): its own queues and control socket.
+  const worker = workerFromEnv();
   try {
-    inst = startInstance(loadConfig(file));
+    const config = loadConfig(file);
+    if (worker) {
+      config.control.name = `${config.control.name}.w${worker.index}`;
+      if (config.control.socket !== '') config.control.socket = `${config.control.socket.replace(/\.sock$/, '')}.w${worker.index}.sock`;
+    }
+    inst = startInstance(config, worker ? { worker } : {});
   } catch (e) {
     throw new RuntimeError(`tstack: cannot start the default stack from TSTACK_CONFIG=${file}: ${(e as Error).message}`, { cause: e });
   }
   installDefault(inst, true);
   // The tools' way in (tstack sysctl, netstat…); it never keeps the program alive.
   defaultControl = startControl(inst);
+  const link = worker ? attachWorker(inst, worker, defaultControl) : null;
+  const dispatcher = inst.config.stack.dispatcher;
+  if (dispatcher !== undefined) {
+    // The dispatcher takes over once its module has loaded (a few ms after the stack is up).
+    const target = inst;
+    import(pathToFileURL(dispatcher).href).then((m: { default?: unknown }) => {
+      if (typeof m.default !== 'function') throw new Error('its default export is not a function');
+      if (defaultInstance !== target) return;
+      installDispatcher(target, m.default as PacketDispatcher, {
+        ...(worker && { self: worker.index }), ...(link && { toWorker: (i: number, ifIndex: number, buf: PacketBuffer) => link.forward(i, ifIndex, buf) }),
+      });
+    }).catch((e: Error) => process.stderr.write(`tstack: [stack] dispatcher ${dispatcher}: ${e.message}\n`));
+  }
   return inst;
 }
 

@@ -15,6 +15,7 @@ import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 
 export interface RunOptions { config: string; nodeOption?: string[] }
 
@@ -73,15 +74,49 @@ export async function runFast(argv: string[]): Promise<number | null> {
   return parsed === null ? null : run(parsed.app, parsed.args, parsed.opts);
 }
 
+/**
+ * Whether the config may ask for more than one worker: a `workers` key whose value is not 1
+ * (read as text, without the config module: the common single-worker case stays fast).
+ */
+function mayHaveWorkers(configPath: string): boolean {
+  let text: string;
+  try { text = readFileSync(configPath, 'utf8'); } catch { return false; }
+  const m = /^\s*workers\s*=\s*([^#\n]*)/m.exec(text);
+  return m !== null && m[1]!.trim() !== '1';
+}
+
 /** Runs the program; resolves with the exit code to use (a signal death re-raises the signal). */
 export async function run(app: string, args: string[], opts: RunOptions): Promise<number> {
   const configPath = resolve(opts.config);
+  const preloadEarly = registerModulePath();
+  // Several workers: the supervisor (src/runtime/cluster.ts) needs the config here. One worker
+  // keeps the fast path: the child reads (and checks) the config.
+  if (mayHaveWorkers(configPath) && existsSync(preloadEarly)) {
+    const { ConfigError, loadConfig } = await import('../runtime/config.js');
+    let config;
+    try {
+      config = loadConfig(configPath);
+      if (config.ports.length === 0) {
+        err(`${opts.config}: no [[port]] configured: the program would have no network to run on`);
+        return 2;
+      }
+    } catch (e) {
+      if (e instanceof ConfigError) { err(e.message); return 2; }
+      throw e;
+    }
+    if (config.stack.workers > 1) {
+      // One process per worker, each running the program on its own stack.
+      const { Cluster } = await import('../runtime/cluster.js');
+      return await new Cluster({
+        config, configPath, app, args, nodeOptions: opts.nodeOption ?? [], preload: preloadEarly, forwarded: FORWARDED, fromTerminal: FROM_TERMINAL,
+      }).run();
+    }
+  }
   const preload = registerModulePath();
   if (!existsSync(preload)) {
     err(`${preload} is missing: build tstack first (npm run build)`);
     return 1;
   }
-
   // TSTACK_RUN_PID: the program arms a parent-death signal so that it dies with us (register.ts).
   // TSTACK_RUN_CONFIG: the config as the user named it, for the child's messages.
   const env: NodeJS.ProcessEnv = { ...process.env, TSTACK_CONFIG: configPath, TSTACK_RUN_PID: String(process.pid), TSTACK_RUN_CONFIG: opts.config };

@@ -24,6 +24,7 @@ import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
 import { inNetns, run as sh } from './sys/netns.js';
 import { checkNetns, createVethPair, deleteOwnDevice } from './ownership.js';
+import { joinFanout } from './fanout.js';
 
 // <linux/if_ether.h>, <linux/if_packet.h>
 const ETH_P_ALL = 0x0003;
@@ -104,6 +105,12 @@ export interface AfPacketOptions {
   rxFrames?: number;
   /** TX ring slots, 1-8192 (rounded up to a multiple of 15); default 256. */
   txFrames?: number;
+  /**
+   * One queue of several (workers): the socket joins PACKET_FANOUT group `group`, whose
+   * program spreads frames over `queues` sockets by tstack's flow hash (src/driver/fanout.ts);
+   * `slots[q]` is the group slot of queue q's socket (default: join order = queue order).
+   */
+  fanout?: { group: number; queues: number; slots?: readonly number[] };
 }
 
 /** The veth end the driver gives the addresses to: `${ifname}h`. */
@@ -219,6 +226,7 @@ export class AfPacketDriver implements Driver {
               + ' (without host_addr the driver attaches to an existing interface; with it, it creates a veth pair)');
           }
           setup(s, ifindex, rxGeo, rxBlocks, txBlocks);
+          if (opts.fanout) joinFanout(s, opts.fanout.group, opts.fanout.queues, opts.fanout.slots);
           return s;
         } catch (e) {
           libc.close(s);

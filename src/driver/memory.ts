@@ -14,6 +14,7 @@ import type { Driver, DriverStats } from './types.js';
 import { completeChecksum, copyBytes, segmentTcp4, segmentTcp6 } from '../base/offload.js';
 import { FaultStage, type FaultConfig, type FaultStats } from './fault.js';
 import { TimedQueue, WakeUp, isRealtimeClock } from './timed.js';
+import { rssHashFrame } from '../wire/rss.js';
 
 const ETH_HEADER = 14;
 /** Room for an 802.1Q tag beyond the MTU + Ethernet header. */
@@ -127,6 +128,21 @@ export class MemoryWire {
     return port;
   }
 
+  /**
+   * A multi-queue port (a NIC with RSS, one queue per worker): n ports sharing one MAC. A frame
+   * for that MAC goes to the queue its flow hash picks (src/wire/rss.ts: the same hash the
+   * AF_PACKET fanout program and the workers' port choice use); broadcast and multicast frames,
+   * and anything that is not IP, go to queue 0. Each queue transmits on its own.
+   */
+  createQueues(n: number, opts: MemoryPortOptions = {}): MemoryPort[] {
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`MemoryWire: bad queue count ${n}`);
+    const first = this.createPort(opts);
+    const group = [first];
+    for (let i = 1; i < n; i++) group.push(this.createPort({ ...opts, name: `${first.name}q${i}`, mac: first.mac }));
+    for (const q of group) q.group = group;
+    return group;
+  }
+
   /** Earliest time any port has a frame waiting (Infinity when none): where a simulation jumps the clock. */
   nextEventTime(): number {
     let t = Infinity;
@@ -158,17 +174,19 @@ export class MemoryWire {
       return;
     }
 
-    // Learn where the source lives (multicast sources are bogus; never learn them).
+    // Learn where the source lives (multicast sources are bogus; never learn them). A
+    // multi-queue port is learned as its queue 0, which stands for the group.
+    const fromPort = from.group !== null ? from.group[0]! : from;
     if (!isMacMulticast(data, s + 6)) {
       const key = macKey(data, s + 6);
-      if (this.table.get(key) !== from) this.table.set(key, from);
+      if (this.table.get(key) !== fromPort) this.table.set(key, fromPort);
     }
     // Offloaded work crosses untouched only to one known port that offloads it too, with no
     // faults on the way; otherwise the wire does the device's work here.
     let direct: MemoryPort | undefined;
     if ((gso || buf.csum === Csum.Partial) && !txStage.isActive && !isMacMulticast(data, s)) {
       const d = this.table.get(macKey(data, s));
-      if (d !== undefined && d !== from && !d.rxFaultsActive) direct = d;
+      if (d !== undefined && d !== fromPort && d.group === null && !d.rxFaultsActive) direct = d;
     }
     if (gso && (direct === undefined || !(buf.gso === Gso.Tcp4 ? direct.offloads.tso4 : direct.offloads.tso6))) {
       const out = this.segments;
@@ -189,10 +207,14 @@ export class MemoryWire {
     t += this.latencyMs;
 
     if (!isMacMulticast(data, s)) {
-      const dst = this.table.get(macKey(data, s));
+      let dst = this.table.get(macKey(data, s));
       if (dst !== undefined) {
-        if (dst === from) this.counters.filtered++;
-        else { this.counters.unicast++; dst.enqueue(buf, t, copies); }
+        if (dst === fromPort) this.counters.filtered++;
+        else {
+          const g = dst.group;
+          if (g !== null) dst = g[rssHashFrame(data, s, len) % g.length]!;
+          this.counters.unicast++; dst.enqueue(buf, t, copies);
+        }
         buf.release();
         return;
       }
@@ -201,7 +223,8 @@ export class MemoryWire {
     const ports = this.ports;
     for (let i = 0; i < ports.length; i++) {
       const p = ports[i]!;
-      if (p !== from) p.enqueue(buf, t, copies);
+      // Queue 0 of a multi-queue port takes its group's share of the flood.
+      if (p !== from && (p.group === null || (p.group[0] === p && p.group !== from.group))) p.enqueue(buf, t, copies);
     }
     buf.release();
   }
@@ -226,6 +249,8 @@ export class MemoryPort implements Driver {
   readonly counters: DriverStats = {
     rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txErrors: 0,
   };
+  /** @internal The queues of a multi-queue port (createQueues), this one among them; else null. */
+  group: MemoryPort[] | null = null;
   private readonly txStage: FaultStage;
   private readonly rxStage: FaultStage;
   private readonly rxQueue = new TimedQueue();

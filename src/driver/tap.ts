@@ -21,6 +21,8 @@ const EACCES = 13;
 // <linux/if_tun.h>
 const TUNSETIFF = 0x400454ca;
 const TUNSETOFFLOAD = 0x400454d0;
+const TUNSETPERSIST = 0x400454cb;
+const IFF_MULTI_QUEUE = 0x0100;
 const TUNSETVNETHDRSZ = 0x400454d8;
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
@@ -69,6 +71,12 @@ export interface TapOptions {
   pool?: BufferPool;
   /** Frames queued by transmit() before it flushes by itself; default 64. */
   burst?: number;
+  /**
+   * One queue of a multi-queue TAP that exists already (several workers: the supervisor made it
+   * with createMultiQueue): the driver attaches a queue (IFF_MULTI_QUEUE) inside `netns` and
+   * configures nothing. hostAddr/hostAddr6/queueLen are ignored.
+   */
+  attachQueue?: boolean;
 }
 
 /** Whether a TAP device with these options offloads TCP segmentation (tso needs checksum offload). */
@@ -144,6 +152,7 @@ export class TapDriver implements Driver {
    * undoing what was done (the device goes away with its descriptor).
    */
   static open(opts: TapOptions): TapDriver {
+    if (opts.attachQueue) return TapDriver.attach(opts);
     const name = opts.ifname;
     if (!name || Buffer.byteLength(name) >= IFNAMSIZ || /[\s/]/.test(name)) {
       throw new Error(`TapDriver: invalid interface name ${JSON.stringify(name)} (1-15 bytes, no spaces or '/')`);
@@ -209,6 +218,79 @@ export class TapDriver implements Driver {
       if (drv) drv.close(); else libc.close(fd);
       throw e;
     }
+  }
+
+  /**
+   * Creates a persistent multi-queue TAP device (IFF_MULTI_QUEUE) for several workers, each of
+   * which attaches its own queue (open with attachQueue). The kernel gives each flow the queue
+   * it last transmitted on (its flow table, for 3 s after the last frame), else the queue of its
+   * own symmetric flow hash. The device stays until deleteOwnDevice (it carries our mark).
+   */
+  static createMultiQueue(opts: TapOptions): void {
+    const name = opts.ifname;
+    if (!name || Buffer.byteLength(name) >= IFNAMSIZ || /[\s/]/.test(name)) {
+      throw new Error(`TapDriver: invalid interface name ${JSON.stringify(name)} (1-15 bytes, no spaces or '/')`);
+    }
+    const mtu = opts.mtu ?? 1500;
+    if (opts.netns !== undefined) claimDeviceNames([name], opts.netns);
+    claimDeviceNames([name]);
+    const fd = TapDriver.tunFd(name, true);
+    try {
+      if (libc.ioctlInt(fd, TUNSETPERSIST, 1) < 0) throw new libc.SysError('ioctl(TUNSETPERSIST)', libc.errno());
+    } finally {
+      libc.close(fd);
+    }
+    try {
+      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000), 'alias', ownerTag()]);
+      const at = opts.netns ? ['-n', opts.netns] : [];
+      if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
+      ip([...at, 'link', 'set', 'dev', name, 'up']);
+      if (opts.hostAddr) ip([...at, 'addr', 'add', opts.hostAddr, 'dev', name]);
+      if (opts.hostAddr6) ip([...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', name, 'nodad']);
+    } catch (e) {
+      try { ip([...(opts.netns ? ['-n', opts.netns] : []), 'link', 'del', name]); } catch { /* not there */ }
+      try { ip(['link', 'del', name]); } catch { /* not there */ }
+      throw e;
+    }
+  }
+
+  /** Opens /dev/net/tun and binds it to `name` (a new device, or one more queue of a multi-queue one). */
+  private static tunFd(name: string, multiQueue: boolean, opts: TapOptions = { ifname: name }): number {
+    const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
+    if (fd < 0) {
+      const e = libc.errno();
+      if (e === libc.ENOENT) throw new Error('TapDriver: /dev/net/tun does not exist (load the tun module: modprobe tun)');
+      if (e === libc.EPERM || e === EACCES) throw new Error('TapDriver: opening /dev/net/tun needs root (CAP_NET_ADMIN)');
+      throw new libc.SysError('open(/dev/net/tun)', e);
+    }
+    try {
+      const ifr = new Uint8Array(IFREQ_SIZE);
+      new TextEncoder().encodeInto(name, ifr.subarray(0, IFNAMSIZ - 1));
+      const flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (multiQueue ? IFF_MULTI_QUEUE : 0);
+      ifr[16] = flags & 0xff; ifr[17] = flags >> 8;
+      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+        const e = libc.errno();
+        if (e === libc.EPERM) throw new Error(`TapDriver: ${name} needs root (CAP_NET_ADMIN)`);
+        if (e === libc.EBUSY) throw new Error(`TapDriver: ${name} is in use by another process`);
+        if (e === libc.EINVAL) throw new Error(`TapDriver: ${name} exists and is not a multi-queue TAP device tstack can use`);
+        throw new libc.SysError('ioctl(TUNSETIFF)', e);
+      }
+      const hdrSz = new Uint8Array(4);
+      new DataView(hdrSz.buffer).setInt32(0, VNET_HDR_LEN, true);
+      if (libc.ioctlPtr(fd, TUNSETVNETHDRSZ, hdrSz) < 0) throw new libc.SysError('ioctl(TUNSETVNETHDRSZ)', libc.errno());
+      const offload = opts.csumOffload === false ? 0 : TUN_F_CSUM | (tapTso(opts) ? TUN_F_TSO4 : 0);
+      if (libc.ioctlInt(fd, TUNSETOFFLOAD, offload) < 0) throw new libc.SysError('ioctl(TUNSETOFFLOAD)', libc.errno());
+      return fd;
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+  }
+
+  /** One more queue of a multi-queue device made by createMultiQueue (in its namespace). */
+  private static attach(opts: TapOptions): TapDriver {
+    const fd = inNetns(opts.netns, () => TapDriver.tunFd(opts.ifname, true, opts));
+    return new TapDriver(fd, opts.ifname, opts);
   }
 
   rxBurst(out: PacketBuffer[], max: number): number {

@@ -2,6 +2,8 @@
 // an error that names the file, the key and the line. smol-toml gives values but not positions,
 // so a small scanner (KeyLines) maps each key path back to the line it was written on.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseIpv4, parseIpv4Cidr, parseIpv6, parseMac, prefixMask } from '../wire/addr.js';
 import { Stack } from '../stack/stack.js';
@@ -154,7 +156,14 @@ export interface TstackConfig {
    * busyPollUs (adaptive poll): after traffic, keep polling the devices for this many
    * microseconds before sleeping on readiness; 0 keeps the iteration-count budget.
    */
-  stack: { workers: number; poll: PollMode; busyPollUs: number };
+  stack: {
+    /** Worker processes, one stack each ("auto" in the file = the cores available); docs/architecture.md "Workers". */
+    workers: number; poll: PollMode; busyPollUs: number;
+    /** A worker whose loop has not iterated for this long (ms) is replaced (`tstack run` with workers > 1). */
+    watchdogMs: number;
+    /** A packet dispatcher module (absolute path; its default export: src/runtime/dispatcher.ts). */
+    dispatcher?: string;
+  };
   ports: PortConfig[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
@@ -216,7 +225,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
   const cfg: TstackConfig = {
     file: fileName,
-    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0 },
+    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0, watchdogMs: 1000 },
     ports: [],
     sysctl: [],
     control: { socket: '', name: defaultInstanceName(fileName), enabled: true },
@@ -232,8 +241,14 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     switch (name) {
       case 'stack': {
         const t = v.table(['stack'], value);
-        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us']);
-        if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
+        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us', 'watchdog_ms', 'dispatcher']);
+        if (t.dispatcher !== undefined) {
+          if (typeof t.dispatcher !== 'string' || t.dispatcher === '') v.fail(['stack', 'dispatcher'], 'must be the path of a JavaScript module');
+          cfg.stack.dispatcher = resolvePath(dirname(resolvePath(fileName)), t.dispatcher as string);
+        }
+        if (t.workers === 'auto') cfg.stack.workers = Math.max(1, Math.min(1024, availableParallelism()));
+        else if (t.workers !== undefined) cfg.stack.workers = v.int(['stack', 'workers'], t.workers, 1, 1024);
+        if (t.watchdog_ms !== undefined) cfg.stack.watchdogMs = v.int(['stack', 'watchdog_ms'], t.watchdog_ms, 100, 600_000);
         if (t.poll !== undefined) cfg.stack.poll = v.choice(['stack', 'poll'], t.poll, POLL_MODES);
         if (t.busy_poll_us !== undefined) cfg.stack.busyPollUs = v.int(['stack', 'busy_poll_us'], t.busy_poll_us, 0, 1_000_000);
         break;

@@ -88,6 +88,9 @@ const str = (args: Args, key: string, required = true): string | undefined => {
   return v;
 };
 
+/** Commands that change the stack: with several workers, what one worker is told reaches all (src/runtime/worker.ts). */
+export const CHANGING_COMMANDS: ReadonlySet<string> = new Set(['sysctl.set', 'ifconfig.set', 'route.add', 'route.delete', 'arp.set', 'arp.delete', 'ndp.delete']);
+
 export interface ControlOptions {
   /** Warnings (socket in use, metrics port taken…); default: stderr. */
   onWarning?: (message: string) => void;
@@ -104,6 +107,8 @@ export class ControlServer {
   path: string;
   readonly ready: Promise<string | null>;
   readonly startedAt = Date.now();
+  /** Called after a CHANGING_COMMANDS command succeeded (a worker passes it on to the others). */
+  onChange: ((cmd: string, args: Record<string, unknown>) => void) | null = null;
   /** Clients disconnected because they left too much output unread. */
   slowDisconnects = 0;
   private server: Server | null = null;
@@ -278,6 +283,7 @@ export class ControlServer {
     const settle = () => { conn.inflight--; if (!conn.sock.destroyed) this.drain(conn); };
     this.run(() => (conn.sock.destroyed ? GONE : handler(args, conn, id))).then((result) => {
       settle();
+      if (this.onChange !== null && result !== GONE && CHANGING_COMMANDS.has(r.cmd as string)) this.onChange(r.cmd as string, args);
       if (result !== STREAMING && result !== GONE) this.send(conn, { v: PROTOCOL_VERSION, id, ok: true, result });
     }, (e: unknown) => {
       settle();
@@ -288,6 +294,16 @@ export class ControlServer {
 
   /** Workers (one stack each) this instance runs. */
   private workerCount(): number { return 1; }
+
+  /**
+   * Runs one of CHANGING_COMMANDS without a client (another worker's change, passed on);
+   * rejects with its CommandError.
+   */
+  apply(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+    const handler = CHANGING_COMMANDS.has(cmd) ? this.handlers[cmd] : undefined;
+    if (!handler) return Promise.reject(new CommandError('ENOSYS', `'${cmd}' is not a change to apply`));
+    return this.run(() => handler(args, null as unknown as Conn, null));
+  }
 
   /** Runs `fn` between loop iterations, on the stack's thread. */
   private run<T>(fn: () => T): Promise<T> {

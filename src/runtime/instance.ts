@@ -13,6 +13,8 @@ import type { Clock } from '../base/time.js';
 import { ConfigError, type DriverKind, type PortConfig, type TstackConfig } from './config.js';
 import { RunLoop, realClock } from './loop.js';
 import { cryptoRandom } from './random.js';
+import { ownsTuple, workerMac, type WorkerIdentity } from './worker.js';
+import { fanoutGroupId } from '../driver/fanout.js';
 
 export interface InstanceOptions {
   /** Default: the real (performance.now) clock. */
@@ -25,6 +27,11 @@ export interface InstanceOptions {
   onError?: (err: unknown) => void;
   /** Start the loop (default true); false leaves it to the caller (tests drive loop.iterate()). */
   start?: boolean;
+  /**
+   * One worker of several (`tstack run` with `[stack] workers` > 1; src/runtime/worker.ts): the
+   * instance opens its own queue of each port, which the supervisor created.
+   */
+  worker?: WorkerIdentity;
 }
 
 export interface InstancePort {
@@ -49,16 +56,23 @@ export class InstanceError extends Error {
   constructor(message: string, options?: { cause?: unknown }) { super(message, options); this.name = 'InstanceError'; }
 }
 
-interface DriverContext { clock: Clock; memoryWire: () => MemoryWire }
+interface DriverContext { clock: Clock; memoryWire: () => MemoryWire; worker?: WorkerIdentity }
 type DriverFactory = (port: PortConfig, ctx: DriverContext) => Driver;
 
 /** The driver registry: one line per implemented driver kind. */
 const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
-  tap: (p) => TapDriver.open({
+  tap: (p, ctx) => ctx.worker ? TapDriver.open({
+    // One queue of the supervisor's multi-queue TAP (src/runtime/cluster.ts).
+    ifname: p.ifname, mtu: p.mtu, mac: p.mac ?? workerMac(ctx.worker.seed, p.index), ...(p.netns && { netns: p.netns }), attachQueue: true,
+  }) : TapDriver.open({
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
   }),
-  afpacket: (p) => AfPacketDriver.open({
+  afpacket: (p, ctx) => ctx.worker ? AfPacketDriver.open({
+    // One queue of several: the supervisor made the veth pair; this socket joins the fanout group.
+    ifname: p.ifname, mtu: p.mtu, mac: p.mac ?? workerMac(ctx.worker.seed, p.index), ...(p.netns && { netns: p.netns }),
+    fanout: { group: fanoutGroupId(ctx.worker.seed, p.index), queues: ctx.worker.count, slots: ctx.worker.slots },
+  }) : AfPacketDriver.open({
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
   }),
@@ -77,8 +91,14 @@ const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
 
 export function startInstance(config: TstackConfig, opts: InstanceOptions = {}): Instance {
   const where = (key: string, detail: string) => new ConfigError(config.file, config.lineOf(key), key, detail);
-  if (config.stack.workers !== 1) {
-    throw where('stack.workers', `${config.stack.workers} workers is not implemented yet (one stack per worker thread comes later); use 1`);
+  const worker = opts.worker && opts.worker.count > 1 ? opts.worker : undefined;
+  if (config.stack.workers !== 1 && !worker) {
+    throw where('stack.workers', `${config.stack.workers} workers run under \`tstack run\` (one process per worker); \`tstack up\` and embedders start one stack: use 1`);
+  }
+  if (worker) {
+    for (const p of config.ports) {
+      if (p.driver !== 'afpacket' && p.driver !== 'tap') throw where(`port[${p.index}].driver`, `driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket or tap`);
+    }
   }
   const clock = opts.clock ?? realClock;
   // The engine's secrets come from the OS CSPRNG unless the caller injects a (seeded) source.
@@ -95,7 +115,9 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   stack.configureShield(config.shield);
 
   let wire: MemoryWire | undefined = opts.memoryWire;
-  const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })) };
+  const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })), ...(worker && { worker }) };
+  // Active opens choose local ports whose return traffic hashes to this worker's queue.
+  if (worker) stack.tcp.portFilter = ownsTuple(worker);
   const drivers: Driver[] = [];
   const ports: InstancePort[] = [];
   const writers: PcapWriter[] = [];

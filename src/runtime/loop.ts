@@ -272,7 +272,9 @@ export class RunLoop {
     for (let p = 0; p < this.ports.length; p++) {
       const port = this.ports[p]!;
       const n = port.driver.rxBurst(rx, this.burst);
-      for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
+      const steer = this.steer;
+      if (steer === null) for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
+      else for (let i = 0; i < n; i++) { const b = rx[i]!; if (!steer(port.ifIndex, b)) stack.input(port.ifIndex, b); }
       frames += n;
     }
     this.nextDeadline = stack.poll(this.clock.now());
@@ -299,6 +301,13 @@ export class RunLoop {
 
   /** When the stack last said it next needs to run (clock ms). */
   nextDeadline = NEVER;
+
+  /**
+   * Flow steering with several workers (src/runtime/worker.ts): sees each received frame first
+   * and returns true when it took the frame (another worker owns its flow). Null with one
+   * worker: the receive path is exactly the single-stack one.
+   */
+  steer: ((ifIndex: number, buf: PacketBuffer) => boolean) | null = null;
 
   private wake(reason: 'readable' | 'timer' | 'kick'): void {
     if (!this.running) return;

@@ -31,6 +31,8 @@ export interface AppOptions {
   ready: RegExp;
   /** How long to wait for `ready` (ms). */
   readyTimeoutMs?: number;
+  /** `[stack] workers` (default: not written, one stack). */
+  workers?: number;
   /** Keep stdin open (a pipe) for programs that wait for input. */
   stdin?: boolean;
   /** The port's driver (default "tap"; "afpacket" and "afxdp" create a veth pair in the namespace). */
@@ -72,7 +74,7 @@ export async function startApp(o: AppOptions): Promise<RunningApp> {
   const config = join(dir, 'tstack.toml');
   writeFileSync(config, `# written by test/helpers/run-app.ts
 [stack]
-poll = "adaptive"
+poll = "adaptive"${o.workers !== undefined ? `\nworkers = ${o.workers}` : ''}
 
 ${o.port ? o.port(ns, ifname) : `[[port]]
 driver = "${o.driver ?? 'tap'}"

@@ -1,7 +1,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, ConfigError } from '../../src/runtime/config.js';
 import { startInstance } from '../../src/runtime/instance.js';
@@ -77,10 +77,20 @@ pcap = "${cap}"
     assert.equal(inst.loop.isRunning, false);
   });
 
-  test('more than one worker is refused, naming stack.workers and its line', () => {
+  test('more than one worker outside `tstack run` is refused, naming stack.workers and its line', () => {
     const cfg = parseConfig('[stack]\n\nworkers = 4\n', 'w.toml');
     assert.throws(() => startInstance(cfg, { clock: new VirtualClock(), start: false }),
-      (e: Error) => e instanceof ConfigError && e.message.startsWith("w.toml:3: key 'stack.workers': 4 workers is not implemented yet"));
+      (e: Error) => e instanceof ConfigError && e.message.startsWith("w.toml:3: key 'stack.workers': 4 workers run under `tstack run`"));
+  });
+
+  test('a worker of several refuses a driver without per-worker queues', () => {
+    const cfg = parseConfig('[stack]\nworkers = 2\n[[port]]\ndriver = "memory"\nifname = "m0"\naddr = "198.18.211.2/24"\n', 'w.toml');
+    assert.throws(() => startInstance(cfg, { clock: new VirtualClock(), start: false, worker: { index: 0, count: 2, seed: 1, slots: [0, 1] } }),
+      (e: Error) => e instanceof ConfigError && /port\[0\]\.driver.*no per-worker queues/.test(e.message));
+  });
+
+  test('workers = "auto" is the cores available', () => {
+    assert.equal(parseConfig('[stack]\nworkers = "auto"\n', 'w.toml').stack.workers, availableParallelism());
   });
 });
 

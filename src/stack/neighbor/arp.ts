@@ -82,8 +82,28 @@ export class Arp {
   private readonly onTimer = (e: ArpEntry, now: number) => this.expire(e, now);
   stats = { announcements: 0, requestsSent: 0, repliesSent: 0, requestsReceived: 0, repliesReceived: 0, held: 0, holdDropped: 0, unresolved: 0, evicted: 0, unsolicitedLimited: 0 };
 
+  /**
+   * Called when a received ARP packet resolves or refreshes an entry (not for learn() or static
+   * entries): workers pass it on so every worker knows the neighbour without asking the wire.
+   */
+  onLearned: ((ifIndex: number, ip: number, mac: Uint8Array, macOff: number) => void) | null = null;
+
   constructor(private readonly ctx: ArpContext) {
     this.entries = new Ip4Map<ArpEntry>(64, ctx.random ? Math.floor(ctx.random() * 0x100000000) | 0 : 0x9e3779b9);
+  }
+
+  /**
+   * An entry learned elsewhere (another worker heard the reply): created or refreshed as
+   * reachable, its held packets sent. Permanent entries stay as they are.
+   */
+  learn(ifIndex: number, ip: number, mac: Uint8Array): void {
+    let e = this.entries.get(ifIndex, ip);
+    if (!e) {
+      if (this.entries.size >= this.ctx.sysctl.int('net.link.ether.inet.max_entries') && !this.evictOne()) return;
+      e = new ArpEntry(ifIndex, ip, this.onTimer);
+      this.insert(e);
+    }
+    this.confirm(e, mac, 0);
   }
 
   get size(): number { return this.entries.size; }
@@ -103,8 +123,11 @@ export class Arp {
     // RFC 826 "merge": update an existing entry for the sender; create one only when the packet is for us.
     if (spa !== 0) {
       const e = this.entries.get(iface.index, spa);
+      let learned = true;
       if (e) this.confirm(e, b, v.shaOff);
       else if (forUs && this.mayLearn(iface, spa)) this.create(iface.index, spa, b, v.shaOff);
+      else learned = false;
+      if (learned && this.onLearned !== null) this.onLearned(iface.index, spa, b, v.shaOff);
     }
     if (!forUs) return;
     if (op === ArpOp.Request) this.sendArp(iface, ArpOp.Reply, b, v.shaOff, tpa, b, v.shaOff, spa);

@@ -99,8 +99,25 @@ export class Ndp {
     unsolicitedLimited: 0, nsLimited: 0,
   };
 
+  /**
+   * A received NA or NS told this stack a neighbour's link-layer address (also an NA for which
+   * it has no entry, which it discards): workers pass it on so the one that asked — whose
+   * answer may have reached another worker — and every other learns it (learnShared).
+   */
+  onLearned: ((ifIndex: number, addr: Uint8Array, addrOff: number, mac: Uint8Array, macOff: number) => void) | null = null;
+
   constructor(private readonly host: Ip6Services, capacity: number, private readonly seed: number) {
     this.table = new Addr6Table<NdEntry>(capacity, seed);
+  }
+
+  /** A neighbour learned by another worker: reachable at `mac`, its held packets sent. */
+  learnShared(ifIndex: number, addr: Uint8Array, mac: Uint8Array): void {
+    let e = this.lookup(ifIndex, addr, 0);
+    if (!e) e = this.create(ifIndex, addr, 0);
+    for (let i = 0; i < 6; i++) e.mac[i] = mac[i]!;
+    const link = this.host.link(ifIndex);
+    this.setState(e, NdState.Reachable, link ? link.reachableTime : this.gcMs());
+    if (link) this.flush(e, link);
   }
 
   /** Resizes the (still empty) cache: the size sysctl is set after the stack is built, before interfaces attach. */
@@ -177,7 +194,10 @@ export class Ndp {
       // advertisement goes straight to that link-layer address either way: answering is not
       // using the entry (it stays unsolicited, first to go), and a forged sender costs no
       // DELAY/PROBE round of unicast solicitations.
-      if (known || this.mayLearn(link, b, ip.srcOff)) this.learn(link.ifIndex, b, ip.srcOff, b, slla, false, !known);
+      if (known || this.mayLearn(link, b, ip.srcOff)) {
+        this.learn(link.ifIndex, b, ip.srcOff, b, slla, false, !known);
+        if (this.onLearned !== null) this.onLearned(link.ifIndex, b, ip.srcOff, b, slla);
+      }
       for (let i = 0; i < 6; i++) this.peerMac[i] = b[slla + i]!;
       this.sendNaDirect(link, this.scratch, this.group, this.peerMac, NaFlag.Solicited | NaFlag.Override);
       return;
@@ -206,10 +226,11 @@ export class Ndp {
       return;
     }
     const s = this.table.find(link.ifIndex, b, v.targetOff);
+    const tlla = v.linkLayerAddrOff(NdpOption.TargetLinkLayer);
+    if (tlla >= 0 && this.onLearned !== null) this.onLearned(link.ifIndex, b, v.targetOff, b, tlla);
     // §7.2.5: "If no entry exists, the advertisement SHOULD be silently discarded."
     if (s < 0) return;
     const e = this.table.value(s)!;
-    const tlla = v.linkLayerAddrOff(NdpOption.TargetLinkLayer);
     const solicited = v.solicited, override = v.override, router = v.router;
     if (e.state === NdState.Incomplete) {
       if (tlla < 0) return;

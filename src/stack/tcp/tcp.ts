@@ -63,6 +63,12 @@ export class Tcp {
   readonly ports: EphemeralPorts;
   /** Bound ports (bind, listen, connect after bind): one table for the engine and the POSIX layer. */
   readonly bindings = new TcpPortTable();
+  /**
+   * Flow ownership of active opens (F-Stack's ff_rss_check): when set, an ephemeral port is
+   * chosen only if this says the return traffic of (laddr, lport) <- (raddr, rport) comes to
+   * this stack's queue. Null (one worker) checks nothing.
+   */
+  portFilter: ((laddr: number, lport: number, raddr: number, rport: number) => boolean) | null = null;
   readonly store = new RingStore();
   /** @internal what each TCB's timers run. */
   readonly timerHandlers: TcbTimerHandlers = {
@@ -446,7 +452,9 @@ export class Tcp {
     } else {
       // RFC 6056 check_suitable_port(): not a listener's, not a live 4-tuple, not one in
       // TIME_WAIT (unless tw_reuse allows it).
+      const mine = this.portFilter;
       lport = this.ports.select(laddr, raddr, rport, (p) => {
+        if (mine !== null && !mine(laddr, p, raddr, rport)) return true;
         if (this.bindings.has(p) || this.lookup(laddr, p, raddr, rport) !== null) return true;
         const tw = this.lookupTimeWait(laddr, p, raddr, rport);
         return tw >= 0 && !this.timeWaitReusable(tw, now);
