@@ -124,7 +124,8 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
       assert.equal(s.proto, 'tcp');
     }
     const listen = (await sockets()).filter((s) => s.state === 'LISTEN');
-    assert.deepEqual(listen.map((s) => [s.localAddress, s.localPort]), [['0.0.0.0', 80]]);
+    // The app listens without a host: Node's default, the dual-stack ::, which takes IPv4 peers too.
+    assert.deepEqual(listen.map((s) => [s.localAddress, s.localPort]), [['::', 80]]);
     const mid = await json<{ tcp: Record<string, number>; gauges: Record<string, number> }>(['netstat', '-s', '-p', 'tcp']);
     assert.equal(mid.tcp['connAccepts']! - before.tcp['connAccepts']!, 100);
     assert.ok(mid.gauges['tcpEstablished']! >= 100);
