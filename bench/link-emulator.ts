@@ -85,10 +85,15 @@ export interface LinkDirectionStats {
   sumLateMs: number;
   /** Largest backlog seen at the queue, bytes. */
   maxBacklogBytes: number;
+  /**
+   * Frames held now (queued or on the delay line). Every frame read is accounted for:
+   * rxFrames = txFrames + txErrors + queueDropped + ringFull + inFlight.
+   */
+  inFlight: number;
 }
 
 function emptyStats(): LinkDirectionStats {
-  return { rxFrames: 0, txFrames: 0, txWireBytes: 0, queueDropped: 0, ringFull: 0, txErrors: 0, late: 0, maxLateMs: 0, sumLateMs: 0, maxBacklogBytes: 0 };
+  return { rxFrames: 0, txFrames: 0, txWireBytes: 0, queueDropped: 0, ringFull: 0, txErrors: 0, late: 0, maxLateMs: 0, sumLateMs: 0, maxBacklogBytes: 0, inFlight: 0 };
 }
 
 /** Frames read per readable report before the other direction gets a turn. */
@@ -217,6 +222,8 @@ class Direction {
     this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(at - now)));
   }
 
+  stats(): LinkDirectionStats { return { ...this.st, inFlight: this.count }; }
+
   stop(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
@@ -282,7 +289,7 @@ export class LinkEmulator {
 
   /** Counters per direction (copies). */
   stats(): { aToB: LinkDirectionStats; bToA: LinkDirectionStats } {
-    return { aToB: { ...this.aToB.st }, bToA: { ...this.bToA.st } };
+    return { aToB: this.aToB.stats(), bToA: this.bToA.stats() };
   }
 
   /** Stops forwarding and removes both devices. Idempotent. */

@@ -1,0 +1,64 @@
+// bench/link-emulator.ts between two namespaces (root only): kernel pings cross it no sooner
+// than its delay and serialization allow, and a burst faster than its rate overflows its queue.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { LinkEmulator, type LinkModel } from '../../bench/link-emulator.js';
+import { parsePing } from '../../bench/tap-ping.js';
+import { createNetns, destroyAllNetns, requireRoot, spawnIn } from '../helpers/netns.js';
+
+after(destroyAllNetns);
+
+/** A fresh emulated link between two new namespaces, 198.18.231.1 (A) and .2 (B). */
+function link(model: LinkModel): { emu: LinkEmulator; nsA: string } {
+  const tag = process.pid % 100000;
+  const nsA = createNetns('lemu-a');
+  const nsB = createNetns('lemu-b');
+  const emu = LinkEmulator.open({
+    ...model,
+    a: { netns: nsA, ifname: `tlta${tag}`, addr: '198.18.231.1/24' },
+    b: { netns: nsB, ifname: `tltb${tag}`, addr: '198.18.231.2/24' },
+  });
+  return { emu, nsA };
+}
+
+test('a ping across the emulated link takes at least the round trip of its delay and serialization', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'ping'])) return;
+  // 20 ms each way (40 ms RTT, as tcp-autotune-memory's link), and a slow rate so serialization
+  // shows too: a 1514-byte frame takes 12.1 ms at 1 Mbit/s, each way.
+  const { emu, nsA } = link({ rateBps: 1e6, oneWayDelayMs: 20, queueLimitBytes: 64 * 1024 });
+  try {
+    // -s 1472: a 1500-byte IP packet, a 1514-byte frame.
+    const r = await spawnIn(nsA, 'ping', ['-q', '-n', '-c', '5', '-i', '0.2', '-W', '5', '-s', '1472', '198.18.231.2'], 40_000);
+    const s = parsePing(r.stdout);
+    assert.ok(s, `ping printed no statistics (exit ${r.code}):\n${r.stdout}${r.stderr}`);
+    assert.equal(s.received, 5, `every ping is answered:\n${r.stdout}`);
+    const floor = 2 * 20 + 2 * (1514 * 8 / 1e6) * 1000;
+    assert.ok(s.min >= floor, `min RTT ${s.min} ms >= ${floor.toFixed(1)} ms (delay + serialization, both ways)`);
+    const st = emu.stats();
+    for (const d of [st.aToB, st.bToA]) {
+      assert.equal(d.queueDropped + d.ringFull + d.txErrors, 0, `nothing dropped at 5 pings/s: ${JSON.stringify(d)}`);
+      assert.equal(d.txFrames + d.inFlight, d.rxFrames, 'every frame read was delivered or is on its way');
+    }
+  } finally {
+    emu.close();
+  }
+});
+
+test('a burst above the link rate is tail-dropped at the queue limit and counted', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'ping'])) return;
+  // 0.5 Mbit/s (41 full frames/s) and room for two full frames: 40 pings 2 ms apart cannot fit
+  // (even if the loaded machine sends them 20 ms apart, 50/s is more than the link carries).
+  const { emu, nsA } = link({ rateBps: 0.5e6, oneWayDelayMs: 1, queueLimitBytes: 2 * 1514 });
+  try {
+    const r = await spawnIn(nsA, 'ping', ['-q', '-n', '-c', '40', '-i', '0.002', '-W', '3', '-s', '1472', '198.18.231.2'], 40_000);
+    const s = parsePing(r.stdout);
+    assert.ok(s, `ping printed no statistics (exit ${r.code}):\n${r.stdout}${r.stderr}`);
+    const a = emu.stats().aToB;
+    assert.ok(a.queueDropped > 0, `the queue overflowed: ${JSON.stringify(a)}`);
+    assert.ok(s.received < s.sent, `some pings were lost (${s.received}/${s.sent})`);
+    assert.ok(a.maxBacklogBytes <= 2 * 1514, `the backlog never exceeded the limit (${a.maxBacklogBytes})`);
+    assert.equal(a.txFrames + a.txErrors + a.queueDropped + a.ringFull + a.inFlight, a.rxFrames, 'every frame read is accounted for');
+  } finally {
+    emu.close();
+  }
+});
