@@ -76,6 +76,8 @@ export interface LinkDirectionStats {
   queueDropped: number;
   /** Drops because every slot was in use (the emulator's limit, not the link's). */
   ringFull: number;
+  /** Frames as large as a slot, dropped because they may have been cut (a larger MTU or GSO size than configured). */
+  rxTruncated: number;
   /** Writes the destination refused (its queue full, or an error). */
   txErrors: number;
   /** Deliveries more than 1 ms after their due time, and the worst lateness (ms). */
@@ -87,13 +89,13 @@ export interface LinkDirectionStats {
   maxBacklogBytes: number;
   /**
    * Frames held now (queued or on the delay line). Every frame read is accounted for:
-   * rxFrames = txFrames + txErrors + queueDropped + ringFull + inFlight.
+   * rxFrames = txFrames + txErrors + rxTruncated + queueDropped + ringFull + inFlight.
    */
   inFlight: number;
 }
 
 function emptyStats(): LinkDirectionStats {
-  return { rxFrames: 0, txFrames: 0, txWireBytes: 0, queueDropped: 0, ringFull: 0, txErrors: 0, late: 0, maxLateMs: 0, sumLateMs: 0, maxBacklogBytes: 0, inFlight: 0 };
+  return { rxFrames: 0, rxTruncated: 0, txFrames: 0, txWireBytes: 0, queueDropped: 0, ringFull: 0, txErrors: 0, late: 0, maxLateMs: 0, sumLateMs: 0, maxBacklogBytes: 0, inFlight: 0 };
 }
 
 /** Frames read per readable report before the other direction gets a turn. */
@@ -175,6 +177,8 @@ class Direction {
       if (r < 0) break; // EAGAIN (or the device went away): wait for the next readable report
       if (r <= VNET_HDR_LEN + ETH_HDR) continue;
       this.st.rxFrames++;
+      // A frame that filled the slot may have been cut (the kernel truncates silently).
+      if (r === this.slotSize) { this.st.rxTruncated++; continue; }
       if (full) { this.st.ringFull++; continue; }
       const now = performance.now();
       const len = wireBytes(this.ring, off, r - VNET_HDR_LEN);
