@@ -70,6 +70,8 @@ export interface LinkDirectionStats {
   rxFrames: number;
   /** Frames written to the destination TAP. */
   txFrames: number;
+  /** Frames read that were GSO super-frames (only with offloads). */
+  gsoFrames: number;
   /** Wire bytes delivered (super-frames at their segmented size). */
   txWireBytes: number;
   /** Tail drops: the queue was over queueLimitBytes. */
@@ -95,7 +97,7 @@ export interface LinkDirectionStats {
 }
 
 function emptyStats(): LinkDirectionStats {
-  return { rxFrames: 0, rxTruncated: 0, txFrames: 0, txWireBytes: 0, queueDropped: 0, ringFull: 0, txErrors: 0, late: 0, maxLateMs: 0, sumLateMs: 0, maxBacklogBytes: 0, inFlight: 0 };
+  return { rxFrames: 0, rxTruncated: 0, gsoFrames: 0, txFrames: 0, txWireBytes: 0, queueDropped: 0, ringFull: 0, txErrors: 0, late: 0, maxLateMs: 0, sumLateMs: 0, maxBacklogBytes: 0, inFlight: 0 };
 }
 
 /** Frames read per readable report before the other direction gets a turn. */
@@ -181,6 +183,7 @@ class Direction {
       if (r === this.slotSize) { this.st.rxTruncated++; continue; }
       if (full) { this.st.ringFull++; continue; }
       const now = performance.now();
+      if (this.ring[off + 1] !== 0) this.st.gsoFrames++;
       const len = wireBytes(this.ring, off, r - VNET_HDR_LEN);
       const free = this.linkFreeAt > now ? this.linkFreeAt : now;
       const backlog = (free - now) * bytesPerMs;

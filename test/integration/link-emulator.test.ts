@@ -1,15 +1,21 @@
 // bench/link-emulator.ts between two namespaces (root only): kernel pings cross it no sooner
-// than its delay and serialization allow, and a burst faster than its rate overflows its queue.
+// than its delay and serialization allow, a burst faster than its rate overflows its queue, and
+// TCP crosses it with offloads off (the kernel segments) and on (super-frames cross whole).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from '../../bench/http.js';
 import { LinkEmulator, type LinkModel } from '../../bench/link-emulator.js';
 import { parsePing } from '../../bench/tap-ping.js';
 import { createNetns, destroyAllNetns, requireRoot, spawnIn } from '../helpers/netns.js';
 
 after(destroyAllNetns);
 
+const FIXTURE = join(fileURLToPath(new URL('../../../', import.meta.url)), 'bench', 'fixtures', 'timed-bulk.js');
+
 /** A fresh emulated link between two new namespaces, 198.18.231.1 (A) and .2 (B). */
-function link(model: LinkModel): { emu: LinkEmulator; nsA: string } {
+function link(model: LinkModel, offloads = false): { emu: LinkEmulator; nsA: string; nsB: string } {
   const tag = process.pid % 100000;
   const nsA = createNetns('lemu-a');
   const nsB = createNetns('lemu-b');
@@ -17,8 +23,9 @@ function link(model: LinkModel): { emu: LinkEmulator; nsA: string } {
     ...model,
     a: { netns: nsA, ifname: `tlta${tag}`, addr: '198.18.231.1/24' },
     b: { netns: nsB, ifname: `tltb${tag}`, addr: '198.18.231.2/24' },
+    offloads,
   });
-  return { emu, nsA };
+  return { emu, nsA, nsB };
 }
 
 test('a ping across the emulated link takes at least the round trip of its delay and serialization', { timeout: 60_000 }, async (t) => {
@@ -62,3 +69,36 @@ test('a burst above the link rate is tail-dropped at the queue limit and counted
     emu.close();
   }
 });
+
+/** Sends `bytes` over TCP from A to B with bench/fixtures/timed-bulk.js; returns what B received. */
+async function tcpTransfer(nsA: string, nsB: string, bytes: number): Promise<number> {
+  const server = await startServer('ip', ['netns', 'exec', nsB, process.execPath, FIXTURE, 'server', '5001', String(bytes)],
+    process.env, 'timed-bulk server', /timed-bulk: listening/);
+  try {
+    const c = await spawnIn(nsA, process.execPath, [FIXTURE, 'client', '198.18.231.2', '5001', String(bytes)], 120_000);
+    assert.equal(c.code, 0, `client: ${c.stdout}${c.stderr}`);
+    const line = server.output().split('\n').find((l) => l.startsWith('{'));
+    assert.ok(line, `server result:\n${server.output()}`);
+    return (JSON.parse(line) as { bytes: number }).bytes;
+  } finally {
+    await server.stop();
+  }
+}
+
+for (const offloads of [false, true]) {
+  test(`TCP crosses the link ${offloads ? 'as GSO super-frames with partial checksums (offloads on)' : 'as MTU-sized frames the kernel segmented (offloads off)'}`, { timeout: 120_000 }, async (t) => {
+    if (!requireRoot(t, ['ip'])) return;
+    const bytes = 4 << 20;
+    const { emu, nsA, nsB } = link({ rateBps: 200e6, oneWayDelayMs: 5, queueLimitBytes: 250_000 }, offloads);
+    try {
+      assert.equal(await tcpTransfer(nsA, nsB, bytes), bytes, 'every byte arrived');
+      const a = emu.stats().aToB;
+      assert.ok(a.txWireBytes > bytes, `the link carried the payload and its headers (${a.txWireBytes} wire bytes)`);
+      if (offloads) assert.ok(a.gsoFrames > 0, `super-frames crossed whole: ${JSON.stringify(a)}`);
+      else assert.equal(a.gsoFrames, 0, 'no super-frame reached the link');
+      assert.equal(a.rxTruncated + a.txErrors + a.ringFull, 0, `nothing lost but to the queue: ${JSON.stringify(a)}`);
+    } finally {
+      emu.close();
+    }
+  });
+}
