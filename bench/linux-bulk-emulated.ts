@@ -74,8 +74,12 @@ export async function linuxBulkOverEmulatedLink(bytes: number, model: LinkModel)
     const client = await spawnIn(nsA, process.execPath,
       [FIXTURE, 'client', ADDR_B.split('/')[0]!, String(PORT), String(bytes), ...(cc === 'default' ? [] : [cc])], 300_000);
     if (client.code !== 0) throw new Error(`timed-bulk client failed (exit ${client.code}): ${client.stdout}${client.stderr}`);
-    // The server prints its line when the last byte is in, before the client sees its close.
-    const line = server.output().split('\n').find((l) => l.startsWith('{'));
+    // The server prints its line when the last byte is in, before the client sees its close;
+    // the pipe may still hold it for a moment.
+    const srv = server;
+    const resultLine = () => srv.output().split('\n').find((l) => l.startsWith('{'));
+    for (const end = Date.now() + 10_000; resultLine() === undefined && Date.now() < end;) await new Promise((r) => setTimeout(r, 50));
+    const line = resultLine();
     if (!line) throw new Error(`timed-bulk server printed no result:\n${server.output()}`);
     const r = JSON.parse(line) as { bytes: number; wholeMs: number; halfMs: number };
     return {
