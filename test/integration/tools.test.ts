@@ -4,7 +4,7 @@
 // and is compared with what the kernel side did or saw (python sockets, ping, ss, tshark, curl).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,13 @@ import { BIN, ROOT, curl, runIn, startApp, stopAllApps, waitUntil, type RunningA
 import { ControlClient } from '../../src/cli/client.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
-after(stopAllApps);
+// Children a test started and may leave behind when it fails (holding connections, stdin open):
+// they would keep this file's process alive.
+const holders = new Set<ChildProcess>();
+after(async () => {
+  for (const c of holders) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await stopAllApps();
+});
 
 const NAME = `tools-${process.pid}`;
 const SOCKET = `/run/tstack/${NAME}.sock`;
@@ -58,6 +64,7 @@ print('closed', flush=True)
 sys.stdin.readline()
 `;
   const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', py], { stdio: ['pipe', 'pipe', 'inherit'] });
+  holders.add(p);
   let out = '';
   p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   const line = (re: RegExp) => waitUntil(() => re.test(out), 20_000, `python: ${re}`).then(() => re.exec(out)!);
