@@ -32,7 +32,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'tstack-test-'));
 /** Runs `list` under node --test; returns its exit status and the files that had a failing test. */
 function run(list, tag) {
   const failedList = join(tmp, `failed-${tag}.txt`);
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout',
+  const r = spawnSync(process.execPath, ['--test', '--test-timeout=600000', '--test-reporter=spec', '--test-reporter-destination=stdout',
     `--test-reporter=${reporter}`, `--test-reporter-destination=${failedList}`, ...extra, ...list], { stdio: 'inherit' });
   let failed = [];
   try { failed = readFileSync(failedList, 'utf8').split('\n').filter(Boolean); } catch { /* no report */ }
