@@ -488,7 +488,19 @@ function makeTlsConnect(origTls: AnyFn): AnyFn {
     });
     const tlsOpts: Record<string, unknown> = { ...options, socket: raw, host };
     if (tlsOpts['servername'] === undefined && !net.isIP(host)) tlsOpts['servername'] = host;
-    return cb ? origTls.call(this, tlsOpts, cb) : origTls.call(this, tlsOpts);
+    // On Node the TLS socket is the TCP socket: one lifetime. A tls.connect that throws (a bad
+    // secure context, conflicting versions) has connected nothing, and a TLS socket destroyed
+    // while connecting (an abort signal) takes its connection with it.
+    const drop = () => { if (!raw.destroyed) { raw.on('error', () => {}); raw.destroy(); } };
+    let sock: EventEmitter;
+    try {
+      sock = (cb ? origTls.call(this, tlsOpts, cb) : origTls.call(this, tlsOpts)) as EventEmitter;
+    } catch (e) {
+      drop();
+      throw e;
+    }
+    sock.once('close', drop);
+    return sock;
   };
 }
 
