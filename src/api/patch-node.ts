@@ -24,6 +24,7 @@ import * as tdgram from './dgram.js';
 import { resolveStack, type StackLike } from './runtime.js';
 import { StackTcpHandle } from './stack-handle.js';
 import { RoutingPolicy, type Placement } from './register-policy.js';
+import { invalidArgType } from './errors.js';
 
 export interface PatchOptions {
   /** The stack the patched modules put sockets on (the default instance under `tstack run`). */
@@ -100,6 +101,12 @@ function ephemeralPort(args: unknown[]): boolean {
   const a0 = args[0];
   const p = a0 !== null && typeof a0 === 'object' ? (a0 as { port?: unknown }).port : a0;
   return p === undefined || p === null || typeof p === 'function' || Number(p) === 0;
+}
+
+/** The port a listen(...) asked for, as a number (not ephemeral). */
+function requestedPort(args: unknown[]): number {
+  const a0 = args[0];
+  return Number(a0 !== null && typeof a0 === 'object' ? (a0 as { port?: unknown }).port : a0);
 }
 
 /** Retries of an ephemeral listen whose port the stack chose but the kernel's loopback holds. */
@@ -189,6 +196,7 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
     const onError = (e: NodeJS.ErrnoException) => { m.removeListener('listening', onListening); done(e); };
     const onListening = () => {
       m.removeListener('error', onError);
+      if (outer[kTstack] !== group) { m.close(); return; } // closed meanwhile (an abort signal)
       m.on('error', (e: Error) => outer.emit('error', e));
       group.mirrors.push(m);
       if (outer._unref) m.unref();
@@ -240,7 +248,13 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
           }
         }
         const h = pending.shift();
-        if (h === undefined) { outer.emit('listening'); return; }
+        if (h === undefined) {
+          // Node's setupListenHandle: the key cluster and tests read (family:address:port asked).
+          const a = srv.address()!;
+          (outer as { _connectionKey?: string })._connectionKey = `${a.family === 'IPv6' ? 6 : 4}:${a.address}:${ephemeralPort(args) ? 0 : requestedPort(args)}`;
+          outer.emit('listening');
+          return;
+        }
         lastHost = h;
         openMirror(outer, group, h, port, next);
       };
@@ -267,6 +281,22 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
     const a = [...args];
     // The callback is a 'listening' listener of the program's server, as on Node.
     if (typeof a[a.length - 1] === 'function') this.once('listening', a.pop() as Cb);
+    const o0 = a[0];
+    if (o0 !== null && typeof o0 === 'object' && (o0 as { signal?: unknown }).signal !== undefined) {
+      // Node's addServerAbortSignalOption: the signal closes the program's server (all of it).
+      const { signal, ...rest } = o0 as { signal: unknown };
+      if (signal === null || typeof signal !== 'object' || !('aborted' in signal)) {
+        throw invalidArgType('options.signal', ['AbortSignal'], signal);
+      }
+      const sig = signal as AbortSignal;
+      const onAborted = () => { this.close(); };
+      if (sig.aborted) process.nextTick(onAborted);
+      else {
+        sig.addEventListener('abort', onAborted);
+        this.once('close', () => sig.removeEventListener('abort', onAborted));
+      }
+      a[0] = rest;
+    }
     startListen(this, a, host, 0);
     return this;
   }
@@ -337,7 +367,8 @@ function connectArgs(args: unknown[]): { options: Record<string, unknown>; cb: C
   const a0 = args[0];
   const last = args[args.length - 1];
   const cb = typeof last === 'function' ? last as Cb : undefined;
-  if (Array.isArray(a0)) return connectArgs(a0); // Node's internal [options, cb] form
+  // Node's internal [options, cb] form, marked by normalizeArgs; any other array is an options object.
+  if (Array.isArray(a0) && normalizedArgsKey() in a0) return connectArgs(a0);
   if (a0 !== null && typeof a0 === 'object') return { options: a0 as Record<string, unknown>, cb, positional: false };
   if (typeof a0 === 'string' && !(Number(a0) >= 0)) return { options: { path: a0 }, cb, positional: true };
   const options: Record<string, unknown> = { port: a0 };
@@ -363,6 +394,15 @@ function makeConnect(origConnect: AnyFn): AnyFn {
     const opts = { ...options, stack: active.stack } as unknown as tnet.TcpSocketConnectOpts;
     return cb ? tnet.connect(opts, cb as () => void) : tnet.connect(opts);
   };
+}
+
+let normalizedKey: symbol | null = null;
+
+/** Node's normalizedArgsSymbol, which marks the arrays net._normalizeArgs returns. */
+function normalizedArgsKey(): symbol {
+  if (normalizedKey) return normalizedKey;
+  const probe = (net as unknown as { _normalizeArgs(a: unknown[]): object })._normalizeArgs([]);
+  return (normalizedKey = Object.getOwnPropertySymbols(probe)[0] ?? Symbol('none'));
 }
 
 /** Depth of kernel-placed net.connect calls in progress (their Socket.connect is not re-decided). */
@@ -481,13 +521,16 @@ function makeTlsConnect(origTls: AnyFn): AnyFn {
     const host = (options['host'] as string | undefined) ?? 'localhost';
     const raw = tnet.connect({
       port: options['port'] as number, host, stack: active.stack,
+      // TLSSocket takes its allowHalfOpen from the socket it wraps.
+      ...(options['allowHalfOpen'] !== undefined && { allowHalfOpen: !!options['allowHalfOpen'] }),
       ...(options['localAddress'] !== undefined && { localAddress: options['localAddress'] as string }),
       ...(options['timeout'] !== undefined && { timeout: options['timeout'] as number }),
       // What tls.connect hands to net.connect on Node: a custom lookup dials what it resolves.
       ...pick(options, ['lookup', 'family', 'hints', 'localPort', 'noDelay', 'keepAlive', 'keepAliveInitialDelay']),
     });
-    const tlsOpts: Record<string, unknown> = { ...options, socket: raw, host };
-    if (tlsOpts['servername'] === undefined && !net.isIP(host)) tlsOpts['servername'] = host;
+    // host stays as given (Node names it in errors; verification falls back to 'localhost'),
+    // and no servername is made up: tls.connect sends SNI only when asked (https.Agent does).
+    const tlsOpts: Record<string, unknown> = { ...options, socket: raw };
     // On Node the TLS socket is the TCP socket: one lifetime. A tls.connect that throws (a bad
     // secure context, conflicting versions) has connected nothing, and a TLS socket destroyed
     // while connecting (an abort signal) takes its connection with it.

@@ -67,7 +67,81 @@ const tlsScenarios: Record<string, string> = {
       c.once('close', () => { log('client: close'); srv.close(() => log('server: close')); });
       ac.abort();
     });`,
+  'tls.connect({ allowHalfOpen: true }): the client writes after the server ended, the server reads it': `
+    const srv = tls.createServer({ key, cert }, (s) => {
+      srv.close();
+      let got = '';
+      s.setEncoding('utf8');
+      s.on('data', (d) => { got += d; if (got === 'Hello') { s.end(got); got = ''; } });
+      s.on('end', () => log('server: end ' + got));
+    });
+    srv.listen(0, () => {
+      const c = tls.connect({ port: srv.address().port, ca: cert, servername: 'localhost', allowHalfOpen: true }, () => {
+        let got = '';
+        c.on('data', (d) => { got += d; });
+        c.on('end', () => { log('client: end ' + got); setTimeout(() => { log('client: writable ' + c.writable); c.write('Bye'); c.end(); }, 50); });
+        c.write('Hello');
+      });
+      c.setEncoding('utf8');
+    });`,
+
+  'a TLS client reset before its handshake: ECONNRESET names the options as given (no host made up)': `
+    import net from 'node:net';
+    const srv = net.createServer((c) => c.end());
+    srv.listen(0, () => {
+      const port = srv.address().port;
+      tls.connect({ port, family: 4, localAddress: '127.0.0.1' }).once('error', (e) => {
+        log('client: error ' + e.code + ' host=' + e.host + ' port=' + (e.port === port) + ' localAddress=' + e.localAddress);
+        srv.close();
+      }).on('close', () => log('client: close'));
+    });`,
+
+  'tls.connect without servername sends no SNI (as Node: only https.Agent makes one up)': `
+    const srv = tls.createServer({ key, cert, SNICallback: (name, cb) => { log('server: sni ' + name); cb(null, null); } }, (s) => s.end());
+    srv.listen(0, () => {
+      const c = tls.connect({ port: srv.address().port, host: 'localhost', ca: cert, checkServerIdentity: () => undefined }, () => { log('client: secure ' + c.servername); c.end(); });
+      c.on('close', () => srv.close());
+    });`,
 };
+
+const netScenarios: Record<string, string> = {
+  'listen({ signal }): aborting closes the program\'s server, once': `
+    import net from 'node:net';
+    try { net.createServer().listen({ port: 0, signal: 'x' }); } catch (e) { log('server: throws ' + e.code + ' ' + e.message); }
+    const a = net.createServer();
+    const ac = new AbortController();
+    a.on('listening', () => log('server: a listening'));
+    a.on('close', () => {
+      log('server: a close');
+      const b = net.createServer();
+      b.on('listening', () => log('server: b listening'));
+      b.on('close', () => {
+        log('server: b close');
+        const c = net.createServer();
+        c.on('close', () => log('server: c close'));
+        c.listen({ port: 0, signal: new AbortController().signal }, () => { log('server: c listening ' + c._connectionKey); c.close(); });
+      });
+      b.listen({ port: 0, signal: AbortSignal.abort() });
+    });
+    a.listen({ port: 0, signal: ac.signal });
+    ac.abort();`,
+
+  'socket.connect() with an array that is not Node\'s normalized form throws ERR_MISSING_ARGS': `
+    import net from 'node:net';
+    const srv = net.createServer((c) => { log('server: connection'); c.end(); srv.close(); });
+    srv.listen(() => {
+      const port = srv.address().port;
+      try { new net.Socket().connect([{ port }, () => {}]); } catch (e) { log('client: throws ' + e.code); }
+      const s = new net.Socket();
+      s.connect(net._normalizeArgs([{ port }, () => { log('client: connect'); s.end(); }]));
+    });`,
+};
+
+describe('net under the register: the same events as on plain Node', () => {
+  for (const [name, body] of Object.entries(netScenarios)) {
+    test(name, async () => { await assertSameOnNodeAndRegister(body); });
+  }
+});
 
 describe('tls under the register: the same events as on plain Node', () => {
   for (const [name, body] of Object.entries(tlsScenarios)) {
