@@ -391,8 +391,8 @@ function makeConnect(origConnect: AnyFn): AnyFn {
       kernelDecided++;
       try { return origConnect.apply(this, args); } finally { kernelDecided--; }
     }
-    const opts = { ...options, stack: active.stack } as unknown as tnet.TcpSocketConnectOpts;
-    return cb ? tnet.connect(opts, cb as () => void) : tnet.connect(opts);
+    // Node's own: a net.Socket whose connect() (patched) gives it a handle on the stack.
+    return origConnect.apply(this, args);
   };
 }
 

@@ -16,6 +16,7 @@
 // Writes do not use Node's writeGeneric (it reads the result of the write from the same private
 // array): patch-node.ts routes net.Socket.prototype._writeGeneric here for this handle.
 import { Duplex } from 'node:stream';
+import { AsyncResource } from 'node:async_hooks';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { TcpError, TcpSocket } from '../stack/tcp/socket.js';
@@ -68,6 +69,8 @@ export class StackTcpHandle {
   #holding = false;
   #closed = false;
   #pending: { data: Uint8Array; cb: (err?: Error | null) => void } | null = null;
+  /** An async id of this resource's own (what Node's AsyncWrap gives a handle). */
+  #asyncId = new AsyncResource('TCPWRAP').asyncId();
 
   /** `ownerKey`: Node's owner_symbol, under which lib/net.js stores the net.Socket on its handle. */
   constructor(ctx: StackContext, ownerKey: symbol) {
@@ -171,7 +174,7 @@ export class StackTcpHandle {
   write(chunks: Uint8Array[], cb: (err?: Error | null) => void): void {
     const tcp = this.#tcp;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    if (tcp === null) { cb(errnoException('EBADF', 'write')); return; }
+    if (tcp === null || this.#closed) { cb(errnoException('EBADF', 'write')); return; }
     this.bytesWritten += data.length;
     let n: number;
     try {
@@ -248,7 +251,15 @@ export class StackTcpHandle {
 
   getsockname(out: Record<string, unknown>): number {
     const tcp = this.#tcp;
-    if (tcp === null || this.#closed) return uvErr('EBADF');
+    if (this.#closed) return uvErr('EBADF');
+    if (tcp === null) {
+      // A socket not connected (or whose connect failed at once): what it is bound to, as the
+      // kernel says (0.0.0.0:0 when unbound); Node prints it in a connect error's "Local (…)".
+      out['address'] = formatIpv4(this.#laddr);
+      out['family'] = 'IPv4';
+      out['port'] = this.#lport;
+      return 0;
+    }
     out['address'] = formatIpv4(tcp.localAddress);
     out['family'] = 'IPv4';
     out['port'] = tcp.localPort;
@@ -274,6 +285,9 @@ export class StackTcpHandle {
     this.#tcp?.setKeepAlive(!!on, delay > 0 ? delay * 1000 : undefined);
     return 0;
   }
+
+  /** Node's AsyncWrap id (lib/net.js and http's Agent read it). */
+  getAsyncId(): number { return this.#asyncId; }
 
   ref(): void { this.#refd = true; this.#updateRef(); }
   unref(): void { this.#refd = false; this.#updateRef(); }

@@ -135,6 +135,33 @@ const netScenarios: Record<string, string> = {
       const s = new net.Socket();
       s.connect(net._normalizeArgs([{ port }, () => { log('client: connect'); s.end(); }]));
     });`,
+
+  'net.connect() gives the program\'s own net.Socket: instanceof, byte counts, and a write after its handle closed fails with EBADF': `
+    import net from 'node:net';
+    const srv = net.createServer((c) => { srv.close(); c.on('data', (d) => log('server: data ' + d)); c.on('end', () => c.end()); });
+    srv.listen(() => {
+      const c = net.connect({ port: srv.address().port }, () => {
+        log('client: connect ' + (c instanceof net.Socket) + ' ' + typeof c._handle.setNoDelay);
+        c.write('abc', () => {
+          log('client: written ' + c.bytesWritten);
+          c.on('error', (e) => log('client: error ' + e.message));
+          c._handle.close();
+          c.write('foo');
+        });
+      });
+    });`,
+
+  'http keep-alive through an Agent: the socket goes back to the pool and is reused': `
+    import http from 'node:http';
+    const agent = new http.Agent({ keepAlive: true });
+    const srv = http.createServer((req, res) => res.end('ok ' + req.url));
+    srv.listen(0, () => {
+      const get = (path, cb) => http.get({ port: srv.address().port, path, agent }, (res) => {
+        let b = '';
+        res.on('data', (d) => { b += d; }).on('end', () => { log('client: ' + b + ' reused ' + req.reusedSocket); cb(); });
+      });
+      let req = get('/1', () => { req = get('/2', () => { agent.destroy(); srv.close(); }); });
+    });`,
 };
 
 describe('net under the register: the same events as on plain Node', () => {
