@@ -604,9 +604,64 @@ class PolicyUdpSocket extends EventEmitter {
       ? tdgram.createSocket({ ...this.#options, stack: this.#patch!.stack } as tdgram.SocketOptions)
       : (saved ? saved.dgramCreateSocket : dgram.createSocket)(this.#options) as dgram.Socket;
     this.#inner = inner;
-    for (const ev of DGRAM_EVENTS) (inner as EventEmitter).on(ev, (...a: unknown[]) => { this.emit(ev, ...a); });
+    for (const ev of DGRAM_EVENTS) {
+      if (ev === 'listening' && where === 'stack') continue;
+      if (ev === 'close' && where === 'stack') continue;
+      (inner as EventEmitter).on(ev, (...a: unknown[]) => { this.emit(ev, ...a); });
+    }
+    if (where === 'stack') {
+      (inner as EventEmitter).on('listening', () => this.#openMirror());
+      (inner as EventEmitter).on('close', () => { this.#closeMirror(); this.emit('close'); });
+    }
     if (!this.#refd) inner.unref();
     return inner;
+  }
+
+  // ---- same-host reach: a kernel socket on the loopback at the same port -------------------
+  //
+  // As a TCP listener's mirror (docs/compat.md): a udp4 socket bound on the stack to any address
+  // or to loopback also receives, through a kernel socket bound to the loopback at the same
+  // port, what other processes of the host send to 127.0.0.1:PORT, and its datagrams to
+  // loopback ports the stack does not own (those processes) leave through that socket, so
+  // they come from the port the peer sent to. 'listening' waits for it. The mirror never keeps
+  // the process alive: the stack socket does that (or not, once unref'd).
+
+  #bindHost: string | undefined = undefined;
+  #mirror: dgram.Socket | null = null;
+
+  #openMirror(): void {
+    const inner = this.#inner as tdgram.Socket;
+    const hosts = this.#patch!.policy.mirrorAddresses(this.#bindHost);
+    const host = hosts.find((h) => !h.includes(':')) ?? (hosts.length ? '127.0.0.1' : undefined);
+    if (host === undefined || this.#closed) { this.emit('listening'); return; }
+    const port = inner.address().port;
+    const m = (saved ? saved.dgramCreateSocket : dgram.createSocket)({ type: 'udp4' }) as dgram.Socket;
+    m.unref();
+    const done = () => { if (!this.#closed) this.emit('listening'); };
+    m.once('error', () => { m.close(); done(); }); // the port is the host's (or privileged): no mirror
+    m.bind({ port, address: host, exclusive: true }, () => {
+      m.removeAllListeners('error');
+      m.on('error', () => {}); // a send error of the mirror is the peer's business (ICMP), not the program's
+      if (this.#closed) { m.close(); return; }
+      this.#mirror = m;
+      m.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => this.emit('message', msg, rinfo));
+      done();
+    });
+  }
+
+  #closeMirror(): void {
+    const m = this.#mirror;
+    this.#mirror = null;
+    if (m) m.close();
+  }
+
+  /** The mirror, when a send to `host`:`port` is for another process of the host. */
+  #mirrorFor(host: unknown, port: unknown): dgram.Socket | null {
+    const m = this.#mirror;
+    if (m === null) return null;
+    const h = typeof host === 'string' && host !== '' ? host : '127.0.0.1';
+    if (!/^127\./.test(h) && h !== 'localhost') return null;
+    return this.#patch!.policy.outgoingUdp(h, port) === 'kernel' ? m : null;
   }
 
   #innerOrChoose(what: string, host: string | undefined, port: unknown, how: 'listen' | 'outgoing'): DgramSock {
@@ -627,6 +682,7 @@ class PolicyUdpSocket extends EventEmitter {
     const a0 = args[0];
     const obj = a0 !== null && typeof a0 === 'object' ? a0 as { address?: string; port?: number } : null;
     const host = obj ? obj.address : typeof args[1] === 'string' ? args[1] : undefined;
+    this.#bindHost = host;
     // A descriptor is the kernel's, as for listen({ fd }).
     const fd = obj ? (obj as { fd?: unknown }).fd : undefined;
     const inner = typeof fd === 'number' && fd >= 0 && !this.#inner
@@ -652,12 +708,16 @@ class PolicyUdpSocket extends EventEmitter {
   }
 
   send(...args: unknown[]): void {
-    if (!this.#inner) {
+    if (!this.#inner || this.#mirror) {
       // Node's own reading of send(msg, [offset, length,] port[, address][, callback]).
       const [, offset, length, port, address] = args;
       let host: unknown, dport: unknown;
       if (address || (port && typeof port !== 'function')) { host = address; dport = port; } else { host = length; dport = offset; }
-      this.#innerOrChoose('send', typeof host === 'string' ? host : undefined, dport, 'outgoing');
+      if (!this.#inner) this.#innerOrChoose('send', typeof host === 'string' ? host : undefined, dport, 'outgoing');
+      else {
+        const m = this.#mirrorFor(host, dport);
+        if (m) { (m.send as AnyFn).apply(m, args); return; }
+      }
     }
     const inner = this.#inner!;
     (inner.send as AnyFn).apply(inner, args);

@@ -170,6 +170,26 @@ describe('net under the register: the same events as on plain Node', () => {
   }
 });
 
+const dgramScenarios: Record<string, string> = {
+  'a udp4 socket bound on any address is reached by another process of the host over 127.0.0.1, and its reply comes from its port': `
+    import dgram from 'node:dgram';
+    import { spawn } from 'node:child_process';
+    const s = dgram.createSocket('udp4');
+    s.on('message', (m, r) => { log('server: got ' + m + ' from ' + r.address); s.send('pong ' + m, r.port, r.address); });
+    s.bind(0, () => {
+      const port = s.address().port;
+      const child = 'const d = require("dgram").createSocket("udp4"); d.on("message", (m, r) => { console.log("client: " + m + " from port " + (r.port === ' + port + ')); d.close(); }); d.send("ping", ' + port + ', "127.0.0.1");';
+      const c = spawn(process.execPath, ['-e', child], { stdio: ['ignore', 'inherit', 'inherit'] });
+      c.on('exit', (code) => { log('server: child exit ' + code); s.close(); });
+    });`,
+};
+
+describe('dgram under the register: the same events as on plain Node', () => {
+  for (const [name, body] of Object.entries(dgramScenarios)) {
+    test(name, async () => { await assertSameOnNodeAndRegister(body); });
+  }
+});
+
 describe('tls under the register: the same events as on plain Node', () => {
   for (const [name, body] of Object.entries(tlsScenarios)) {
     test(name, async (t) => {
