@@ -627,11 +627,14 @@ class PolicyUdpSocket extends EventEmitter {
   // the process alive: the stack socket does that (or not, once unref'd).
 
   #bindHost: string | undefined = undefined;
+  #bound_ = false;
   #mirror: dgram.Socket | null = null;
 
   #openMirror(): void {
     const inner = this.#inner as tdgram.Socket;
-    const hosts = this.#patch!.policy.mirrorAddresses(this.#bindHost);
+    // Only a socket the program bound (a server of datagrams): one bound implicitly by its first
+    // connect or send is a client.
+    const hosts = this.#bound_ ? this.#patch!.policy.mirrorAddresses(this.#bindHost) : [];
     const host = hosts.find((h) => !h.includes(':')) ?? (hosts.length ? '127.0.0.1' : undefined);
     if (host === undefined || this.#closed) { this.emit('listening'); return; }
     const port = inner.address().port;
@@ -658,7 +661,7 @@ class PolicyUdpSocket extends EventEmitter {
   /** The mirror, when a send to `host`:`port` is for another process of the host. */
   #mirrorFor(host: unknown, port: unknown): dgram.Socket | null {
     const m = this.#mirror;
-    if (m === null) return null;
+    if (m === null || port === undefined || typeof port === 'function') return null; // a connected socket's send
     const h = typeof host === 'string' && host !== '' ? host : '127.0.0.1';
     if (!/^127\./.test(h) && h !== 'localhost') return null;
     return this.#patch!.policy.outgoingUdp(h, port) === 'kernel' ? m : null;
@@ -683,6 +686,7 @@ class PolicyUdpSocket extends EventEmitter {
     const obj = a0 !== null && typeof a0 === 'object' ? a0 as { address?: string; port?: number } : null;
     const host = obj ? obj.address : typeof args[1] === 'string' ? args[1] : undefined;
     this.#bindHost = host;
+    if (!this.#inner) this.#bound_ = true;
     // A descriptor is the kernel's, as for listen({ fd }).
     const fd = obj ? (obj as { fd?: unknown }).fd : undefined;
     const inner = typeof fd === 'number' && fd >= 0 && !this.#inner

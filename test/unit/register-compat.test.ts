@@ -182,6 +182,13 @@ const dgramScenarios: Record<string, string> = {
       const c = spawn(process.execPath, ['-e', child], { stdio: ['ignore', 'inherit', 'inherit'] });
       c.on('exit', (code) => { log('server: child exit ' + code); s.close(); });
     });`,
+
+  'a udp4 client connected to the program\'s own socket sends without naming a port': `
+    import dgram from 'node:dgram';
+    const server = dgram.createSocket('udp4');
+    const client = dgram.createSocket('udp4');
+    server.on('message', (m) => { log('server: got ' + m); client.close(); server.close(); });
+    server.bind(0, () => client.connect(server.address().port, () => { client.send('hello'); log('client: sent'); }));`,
 };
 
 describe('dgram under the register: the same events as on plain Node', () => {
