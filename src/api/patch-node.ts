@@ -24,7 +24,7 @@ import * as tdgram from './dgram.js';
 import { resolveStack, type StackLike } from './runtime.js';
 import { StackTcpHandle } from './stack-handle.js';
 import { RoutingPolicy, type Placement } from './register-policy.js';
-import { invalidArgType } from './errors.js';
+import { codedError, invalidArgType, systemError } from './errors.js';
 
 export interface PatchOptions {
   /** The stack the patched modules put sockets on (the default instance under `tstack run`). */
@@ -773,10 +773,17 @@ class PolicyUdpSocket extends EventEmitter {
   }
   addSourceSpecificMembership(...a: unknown[]): void { this.#call('addSourceSpecificMembership', a, true); }
   dropSourceSpecificMembership(...a: unknown[]): void { this.#call('dropSourceSpecificMembership', a, true); }
-  setRecvBufferSize(n: number): void { this.#bound('setRecvBufferSize').setRecvBufferSize(n); }
-  setSendBufferSize(n: number): void { this.#bound('setSendBufferSize').setSendBufferSize(n); }
-  getRecvBufferSize(): number { return this.#bound('getRecvBufferSize').getRecvBufferSize(); }
-  getSendBufferSize(): number { return this.#bound('getSendBufferSize').getSendBufferSize(); }
+  setRecvBufferSize(n: number): void { this.#sized('recv', n).setRecvBufferSize(n); }
+  setSendBufferSize(n: number): void { this.#sized('send', n).setSendBufferSize(n); }
+  getRecvBufferSize(): number { return this.#sized('recv', 0).getRecvBufferSize(); }
+  getSendBufferSize(): number { return this.#sized('send', 0).getSendBufferSize(); }
+
+  /** The socket for a buffer size call, or Node's errors for one that has no descriptor yet. */
+  #sized(which: 'recv' | 'send', size: number): DgramSock {
+    if (this.#inner) return this.#inner;
+    if (size >>> 0 !== size) throw codedError(TypeError, 'ERR_SOCKET_BAD_BUFFER_SIZE', 'Buffer size must be a positive integer');
+    throw systemError('ERR_SOCKET_BUFFER_SIZE', 'Could not get or set buffer size', 'EBADF', `uv_${which}_buffer_size`);
+  }
   getSendQueueSize(): number { return this.#inner ? this.#inner.getSendQueueSize() : 0; }
   getSendQueueCount(): number { return this.#inner ? this.#inner.getSendQueueCount() : 0; }
 

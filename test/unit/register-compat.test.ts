@@ -189,6 +189,19 @@ const dgramScenarios: Record<string, string> = {
     const client = dgram.createSocket('udp4');
     server.on('message', (m) => { log('server: got ' + m); client.close(); server.close(); });
     server.bind(0, () => client.connect(server.address().port, () => { client.send('hello'); log('client: sent'); }));`,
+
+  'dgram buffer sizes: Node\'s SystemError before bind, Linux\'s doubled sizes after, EINVAL past an int': `
+    import dgram from 'node:dgram';
+    import { inspect } from 'node:util';
+    const s = dgram.createSocket('udp4');
+    try { s.setSendBufferSize(8192); } catch (e) { log('client: ' + inspect(e).split('\\n').filter((l) => !/^ +at /.test(l)).join(' | ')); }
+    s.bind(0, '127.0.0.1', () => {
+      s.setRecvBufferSize(10000);
+      s.setSendBufferSize(10000);
+      log('client: sizes ' + s.getRecvBufferSize() + ' ' + s.getSendBufferSize());
+      try { s.setRecvBufferSize(2147483648); } catch (e) { log('client: ' + e.code + ' ' + e.message); }
+      s.close();
+    });`,
 };
 
 describe('dgram under the register: the same events as on plain Node', () => {
