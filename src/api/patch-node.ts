@@ -13,7 +13,6 @@
 //
 // installPatches() is idempotent; uninstallPatches() restores every original (tests use it).
 import net from 'node:net';
-import http from 'node:http';
 import tls from 'node:tls';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
@@ -46,7 +45,6 @@ interface Saved {
   socketConnect: AnyFn;
   writeGeneric: AnyFn;
   netCreateConnection: AnyFn;
-  agentCreateConnection: AnyFn;
   tlsConnect: AnyFn;
   dgramCreateSocket: AnyFn;
   dgramSocket: AnyFn;
@@ -826,7 +824,6 @@ export function installPatches(opts: PatchOptions): void {
     socketConnect: sockProto['connect'] as AnyFn,
     writeGeneric: sockProto['_writeGeneric'] as AnyFn,
     netCreateConnection: net.createConnection,
-    agentCreateConnection: http.Agent.prototype.createConnection as AnyFn,
     tlsConnect: tls.connect,
     dgramCreateSocket: dgram.createSocket,
     dgramSocket: dgram.Socket as unknown as AnyFn,
@@ -843,7 +840,9 @@ export function installPatches(opts: PatchOptions): void {
   const m = net as unknown as Record<string, unknown>;
   m['connect'] = connect;
   m['createConnection'] = connect;
-  (http.Agent.prototype as unknown as Record<string, unknown>)['createConnection'] = connect;
+  // http.Agent copied net.createConnection when it loaded: Node's own, which makes a net.Socket
+  // and calls its (patched) connect. node:http is not loaded here: Node loads it lazily, and
+  // some programs (and Node's tests) replace its parser binding before it does.
   (tls as unknown as Record<string, unknown>)['connect'] = makeTlsConnect(s.tlsConnect);
   sockProto['connect'] = makeSocketConnect(s.socketConnect);
   sockProto['_writeGeneric'] = makeWriteGeneric(s.writeGeneric);
@@ -909,7 +908,6 @@ export function uninstallPatches(): void {
   const m = net as unknown as Record<string, unknown>;
   m['connect'] = s.netConnect;
   m['createConnection'] = s.netCreateConnection;
-  (http.Agent.prototype as unknown as Record<string, unknown>)['createConnection'] = s.agentCreateConnection;
   (tls as unknown as Record<string, unknown>)['connect'] = s.tlsConnect;
   const dg = dgram as unknown as Record<string, unknown>;
   dg['createSocket'] = s.dgramCreateSocket;

@@ -100,7 +100,9 @@ describe('tstack/register patches (memory wire)', () => {
     assert.notEqual(net.connect, original.connect);
     assert.equal(netNamed.connect, net.connect);
     assert.equal(netNamed.createConnection, net.connect);
-    assert.equal(http.Agent.prototype.createConnection, net.connect);
+    // http.Agent keeps Node's own createConnection: it makes a net.Socket whose connect is patched.
+    assert.equal(http.Agent.prototype.createConnection, original.agent);
+    assert.notEqual(net.Socket.prototype.connect, original.socketConnect);
     assert.notEqual(tls.connect, original.tls);
   });
 

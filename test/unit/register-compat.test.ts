@@ -162,6 +162,9 @@ const netScenarios: Record<string, string> = {
       });
       let req = get('/1', () => { req = get('/2', () => { agent.destroy(); srv.close(); }); });
     });`,
+
+  'node:http is not loaded before the program loads it (programs may replace its parser binding first)': `
+    log('client: http loaded ' + process.moduleLoadList.some((m) => /^NativeModule (http|_http_common)$/.test(m)));`,
 };
 
 describe('net under the register: the same events as on plain Node', () => {
