@@ -109,6 +109,7 @@ export class StackTcpHandle {
     this.#updateRef();
     tcp.onConnect = () => {
       this.#connecting = false;
+      this.#updateRef();
       req.oncomplete(0, this, req, true, true);
     };
     tcp.onData = () => { if (this.reading) this.#pull(); };
@@ -119,6 +120,7 @@ export class StackTcpHandle {
       const code = codeOf(err);
       if (this.#connecting) {
         this.#connecting = false;
+        this.#updateRef();
         req.oncomplete(uvErr(code), this, req, false, false);
         return;
       }
@@ -132,12 +134,14 @@ export class StackTcpHandle {
 
   readStart(): number {
     this.reading = true;
+    this.#updateRef();
     this.#pull();
     return 0;
   }
 
   readStop(): number {
     this.reading = false;
+    this.#updateRef();
     return 0;
   }
 
@@ -152,6 +156,7 @@ export class StackTcpHandle {
         if (this.#eof && !this.#eofDelivered) {
           this.#eofDelivered = true;
           this.reading = false;
+          this.#updateRef();
           owner.push(null);
           owner.read(0);
         }
@@ -163,6 +168,7 @@ export class StackTcpHandle {
       owner._unrefTimer();
       if (!owner.push(n === chunk.length ? chunk : chunk.subarray(0, n))) {
         this.reading = false;
+        this.#updateRef();
         return;
       }
     }
@@ -186,6 +192,7 @@ export class StackTcpHandle {
     if (n === data.length) { cb(); return; }
     this.#pending = { data: data.subarray(n), cb };
     this.writeQueueSize = data.length - n;
+    this.#updateRef();
   }
 
   #drain(): void {
@@ -198,6 +205,7 @@ export class StackTcpHandle {
     } catch (e) {
       this.#pending = null;
       this.writeQueueSize = 0;
+      this.#updateRef();
       p.cb(errnoException(codeOf(e), 'write'));
       return;
     }
@@ -205,6 +213,7 @@ export class StackTcpHandle {
     if (n < p.data.length) { p.data = p.data.subarray(n); this.writeQueueSize = p.data.length; return; }
     this.#pending = null;
     this.writeQueueSize = 0;
+    this.#updateRef();
     p.cb();
   }
 
@@ -293,9 +302,14 @@ export class StackTcpHandle {
   unref(): void { this.#refd = false; this.#updateRef(); }
   hasRef(): boolean { return this.#refd && !this.#closed; }
 
-  /** The stack is kept running exactly while the socket is open and ref'd. */
+  /**
+   * The stack is kept running as libuv keeps a loop: while the socket connects or has a write
+   * pending (requests), or reads and is ref'd (an active handle). An open socket that does not
+   * read (paused, or past its EOF) does not keep the process alive.
+   */
   #updateRef(): void {
-    const want = this.#tcp !== null && !this.#closed && this.#refd;
+    const want = this.#tcp !== null && !this.#closed &&
+      (this.#connecting || this.#pending !== null || (this.#refd && this.reading));
     if (want === this.#holding) return;
     this.#holding = want;
     if (want) this.#ctx.acquire(); else this.#ctx.release();

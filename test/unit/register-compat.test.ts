@@ -165,6 +165,16 @@ const netScenarios: Record<string, string> = {
 
   'node:http is not loaded before the program loads it (programs may replace its parser binding first)': `
     log('client: http loaded ' + process.moduleLoadList.some((m) => /^NativeModule (http|_http_common)$/.test(m)));`,
+
+  'a client that ends its request at once and never reads the reply does not keep the process alive (the server is unref\'d)': `
+    import http from 'node:http';
+    import net from 'node:net';
+    const server = http.createServer((req, res) => { req.on('end', () => log('server: end')); req.resume(); res.end('hello world'); });
+    server.unref();
+    server.listen(0, () => {
+      const client = net.connect(server.address().port);
+      client.end('POST / HTTP/1.1\\r\\nHost: x\\r\\nConnection: keep-alive\\r\\nContent-Length: 11\\r\\n\\r\\nhello world');
+    });`,
 };
 
 describe('net under the register: the same events as on plain Node', () => {
