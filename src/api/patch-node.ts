@@ -44,6 +44,7 @@ interface Saved {
   netConnect: AnyFn;
   socketConnect: AnyFn;
   writeGeneric: AnyFn;
+  resetAndDestroy: AnyFn;
   netCreateConnection: AnyFn;
   tlsConnect: AnyFn;
   dgramCreateSocket: AnyFn;
@@ -459,6 +460,16 @@ function makeWriteGeneric(orig: AnyFn): AnyFn {
   };
 }
 
+/** net.Socket.prototype.resetAndDestroy: Node's own checks its handle is a kernel TCP one; a StackTcpHandle resets too. */
+function makeResetAndDestroy(orig: AnyFn): AnyFn {
+  return function resetAndDestroy(this: NodeSocket & { _reset(): void }) {
+    if (!(this._handle instanceof StackTcpHandle)) return orig.call(this);
+    if (this.connecting) this.once('connect', () => this._reset());
+    else this._reset();
+    return this;
+  };
+}
+
 /**
  * A Duplex in front of a net.Socket whose handle is a StackTcpHandle: Node's TLSSocket would
  * hand such a socket's handle to its C++ TLS layer, which needs a kernel stream; a plain
@@ -823,6 +834,7 @@ export function installPatches(opts: PatchOptions): void {
     netConnect: net.connect,
     socketConnect: sockProto['connect'] as AnyFn,
     writeGeneric: sockProto['_writeGeneric'] as AnyFn,
+    resetAndDestroy: sockProto['resetAndDestroy'] as AnyFn,
     netCreateConnection: net.createConnection,
     tlsConnect: tls.connect,
     dgramCreateSocket: dgram.createSocket,
@@ -846,6 +858,7 @@ export function installPatches(opts: PatchOptions): void {
   (tls as unknown as Record<string, unknown>)['connect'] = makeTlsConnect(s.tlsConnect);
   sockProto['connect'] = makeSocketConnect(s.socketConnect);
   sockProto['_writeGeneric'] = makeWriteGeneric(s.writeGeneric);
+  sockProto['resetAndDestroy'] = makeResetAndDestroy(s.resetAndDestroy);
   const dg = dgram as unknown as Record<string, unknown>;
   dg['createSocket'] = createSocket;
   dg['Socket'] = PolicyUdpSocket;
@@ -903,6 +916,7 @@ export function uninstallPatches(): void {
   sockProto['_getsockname'] = s.getsockname;
   sockProto['connect'] = s.socketConnect;
   sockProto['_writeGeneric'] = s.writeGeneric;
+  sockProto['resetAndDestroy'] = s.resetAndDestroy;
   const d = s.netProto[Symbol.asyncDispose as unknown as string];
   if (d) Object.defineProperty(proto, Symbol.asyncDispose, d);
   const m = net as unknown as Record<string, unknown>;

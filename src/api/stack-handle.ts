@@ -46,6 +46,28 @@ function codeOf(err: unknown): ErrnoCode {
   return 'EINVAL';
 }
 
+/** lib/net.js's kBuffer, kBufferCb and kBufferGen (the `onread` option), found on a socket that has them. */
+let keys: { buffer: symbol; cb: symbol; gen: symbol } | null = null;
+
+/** The program's `onread` buffer of a socket (made by its generator when there is one), or null. */
+function userBuffer(owner: object): Uint8Array | null {
+  if (keys === null) {
+    const syms = Object.getOwnPropertySymbols(owner);
+    const find = (d: string) => syms.find((x) => x.description === d);
+    const buffer = find('kBuffer'), cb = find('kBufferCb'), gen = find('kBufferGen');
+    if (!buffer || !cb || !gen) return null;
+    keys = { buffer, cb, gen };
+  }
+  const o = owner as Record<symbol, unknown>;
+  let b = o[keys.buffer];
+  if (b === true && typeof o[keys.gen] === 'function') {
+    b = (o[keys.gen] as () => unknown)();
+    if (!(b instanceof Uint8Array)) return null;
+    o[keys.buffer] = b;
+  }
+  return b instanceof Uint8Array ? b : null;
+}
+
 export class StackTcpHandle {
   /** Node's handle.reading: lib/net.js sets it around readStart/readStop. */
   reading = false;
@@ -86,6 +108,8 @@ export class StackTcpHandle {
     const addr = parseIpv4(address);
     if (addr === null) return uvErr('EINVAL');
     if (addr !== 0 && !this.#ctx.stack.isLocalAddress(addr)) return uvErr('EADDRNOTAVAIL');
+    // Linux refuses to bind a port a listening socket holds there, even with SO_REUSEADDR.
+    if (addr !== 0 && port && this.#ctx.stack.tcp.findListener(addr, port) !== null) return uvErr('EADDRINUSE');
     this.#laddr = addr;
     this.#lport = port | 0;
     return 0;
@@ -98,6 +122,7 @@ export class StackTcpHandle {
     if (this.#closed || this.#tcp !== null) return uvErr('EINVAL');
     const raddr = parseIpv4(address);
     if (raddr === null) return uvErr('EINVAL');
+    if (this.#laddr === 0 && this.#lport && this.#ctx.stack.tcp.findListener(this.#ctx.stack.sourceAddress(raddr), this.#lport) !== null) return uvErr('EADDRINUSE');
     let tcp: TcpSocket;
     try {
       tcp = this.#ctx.stack.tcp.connect({ raddr, rport: port, ...(this.#laddr && { laddr: this.#laddr }), ...(this.#lport && { lport: this.#lport }) });
@@ -161,6 +186,19 @@ export class StackTcpHandle {
           owner.read(0);
         }
         return;
+      }
+      const user = userBuffer(owner);
+      if (user !== null) {
+        // The `onread` option: the bytes go into the program's buffer and to its callback.
+        const n = tcp.readInto(user, 0, user.length);
+        this.bytesRead += n;
+        owner._unrefTimer();
+        const o = owner as unknown as Record<symbol, unknown>;
+        const more = (o[keys!.cb] as (n: number, b: Uint8Array) => unknown).call(owner, n, user) !== false;
+        const gen = o[keys!.gen] as (() => unknown) | null | undefined;
+        if (typeof gen === 'function') { const next = gen(); if (next instanceof Uint8Array) o[keys!.buffer] = next; }
+        if (!more) { this.reading = false; this.#updateRef(); return; }
+        continue;
       }
       const chunk = Buffer.allocUnsafe(avail < READ_CHUNK ? avail : READ_CHUNK);
       const n = tcp.readInto(chunk, 0, chunk.length);

@@ -175,6 +175,25 @@ const netScenarios: Record<string, string> = {
       const client = net.connect(server.address().port);
       client.end('POST / HTTP/1.1\\r\\nHost: x\\r\\nConnection: keep-alive\\r\\nContent-Length: 11\\r\\n\\r\\nhello world');
     });`,
+
+  'net.connect({ onread }): the bytes land in the program\'s buffer; resetAndDestroy() resets; a client bind on a listener\'s port is EADDRINUSE': `
+    import net from 'node:net';
+    let closes = 0;
+    const srv = net.createServer((c) => { c.on('error', (e) => log('server: error ' + e.code)); c.on('close', () => { if (++closes === 2) srv.close(); }); c.end('hello world'); });
+    srv.listen(0, '127.0.0.1', () => {
+      const port = srv.address().port;
+      const buf = Buffer.alloc(64);
+      const c = net.connect({ port, host: '127.0.0.1', onread: { buffer: buf, callback: (n, b) => { log('client: onread ' + b.toString('utf8', 0, n) + ' same ' + (b === buf)); } } });
+      c.on('data', () => log('client: data event'));
+      c.on('end', () => {
+        const b = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.1', localPort: port });
+        b.on('error', (e) => {
+          log('client: bind ' + e.code);
+          const r = net.connect({ port, host: '127.0.0.1' }, () => r.resetAndDestroy());
+          r.on('close', () => log('client: reset close'));
+        });
+      });
+    });`,
 };
 
 describe('net under the register: the same events as on plain Node', () => {
