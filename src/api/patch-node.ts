@@ -637,6 +637,7 @@ class PolicyUdpSocket extends EventEmitter {
 
   #bindHost: string | undefined = undefined;
   #bound_ = false;
+  #connected = false;
   #mirror: dgram.Socket | null = null;
 
   #openMirror(): void {
@@ -670,7 +671,8 @@ class PolicyUdpSocket extends EventEmitter {
   /** The mirror, when a send to `host`:`port` is for another process of the host. */
   #mirrorFor(host: unknown, port: unknown): dgram.Socket | null {
     const m = this.#mirror;
-    if (m === null || port === undefined || typeof port === 'function') return null; // a connected socket's send
+    // A connected socket's send names no destination (its arguments are offsets and callbacks).
+    if (m === null || this.#connected || (typeof port !== 'number' && typeof port !== 'string') || (host !== undefined && typeof host !== 'string')) return null;
     const h = typeof host === 'string' && host !== '' ? host : '127.0.0.1';
     if (!/^127\./.test(h) && h !== 'localhost') return null;
     return this.#patch!.policy.outgoingUdp(h, port) === 'kernel' ? m : null;
@@ -718,6 +720,7 @@ class PolicyUdpSocket extends EventEmitter {
     const host = typeof address === 'string' ? address : undefined;
     const inner = this.#innerOrChoose('connect', host, port, 'outgoing');
     (inner.connect as AnyFn).call(inner, port, address, cb);
+    this.#connected = true;
   }
 
   send(...args: unknown[]): void {
@@ -765,7 +768,7 @@ class PolicyUdpSocket extends EventEmitter {
     }
     return this.#inner.remoteAddress();
   }
-  disconnect(): void { (this.#bound('disconnect').disconnect as AnyFn).call(this.#inner); }
+  disconnect(): void { (this.#bound('disconnect').disconnect as AnyFn).call(this.#inner); this.#connected = false; }
   setBroadcast(flag: boolean): void { this.#bound('setBroadcast').setBroadcast(flag); }
   setTTL(ttl: number): number { return this.#bound('setTTL').setTTL(ttl); }
   setMulticastTTL(ttl: number): number { return this.#bound('setMulticastTTL').setMulticastTTL(ttl); }

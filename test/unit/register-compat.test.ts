@@ -234,6 +234,16 @@ const dgramScenarios: Record<string, string> = {
       try { s.setRecvBufferSize(2147483648); } catch (e) { log('client: ' + e.code + ' ' + e.message); }
       s.close();
     });`,
+
+  'a bound udp4 client connected to the program\'s own socket sends with offsets and a callback': `
+    import dgram from 'node:dgram';
+    const server = dgram.createSocket('udp4');
+    const client = dgram.createSocket('udp4');
+    server.on('message', (m) => { log('server: got ' + m); client.close(); server.close(); });
+    server.bind(0, () => client.bind(0, () => client.connect(server.address().port, () => {
+      const b = Buffer.from('xhellox');
+      client.send(b, 1, 5, (err, n) => log('client: sent ' + err + ' ' + n));
+    })));`,
 };
 
 describe('dgram under the register: the same events as on plain Node', () => {
