@@ -75,7 +75,8 @@ function listenTarget(args: unknown[]): { where: Placement; host: string | undef
     if (o['_handle'] !== undefined || o['handle'] !== undefined || (typeof o['fd'] === 'number' && o['fd'] >= 0) || o['path'] != null) {
       return { where: decide('listen', 'handle/path', 'kernel'), host: undefined };
     }
-    const host = o['host'] as string | undefined;
+    // A host that is not a string is Node's to reject (tstack/net's listen validates as Node's).
+    const host = typeof o['host'] === 'string' ? o['host'] : undefined;
     return { where: decide('listen', `${host || '*'}:${String(o['port'] ?? 0)}`, policy.listen(host)), host };
   }
   if (typeof a0 === 'string' && !(Number(a0) >= 0)) return { where: decide('listen', a0, 'kernel'), host: undefined }; // a pipe name

@@ -194,6 +194,12 @@ const netScenarios: Record<string, string> = {
         });
       });
     });`,
+
+  'listen() with options Node rejects throws Node\'s errors (a host that is not a string included)': `
+    import net from 'node:net';
+    for (const o of [{}, { host: 'localhost' }, { host: { port: 3000 } }, { port: true }, { exclusive: true }]) {
+      try { net.createServer().listen(o, () => log('server: listening?')); } catch (e) { log('server: ' + e.code + ' ' + e.message); }
+    }`,
 };
 
 describe('net under the register: the same events as on plain Node', () => {
