@@ -553,6 +553,10 @@ function makeTlsConnect(origTls: AnyFn): AnyFn {
       throw e;
     }
     sock.once('close', drop);
+    // On Node the TLS socket connects itself: `connecting` until its 'connect' (then 'secureConnect').
+    const t = sock as Duplex & { connecting: boolean };
+    if (raw.connecting) t.connecting = true;
+    raw.once('connect', () => { t.connecting = false; if (!t.destroyed) t.emit('connect'); });
     return sock;
   };
 }

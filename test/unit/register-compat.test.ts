@@ -102,6 +102,17 @@ const tlsScenarios: Record<string, string> = {
       const c = tls.connect({ port: srv.address().port, host: 'localhost', ca: cert, checkServerIdentity: () => undefined }, () => { log('client: secure ' + c.servername); c.end(); });
       c.on('close', () => srv.close());
     });`,
+
+  'tls.connect emits \'connect\' when its TCP connection is up, then \'secureConnect\'': `
+    const srv = tls.createServer({ key, cert }, (s) => s.end());
+    srv.listen(0, () => {
+      const c = tls.connect({ port: srv.address().port, ca: cert, servername: 'localhost' });
+      log('client: connecting ' + c.connecting);
+      c.on('connect', () => log('client: connect'));
+      c.on('secureConnect', () => log('client: secureConnect'));
+      c.on('close', () => { log('client: close'); srv.close(); });
+      c.resume();
+    });`,
 };
 
 const netScenarios: Record<string, string> = {
