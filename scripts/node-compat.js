@@ -267,7 +267,8 @@ function parseTap(text) {
   const stack = [];
   for (const line of text.split('\n')) {
     // node:test nests subtests by indentation ("# Subtest: name" then "ok N - name").
-    const m = /^(\s*)(not ok|ok) \d+ - (.*?)(\s+# (SKIP|TODO).*)?$/.exec(line);
+    // mocha's TAP reporter writes "ok 1 title" (no dash), node:test's "ok 1 - title".
+    const m = /^(\s*)(not ok|ok) \d+ (?:- )?(.*?)(\s+# (SKIP|TODO).*)?$/.exec(line);
     if (!m) continue;
     const depth = m[1].length / 4;
     stack.length = depth;

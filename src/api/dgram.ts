@@ -591,11 +591,14 @@ export class Socket extends EventEmitter {
     if (!sock || !this.#hasFd) {
       throw systemError('ERR_SOCKET_BUFFER_SIZE', 'Could not get or set buffer size', 'EBADF', recv ? 'uv_recv_buffer_size' : 'uv_send_buffer_size');
     }
+    // libuv takes an int: a larger size is EINVAL. Linux keeps twice what is asked (the
+    // bookkeeping overhead) and reports that, as SO_RCVBUF/SO_SNDBUF do.
+    if (size > 0x7fffffff) throw systemError('ERR_SOCKET_BUFFER_SIZE', 'Could not get or set buffer size', 'EINVAL', recv ? 'uv_recv_buffer_size' : 'uv_send_buffer_size');
     if (recv) {
-      if (size > 0) sock.recvBufSize = size;
+      if (size > 0) sock.recvBufSize = size * 2;
       return sock.recvBufSize;
     }
-    if (size > 0) this.#sendBufSize = size;
+    if (size > 0) this.#sendBufSize = size * 2;
     return this.#sendBufSize;
   }
 

@@ -1,7 +1,7 @@
 // Errors shaped like Node's own, so programs that check `err.code`, `err.errno`, `err.syscall`
 // (or print the message) behave the same on tstack as on kernel sockets. Messages follow
 // Node 20's lib/internal/errors.js wording; the stack engine's NetError supplies the errno.
-import { inspect } from 'node:util';
+import { inspect, type InspectOptions } from 'node:util';
 import { Errno, type ErrnoCode, NetError } from '../base/errors.js';
 
 const STRERROR: Partial<Record<ErrnoCode, string>> = {
@@ -113,14 +113,27 @@ export function validateNumber(value: unknown, name: string): asserts value is n
   if (typeof value !== 'number') throw invalidArgType(name, ['number'], value);
 }
 
-/** Node's SystemError (ERR_SOCKET_BUFFER_SIZE and friends): message, code, info, errno, syscall. */
+/** Node's SystemError class: its name on the prototype, printed as `SystemError [CODE]: …`. */
+class SystemError extends Error {}
+Object.defineProperty(SystemError.prototype, 'name', { value: 'SystemError', writable: true, configurable: true, enumerable: false });
+// As Node's: inspected with its accessors' values (errno, syscall).
+Object.defineProperty(SystemError.prototype, Symbol.for('nodejs.util.inspect.custom'), {
+  value(this: Error, _depth: number, ctx: InspectOptions) { return inspect(this, { ...ctx, getters: true, customInspect: false }); },
+  writable: true, configurable: true, enumerable: false,
+});
+
+/**
+ * Node's SystemError (ERR_SOCKET_BUFFER_SIZE and friends), shaped as lib/internal/errors.js
+ * makes it: own `code` and `info`, `errno` and `syscall` as accessors into `info`.
+ */
 export function systemError(code: string, prefix: string, errCode: ErrnoCode, syscall: string): Error {
   const info = { errno: -Errno[errCode], code: errCode, message: STRERROR[errCode] ?? errCode, syscall };
-  const e = new Error(`${prefix}: ${syscall} returned ${errCode} (${info.message})`) as Error & Record<string, unknown>;
-  e.name = 'SystemError';
+  const message = `${prefix}: ${syscall} returned ${errCode} (${info.message})`;
+  const e = new SystemError(message) as Error & Record<string, unknown>;
   e['code'] = code;
-  e['info'] = info;
-  e['errno'] = info.errno;
-  e['syscall'] = syscall;
+  Object.defineProperty(e, 'info', { value: info, enumerable: true, configurable: true, writable: false });
+  Object.defineProperty(e, 'errno', { get: () => info.errno, set: (v: number) => { info.errno = v; }, enumerable: true, configurable: true });
+  Object.defineProperty(e, 'syscall', { get: () => info.syscall, set: (v: string) => { info.syscall = v; }, enumerable: true, configurable: true });
+  if (typeof e.stack === 'string') e.stack = e.stack.replace(`SystemError: ${message}`, `SystemError [${code}]: ${message}`);
   return e;
 }

@@ -13,7 +13,6 @@
 //
 // installPatches() is idempotent; uninstallPatches() restores every original (tests use it).
 import net from 'node:net';
-import http from 'node:http';
 import tls from 'node:tls';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
@@ -24,6 +23,7 @@ import * as tdgram from './dgram.js';
 import { resolveStack, type StackLike } from './runtime.js';
 import { StackTcpHandle } from './stack-handle.js';
 import { RoutingPolicy, type Placement } from './register-policy.js';
+import { codedError, invalidArgType, systemError } from './errors.js';
 
 export interface PatchOptions {
   /** The stack the patched modules put sockets on (the default instance under `tstack run`). */
@@ -44,8 +44,8 @@ interface Saved {
   netConnect: AnyFn;
   socketConnect: AnyFn;
   writeGeneric: AnyFn;
+  resetAndDestroy: AnyFn;
   netCreateConnection: AnyFn;
-  agentCreateConnection: AnyFn;
   tlsConnect: AnyFn;
   dgramCreateSocket: AnyFn;
   dgramSocket: AnyFn;
@@ -75,7 +75,8 @@ function listenTarget(args: unknown[]): { where: Placement; host: string | undef
     if (o['_handle'] !== undefined || o['handle'] !== undefined || (typeof o['fd'] === 'number' && o['fd'] >= 0) || o['path'] != null) {
       return { where: decide('listen', 'handle/path', 'kernel'), host: undefined };
     }
-    const host = o['host'] as string | undefined;
+    // A host that is not a string is Node's to reject (tstack/net's listen validates as Node's).
+    const host = typeof o['host'] === 'string' ? o['host'] : undefined;
     return { where: decide('listen', `${host || '*'}:${String(o['port'] ?? 0)}`, policy.listen(host)), host };
   }
   if (typeof a0 === 'string' && !(Number(a0) >= 0)) return { where: decide('listen', a0, 'kernel'), host: undefined }; // a pipe name
@@ -100,6 +101,12 @@ function ephemeralPort(args: unknown[]): boolean {
   const a0 = args[0];
   const p = a0 !== null && typeof a0 === 'object' ? (a0 as { port?: unknown }).port : a0;
   return p === undefined || p === null || typeof p === 'function' || Number(p) === 0;
+}
+
+/** The port a listen(...) asked for, as a number (not ephemeral). */
+function requestedPort(args: unknown[]): number {
+  const a0 = args[0];
+  return Number(a0 !== null && typeof a0 === 'object' ? (a0 as { port?: unknown }).port : a0);
 }
 
 /** Retries of an ephemeral listen whose port the stack chose but the kernel's loopback holds. */
@@ -189,6 +196,7 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
     const onError = (e: NodeJS.ErrnoException) => { m.removeListener('listening', onListening); done(e); };
     const onListening = () => {
       m.removeListener('error', onError);
+      if (outer[kTstack] !== group) { m.close(); return; } // closed meanwhile (an abort signal)
       m.on('error', (e: Error) => outer.emit('error', e));
       group.mirrors.push(m);
       if (outer._unref) m.unref();
@@ -240,7 +248,13 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
           }
         }
         const h = pending.shift();
-        if (h === undefined) { outer.emit('listening'); return; }
+        if (h === undefined) {
+          // Node's setupListenHandle: the key cluster and tests read (family:address:port asked).
+          const a = srv.address()!;
+          (outer as { _connectionKey?: string })._connectionKey = `${a.family === 'IPv6' ? 6 : 4}:${a.address}:${ephemeralPort(args) ? 0 : requestedPort(args)}`;
+          outer.emit('listening');
+          return;
+        }
         lastHost = h;
         openMirror(outer, group, h, port, next);
       };
@@ -267,6 +281,22 @@ function makeServerPatches(orig: Saved['netProto']): Record<string, PropertyDesc
     const a = [...args];
     // The callback is a 'listening' listener of the program's server, as on Node.
     if (typeof a[a.length - 1] === 'function') this.once('listening', a.pop() as Cb);
+    const o0 = a[0];
+    if (o0 !== null && typeof o0 === 'object' && (o0 as { signal?: unknown }).signal !== undefined) {
+      // Node's addServerAbortSignalOption: the signal closes the program's server (all of it).
+      const { signal, ...rest } = o0 as { signal: unknown };
+      if (signal === null || typeof signal !== 'object' || !('aborted' in signal)) {
+        throw invalidArgType('options.signal', ['AbortSignal'], signal);
+      }
+      const sig = signal as AbortSignal;
+      const onAborted = () => { this.close(); };
+      if (sig.aborted) process.nextTick(onAborted);
+      else {
+        sig.addEventListener('abort', onAborted);
+        this.once('close', () => sig.removeEventListener('abort', onAborted));
+      }
+      a[0] = rest;
+    }
     startListen(this, a, host, 0);
     return this;
   }
@@ -337,7 +367,8 @@ function connectArgs(args: unknown[]): { options: Record<string, unknown>; cb: C
   const a0 = args[0];
   const last = args[args.length - 1];
   const cb = typeof last === 'function' ? last as Cb : undefined;
-  if (Array.isArray(a0)) return connectArgs(a0); // Node's internal [options, cb] form
+  // Node's internal [options, cb] form, marked by normalizeArgs; any other array is an options object.
+  if (Array.isArray(a0) && normalizedArgsKey() in a0) return connectArgs(a0);
   if (a0 !== null && typeof a0 === 'object') return { options: a0 as Record<string, unknown>, cb, positional: false };
   if (typeof a0 === 'string' && !(Number(a0) >= 0)) return { options: { path: a0 }, cb, positional: true };
   const options: Record<string, unknown> = { port: a0 };
@@ -360,9 +391,18 @@ function makeConnect(origConnect: AnyFn): AnyFn {
       kernelDecided++;
       try { return origConnect.apply(this, args); } finally { kernelDecided--; }
     }
-    const opts = { ...options, stack: active.stack } as unknown as tnet.TcpSocketConnectOpts;
-    return cb ? tnet.connect(opts, cb as () => void) : tnet.connect(opts);
+    // Node's own: a net.Socket whose connect() (patched) gives it a handle on the stack.
+    return origConnect.apply(this, args);
   };
+}
+
+let normalizedKey: symbol | null = null;
+
+/** Node's normalizedArgsSymbol, which marks the arrays net._normalizeArgs returns. */
+function normalizedArgsKey(): symbol {
+  if (normalizedKey) return normalizedKey;
+  const probe = (net as unknown as { _normalizeArgs(a: unknown[]): object })._normalizeArgs([]);
+  return (normalizedKey = Object.getOwnPropertySymbols(probe)[0] ?? Symbol('none'));
 }
 
 /** Depth of kernel-placed net.connect calls in progress (their Socket.connect is not re-decided). */
@@ -418,6 +458,16 @@ function makeWriteGeneric(orig: AnyFn): AnyFn {
       ? (data as { chunk: unknown; encoding: BufferEncoding }[]).map((c) => toBuf(c.chunk, c.encoding))
       : [toBuf(data, encoding)];
     h.write(chunks, cb);
+  };
+}
+
+/** net.Socket.prototype.resetAndDestroy: Node's own checks its handle is a kernel TCP one; a StackTcpHandle resets too. */
+function makeResetAndDestroy(orig: AnyFn): AnyFn {
+  return function resetAndDestroy(this: NodeSocket & { _reset(): void }) {
+    if (!(this._handle instanceof StackTcpHandle)) return orig.call(this);
+    if (this.connecting) this.once('connect', () => this._reset());
+    else this._reset();
+    return this;
   };
 }
 
@@ -481,14 +531,33 @@ function makeTlsConnect(origTls: AnyFn): AnyFn {
     const host = (options['host'] as string | undefined) ?? 'localhost';
     const raw = tnet.connect({
       port: options['port'] as number, host, stack: active.stack,
+      // TLSSocket takes its allowHalfOpen from the socket it wraps.
+      ...(options['allowHalfOpen'] !== undefined && { allowHalfOpen: !!options['allowHalfOpen'] }),
       ...(options['localAddress'] !== undefined && { localAddress: options['localAddress'] as string }),
       ...(options['timeout'] !== undefined && { timeout: options['timeout'] as number }),
       // What tls.connect hands to net.connect on Node: a custom lookup dials what it resolves.
       ...pick(options, ['lookup', 'family', 'hints', 'localPort', 'noDelay', 'keepAlive', 'keepAliveInitialDelay']),
     });
-    const tlsOpts: Record<string, unknown> = { ...options, socket: raw, host };
-    if (tlsOpts['servername'] === undefined && !net.isIP(host)) tlsOpts['servername'] = host;
-    return cb ? origTls.call(this, tlsOpts, cb) : origTls.call(this, tlsOpts);
+    // host stays as given (Node names it in errors; verification falls back to 'localhost'),
+    // and no servername is made up: tls.connect sends SNI only when asked (https.Agent does).
+    const tlsOpts: Record<string, unknown> = { ...options, socket: raw };
+    // On Node the TLS socket is the TCP socket: one lifetime. A tls.connect that throws (a bad
+    // secure context, conflicting versions) has connected nothing, and a TLS socket destroyed
+    // while connecting (an abort signal) takes its connection with it.
+    const drop = () => { if (!raw.destroyed) { raw.on('error', () => {}); raw.destroy(); } };
+    let sock: EventEmitter;
+    try {
+      sock = (cb ? origTls.call(this, tlsOpts, cb) : origTls.call(this, tlsOpts)) as EventEmitter;
+    } catch (e) {
+      drop();
+      throw e;
+    }
+    sock.once('close', drop);
+    // On Node the TLS socket connects itself: `connecting` until its 'connect' (then 'secureConnect').
+    const t = sock as Duplex & { connecting: boolean };
+    if (raw.connecting) t.connecting = true;
+    raw.once('connect', () => { t.connecting = false; if (!t.destroyed) t.emit('connect'); });
+    return sock;
   };
 }
 
@@ -549,9 +618,69 @@ class PolicyUdpSocket extends EventEmitter {
       ? tdgram.createSocket({ ...this.#options, stack: this.#patch!.stack } as tdgram.SocketOptions)
       : (saved ? saved.dgramCreateSocket : dgram.createSocket)(this.#options) as dgram.Socket;
     this.#inner = inner;
-    for (const ev of DGRAM_EVENTS) (inner as EventEmitter).on(ev, (...a: unknown[]) => { this.emit(ev, ...a); });
+    for (const ev of DGRAM_EVENTS) {
+      if (ev === 'listening' && where === 'stack') continue;
+      if (ev === 'close' && where === 'stack') continue;
+      (inner as EventEmitter).on(ev, (...a: unknown[]) => { this.emit(ev, ...a); });
+    }
+    if (where === 'stack') {
+      (inner as EventEmitter).on('listening', () => this.#openMirror());
+      (inner as EventEmitter).on('close', () => { this.#closeMirror(); this.emit('close'); });
+    }
     if (!this.#refd) inner.unref();
     return inner;
+  }
+
+  // ---- same-host reach: a kernel socket on the loopback at the same port -------------------
+  //
+  // As a TCP listener's mirror (docs/compat.md): a udp4 socket bound on the stack to any address
+  // or to loopback also receives, through a kernel socket bound to the loopback at the same
+  // port, what other processes of the host send to 127.0.0.1:PORT, and its datagrams to
+  // loopback ports the stack does not own (those processes) leave through that socket, so
+  // they come from the port the peer sent to. 'listening' waits for it. The mirror never keeps
+  // the process alive: the stack socket does that (or not, once unref'd).
+
+  #bindHost: string | undefined = undefined;
+  #bound_ = false;
+  #connected = false;
+  #mirror: dgram.Socket | null = null;
+
+  #openMirror(): void {
+    const inner = this.#inner as tdgram.Socket;
+    // Only a socket the program bound (a server of datagrams): one bound implicitly by its first
+    // connect or send is a client.
+    const hosts = this.#bound_ ? this.#patch!.policy.mirrorAddresses(this.#bindHost) : [];
+    const host = hosts.find((h) => !h.includes(':')) ?? (hosts.length ? '127.0.0.1' : undefined);
+    if (host === undefined || this.#closed) { this.emit('listening'); return; }
+    const port = inner.address().port;
+    const m = (saved ? saved.dgramCreateSocket : dgram.createSocket)({ type: 'udp4' }) as dgram.Socket;
+    m.unref();
+    const done = () => { if (!this.#closed) this.emit('listening'); };
+    m.once('error', () => { m.close(); done(); }); // the port is the host's (or privileged): no mirror
+    m.bind({ port, address: host, exclusive: true }, () => {
+      m.removeAllListeners('error');
+      m.on('error', () => {}); // a send error of the mirror is the peer's business (ICMP), not the program's
+      if (this.#closed) { m.close(); return; }
+      this.#mirror = m;
+      m.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => this.emit('message', msg, rinfo));
+      done();
+    });
+  }
+
+  #closeMirror(): void {
+    const m = this.#mirror;
+    this.#mirror = null;
+    if (m) m.close();
+  }
+
+  /** The mirror, when a send to `host`:`port` is for another process of the host. */
+  #mirrorFor(host: unknown, port: unknown): dgram.Socket | null {
+    const m = this.#mirror;
+    // A connected socket's send names no destination (its arguments are offsets and callbacks).
+    if (m === null || this.#connected || (typeof port !== 'number' && typeof port !== 'string') || (host !== undefined && typeof host !== 'string')) return null;
+    const h = typeof host === 'string' && host !== '' ? host : '127.0.0.1';
+    if (!/^127\./.test(h) && h !== 'localhost') return null;
+    return this.#patch!.policy.outgoingUdp(h, port) === 'kernel' ? m : null;
   }
 
   #innerOrChoose(what: string, host: string | undefined, port: unknown, how: 'listen' | 'outgoing'): DgramSock {
@@ -574,6 +703,8 @@ class PolicyUdpSocket extends EventEmitter {
     const a0 = args[0];
     const obj = a0 !== null && typeof a0 === 'object' ? a0 as { address?: string; port?: number } : null;
     const host = obj ? obj.address : typeof args[1] === 'string' ? args[1] : undefined;
+    this.#bindHost = host;
+    if (!this.#inner) this.#bound_ = true;
     // A descriptor is the kernel's, as for listen({ fd }).
     const fd = obj ? (obj as { fd?: unknown }).fd : undefined;
     const inner = typeof fd === 'number' && fd >= 0 && !this.#inner
@@ -596,15 +727,20 @@ class PolicyUdpSocket extends EventEmitter {
     const host = typeof address === 'string' ? address : undefined;
     const inner = this.#innerOrChoose('connect', host, port, 'outgoing');
     (inner.connect as AnyFn).call(inner, port, address, cb);
+    this.#connected = true;
   }
 
   send(...args: unknown[]): void {
-    if (!this.#inner) {
+    if (!this.#inner || this.#mirror) {
       // Node's own reading of send(msg, [offset, length,] port[, address][, callback]).
       const [, offset, length, port, address] = args;
       let host: unknown, dport: unknown;
       if (address || (port && typeof port !== 'function')) { host = address; dport = port; } else { host = length; dport = offset; }
-      this.#innerOrChoose('send', typeof host === 'string' ? host : undefined, dport, 'outgoing');
+      if (!this.#inner) this.#innerOrChoose('send', typeof host === 'string' ? host : undefined, dport, 'outgoing');
+      else {
+        const m = this.#mirrorFor(host, dport);
+        if (m) { (m.send as AnyFn).apply(m, args); return; }
+      }
     }
     const inner = this.#inner!;
     (inner.send as AnyFn).apply(inner, args);
@@ -639,7 +775,7 @@ class PolicyUdpSocket extends EventEmitter {
     }
     return this.#inner.remoteAddress();
   }
-  disconnect(): void { (this.#bound('disconnect').disconnect as AnyFn).call(this.#inner); }
+  disconnect(): void { (this.#bound('disconnect').disconnect as AnyFn).call(this.#inner); this.#connected = false; }
   setBroadcast(flag: boolean): void { this.#bound('setBroadcast').setBroadcast(flag); }
   setTTL(ttl: number): number { return this.#bound('setTTL').setTTL(ttl); }
   setMulticastTTL(ttl: number): number { return this.#bound('setMulticastTTL').setMulticastTTL(ttl); }
@@ -656,10 +792,17 @@ class PolicyUdpSocket extends EventEmitter {
   }
   addSourceSpecificMembership(...a: unknown[]): void { this.#call('addSourceSpecificMembership', a, true); }
   dropSourceSpecificMembership(...a: unknown[]): void { this.#call('dropSourceSpecificMembership', a, true); }
-  setRecvBufferSize(n: number): void { this.#bound('setRecvBufferSize').setRecvBufferSize(n); }
-  setSendBufferSize(n: number): void { this.#bound('setSendBufferSize').setSendBufferSize(n); }
-  getRecvBufferSize(): number { return this.#bound('getRecvBufferSize').getRecvBufferSize(); }
-  getSendBufferSize(): number { return this.#bound('getSendBufferSize').getSendBufferSize(); }
+  setRecvBufferSize(n: number): void { this.#sized('recv', n).setRecvBufferSize(n); }
+  setSendBufferSize(n: number): void { this.#sized('send', n).setSendBufferSize(n); }
+  getRecvBufferSize(): number { return this.#sized('recv', 0).getRecvBufferSize(); }
+  getSendBufferSize(): number { return this.#sized('send', 0).getSendBufferSize(); }
+
+  /** The socket for a buffer size call, or Node's errors for one that has no descriptor yet. */
+  #sized(which: 'recv' | 'send', size: number): DgramSock {
+    if (this.#inner) return this.#inner;
+    if (size >>> 0 !== size) throw codedError(TypeError, 'ERR_SOCKET_BAD_BUFFER_SIZE', 'Buffer size must be a positive integer');
+    throw systemError('ERR_SOCKET_BUFFER_SIZE', 'Could not get or set buffer size', 'EBADF', `uv_${which}_buffer_size`);
+  }
   getSendQueueSize(): number { return this.#inner ? this.#inner.getSendQueueSize() : 0; }
   getSendQueueCount(): number { return this.#inner ? this.#inner.getSendQueueCount() : 0; }
 
@@ -701,8 +844,8 @@ export function installPatches(opts: PatchOptions): void {
     netConnect: net.connect,
     socketConnect: sockProto['connect'] as AnyFn,
     writeGeneric: sockProto['_writeGeneric'] as AnyFn,
+    resetAndDestroy: sockProto['resetAndDestroy'] as AnyFn,
     netCreateConnection: net.createConnection,
-    agentCreateConnection: http.Agent.prototype.createConnection as AnyFn,
     tlsConnect: tls.connect,
     dgramCreateSocket: dgram.createSocket,
     dgramSocket: dgram.Socket as unknown as AnyFn,
@@ -719,10 +862,13 @@ export function installPatches(opts: PatchOptions): void {
   const m = net as unknown as Record<string, unknown>;
   m['connect'] = connect;
   m['createConnection'] = connect;
-  (http.Agent.prototype as unknown as Record<string, unknown>)['createConnection'] = connect;
+  // http.Agent copied net.createConnection when it loaded: Node's own, which makes a net.Socket
+  // and calls its (patched) connect. node:http is not loaded here: Node loads it lazily, and
+  // some programs (and Node's tests) replace its parser binding before it does.
   (tls as unknown as Record<string, unknown>)['connect'] = makeTlsConnect(s.tlsConnect);
   sockProto['connect'] = makeSocketConnect(s.socketConnect);
   sockProto['_writeGeneric'] = makeWriteGeneric(s.writeGeneric);
+  sockProto['resetAndDestroy'] = makeResetAndDestroy(s.resetAndDestroy);
   const dg = dgram as unknown as Record<string, unknown>;
   dg['createSocket'] = createSocket;
   dg['Socket'] = PolicyUdpSocket;
@@ -780,12 +926,12 @@ export function uninstallPatches(): void {
   sockProto['_getsockname'] = s.getsockname;
   sockProto['connect'] = s.socketConnect;
   sockProto['_writeGeneric'] = s.writeGeneric;
+  sockProto['resetAndDestroy'] = s.resetAndDestroy;
   const d = s.netProto[Symbol.asyncDispose as unknown as string];
   if (d) Object.defineProperty(proto, Symbol.asyncDispose, d);
   const m = net as unknown as Record<string, unknown>;
   m['connect'] = s.netConnect;
   m['createConnection'] = s.netCreateConnection;
-  (http.Agent.prototype as unknown as Record<string, unknown>)['createConnection'] = s.agentCreateConnection;
   (tls as unknown as Record<string, unknown>)['connect'] = s.tlsConnect;
   const dg = dgram as unknown as Record<string, unknown>;
   dg['createSocket'] = s.dgramCreateSocket;

@@ -16,6 +16,7 @@
 // Writes do not use Node's writeGeneric (it reads the result of the write from the same private
 // array): patch-node.ts routes net.Socket.prototype._writeGeneric here for this handle.
 import { Duplex } from 'node:stream';
+import { AsyncResource } from 'node:async_hooks';
 import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../wire/addr.js';
 import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { ConnectOptions, TcpError, TcpSocket } from '../stack/tcp/socket.js';
@@ -45,6 +46,28 @@ function codeOf(err: unknown): ErrnoCode {
   return 'EINVAL';
 }
 
+/** lib/net.js's kBuffer, kBufferCb and kBufferGen (the `onread` option), found on a socket that has them. */
+let keys: { buffer: symbol; cb: symbol; gen: symbol } | null = null;
+
+/** The program's `onread` buffer of a socket (made by its generator when there is one), or null. */
+function userBuffer(owner: object): Uint8Array | null {
+  if (keys === null) {
+    const syms = Object.getOwnPropertySymbols(owner);
+    const find = (d: string) => syms.find((x) => x.description === d);
+    const buffer = find('kBuffer'), cb = find('kBufferCb'), gen = find('kBufferGen');
+    if (!buffer || !cb || !gen) return null;
+    keys = { buffer, cb, gen };
+  }
+  const o = owner as Record<symbol, unknown>;
+  let b = o[keys.buffer];
+  if (b === true && typeof o[keys.gen] === 'function') {
+    b = (o[keys.gen] as () => unknown)();
+    if (!(b instanceof Uint8Array)) return null;
+    o[keys.buffer] = b;
+  }
+  return b instanceof Uint8Array ? b : null;
+}
+
 export class StackTcpHandle {
   /** Node's handle.reading: lib/net.js sets it around readStart/readStop. */
   reading = false;
@@ -68,6 +91,8 @@ export class StackTcpHandle {
   #holding = false;
   #closed = false;
   #pending: { data: Uint8Array; cb: (err?: Error | null) => void } | null = null;
+  /** An async id of this resource's own (what Node's AsyncWrap gives a handle). */
+  #asyncId = new AsyncResource('TCPWRAP').asyncId();
 
   /** `ownerKey`: Node's owner_symbol, under which lib/net.js stores the net.Socket on its handle. */
   constructor(ctx: StackContext, ownerKey: symbol) {
@@ -83,6 +108,8 @@ export class StackTcpHandle {
     const addr = parseIpv4(address);
     if (addr === null) return uvErr('EINVAL');
     if (addr !== 0 && !this.#ctx.stack.isLocalAddress(addr)) return uvErr('EADDRNOTAVAIL');
+    // Linux refuses to bind a port a listening socket holds there, even with SO_REUSEADDR.
+    if (addr !== 0 && port && this.#ctx.stack.tcp.findListener(addr, port) !== null) return uvErr('EADDRINUSE');
     this.#laddr = addr;
     this.#lport = port | 0;
     return 0;
@@ -108,6 +135,8 @@ export class StackTcpHandle {
   connect(req: ConnectReq, address: string, port: number): number {
     const raddr = parseIpv4(address);
     if (raddr === null) return uvErr('EINVAL');
+    if (this.#closed || this.#tcp !== null) return uvErr('EINVAL');
+    if (this.#laddr === 0 && this.#lport && this.#ctx.stack.tcp.findListener(this.#ctx.stack.sourceAddress(raddr), this.#lport) !== null) return uvErr('EADDRINUSE');
     return this.#connect(req, { raddr, rport: port, ...(this.#laddr && { laddr: this.#laddr }), ...(this.#lport && { lport: this.#lport }) });
   }
 
@@ -124,6 +153,7 @@ export class StackTcpHandle {
     this.#updateRef();
     tcp.onConnect = () => {
       this.#connecting = false;
+      this.#updateRef();
       req.oncomplete(0, this, req, true, true);
     };
     tcp.onData = () => { if (this.reading) this.#pull(); };
@@ -134,6 +164,7 @@ export class StackTcpHandle {
       const code = codeOf(err);
       if (this.#connecting) {
         this.#connecting = false;
+        this.#updateRef();
         req.oncomplete(uvErr(code), this, req, false, false);
         return;
       }
@@ -147,12 +178,14 @@ export class StackTcpHandle {
 
   readStart(): number {
     this.reading = true;
+    this.#updateRef();
     this.#pull();
     return 0;
   }
 
   readStop(): number {
     this.reading = false;
+    this.#updateRef();
     return 0;
   }
 
@@ -167,10 +200,24 @@ export class StackTcpHandle {
         if (this.#eof && !this.#eofDelivered) {
           this.#eofDelivered = true;
           this.reading = false;
+          this.#updateRef();
           owner.push(null);
           owner.read(0);
         }
         return;
+      }
+      const user = userBuffer(owner);
+      if (user !== null) {
+        // The `onread` option: the bytes go into the program's buffer and to its callback.
+        const n = tcp.readInto(user, 0, user.length);
+        this.bytesRead += n;
+        owner._unrefTimer();
+        const o = owner as unknown as Record<symbol, unknown>;
+        const more = (o[keys!.cb] as (n: number, b: Uint8Array) => unknown).call(owner, n, user) !== false;
+        const gen = o[keys!.gen] as (() => unknown) | null | undefined;
+        if (typeof gen === 'function') { const next = gen(); if (next instanceof Uint8Array) o[keys!.buffer] = next; }
+        if (!more) { this.reading = false; this.#updateRef(); return; }
+        continue;
       }
       const chunk = Buffer.allocUnsafe(avail < READ_CHUNK ? avail : READ_CHUNK);
       const n = tcp.readInto(chunk, 0, chunk.length);
@@ -178,6 +225,7 @@ export class StackTcpHandle {
       owner._unrefTimer();
       if (!owner.push(n === chunk.length ? chunk : chunk.subarray(0, n))) {
         this.reading = false;
+        this.#updateRef();
         return;
       }
     }
@@ -189,7 +237,7 @@ export class StackTcpHandle {
   write(chunks: Uint8Array[], cb: (err?: Error | null) => void): void {
     const tcp = this.#tcp;
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    if (tcp === null) { cb(errnoException('EBADF', 'write')); return; }
+    if (tcp === null || this.#closed) { cb(errnoException('EBADF', 'write')); return; }
     this.bytesWritten += data.length;
     let n: number;
     try {
@@ -201,6 +249,7 @@ export class StackTcpHandle {
     if (n === data.length) { cb(); return; }
     this.#pending = { data: data.subarray(n), cb };
     this.writeQueueSize = data.length - n;
+    this.#updateRef();
   }
 
   #drain(): void {
@@ -213,6 +262,7 @@ export class StackTcpHandle {
     } catch (e) {
       this.#pending = null;
       this.writeQueueSize = 0;
+      this.#updateRef();
       p.cb(errnoException(codeOf(e), 'write'));
       return;
     }
@@ -220,6 +270,7 @@ export class StackTcpHandle {
     if (n < p.data.length) { p.data = p.data.subarray(n); this.writeQueueSize = p.data.length; return; }
     this.#pending = null;
     this.writeQueueSize = 0;
+    this.#updateRef();
     p.cb();
   }
 
@@ -266,7 +317,15 @@ export class StackTcpHandle {
 
   getsockname(out: Record<string, unknown>): number {
     const tcp = this.#tcp;
-    if (tcp === null || this.#closed) return uvErr('EBADF');
+    if (this.#closed) return uvErr('EBADF');
+    if (tcp === null) {
+      // A socket not connected (or whose connect failed at once): what it is bound to, as the
+      // kernel says (0.0.0.0:0 when unbound); Node prints it in a connect error's "Local (…)".
+      out['address'] = this.#laddr6 ? formatIpv6(this.#laddr6) : formatIpv4(this.#laddr);
+      out['family'] = this.#laddr6 ? 'IPv6' : 'IPv4';
+      out['port'] = this.#lport;
+      return 0;
+    }
     const six = tcp.family === 6;
     out['address'] = six ? formatIpv6(tcp.localAddress6) : tcp.v4mapped ? `::ffff:${formatIpv4(tcp.localAddress)}` : formatIpv4(tcp.localAddress);
     out['family'] = six || tcp.v4mapped ? 'IPv6' : 'IPv4';
@@ -295,13 +354,21 @@ export class StackTcpHandle {
     return 0;
   }
 
+  /** Node's AsyncWrap id (lib/net.js and http's Agent read it). */
+  getAsyncId(): number { return this.#asyncId; }
+
   ref(): void { this.#refd = true; this.#updateRef(); }
   unref(): void { this.#refd = false; this.#updateRef(); }
   hasRef(): boolean { return this.#refd && !this.#closed; }
 
-  /** The stack is kept running exactly while the socket is open and ref'd. */
+  /**
+   * The stack is kept running as libuv keeps a loop: while the socket connects or has a write
+   * pending (requests), or reads and is ref'd (an active handle). An open socket that does not
+   * read (paused, or past its EOF) does not keep the process alive.
+   */
   #updateRef(): void {
-    const want = this.#tcp !== null && !this.#closed && this.#refd;
+    const want = this.#tcp !== null && !this.#closed &&
+      (this.#connecting || this.#pending !== null || (this.#refd && this.reading));
     if (want === this.#holding) return;
     this.#holding = want;
     if (want) this.#ctx.acquire(); else this.#ctx.release();

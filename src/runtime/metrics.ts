@@ -2,7 +2,8 @@
 // (an HTTP endpoint on the kernel's sockets) and `tstack metrics`. Names are documented in
 // docs/tools.md: tstack_<area>_<counter>_total for counters (labelled by port for interfaces and
 // by worker everywhere), plain names for gauges.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { StackSnapshot } from '../stack/stats.js';
 import type { DriverStats } from '../driver/types.js';
 import type { RunLoopStats } from './loop.js';
@@ -120,6 +121,8 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export function startMetricsServer(listen: string, render: () => Promise<string>, onError: (e: Error) => void): Server {
   const at = listen.lastIndexOf(':');
   const host = listen.slice(0, at), port = Number(listen.slice(at + 1));
+  // node:http loads only when metrics are served: a program under `tstack run` loads it itself.
+  const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');

@@ -94,3 +94,48 @@ export function removePrograms(): void {
   if (dir) rmSync(dir, { recursive: true, force: true });
   dir = null;
 }
+
+// ---- the same program on plain Node and under `--import tstack/register` ------------------
+
+/**
+ * Runs `body` (an ES module using Node's own modules: node:net, node:tls, node:http…) twice in
+ * child processes: on plain Node, and with `--import tstack/register` on a memory port (no
+ * privileges; the default policy: its listeners are on the stack and mirrored on the kernel's
+ * loopback, its localhost connections to them go over the stack's lo0). `log` prints a line;
+ * `exit N` is printed at exit. Asserts that both exit by themselves and print the same
+ * (client:/server: lines compared per side, as assertSameOnKernelAndTstack does).
+ */
+export async function assertSameOnNodeAndRegister(body: string, opts: { timeoutMs?: number } = {}): Promise<{ plain: Run; register: Run }> {
+  dir ??= mkdtempSync(join(tmpdir(), 'tstack-compat-prog-'));
+  const id = n++;
+  const file = join(dir, `r${id}.mjs`);
+  writeFileSync(file, `const log = (s) => process.stdout.write(s + '\\n');\nprocess.on('exit', (code) => log('exit ' + code));\n${body}\n`);
+  // A config of its own: the control socket is named after the file (runs may overlap).
+  const config = join(dir, `reg${process.pid}x${id}.toml`);
+  writeFileSync(config, '[stack]\npoll = "interrupt"\n[control]\nenabled = false\n[[port]]\ndriver = "memory"\naddr = "198.18.31.2/24"\n');
+  const register = new URL('src/api/register.js', DIST).pathname;
+  const [p, r] = await Promise.all([
+    runNode([file], {}, opts.timeoutMs),
+    runNode(['--import', register, file], { TSTACK_CONFIG: config }, opts.timeoutMs),
+  ]);
+  assert.ok(!p.timedOut, `the plain run exits by itself:\n${p.out}`);
+  assert.ok(!r.timedOut, `the register run exits by itself (it hung; printed so far):\n${r.out}`);
+  assert.equal(normalize(r.out), normalize(p.out), 'register (actual) vs plain Node (expected) output');
+  assert.equal(r.code, p.code);
+  return { plain: p, register: r };
+}
+
+function runNode(args: string[], env: Record<string, string>, timeoutMs = 15_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const e = { ...process.env, ...env };
+    delete e['TSTACK_REGISTER_PID'];
+    if (env['TSTACK_CONFIG'] === undefined) delete e['TSTACK_CONFIG'];
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: e });
+    let out = '';
+    let timedOut = false;
+    p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    p.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    const t = setTimeout(() => { timedOut = true; p.kill('SIGKILL'); }, timeoutMs);
+    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, timedOut }); });
+  });
+}

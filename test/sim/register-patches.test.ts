@@ -17,6 +17,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import * as tnet from '../../src/api/net.js';
 import * as tdgram from '../../src/api/dgram.js';
+import { StackTcpHandle } from '../../src/api/stack-handle.js';
 import { installPatches, uninstallPatches, patchesInstalled } from '../../src/api/patch-node.js';
 import { RoutingPolicy, type Placement } from '../../src/api/register-policy.js';
 import { MemoryWire } from '../../src/driver/memory.js';
@@ -36,6 +37,11 @@ let instA: Instance;
 let instB: Instance;
 const decisions: string[] = [];
 const original = { socketConnect: net.Socket.prototype.connect, getpeername: (net.Socket.prototype as unknown as { _getpeername: unknown })._getpeername, connect: net.connect, createServer: net.createServer, listen: net.Server.prototype.listen, agent: http.Agent.prototype.createConnection, tls: tls.connect, createSocket: dgram.createSocket };
+
+/** Whether a net.Socket runs on the stack (its handle is a StackTcpHandle). */
+function onStack(s: net.Socket): boolean {
+  return (s as unknown as { _handle: unknown })._handle instanceof StackTcpHandle;
+}
 
 /** A kernel socket as another process of the host would have (Node's own Socket.connect). */
 function kernelConnect(port: number, host: string): net.Socket {
@@ -94,7 +100,9 @@ describe('tstack/register patches (memory wire)', () => {
     assert.notEqual(net.connect, original.connect);
     assert.equal(netNamed.connect, net.connect);
     assert.equal(netNamed.createConnection, net.connect);
-    assert.equal(http.Agent.prototype.createConnection, net.connect);
+    // http.Agent keeps Node's own createConnection: it makes a net.Socket whose connect is patched.
+    assert.equal(http.Agent.prototype.createConnection, original.agent);
+    assert.notEqual(net.Socket.prototype.connect, original.socketConnect);
     assert.notEqual(tls.connect, original.tls);
   });
 
@@ -166,10 +174,11 @@ describe('tstack/register patches (memory wire)', () => {
       s.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b)).on('error', reject);
     });
     const viaStack = net.connect(7001, B);
-    assert.ok(viaStack instanceof tnet.Socket, 'a tstack socket');
+    // The program's own net.Socket, on a handle backed by the stack.
+    assert.ok(viaStack instanceof net.Socket && onStack(viaStack), 'a net.Socket on the stack');
     assert.equal(await read(viaStack), `from B to ::ffff:${A}`); // B listens on "any": `::` as in Node
     const viaKernel = net.createConnection({ port: kport, host: '127.0.0.1' });
-    assert.equal(viaKernel instanceof tnet.Socket, false);
+    assert.equal(onStack(viaKernel), false);
     assert.equal(await read(viaKernel), 'from kernel to 127.0.0.1');
     assert.ok(decisions.includes(`connect ${B}:7001 stack`), decisions.join('\n'));
     assert.ok(decisions.includes(`connect 127.0.0.1:${kport} kernel`), decisions.join('\n'));
@@ -303,7 +312,7 @@ describe('tstack/register patches (memory wire)', () => {
     assert.equal(await read(kernelConnect(port, '127.0.0.1')), 'hello 127.0.0.1 on kernel');
     // … and the program itself, inside the stack over lo0.
     const own = net.connect(port, '127.0.0.1');
-    assert.ok(own instanceof tnet.Socket);
+    assert.ok(onStack(own));
     assert.equal(await read(own), 'hello 127.0.0.1 on stack');
     await new Promise((resolve) => s.close(resolve));
   });
@@ -432,11 +441,12 @@ describe('tstack/register patches (memory wire)', () => {
     installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'loopback' }) });
     try {
       const s = net.connect(80, '192.0.2.1');
-      assert.ok(s instanceof tnet.Socket);
+      assert.ok(onStack(s));
       const [err] = await once(s, 'error') as [NodeJS.ErrnoException & { address: string; port: number }];
       assert.equal(err.code, 'ENETUNREACH');
       assert.equal(err.syscall, 'connect');
-      assert.equal(err.message, 'connect ENETUNREACH 192.0.2.1:80');
+      // As Node words a connect that fails at once on a kernel socket (its unbound name).
+      assert.equal(err.message, 'connect ENETUNREACH 192.0.2.1:80 - Local (0.0.0.0:0)');
     } finally {
       installPatches({ stack: instA, policy: new RoutingPolicy(instA.stack, { kernelFallback: 'auto' }) });
     }
