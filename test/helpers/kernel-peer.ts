@@ -1,10 +1,11 @@
-// The Linux kernel as a TCP peer: a namespace with a TAP device whose kernel side talks to a
-// tstack Stack in this process (optionally behind a FaultInjector and a pcap capture), a
+// The Linux kernel as a TCP peer: a namespace with a TAP device (or a veth pair under AF_PACKET)
+// whose kernel side talks to a tstack Stack in this process (optionally behind a FaultInjector and a pcap capture), a
 // Python peer (test/fixtures/peers/tcp_peer.py, plain sockets) run inside the namespace, and
 // nftables random loss on the kernel side (this kernel has no netem: DESIGN.md).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { AfPacketDriver } from '../../src/driver/afpacket.js';
 import { FaultInjector, type FaultConfig } from '../../src/driver/fault.js';
 import { PcapWriter, capture } from '../../src/driver/pcap.js';
 import { TapDriver } from '../../src/driver/tap.js';
@@ -18,15 +19,17 @@ import { createNetns, destroyNetns, exec } from './netns.js';
 export const PEER_SCRIPT = fileURLToPath(new URL('../../../test/fixtures/peers/tcp_peer.py', import.meta.url));
 
 export interface KernelLinkOptions {
-  /** Namespace prefix (1-12 of [a-z0-9-]) and TAP name (at most 15 bytes). */
+  /** Namespace prefix (1-12 of [a-z0-9-]) and device name (`tst${name}`: at most 15 bytes for TAP, 14 for AF_PACKET). */
   name: string;
+  /** The stack's device: a TAP device (default) or AF_PACKET on a veth pair the driver creates. */
+  driver?: 'tap' | 'afpacket';
   /** Third octet of the /24 in 198.18.0.0/15: the kernel is .1, the stack .2. */
   subnet: number;
   /** FaultInjector around the TAP driver (reordering, duplication...). */
   faults?: { seed: number | string; tx?: FaultConfig; rx?: FaultConfig };
   /** Record every frame the stack sends and receives into this pcap file. */
   pcapPath?: string;
-  /** TAP checksum offload (default true); false makes the kernel fill in its checksums. */
+  /** TAP checksum offload (default true); false makes the kernel fill in its checksums (TAP only). */
   csumOffload?: boolean;
   /** Sysctls set on the stack before the interface comes up. */
   sysctl?: Record<string, number | boolean | string>;
@@ -46,7 +49,10 @@ export interface KernelLink {
   us6: string;
   stack: Stack;
   loop: RunLoop;
-  tap: TapDriver;
+  /** The stack's device (under any FaultInjector and capture). */
+  dev: TapDriver | AfPacketDriver;
+  /** The TAP device; throws on an AF_PACKET link. */
+  readonly tap: TapDriver;
   faults: FaultInjector | null;
   pcap: PcapWriter | null;
   /** Stops the loop, closes the stack and the capture, removes the namespace. Never throws. */
@@ -57,15 +63,21 @@ export function openKernelLink(o: KernelLinkOptions): KernelLink {
   const ns = createNetns(o.name);
   const host = `198.18.${o.subnet}.1`, us = `198.18.${o.subnet}.2`;
   const host6 = o.ipv6 ? `2001:db8:${o.subnet}::1` : '', us6 = o.ipv6 ? `2001:db8:${o.subnet}::2` : '';
-  let tap: TapDriver | null = null;
+  let dev: TapDriver | AfPacketDriver | null = null;
   try {
-    tap = TapDriver.open({ ifname: `tst${o.name}`.slice(0, 15), hostAddr: `${host}/24`, netns: ns, csumOffload: o.csumOffload, ...(o.ipv6 && { hostAddr6: `${host6}/64` }) });
+    const hostAddrs = { hostAddr: `${host}/24`, ...(o.ipv6 && { hostAddr6: `${host6}/64` }) };
+    if (o.driver === 'afpacket') {
+      if (o.csumOffload === false) throw new Error('openKernelLink: csumOffload is a TAP option');
+      dev = AfPacketDriver.open({ ifname: `tst${o.name}`.slice(0, 14), netns: ns, ...hostAddrs });
+    } else {
+      dev = TapDriver.open({ ifname: `tst${o.name}`.slice(0, 15), netns: ns, csumOffload: o.csumOffload, ...hostAddrs });
+    }
     const stack = new Stack({ clock: realClock, name: o.name });
     for (const [k, v] of Object.entries(o.sysctl ?? {})) stack.sysctl.set(k, v);
-    let driver: Driver = tap;
+    let driver: Driver = dev;
     let faults: FaultInjector | null = null;
     if (o.faults) {
-      faults = new FaultInjector(tap, { clock: realClock, seed: o.faults.seed, tx: o.faults.tx, rx: o.faults.rx });
+      faults = new FaultInjector(dev, { clock: realClock, seed: o.faults.seed, tx: o.faults.tx, rx: o.faults.rx });
       driver = faults;
     }
     let pcap: PcapWriter | null = null;
@@ -77,9 +89,13 @@ export function openKernelLink(o: KernelLinkOptions): KernelLink {
     const loop = new RunLoop({ stack, poll: 'adaptive' });
     loop.addPort(driver, ifIndex);
     loop.start();
-    const t = tap;
+    const d = dev;
     return {
-      ns, host, us, hostAddr: parseIpv4(host)!, usAddr: parseIpv4(us)!, host6, us6, stack, loop, tap: t, faults, pcap,
+      ns, host, us, hostAddr: parseIpv4(host)!, usAddr: parseIpv4(us)!, host6, us6, stack, loop, dev: d, faults, pcap,
+      get tap(): TapDriver {
+        if (!(d instanceof TapDriver)) throw new Error(`openKernelLink: ${o.name} is an AF_PACKET link, not TAP`);
+        return d;
+      },
       close() {
         try { loop.stop(); } catch { /* a driver error on the way out changes nothing */ }
         try { stack.close(); } catch { /* idem */ }
@@ -88,7 +104,7 @@ export function openKernelLink(o: KernelLinkOptions): KernelLink {
       },
     };
   } catch (e) {
-    tap?.close();
+    dev?.close();
     destroyNetns(ns);
     throw e;
   }
