@@ -471,25 +471,26 @@ export class Socket extends EventEmitter {
 
   setMulticastTTL(ttl: number): number {
     validateNumber(ttl, 'ttl');
-    this.#boundSock('setMulticastTTL');
+    const sock = this.#boundSock('setMulticastTTL');
     if (ttl < 0 || ttl > 255) throw errnoException('EINVAL', 'setMulticastTTL');
-    this.#multicastTtl = ttl | 0;
+    this.#multicastTtl = sock.mcastTtl = ttl | 0;
     return ttl;
   }
 
   setMulticastLoopback(flag: boolean): boolean {
-    this.#boundSock('setMulticastLoopback');
-    this.#multicastLoopback = !!flag;
+    const sock = this.#boundSock('setMulticastLoopback');
+    this.#multicastLoopback = sock.mcastLoop = !!flag;
     return flag;
   }
 
   setMulticastInterface(interfaceAddress: string): void {
     this.#healthCheck();
     validateString(interfaceAddress, 'interfaceAddress');
-    this.#boundSock('setMulticastInterface');
+    const sock = this.#boundSock('setMulticastInterface');
     const a = parseIpv4(interfaceAddress);
     if (a === null) throw errnoException('EINVAL', 'setMulticastInterface');
     if (a !== 0 && !this.#ctx.stack.isLocalAddress(a)) throw errnoException('EADDRNOTAVAIL', 'setMulticastInterface');
+    sock.mcastIf = a;
   }
 
   addMembership(multicastAddress: string, interfaceAddress?: string): void {
@@ -497,10 +498,11 @@ export class Socket extends EventEmitter {
     if (!multicastAddress) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "multicastAddress" argument must be specified');
     const sock = this.#sock!;
     const g = parseIpv4(multicastAddress);
-    if (g === null || (interfaceAddress !== undefined && parseIpv4(interfaceAddress) === null)) throw errnoException('EINVAL', 'addMembership');
+    const i = interfaceAddress !== undefined ? parseIpv4(interfaceAddress) : 0;
+    if (g === null || i === null) throw errnoException('EINVAL', 'addMembership');
     // Linux refuses a second IP_ADD_MEMBERSHIP for the same group with EADDRINUSE.
     if (sock.memberships.has(g)) throw errnoException('EADDRINUSE', 'addMembership');
-    try { sock.addMembership(g); } catch (e) { throw errnoException(netCode(e), 'addMembership'); }
+    try { sock.addMembership(g, i); } catch (e) { throw errnoException(netCode(e), 'addMembership'); }
   }
 
   dropMembership(multicastAddress: string, interfaceAddress?: string): void {
@@ -508,11 +510,12 @@ export class Socket extends EventEmitter {
     if (!multicastAddress) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "multicastAddress" argument must be specified');
     const sock = this.#sock!;
     const g = parseIpv4(multicastAddress);
-    if (g === null || (interfaceAddress !== undefined && parseIpv4(interfaceAddress) === null)) throw errnoException('EINVAL', 'dropMembership');
-    try { sock.dropMembership(g); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
+    const i = interfaceAddress !== undefined ? parseIpv4(interfaceAddress) : 0;
+    if (g === null || i === null) throw errnoException('EINVAL', 'dropMembership');
+    try { sock.dropMembership(g, i); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
   }
 
-  /** Source-specific multicast: Node's argument checks; the engine has no source filters yet. */
+  /** Source-specific multicast (RFC 4607): receive `groupAddress` only from `sourceAddress`. */
   addSourceSpecificMembership(sourceAddress: string, groupAddress: string, interfaceAddress?: string): void {
     this.#sourceSpecific('addSourceSpecificMembership', sourceAddress, groupAddress, interfaceAddress);
   }
@@ -521,12 +524,17 @@ export class Socket extends EventEmitter {
     this.#sourceSpecific('dropSourceSpecificMembership', sourceAddress, groupAddress, interfaceAddress);
   }
 
-  #sourceSpecific(syscall: string, source: unknown, group: unknown, iface: unknown): void {
+  #sourceSpecific(syscall: 'addSourceSpecificMembership' | 'dropSourceSpecificMembership', source: unknown, group: unknown, iface: unknown): void {
     this.#healthCheck();
     validateString(source, 'sourceAddress');
     validateString(group, 'groupAddress');
-    if (parseIpv4(source) === null || parseIpv4(group) === null || (iface !== undefined && parseIpv4(String(iface)) === null)) throw errnoException('EINVAL', syscall);
-    throw codedError(Error, 'ERR_TSTACK_NOT_SUPPORTED', `tstack/dgram: ${syscall} is not supported (the stack has no source-specific multicast filters)`);
+    const s = parseIpv4(source), g = parseIpv4(group), i = iface !== undefined ? parseIpv4(String(iface)) : 0;
+    if (s === null || g === null || i === null) throw errnoException('EINVAL', syscall);
+    const sock = this.#sock!;
+    try {
+      if (syscall === 'addSourceSpecificMembership') sock.addSourceMembership(g, s, i);
+      else sock.dropSourceMembership(g, s, i);
+    } catch (e) { throw errnoException(netCode(e), syscall); }
   }
 
   setRecvBufferSize(size: number): void { this.#bufferSize(size, true); }
@@ -642,7 +650,7 @@ export class Socket extends EventEmitter {
   /** @internal */
   get _closed(): boolean { return this.#sock === null; }
 
-  /** The multicast options the engine does not act on yet (see docs/api-dgram.md). */
+  /** The socket's multicast options (tests). */
   get _multicastOptions(): { ttl: number; loopback: boolean } { return { ttl: this.#multicastTtl, loopback: this.#multicastLoopback }; }
 }
 

@@ -191,7 +191,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     iface.up = up;
     this.routes.touch();
     if (iface.loopback) return;
-    if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); }
+    if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); this.ipv4.igmp.flushInterface(ifIndex); }
   }
 
   /** Adds an address to an interface (with its connected route). */
@@ -315,6 +315,25 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       this.drop('shield_deny');
       return false;
     };
+  }
+
+  /**
+   * EthernetContext: the multicast MAC filter. 01:00:5e:… (RFC 1112 §6.4) passes for a group an
+   * IGMP membership holds, 33:33:… (RFC 2464 §7) for one of the link's IPv6 groups (MLD's).
+   * Loopback and devices without a link layer see no such frames.
+   */
+  acceptsMulticastMac(iface: Interface, b: Uint8Array, off: number): boolean {
+    if (b[off] === 0x01 && b[off + 1] === 0x00 && b[off + 2] === 0x5e) return this.ipv4.igmp.macJoined(iface.index, b, off);
+    if (b[off] === 0x33 && b[off + 1] === 0x33) {
+      const link = this.ip6.link(iface.index);
+      if (link === undefined) return false;
+      for (const g of link.groups) {
+        const a = g.addr;
+        if (a[12] === b[off + 2] && a[13] === b[off + 3] && a[14] === b[off + 4] && a[15] === b[off + 5]) return true;
+      }
+      return false;
+    }
+    return false;
   }
 
   /** ArpContext: a packet we sent cannot reach its neighbour; its transport hears of it. */

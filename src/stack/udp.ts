@@ -10,6 +10,7 @@ import { NetError } from '../base/errors.js';
 import type { BufferPool } from '../base/pktbuf.js';
 import type { Sysctl, SysctlHandle } from './sysctl.js';
 import type { Icmp } from './ip/icmp.js';
+import { FilterMode, type Igmp, type SourceFilter } from './ip/igmp.js';
 
 /** What UDP needs from the stack (IPv4 implements it). */
 export interface UdpContext {
@@ -26,6 +27,13 @@ export interface UdpContext {
   isBroadcastAddress(addr: number): boolean;
   /** The source address towards `dst`; 0 when there is no route. */
   sourceAddress(dst: number): number;
+  interfaceByIndex(ifIndex: number): { readonly primary: number } | undefined;
+  /** Group memberships and their reports. */
+  readonly igmp: Igmp;
+  /** The interface for a group: the one with address ifAddr, else by route (0 = none). */
+  multicastIfIndex(group: number, ifAddr: number): number;
+  /** Sends an L4 payload to a group on an interface (see Ipv4.multicastOutput). Takes ownership. */
+  multicastOutput(buf: PacketBuffer, ifIndex: number, src: number, dst: number, proto: number, tos: number, ttl: number, loop: boolean): boolean;
   /** Sends an L4 payload as an IPv4 datagram. Takes ownership; false when there is no route. */
   ipOutput(buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean): boolean;
 }
@@ -40,6 +48,9 @@ export function defineUdpSysctls(s: Sysctl): void {
 
 export interface UdpMessage { data: Uint8Array; addr: number; port: number; }
 
+/** A socket's membership of a group on one interface, with its source filter (RFC 3678 semantics). */
+export interface UdpMembership { ifIndex: number; mode: number; sources: number[]; }
+
 export class UdpSocket {
   localAddr = 0;
   localPort = 0;
@@ -52,7 +63,12 @@ export class UdpSocket {
   tos = 0;
   recvBufSize: number;
   closed = false;
-  readonly memberships = new Set<number>();
+  /** Groups joined, by group address. */
+  readonly memberships = new Map<number, UdpMembership>();
+  /** IP_MULTICAST_TTL, IP_MULTICAST_LOOP, IP_MULTICAST_IF (an address; 0 = by route). */
+  mcastTtl = 1;
+  mcastLoop = true;
+  mcastIf = 0;
   /** Receive mode 1: every datagram is handed over at once. */
   onMessage: ((data: Uint8Array, addr: number, port: number) => void) | null = null;
   /** Receive mode 2 (onMessage unset): datagrams queue (bounded); onReadable says when one arrived. */
@@ -117,17 +133,75 @@ export class UdpSocket {
     return m;
   }
 
-  addMembership(group: number): void {
-    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
-    this.memberships.add(group);
+  /**
+   * IP_ADD_MEMBERSHIP: joins `group` (any source) on the interface owning `ifAddr` (0: by
+   * route). Throws NetError EINVAL (not multicast), ENODEV (no interface), EADDRINUSE (joined).
+   */
+  addMembership(group: number, ifAddr = 0): void {
+    const ifIndex = this.#membershipIf(group, ifAddr);
+    if (this.memberships.has(group)) throw new NetError('EADDRINUSE', 'already a member');
+    this.#setFilter(group, { ifIndex, mode: FilterMode.Exclude, sources: [] });
   }
-  dropMembership(group: number): void {
-    if (!this.memberships.delete(group)) throw new NetError('EADDRNOTAVAIL', 'not a member');
+
+  /** IP_DROP_MEMBERSHIP. Throws NetError EADDRNOTAVAIL when not a member. */
+  dropMembership(group: number, _ifAddr = 0): void {
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    if (!this.memberships.has(group)) throw new NetError('EADDRNOTAVAIL', 'not a member');
+    this.#setFilter(group, null);
+  }
+
+  /**
+   * IP_ADD_SOURCE_MEMBERSHIP: receive `group` from `source` (INCLUDE mode). Throws EINVAL when
+   * the group was joined for any source (as Linux), EADDRNOTAVAIL when the source is there.
+   */
+  addSourceMembership(group: number, source: number, ifAddr = 0): void {
+    const ifIndex = this.#membershipIf(group, ifAddr);
+    if (source === 0 || isIpv4Multicast(source) || source === 0xffffffff) throw new NetError('EINVAL', 'bad source address');
+    const m = this.memberships.get(group);
+    if (m && m.mode !== FilterMode.Include) throw new NetError('EINVAL', 'group joined for any source');
+    if (m && m.sources.includes(source)) throw new NetError('EADDRNOTAVAIL', 'source already joined');
+    this.#setFilter(group, { ifIndex: m?.ifIndex ?? ifIndex, mode: FilterMode.Include, sources: [...(m?.sources ?? []), source] });
+  }
+
+  /** IP_DROP_SOURCE_MEMBERSHIP: the last source dropped leaves the group. */
+  dropSourceMembership(group: number, source: number, _ifAddr = 0): void {
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    const m = this.memberships.get(group);
+    if (!m || m.mode !== FilterMode.Include || !m.sources.includes(source)) throw new NetError('EADDRNOTAVAIL', 'not a member from that source');
+    const rest = m.sources.filter((x) => x !== source);
+    this.#setFilter(group, rest.length ? { ifIndex: m.ifIndex, mode: FilterMode.Include, sources: rest } : null);
+  }
+
+  /** Whether a datagram to `group` from `src` that arrived on `ifIndex` passes this socket's filter. */
+  wantsMulticast(group: number, src: number, ifIndex: number): boolean {
+    const m = this.memberships.get(group);
+    if (m === undefined || (ifIndex !== 0 && m.ifIndex !== ifIndex)) return false;
+    const has = m.sources.includes(src);
+    return m.mode === FilterMode.Include ? has : !has;
+  }
+
+  #membershipIf(group: number, ifAddr: number): number {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    const ifIndex = this.udp.ctx.multicastIfIndex(group, ifAddr);
+    if (ifIndex === 0) throw new NetError(ifAddr !== 0 ? 'EADDRNOTAVAIL' : 'ENODEV', 'no interface for the group');
+    return ifIndex;
+  }
+
+  #setFilter(group: number, m: UdpMembership | null): void {
+    const old = this.memberships.get(group);
+    if (old && (!m || old.ifIndex !== m.ifIndex)) this.udp.ctx.igmp.setFilter(old.ifIndex, group, this, null);
+    if (m) {
+      this.memberships.set(group, m);
+      const f: SourceFilter = { mode: m.mode, sources: m.sources };
+      this.udp.ctx.igmp.setFilter(m.ifIndex, group, this, f);
+    } else this.memberships.delete(group);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const g of [...this.memberships.keys()]) this.#setFilter(g, null);
     this.udp.unbind(this);
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -236,7 +310,12 @@ export class Udp {
     const toBroadcast = dst === 0xffffffff || ctx.isBroadcastAddress(dst);
     if (toBroadcast && !s.broadcast) throw new NetError('EACCES', 'broadcast not enabled on this socket (setBroadcast)');
     let src = s.localAddr;
-    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) src = ctx.sourceAddress(dst);
+    // Multicast leaves by IP_MULTICAST_IF's interface, else the group's route, else the first.
+    const mcastIf = isIpv4Multicast(dst) ? ctx.multicastIfIndex(dst, s.mcastIf) : 0;
+    if (isIpv4Multicast(dst) && mcastIf === 0) throw new NetError('ENETUNREACH', 'no interface for multicast');
+    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) {
+      src = mcastIf === 0 ? ctx.sourceAddress(dst) : s.mcastIf !== 0 ? s.mcastIf : ctx.interfaceByIndex(mcastIf)?.primary ?? 0;
+    }
     if (src === 0) throw new NetError('ENETUNREACH', 'no route to destination');
     const total = UDP_HLEN + len;
     const buf = ctx.pool.alloc(total + DEFAULT_HEADROOM <= SMALL_BUF_SIZE ? SMALL_BUF_SIZE : LARGE_BUF_SIZE);
@@ -246,7 +325,9 @@ export class Udp {
     if (ctx.sysctl.bool('net.inet.udp.checksum')) finishUdpChecksumV4(buf.data, off, total, src, dst);
     buf.csum = Csum.None;
     this.stats.sent++;
-    if (!ctx.ipOutput(buf, src, dst, IpProto.UDP, s.tos, isIpv4Multicast(dst) ? 1 : s.ttl, false)) {
+    if (mcastIf !== 0) {
+      if (!ctx.multicastOutput(buf, mcastIf, src, dst, IpProto.UDP, s.tos, s.mcastTtl, s.mcastLoop)) throw new NetError('ENETUNREACH', 'interface down');
+    } else if (!ctx.ipOutput(buf, src, dst, IpProto.UDP, s.tos, s.ttl, false)) {
       throw new NetError('ENETUNREACH', 'no route to destination');
     }
   }
@@ -269,7 +350,7 @@ export class Udp {
         // Broadcast and multicast go to every socket that matches (RFC 1122 §4.1.3.5).
         for (const s of list) {
           if (s.localAddr !== 0 && s.localAddr !== dst) continue;
-          if (isIpv4Multicast(dst) && !s.memberships.has(dst)) continue;
+          if (isIpv4Multicast(dst) && !s.wantsMulticast(dst, src, buf.ifIndex)) continue;
           if (s.connected && (s.remoteAddr !== src || s.remotePort !== sport)) continue;
           delivered = true;
           if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport)) { this.stats.fullSocket++; ctx.drop('udp_full_socket'); }

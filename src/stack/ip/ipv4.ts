@@ -14,6 +14,7 @@ import { IPV4_DF, IPV4_HLEN, IPV4_MF, IpProto, Ipv4View, writeIpv4Header } from 
 import type { Interface } from '../iface.js';
 import type { Sysctl, SysctlHandle } from '../sysctl.js';
 import { Icmp, defineIcmpSysctls, type IcmpContext } from './icmp.js';
+import { Igmp, type IgmpContext } from './igmp.js';
 import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
 import type { RouteTable } from './route.js';
 import type { Path } from './path.js';
@@ -50,10 +51,11 @@ export interface Ipv4Context {
  */
 export type Ipv4ProtocolInput = (ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean) => void;
 
-export class Ipv4 implements IcmpContext, ReassContext {
+export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
   readonly stats = new IpStats();
   readonly reass: Reassembler;
   readonly icmp: Icmp;
+  readonly igmp: Igmp;
   private readonly protocols: (Ipv4ProtocolInput | undefined)[] = new Array(256).fill(undefined);
   private readonly ip = new Ipv4View();
   private readonly mcastMac = new Uint8Array([0x01, 0x00, 0x5e, 0, 0, 0]);
@@ -80,6 +82,12 @@ export class Ipv4 implements IcmpContext, ReassContext {
     this.reass = new Reassembler(this);
     this.icmp = new Icmp(this);
     this.protocols[IpProto.ICMP] = (ip, buf, toBroadcast) => this.icmp.input(ip, buf, toBroadcast);
+    this.igmp = new Igmp(this);
+    this.protocols[IpProto.IGMP] = (ip, buf) => {
+      const iface = this.ctx.interfaces[buf.ifIndex - 1];
+      if (iface !== undefined) this.igmp.input(iface, ip.dst, buf.data, ip.payloadOff, ip.payloadLen);
+      buf.release();
+    };
   }
 
   // ---- the contexts handed down (IcmpContext, ReassContext, UdpContext) --------------------
@@ -122,6 +130,9 @@ export class Ipv4 implements IcmpContext, ReassContext {
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
       if (l2Bcast) { buf.release(); this.ctx.drop('ip_unicast_in_l2_broadcast'); return; }
     }
+    // RFC 3376 §3.2: a multicast datagram is delivered when the interface's filter for the
+    // group admits its source (IGMP itself always: queries go to groups we may have left).
+    if (mcast && ip.protocol !== IpProto.IGMP && !this.igmp.accepts(iface.index, dst, src)) { buf.release(); this.ctx.drop('ip_mcast_not_member'); return; }
     if (ip.isFragment) {
       this.stats.fragmentsReceived++;
       const whole = this.reass.input(ip, buf);
@@ -199,6 +210,44 @@ export class Ipv4 implements IcmpContext, ReassContext {
     }
     if (src === 0) src = iface.sourceFor(dst);
     return this.send(iface, nexthop, buf, src, dst, proto, tos, ttl, df, this.isLocalAddress(dst));
+  }
+
+  /**
+   * The interface for multicast to (or a membership of) `group`: the one owning `ifAddr` when
+   * given (IP_MULTICAST_IF, imr_interface), else the route's, else the first up interface with
+   * an address. 0 when there is none.
+   */
+  multicastIfIndex(group: number, ifAddr: number): number {
+    const ifs = this.ctx.interfaces;
+    if (ifAddr !== 0) return ifs.find((i) => i.up && i.hasAddress(ifAddr))?.index ?? 0;
+    const r = this.ctx.routes.lookup(group);
+    if (r) { const i = ifs[r.ifIndex - 1]; if (i && i.up) return i.index; }
+    return ifs.find((i) => i.up && !i.loopback && i.addrs.length > 0)?.index ?? 0;
+  }
+
+  /**
+   * Sends an L4 payload to a multicast group on interface `ifIndex` (see multicastIfIndex);
+   * `loop` (IP_MULTICAST_LOOP) also delivers a copy here when the interface is a member.
+   * Takes ownership; false (counted) when the interface is missing or down.
+   */
+  multicastOutput(buf: PacketBuffer, ifIndex: number, src: number, dst: number, proto: number, tos: number, ttl: number, loop: boolean): boolean {
+    this.stats.outRequests++;
+    const iface = this.ctx.interfaces[ifIndex - 1];
+    if (!iface || !iface.up) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip_no_route'); return false; }
+    if (src === 0) src = iface.primary;
+    this.mcastLoop = loop && this.igmp.isMember(ifIndex, dst);
+    try { return this.send(iface, dst, buf, src, dst, proto, tos, ttl, false, false); } finally { this.mcastLoop = false; }
+  }
+
+  private mcastLoop = false;
+
+  /** IgmpContext: the next IPv4 identification. */
+  nextIpId(): number { return this.ipId = (this.ipId + 1) & 0xffff; }
+
+  /** IgmpContext: a complete datagram (buf.start = IP header) to a multicast group on a link. */
+  multicastLinkOutput(iface: Interface, dst: number, buf: PacketBuffer): void {
+    buf.l3 = buf.start;
+    this.l2Output(iface, dst, dst, buf);
   }
 
   /**
@@ -308,6 +357,13 @@ export class Ipv4 implements IcmpContext, ReassContext {
       // RFC 1112 §6.4: 01:00:5e + the low 23 bits of the group.
       const m = this.mcastMac;
       m[3] = (dst >>> 16) & 0x7f; m[4] = (dst >>> 8) & 0xff; m[5] = dst & 0xff;
+      if (this.mcastLoop) {
+        // IP_MULTICAST_LOOP: a copy for our own members, through the loopback queue.
+        const c = buf.clone();
+        c.ifIndex = iface.index; c.csum = Csum.Valid;
+        this.loopQueue.push(c);
+        this.ctx.outputPending();
+      }
       this.ctx.ethOutput(iface, m, 0, EtherType.IPv4, buf);
       return;
     }
