@@ -25,6 +25,7 @@ import { Shield, type ShieldConfig } from './shield.js';
 import type { TcpHost } from './tcp/host.js';
 import { Tcp } from './tcp/tcp.js';
 import { Udp, defineUdpSysctls } from './udp.js';
+import { Tunnels, type TunnelConfig, type TunnelContext } from './tunnel/tunnels.js';
 
 export { IpStats, defineIpSysctls } from './ip/ipv4.js';
 
@@ -65,7 +66,7 @@ export interface InterfaceConfig {
 /** A subscriber to the stack's local ports (Stack.watchPorts): proto 6 (TCP) or 17 (UDP). */
 export type PortWatcher = (proto: number, port: number, inUse: boolean) => void;
 
-export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost {
+export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost, TunnelContext {
   readonly clock: Clock;
   readonly sysctl: Sysctl;
   readonly pool: BufferPool;
@@ -85,6 +86,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   readonly udp: Udp;
   readonly tcp: Tcp;
   readonly ipStats: IpStats;
+  /** VXLAN, GRE and IP-in-IP interfaces (addTunnel). */
+  readonly tunnels: Tunnels;
   /** Drops by reason; every packet the stack refuses is counted here. */
   readonly drops: Record<string, number> = Object.create(null);
   /** Called after a frame is queued on a device, so the run loop can flush soon. */
@@ -109,6 +112,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.udp.onPortChanged = (proto, port, inUse) => this.portChanged(proto, port, inUse);
     this.tcp = new Tcp(this);
     this.ip6 = new Ipv6(this);
+    this.tunnels = new Tunnels(this);
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
     this.ethernet.register(EtherType.IPv4, (iface, buf, off, len, l2Bcast) => ipv4.input(iface, buf, off, len, l2Bcast));
     this.ethernet.register(EtherType.ARP, (iface, buf, off, len) => { arp.input(iface, buf, off, len); buf.release(); });
@@ -162,6 +166,37 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     }
     if (cfg.announce !== false) this.arp.announce(iface);
     return index;
+  }
+
+  /**
+   * Adds a tunnel interface (VXLAN, GRE, IP-in-IP: docs/tunnels.md) over the underlay the route
+   * to its remote gives; returns its interface index. Throws on a bad configuration.
+   */
+  addTunnel(cfg: TunnelConfig): number {
+    const dev = this.tunnels.create(cfg);
+    const vxlan = cfg.kind === 'vxlan';
+    const index = this.addInterface(dev, {
+      name: cfg.ifname, mtu: dev.mtu, announce: vxlan,
+      ...(cfg.addr && { addr: cfg.addr }), ...(cfg.addr6 && { addr6: cfg.addr6 }),
+    });
+    dev.ifIndex = index;
+    const tunnels = this.tunnels;
+    if (vxlan) {
+      const port = cfg.port ?? 4789;
+      if (!this.udp.encap.has(port)) this.udp.encap.set(port, (ip, buf, off, len) => tunnels.vxlanInput(ip, buf, off, len));
+    } else {
+      const proto = cfg.kind === 'gre' ? IpProto.GRE : IpProto.IPIP;
+      this.ipv4.register(proto, (ip, buf, toBroadcast) => { if (toBroadcast) { buf.release(); this.drop('tunnel_broadcast'); return; } tunnels.p2pInput(ip, buf); });
+      this.icmp.handlers.set(proto, (type, code, info, inner) => tunnels.icmpError(type, code, info, inner));
+    }
+    return index;
+  }
+
+  /** TunnelContext: the MTU of the interface the route to `dst` leaves by (0: no route). */
+  routeMtu(dst: number): number {
+    const r = this.routes.lookup(dst);
+    const i = r ? this.interfaces[r.ifIndex - 1] : undefined;
+    return i && i.up ? i.mtu : 0;
   }
 
   /**
@@ -296,6 +331,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
 
   /** Ipv4Context: a unicast next hop goes through ARP. */
   resolveOutput(iface: Interface, nexthop: number, buf: PacketBuffer): void {
+    // A point-to-point tunnel has no neighbours to resolve: its device takes the packet.
+    if ((iface.dev as { pointToPoint?: boolean }).pointToPoint === true) { this.ethernet.output(iface, iface.mac, 0, EtherType.IPv4, buf); return; }
     this.arp.output(iface, nexthop, buf);
   }
 

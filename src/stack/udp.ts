@@ -219,7 +219,15 @@ export class UdpSocket {
   }
 }
 
+/** A UDP encapsulation (VXLAN): the payload at buf[off, off+len) of a datagram to its port. Takes ownership. */
+export type UdpEncapInput = (ip: Ipv4View, buf: PacketBuffer, off: number, len: number) => void;
+
 export class Udp {
+  /**
+   * Unicast datagrams to these local ports go to a tunnel's decapsulation before any socket
+   * (Linux's encap_rcv).
+   */
+  readonly encap = new Map<number, UdpEncapInput>();
   /** Bound sockets by local port. */
   private readonly ports = new Map<number, UdpSocket[]>();
   private readonly view = new UdpView();
@@ -342,8 +350,12 @@ export class Udp {
     if (buf.csum !== Csum.Valid && !v.checksumOkV4(src, dst)) { this.stats.badChecksum++; buf.release(); ctx.drop('udp_bad_checksum'); return; }
     this.stats.received++;
     const sport = v.srcPort, dport = v.dstPort;
-    const list = this.ports.get(dport);
     const multi = toBroadcast || isIpv4Multicast(dst);
+    if (this.encap.size !== 0 && !multi) {
+      const fn = this.encap.get(dport);
+      if (fn !== undefined) { this.stats.delivered++; fn(ip, buf, v.payloadOff, v.payloadLen); return; }
+    }
+    const list = this.ports.get(dport);
     let delivered = false;
     if (list) {
       if (multi) {
