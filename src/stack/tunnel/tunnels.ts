@@ -148,7 +148,9 @@ export class VxlanDevice extends TunnelDevice {
     this.stats.rxPackets++;
     buf.start = inner;
     buf.end = off + len;
-    buf.csum = Csum.None;
+    // A checksum the device vouched for stays vouched for only when it is the inner one (a
+    // kernel on the same host leaves the inner L4 sum partial: NEEDS_CSUM pointing inside).
+    if (buf.csum !== Csum.Valid || buf.csumStart < inner + ETH_HLEN) buf.csum = Csum.None;
     buf.l3 = -1; buf.l4 = -1;
     this.ctx.input(this.ifIndex, buf);
   }
@@ -239,7 +241,7 @@ export class P2pTunnelDevice extends TunnelDevice {
     b.set(this.mac, e); b.set(P2P_PEER_MAC, e + 6); b[e + 12] = 0x08; b[e + 13] = 0x00;
     buf.start = e;
     buf.end = end;
-    buf.csum = Csum.None;
+    if (buf.csum !== Csum.Valid || buf.csumStart < inner) buf.csum = Csum.None;
     buf.l3 = -1; buf.l4 = -1;
     this.ctx.input(this.ifIndex, buf);
   }
