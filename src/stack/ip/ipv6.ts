@@ -195,7 +195,12 @@ export class Ipv6 implements Ip6Services {
     buf.l3 = off;
     const mcast = isIpv6Multicast(b, ip.dstOff);
     if (mcast) {
-      if (!link.hasGroup(b, ip.dstOff)) { buf.release(); this.ctx.drop('ip6_not_member'); return; }
+      // RFC 3810 §4.2: the link's source filter; ICMPv6 (MLD queries, behind a Hop-by-Hop
+      // header too) passes on membership alone.
+      const nh = ip.nextHeader;
+      if (!link.hasGroup(b, ip.dstOff) || (nh !== Ipv6Next.ICMPv6 && nh !== Ipv6Next.HopByHop && !this.mld.accepts(link, b, ip.dstOff, ip.srcOff))) {
+        buf.release(); this.ctx.drop('ip6_not_member'); return;
+      }
     } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || !this.isLocalAddress(b, ip.dstOff))) {
       buf.release(); this.ctx.drop('ip6_not_for_us'); return;
     }
