@@ -1,10 +1,12 @@
 // Multicast on a TAP port (root, namespaces): an unmodified node:dgram program under `tstack
 // run` joins 239.1.2.3; a kernel sender in the namespace (python3, a route for 239/8 and 232/8
-// on the TAP) reaches it; tshark sees the IGMPv3 reports on join and leave; after the leave
+// on the TAP) reaches it; tshark sees the IGMPv3 reports on join and leave, and the answer to
+// a general query scapy sends; after the leave
 // nothing more is delivered; a source-specific join receives only from its source.
 // IPv6 (ff15::1:2:3) is not covered: this branch's tstack/dgram has no udp6.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +32,17 @@ s.bind(5400, () => {
     } catch (e) { console.log('err ' + l + ' ' + e.code); }
   });
 });
+`;
+
+// /usr/bin/python3 has scapy (the python3 on PATH may not).
+const SCAPY = '/usr/bin/python3';
+const QUERY = `
+import sys
+from scapy.all import Ether, IP, IPOption_Router_Alert, sendp
+from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mq
+q = (Ether(dst='01:00:5e:00:00:01') / IP(src='198.18.211.1', dst='224.0.0.1', ttl=1, tos=0xc0, options=[IPOption_Router_Alert()])
+     / IGMPv3(type=0x11, mrcode=10) / IGMPv3mq(gaddr='0.0.0.0', qrv=2, qqic=125))
+sendp(q, iface=sys.argv[1], verbose=False)
 `;
 
 const SENDER = `import socket, sys, time
@@ -68,6 +81,18 @@ test('dgram under tstack run: IGMPv3 join/leave reports, delivery from a kernel 
     const first = await send(app.hostIp, '239.1.2.3', 'a', 10);
     assert.equal(first.code, 0, first.stderr);
     await app.waitForOutput(/msg a\d from 198\.18\.211\.1\n/, 15_000);
+
+    // A querier (scapy) asks; the stack answers with MODE_IS_EXCLUDE for the group within the
+    // Max Resp Time (1 s).
+    if (spawnSync(SCAPY, ['-c', 'import scapy']).status === 0) {
+      for (let i = 0; i < 5 && !report(2, '239.1.2.3'); i++) {
+        const q = await runIn(ns, SCAPY, ['-c', QUERY, ifname], { timeoutMs: 30_000 });
+        assert.equal(q.code, 0, q.stderr);
+        const until = Date.now() + 4000;
+        while (Date.now() < until && !report(2, '239.1.2.3')) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(report(2, '239.1.2.3'), 'an IGMPv3 MODE_IS_EXCLUDE report answers the general query');
+    } else if (process.env.CI) throw new Error('scapy missing under CI');
 
     await cmd('leave 239.1.2.3');
     await waitUntil(() => report(3, '239.1.2.3'), 15_000, 'an IGMPv3 CHANGE_TO_INCLUDE report for 239.1.2.3');
