@@ -184,7 +184,8 @@ export class UdpSocket {
     if (this.closed) throw new NetError('EBADF', 'socket is closed');
     if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
     const ifIndex = this.udp.ctx.multicastIfIndex(group, ifAddr);
-    if (ifIndex === 0) throw new NetError(ifAddr !== 0 ? 'EADDRNOTAVAIL' : 'ENODEV', 'no interface for the group');
+    // Linux (ip_mc_find_dev): ENODEV when no interface has the address or the route.
+    if (ifIndex === 0) throw new NetError('ENODEV', 'no interface for the group');
     return ifIndex;
   }
 
