@@ -50,7 +50,9 @@ export function formatInterface(i: InterfaceSnapshot & { driver: string; deviceR
   const lines = [`${i.name}: flags=<${i.flags.join(',')}> mtu ${i.mtu}`, `\tether ${i.mac}`];
   for (const a of i.inet) lines.push(`\tinet ${a.addr} netmask 0x${prefixMask(a.prefixLen).toString(16).padStart(8, '0')} broadcast ${a.broadcast}`);
   for (const a of i.inet6) lines.push(`\tinet6 ${a.addr} prefixlen ${a.prefixLen}`);
-  lines.push(`\tdriver: ${i.driver}`);
+  if (i.tunnel) lines.push(`\ttunnel: ${i.tunnel}`);
+  if (i.groups) lines.push(`\tgroups: ${i.groups.join(' ')}`);
+  lines.push(`\tdriver: ${i.tunnel ? 'tunnel' : i.driver}`);
   lines.push(`\tRX packets ${i.rxPackets}  bytes ${i.rxBytes} (${human(i.rxBytes)})  errors ${i.rxErrors}  dropped ${i.rxDropped + i.deviceRxDropped}  multicast ${i.rxMulticast}`);
   lines.push(`\tTX packets ${i.txPackets}  bytes ${i.txBytes} (${human(i.txBytes)})  errors ${i.txErrors}  dropped ${i.txDropped + i.deviceTxDropped}`);
   return lines.join('\n') + '\n';

@@ -8,6 +8,8 @@ import { startInstance } from '../../src/runtime/instance.js';
 import { MemoryWire } from '../../src/driver/memory.js';
 import { realClock } from '../../src/runtime/loop.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
+import { interfaces } from '../../src/stack/stats.js';
+import { formatInterface } from '../../src/cli/ifconfig.js';
 
 const PORT = '[[port]]\ndriver = "memory"\nifname = "m0"\naddr = "198.18.214.2/24"\n';
 
@@ -67,6 +69,14 @@ test('two instances on the memory wire ping through a GRE tunnel from [[tunnel]]
     const gre = a.stack.interfaces.find((i) => i.name === 'gre0')!;
     assert.equal(gre.index, 2, 'after the port, before lo0');
     assert.equal(gre.mtu, 1500 - 20 - 8);
+    // What ifconfig shows: the kind and ends, POINTOPOINT, and the IGMP groups joined.
+    const u = a.stack.udp.open(); u.bind(0, 4000); u.addMembership(parseIpv4('239.9.9.9')!, parseIpv4('198.18.215.1')!);
+    const snap = interfaces(a.stack).find((i) => i.name === 'gre0')!;
+    assert.equal(snap.tunnel, 'gre key 5 local 198.18.214.1 remote 198.18.214.2');
+    assert.ok(snap.flags.includes('POINTOPOINT') && !snap.flags.includes('BROADCAST'));
+    assert.deepEqual(snap.groups, ['239.9.9.9']);
+    assert.match(formatInterface({ ...snap, driver: 'unknown', deviceRxDropped: 0, deviceTxDropped: 0 }), /\ttunnel: gre key 5 .*\n\tgroups: 239\.9\.9\.9\n\tdriver: tunnel/);
+    u.close();
     const got = new Promise<number>((resolve) => { a.stack.icmp.onEchoReply = (src) => resolve(src); });
     const timer = setInterval(() => a.stack.icmp.sendEcho(parseIpv4('198.18.215.2')!, 1, 1, new Uint8Array(8)), 100);
     try {

@@ -81,6 +81,8 @@ abstract class TunnelDevice implements NetDevice {
   mtu: number;
   constructor(readonly name: string, readonly mac: Uint8Array, readonly local: number, mtu: number, readonly ttl: number) { this.mtu = mtu; }
   abstract transmit(buf: PacketBuffer): void;
+  /** One line for the tools ("vxlan vni 42 local 198.18.0.2 remote 198.18.0.1"). */
+  abstract describe(): string;
 
   /** A buffer whose payload starts at buf.start with room for the outer headers (a copy when short). */
   protected roomy(ctx: TunnelContext, buf: PacketBuffer): PacketBuffer {
@@ -155,6 +157,10 @@ export class VxlanDevice extends TunnelDevice {
     this.ctx.input(this.ifIndex, buf);
   }
 
+  describe(): string {
+    return `vxlan vni ${this.vni} local ${formatIpv4(this.local)} remote ${this.remotes.map(formatIpv4).join(',') || '-'} port ${this.port} fdb ${this.fdb.size}`;
+  }
+
   /** The forwarding database (tools, tests): MAC → remote VTEP. */
   entries(): { mac: string; remote: string; ageMs: number }[] {
     const now = this.ctx.clock.now();
@@ -177,6 +183,10 @@ export class P2pTunnelDevice extends TunnelDevice {
   constructor(private readonly ctx: TunnelContext, name: string, local: number, mtu: number, ttl: number,
     readonly kind: 'gre' | 'ipip', readonly remote: number, readonly key: number | undefined, readonly seq: boolean) {
     super(name, Uint8Array.of(0x02, 0, 0, 0, 0, 0x01), local, mtu, ttl);
+  }
+
+  describe(): string {
+    return `${this.kind}${this.key !== undefined ? ` key ${this.key}` : ''}${this.seq ? ' seq' : ''} local ${formatIpv4(this.local)} remote ${formatIpv4(this.remote)}`;
   }
 
   /** Bytes the encapsulation adds (outer IPv4 + GRE). */
