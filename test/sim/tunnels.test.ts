@@ -162,3 +162,31 @@ test('GRE: a packet with another key is not taken by the tunnel (dropped, counte
   assert.equal(b.drops['gre_key_mismatch'], 1);
   sim.close();
 });
+
+test('vxlan with two remote VTEPs: broadcasts are replicated to both, unicast follows the learned FDB', () => {
+  const sim = new Simulation({ seed: 'three', latencyMs: 1 });
+  const a = sim.addHost({ name: 'a', addr: '198.18.212.1/24' }).stack;
+  const b = sim.addHost({ name: 'b', addr: '198.18.212.2/24' }).stack;
+  const c = sim.addHost({ name: 'c', addr: '198.18.212.3/24' }).stack;
+  a.addTunnel({ kind: 'vxlan', ifname: 'vx0', vni: 7, local: '198.18.212.1', remotes: ['198.18.212.2', '198.18.212.3'], addr: '198.18.213.1/24' });
+  b.addTunnel({ kind: 'vxlan', ifname: 'vx0', vni: 7, local: '198.18.212.2', remotes: ['198.18.212.1'], addr: '198.18.213.2/24' });
+  c.addTunnel({ kind: 'vxlan', ifname: 'vx0', vni: 7, local: '198.18.212.3', remotes: ['198.18.212.1'], addr: '198.18.213.3/24' });
+  sim.run(100);
+  const got: number[] = [];
+  a.icmp.onEchoReply = (src) => got.push(src);
+  a.icmp.sendEcho(IN_B, 1, 1, new Uint8Array(8));
+  a.icmp.sendEcho(parseIpv4('198.18.213.3')!, 1, 2, new Uint8Array(8));
+  assert.ok(sim.runUntil(() => got.length === 2, { maxMs: 5000 }), sim.describe());
+  assert.deepEqual(got.sort(), [IN_B, parseIpv4('198.18.213.3')!].sort());
+  const d = a.tunnels.devices[0] as unknown as { stats: { flooded: number }; entries(): { remote: string }[] };
+  assert.ok(d.stats.flooded >= 2, 'the ARP requests were replicated');
+  assert.deepEqual(d.entries().map((e) => e.remote).sort(), ['198.18.212.2', '198.18.212.3'], 'one learned entry behind each VTEP');
+  // Once learned, unicast goes to one VTEP only: c sees nothing of a's pings to b.
+  const cBefore = c.tunnels.devices[0]!.stats.rxPackets;
+  const flooded = d.stats.flooded;
+  for (let i = 0; i < 5; i++) a.icmp.sendEcho(IN_B, 1, 10 + i, new Uint8Array(8));
+  assert.ok(sim.runUntil(() => got.length === 7, { maxMs: 5000 }));
+  assert.equal(c.tunnels.devices[0]!.stats.rxPackets, cBefore);
+  assert.equal(d.stats.flooded, flooded);
+  sim.close();
+});
