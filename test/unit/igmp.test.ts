@@ -234,4 +234,11 @@ test('multicast loopback: a member socket on the sending stack gets a copy unles
   tx.send(Uint8Array.of(2), G, 7000);
   run(0);
   assert.deepEqual(got, [1]);
+  // TTL 0 stays on the host (RFC 1112 §6.1): looped back, never on the wire.
+  ttl = -1;
+  tx.mcastLoop = true; tx.mcastTtl = 0;
+  tx.send(Uint8Array.of(3), G, 7000);
+  run(0);
+  assert.deepEqual(got, [1, 3]);
+  assert.equal(ttl, -1, 'nothing left on the wire');
 });

@@ -236,10 +236,13 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
     if (!iface || !iface.up) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip_no_route'); return false; }
     if (src === 0) src = iface.primary;
     this.mcastLoop = loop && this.igmp.isMember(ifIndex, dst);
-    try { return this.send(iface, dst, buf, src, dst, proto, tos, ttl, false, false); } finally { this.mcastLoop = false; }
+    // RFC 1112 §6.1: "a datagram with a TTL of 0 is restricted to the same host".
+    this.mcastHostOnly = ttl === 0;
+    try { return this.send(iface, dst, buf, src, dst, proto, tos, ttl, false, false); } finally { this.mcastLoop = false; this.mcastHostOnly = false; }
   }
 
   private mcastLoop = false;
+  private mcastHostOnly = false;
 
   /** IgmpContext: the next IPv4 identification. */
   nextIpId(): number { return this.ipId = (this.ipId + 1) & 0xffff; }
@@ -364,6 +367,7 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
         this.loopQueue.push(c);
         this.ctx.outputPending();
       }
+      if (this.mcastHostOnly) { buf.release(); return; }
       this.ctx.ethOutput(iface, m, 0, EtherType.IPv4, buf);
       return;
     }
