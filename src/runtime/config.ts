@@ -420,6 +420,7 @@ function tunnelConfig(v: Validator, index: number, raw: unknown): TunnelEntry {
     e.seq = t.seq;
   }
   if (t.addr !== undefined) e.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
+  only('addr6', ['vxlan']);
   if (t.addr6 !== undefined) e.addr6 = v.cidr6(at('addr6'), t.addr6);
   if (t.mtu !== undefined) e.mtu = v.int(at('mtu'), t.mtu, 576, 65535);
   if (t.ttl !== undefined) e.ttl = v.int(at('ttl'), t.ttl, 1, 255);

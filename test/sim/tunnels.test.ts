@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Simulation } from '../helpers/sim.js';
 import { hasCommand } from '../helpers/netns.js';
-import { parseIpv4 } from '../../src/wire/addr.js';
+import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
 import type { TunnelConfig } from '../../src/stack/tunnel/tunnels.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import type { Stack } from '../../src/stack/stack.js';
@@ -188,5 +188,23 @@ test('vxlan with two remote VTEPs: broadcasts are replicated to both, unicast fo
   assert.ok(sim.runUntil(() => got.length === 7, { maxMs: 5000 }));
   assert.equal(c.tunnels.devices[0]!.stats.rxPackets, cBefore);
   assert.equal(d.stats.flooded, flooded);
+  sim.close();
+});
+
+test('vxlan carries IPv6 inside: addr6 on the tunnel, NDP and DAD through it, ping6 both ways', () => {
+  const sim = new Simulation({ seed: 'v6in', latencyMs: 1 });
+  const a = sim.addHost({ name: 'a', addr: '198.18.212.1/24' }).stack;
+  const b = sim.addHost({ name: 'b', addr: '198.18.212.2/24' }).stack;
+  a.addTunnel({ kind: 'vxlan', ifname: 'vx0', vni: 9, local: '198.18.212.1', remotes: ['198.18.212.2'], addr6: '2001:db8:213::1/64' });
+  b.addTunnel({ kind: 'vxlan', ifname: 'vx0', vni: 9, local: '198.18.212.2', remotes: ['198.18.212.1'], addr6: '2001:db8:213::2/64' });
+  sim.run(5000); // DAD
+  const got: string[] = [];
+  a.ip6.icmp.onEchoReply = (src, _id, seq) => got.push(`${[...src].map((x) => x.toString(16)).join('.')}#${seq}`);
+  for (let i = 1; i <= 3; i++) a.ip6.icmp.sendEcho(parseIpv6('2001:db8:213::2')!, 3, i, new Uint8Array(1200).fill(i));
+  assert.ok(sim.runUntil(() => got.length === 3, { maxMs: 5000 }), sim.describe());
+  let back = 0;
+  b.ip6.icmp.onEchoReply = () => back++;
+  b.ip6.icmp.sendEcho(parseIpv6('2001:db8:213::1')!, 4, 1, new Uint8Array(8));
+  assert.ok(sim.runUntil(() => back === 1, { maxMs: 5000 }), sim.describe());
   sim.close();
 });

@@ -57,6 +57,7 @@ test('[[tunnel]] mistakes are located errors', () => {
   bad('kind = "gre"\nifname = "g0"\nlocal = "198.18.214.2"\nremotes = ["198.18.214.1"]\n', /only a vxlan tunnel has several remotes/);
   bad('kind = "ipip"\nifname = "i0"\nlocal = "198.18.214.2"\nremote = "198.18.214.1"\nkey = 3\n', /only applies to kind "gre"/);
   bad('kind = "gre"\nifname = "m0"\nlocal = "198.18.214.2"\nremote = "198.18.214.1"\n', /already used by port\[0\]/);
+  bad('kind = "gre"\nifname = "g0"\nlocal = "198.18.214.2"\nremote = "198.18.214.1"\naddr6 = "2001:db8::1/64"\n', /addr6.*only applies to kind "vxlan"/);
   bad('kind = "sit"\nifname = "s0"\nlocal = "198.18.214.2"\nremote = "198.18.214.1"\n', /tunnel\[0\]\.kind/);
   bad('kind = "gre"\nifname = "g0"\nlocal = "198.18.214.2"\nremote = "198.18.214.1"\ncolour = 1\n', /unknown key/);
 });

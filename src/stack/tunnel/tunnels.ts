@@ -296,6 +296,7 @@ export class Tunnels {
       return d;
     }
     if (remotes.length !== 1) throw new Error(`tunnel ${cfg.ifname}: a ${cfg.kind} tunnel has exactly one remote`);
+    if (cfg.addr6 !== undefined) throw new Error(`tunnel ${cfg.ifname}: a ${cfg.kind} tunnel carries IPv4 only (no addr6 yet)`);
     if (cfg.key !== undefined && (cfg.kind !== 'gre' || !Number.isInteger(cfg.key) || cfg.key < 0 || cfg.key > 0xffffffff)) throw new Error(`tunnel ${cfg.ifname}: key is for gre, 0..4294967295`);
     const d0 = new P2pTunnelDevice(this.ctx, cfg.ifname, local, 0, ttl, cfg.kind, remotes[0]!, cfg.key, cfg.kind === 'gre' && !!cfg.seq);
     const max = under - d0.overhead;
