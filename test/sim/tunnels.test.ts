@@ -123,28 +123,48 @@ test('tshark decodes VXLAN, GRE and IP-in-IP on the underlay with 0 malformed fr
   }
 });
 
-test('PMTU through a GRE tunnel: Fragmentation Needed about an outer packet lowers the tunnel MTU', () => {
-  const { sim, a, ta } = twoEnds('gre', 'pmtu');
-  sim.run(10);
-  const before = a.interfaceByIndex(ta)!.mtu;
-  // A router on the underlay reports MTU 1400 for an outer packet a sent (a quote of its header).
-  const buf = a.pool.alloc();
+/** A router on the underlay (198.18.212.254) reports `mtu` to `st` for an outer GRE packet 198.18.212.1 → .2. */
+function fragNeeded(st: Stack, mtu: number): void {
+  const buf = st.pool.alloc();
   const o = buf.append(14 + 20 + 8 + 28);
   const d = buf.data;
-  const mac = a.interfaceByIndex(1)!.mac;
-  d.set(mac, o); d.set([2, 0, 0, 0, 0, 0x99, 0x08, 0x00], o + 6);
+  d.set(st.interfaceByIndex(1)!.mac, o); d.set([2, 0, 0, 0, 0, 0x99, 0x08, 0x00], o + 6);
   const ip = o + 14;
   d.set([0x45, 0, 0, 56, 0, 1, 0, 0, 64, 1, 0, 0, 198, 18, 212, 254, 198, 18, 212, 1], ip);
   const icmp = ip + 20;
-  d.set([3, 4, 0, 0, 0, 0, 1400 >> 8, 1400 & 0xff], icmp);
+  d.set([3, 4, 0, 0, 0, 0, mtu >> 8, mtu & 0xff], icmp);
   d.set([0x45, 0, 0x05, 0xdc, 0, 2, 0x40, 0, 64, 47, 0, 0, 198, 18, 212, 1, 198, 18, 212, 2, 0x30, 0, 8, 0, 0, 0, 0, 7], icmp + 8);
   const csum = (b: Uint8Array, off: number, len: number) => { let s = 0; for (let i = 0; i < len; i += 2) s += (b[off + i]! << 8) | (b[off + i + 1] ?? 0); while (s > 0xffff) s = (s & 0xffff) + (s >>> 16); return ~s & 0xffff; };
   const qc = csum(d, icmp + 8, 20); d[icmp + 8 + 10] = qc >> 8; d[icmp + 8 + 11] = qc & 0xff;
   const ic = csum(d, icmp, 36); d[icmp + 2] = ic >> 8; d[icmp + 3] = ic & 0xff;
   const hc = csum(d, ip, 20); d[ip + 10] = hc >> 8; d[ip + 11] = hc & 0xff;
-  a.input(1, buf);
-  assert.equal(before, 1468);
+  st.input(1, buf);
+}
+
+test('PMTU through a GRE tunnel: Fragmentation Needed about an outer packet lowers the tunnel MTU', () => {
+  const { sim, a, ta } = twoEnds('gre', 'pmtu');
+  sim.run(10);
+  assert.equal(a.interfaceByIndex(ta)!.mtu, 1468);
+  fragNeeded(a, 1400);
   assert.equal(a.interfaceByIndex(ta)!.mtu, 1400 - 32);
+  sim.close();
+});
+
+test('PMTU through a GRE tunnel: a transfer under way when the tunnel MTU drops resizes its segments and finishes', () => {
+  const { sim, a, b, ta } = twoEnds('gre', 'pmtu-live');
+  const size = 4 << 20;
+  const ab = data(size, 5);
+  const l = b.tcp.listen({ port: 5003 });
+  let server: ReturnType<typeof collect> | null = null;
+  l.onConnection = (s) => { server = collect(s); };
+  const c = a.tcp.connect({ raddr: IN_B, rport: 5003 });
+  c.onConnect = () => pump(c, ab);
+  assert.ok(sim.runUntil(() => server !== null && (server as { bytes: number }).bytes > (1 << 20), { maxMs: 60_000 }));
+  fragNeeded(a, 1400);
+  assert.equal(a.interfaceByIndex(ta)!.mtu, 1368);
+  assert.ok(sim.runUntil(() => (server as unknown as { ended: boolean }).ended, { maxMs: 60_000 }), `finished: b got ${(server as unknown as { bytes: number }).bytes}/${size}`);
+  assert.equal(sha((server as unknown as { chunks: Uint8Array[] }).chunks), sha([ab]));
+  assert.ok(a.tcp.counters.pmtuUpdates >= 1, 'TCP took the smaller MTU');
   sim.close();
 });
 

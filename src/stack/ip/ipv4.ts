@@ -8,6 +8,7 @@ import { completeChecksum } from '../../base/offload.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { MAC_BROADCAST, isIpv4Multicast } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
+import { internetChecksum } from '../../wire/checksum.js';
 import { WireError, wireErrorName } from '../../wire/errors.js';
 import { IcmpType, UnreachCode } from '../../wire/icmpv4.js';
 import { IPV4_DF, IPV4_HLEN, IPV4_MF, IpProto, Ipv4View, writeIpv4Header } from '../../wire/ipv4.js';
@@ -321,7 +322,10 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
     // A super-segment only goes to a device that segments it (the route may have changed).
     if (buf.gso !== Gso.None && !iface.dev.offloads.tso4) { buf.release(); this.ctx.drop('ip_gso_unsupported'); return false; }
     if (IPV4_HLEN + payloadLen > iface.mtu && buf.gso === Gso.None) {
-      if (df) { buf.release(); this.ctx.drop('ip_needs_frag_df'); return false; }
+      if (df) {
+        this.fragNeededLocally(iface, buf, src, dst, proto, tos, ttl);
+        buf.release(); this.ctx.drop('ip_needs_frag_df'); return false;
+      }
       return this.fragment(iface, nexthop, buf, src, dst, proto, tos, ttl);
     }
     const id = this.ipId = (this.ipId + 1) & 0xffff;
@@ -330,6 +334,30 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
     buf.l3 = off;
     this.l2Output(iface, nexthop, dst, buf);
     return true;
+  }
+
+  /**
+   * A datagram of ours with DF set is too big for its interface: the MTU shrank under a
+   * connection (a tunnel learned a smaller path MTU). The transport hears it as from a router
+   * (RFC 1191 Fragmentation Needed with the interface's MTU), through the loopback queue, so at
+   * the next poll and never re-entrantly from inside its own output.
+   */
+  private fragNeededLocally(iface: Interface, buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number): void {
+    if (buf.length < 8 || !this.isLocalAddress(src)) return;
+    const e = this.ctx.pool.alloc();
+    const o = e.append(IPV4_HLEN + 8 + IPV4_HLEN + 8);
+    const b = e.data, ic = o + IPV4_HLEN, q = ic + 8;
+    writeIpv4Header(b, q, tos, IPV4_HLEN + buf.length, 0, IPV4_DF, ttl, proto, src, dst);
+    b.set(buf.data.subarray(buf.start, buf.start + 8), q + IPV4_HLEN);
+    const mtu = iface.mtu;
+    b[ic] = IcmpType.DestUnreachable; b[ic + 1] = UnreachCode.FragNeeded; b[ic + 2] = 0; b[ic + 3] = 0;
+    b[ic + 4] = 0; b[ic + 5] = 0; b[ic + 6] = mtu >> 8; b[ic + 7] = mtu & 0xff;
+    const c = internetChecksum(b, ic, 8 + IPV4_HLEN + 8);
+    b[ic + 2] = c >> 8; b[ic + 3] = c & 0xff;
+    writeIpv4Header(b, o, 0xc0, IPV4_HLEN + 8 + IPV4_HLEN + 8, this.nextIpId(), 0, 64, IpProto.ICMP, src, src);
+    e.l3 = o; e.csum = Csum.Valid; e.ifIndex = iface.index;
+    this.loopQueue.push(e);
+    this.ctx.outputPending();
   }
 
   private fragment(iface: Interface, nexthop: number, buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number): boolean {
