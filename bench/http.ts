@@ -86,14 +86,14 @@ export function parseWrk(out: string): WrkResult | null {
   };
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** A server process (own process group) that printed its ready line. */
-interface Server {
+export interface Server {
   output(): string;
   /** SIGSTOP / SIGCONT to the group: the side not being measured must not use the CPU. */
   freeze(): void;
@@ -101,7 +101,7 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string): Promise<Server> {
+export async function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv, what: string, ready: RegExp = READY): Promise<Server> {
   const child: ChildProcess = spawn(cmd, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let exited = false;
@@ -123,7 +123,7 @@ async function startServer(cmd: string, args: string[], env: NodeJS.ProcessEnv, 
     killGroup('SIGKILL'); // anything left in the group
   };
   const deadline = Date.now() + 20_000;
-  while (!READY.test(out)) {
+  while (!ready.test(out)) {
     if (exited || Date.now() > deadline) {
       await stop();
       throw new Error(`${what} did not start (${exited ? 'exited' : 'timed out'}); output:\n${out}`);

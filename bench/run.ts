@@ -17,21 +17,28 @@ import { hasCommand, isRoot } from '../src/runtime/netns.js';
 import { afxdpPing } from './afxdp-ping.js';
 import { httpClose, httpKeepalive } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
+import { idleConns } from './idle-conns.js';
 import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
-import { tcpBulkMemory } from './tcp-bulk-memory.js';
+import { tcpBulkKernel } from './tcp-bulk-kernel.js';
+import { tcpBulkMemory, tcpBulkMemoryIpv6 } from './tcp-bulk-memory.js';
 import { tcpConnectCloseMemory } from './tcp-connect-close-memory.js';
+import { toolsUnderLoad } from './tools-under-load.js';
 import type { BenchResult, Benchmark } from './types.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
   icmpEchoMemory,
   tcpBulkMemory,
+  tcpBulkMemoryIpv6,
   tcpAutotuneMemory,
   tcpConnectCloseMemory,
+  tcpBulkKernel,
+  idleConns,
   tapPing,
   afxdpPing,
   httpKeepalive,
   httpClose,
+  toolsUnderLoad,
 ];
 
 export interface CliArgs { names: string[]; json: boolean; quick: boolean; list: boolean; help: boolean }

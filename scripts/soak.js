@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 // `npm run soak [-- --minutes N] [-- --seed S]`: hostile traffic mixes against one stack on the
 // memory wire for N minutes of wall time (default 10), in rounds of 10 s of virtual time:
-// a SYN flood from random sources, forged ARP requests from random MACs, a UDP flood to open and
+// a SYN flood from random sources, forged ARP requests and IPv6 Neighbor Solicitations from
+// random MACs and sources, a UDP flood to open and
 // closed ports, never-completing fragments, random and mutated frames, and clients that stall a
 // 1 MB response behind a zero window and vanish, all while a legitimate client keeps doing
 // request/response exchanges. Every round samples the heap (after a GC), connections, armed
-// timers, ARP entries, reassembly state and packet buffers in use; the run fails when a
+// timers, ARP and NDP entries, reassembly state and packet buffers in use; the run fails when a
 // legitimate exchange fails, or when any sample keeps growing (the second half's peak above the
-// first half's by more than 10% and a small slack), and prints a table either way. (The seeded
-// fuzz target for the input path runs in `npm test`: test/unit/engine-fuzz.test.ts.)
+// first half's by more than 10% and a small slack), and prints a table either way. (The fuzz
+// targets for the input path run in `npm test` at a small budget: test/unit/engine-fuzz.test.ts,
+// seeded, and test/unit/engine-fuzz-guided.test.ts, coverage-guided; `npm run fuzz` runs the
+// coverage-guided one for minutes.)
 // Deterministic per seed (the virtual clock and every random choice); only the number of rounds
 // depends on the machine's speed.
 import { setFlagsFromString } from 'node:v8';
@@ -23,6 +26,10 @@ import { writeIpv4Header } from '../dist/src/wire/ipv4.js';
 import { TcpFlag, writeTcpHeader } from '../dist/src/wire/tcp.js';
 import { finishUdpChecksumV4, writeUdpHeader } from '../dist/src/wire/udp.js';
 import { internetChecksum, pseudoHeaderV4 } from '../dist/src/wire/checksum.js';
+import { parseIpv6 } from '../dist/src/wire/addr.js';
+import { finishIcmpv6Checksum } from '../dist/src/wire/icmpv6.js';
+import { Ipv6Next, writeIpv6Header } from '../dist/src/wire/ipv6.js';
+import { writeNeighborSolicit, writeSolicitedNodeMulticast } from '../dist/src/wire/ndp.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc');
@@ -36,11 +43,14 @@ const SEED = arg('seed', 'soak');
 const ROUND_MS = 10_000;
 
 const SERVER = parseIpv4('198.18.0.1');
+const SERVER6 = parseIpv6('2001:db8:0:1::1');
+const SERVER6_GROUP = new Uint8Array(16);
+writeSolicitedNodeMulticast(SERVER6_GROUP, 0, SERVER6, 0);
 const NET = parseIpv4('198.18.0.0');
 
 const sim = new Simulation({ seed: SEED });
 const serverNode = sim.addHost({
-  name: 'server', addr: '198.18.0.1/15',
+  name: 'server', addr: '198.18.0.1/15', addr6: '2001:db8:0:1::1/64',
   // Short give-up times so a round sees abandoned connections released.
   sysctl: { 'net.inet.tcp.maxpersistidle': 5000, 'net.inet.tcp.persmax': 1000, 'net.inet.tcp.msl': 1000 },
 });
@@ -61,6 +71,21 @@ class Raw {
     const b = this.frame(14 + ARP_LEN);
     writeEthernetHeader(b.data, b.start, MAC_BROADCAST, 0, mac, EtherType.ARP);
     writeArp(b.data, b.start + 14, ArpOp.Request, mac, this.randomSrc(), MAC_ZERO, SERVER);
+    this.dev.transmit(b);
+  }
+  /** A Neighbor Solicitation for the server's IPv6 address from a random on-link source and MAC. */
+  ns() {
+    const mac = this.randomMac();
+    const src = SERVER6.slice();
+    for (let i = 8; i < 16; i++) src[i] = this.r() & 255;
+    const g = SERVER6_GROUP;
+    const b = this.frame(14 + 40 + 32);
+    writeEthernetHeader(b.data, b.start, Uint8Array.of(0x33, 0x33, g[12], g[13], g[14], g[15]), 0, mac, EtherType.IPv6);
+    const icmp = b.start + 54;
+    const n = writeNeighborSolicit(b.data, icmp, SERVER6, 0, mac);
+    finishIcmpv6Checksum(b.data, icmp, n, src, 0, g, 0);
+    writeIpv6Header(b.data, b.start + 14, 0, 0, n, Ipv6Next.ICMPv6, 255, src, 0, g, 0);
+    b.end = icmp + n;
     this.dev.transmit(b);
   }
   ip(proto, l4len, fill, frag = 0x4000) {
@@ -169,6 +194,7 @@ function sample(round, okCount, tries) {
     conns: server.tcp.activeTcbs,
     timers: server.wheel.size,
     arp: server.arp.size,
+    ndp: server.ip6.ndp.size,
     reass: server.ipv4.reass.inProgress,
     bufs: server.pool.inUse,
     legit: `${okCount}/${tries}`,
@@ -187,10 +213,10 @@ while (Date.now() < deadline || round < 4) {
   const end = sim.clock.now() + ROUND_MS;
   let tick = 0;
   while (sim.clock.now() < end) {
-    // Per 10 ms of virtual time: 20 SYNs, 10 ARP requests, 10 UDP, 5 fragments, 5 junk frames
-    // (2,000, 1,000, 1,000, 500, 500 per second), and a legitimate exchange every 100 ms.
+    // Per 10 ms of virtual time: 20 SYNs, 10 ARP requests, 10 NS, 10 UDP, 5 fragments, 5 junk
+    // frames (2,000, 1,000, 1,000, 1,000, 500, 500 per second), and a legitimate exchange every 100 ms.
     for (let i = 0; i < 20; i++) raw.syn();
-    for (let i = 0; i < 10; i++) { raw.arp(); raw.udp(); }
+    for (let i = 0; i < 10; i++) { raw.arp(); raw.ns(); raw.udp(); }
     for (let i = 0; i < 5; i++) { raw.fragment(); raw.junk(); }
     if (tick++ % 10 === 0) results.push(exchange(tick));
     for (let i = pending.length - 1; i >= 0; i--) if (pending[i].at <= sim.clock.now()) { pending[i].fn(); pending.splice(i, 1); }
@@ -212,7 +238,7 @@ while (Date.now() < deadline || round < 4) {
 const rest = samples;
 const half = Math.floor(rest.length / 2);
 const grew = [];
-for (const [key, slack] of [['heapMB', 8], ['conns', 50], ['timers', 200], ['arp', 100], ['reass', 50], ['bufs', 100]]) {
+for (const [key, slack] of [['heapMB', 8], ['conns', 50], ['timers', 200], ['arp', 100], ['ndp', 100], ['reass', 50], ['bufs', 100]]) {
   const a = Math.max(...rest.slice(0, half).map((x) => x[key]));
   const b = Math.max(...rest.slice(half).map((x) => x[key]));
   const verdict = half > 0 && b > a * 1.1 + slack ? 'GREW' : 'flat';

@@ -6,7 +6,7 @@ export { Stack, type StackOptions, type InterfaceConfig, IpStats } from './stack
 export { Sysctl, SysctlError, type SysctlDef, type SysctlValue } from './stack/sysctl.js';
 export { Interface } from './stack/iface.js';
 export { RouteTable, RouteFlags } from './stack/ip/route.js';
-export { UdpSocket, type UdpMessage } from './stack/udp.js';
+export { UdpFamily, UdpSocket, type UdpMessage } from './stack/udp.js';
 export { TcpSocket } from './stack/tcp/socket.js';
 
 // The ground floor.

@@ -1,7 +1,8 @@
 // tstack/dgram: Node's `dgram` API on the tstack UDP engine (src/stack/udp.ts).
 //
 // The compatibility surface is Node's documented (and, where the docs are silent, observed)
-// behaviour for udp4 sockets: the same overloads, the same argument errors (ERR_* codes), the
+// behaviour for udp4 and udp6 sockets (a udp6 socket bound to :: also hears IPv4 unless
+// ipv6Only, its peers shown as ::ffff:a.b.c.d): the same overloads, the same argument errors (ERR_* codes), the
 // same event order ('listening' before 'connect', 'close' after close()), errors shaped like
 // Node's (`bind EADDRINUSE 0.0.0.0:41234` with errno/code/syscall/address/port), and events
 // emitted asynchronously relative to the call that caused them (Node resolves every address
@@ -11,9 +12,9 @@
 import { EventEmitter } from 'node:events';
 import { Buffer } from 'node:buffer';
 import dns from 'node:dns';
-import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../wire/addr.js';
 import type { ErrnoCode, NetError } from '../base/errors.js';
-import type { UdpSocket } from '../stack/udp.js';
+import { UdpFamily, mappedV4, type UdpSocket } from '../stack/udp.js';
 import { resolveStack, type StackContext, type StackOption } from './runtime.js';
 import {
   codedError, errnoException, exceptionWithHostPort, invalidArgType, netCode, systemError,
@@ -108,10 +109,10 @@ function fixBufferList(list: readonly unknown[]): Buffer[] | null {
   return out;
 }
 
-function unsupportedFamily(): Error {
-  const e = errnoException('EAFNOSUPPORT', 'socket');
-  e.message = 'socket EAFNOSUPPORT: tstack/dgram does not support udp6 yet (IPv6 is not implemented in the stack); use udp4';
-  return e;
+/** An IPv6 address as Node prints it: RFC 5952, with a v4-mapped tail in dotted form. */
+function formatAddr6(b: Uint8Array): string {
+  const v4 = mappedV4(b, 0);
+  return v4 >= 0 ? `::ffff:${formatIpv4(v4)}` : formatIpv6(b);
 }
 
 export class Socket extends EventEmitter {
@@ -148,10 +149,10 @@ export class Socket extends EventEmitter {
       t = options.type;
     }
     validateSocketOptions(type);
-    if (t === 'udp6') throw unsupportedFamily();
     this.type = t as SocketType;
     this.#ctx = resolveStack(options);
-    this.#sock = this.#ctx.stack.udp.open();
+    this.#sock = this.#ctx.stack.udp.open(t === 'udp6' ? UdpFamily.V6 : UdpFamily.V4);
+    if (t === 'udp6') this.#sock.v6Only = !!options?.ipv6Only;
     this.#sendBufSize = this.#ctx.stack.sysctl.int('net.inet.udp.recvspace');
     this.#lookupFn = options?.lookup;
     this.#reuseAddr = !!(options?.reuseAddr || options?.reusePort);
@@ -208,7 +209,7 @@ export class Socket extends EventEmitter {
     } else {
       address = typeof address_ === 'function' ? '' : address_;
     }
-    if (!address) address = '0.0.0.0';
+    if (!address) address = this.type === 'udp6' ? '::' : '0.0.0.0';
 
     this.#lookup(address as string, (err, ip) => {
       const sock = this.#sock;
@@ -218,12 +219,15 @@ export class Socket extends EventEmitter {
         this.emit('error', err);
         return;
       }
-      const addr = parseIpv4(ip);
+      const addr = this.type === 'udp6' ? parseIpv6(ip) : parseIpv4(ip);
       let code: ErrnoCode | null = addr === null ? 'EINVAL' : null;
       this.#hasFd = true;
       if (addr !== null) {
         sock.reuseAddr = this.#reuseAddr;
-        try { sock.bind(addr, bindPort(port)); } catch (e) { code = netCode(e); }
+        try {
+          if (typeof addr === 'number') sock.bind(addr, bindPort(port));
+          else sock.bind6(addr, 0, bindPort(port), this.#scope(ip));
+        } catch (e) { code = netCode(e); }
       }
       if (code !== null) {
         this.#bindState = BIND_STATE_UNBOUND;
@@ -277,10 +281,15 @@ export class Socket extends EventEmitter {
       if (!sock) return;
       let err: Error | null = ex;
       if (!err) {
-        const addr = parseIpv4(ip);
+        const addr = this.type === 'udp6' ? parseIpv6(ip) : parseIpv4(ip);
         let code: ErrnoCode | null = addr === null ? 'EINVAL' : null;
-        if (addr !== null && this.#isMartian(addr)) code = 'ENETUNREACH';
-        else if (addr !== null) { try { sock.connect(addr, port); } catch (e) { code = netCode(e); } }
+        if (typeof addr === 'number' && this.#isMartian(addr)) code = 'ENETUNREACH';
+        else if (addr !== null) {
+          try {
+            if (typeof addr === 'number') sock.connect(addr, port);
+            else sock.connect6(addr, 0, port, this.#scope(ip));
+          } catch (e) { code = netCode(e); }
+        }
         if (code !== null) err = exceptionWithHostPort(code, 'connect', address, port);
       }
       if (err) {
@@ -392,13 +401,14 @@ export class Socket extends EventEmitter {
     const sock = this.#sock;
     if (!sock) return;
     const data = list.length === 1 ? list[0]! : Buffer.concat(list);
-    const addr = port ? parseIpv4(ip) : 0;
+    const addr = !port ? 0 : this.type === 'udp6' ? parseIpv6(ip) : parseIpv4(ip);
     let code: ErrnoCode | null = addr === null ? 'EINVAL' : null;
-    if (addr !== null && port && this.#isMartian(addr)) code = 'ENETUNREACH';
+    if (typeof addr === 'number' && port && this.#isMartian(addr)) code = 'ENETUNREACH';
     else if (addr !== null) {
       try {
-        if (port) sock.send(data, addr, port);
-        else sock.send(data);
+        if (!port) sock.send(data);
+        else if (typeof addr === 'number') sock.send(data, addr, port);
+        else sock.send6(data, addr, 0, port, this.#scope(ip));
       } catch (e) { code = netCode(e); }
     }
     if (code !== null) {
@@ -440,6 +450,13 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     const sock = this.#sock!;
     if (!this.#hasFd) throw errnoException('EBADF', 'getsockname');
+    if (this.type === 'udp6') {
+      // As for IPv4 below (ip6_datagram_connect): a connected socket reports the source its path chose.
+      let a = sock.local6!;
+      if (sock.anyLocal6 && sock.accepts6 && sock.connected && sock.remoteIs6 && sock.path?.resolved) a = sock.path.src6;
+      else if (sock.anyLocal6 && sock.connected && !sock.remoteIs6) return { address: formatAddr6(mapped(this.#ctx.stack.sourceAddress(sock.remoteAddr))), family: 'IPv6', port: sock.localPort };
+      return { address: formatAddr6(a), family: 'IPv6', port: sock.localPort };
+    }
     let a = sock.localAddr;
     // Linux fixes an unbound-address socket's source on connect (ip4_datagram_connect) and
     // getsockname reports it; disconnect resets it.
@@ -451,6 +468,9 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     if (this.#connectState !== CONNECT_STATE_CONNECTED) throw notConnected();
     const sock = this.#sock!;
+    if (this.type === 'udp6') {
+      return { address: sock.remoteIs6 ? formatAddr6(sock.remote6!) : `::ffff:${formatIpv4(sock.remoteAddr)}`, family: 'IPv6', port: sock.remotePort };
+    }
     return { address: formatIpv4(sock.remoteAddr), family: 'IPv4', port: sock.remotePort };
   }
 
@@ -466,6 +486,8 @@ export class Socket extends EventEmitter {
     // libuv accepts 1..255 (uv_udp_set_ttl).
     if (ttl < 1 || ttl > 255) throw errnoException('EINVAL', 'setTTL');
     sock.ttl = ttl | 0;
+    // udp6: libuv sets IPV6_UNICAST_HOPS.
+    if (this.type === 'udp6') sock.hopLimit = ttl | 0;
     return ttl;
   }
 
@@ -595,14 +617,15 @@ export class Socket extends EventEmitter {
   }
 
   /**
-   * Node's lookup4: '' means 127.0.0.1, and every address, literals included, goes through the
-   * socket's lookup option or the dns module's lookup as it is now (programs and tests replace
-   * dns.lookup); a literal comes back on a later tick.
+   * Node's lookup4 / lookup6: '' means 127.0.0.1 / ::1, and every address, literals included,
+   * goes through the socket's lookup option or the dns module's lookup as it is now (programs
+   * and tests replace dns.lookup); a literal comes back on a later tick.
    */
   #lookup(address: string, cb: (err: Error | null, ip: string) => void): void {
-    const host = address || '127.0.0.1';
+    const v6 = this.type === 'udp6';
+    const host = address || (v6 ? '::1' : '127.0.0.1');
     const lookup = this.#lookupFn ?? (dns.lookup as unknown as LookupFunction);
-    lookup(host, 4, (err, ip) => cb(err, ip));
+    lookup(host, v6 ? 6 : 4, (err, ip) => cb(err, ip));
   }
 
   /**
@@ -611,6 +634,15 @@ export class Socket extends EventEmitter {
    */
   #isMartian(addr: number): boolean {
     return (addr >>> 24) === 127 && !this.#ctx.stack.isLocalAddress(addr);
+  }
+
+  /** The interface of an IPv6 zone id (fe80::1%tst0 or %2); 0 when none or unknown. */
+  #scope(ip: string): number {
+    const i = ip.indexOf('%');
+    if (i < 0) return 0;
+    const z = ip.slice(i + 1);
+    if (/^\d+$/.test(z)) return Number(z);
+    return this.#ctx.stack.interfaces.find((x) => x.name === z)?.index ?? 0;
   }
 
   #enqueue(fn: () => void): void {
@@ -637,8 +669,10 @@ export class Socket extends EventEmitter {
   // The engine calls these from inside the run loop's iteration; the application hears about
   // them on the next tick, after the iteration (so a reply sent from 'message' never re-enters
   // the stack's input path).
-  readonly #onMessage = (data: Uint8Array, addr: number, port: number): void => {
-    process.nextTick(emitMessage, this, data, addr, port);
+  readonly #onMessage = (data: Uint8Array, addr: number, port: number, addr6: Uint8Array | null): void => {
+    // A udp6 socket's peers are IPv6 addresses; an IPv4 one is shown v4-mapped, as Linux does.
+    if (this.type === 'udp6') process.nextTick(emitMessage6, this, data, addr6 !== null ? formatAddr6(addr6) : `::ffff:${formatIpv4(addr)}`, port);
+    else process.nextTick(emitMessage, this, data, addr, port);
   };
 
   readonly #onError = (err: NetError): void => {
@@ -659,6 +693,20 @@ function emitMessage(self: Socket, data: Uint8Array, addr: number, port: number)
   const msg = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const rinfo: RemoteInfo = { address: formatIpv4(addr), family: 'IPv4', port, size: msg.length };
   self.emit('message', msg, rinfo);
+}
+
+function emitMessage6(self: Socket, data: Uint8Array, address: string, port: number): void {
+  if (self._closed) return;
+  const msg = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const rinfo: RemoteInfo = { address, family: 'IPv6', port, size: msg.length };
+  self.emit('message', msg, rinfo);
+}
+
+function mapped(v4: number): Uint8Array {
+  const b = new Uint8Array(16);
+  b[10] = 0xff; b[11] = 0xff;
+  b[12] = v4 >>> 24; b[13] = (v4 >>> 16) & 0xff; b[14] = (v4 >>> 8) & 0xff; b[15] = v4 & 0xff;
+  return b;
 }
 
 /** Node's validateUint32 (the "Received" part without Node's digit grouping). */

@@ -25,7 +25,7 @@ import { Buffer } from 'node:buffer';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { lookup as dnsLookup } from 'node:dns';
 import { isIP, isIPv4, isIPv6, BlockList, SocketAddress } from 'node:net';
-import { formatIpv4, isIpv4Loopback, parseIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, isIpv4Loopback, parseIpv4, parseIpv6 } from '../wire/addr.js';
 import { Errno, type ErrnoCode } from '../base/errors.js';
 import type { TcpSocket, TcpError } from '../stack/tcp/socket.js';
 import type { TcpListener } from '../stack/tcp/listen.js';
@@ -74,6 +74,13 @@ export interface TcpSocketConnectOpts extends SocketConstructorOpts {
   path?: undefined;
   autoSelectFamily?: boolean;
   autoSelectFamilyAttemptTimeout?: number;
+  /**
+   * tstack extension: TCP Fast Open (RFC 7413; Linux's TCP_FASTOPEN_CONNECT). What is written
+   * before the connection attempt leaves (in the same tick as connect()) rides in the SYN when
+   * a cookie for the server is cached; the first connection to a server fetches the cookie.
+   * Needs net.inet.tcp.fastopen bit 0x1 (the default).
+   */
+  tfo?: boolean;
 }
 
 export interface ServerOpts extends StackOption {
@@ -91,6 +98,12 @@ export interface ListenOptions {
   backlog?: number;
   exclusive?: boolean;
   ipv6Only?: boolean;
+  /**
+   * tstack extension: TCP Fast Open on this listener (RFC 7413; Linux's TCP_FASTOPEN): data in a
+   * client's SYN is readable as soon as the connection is accepted. `true` or the most pending
+   * TFO requests (default: the backlog). Needs net.inet.tcp.fastopen bit 0x2.
+   */
+  tfo?: boolean | number;
   reusePort?: boolean;
   signal?: AbortSignal;
   path?: string;
@@ -127,6 +140,15 @@ function nameOf(addr: number, port: number, mapped: boolean): AddressInfo {
   return mapped ? { address: `::ffff:${formatIpv4(addr)}`, family: 'IPv6', port } : { address: formatIpv4(addr), family: 'IPv4', port };
 }
 
+/** A connection's local (or remote) end as Node names it: IPv6, IPv4-mapped (dual-stack) or IPv4. */
+function endName(t: TcpSocket, local: boolean, mapped: boolean): AddressInfo {
+  const port = local ? t.localPort : t.remotePort;
+  if (t.family === 6) return { address: formatIpv6(local ? t.localAddress6 : t.remoteAddress6), family: 'IPv6', port };
+  return nameOf(local ? t.localAddress : t.remoteAddress, port, mapped || t.v4mapped);
+}
+
+const ANY6 = new Uint8Array(16);
+
 /** `::` (or `::0`): IPv6's unspecified address, which Node binds dual-stack. */
 function isUnspecified6(host: string): boolean {
   return host === '::' || host === '::0' || host === '0:0:0:0:0:0:0:0';
@@ -150,12 +172,6 @@ function tcpCode(err: unknown): ErrnoCode {
   if (typeof code === 'string' && code in Errno) return code as ErrnoCode;
   if (err instanceof Error && !(typeof code === 'string')) throw err;
   return 'EINVAL';
-}
-
-function afNotSupported(syscall: string, address: string, port: number): NodeJS.ErrnoException {
-  const e = exceptionWithHostPort('EAFNOSUPPORT', syscall, address, port);
-  e.message += ' (tstack/net supports IPv4 only for now)';
-  return e;
 }
 
 /** Node's normalizeArgs for connect()/listen(): [options, cb]. */
@@ -206,6 +222,9 @@ export class Socket extends Duplex {
   #pending: { data: Uint8Array; cb: (err?: Error | null) => void } | null = null;
   /** Data handed to _write before the connection was up (Node's _pendingData). */
   #pendingData: Uint8Array | null = null;
+  /** TCP Fast Open requested (connect option `tfo`), and the write held before the engine socket existed. */
+  #tfo = false;
+  #tfoHeld: (() => void) | null = null;
   #bytesRead = 0;
   #bytesDispatched = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
@@ -294,6 +313,7 @@ export class Socket extends Duplex {
     this.connecting = true;
     // As Node: an argument error throws from here with the socket left connecting but idle (no
     // request was started), so it does not keep the process alive.
+    this.#tfo = (options as { tfo?: unknown }).tfo === true;
     this.#lookupAndConnect(options as unknown as TcpSocketConnectOpts);
     this.#updateRef();
     return this;
@@ -323,12 +343,8 @@ export class Socket extends Duplex {
       return;
     }
     if (options.lookup != null && typeof options.lookup !== 'function') throw invalidArgType('options.lookup', ['function'], options.lookup);
-    if (options.family === 6) {
-      process.nextTick(() => { if (this.connecting) this.destroy(afNotSupported('connect', host, p)); });
-      return;
-    }
-    // IPv4 only: ask the resolver for A records whatever family the caller left open.
-    const dnsopts = { family: 4, hints: options.hints ?? 0 };
+    // A records unless the caller asks for IPv6 (family 6): the stack's names are mostly IPv4.
+    const dnsopts = { family: options.family === 6 ? 6 : 4, hints: options.hints ?? 0 };
     const lookup = options.lookup ?? (dnsLookup as unknown as LookupFunction);
     lookup(host, dnsopts, (err, ip, addressType) => {
       this.emit('lookup', err, ip, addressType, host);
@@ -352,7 +368,7 @@ export class Socket extends Duplex {
     this.#connectAddress = address;
     this.#connectPort = port;
     if (family === 6 || (localAddress !== undefined && isIPv6(localAddress))) {
-      this.destroy(afNotSupported('connect', address, port));
+      this.#internalConnect6(address, port, family, localAddress, localPort);
       return;
     }
     const raddr = parseIpv4(address)!;
@@ -379,7 +395,31 @@ export class Socket extends Duplex {
     }
     let tcp: TcpSocket;
     try {
-      tcp = stack.tcp.connect({ raddr, rport: port, ...(laddr && { laddr }), ...(localPort && { lport: localPort }), noDelay: this.#noDelay });
+      tcp = stack.tcp.connect({ raddr, rport: port, ...(laddr && { laddr }), ...(localPort && { lport: localPort }), noDelay: this.#noDelay,
+        ...(this.#tfo && { fastOpen: true }) });
+    } catch (e) {
+      this.destroy(exceptionWithHostPort(tcpCode(e), 'connect', address, port));
+      return;
+    }
+    this.#attach(tcp);
+    // TCP Fast Open: the SYN waits for the end of this run-loop iteration; a write made before
+    // now goes to the engine at once so that it rides in the SYN.
+    if (this.#tfo && this.#tfoHeld !== null) this.#tfoHeld();
+  }
+
+  /** connect() to an IPv6 address (or from one): ::ffff:a.b.c.d goes over IPv4, named as IPv6. */
+  #internalConnect6(address: string, port: number, family: number, localAddress?: string, localPort?: number): void {
+    const stack = this.#ctx!.stack;
+    const raddr6 = family === 6 ? parseIpv6(address) : parseIpv6(`::ffff:${address}`);
+    const laddr6 = localAddress ? (isIPv6(localAddress) ? parseIpv6(localAddress) : parseIpv6(`::ffff:${localAddress}`)) : null;
+    if (!raddr6 || (localAddress && !laddr6)) { this.destroy(exceptionWithHostPort('EINVAL', 'connect', address, port)); return; }
+    if (laddr6 && !isUnspecified6(localAddress!) && !stack.isLocalAddress6(laddr6) && !(localAddress!.startsWith('::ffff:') || isIPv4(localAddress!))) {
+      this.destroy(exceptionWithHostPort('EADDRNOTAVAIL', 'bind', localAddress!, localPort));
+      return;
+    }
+    let tcp: TcpSocket;
+    try {
+      tcp = stack.tcp.connect({ raddr: 0, raddr6, rport: port, ...(laddr6 && { laddr6 }), ...(localPort && { lport: localPort }), noDelay: this.#noDelay });
     } catch (e) {
       this.destroy(exceptionWithHostPort(tcpCode(e), 'connect', address, port));
       return;
@@ -410,8 +450,8 @@ export class Socket extends Duplex {
 
   #cacheNames(): void {
     const t = this.#tcp!;
-    this.#peer = nameOf(t.remoteAddress, t.remotePort, this.#mapped);
-    this.#sock = nameOf(t.localAddress, t.localPort, this.#mapped);
+    this.#peer = endName(t, false, this.#mapped);
+    this.#sock = endName(t, true, this.#mapped);
   }
 
   /** Node's afterConnect(). */
@@ -529,19 +569,53 @@ export class Socket extends Duplex {
 
   override _writev(chunks: { chunk: Buffer | string; encoding: BufferEncoding }[], cb: (err?: Error | null) => void): void {
     const bufs = chunks.map((c) => typeof c.chunk === 'string' ? Buffer.from(c.chunk, c.encoding) : c.chunk);
-    this.#writeGeneric(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs), cb);
+    const tcp = this.#tcp;
+    if (bufs.length === 1 || this.connecting || tcp === null) { this.#writeGeneric(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs), cb); return; }
+    // Each chunk goes straight into the send buffer (one copy, not a concatenation first), all
+    // but the last with MSG_MORE so that they leave as full segments, as a corked socket's would.
+    this.#pendingData = null;
+    this.#unrefTimer();
+    const last = bufs.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const b = bufs[i]!;
+      this.#bytesDispatched += b.length;
+      let n: number;
+      try {
+        n = tcp.write(b, i < last);
+      } catch (e) {
+        cb(errnoException(tcpCode(e), 'write'));
+        return;
+      }
+      if (n < b.length) {
+        // The send buffer is full: the rest waits for room ('drain'), as one pending write.
+        for (let j = i + 1; j <= last; j++) this.#bytesDispatched += bufs[j]!.length;
+        if (i < last) tcp.write(new Uint8Array(0)); // ends the MSG_MORE hold
+        this.#pending = { data: Buffer.concat([b.subarray(n), ...bufs.slice(i + 1)]), cb };
+        this.#updateRef();
+        return;
+      }
+    }
+    if (tcp.notSentLowat === 0 || tcp.writable) { cb(); return; }
+    tcp.wantDrain = true;
+    this.#pending = { data: new Uint8Array(0), cb };
+    this.#updateRef();
   }
 
   #writeGeneric(data: Uint8Array, cb: (err?: Error | null) => void): void {
-    if (this.connecting) {
+    // With TCP Fast Open the engine takes writes while connecting (they may ride in the SYN).
+    if (this.connecting && !(this.#tfo && this.#tcp !== null)) {
       // As Node: hold the data until 'connect'; a close before that fails the write.
       this.#pendingData = data;
       const onClose = () => cb(codedError(Error, 'ERR_SOCKET_CLOSED_BEFORE_CONNECTION', 'Socket closed before the connection was established'));
-      this.once('connect', () => {
+      const go = () => {
         this.off('close', onClose);
+        this.off('connect', go);
+        this.#tfoHeld = null;
         this.#writeGeneric(data, cb);
-      });
+      };
+      this.once('connect', go);
       this.once('close', onClose);
+      if (this.#tfo) this.#tfoHeld = go;
       return;
     }
     this.#pendingData = null;
@@ -898,6 +972,8 @@ export class Server extends EventEmitter {
   #address: AddressInfo | null = null;
   /** Listening as Node's default `::` (see listen). */
   #dualStack = false;
+  /** TCP Fast Open queue length (listen option `tfo`; 0: none). */
+  #tfoQueue = 0;
   #refd = true;
   #holding = false;
 
@@ -947,12 +1023,12 @@ export class Server extends EventEmitter {
       const port = validatePort(options.port, 'options.port');
       const backlog = options.backlog || backlogFromArgs || undefined;
       this.#ctx ??= resolveStack(this.#stackOpt);
-      // No host: Node binds `::` dual-stack (IPv4 clients included). The stack is IPv4-only, so
-      // it listens on 0.0.0.0 and reports what Node reports (`::`, IPv4-mapped peers).
+      // No host: Node binds `::` dual-stack (IPv4 clients included, named ::ffff:a.b.c.d) unless ipv6Only.
       this.#dualStack = false;
-      if (options.host && !isUnspecified6(options.host)) this.#lookupAndListen(port, options.host, backlog);
-      else if (options.ipv6Only) process.nextTick(() => this.emit('error', uvExceptionWithHostPort('EAFNOSUPPORT', 'listen', '::', port)));
-      else { this.#dualStack = true; this.#listen2('0.0.0.0', port, backlog); }
+      const tfo = options.tfo;
+      this.#tfoQueue = tfo === true ? (backlog ?? 511) : typeof tfo === 'number' && tfo > 0 ? Math.trunc(tfo) : 0;
+      if (options.host && !isUnspecified6(options.host)) this.#lookupAndListen(port, options.host, backlog, !!options.ipv6Only);
+      else this.#listen2('::', port, backlog, !!options.ipv6Only);
       return this;
     }
     if (options.path) throw notSupported('listen(path) (Unix domain sockets / pipes)');
@@ -972,40 +1048,43 @@ export class Server extends EventEmitter {
     }
   }
 
-  #lookupAndListen(port: number, host: string, backlog: number | undefined): void {
-    if (isIPv6(host)) {
-      process.nextTick(() => this.emit('error', uvExceptionWithHostPort('EAFNOSUPPORT', 'listen', host, port)));
-      return;
-    }
+  #lookupAndListen(port: number, host: string, backlog: number | undefined, ipv6Only = false): void {
     // A close() while the address is being resolved cancels the listen, as on Node.
     const gen = this.#closeGen;
     const done = (err: NodeJS.ErrnoException | null, ip: string) => {
       if (gen !== this.#closeGen) return;
       if (err) { this.emit('error', err); return; }
-      this.#listen2(ip, port, backlog);
+      this.#listen2(ip, port, backlog, ipv6Only);
     };
-    if (isIPv4(host)) process.nextTick(done, null, host);
+    if (isIPv4(host) || isIPv6(host)) process.nextTick(done, null, host);
     else dnsLookup(host, 4, (err, ip) => done(err, ip));
   }
 
   /** Node's setupListenHandle + the 'listening' event. */
-  #listen2(address: string, port: number, backlog: number | undefined): void {
-    const addr = parseIpv4(address);
-    let code: ErrnoCode | null = addr === null ? 'EINVAL' : null;
-    if (addr !== null) {
+  #listen2(address: string, port: number, backlog: number | undefined, ipv6Only = false): void {
+    // IPv6 (`::` dual-stack unless ipv6Only, as Node binds it) or IPv4.
+    const six = isIPv6(address);
+    const addr6 = six ? (isUnspecified6(address) ? ANY6 : parseIpv6(address)) : null;
+    const addr = six ? 0 : parseIpv4(address);
+    let code: ErrnoCode | null = (six ? addr6 === null : addr === null) ? 'EINVAL' : null;
+    if (code === null) {
       try {
-        this.#listener = this.#ctx!.stack.tcp.listen({ addr, port, ...(backlog !== undefined && { backlog }) });
+        this.#listener = this.#ctx!.stack.tcp.listen({
+          ...(six ? { addr6: addr6!, ipv6Only } : { addr: addr! }), port, ...(backlog !== undefined && { backlog }),
+          ...(this.#tfoQueue > 0 && { fastOpen: this.#tfoQueue }),
+        });
       } catch (e) {
         code = tcpCode(e);
       }
     }
     if (code !== null) {
-      const ex = uvExceptionWithHostPort(code, 'listen', this.#dualStack ? '::' : address, port);
+      const ex = uvExceptionWithHostPort(code, 'listen', address, port);
       process.nextTick(() => this.emit('error', ex));
       return;
     }
     const l = this.#listener!;
-    this.#address = this.#dualStack ? { address: '::', family: 'IPv6', port: l.localPort } : { address, family: 'IPv4', port: l.localPort };
+    this.#dualStack = six && !ipv6Only && isUnspecified6(address);
+    this.#address = six ? { address: formatIpv6(addr6!), family: 'IPv6', port: l.localPort } : { address, family: 'IPv4', port: l.localPort };
     l.onConnection = this.#onConnection;
     this.#updateRef();
     process.nextTick(() => { if (this.#listener === l) this.emit('listening'); });
@@ -1014,8 +1093,8 @@ export class Server extends EventEmitter {
   /** Node's onconnection(). */
   readonly #onConnection = (tcp: TcpSocket): void => {
     if (this.maxConnections != null && this._connections >= this.maxConnections) {
-      const local = nameOf(tcp.localAddress, tcp.localPort, this.#dualStack);
-      const remote = nameOf(tcp.remoteAddress, tcp.remotePort, this.#dualStack);
+      const local = endName(tcp, true, this.#dualStack);
+      const remote = endName(tcp, false, this.#dualStack);
       this.emit('drop', {
         localAddress: local.address, localPort: local.port, localFamily: local.family,
         remoteAddress: remote.address, remotePort: remote.port, remoteFamily: remote.family,

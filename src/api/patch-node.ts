@@ -507,7 +507,7 @@ function ebadf(syscall: string): NodeJS.ErrnoException {
 type DgramSock = dgram.Socket | tdgram.Socket;
 
 /**
- * A udp4 socket whose home (stack or kernel) is chosen by its first bind, connect or send:
+ * A udp4 or udp6 socket whose home (stack or kernel) is chosen by its first bind, connect or send:
  * bind → the stack (unless loopback); send/connect → where the destination is. Until then it
  * only records listeners and ref state; afterwards every call and event goes to the real one.
  */
@@ -539,7 +539,7 @@ class PolicyUdpSocket extends EventEmitter {
         this.once('close', () => signal.removeEventListener('abort', onAborted));
       }
     }
-    if (this.type !== 'udp4' || !this.#patch) this.#choose('kernel');
+    if ((this.type !== 'udp4' && this.type !== 'udp6') || !this.#patch) this.#choose('kernel');
   }
 
   /** The real socket, created on first need. */
@@ -557,8 +557,10 @@ class PolicyUdpSocket extends EventEmitter {
   #innerOrChoose(what: string, host: string | undefined, port: unknown, how: 'listen' | 'outgoing'): DgramSock {
     if (this.#inner) return this.#inner;
     const policy = this.#patch!.policy;
-    const where = how === 'listen' ? policy.listen(host) : policy.outgoingUdp(host ?? '127.0.0.1', port);
-    const shown = how === 'listen' ? host || '*' : host ?? '127.0.0.1';
+    // Node's default destination: localhost of the socket's family.
+    const dflt = this.type === 'udp6' ? '::1' : '127.0.0.1';
+    const where = how === 'listen' ? policy.listen(host, 'udp') : policy.outgoingUdp(host || dflt, port);
+    const shown = how === 'listen' ? host || '*' : host || dflt;
     return this.#choose(decide(`udp ${what}`, `${shown}:${typeof port === 'number' || typeof port === 'string' ? port : 0}`, where));
   }
 
@@ -674,8 +676,8 @@ class PolicyUdpSocket extends EventEmitter {
 
 function createSocket(type: string | Record<string, unknown>, listener?: Cb): dgram.Socket {
   const t = typeof type === 'object' && type !== null ? (type as { type?: string }).type : type;
-  // udp6 (and bad types, whose errors Node's own createSocket gives) stay on the kernel.
-  if (!active || t !== 'udp4') return saved!.dgramCreateSocket(type, listener) as dgram.Socket;
+  // Bad types (whose errors Node's own createSocket gives) stay on the kernel.
+  if (!active || (t !== 'udp4' && t !== 'udp6')) return saved!.dgramCreateSocket(type, listener) as dgram.Socket;
   return new PolicyUdpSocket(type, listener) as unknown as dgram.Socket;
 }
 

@@ -87,6 +87,7 @@ export const TCP_KEEPCNT = 6;
 export const TCP_INFO = 11;
 export const TCP_CONGESTION = 13;
 export const TCP_USER_TIMEOUT = 18;
+export const TCP_FASTOPEN = 23;
 export const TCP_NOTSENT_LOWAT = 25;
 export const TCP_INQ = 36;
 export const IP_TOS = 1;
@@ -111,6 +112,8 @@ export const MSG_DONTWAIT = 0x40;
 export const MSG_WAITALL = 0x100;
 export const MSG_NOSIGNAL = 0x4000;
 export const MSG_MORE = 0x8000;
+/** sendto() on an unconnected TCP socket: connect, with the data in the SYN (TCP Fast Open). */
+export const MSG_FASTOPEN = 0x20000000;
 export const F_GETFD = 1;
 export const F_SETFD = 2;
 export const F_GETFL = 3;
@@ -272,6 +275,8 @@ class TcpDesc extends SockDesc {
   linger = -1;
   /** TCP_INQ: kept and reported (there is no recvmsg() control data to carry it). */
   inqFlag = false;
+  /** TCP_FASTOPEN: the listener's TFO queue length (0: no TFO). */
+  fastOpen = 0;
 
   /** Listener callback: one established connection taken from the engine's queue. */
   readonly onConnection = (s: TcpSocket): void => {
@@ -310,7 +315,8 @@ class TcpDesc extends SockDesc {
 
   get connecting(): boolean {
     const st = this.conn?.tcb.state;
-    return st === TcpState.SYN_SENT || st === TcpState.SYN_RECEIVED;
+    // An accepted TCP Fast Open connection is usable in SYN_RECEIVED (its data came in the SYN).
+    return (st === TcpState.SYN_SENT || st === TcpState.SYN_RECEIVED) && !this.everConnected;
   }
 
   /** Linux tcp_poll(), in the engine's terms. */
@@ -637,7 +643,8 @@ export class Posix {
     let l: TcpListener;
     try {
       d.binding ??= this.stack.tcp.bind(0, 0, d.reuseAddr);
-      l = this.stack.tcp.listen({ binding: d.binding, port: d.binding.port, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }) });
+      l = this.stack.tcp.listen({ binding: d.binding, port: d.binding.port, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }),
+        ...(d.fastOpen > 0 && { fastOpen: d.fastOpen }) });
     } catch (e) { return -errnoOf(e); }
     l.tos = d.tos;
     d.backlog = b;
@@ -692,7 +699,7 @@ export class Posix {
     return this.connectOn(d, sa);
   }
 
-  private connectOn(d: SockDesc, sa: SockAddr): number {
+  private connectOn(d: SockDesc, sa: SockAddr, synData?: Uint8Array): number {
     if (d.closed) return -EBADF;
     if (d instanceof UdpDesc) {
       if (sa && sa.family === AF_UNSPEC) { d.sock.disconnect(); return 0; }
@@ -717,6 +724,7 @@ export class Posix {
       c = this.stack.tcp.connect({
         raddr, rport, binding: t.binding, noDelay: t.noDelay, ...(t.maxSeg > 0 && { mss: t.maxSeg }), ...(t.tos !== 0 && { tos: t.tos }),
         ...(t.congestion !== '' && { congestionControl: t.congestion }),
+        ...(synData !== undefined && { fastOpen: true, synData }),
       });
     } catch (e) { return -errnoOf(e); }
     t.soError = 0;
@@ -724,6 +732,9 @@ export class Posix {
     t.attach(c);
     applyOptions(t, c);
     t.bindPort = c.localPort;
+    // sendto(MSG_FASTOPEN), as Linux's tcp_sendmsg_fastopen(): the bytes the SYN carries, or
+    // EINPROGRESS when it carries none (no cookie yet: send them once connected).
+    if (synData !== undefined && c.fastOpenLength > 0) return c.fastOpenLength;
     // Even when the engine settled it at once (a local peer), the outcome is reported the
     // non-blocking way: EPOLLOUT and SO_ERROR.
     return -EINPROGRESS;
@@ -786,7 +797,7 @@ export class Posix {
     return this.recvOn(d, buf, len, flags, from ?? null);
   }
 
-  /** sendto(fd, buf, len, flags, to?): `to` is required on an unconnected UDP socket, ignored on TCP (as Linux). */
+  /** sendto(fd, buf, len, flags, to?): `to` is required on an unconnected UDP socket, ignored on TCP (as Linux) — except with MSG_FASTOPEN on an unconnected TCP socket: connect with the data in the SYN (TCP Fast Open; returns the bytes the SYN carries, or -EINPROGRESS). */
   sendto(fd: number, buf: Uint8Array, len = buf?.length, flags = 0, to?: SockAddr | null): number {
     const d = this.sock(fd);
     if (typeof d === 'number') return d;
@@ -915,6 +926,13 @@ export class Posix {
     }
     const t = d as TcpDesc;
     const c = t.conn;
+    if ((flags & MSG_FASTOPEN) !== 0 && !t.listener) {
+      // Linux: needs net.inet.tcp.fastopen bit 0x1 and an address; on a connected socket EISCONN.
+      if (!(this.stack.sysctl.int('net.inet.tcp.fastopen') & 1)) return -EOPNOTSUPP;
+      if (c !== null) return t.connecting ? -EALREADY : -EISCONN;
+      if (to === null) return -EDESTADDRREQ;
+      return this.connectOn(t, to, data);
+    }
     if (t.listener || c === null) return -ENOTCONN;
     if (t.soError) return -t.takeError();
     if (t.shutWr || c.closed || c.tcb.finQueued) return -EPIPE;
@@ -1066,6 +1084,12 @@ export class Posix {
           tcp.keepCnt = v;
           if (c) c.setKeepAlive(c.tcb.keepalive, undefined, undefined, v);
           return 0;
+        case TCP_FASTOPEN:
+          // The TFO queue length of a listener (before or after listen(), as Linux).
+          if (v < 0) return -EINVAL;
+          tcp.fastOpen = v;
+          if (tcp.listener) tcp.listener.tfoQlen = v;
+          return 0;
         case TCP_CORK:
           tcp.cork = v !== 0;
           if (c) c.setCork(v !== 0);
@@ -1178,6 +1202,7 @@ export class Posix {
         case TCP_KEEPINTVL: return Math.round((c ? c.tcb.keepIntvl : tcp.keepIntvlMs || sys.int('net.inet.tcp.keepintvl')) / 1000);
         case TCP_KEEPCNT: return c ? c.tcb.keepCnt : tcp.keepCnt || sys.int('net.inet.tcp.keepcnt');
         case TCP_CORK: return (c ? c.cork : tcp.cork) ? 1 : 0;
+        case TCP_FASTOPEN: return tcp.fastOpen;
         case TCP_NOTSENT_LOWAT: return c ? c.notSentLowat : tcp.notsentLowat;
         case TCP_USER_TIMEOUT: return c ? c.tcb.userTimeout : tcp.userTimeoutMs;
         // Linux: the connection's mss_cache once synchronized, else user_mss or TCP_MSS_DEFAULT.

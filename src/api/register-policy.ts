@@ -11,7 +11,8 @@
 // destinations the stack has no route for use the kernel, the rest the stack.
 // `[api] kernel_fallback`, `[api] kernel` and `[api] same_host` change that (docs/compat.md).
 import { isIPv4, isIPv6 } from 'node:net';
-import { parseIpv4, parseIpv4Cidr, prefixMask } from '../wire/addr.js';
+import { parseIpv4, parseIpv4Cidr, parseIpv6, prefixMask } from '../wire/addr.js';
+import { Path } from '../stack/ip/path.js';
 import { LOOPBACK_ADDR } from '../stack/loopback.js';
 import type { Stack } from '../stack/stack.js';
 import type { ApiConfig, KernelFallback } from '../runtime/config.js';
@@ -34,7 +35,7 @@ type Host =
   | { kind: 'loopback'; addr: number }
   | { kind: 'loopback6' }
   | { kind: 'v4'; addr: number }
-  | { kind: 'v6' }
+  | { kind: 'v6'; addr6: Uint8Array }
   | { kind: 'name' };
 
 function classify(host: string | null | undefined, emptyIs: 'any' | 'loopback'): Host {
@@ -53,10 +54,13 @@ function classify(host: string | null | undefined, emptyIs: 'any' | 'loopback'):
   if (isIPv6(h)) {
     if (h === '::1') return { kind: 'loopback6' };
     if (h === '::') return { kind: 'any' };
-    return { kind: 'v6' };
+    return { kind: 'v6', addr6: parseIpv6(h)! };
   }
   return { kind: 'name' };
 }
+
+const ANY6 = new Uint8Array(16);
+const LOOPBACK6 = parseIpv6('::1')!;
 
 function formatLoopback(addr: number): string {
   return `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
@@ -99,17 +103,19 @@ export class RoutingPolicy {
         // The program reaching its own stack listener stays inside the stack (over lo0); any
         // other loopback port is the host's (a local database), on the kernel.
         return this.stackOwnsLoopbackPort(h.addr, port, proto) ? 'stack' : 'kernel';
-      case 'any':
       case 'loopback6':
-        // Node connects to 0.0.0.0 / :: as to the local host; ::1 is the kernel's until the
-        // stack carries IPv6 (a stack listener is mirrored there, so it is still reached).
+        // ::1 is lo0's too: the program reaching its own stack socket stays in the stack.
+        return this.stackOwnsLoopback6Port(port, proto) ? 'stack' : 'kernel';
+      case 'any':
+        // Node connects to 0.0.0.0 / :: as to the local host (a stack listener is mirrored there).
         return 'kernel';
       case 'v4':
         if (this.inKernelPrefix(h.addr)) return 'kernel';
         if (this.stack.sourceAddress(h.addr) !== 0) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'v6':
-        // The stack has no IPv6 transport yet: under "auto" an IPv6 destination is unrouted.
+        // TCP and UDP over IPv6 go to the stack where it has a route.
+        if (this.stackRoutes6(h.addr6)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'name':
         // The name resolves later (dns.lookup) but the socket must be chosen now: a name is
@@ -119,8 +125,8 @@ export class RoutingPolicy {
     }
   }
 
-  /** Where a listening TCP socket or a bound UDP socket on `host` goes (absent = any address). */
-  listen(host: string | null | undefined): Placement {
+  /** Where a listening TCP socket or a bound UDP socket (proto 'udp') on `host` goes (absent = any address). */
+  listen(host: string | null | undefined, proto: 'tcp' | 'udp' = 'tcp'): Placement {
     if (this.kernelFallback === 'never') return 'stack';
     const h = classify(host, 'any');
     switch (h.kind) {
@@ -131,12 +137,15 @@ export class RoutingPolicy {
         // 127/8 is lo0's (mirrored on the kernel's loopback for the rest of the host).
         return this.stack.loopbackInterface() ? 'stack' : 'kernel';
       case 'loopback6':
-        return 'kernel';
+        // ::1 is lo0's (mirrored on the kernel's ::1 for the rest of the host).
+        return this.stack.loopbackInterface() ? 'stack' : 'kernel';
       case 'v4':
         if (this.stack.isLocalAddress(h.addr)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
-      case 'v6':
+      case 'v6': {
+        if (this.stack.isLocalAddress6(h.addr6)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
+      }
     }
   }
 
@@ -153,6 +162,7 @@ export class RoutingPolicy {
     switch (h.kind) {
       case 'any': return host === '0.0.0.0' ? ['127.0.0.1'] : ['::ffff:127.0.0.1', '::1'];
       case 'loopback': return [formatLoopback(h.addr)];
+      case 'loopback6': return ['::1'];
       default: return [];
     }
   }
@@ -162,6 +172,19 @@ export class RoutingPolicy {
     const p = typeof port === 'string' ? Number(port) : port;
     if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0 || p > 65535) return false;
     return proto === 'tcp' ? this.stack.tcp.findListener(addr, p) !== null : this.stack.udp.hasSocket(addr, p);
+  }
+
+  /** A stack listener (TCP) or socket (UDP) holds `port` on ::1. */
+  private stackOwnsLoopback6Port(port: unknown, proto: 'tcp' | 'udp'): boolean {
+    if (!this.stack.loopbackInterface()) return false;
+    const p = typeof port === 'string' ? Number(port) : port;
+    if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0 || p > 65535) return false;
+    return proto === 'tcp' ? this.stack.tcp.demux.findListener6(LOOPBACK6, p) !== null : this.stack.udp.hasSocket6(LOOPBACK6, 0, p);
+  }
+
+  /** The stack has a route (and a source address) for this IPv6 destination. */
+  private stackRoutes6(addr6: Uint8Array): boolean {
+    return this.stack.resolvePath6(new Path(), ANY6, addr6);
   }
 
   private inKernelPrefix(addr: number): boolean {

@@ -12,9 +12,31 @@ import { dieWithRunParent } from '../runtime/lifetime.js';
 import { getDefaultInstance } from './runtime.js';
 import { installPatches } from './patch-node.js';
 import { RoutingPolicy } from './register-policy.js';
-import { ConfigError } from '../runtime/config.js';
+import { ConfigError, loadConfig } from '../runtime/config.js';
+
+/**
+ * Under `tstack run` (which reads no config itself): a bad config, or one without a port,
+ * ends here with the message `tstack run` used to print and exit code 2, before the program runs.
+ */
+function checkRunConfig(): void {
+  const shown = process.env['TSTACK_RUN_CONFIG'];
+  const file = process.env['TSTACK_CONFIG'];
+  delete process.env['TSTACK_RUN_CONFIG'];
+  if (shown === undefined || !file) return;
+  try {
+    if (loadConfig(file).ports.length === 0) {
+      process.stderr.write(`tstack: ${shown}: no [[port]] configured: the program would have no network to run on\n`);
+      process.exit(2);
+    }
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`tstack: ${e.message}\n`);
+    process.exit(2);
+  }
+}
 
 function start(): void {
+  checkRunConfig();
   let inst;
   try {
     inst = getDefaultInstance();

@@ -7,7 +7,7 @@
 //
 // What net.Socket calls on its handle, and what this one does:
 //   connect(req, address, port) → 0 or -errno; later req.oncomplete(status, handle, req, r, w)
-//   bind(address, port), connect6/bind6 (-EAFNOSUPPORT until the stack carries IPv6)
+//   bind(address, port), bind6(address, port, flags), connect6(req, address, port): IPv6 too
 //   readStart()/readStop() and `reading`; data goes to the owner with push() as Node's
 //     onStreamRead does (Node's own onread reads a private shared array, so it is not used)
 //   shutdown(req) → 1 (done: the FIN follows the queued data), close(cb), reset(cb)
@@ -16,9 +16,9 @@
 // Writes do not use Node's writeGeneric (it reads the result of the write from the same private
 // array): patch-node.ts routes net.Socket.prototype._writeGeneric here for this handle.
 import { Duplex } from 'node:stream';
-import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../wire/addr.js';
 import { Errno, type ErrnoCode } from '../base/errors.js';
-import type { TcpError, TcpSocket } from '../stack/tcp/socket.js';
+import type { ConnectOptions, TcpError, TcpSocket } from '../stack/tcp/socket.js';
 import type { StackContext } from './runtime.js';
 import { errnoException } from './errors.js';
 
@@ -88,16 +88,34 @@ export class StackTcpHandle {
     return 0;
   }
 
-  bind6(): number { return uvErr('EAFNOSUPPORT'); }
-  connect6(): number { return uvErr('EAFNOSUPPORT'); }
+  bind6(address: string, port: number): number {
+    const a = parseIpv6(address);
+    if (a === null) return uvErr('EINVAL');
+    if (a.some((x) => x !== 0) && !this.#ctx.stack.isLocalAddress6(a)) return uvErr('EADDRNOTAVAIL');
+    this.#laddr6 = a;
+    this.#lport = port | 0;
+    return 0;
+  }
+
+  connect6(req: ConnectReq, address: string, port: number): number {
+    const raddr6 = parseIpv6(address);
+    if (raddr6 === null) return uvErr('EINVAL');
+    return this.#connect(req, { raddr: 0, raddr6, rport: port, ...(this.#laddr6 && { laddr6: this.#laddr6 }), ...(this.#lport && { lport: this.#lport }) });
+  }
+
+  #laddr6: Uint8Array | null = null;
 
   connect(req: ConnectReq, address: string, port: number): number {
-    if (this.#closed || this.#tcp !== null) return uvErr('EINVAL');
     const raddr = parseIpv4(address);
     if (raddr === null) return uvErr('EINVAL');
+    return this.#connect(req, { raddr, rport: port, ...(this.#laddr && { laddr: this.#laddr }), ...(this.#lport && { lport: this.#lport }) });
+  }
+
+  #connect(req: ConnectReq, opts: ConnectOptions): number {
+    if (this.#closed || this.#tcp !== null) return uvErr('EINVAL');
     let tcp: TcpSocket;
     try {
-      tcp = this.#ctx.stack.tcp.connect({ raddr, rport: port, ...(this.#laddr && { laddr: this.#laddr }), ...(this.#lport && { lport: this.#lport }) });
+      tcp = this.#ctx.stack.tcp.connect(opts);
     } catch (e) {
       return uvErr(codeOf(e));
     }
@@ -249,8 +267,9 @@ export class StackTcpHandle {
   getsockname(out: Record<string, unknown>): number {
     const tcp = this.#tcp;
     if (tcp === null || this.#closed) return uvErr('EBADF');
-    out['address'] = formatIpv4(tcp.localAddress);
-    out['family'] = 'IPv4';
+    const six = tcp.family === 6;
+    out['address'] = six ? formatIpv6(tcp.localAddress6) : tcp.v4mapped ? `::ffff:${formatIpv4(tcp.localAddress)}` : formatIpv4(tcp.localAddress);
+    out['family'] = six || tcp.v4mapped ? 'IPv6' : 'IPv4';
     out['port'] = tcp.localPort;
     return 0;
   }
@@ -258,8 +277,9 @@ export class StackTcpHandle {
   getpeername(out: Record<string, unknown>): number {
     const tcp = this.#tcp;
     if (tcp === null || this.#closed || this.#connecting) return uvErr('ENOTCONN');
-    out['address'] = formatIpv4(tcp.remoteAddress);
-    out['family'] = 'IPv4';
+    const six = tcp.family === 6;
+    out['address'] = six ? formatIpv6(tcp.remoteAddress6) : tcp.v4mapped ? `::ffff:${formatIpv4(tcp.remoteAddress)}` : formatIpv4(tcp.remoteAddress);
+    out['family'] = six || tcp.v4mapped ? 'IPv6' : 'IPv4';
     out['port'] = tcp.remotePort;
     return 0;
   }

@@ -26,4 +26,9 @@ export interface NetDevice {
    * Drivers batch and push queued frames on flush(); they may push early when a batch fills.
    */
   transmit(buf: PacketBuffer): void;
+  /**
+   * Optional: the link's carrier as the device knows it (the kernel's IFF_UP and IFF_RUNNING for
+   * a TAP device). Bonding monitors it; a device without it counts as up.
+   */
+  linkUp?(): boolean;
 }

@@ -2,7 +2,7 @@
 // Csum.Partial buffer or a TSO super-frame. Shared by the engine (loopback, devices without
 // txCsum), the drivers (memory wire, fault injector) and the pcap writer: one version.
 import { Csum, type PacketBuffer, type BufferPool } from './pktbuf.js';
-import { sum16, finish, pseudoHeaderV4 } from '../wire/checksum.js';
+import { sum16, finish, pseudoHeaderV4, pseudoHeaderV6 } from '../wire/checksum.js';
 
 /**
  * The checksum a Csum.Partial buffer's L4 header should carry, computed over `data` (buf.data or
@@ -88,6 +88,50 @@ export function segmentTcp4(buf: PacketBuffer, pool: BufferPool, out: PacketBuff
     fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(n === 0 ? 0 : 0x80);
     fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
     const tc = finish(sum16(fd, ftcp, thl + chunk, pseudoHeaderV4(src, dst, 6, thl + chunk)));
+    fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
+    f.ifIndex = buf.ifIndex;
+    out[n++] = f;
+  }
+  return n;
+}
+
+/**
+ * The same for an Ethernet + IPv6 + TCP frame marked Gso.Tcp6 (TCP directly after the 40-byte
+ * header, as the stack builds them): each segment gets its own payload length, sequence number
+ * and complete TCP checksum over the IPv6 pseudo-header. Returns 0 for anything else.
+ */
+export function segmentTcp6(buf: PacketBuffer, pool: BufferPool, out: PacketBuffer[]): number {
+  const d = buf.data;
+  const s = buf.start;
+  const len = buf.end - s;
+  if (len < 14 + 40 + 20 || d[s + 12] !== 0x86 || d[s + 13] !== 0xdd) return 0;
+  const ip = s + 14;
+  if ((d[ip]! >> 4) !== 6 || d[ip + 6] !== 6) return 0;
+  const tcp = ip + 40;
+  const thl = (d[tcp + 12]! >> 4) * 4;
+  const hdrs = tcp + thl - s;
+  const payload = len - hdrs;
+  const mss = buf.gsoSize;
+  if (thl < 20 || payload < 0 || mss <= 0) return 0;
+  const seq0 = ((d[tcp + 4]! << 24) | (d[tcp + 5]! << 16) | (d[tcp + 6]! << 8) | d[tcp + 7]!) >>> 0;
+  const flags = d[tcp + 13]!;
+  let n = 0;
+  for (let at = 0; at === 0 || at < payload; at += mss) {
+    const chunk = Math.min(mss, payload - at);
+    const f = pool.alloc(pool.headroom + hdrs + chunk);
+    const o = f.append(hdrs + chunk);
+    const fd = f.data;
+    copyBytes(fd, o, d, s, hdrs);
+    if (chunk > 0) fd.set(d.subarray(s + hdrs + at, s + hdrs + at + chunk), o + hdrs);
+    const fip = o + 14, ftcp = fip + 40;
+    const plen = thl + chunk;
+    fd[fip + 4] = plen >>> 8; fd[fip + 5] = plen & 0xff;
+    const seq = (seq0 + at) >>> 0;
+    fd[ftcp + 4] = seq >>> 24; fd[ftcp + 5] = (seq >>> 16) & 0xff; fd[ftcp + 6] = (seq >>> 8) & 0xff; fd[ftcp + 7] = seq & 0xff;
+    const last = at + mss >= payload;
+    fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(n === 0 ? 0 : 0x80);
+    fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
+    const tc = finish(sum16(fd, ftcp, plen, pseudoHeaderV6(fd, fip + 8, fd, fip + 24, 6, plen)));
     fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
     f.ifIndex = buf.ifIndex;
     out[n++] = f;

@@ -4,9 +4,9 @@
 // wait when this reader is slow; the count is printed at the end.
 import type { Command } from 'commander';
 import { PcapWriter } from '../driver/pcap.js';
-import { ControlClient, ToolError, action, instanceOptions, resolveSocket } from './client.js';
+import { ToolError, action, connectInstance, instanceOptions } from './client.js';
 
-interface Opts { interface?: string; write?: string; count?: string; snaplen?: string; instance?: string; socket?: string }
+interface Opts { interface?: string; write?: string; count?: string; snaplen?: string; instance?: string; socket?: string; worker?: string }
 interface FrameEvent { t: number; port: string; dir: string; len: number; data: string }
 
 export function register(program: Command): void {
@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .option('-w, --write <file>', 'write a pcap file; - for standard output')
     .option('-c, --count <n>', 'stop after this many frames')
     .option('-s, --snaplen <bytes>', 'bytes kept of each frame', '262144')
-    .argument('[filter...]', 'host A, net A/N, port N, src/dst, tcp, udp, icmp, arp, and/or/not (tcpdump-like)'), false)
+    .argument('[filter...]', 'host A, net A/N, port N, src/dst, tcp, udp, icmp, arp, and/or/not (tcpdump-like)'), false, '--worker <n>')
     .action(action(async (filterWords: string[], opts: Opts) => {
       const count = opts.count === undefined ? 0 : Number(opts.count);
       if (!Number.isInteger(count) || count < 0) throw new ToolError(`-c ${opts.count}: the count must be a whole number`, 2);
@@ -31,7 +31,7 @@ export function register(program: Command): void {
             : new PcapWriter(opts.write, { snaplen });
         } catch (e) { throw new ToolError(`cannot write ${opts.write}: ${(e as Error).message}`); }
       }
-      const c = await ControlClient.connect(await resolveSocket(opts));
+      const c = await connectInstance(opts);
       let frames = 0;
       const onFrame = (ev: FrameEvent) => {
         frames++;

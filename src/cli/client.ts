@@ -12,12 +12,16 @@ export class ToolError extends Error {
   constructor(message: string, readonly exitCode = 1, readonly code?: string) { super(message); this.name = 'ToolError'; }
 }
 
-export interface InstanceOptions { instance?: string; socket?: string; json?: boolean }
+export interface InstanceOptions { instance?: string; socket?: string; json?: boolean; worker?: string }
 
-/** Adds -N/--instance, --socket and --json to a tool. */
-export function instanceOptions(cmd: Command, json = true): Command {
+/**
+ * Adds -N/--instance, --socket, -w/--worker and --json to a tool (`worker` is the flag for the
+ * worker option: capture keeps tcpdump's -w FILE and takes --worker alone).
+ */
+export function instanceOptions(cmd: Command, json = true, worker = '-w, --worker <n>'): Command {
   cmd.option('-N, --instance <name>', 'the instance to talk to (default: the only one running)')
-    .option('--socket <path>', 'the control socket to talk to (instead of -N)');
+    .option('--socket <path>', 'the control socket to talk to (instead of -N)')
+    .option(worker, 'only this worker\'s stack (default: the whole instance, every worker)');
   if (json) cmd.option('--json', 'print one JSON document (fields in docs/tools.md)');
   return cmd;
 }
@@ -38,8 +42,17 @@ function connectError(path: string, e: NodeJS.ErrnoException): ToolError {
   }
 }
 
+/** -w N as a number (undefined: the whole instance); a usage error when it is not a worker number. */
+export function parseWorker(w: string | undefined): number | undefined {
+  if (w === undefined) return undefined;
+  if (!/^\d{1,4}$/.test(w)) throw new ToolError(`-w ${w}: a worker is a number (0, 1, …)`, 2);
+  return Number(w);
+}
+
 export class ControlClient {
   private nextId = 1;
+  /** Sent with every request when set: the worker the request is about (docs/control.md). */
+  worker: number | undefined = undefined;
   private buf = '';
   private readonly waiting = new Map<unknown, { resolve: (r: unknown) => void; reject: (e: Error) => void; onEvent?: (ev: Reply) => void }>();
   private closedError: Error | null = null;
@@ -56,10 +69,15 @@ export class ControlClient {
     sock.on('close', () => end());
   }
 
-  static connect(path: string): Promise<ControlClient> {
+  static connect(path: string, worker?: number): Promise<ControlClient> {
     return new Promise((resolve, reject) => {
       const sock = createConnection(path);
-      sock.once('connect', () => { sock.removeAllListeners('error'); resolve(new ControlClient(path, sock)); });
+      sock.once('connect', () => {
+        sock.removeAllListeners('error');
+        const c = new ControlClient(path, sock);
+        c.worker = worker;
+        resolve(c);
+      });
       sock.once('error', (e: NodeJS.ErrnoException) => reject(connectError(path, e)));
     });
   }
@@ -87,7 +105,7 @@ export class ControlClient {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve: resolve as (r: unknown) => void, reject, ...(onEvent && { onEvent }) });
-      this.sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, cmd, args }) + '\n');
+      this.sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id, cmd, args, ...(this.worker !== undefined && { worker: this.worker }) }) + '\n');
     });
   }
 
@@ -145,9 +163,15 @@ export async function resolveSocket(opts: InstanceOptions): Promise<string> {
   throw new ToolError(`${live.length} instances are running (${live.map((s) => s.path.replace(/^.*\//, '').replace(/\.sock$/, '')).join(', ')}): pick one with -N NAME`);
 }
 
+/** Connects to the chosen instance; requests carry -w's worker. */
+export async function connectInstance(opts: InstanceOptions): Promise<ControlClient> {
+  const worker = parseWorker(opts.worker);
+  return ControlClient.connect(await resolveSocket(opts), worker);
+}
+
 /** Connects to the chosen instance, runs `fn`, closes. */
 export async function withInstance<T>(opts: InstanceOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
-  const c = await ControlClient.connect(await resolveSocket(opts));
+  const c = await connectInstance(opts);
   try { return await fn(c); } finally { c.close(); }
 }
 

@@ -1,4 +1,4 @@
-// `tstack ifconfig [PORT [up|down|mtu N|inet CIDR|-alias CIDR] …]`: the ports as FreeBSD's
+// `tstack ifconfig [PORT [up|down|mtu N|inet CIDR|inet6 CIDR|-alias CIDR] …]`: the ports as FreeBSD's
 // ifconfig(8) shows them (flags, MTU, MAC, addresses, driver, counters), and changes to them.
 import type { Command } from 'commander';
 import type { InterfaceSnapshot } from '../stack/stats.js';
@@ -9,12 +9,29 @@ interface Snap { interfaces: InterfaceSnapshot[]; drivers: Record<string, string
 
 export function register(program: Command): void {
   instanceOptions(program.command('ifconfig')
-    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, -alias CIDR")
+    .description("show the instance's ports, or change one: up, down, mtu N, inet CIDR, inet6 CIDR, -alias CIDR; NAME create vlan ID vlandev PORT [outer N]")
     .argument('[port]', 'the port (interface) name')
-    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | -alias A.B.C.D[/LEN]'))
-    .allowUnknownOption(false)
+    .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | inet6 ADDR[/LEN] [-alias] | -alias ADDR[/LEN] | create vlan ID vlandev PORT [outer N]'))
+    .allowUnknownOption(true)
     .action(action(async (port: string | undefined, actions: string[], opts: { json?: boolean; instance?: string; socket?: string }) => {
       await withInstance(opts, async (c) => {
+        if (port !== undefined && actions[0] === 'create') {
+          // FreeBSD's vlan(4): `ifconfig NAME create vlan ID vlandev PORT` (+ `outer N` for Q-in-Q).
+          const create: Record<string, unknown> = { name: port };
+          let i = 1;
+          for (; i < actions.length; i++) {
+            const a = actions[i]!;
+            const arg = () => { const v = actions[++i]; if (v === undefined) throw new ToolError(`ifconfig: '${a}' needs a value`, 2); return v; };
+            const num = () => { const v = arg(); if (!/^\d+$/.test(v)) throw new ToolError(`ifconfig: ${a} '${v}' is not a number`, 2); return Number(v); };
+            if (a === 'vlan') create['id'] = num();
+            else if (a === 'outer') create['outer'] = num();
+            else if (a === 'vlandev') create['port'] = arg();
+            else break;
+          }
+          if (create['id'] === undefined || create['port'] === undefined) throw new ToolError('ifconfig: create needs vlan ID and vlandev PORT (ifconfig NAME create vlan ID vlandev PORT [outer N])', 2);
+          await c.request('vlan.create', create);
+          actions = actions.slice(i);
+        }
         if (port !== undefined && actions.length > 0) {
           const change: Record<string, unknown> = { port };
           for (let i = 0; i < actions.length; i++) {
@@ -25,8 +42,14 @@ export function register(program: Command): void {
             else if (a === 'mtu') { const v = arg(); if (!/^\d+$/.test(v)) throw new ToolError(`ifconfig: mtu '${v}' is not a number`, 2); change['mtu'] = Number(v); }
             else if (a === 'inet') { const v = arg(); if (v === 'alias') change['add'] = arg(); else change['add'] = v; if (actions[i + 1] === 'alias') i++; }
             else if (a === '-alias' || a === 'delete') change['delete'] = arg();
-            else if (a === 'inet6') throw new ToolError('ifconfig: inet6 addresses are not changed at run time yet (set addr6 in tstack.toml)');
-            else throw new ToolError(`ifconfig: unknown action '${a}' (expected up, down, mtu N, inet CIDR, -alias CIDR)`, 2);
+            else if (a === 'inet6') {
+              // FreeBSD: `inet6 ADDR[/LEN] [alias]` adds (prefixlen 64 by default), `inet6 ADDR -alias` removes.
+              const v = arg();
+              if (!v.includes(':')) throw new ToolError(`ifconfig: inet6 '${v}' is not an IPv6 address`, 2);
+              const next = actions[i + 1];
+              if (next === '-alias' || next === 'delete') { change['delete'] = v; i++; } else { change['add'] = v; if (next === 'alias') i++; }
+            }
+            else throw new ToolError(`ifconfig: unknown action '${a}' (expected up, down, mtu N, inet CIDR, inet6 CIDR, -alias CIDR)`, 2);
           }
           await c.request('ifconfig.set', change);
         }
@@ -52,7 +75,15 @@ export function formatInterface(i: InterfaceSnapshot & { driver: string; deviceR
   for (const a of i.inet6) lines.push(`\tinet6 ${a.addr} prefixlen ${a.prefixLen}`);
   if (i.tunnel) lines.push(`\ttunnel: ${i.tunnel}`);
   if (i.groups) lines.push(`\tgroups: ${i.groups.join(' ')}`);
-  lines.push(`\tdriver: ${i.tunnel ? 'tunnel' : i.driver}`);
+  if (i.bond) {
+    lines.push(`\tbond: ${i.bond.mode}${i.bond.active ? ` active ${i.bond.active}` : ''} members ${i.bond.members.join(' ')} failovers ${i.bond.failovers}`);
+  } else if (i.vlan) {
+    // FreeBSD's vlan(4) line.
+    lines.push(`\tvlan: ${i.vlan.id} vlanproto: 802.1q${i.vlan.outer ? ` outer: ${i.vlan.outer} (802.1ad)` : ''} parent interface: ${i.vlan.parent}`);
+  } else {
+    lines.push(`\tdriver: ${i.tunnel ? 'tunnel' : i.driver}`);
+    if (i.master) lines.push(`\tmaster: ${i.master}`);
+  }
   lines.push(`\tRX packets ${i.rxPackets}  bytes ${i.rxBytes} (${human(i.rxBytes)})  errors ${i.rxErrors}  dropped ${i.rxDropped + i.deviceRxDropped}  multicast ${i.rxMulticast}`);
   lines.push(`\tTX packets ${i.txPackets}  bytes ${i.txBytes} (${human(i.txBytes)})  errors ${i.txErrors}  dropped ${i.txDropped + i.deviceTxDropped}`);
   return lines.join('\n') + '\n';

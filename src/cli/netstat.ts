@@ -1,14 +1,14 @@
 // `tstack netstat`: FreeBSD's netstat(1) for an instance. -a (every socket, listeners too),
 // -n (numeric: always), -s (per-protocol counters), -r (routes), -i (interfaces), -p tcp|udp.
 import type { Command } from 'commander';
-import type { Counters, InterfaceSnapshot, RouteSnapshot, SocketSnapshot } from '../stack/stats.js';
+import type { Counters, InterfaceSnapshot, Route6Snapshot, RouteSnapshot, SocketSnapshot } from '../stack/stats.js';
 import { formatIpv4, parseIpv4, prefixMask } from '../wire/addr.js';
 import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
 import { formatRoutes } from './route.js';
 
 interface Opts { all?: boolean; numeric?: boolean; stats?: boolean; route?: boolean; interfaces?: boolean; protocol?: string; json?: boolean; instance?: string; socket?: string }
 
-interface Snap { interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; routes: RouteSnapshot[]; sockets: SocketSnapshot[] }
+interface Snap { interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; routes: RouteSnapshot[]; routes6?: Route6Snapshot[]; sockets: SocketSnapshot[] }
 
 export function register(program: Command): void {
   instanceOptions(program.command('netstat')
@@ -25,7 +25,7 @@ export function register(program: Command): void {
       if (proto !== undefined && !known.includes(proto)) throw new ToolError(`netstat: unknown protocol '${opts.protocol}' (expected ${known.join(', ')})`, 2);
       await withInstance(opts, async (c) => {
         const snap = await c.request<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
-        if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes)); return; }
+        if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes, snap.routes6)); return; }
         if (opts.interfaces) { if (opts.json) printJson(snap.interfaces); else out(formatInterfaces(snap.interfaces)); return; }
         if (opts.stats) {
           const areas = (proto ? [proto] : ['ip', 'reass', 'icmp', 'udp', 'tcp', 'arp']) as (keyof Counters)[];
@@ -47,12 +47,13 @@ export function register(program: Command): void {
           return;
         }
         // Without -a, servers are hidden: TCP listeners and unconnected UDP sockets.
-        const socks = snap.sockets.filter((s) => (proto === undefined || s.proto === proto) &&
+        // -p udp lists every UDP socket (udp4, udp6, udp46), as FreeBSD's.
+        const socks = snap.sockets.filter((s) => (proto === undefined || s.proto.startsWith(proto)) &&
           (opts.all || (s.proto === 'tcp' ? s.state !== 'LISTEN' : s.foreignPort !== 0)));
         if (opts.json) { printJson({ sockets: socks }); return; }
         out(`Active Internet connections${opts.all ? ' (including servers)' : ''}\n`);
         out(table([['Proto', 'Recv-Q', 'Send-Q', 'Local Address', 'Foreign Address', '(state)'], ...socks.map((s) => [
-          `${s.proto}4`, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state,
+          s.proto === 'tcp' || s.proto === 'udp' ? `${s.proto}4` : s.proto, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state,
         ])], [false, true, true]));
       });
     }));
@@ -60,7 +61,7 @@ export function register(program: Command): void {
 
 /** FreeBSD's numeric endpoint: 198.18.0.2.80, *.80, *.* */
 export function endpoint(addr: string, port: number): string {
-  const a = addr === '0.0.0.0' ? '*' : addr;
+  const a = addr === '0.0.0.0' || addr === '::' ? '*' : addr;
   return `${a}.${port === 0 ? '*' : port}`;
 }
 

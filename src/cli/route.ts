@@ -1,8 +1,9 @@
 // `tstack route [show | add DEST GATEWAY | add DEST -interface PORT | delete DEST | get DEST]`:
-// the instance's routing table, as FreeBSD's route(8) and netstat -r show it. DEST is
-// `default`, A.B.C.D (a host) or A.B.C.D/LEN; `-net`/`-host` are accepted and ignored.
+// the instance's routing tables, as FreeBSD's route(8) and netstat -r show them. DEST is
+// `default`, A.B.C.D (a host) or A.B.C.D/LEN, or the IPv6 forms (2001:db8::1, 2001:db8::/48, or
+// `-inet6 default`); `-net`/`-host` are accepted and ignored.
 import type { Command } from 'commander';
-import type { RouteSnapshot } from '../stack/stats.js';
+import type { Route6Snapshot, RouteSnapshot } from '../stack/stats.js';
 import { prefixMask, formatIpv4 } from '../wire/addr.js';
 import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
 
@@ -16,21 +17,24 @@ export function register(program: Command): void {
       const cmd = command ?? 'show';
       const rest = args.filter((a) => a !== '-net' && a !== '-host' && a !== '-inet');
       const req: Record<string, unknown> = {};
+      if (rest.includes('-inet6') || rest.includes('-6')) req['inet6'] = true;
       const positional: string[] = [];
       for (let i = 0; i < rest.length; i++) {
         const a = rest[i]!;
         if (a === '-interface' || a === '-iface' || a === 'dev') { req['port'] = rest[++i]; continue; }
         if (a === '-metric' || a === 'metric') { req['metric'] = Number(rest[++i]); continue; }
         if (a === 'via' || a === 'gw') continue;
-        if (a === '-inet6' || a.includes(':')) throw new ToolError('route: IPv6 routes are not shown or changed by tstack route yet (IPv4 only)');
+        if (a === '-inet6' || a === '-6') continue;
+        if (a.includes(':')) req['inet6'] = true;
         positional.push(a);
       }
       await withInstance(opts, async (c) => {
         switch (cmd) {
           case 'show':
           case 'list': {
-            const snap = await c.request<{ routes: RouteSnapshot[] }>('snapshot', {});
-            if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes));
+            const snap = await c.request<{ routes: RouteSnapshot[]; routes6?: Route6Snapshot[] }>('snapshot', {});
+            // --json: the IPv4 table, or with -inet6 the IPv6 one; text: both, as netstat -r.
+            if (opts.json) printJson(req['inet6'] ? snap.routes6 ?? [] : snap.routes); else out(formatRoutes(snap.routes, snap.routes6));
             return;
           }
           case 'add':
@@ -40,19 +44,21 @@ export function register(program: Command): void {
             if (dest === undefined) throw new ToolError(`route ${cmd}: a destination is missing (default, A.B.C.D or A.B.C.D/LEN)`, 2);
             if (gw !== undefined) req['gateway'] = gw;
             req['destination'] = dest;
-            const r = await c.request<RouteSnapshot[]>(cmd === 'add' ? 'route.add' : 'route.delete', req);
+            const r = await c.request<RouteSnapshot[] | Route6Snapshot[]>(cmd === 'add' ? 'route.add' : 'route.delete', req);
             if (opts.json) printJson(r); else out(`${cmd === 'add' ? 'add' : 'delete'} ${dest === 'default' ? '' : 'net '}${dest}${gw ? `: gateway ${gw}` : ''}${req['port'] ? `: interface ${String(req['port'])}` : ''}\n`);
             return;
           }
           case 'get': {
             const dest = positional[0];
             if (dest === undefined) throw new ToolError('route get: a destination is missing', 2);
-            const r = await c.request<{ destination: string; route: RouteSnapshot; source: string; nexthop: string }>('route.get', { destination: dest === 'default' ? '0.0.0.0' : dest });
+            const v6 = req['inet6'] === true;
+            const r = await c.request<{ destination: string; route: RouteSnapshot; source: string; nexthop: string }>('route.get',
+              { destination: dest === 'default' && !v6 ? '0.0.0.0' : dest, ...(v6 && { inet6: true }) });
             if (opts.json) { printJson(r); return; }
             out([
               `   route to: ${r.destination}`,
               `destination: ${r.route.prefixLen === 0 ? 'default' : r.route.destination}`,
-              `       mask: ${formatIpv4(prefixMask(r.route.prefixLen))}`,
+              v6 ? `  prefixlen: ${r.route.prefixLen}` : `       mask: ${formatIpv4(prefixMask(r.route.prefixLen))}`,
               ...(r.route.gateway ? [`    gateway: ${r.route.gateway}`] : []),
               `  interface: ${r.route.ifname}`,
               `      flags: <${flagNames(r.route.flags)}>`,
@@ -69,14 +75,19 @@ export function register(program: Command): void {
 }
 
 function flagNames(f: string): string {
-  const names: Record<string, string> = { U: 'UP', G: 'GATEWAY', H: 'HOST', S: 'STATIC', C: 'CONNECTED' };
+  const names: Record<string, string> = { U: 'UP', G: 'GATEWAY', H: 'HOST', S: 'STATIC', C: 'CONNECTED', D: 'DYNAMIC' };
   return [...f].map((x) => names[x] ?? x).join(',');
 }
 
-/** netstat -r's table. */
-export function formatRoutes(routes: RouteSnapshot[]): string {
-  return 'Routing tables\n\nInternet:\n' + table([['Destination', 'Gateway', 'Flags', 'Netif', 'Metric'], ...routes.map((r) => [
+/** netstat -r's tables (Internet6 when the instance has IPv6 routes). */
+export function formatRoutes(routes: RouteSnapshot[], routes6: Route6Snapshot[] = []): string {
+  const v4 = 'Routing tables\n\nInternet:\n' + table([['Destination', 'Gateway', 'Flags', 'Netif', 'Metric'], ...routes.map((r) => [
     r.prefixLen === 0 ? 'default' : r.prefixLen === 32 ? r.destination : `${r.destination}/${r.prefixLen}`,
     r.gateway || `link#${r.ifname}`, r.flags, r.ifname, r.metric,
+  ])]);
+  if (routes6.length === 0) return v4;
+  return v4 + '\nInternet6:\n' + table([['Destination', 'Gateway', 'Flags', 'Netif', 'Metric', 'Expire'], ...routes6.map((r) => [
+    r.prefixLen === 0 ? 'default' : r.prefixLen === 128 ? r.destination : `${r.destination}/${r.prefixLen}`,
+    r.gateway || `link#${r.ifname}`, r.flags, r.ifname, r.metric, r.expiresInMs === null ? '' : Math.ceil(r.expiresInMs / 1000),
   ])]);
 }

@@ -1,15 +1,20 @@
 // `tstack run --config FILE app.js [args…]`: runs an unmodified Node program with its
 // node:net / node:dgram sockets (and so http, express, fastify, undici, ws…) on the stack.
-// It checks the config, then starts `node --import <register.js> app.js args…` with
-// TSTACK_CONFIG set; the child brings the stack up in its own thread (src/api/register.ts).
-// stdio is shared, signals are passed on, and the child's exit status becomes ours.
+// It starts `node --import <register.js> app.js args…` with TSTACK_CONFIG set; the child checks
+// the config (a bad one, or one without a [[port]], exits 2 before the program runs) and
+// brings the stack up in its own thread (src/api/register.ts). stdio is shared, signals are
+// passed on, and the child's exit status becomes ours.
+//
+// The child is on the restart path (after a crash the program must serve again within a
+// second), so this process loads as little as it can: bin/tstack.js hands a well-formed
+// `tstack run` straight to runFast() (node: builtins only, no commander, no engine), and
+// the config is read once, by the child.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../runtime/config.js';
 
 export interface RunOptions { config: string; nodeOption?: string[] }
 
@@ -39,19 +44,38 @@ export function registerModulePath(): string {
   return fileURLToPath(new URL('../api/register.js', import.meta.url));
 }
 
+/**
+ * `tstack run …` without commander: argv after "run" when it is -c/--config FILE and
+ * --node-option OPT (in any order, `--opt=value` too), then the program and its arguments.
+ * Null for anything else (help, a missing value, another option): the full parser handles
+ * it, with its usage messages.
+ */
+export function parseRunArgs(argv: string[]): { app: string; args: string[]; opts: RunOptions } | null {
+  let config: string | undefined;
+  const nodeOption: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const value = (): string | undefined => (eq > 0 ? a.slice(eq + 1) : argv[++i]);
+    if (name === '-c' || name === '--config') { config = value(); if (config === undefined) return null; continue; }
+    if (name === '--node-option') { const v = value(); if (v === undefined) return null; nodeOption.push(v); continue; }
+    if (a.startsWith('-')) return null;
+    if (config === undefined || config === '') return null;
+    return { app: a, args: argv.slice(i + 1), opts: { config, ...(nodeOption.length > 0 && { nodeOption }) } };
+  }
+  return null;
+}
+
+/** bin/tstack.js's fast path: the exit code, or null when `argv` (after "run") needs the full parser. */
+export async function runFast(argv: string[]): Promise<number | null> {
+  const parsed = parseRunArgs(argv);
+  return parsed === null ? null : run(parsed.app, parsed.args, parsed.opts);
+}
+
 /** Runs the program; resolves with the exit code to use (a signal death re-raises the signal). */
 export async function run(app: string, args: string[], opts: RunOptions): Promise<number> {
   const configPath = resolve(opts.config);
-  try {
-    const config = loadConfig(configPath);
-    if (config.ports.length === 0) {
-      err(`${opts.config}: no [[port]] configured: the program would have no network to run on`);
-      return 2;
-    }
-  } catch (e) {
-    if (e instanceof ConfigError) { err(e.message); return 2; }
-    throw e;
-  }
   const preload = registerModulePath();
   if (!existsSync(preload)) {
     err(`${preload} is missing: build tstack first (npm run build)`);
@@ -59,7 +83,8 @@ export async function run(app: string, args: string[], opts: RunOptions): Promis
   }
 
   // TSTACK_RUN_PID: the program arms a parent-death signal so that it dies with us (register.ts).
-  const env: NodeJS.ProcessEnv = { ...process.env, TSTACK_CONFIG: configPath, TSTACK_RUN_PID: String(process.pid) };
+  // TSTACK_RUN_CONFIG: the config as the user named it, for the child's messages.
+  const env: NodeJS.ProcessEnv = { ...process.env, TSTACK_CONFIG: configPath, TSTACK_RUN_PID: String(process.pid), TSTACK_RUN_CONFIG: opts.config };
   // Set by register.ts for the processes a registered program starts; this one is a new program.
   delete env['TSTACK_REGISTER_PID'];
   const child = spawn(process.execPath, [

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import type { Counters, InterfaceSnapshot } from '../stack/stats.js';
 import type { RunLoopStats } from '../runtime/loop.js';
-import { ControlClient, ToolError, action, instanceOptions, out, resolveSocket, table } from './client.js';
+import { ToolError, action, connectInstance, instanceOptions, out, table, type ControlClient } from './client.js';
 
 interface Sample { worker: number; time: number; interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; loop: RunLoopStats }
 interface Info { name: string; pid: number; uptime: number }
@@ -63,8 +63,6 @@ function parseInterval(opts: LoopOpts): { ms: number; count: number } {
   if (!(s > 0) || s > 3600) throw new ToolError(`-i ${opts.interval}: the interval must be a number of seconds > 0`, 2);
   const count = opts.count === undefined ? 0 : Number(opts.count);
   if (!Number.isInteger(count) || count < 0) throw new ToolError(`-c ${opts.count}: the count must be a whole number`, 2);
-  // One stack per worker: today every instance has exactly one, worker 0.
-  if (opts.worker !== undefined && opts.worker !== '0') throw new ToolError(`-w ${opts.worker}: this instance has one worker (0)`, 2);
   return { ms: s * 1000, count };
 }
 
@@ -86,11 +84,10 @@ export function register(program: Command): void {
   instanceOptions(program.command('top')
     .description('a live view of the instance: loop iterations/s, busy share, rx/tx rates, connections, drops')
     .option('-i, --interval <seconds>', 'seconds between samples', '1')
-    .option('-c, --count <n>', 'samples to show, then exit (default: until q or Ctrl-C)')
-    .option('-w, --worker <n>', 'only this worker (instances have one worker, 0, today)'))
+    .option('-c, --count <n>', 'samples to show, then exit (default: until q or Ctrl-C)'))
     .action(action(async (opts: LoopOpts) => {
       const { ms, count } = parseInterval(opts);
-      const c = await ControlClient.connect(await resolveSocket(opts));
+      const c = await connectInstance(opts);
       try {
         const info = await c.request<Info>('info');
         const live = !opts.json && process.stdout.isTTY === true;
@@ -125,11 +122,10 @@ export function register(program: Command): void {
   instanceOptions(program.command('traffic')
     .description('rx/tx packets and bits per second, one line per interval (ff_traffic)')
     .option('-i, --interval <seconds>', 'seconds between lines', '1')
-    .option('-c, --count <n>', 'lines to print, then exit (default: until Ctrl-C)')
-    .option('-w, --worker <n>', 'only this worker (instances have one worker, 0, today)'))
+    .option('-c, --count <n>', 'lines to print, then exit (default: until Ctrl-C)'))
     .action(action(async (opts: LoopOpts) => {
       const { ms, count } = parseInterval(opts);
-      const c = await ControlClient.connect(await resolveSocket(opts));
+      const c = await connectInstance(opts);
       let quit: () => void = () => {};
       const stopped = new Promise<void>((r) => { quit = r; });
       process.once('SIGINT', () => quit());

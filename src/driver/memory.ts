@@ -11,7 +11,7 @@ import type { Clock } from '../base/time.js';
 import type { Offloads } from '../base/device.js';
 import { parseMac, isMacMulticast } from '../wire/addr.js';
 import type { Driver, DriverStats } from './types.js';
-import { completeChecksum, copyBytes, segmentTcp4 } from '../base/offload.js';
+import { completeChecksum, copyBytes, segmentTcp4, segmentTcp6 } from '../base/offload.js';
 import { FaultStage, type FaultConfig, type FaultStats } from './fault.js';
 import { TimedQueue, WakeUp, isRealtimeClock } from './timed.js';
 
@@ -51,8 +51,9 @@ export interface MemoryPortOptions {
    * checksum still partial, marked Csum.Valid (as a Linux veth hands over a CHECKSUM_PARTIAL skb);
    * otherwise the wire completes the checksum in software, as a NIC would. tso4 (needs txCsum):
    * the port takes TCP/IPv4 super-frames (buf.gso = Gso.Tcp4, up to 64 KiB) and hands them whole
-   * to a tso4 port (GRO-equivalent), or segments them in software for any other port. Frames
-   * cross whole only when neither end has faults configured (faults act on real frames).
+   * to a tso4 port (GRO-equivalent), or segments them in software for any other port; tso6 the
+   * same for TCP/IPv6 (Gso.Tcp6). Frames cross whole only when neither end has faults configured
+   * (faults act on real frames).
    */
   offloads?: Partial<Offloads>;
   /** Pool for received frames (default: the port's own). */
@@ -150,7 +151,8 @@ export class MemoryWire {
     const s = buf.start;
     const gso = buf.gso !== Gso.None;
     // A super-frame needs the port's segmentation offload; anything else must fit the MTU.
-    if (len < ETH_HEADER || (gso ? !from.offloads.tso4 || buf.gso !== Gso.Tcp4 || len > GSO_MAX_FRAME : len > from.mtu + ETH_HEADER + VLAN_TAG)) {
+    const tso = buf.gso === Gso.Tcp4 ? from.offloads.tso4 : buf.gso === Gso.Tcp6 && from.offloads.tso6;
+    if (len < ETH_HEADER || (gso ? !tso || len > GSO_MAX_FRAME : len > from.mtu + ETH_HEADER + VLAN_TAG)) {
       from.counters.txErrors++;
       buf.release();
       return;
@@ -168,9 +170,9 @@ export class MemoryWire {
       const d = this.table.get(macKey(data, s));
       if (d !== undefined && d !== from && !d.rxFaultsActive) direct = d;
     }
-    if (gso && (direct === undefined || !direct.offloads.tso4)) {
+    if (gso && (direct === undefined || !(buf.gso === Gso.Tcp4 ? direct.offloads.tso4 : direct.offloads.tso6))) {
       const out = this.segments;
-      const n = segmentTcp4(buf, from.pool, out);
+      const n = buf.gso === Gso.Tcp4 ? segmentTcp4(buf, from.pool, out) : segmentTcp6(buf, from.pool, out);
       if (n === 0) from.counters.txErrors++;
       buf.release();
       for (let i = 0; i < n; i++) { const f = out[i]!; out[i] = null!; this.send(from, f, txStage); }
@@ -244,7 +246,8 @@ export class MemoryPort implements Driver {
     this.mtu = opts.mtu ?? 1500;
     const o = opts.offloads ?? {};
     if (o.tso4 && !o.txCsum) throw new Error('MemoryWire: tso4 needs txCsum (a super-frame\'s checksums are the device\'s job)');
-    this.offloads = Object.freeze({ rxCsum: o.rxCsum ?? false, txCsum: o.txCsum ?? false, tso4: o.tso4 ?? false, tso6: false });
+    if (o.tso6 && !o.txCsum) throw new Error('MemoryWire: tso6 needs txCsum (a super-frame\'s checksums are the device\'s job)');
+    this.offloads = Object.freeze({ rxCsum: o.rxCsum ?? false, txCsum: o.txCsum ?? false, tso4: o.tso4 ?? false, tso6: o.tso6 ?? false });
     this.pool = opts.pool ?? new BufferPool();
     this.txStage = new FaultStage(txRng, 'tx', this.withWireRate(opts.faults ?? {}));
     this.rxStage = new FaultStage(rxRng, 'rx', opts.rxFaults ?? {});

@@ -11,8 +11,13 @@
 //   by tstack").
 // A driver deletes, when it closes or when its start fails, only a device that carries its own
 // process's mark (deleteOwnDevice). The start time makes a recycled pid no owner.
-import { existsSync, readFileSync } from 'node:fs';
-import { run } from './sys/netns.js';
+//
+// Starting is on the restart path (a crashed run must serve again within a second), so `ip` runs
+// as few times as it can: whether a name exists is asked of the kernel directly
+// (if_nametoindex in the namespace), and the changes go to one `ip -batch` per step.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { ifNameToIndex } from './sys/libc.js';
+import { inNetns, run } from './sys/netns.js';
 
 export class DeviceOwnershipError extends Error {
   constructor(message: string, readonly ifname: string, readonly ownerPid: number | null) {
@@ -76,6 +81,17 @@ export function checkNetns(netns: string | undefined): void {
   throw new Error(`network namespace ${JSON.stringify(netns)} does not exist (create it with: ip netns add ${netns})`);
 }
 
+/** True when `name` is a device in `netns` (this namespace when undefined). */
+export function deviceExists(name: string, netns?: string): boolean {
+  return inNetns(netns, () => ifNameToIndex(name) !== 0);
+}
+
+/** Runs `ip [-n netns] -batch -` with one command per line (stops at the first that fails). */
+export function ipBatch(netns: string | undefined, lines: string[]): void {
+  if (lines.length === 0) return;
+  run('ip', [...at(netns), '-batch', '-'], { input: lines.join('\n') + '\n' });
+}
+
 /** The device's alias ('' when it has none), or null when there is no such device. */
 export function deviceAlias(name: string, netns?: string): string | null {
   let out: string;
@@ -91,16 +107,28 @@ export function deviceAlias(name: string, netns?: string): string | null {
   return links[0]?.ifalias ?? '';
 }
 
+/** Every device of the namespace: its alias ('' for none) and the device it is linked to (a veth's peer). */
+function listDevices(netns: string | undefined): Map<string, { alias: string; link: string }> {
+  let out: string;
+  try { out = run('ip', [...at(netns), '-j', 'link', 'show']); } catch (e) { checkNetns(netns); throw e; }
+  const links = JSON.parse(out) as { ifname: string; ifalias?: string; link?: string }[];
+  return new Map(links.map((l) => [l.ifname, { alias: l.ifalias ?? '', link: l.link ?? '' }]));
+}
+
 /**
- * Makes sure `name` (and the other names a driver will create with it, say a veth's peer) can
- * be created: absent, or a dead tstack's leftover (deleted here). Throws DeviceOwnershipError,
- * touching nothing, for a device someone else owns. Returns the names of leftovers replaced.
+ * Which of `names` are a dead tstack's leftovers (to replace); throws DeviceOwnershipError,
+ * touching nothing, for a device someone else owns. Returns the leftovers to delete: a veth
+ * whose peer is deleted with it is not listed twice.
  */
-export function claimDeviceNames(names: string[], netns?: string): string[] {
+function leftoversOf(names: string[], netns: string | undefined): string[] {
   checkNetns(netns);
+  // The usual case (a clean start): nothing by those names, and no `ip` to run.
+  const present = names.filter((n) => deviceExists(n, netns));
+  if (present.length === 0) return [];
+  const devices = listDevices(netns);
   const leftovers: string[] = [];
-  for (const name of names) {
-    const alias = deviceAlias(name, netns);
+  for (const name of present) {
+    const alias = devices.get(name)?.alias ?? null;
     if (alias === null) continue;
     const owner = parseOwner(alias);
     if (owner === null) {
@@ -116,9 +144,19 @@ export function claimDeviceNames(names: string[], netns?: string): string[] {
     }
     leftovers.push(name);
   }
+  // A veth's two ends go together: the second is gone with the first.
+  return leftovers.filter((n, i) => !leftovers.slice(0, i).some((m) => devices.get(m)?.link === n || devices.get(n)?.link === m));
+}
+
+/**
+ * Makes sure `name` (and the other names a driver will create with it, say a veth's peer) can
+ * be created: absent, or a dead tstack's leftover (deleted here). Throws DeviceOwnershipError,
+ * touching nothing, for a device someone else owns. Returns the names of leftovers replaced.
+ */
+export function claimDeviceNames(names: string[], netns?: string): string[] {
+  const leftovers = leftoversOf(names, netns);
   for (const name of leftovers) {
-    // A veth's two ends go together: the second may already be gone with the first.
-    try { run('ip', [...at(netns), 'link', 'del', 'dev', name]); } catch (e) { if (deviceAlias(name, netns) !== null) throw e; }
+    try { run('ip', [...at(netns), 'link', 'del', 'dev', name]); } catch (e) { if (deviceExists(name, netns)) throw e; }
   }
   return leftovers;
 }
@@ -162,16 +200,23 @@ export interface VethPairOptions {
  * what this created.
  */
 export function createVethPair(o: VethPairOptions): void {
-  const ns = at(o.netns);
-  claimDeviceNames([o.name, o.kernelEnd], o.netns);
-  run('ip', [...ns, 'link', 'add', o.name, 'mtu', String(o.mtu), 'type', 'veth', 'peer', 'name', o.kernelEnd, 'mtu', String(o.mtu)]);
-  markDevice(o.name, o.netns);
-  const key = `net/ipv6/conf/${o.name}/disable_ipv6=1`;
-  if (o.netns !== undefined) run('ip', ['netns', 'exec', o.netns, 'sysctl', '-qw', key]);
-  else run('sysctl', ['-qw', key]);
-  run('ip', [...ns, 'link', 'set', 'dev', o.name, 'arp', 'off', 'up']);
-  if (o.kernelGsoMax !== undefined) run('ip', [...ns, 'link', 'set', 'dev', o.kernelEnd, 'gso_max_size', String(o.kernelGsoMax)]);
-  run('ip', [...ns, 'link', 'set', 'dev', o.kernelEnd, 'alias', ownerTag(), 'up']);
-  if (o.hostAddr) run('ip', [...ns, 'addr', 'add', o.hostAddr, 'dev', o.kernelEnd]);
-  if (o.hostAddr6) run('ip', [...ns, '-6', 'addr', 'add', o.hostAddr6, 'dev', o.kernelEnd, 'nodad']);
+  // A dead run's pair is deleted in the same batch that creates ours; created and marked in one
+  // go: a failure after this point finds our mark and cleans up.
+  ipBatch(o.netns, [
+    ...leftoversOf([o.name, o.kernelEnd], o.netns).map((n) => `link del dev ${n}`),
+    `link add ${o.name} mtu ${o.mtu} type veth peer name ${o.kernelEnd} mtu ${o.mtu}`,
+    `link set dev ${o.name} alias ${ownerTag()}`,
+  ]);
+  // /proc/sys/net is the namespace of the thread that opens it: ours, inside inNetns.
+  const key = `/proc/sys/net/ipv6/conf/${o.name}/disable_ipv6`;
+  try {
+    inNetns(o.netns, () => writeFileSync(key, '1'));
+  } catch (e) { throw new Error(`${key}: ${(e as Error).message}`); }
+  ipBatch(o.netns, [
+    `link set dev ${o.name} arp off up`,
+    ...(o.kernelGsoMax !== undefined ? [`link set dev ${o.kernelEnd} gso_max_size ${o.kernelGsoMax}`] : []),
+    `link set dev ${o.kernelEnd} alias ${ownerTag()} up`,
+    ...(o.hostAddr ? [`addr add ${o.hostAddr} dev ${o.kernelEnd}`] : []),
+    ...(o.hostAddr6 ? [`addr add ${o.hostAddr6} dev ${o.kernelEnd} nodad`] : []),
+  ]);
 }

@@ -112,6 +112,7 @@ export class CaptureDriver implements Driver {
   get mac(): Uint8Array { return this.inner.mac; }
   get mtu(): number { return this.inner.mtu; }
   get offloads(): Offloads { return this.inner.offloads; }
+  linkUp(): boolean { return this.inner.linkUp?.() ?? true; }
   get pool(): BufferPool { return this.inner.pool; }
 
   transmit(buf: PacketBuffer): void {

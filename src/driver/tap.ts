@@ -12,9 +12,9 @@ import { BufferPool, Csum, Gso, LARGE_BUF_SIZE, SMALL_BUF_SIZE, type PacketBuffe
 import type { Offloads } from '../base/device.js';
 import { emptyDriverStats, type Driver, type DriverStats } from './types.js';
 import * as libc from './sys/libc.js';
-import { run } from './sys/netns.js';
+import { inNetns, run } from './sys/netns.js';
 import { VNET_HDR_LEN, decodeVnetHeader, encodeVnetHeader, randomLocalMac } from './vnet.js';
-import { claimDeviceNames, ownerTag } from './ownership.js';
+import { claimDeviceNames, ipBatch, ownerTag } from './ownership.js';
 
 const EACCES = 13;
 
@@ -26,7 +26,11 @@ const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 const IFF_VNET_HDR = 0x4000;
 const TUN_F_CSUM = 0x01;
+const SIOCGIFFLAGS = 0x8913;
+const IFF_UP = 0x1;
+const IFF_RUNNING = 0x40;
 const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
 const IFNAMSIZ = 16;
 /** sizeof(struct ifreq) on 64-bit Linux. */
 const IFREQ_SIZE = 40;
@@ -126,7 +130,7 @@ export class TapDriver implements Driver {
     this.pool = opts.pool ?? new BufferPool();
     this.netns = opts.netns;
     const tso = tapTso(opts);
-    this.offloads = Object.freeze({ rxCsum: opts.csumOffload !== false, txCsum: true, tso4: tso, tso6: false });
+    this.offloads = Object.freeze({ rxCsum: opts.csumOffload !== false, txCsum: true, tso4: tso, tso6: tso });
     this.burst = Math.max(1, opts.burst ?? 64);
     this.txQueue = new Array<PacketBuffer | null>(this.burst).fill(null);
     // A read buffer smaller than the frame would truncate it silently, so size for the largest
@@ -176,9 +180,9 @@ export class TapDriver implements Driver {
       const hdrSz = new Uint8Array(4);
       new DataView(hdrSz.buffer).setInt32(0, VNET_HDR_LEN, true);
       if (libc.ioctlPtr(fd, TUNSETVNETHDRSZ, hdrSz) < 0) throw new libc.SysError('ioctl(TUNSETVNETHDRSZ)', libc.errno());
-      // CSUM: the kernel may give us frames with partial checksums and accepts ours. TSO4: it
-      // may give us IPv4 TCP super-segments (TCP over IPv6 is not ours yet, so no TSO6).
-      const offload = opts.csumOffload === false ? 0 : TUN_F_CSUM | (tapTso(opts) ? TUN_F_TSO4 : 0);
+      // CSUM: the kernel may give us frames with partial checksums and accepts ours. TSO4/TSO6:
+      // it may give us TCP super-segments over IPv4 and IPv6.
+      const offload = opts.csumOffload === false ? 0 : TUN_F_CSUM | (tapTso(opts) ? TUN_F_TSO4 | TUN_F_TSO6 : 0);
       if (libc.ioctlInt(fd, TUNSETOFFLOAD, offload) < 0) throw new libc.SysError('ioctl(TUNSETOFFLOAD)', libc.errno());
 
       drv = new TapDriver(fd, name, opts);
@@ -186,12 +190,20 @@ export class TapDriver implements Driver {
       // frames by default: a burst from many connections at once (a thousand clients, a UDP
       // flood) overflows it between two reads, and every lost frame costs its sender a
       // retransmission timeout. A real NIC's receive ring is thousands of descriptors.
-      ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(opts.queueLen ?? 10000), 'alias', ownerTag()]);
-      const at = opts.netns ? ['-n', opts.netns] : [];
-      if (opts.netns) ip(['link', 'set', 'dev', name, 'netns', opts.netns]);
-      ip([...at, 'link', 'set', 'dev', name, 'up']);
-      if (opts.hostAddr) ip([...at, 'addr', 'add', opts.hostAddr, 'dev', name]);
-      if (opts.hostAddr6) ip([...at, '-6', 'addr', 'add', opts.hostAddr6, 'dev', name, 'nodad']);
+      // Two `ip` runs at most (a restart must serve within a second): the settings and the move
+      // to the namespace in one request, then what is done inside the namespace in one batch.
+      const inNs = [
+        `link set dev ${name} up`,
+        ...(opts.hostAddr ? [`addr add ${opts.hostAddr} dev ${name}`] : []),
+        ...(opts.hostAddr6 ? [`addr add ${opts.hostAddr6} dev ${name} nodad`] : []),
+      ];
+      const settings = `link set dev ${name} mtu ${mtu} txqueuelen ${opts.queueLen ?? 10000} alias ${ownerTag()}`;
+      if (opts.netns) {
+        ip([...settings.split(' '), 'netns', opts.netns]);
+        ipBatch(opts.netns, inNs);
+      } else {
+        ipBatch(undefined, [settings, ...inNs]);
+      }
       return drv;
     } catch (e) {
       if (drv) drv.close(); else libc.close(fd);
@@ -292,7 +304,31 @@ export class TapDriver implements Driver {
 
   stats(): DriverStats { return { ...this.st }; }
 
+  /** A socket in the device's namespace, for SIOCGIFFLAGS (opened on first use). */
+  private ctlFd = -1;
+  private readonly ifreq = new Uint8Array(40);
+
+  /**
+   * Carrier as the kernel sees the device: IFF_UP and IFF_RUNNING (`ip link set dev X down` on
+   * the kernel side clears them). One ioctl; bonding calls it every monitor interval.
+   */
+  linkUp(): boolean {
+    if (this.fd < 0) return false;
+    if (this.ctlFd < 0) {
+      this.ctlFd = inNetns(this.netns, () => libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC, 0));
+      if (this.ctlFd < 0) return true; // cannot tell: count as up
+      this.ifreq.fill(0);
+      this.ifreq.set(new TextEncoder().encode(this.name).subarray(0, 15), 0);
+    }
+    const r = this.ifreq;
+    r[16] = 0; r[17] = 0;
+    if (libc.ioctlPtr(this.ctlFd, SIOCGIFFLAGS, r) < 0) return false;
+    const flags = r[16]! | (r[17]! << 8);
+    return (flags & IFF_UP) !== 0 && (flags & IFF_RUNNING) !== 0;
+  }
+
   close(): void {
+    if (this.ctlFd >= 0) { libc.close(this.ctlFd); this.ctlFd = -1; }
     if (this.fd < 0) return;
     // Queued frames are dropped, not sent: close means the link is going away.
     for (let i = 0; i < this.txCount; i++) { this.txQueue[i]!.release(); this.txQueue[i] = null; this.st.txDropped++; }

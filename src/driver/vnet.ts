@@ -67,6 +67,8 @@ export function encodeVnetHeader(data: Uint8Array, off: number, buf: PacketBuffe
     const l4 = buf.l4 >= 0 ? buf.l4 : buf.csumStart;
     const l4Len = buf.gso === Gso.Udp ? 8 : ((data[l4 + 12]! >> 4) * 4);
     hdrLen = l4 - buf.start + l4Len;
+    // A TCP super-segment with CWR: the device puts CWR on the first segment only (RFC 3168 §6.1.2).
+    if (buf.gso !== Gso.Udp && (data[l4 + 13]! & 0x80) !== 0) gsoType |= VIRTIO_NET_HDR_GSO_ECN;
     if (gsoSize <= 0 || gsoSize > 0xffff || hdrLen <= 0 || hdrLen > 0xffff) return false;
   }
   data[off] = flags;

@@ -97,6 +97,53 @@ export interface PortConfig {
   input?: string;
   /** pcap driver: the file transmitted frames are written to. */
   output?: string;
+  /** VLAN interfaces on this port ([[port.vlan]]). */
+  vlans?: VlanConfig[];
+  /** Secondary IPv4 addresses (F-Stack's VIPs), "a.b.c.d/len" (docs/l2.md). */
+  vips?: string[];
+  /** Secondary IPv6 addresses, "2001:db8::3/64". */
+  vips6?: string[];
+}
+
+/** A bond over ports: `[[bond]]` (docs/l2.md). */
+export interface BondConfig {
+  index: number;
+  ifname: string;
+  mode: 'active-backup' | 'balance-xor';
+  /** Port ifnames. */
+  members: string[];
+  addr?: string;
+  gateway?: string;
+  addr6?: string;
+  gateway6?: string;
+  vips?: string[];
+  /** Carrier check interval, ms (Linux's miimon); default 100. */
+  miimon: number;
+  /** ARP monitoring (active-backup): probe interval in ms, and the IPv4 addresses probed. */
+  arpInterval?: number;
+  arpTargets?: string[];
+}
+
+/** A VLAN interface on a port: `[[port.vlan]]` (docs/l2.md). */
+export interface VlanConfig {
+  /** 802.1Q VID, 1..4094. */
+  id: number;
+  /** Q-in-Q: the 802.1ad service VID the C-tagged frame travels in (0x88a8); absent for plain 802.1Q. */
+  outer?: number;
+  /** Interface name; default `<port ifname>.<id>` (`<port>.<outer>.<id>` with Q-in-Q). */
+  ifname: string;
+  addr?: string;
+  gateway?: string;
+  addr6?: string;
+  gateway6?: string;
+  /** Default: the port's MTU (at most it). */
+  mtu?: number;
+  /** Default: the port's MAC. */
+  mac?: Uint8Array;
+  /** 802.1p priority code point of every frame sent (0..7, default 0). */
+  pcp?: number;
+  vips?: string[];
+  vips6?: string[];
 }
 
 export interface SysctlSetting { name: string; value: SysctlValue; line: number }
@@ -117,6 +164,8 @@ export interface TstackConfig {
   tunnels?: TunnelEntry[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
+  /** Bonds over ports ([[bond]], docs/l2.md). */
+  bonds?: BondConfig[];
   control: ControlConfig;
   metrics: MetricsConfig;
   log: { level: LogLevel };
@@ -184,6 +233,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     lineOf: (key) => lines.lineOfDisplay(key),
   };
 
+  let bondsRaw: unknown[] | null = null;
   for (const [name, value] of Object.entries(doc)) {
     switch (name) {
       case 'stack': {
@@ -256,9 +306,19 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       case 'shield':
         cfg.shield = shieldConfig(v, value);
         break;
+      case 'bond':
+        // Checked once every port is known (below).
+        if (!Array.isArray(value)) v.fail(['bond'], 'must be an array of tables: write each bond as [[bond]]');
+        bondsRaw = value as unknown[];
+        break;
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [[tunnel]], [sysctl], [control], [metrics], [log], [api], [shield])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [[bond]], [[tunnel]], [sysctl], [control], [metrics], [log], [api], [shield])`);
     }
+  }
+  if (bondsRaw) {
+    const bonds: BondConfig[] = [];
+    bondsRaw.forEach((b, i) => bonds.push(bondConfig(v, cfg.ports, bonds, i, b)));
+    cfg.bonds = bonds;
   }
 
   const seen = new Map<string, number>();
@@ -267,25 +327,45 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     if (prev !== undefined) v.fail(['port', p.index, 'ifname'], `"${p.ifname}" is already used by port[${prev}]`);
     seen.set(p.ifname, p.index);
   }
+  for (const p of cfg.ports) {
+    (p.vlans ?? []).forEach((x, i) => {
+      const prev = seen.get(x.ifname);
+      if (prev !== undefined) v.fail(['port', p.index, 'vlan', i, 'ifname'], `"${x.ifname}" is already used by port[${prev}] or one of its VLANs`);
+      seen.set(x.ifname, p.index);
+    });
+  }
   for (const tn of cfg.tunnels ?? []) {
-    if (seen.has(tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by port[${seen.get(tn.ifname)}]`);
+    if (seen.has(tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by port[${seen.get(tn.ifname)}] or one of its VLANs`);
+    if ((cfg.bonds ?? []).some((b) => b.ifname === tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by a bond`);
     if ((cfg.tunnels ?? []).some((o) => o.index < tn.index && o.ifname === tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by another tunnel`);
   }
-  // One address per port and one port per subnet: otherwise which port answers for an address,
-  // or which one a packet to the subnet leaves by, is a guess.
-  const nets: { index: number; addr: number; prefixLen: number; text: string }[] = [];
-  for (const p of cfg.ports) {
-    if (p.addr === undefined) continue;
-    const c = parseIpv4Cidr(p.addr)!;
+  // One address per interface and one interface per subnet: otherwise which one answers for an
+  // address, or which one a packet to the subnet leaves by, is a guess.
+  const nets: { owner: string; addr: number; prefixLen: number; text: string }[] = [];
+  const claim = (path: Seg[], owner: string, text: string | undefined) => {
+    if (text === undefined) return;
+    const c = parseIpv4Cidr(text)!;
     for (const o of nets) {
-      if (o.addr === c.addr) v.fail(['port', p.index, 'addr'], `${p.addr.split('/')[0]} is already port[${o.index}]'s address`);
+      if (o.addr === c.addr) v.fail(path, `${text.split('/')[0]} is already ${o.owner}'s address`);
       const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
-      if (((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
-        v.fail(['port', p.index, 'addr'], `${p.addr} is on the same subnet as port[${o.index}]'s ${o.text}: give each port its own subnet`);
+      // Secondary addresses may share their own interface's subnets.
+      if (o.owner !== owner && ((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
+        v.fail(path, `${text} is on the same subnet as ${o.owner}'s ${o.text}: give each ${owner.includes('vlan') || owner.startsWith('tunnel') ? 'interface' : 'port'} its own subnet`);
       }
     }
-    nets.push({ index: p.index, addr: c.addr, prefixLen: c.prefixLen, text: p.addr });
+    nets.push({ owner, addr: c.addr, prefixLen: c.prefixLen, text });
+  };
+  for (const p of cfg.ports) claim(['port', p.index, 'addr'], `port[${p.index}]`, p.addr);
+  for (const p of cfg.ports) (p.vlans ?? []).forEach((x, i) => claim(['port', p.index, 'vlan', i, 'addr'], `port[${p.index}].vlan[${i}]`, x.addr));
+  for (const p of cfg.ports) {
+    (p.vips ?? []).forEach((a, j) => claim(['port', p.index, 'vips', j], `port[${p.index}]`, a));
+    (p.vlans ?? []).forEach((x, i) => (x.vips ?? []).forEach((a, j) => claim(['port', p.index, 'vlan', i, 'vips', j], `port[${p.index}].vlan[${i}]`, a)));
   }
+  for (const b of cfg.bonds ?? []) {
+    claim(['bond', b.index, 'addr'], `bond[${b.index}]`, b.addr);
+    (b.vips ?? []).forEach((a, j) => claim(['bond', b.index, 'vips', j], `bond[${b.index}]`, a));
+  }
+  for (const tn of cfg.tunnels ?? []) claim(['tunnel', tn.index, 'addr'], `tunnel[${tn.index}]`, tn.addr);
   return cfg;
 }
 
@@ -298,7 +378,36 @@ export function defaultInstanceName(file: string): string {
 
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
-const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy'];
+const PORT_KEYS = ['driver', 'ifname', 'addr', 'gateway', 'host_addr', 'addr6', 'gateway6', 'slaac', 'host_addr6', 'mtu', 'mac', 'netns', 'pcap', 'input', 'output', 'exception', 'queue', 'zero_copy', 'vlan', 'vips', 'vips6'];
+const VLAN_KEYS = ['id', 'outer', 'ifname', 'addr', 'gateway', 'addr6', 'gateway6', 'mtu', 'mac', 'pcp', 'vips', 'vips6'];
+
+/**
+ * `vips = ["198.18.0.3", "198.18.9.2/24"]`: secondary addresses. One without a length takes the
+ * primary's when it is on the primary's subnet, else /32.
+ */
+function vipList(v: Validator, path: Seg[], raw: unknown, primary: string | undefined): string[] {
+  if (!Array.isArray(raw)) v.fail(path, `must be an array of addresses like ["198.18.0.3", "198.18.9.2/24"] (got ${describe(raw)})`);
+  const p = primary === undefined ? null : parseIpv4Cidr(primary);
+  return (raw as unknown[]).map((x, i) => {
+    const at = [...path, i];
+    const s = v.str(at, x);
+    if (!s.includes('/')) {
+      const a = parseIpv4(s);
+      if (a === null) v.fail(at, `must be an IPv4 address like "198.18.0.3" or "198.18.9.2/24" (got ${describe(x)})`);
+      const m = p ? prefixMask(p.prefixLen) : 0;
+      return v.hostAddress(at, `${s}/${p && ((a & m) >>> 0) === ((p.addr & m) >>> 0) ? p.prefixLen : 32}`);
+    }
+    return v.cidr4(at, v.hostAddress(at, s));
+  });
+}
+
+function vip6List(v: Validator, path: Seg[], raw: unknown): string[] {
+  if (!Array.isArray(raw)) v.fail(path, `must be an array of addresses like ["2001:db8::3/64"] (got ${describe(raw)})`);
+  return (raw as unknown[]).map((x, i) => {
+    const s = v.str([...path, i], x);
+    return v.cidr6([...path, i], s.includes('/') ? s : `${s}/128`);
+  });
+}
 /** Keys that only mean something for some drivers. */
 const DRIVER_ONLY: Record<string, readonly DriverKind[]> = {
   host_addr: ['tap', 'afpacket', 'afxdp'], host_addr6: ['tap', 'afpacket', 'afxdp'], netns: ['tap', 'afpacket', 'afxdp'],
@@ -384,6 +493,13 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   if (driver === 'pcap' && p.input === undefined && p.output === undefined) {
     v.fail(['port', index], 'a "pcap" port needs input (a capture to replay) and/or output (where transmitted frames go)');
   }
+  if (t.vips !== undefined) p.vips = vipList(v, at('vips'), t.vips, p.addr);
+  if (t.vips6 !== undefined) p.vips6 = vip6List(v, at('vips6'), t.vips6);
+  if (t.vlan !== undefined) {
+    if (!Array.isArray(t.vlan)) v.fail(at('vlan'), 'must be an array of tables: write each VLAN as [[port.vlan]] after its [[port]]');
+    p.vlans = [];
+    (t.vlan as unknown[]).forEach((raw, i) => p.vlans!.push(vlanConfig(v, p, i, raw)));
+  }
   return p;
 }
 
@@ -430,6 +546,109 @@ function tunnelConfig(v: Validator, index: number, raw: unknown): TunnelEntry {
     e.mac = mac;
   }
   return e;
+}
+
+const BOND_KEYS = ['ifname', 'mode', 'members', 'addr', 'gateway', 'addr6', 'gateway6', 'vips', 'miimon', 'arp_interval', 'arp_ip_target'];
+
+function bondConfig(v: Validator, ports: PortConfig[], earlier: BondConfig[], index: number, raw: unknown): BondConfig {
+  const base: Seg[] = ['bond', index];
+  const at = (k: string): Seg[] => ['bond', index, k];
+  const t = v.table(base, raw);
+  v.known(base, t, BOND_KEYS);
+  if (!Array.isArray(t.members) || t.members.length === 0) v.fail(at('members'), `must be a non-empty array of port ifnames like ["tst0", "tst1"] (got ${describe(t.members)})`);
+  const members = (t.members as unknown[]).map((m, i) => {
+    const name = v.str([...at('members'), i], m);
+    const p = ports.find((x) => x.ifname === name);
+    if (!p) v.fail([...at('members'), i], `"${name}" is not a port's ifname (ports: ${ports.map((x) => x.ifname).join(', ') || 'none'})`);
+    if (p.addr !== undefined || p.addr6 !== undefined || p.vlans?.length || p.vips?.length || p.gateway !== undefined) {
+      v.fail([...at('members'), i], `port[${p.index}] (${name}) has addresses or VLANs of its own: a bond member carries only the bond's`);
+    }
+    const other = earlier.find((b) => b.members.includes(name));
+    if (other) v.fail([...at('members'), i], `"${name}" is already a member of ${other.ifname}`);
+    return name;
+  });
+  if (new Set(members).size !== members.length) v.fail(at('members'), 'lists a port twice');
+  const c: BondConfig = {
+    index,
+    ifname: t.ifname === undefined ? `bond${index}` : v.ifname(at('ifname'), t.ifname),
+    mode: t.mode === undefined ? 'active-backup' : v.choice(at('mode'), t.mode, ['active-backup', 'balance-xor'] as const),
+    members,
+    miimon: t.miimon === undefined ? 100 : v.int(at('miimon'), t.miimon, 10, 60_000),
+  };
+  if (ports.some((p) => p.ifname === c.ifname) || earlier.some((b) => b.ifname === c.ifname)) v.fail(at('ifname'), `"${c.ifname}" is already used`);
+  if (t.addr !== undefined) c.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
+  if (t.gateway !== undefined) {
+    const gw = v.ipv4(at('gateway'), t.gateway);
+    if (c.addr === undefined) v.fail(at('gateway'), 'needs addr (the gateway must be on its subnet)');
+    const net = parseIpv4Cidr(c.addr)!, mask = prefixMask(net.prefixLen);
+    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${c.addr}'s subnet`);
+    c.gateway = gw;
+  }
+  if (t.addr6 !== undefined) c.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.gateway6 !== undefined) {
+    const s = v.str(at('gateway6'), t.gateway6);
+    const gw = parseIpv6(s);
+    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
+    c.gateway6 = s;
+  }
+  if (t.vips !== undefined) c.vips = vipList(v, at('vips'), t.vips, c.addr);
+  if (t.arp_interval !== undefined) {
+    c.arpInterval = v.int(at('arp_interval'), t.arp_interval, 10, 60_000);
+    if (c.mode !== 'active-backup') v.fail(at('arp_interval'), 'ARP monitoring is for mode = "active-backup"');
+    if (!Array.isArray(t.arp_ip_target) || t.arp_ip_target.length === 0) v.fail(at('arp_ip_target'), 'arp_interval needs arp_ip_target, the IPv4 addresses to probe, like ["198.18.0.1"]');
+  }
+  if (t.arp_ip_target !== undefined) {
+    if (c.arpInterval === undefined) v.fail(at('arp_ip_target'), 'needs arp_interval (ms between probes)');
+    c.arpTargets = (t.arp_ip_target as unknown[]).map((x, i) => v.ipv4([...at('arp_ip_target'), i], x));
+  }
+  return c;
+}
+
+function vlanConfig(v: Validator, port: PortConfig, i: number, raw: unknown): VlanConfig {
+  const base: Seg[] = ['port', port.index, 'vlan', i];
+  const at = (k: string): Seg[] => [...base, k];
+  const t = v.table(base, raw);
+  v.known(base, t, VLAN_KEYS);
+  if (t.id === undefined) v.fail(base, 'needs id (the VID, 1..4094)');
+  const id = v.int(at('id'), t.id, 1, 4094);
+  const outer = t.outer === undefined ? undefined : v.int(at('outer'), t.outer, 1, 4094);
+  const c: VlanConfig = {
+    id,
+    ifname: t.ifname === undefined ? (outer === undefined ? `${port.ifname}.${id}` : `${port.ifname}.${outer}.${id}`) : v.ifname(at('ifname'), t.ifname),
+    ...(outer !== undefined && { outer }),
+  };
+  for (const o of port.vlans ?? []) {
+    if (o.id === id && o.outer === outer) v.fail(at('id'), `VLAN ${outer !== undefined ? `${outer}.` : ''}${id} is already on port[${port.index}]`);
+  }
+  if (t.addr !== undefined) c.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
+  if (t.gateway !== undefined) {
+    const gw = v.ipv4(at('gateway'), t.gateway);
+    if (c.addr === undefined) v.fail(at('gateway'), 'needs addr on the same VLAN (the gateway must be on its subnet)');
+    const net = parseIpv4Cidr(c.addr)!, mask = prefixMask(net.prefixLen);
+    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${c.addr}'s subnet`);
+    c.gateway = gw;
+  }
+  if (t.addr6 !== undefined) c.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.gateway6 !== undefined) {
+    const s = v.str(at('gateway6'), t.gateway6);
+    const gw = parseIpv6(s);
+    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
+    c.gateway6 = s;
+  }
+  if (t.mtu !== undefined) {
+    c.mtu = v.int(at('mtu'), t.mtu, 68, 65535);
+    if (c.mtu > port.mtu) v.fail(at('mtu'), `must be at most the port's mtu (${port.mtu}) (got ${c.mtu})`);
+  }
+  if (t.mac !== undefined) {
+    const mac = parseMac(v.str(at('mac'), t.mac));
+    if (!mac) v.fail(at('mac'), `must be a MAC address like "02:00:00:00:00:01" (got ${JSON.stringify(t.mac)})`);
+    if (mac[0]! & 1) v.fail(at('mac'), `must be a unicast MAC (the first octet's low bit is the multicast bit) (got ${JSON.stringify(t.mac)})`);
+    c.mac = mac;
+  }
+  if (t.pcp !== undefined) c.pcp = v.int(at('pcp'), t.pcp, 0, 7);
+  if (t.vips !== undefined) c.vips = vipList(v, at('vips'), t.vips, c.addr);
+  if (t.vips6 !== undefined) c.vips6 = vip6List(v, at('vips6'), t.vips6);
+  return c;
 }
 
 const SHIELD_PROTOS = ['any', 'tcp', 'udp', 'icmp'] as const;

@@ -10,9 +10,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Server as HttpServer } from 'node:http';
 import type { PacketBuffer } from '../base/pktbuf.js';
-import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6, parseMac } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, parseIpv4, parseIpv4Cidr, parseIpv6, parseMac } from '../wire/addr.js';
+import { isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified } from '../wire/ipv6.js';
 import { RouteFlags } from '../stack/ip/route.js';
-import { counters, gauges, interfaces, ndpEntries, routes, snapshot, type RouteSnapshot } from '../stack/stats.js';
+import { Route6Flags } from '../stack/ip/route6.js';
+import { counters, gauges, interfaces, ndpEntries, routes, routes6, snapshot, type Route6Snapshot, type RouteSnapshot } from '../stack/stats.js';
 import { SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import { compileFilter, FilterError, type FramePredicate } from './capture-filter.js';
 import type { TstackConfig } from './config.js';
@@ -24,6 +26,10 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 1 << 20;
 /** Reply bytes a client may leave unread before it is disconnected. */
 export const MAX_PENDING_OUTPUT = 8 << 20;
+/** Unread reply bytes past which a client's next requests wait (the stack does no work for a client that does not read). */
+export const OUTPUT_HIGH_WATER = 1 << 20;
+/** How long a client may stay past OUTPUT_HIGH_WATER without reading before it is disconnected. */
+export const STALL_MS = 5000;
 /** Unread bytes past which a capture drops frames for that client (counted). */
 export const CAPTURE_HIGH_WATER = 1 << 20;
 
@@ -50,7 +56,7 @@ export class CommandError extends Error {
   constructor(readonly code: string, message: string) { super(message); this.name = 'CommandError'; }
 }
 
-interface Conn { sock: Socket; captures: Set<CaptureSession>; inflight: number; pending: string }
+interface Conn { sock: Socket; captures: Set<CaptureSession>; inflight: number; pending: string; stall: NodeJS.Timeout | null }
 
 /** Requests a client may have waiting; past this its socket is not read until replies go out. */
 const MAX_INFLIGHT = 32;
@@ -181,7 +187,7 @@ export class ControlServer {
   private accept(sock: Socket): void {
     // A connected tool must not keep a program alive that would otherwise exit.
     sock.unref();
-    const conn: Conn = { sock, captures: new Set(), inflight: 0, pending: '' };
+    const conn: Conn = { sock, captures: new Set(), inflight: 0, pending: '', stall: null };
     this.conns.add(conn);
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
@@ -195,14 +201,33 @@ export class ControlServer {
       this.drain(conn);
     });
     sock.on('error', () => { /* the client went away */ });
+    // It read its replies: the requests that waited go on.
+    sock.on('drain', () => { if (conn.stall) { clearTimeout(conn.stall); conn.stall = null; } this.drain(conn); });
     sock.on('close', () => {
+      if (conn.stall) { clearTimeout(conn.stall); conn.stall = null; }
       this.conns.delete(conn);
       for (const s of [...conn.captures]) this.endCapture(s, false);
     });
   }
 
-  /** Starts the client's waiting requests, up to MAX_INFLIGHT at a time (the rest wait unread). */
+  /**
+   * Starts the client's waiting requests, up to MAX_INFLIGHT at a time (the rest wait unread),
+   * and none while more than OUTPUT_HIGH_WATER of its replies are unread: a client that does
+   * not read costs the stack no more work, and is disconnected after STALL_MS (unless it is
+   * capturing: a capture drops frames for a slow reader instead).
+   */
   private drain(conn: Conn): void {
+    if (conn.sock.writableLength > OUTPUT_HIGH_WATER) {
+      conn.sock.pause();
+      if (conn.stall === null && conn.captures.size === 0) {
+        conn.stall = setTimeout(() => {
+          conn.stall = null;
+          if (conn.sock.writableLength > OUTPUT_HIGH_WATER && conn.captures.size === 0) { this.slowDisconnects++; conn.sock.destroy(); }
+        }, STALL_MS);
+        conn.stall.unref();
+      }
+      return;
+    }
     let nl: number;
     while (conn.inflight < MAX_INFLIGHT && !conn.sock.destroyed && (nl = conn.pending.indexOf('\n')) >= 0) {
       const line = conn.pending.slice(0, nl);
@@ -233,13 +258,19 @@ export class ControlServer {
       this.send(conn, { v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'EPROTO', message: `malformed request (not JSON): ${(e as Error).message}` } });
       return;
     }
-    const r = req as { v?: unknown; id?: unknown; cmd?: unknown; args?: unknown };
+    const r = req as { v?: unknown; id?: unknown; cmd?: unknown; args?: unknown; worker?: unknown };
     const id = typeof r === 'object' && r !== null && (typeof r.id === 'number' || typeof r.id === 'string') ? r.id : null;
     const fail = (code: string, message: string) => this.send(conn, { v: PROTOCOL_VERSION, id, ok: false, error: { code, message } });
     if (typeof r !== 'object' || r === null || Array.isArray(r)) { fail('EPROTO', 'malformed request: want a JSON object {"v":1,"id":…,"cmd":…,"args":{…}}'); return; }
     if (r.v !== PROTOCOL_VERSION) { fail('EPROTO', `unsupported protocol version ${JSON.stringify(r.v)} (this instance speaks ${PROTOCOL_VERSION})`); return; }
     if (typeof r.cmd !== 'string') { fail('EPROTO', 'malformed request: "cmd" must be a string'); return; }
     if (r.args !== undefined && (typeof r.args !== 'object' || r.args === null || Array.isArray(r.args))) { fail('EPROTO', 'malformed request: "args" must be an object'); return; }
+    // "worker": the request is about one worker's stack (absent: the whole instance).
+    if (r.worker !== undefined && r.worker !== null) {
+      if (typeof r.worker !== 'number' || !Number.isInteger(r.worker) || r.worker < 0) { fail('EPROTO', 'malformed request: "worker" must be a worker number (0, 1, …)'); return; }
+      const n = this.workerCount();
+      if (r.worker >= n) { fail('ENXIO', `no worker ${r.worker}: this instance runs ${n} worker${n === 1 ? '' : 's'} (${n === 1 ? '0' : `0..${n - 1}`})`); return; }
+    }
     const handler = Object.prototype.hasOwnProperty.call(this.handlers, r.cmd) ? this.handlers[r.cmd] : undefined;
     if (!handler) { fail('ENOSYS', `unknown command '${r.cmd}' (try 'help')`); return; }
     const args = (r.args ?? {}) as Args;
@@ -255,6 +286,9 @@ export class ControlServer {
     });
   }
 
+  /** Workers (one stack each) this instance runs. */
+  private workerCount(): number { return 1; }
+
   /** Runs `fn` between loop iterations, on the stack's thread. */
   private run<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -268,8 +302,9 @@ export class ControlServer {
     const inst = this.inst;
     return {
       protocol: PROTOCOL_VERSION, version: this.version, name: this.name, pid: process.pid, socket: this.path,
-      config: inst.config.file, workers: 1, poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
+      config: inst.config.file, workers: this.workerCount(), poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
       uptime: (Date.now() - this.startedAt) / 1000, metrics: inst.config.metrics.listen ?? null,
+      clients: this.conns.size, slowDisconnects: this.slowDisconnects,
       ports: inst.ports.map((p) => {
         const i = inst.stack.interfaceByIndex(p.ifIndex);
         return { name: p.config.ifname, driver: p.config.driver, inet: i ? i.addrs.map((a) => `${formatIpv4(a.addr)}/${a.prefixLen}`) : [] };
@@ -379,24 +414,57 @@ export class ControlServer {
         const up = args['up'];
         if (up !== undefined && typeof up !== 'boolean') throw new CommandError('EINVAL', `'up' must be true or false`);
         const add = str(args, 'add', false), del = str(args, 'delete', false);
-        if (add !== undefined) {
+        // IPv6 (an address with a colon): FreeBSD's `ifconfig PORT inet6 CIDR [-alias]`.
+        const add6 = add?.includes(':') ? cidr6(add, 64) : undefined;
+        const del6 = del?.includes(':') ? cidr6(del, 128) : undefined;
+        if (add6) {
+          if (isIpv6Multicast(add6.addr, 0) || isIpv6Unspecified(add6.addr, 0)) throw new CommandError('EINVAL', `'${add}' is not a unicast IPv6 address`);
+          if (stack.ip6.link(idx)?.findAddress(add6.addr, 0)) throw new CommandError('EEXIST', `${port} already has ${formatIpv6(add6.addr)}`);
+        }
+        if (del6 && !stack.ip6.link(idx)?.findAddress(del6.addr, 0)) throw new CommandError('EADDRNOTAVAIL', `${port} has no address ${formatIpv6(del6.addr)}`);
+        if (add !== undefined && !add6) {
           const c = parseIpv4Cidr(add);
           if (!c) throw new CommandError('EINVAL', `'${add}' is not an IPv4 address with a prefix length (A.B.C.D/LEN)`);
           if (iface.hasAddress(c.addr)) throw new CommandError('EEXIST', `${port} already has ${formatIpv4(c.addr)}`);
         }
-        if (del !== undefined) {
+        if (del !== undefined && !del6) {
           const c = parseIpv4Cidr(del) ?? (parseIpv4(del) !== null ? { addr: parseIpv4(del)! } : null);
           if (!c) throw new CommandError('EINVAL', `'${del}' is not an IPv4 address`);
           if (!iface.hasAddress(c.addr)) throw new CommandError('EADDRNOTAVAIL', `${port} has no address ${formatIpv4(c.addr)}`);
         }
         if (mtu !== undefined) stack.setInterfaceMtu(idx, mtu as number);
         if (up !== undefined) stack.setInterfaceUp(idx, up);
-        if (del !== undefined) stack.removeAddress(idx, del);
-        if (add !== undefined) stack.addAddress(idx, add);
+        if (del6) stack.ip6.removeAddress(idx, del6.addr);
+        else if (del !== undefined) stack.removeAddress(idx, del);
+        if (add6) {
+          const text = `${formatIpv6(add6.addr)}/${add6.prefixLen}`;
+          try {
+            // A port without IPv6 gets it (link-local address, DAD) with its first inet6 address.
+            if (stack.ip6.link(idx)) stack.ip6.addAddress(idx, text); else stack.ip6.attach(iface, { addr6: text });
+          } catch (e) { throw new CommandError('EINVAL', `${port}: ${(e as Error).message}`); }
+        } else if (add !== undefined) stack.addAddress(idx, add);
         return interfaces(stack).find((i) => i.index === idx);
       },
 
+      'vlan.create': (args) => {
+        const port = str(args, 'port')!;
+        const idx = this.portIndex(port);
+        const id = args['id'], outer = args['outer'] ?? 0;
+        if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 4094) throw new CommandError('EINVAL', `VLAN id ${JSON.stringify(id)} is out of range (1..4094)`);
+        if (typeof outer !== 'number' || !Number.isInteger(outer) || outer < 0 || outer > 4094) throw new CommandError('EINVAL', `outer VLAN id ${JSON.stringify(outer)} is out of range (1..4094)`);
+        const name = str(args, 'name', false);
+        if (name !== undefined && stack.interfaces.some((i) => i.name === name)) throw new CommandError('EEXIST', `an interface '${name}' exists`);
+        let vi: number;
+        try {
+          vi = stack.addVlan(idx, id, { ...(name !== undefined && { name }), ...(outer !== 0 && { outer }) });
+        } catch (e) {
+          throw new CommandError(/already exists/.test((e as Error).message) ? 'EEXIST' : 'EINVAL', (e as Error).message);
+        }
+        return interfaces(stack).find((i) => i.index === vi);
+      },
+
       'route.add': (args) => {
+        if (isV6(args)) return this.routeAdd6(args);
         const d = destination(str(args, 'destination')!);
         const gwText = str(args, 'gateway', false);
         const gw = gwText === undefined ? 0 : host(args, 'gateway');
@@ -415,6 +483,7 @@ export class ControlServer {
         return routes(stack);
       },
       'route.delete': (args) => {
+        if (isV6(args)) return this.routeDelete6(args);
         const text = str(args, 'destination')!;
         const d = destination(text);
         const portName = str(args, 'port', false);
@@ -423,7 +492,8 @@ export class ControlServer {
         }
         return routes(stack);
       },
-      'route.get': (args): { destination: string; route: RouteSnapshot; source: string; nexthop: string } => {
+      'route.get': (args): { destination: string; route: RouteSnapshot | Route6Snapshot; source: string; nexthop: string } => {
+        if (isV6(args)) return this.routeGet6(args);
         const dst = host(args, 'destination');
         const r = stack.routes.lookup(dst);
         if (!r) throw new CommandError('ENETUNREACH', `no route to ${formatIpv4(dst)}`);
@@ -452,7 +522,7 @@ export class ControlServer {
       'ndp.list': () => {
         return {
           ndp: stack.ip6.ndp.list().map((e) => ({ ...e, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}` })),
-          addresses: stack.interfaces.filter((i) => stack.ip6.link(i.index)).map((i) => ({ ifname: i.name, addrs: stack.ip6.addresses(i.index) })),
+          addresses: stack.interfaces.filter((i) => !i.loopback && stack.ip6.link(i.index)).map((i) => ({ ifname: i.name, addrs: stack.ip6.addresses(i.index) })),
         };
       },
       'ndp.delete': (args) => {
@@ -471,6 +541,62 @@ export class ControlServer {
         throw new CommandError('ESRCH', `no capture with id ${JSON.stringify(args['id'])} on this connection`);
       },
     };
+  }
+
+  // ---- IPv6 routes -------------------------------------------------------------------------
+
+  private routeAdd6(args: Args): Route6Snapshot[] {
+    const stack = this.inst.stack;
+    const d = dest6(str(args, 'destination')!);
+    const gwText = str(args, 'gateway', false);
+    const gw = gwText === undefined ? null : parseIpv6(gwText);
+    if (gwText !== undefined && (!gw || isIpv6Multicast(gw, 0) || isIpv6Unspecified(gw, 0))) throw new CommandError('EINVAL', `'${gwText}' is not a unicast IPv6 gateway`);
+    const portName = str(args, 'port', false);
+    let idx = portName !== undefined ? this.portIndex(portName) : 0;
+    if (idx !== 0 && !stack.ip6.link(idx)) throw new CommandError('EINVAL', `${portName} has no IPv6 (give it an address: ifconfig ${portName} inet6 CIDR)`);
+    if (idx === 0) {
+      if (!gw) throw new CommandError('EINVAL', 'a route needs a gateway or a port (interface)');
+      const links = stack.interfaces.filter((i) => !i.loopback && stack.ip6.link(i.index)).map((i) => i.index);
+      if (isIpv6LinkLocal(gw, 0)) {
+        // A link-local next hop names no link by itself: only a single IPv6 port is unambiguous.
+        if (links.length !== 1) throw new CommandError('EINVAL', `gateway ${gwText} is link-local: name the port (-interface PORT)`);
+        idx = links[0]!;
+      } else {
+        const r = stack.ip6.routes.lookup(gw, 0, stack.clock.now());
+        if (!r || r.hasGateway) throw new CommandError('ENETUNREACH', `gateway ${gwText} is not on a connected network`);
+        idx = r.ifIndex;
+      }
+    }
+    const metric = args['metric'] === undefined ? 0 : Number(args['metric']);
+    if (!Number.isInteger(metric) || metric < 0) throw new CommandError('EINVAL', `metric ${JSON.stringify(args['metric'])} must be a non-negative integer`);
+    if (stack.ip6.routes.find(d.addr, d.prefixLen, gw, idx)) throw new CommandError('EEXIST', `a route to ${formatIpv6(d.addr)}/${d.prefixLen} through that next hop exists`);
+    stack.ip6.routes.add(d.addr, 0, d.prefixLen, gw, idx, Route6Flags.Static, metric);
+    return routes6(stack);
+  }
+
+  private routeDelete6(args: Args): Route6Snapshot[] {
+    const stack = this.inst.stack;
+    const text = str(args, 'destination')!;
+    const d = dest6(text);
+    const portName = str(args, 'port', false);
+    if (!stack.ip6.routes.delete(d.addr, d.prefixLen, portName !== undefined ? this.portIndex(portName) : undefined)) {
+      throw new CommandError('ESRCH', `no route to ${text}${portName ? ` on ${portName}` : ''}`);
+    }
+    return routes6(stack);
+  }
+
+  private routeGet6(args: Args): { destination: string; route: Route6Snapshot; source: string; nexthop: string } {
+    const stack = this.inst.stack;
+    const text = str(args, 'destination')!;
+    const dst = text === 'default' ? new Uint8Array(16) : parseIpv6(text);
+    if (!dst) throw new CommandError('EINVAL', `'${text}' is not an IPv6 address`);
+    const r = stack.ip6.routes.lookup(dst, 0, stack.clock.now());
+    if (!r) throw new CommandError('ENETUNREACH', `no route to ${formatIpv6(dst)}`);
+    const prefix = formatIpv6(r.prefix), gateway = r.hasGateway ? formatIpv6(r.gateway) : '';
+    const ifname = stack.interfaceByIndex(r.ifIndex)?.name;
+    const snap = routes6(stack).find((x) => x.destination === prefix && x.prefixLen === r.prefixLen && x.gateway === gateway && x.ifname === ifname && x.metric === r.metric)!;
+    const src = stack.ip6.link(r.ifIndex)?.sourceFor(dst, 0);
+    return { destination: formatIpv6(dst), route: snap, source: src ? formatIpv6(src.addr) : '', nexthop: gateway || formatIpv6(dst) };
   }
 
   // ---- live capture ------------------------------------------------------------------------
@@ -520,6 +646,26 @@ export class ControlServer {
       if (s.count !== 0 && s.captured >= s.count) this.endCapture(s);
     }
   };
+}
+
+/** An IPv6 request: `"inet6": true`, or an address with a colon in destination or gateway. */
+function isV6(args: Args): boolean {
+  return args['inet6'] === true || [args['destination'], args['gateway']].some((v) => typeof v === 'string' && v.includes(':'));
+}
+
+/** "ADDR/LEN" or "ADDR" (prefix length `defaultLen`) as an IPv6 address and prefix length. */
+function cidr6(text: string, defaultLen: number): { addr: Uint8Array; prefixLen: number } {
+  const [a, l, ...rest] = text.split('/');
+  const addr = a ? parseIpv6(a) : null;
+  const prefixLen = l === undefined ? defaultLen : /^\d{1,3}$/.test(l) ? Number(l) : -1;
+  if (!addr || rest.length > 0 || prefixLen < 0 || prefixLen > 128) throw new CommandError('EINVAL', `'${text}' is not an IPv6 address with a prefix length (2001:db8::2/64)`);
+  return { addr, prefixLen };
+}
+
+/** A route destination: `default` (::/0), an address (/128) or ADDR/LEN. */
+function dest6(text: string): { addr: Uint8Array; prefixLen: number } {
+  if (text === 'default') return { addr: new Uint8Array(16), prefixLen: 0 };
+  return cidr6(text, 128);
 }
 
 /** A command that answers with events, then a final reply of its own. */

@@ -4,7 +4,7 @@ import type { Driver } from '../driver/types.js';
 import { TapDriver } from '../driver/tap.js';
 import { AfPacketDriver } from '../driver/afpacket.js';
 import { AfXdpDriver } from '../driver/afxdp.js';
-import { parseIpv4Cidr } from '../wire/addr.js';
+import { parseIpv4, parseIpv4Cidr } from '../wire/addr.js';
 import { MemoryWire } from '../driver/memory.js';
 import { PcapDriver, PcapWriter, capture } from '../driver/pcap.js';
 import { Stack } from '../stack/stack.js';
@@ -138,6 +138,13 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
       } catch (e) {
         throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused the interface: ${(e as Error).message}`, { cause: e });
       }
+      try {
+        for (const a of p.vips ?? []) stack.addAddress(ifIndex, a);
+        if (p.vips6?.length && !stack.ip6.link(ifIndex)) stack.ip6.attach(stack.interfaceByIndex(ifIndex)!);
+        for (const a of p.vips6 ?? []) stack.ip6.addAddress(ifIndex, a);
+      } catch (e) {
+        throw new InstanceError(`port[${p.index}] (${p.driver} ${p.ifname}): the stack refused a secondary address: ${(e as Error).message}`, { cause: e });
+      }
       ports.push({ config: p, driver, ifIndex });
       if (p.exception && raw instanceof AfXdpDriver) {
         // The exception path: the XDP program hands the stack only its own ports' traffic.
@@ -159,6 +166,41 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   // lo0 (127.0.0.0/8, ::1) in every instance, after the ports so they keep indices 1..n: the
   // program's own connections to 127.0.0.1 reach its stack listeners (docs/compat.md).
   stack.addLoopback();
+  // VLAN interfaces after lo0, so ports keep indices 1..n.
+  try {
+    for (const p of ports) {
+      for (const x of p.config.vlans ?? []) {
+        try {
+          const vi = stack.addVlan(p.ifIndex, x.id, {
+            name: x.ifname, ...(x.outer !== undefined && { outer: x.outer }), ...(x.addr && { addr: x.addr }), ...(x.gateway && { gateway: x.gateway }),
+            ...(x.addr6 && { addr6: x.addr6 }), ...(x.gateway6 && { gateway6: x.gateway6 }), ...(x.mtu !== undefined && { mtu: x.mtu }),
+            ...(x.mac && { mac: x.mac }), ...(x.pcp !== undefined && { pcp: x.pcp }),
+          });
+          for (const a of x.vips ?? []) stack.addAddress(vi, a);
+          if (x.vips6?.length && !stack.ip6.link(vi)) stack.ip6.attach(stack.interfaceByIndex(vi)!);
+          for (const a of x.vips6 ?? []) stack.ip6.addAddress(vi, a);
+        } catch (e) {
+          throw new InstanceError(`port[${p.config.index}] (${p.config.ifname}) VLAN ${x.ifname}: the stack refused the interface: ${(e as Error).message}`, { cause: e });
+        }
+      }
+    }
+    for (const b of config.bonds ?? []) {
+      try {
+        const members = b.members.map((n) => ports.find((p) => p.config.ifname === n)!.ifIndex);
+        const bi = stack.addBond(members, {
+          name: b.ifname, mode: b.mode, miimon: b.miimon, ...(b.addr && { addr: b.addr }), ...(b.gateway && { gateway: b.gateway }),
+          ...(b.addr6 && { addr6: b.addr6 }), ...(b.gateway6 && { gateway6: b.gateway6 }),
+          ...(b.arpInterval !== undefined && { arpInterval: b.arpInterval, arpTargets: b.arpTargets!.map((x) => parseIpv4(x)!) }),
+        });
+        for (const a of b.vips ?? []) stack.addAddress(bi, a);
+      } catch (e) {
+        throw new InstanceError(`bond[${b.index}] (${b.ifname}): the stack refused the bond: ${(e as Error).message}`, { cause: e });
+      }
+    }
+  } catch (e) {
+    release();
+    throw e;
+  }
 
   const loop = new RunLoop({
     stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, ...(opts.onError && { onError: opts.onError }),

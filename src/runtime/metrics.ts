@@ -67,12 +67,11 @@ export function formatMetrics(inputs: MetricsInput[]): string {
     e.family(name, 'counter', help);
     for (const m of inputs) for (const d of m.devices) e.sample(name, { port: d.port, worker: String(m.worker) }, d.stats[key]);
   }
+  // The format wants each family's samples in one group, right after its TYPE line.
   e.family('tstack_interface_up', 'gauge', '1 when the port is administratively up');
+  for (const m of inputs) for (const i of m.snapshot.interfaces) e.sample('tstack_interface_up', { port: i.name, worker: String(m.worker) }, i.up ? 1 : 0);
   e.family('tstack_interface_mtu_bytes', 'gauge', 'MTU of the port');
-  for (const m of inputs) for (const i of m.snapshot.interfaces) {
-    e.sample('tstack_interface_up', { port: i.name, worker: String(m.worker) }, i.up ? 1 : 0);
-    e.sample('tstack_interface_mtu_bytes', { port: i.name, worker: String(m.worker) }, i.mtu);
-  }
+  for (const m of inputs) for (const i of m.snapshot.interfaces) e.sample('tstack_interface_mtu_bytes', { port: i.name, worker: String(m.worker) }, i.mtu);
   for (const area of ['ip', 'reass', 'icmp', 'udp', 'tcp', 'arp'] as const) {
     const names = new Set<string>();
     for (const m of inputs) for (const k of Object.keys(m.snapshot.counters[area])) names.add(k);

@@ -32,6 +32,27 @@ export class Interface {
    */
   readonly loopback: boolean;
 
+  /**
+   * The interface this one sends through: the port under a VLAN interface. null for a port (a
+   * device of its own), lo0 and tunnels (their device encapsulates and sends through IP, so the
+   * underlay interface is the route's to the remote, per packet: tunnel/tunnels.ts).
+   */
+  lower: Interface | null = null;
+  /** VLAN interfaces: the VID (1..4094) and the outer (802.1ad service) VID, 0 without Q-in-Q. 0 for others. */
+  vlanId = 0;
+  vlanOuter = 0;
+  /** A port's VLAN children (l2/vlan.ts), looked up by VID on receive. */
+  readonly vlans: Interface[] = [];
+  /** A bond member (a port): the bond interface its frames belong to (l2/bond.ts). */
+  master: Interface | null = null;
+
+  /**
+   * VLAN interfaces and ports that carry VLANs are separate links: their addresses are reached
+   * only by frames received on them (the strong host model, RFC 1122 §3.3.4.2), so a frame on
+   * one VLAN (or untagged) never gets an answer from another VLAN's address.
+   */
+  get separateLink(): boolean { return this.vlanId !== 0 || this.vlans.length !== 0; }
+
   constructor(readonly index: number, readonly name: string, readonly dev: NetDevice, mtu?: number, loopback = false) {
     this.mtu = Math.min(mtu ?? dev.mtu, dev.mtu);
     this.loopback = loopback;

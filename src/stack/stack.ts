@@ -6,9 +6,9 @@
 // entry points the run loop, the API and the tools use.
 import { BufferPool, type PacketBuffer } from '../base/pktbuf.js';
 import type { NetDevice } from '../base/device.js';
-import { TimerWheel, type Clock } from '../base/time.js';
+import { Timer, TimerWheel, type Clock } from '../base/time.js';
 import { formatIpv4, parseIpv4, parseIpv4Cidr, parseIpv6 } from '../wire/addr.js';
-import { ETH_HLEN, EtherType } from '../wire/ethernet.js';
+import { EtherType } from '../wire/ethernet.js';
 import { IpProto } from '../wire/ipv4.js';
 import { Interface } from './iface.js';
 import { LOOPBACK_ADDR, LoopbackDevice, isLoopbackAddress } from './loopback.js';
@@ -17,8 +17,10 @@ import { Ipv4, type IpStats, type Ipv4Context } from './ip/ipv4.js';
 import { Ipv6 } from './ip/ipv6.js';
 import type { Reassembler } from './ip/reass.js';
 import { RouteFlags, RouteTable } from './ip/route.js';
-import type { Path } from './ip/path.js';
+import { PathFamily, type Path } from './ip/path.js';
 import { Ethernet, type EthernetContext } from './l2/ethernet.js';
+import { VlanDevice } from './l2/vlan.js';
+import { BondDevice, type BondMode } from './l2/bond.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
 import { Sysctl } from './sysctl.js';
 import { Shield, type ShieldConfig } from './shield.js';
@@ -114,11 +116,13 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     this.ip6 = new Ipv6(this);
     this.tunnels = new Tunnels(this);
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
+    udp.attach6(ip6);
+    ip6.upper.set(IpProto.UDP, (ip, buf, off, len, ifIndex) => udp.input6(ip, buf, off, len, ifIndex));
     this.ethernet.register(EtherType.IPv4, (iface, buf, off, len, l2Bcast) => ipv4.input(iface, buf, off, len, l2Bcast));
     this.ethernet.register(EtherType.ARP, (iface, buf, off, len) => { arp.input(iface, buf, off, len); buf.release(); });
     // IPv6 wants to know whether the frame was link-layer multicast (RFC 4443 §2.4(e.3)): the
-    // destination MAC's group bit, ETH_HLEN bytes before the payload.
-    this.ethernet.register(EtherType.IPv6, (iface, buf, off, len) => ip6.input(iface, buf, off, len, (buf.data[off - ETH_HLEN]! & 1) === 1));
+    // destination MAC's group bit, the frame's first byte (VLAN tags sit between it and the payload).
+    this.ethernet.register(EtherType.IPv6, (iface, buf, off, len) => ip6.input(iface, buf, off, len, (buf.data[buf.start]! & 1) === 1));
     ipv4.register(IpProto.UDP, (ip, buf, toBroadcast) => udp.input(ip, buf, toBroadcast));
     ipv4.register(IpProto.TCP, (ip, buf, toBroadcast) => {
       // RFC 1122 §4.2.3.10: TCP never answers a broadcast or multicast destination.
@@ -131,13 +135,26 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
       buf.l4 = ip.payloadOff;
       buf.start = ip.payloadOff;
       buf.end = ip.payloadOff + ip.payloadLen;
-      tcp.input(buf, ip.src, ip.dst);
+      tcp.input(buf, ip.src, ip.dst, ip.tos & 3);
     });
     this.icmp.handlers.set(IpProto.TCP, (type, code, info, inner, l4Off) => {
       const b = inner.bytes;
       const sport = (b[l4Off]! << 8) | b[l4Off + 1]!, dport = (b[l4Off + 2]! << 8) | b[l4Off + 3]!;
       const seq = ((b[l4Off + 4]! << 24) | (b[l4Off + 5]! << 16) | (b[l4Off + 6]! << 8) | b[l4Off + 7]!) >>> 0;
       tcp.icmpError(type, code, inner.src, sport, inner.dst, dport, seq, info);
+    });
+    // TCP over IPv6: segments from the IPv6 layer, and ICMPv6 errors quoting ours.
+    ip6.upper.set(IpProto.TCP, (ip, buf, off, len) => {
+      buf.l4 = off; buf.start = off; buf.end = off + len;
+      // The ECN field: the low two bits of the Traffic Class (bytes 0-1 of the header, 8 before the source).
+      tcp.input6(buf, ip.bytes, ip.srcOff, ip.dstOff, (ip.bytes[ip.srcOff - 7]! >> 4) & 3);
+    });
+    ip6.icmp.handlers.set(IpProto.TCP, (type, code, word, b, ipOff, l4Off, l4Len) => {
+      if (l4Len < 8) return;
+      const sport = (b[l4Off]! << 8) | b[l4Off + 1]!, dport = (b[l4Off + 2]! << 8) | b[l4Off + 3]!;
+      const seq = ((b[l4Off + 4]! << 24) | (b[l4Off + 5]! << 16) | (b[l4Off + 6]! << 8) | b[l4Off + 7]!) >>> 0;
+      // The quoted packet is one we sent: its source is our end.
+      tcp.icmpError6(type, code, b.subarray(ipOff + 8, ipOff + 24), sport, b.subarray(ipOff + 24, ipOff + 40), dport, seq, word);
     });
   }
 
@@ -165,6 +182,80 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
       this.routes.add(0, 0, gw, index, 0, RouteFlags.Static);
     }
     if (cfg.announce !== false) this.arp.announce(iface);
+    return index;
+  }
+
+  /**
+   * Adds a VLAN interface on port `portIndex`: 802.1Q VID `vid` (1..4094), inside the 802.1ad
+   * service VLAN `outer` when not 0 (Q-in-Q). It has its own addresses, MTU (at most the port's
+   * device MTU), neighbour caches and counters; `mac` defaults to the port's. Returns its index.
+   */
+  addVlan(portIndex: number, vid: number, cfg: InterfaceConfig & { outer?: number; mac?: Uint8Array; pcp?: number } = {}): number {
+    const port = this.interfaces[portIndex - 1];
+    if (!port || port.loopback || port.lower !== null) throw new Error(`VLAN ${vid}: interface ${portIndex} is not a port`);
+    // A VXLAN interface carries Ethernet and so VLANs (as Linux); GRE and IP-in-IP carry IPv4 only.
+    if ((port.dev as { pointToPoint?: boolean }).pointToPoint === true) throw new Error(`VLAN ${vid}: ${port.name} is a point-to-point tunnel (no Ethernet inside)`);
+    const outer = cfg.outer ?? 0;
+    if (!Number.isInteger(vid) || vid < 1 || vid > 4094) throw new Error(`VLAN id ${vid} is out of range (1..4094)`);
+    if (!Number.isInteger(outer) || outer < 0 || outer > 4094) throw new Error(`outer VLAN id ${outer} is out of range (1..4094)`);
+    if (port.vlans.some((v) => v.vlanId === vid && v.vlanOuter === outer)) throw new Error(`VLAN ${outer ? `${outer}.` : ''}${vid} already exists on ${port.name}`);
+    const name = cfg.name ?? (outer ? `${port.name}.${outer}.${vid}` : `${port.name}.${vid}`);
+    const dev = new VlanDevice(port, vid, outer, name, cfg.mac);
+    if (cfg.pcp !== undefined) dev.pcp = cfg.pcp;
+    const index = this.addInterface(dev, { ...cfg, name, announce: false, mtu: cfg.mtu ?? port.mtu });
+    const iface = this.interfaces[index - 1]!;
+    iface.lower = port;
+    iface.vlanId = vid;
+    iface.vlanOuter = outer;
+    port.vlans.push(iface);
+    if (cfg.announce !== false) this.arp.announce(iface);
+    return index;
+  }
+
+  private readonly bondTimers: Timer[] = [];
+
+  /**
+   * Adds a bond over ports `members` (their indices; ports without addresses, not in another
+   * bond): `mode` active-backup (default) or balance-xor, carrier checked every `miimon` ms
+   * (default 100). It takes the first member's MAC. On failover the bond announces its addresses
+   * on the new active member (gratuitous ARP, unsolicited NA). Returns its index.
+   */
+  addBond(members: number[], cfg: InterfaceConfig & { mode?: BondMode; miimon?: number; arpInterval?: number; arpTargets?: number[] } = {}): number {
+    const ms = members.map((i) => {
+      const m = this.interfaces[i - 1];
+      if (!m || m.loopback || m.lower !== null || m.master !== null || m.vlans.length > 0 || m.addrs.length > 0 || m.addrs6.length > 0 || this.tunnels.devices.some((d) => d === m.dev)) {
+        throw new Error(`bond member ${i}: not a free port (a port without addresses, VLANs or another bond)`);
+      }
+      return m;
+    });
+    if (new Set(ms).size !== ms.length) throw new Error('bond: a port is listed twice');
+    const name = cfg.name ?? `bond${this.bondTimers.length}`;
+    if (cfg.arpInterval && !cfg.arpTargets?.length) throw new Error(`bond ${name}: ARP monitoring needs targets`);
+    const dev = new BondDevice(name, cfg.mode ?? 'active-backup', ms);
+    const index = this.addInterface(dev, { ...cfg, name, announce: false });
+    const bond = this.interfaces[index - 1]!;
+    dev.iface = bond;
+    for (const m of ms) m.master = bond;
+    if (cfg.arpInterval) {
+      dev.arpInterval = cfg.arpInterval;
+      dev.arpTargets = cfg.arpTargets!;
+    }
+    dev.monitor();
+    // With ARP monitoring, the interval is the probes' (Linux: arp_interval replaces miimon).
+    const every = dev.arpInterval || (cfg.miimon ?? 100);
+    const probe = () => { for (const t of dev.arpTargets) this.arp.probe(bond, t); };
+    const timer = new Timer((now) => {
+      if (dev.monitor()) {
+        this.arp.announce(bond);
+        this.ip6.announce(index);
+      }
+      probe();
+      this.wheel.arm(timer, now + every);
+    });
+    this.wheel.arm(timer, this.clock.now() + every);
+    probe();
+    this.bondTimers.push(timer);
+    if (cfg.announce !== false) this.arp.announce(bond);
     return index;
   }
 
@@ -211,6 +302,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     lo.addAddress(LOOPBACK_ADDR, 8);
     lo.addrs6.push({ addr: parseIpv6('::1')!, prefixLen: 128 });
     this.interfaces.push(lo);
+    this.ip6.attachLoopback(lo);
     this.routes.add(0x7f000000, 8, 0, index, 0, RouteFlags.Connected);
     return index;
   }
@@ -234,9 +326,12 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     const iface = this.interfaces[ifIndex - 1];
     const c = parseIpv4Cidr(cidr);
     if (!iface || !c) throw new Error(`bad interface or address '${cidr}'`);
+    if (iface.hasAddress(c.addr)) throw new Error(`${cidr.split('/')[0]} is already an address of ${iface.name}`);
     const a = iface.addAddress(c.addr, c.prefixLen);
-    if (c.prefixLen < 32) this.routes.add(a.network, c.prefixLen, 0, ifIndex, 0, RouteFlags.Connected);
-    else this.routes.touch();
+    // A secondary address on a subnet the interface already has shares its connected route.
+    if (c.prefixLen < 32 && !this.routes.list().some((r) => r.dst === a.network && r.prefixLen === c.prefixLen && r.ifIndex === ifIndex && r.gateway === 0)) {
+      this.routes.add(a.network, c.prefixLen, 0, ifIndex, 0, RouteFlags.Connected);
+    } else this.routes.touch();
     this.arp.announce(iface);
   }
 
@@ -422,13 +517,20 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
   /** TcpHost: resolves or revalidates a connection's path (see Ipv4.resolvePath). */
   resolvePath(path: Path, src: number, dst: number): boolean { return this.ipv4.resolvePath(path, src, dst); }
 
-  /** TcpHost: sends an L4 payload along a path. Takes ownership. */
+  /** TcpHost: the same over IPv6 (see Ipv6.resolvePath). */
+  resolvePath6(path: Path, src: Uint8Array, dst: Uint8Array): boolean { return this.ip6.resolvePath(path, src, dst); }
+
+  isLocalAddress6(addr: Uint8Array): boolean { return this.ip6.isLocalAddress(addr, 0); }
+
+  /** TcpHost: sends an L4 payload along a path (of either family). Takes ownership. */
   pathOutput(path: Path, buf: PacketBuffer, proto: number, tos: number, ttl: number, df: boolean): boolean {
+    if (path.family === PathFamily.V6) return this.ip6.pathOutput(path, buf, proto, tos);
     return this.ipv4.pathOutput(path, buf, proto, tos, ttl, df);
   }
 
   /** Releases everything the stack holds (held packets, reassembly, loopback queue). */
   close(): void {
+    for (const t of this.bondTimers) this.wheel.disarm(t);
     this.tcp.destroy();
     this.ip6.close();
     for (const i of this.interfaces) this.arp.flushInterface(i.index);

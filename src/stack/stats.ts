@@ -4,6 +4,7 @@
 // never on the packet path). Field names are documented in docs/control.md.
 import { formatIpv4, formatIpv6, formatMac } from '../wire/addr.js';
 import { RouteFlags, type Route } from './ip/route.js';
+import { BondDevice } from './l2/bond.js';
 import type { Stack } from './stack.js';
 import type { SysctlValue } from './sysctl.js';
 import { TCP_STATE_NAMES, TcpState } from './tcp/tcb.js';
@@ -26,6 +27,12 @@ export interface InterfaceSnapshot {
   tunnel?: string;
   /** IPv4 multicast groups joined (IGMP), with their source filter when not EXCLUDE({}). */
   groups?: string[];
+  /** VLAN interfaces: the port they ride on, the VID and the outer (802.1ad) VID, 0 without Q-in-Q. */
+  vlan?: { parent: string; id: number; outer: number };
+  /** Bonds: the mode, the members, the active one (active-backup) and the failovers so far. */
+  bond?: { mode: string; members: string[]; active: string; failovers: number };
+  /** A bond member: its bond. */
+  master?: string;
 }
 
 export interface RouteSnapshot {
@@ -39,12 +46,27 @@ export interface RouteSnapshot {
   metric: number;
 }
 
+/** An IPv6 route (`route show`'s Internet6 table). */
+export interface Route6Snapshot {
+  destination: string;
+  prefixLen: number;
+  /** "" for an on-link destination. */
+  gateway: string;
+  /** U up, G gateway, H host (/128), S static, C connected, D learned from a router advertisement. */
+  flags: string;
+  ifname: string;
+  metric: number;
+  /** ms until a learned route expires; null when it does not. */
+  expiresInMs: number | null;
+}
+
 export interface NdpSnapshot { addr: string; mac: string; ifname: string; state: string; router: boolean; queued: number }
 
 export interface ArpSnapshot { ip: string; mac: string; ifname: string; state: string; queued: number }
 
 export interface SocketSnapshot {
-  proto: 'tcp' | 'udp';
+  /** TCP: 'tcp' for both families (its addresses say which; a dual-stack `::` listener shows `::`); UDP: 'udp6'/'udp46' for IPv6 and dual-stack sockets. */
+  proto: 'tcp' | 'udp' | 'udp6' | 'udp46';
   localAddress: string;
   localPort: number;
   foreignAddress: string;
@@ -80,6 +102,7 @@ export interface StackSnapshot {
   /** Gauges: connections by state, listeners, UDP sockets, ARP entries. */
   gauges: Record<string, number>;
   routes?: RouteSnapshot[];
+  routes6?: Route6Snapshot[];
   arp?: ArpSnapshot[];
   /** IPv6 neighbours (NDP). */
   ndp?: NdpSnapshot[];
@@ -126,10 +149,13 @@ export function interfaces(stack: Stack): InterfaceSnapshot[] {
       index: i.index, name: i.name, mac: formatMac(i.mac), mtu: i.mtu, deviceMtu: i.dev.mtu, up: i.up,
       flags: [...(i.up ? ['UP'] : []), (i.dev as { pointToPoint?: boolean }).pointToPoint ? 'POINTOPOINT' : 'BROADCAST', ...(i.up ? ['RUNNING'] : []), 'MULTICAST'],
       inet: i.addrs.map((a) => ({ addr: formatIpv4(a.addr), prefixLen: a.prefixLen, broadcast: formatIpv4(a.broadcast) })),
-      inet6: i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })),
+      inet6: [...i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })), ...stack.ip6.addresses(i.index).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen }))],
       rxPackets: c.rxPackets, rxBytes: c.rxBytes, rxErrors: c.rxErrors, rxDropped: c.rxDropped, rxMulticast: c.rxMulticast,
       txPackets: c.txPackets, txBytes: c.txBytes, txErrors: c.txErrors, txDropped: c.txDropped,
       ...tunnelAndGroups(stack, i.index),
+      ...(i.vlanId !== 0 && i.lower && { vlan: { parent: i.lower.name, id: i.vlanId, outer: i.vlanOuter } }),
+      ...(i.dev instanceof BondDevice && { bond: { mode: i.dev.mode, members: i.dev.members.map((m) => m.name), active: i.dev.mode === 'active-backup' ? i.dev.activeName : '', failovers: i.dev.failovers } }),
+      ...(i.master && { master: i.master.name }),
     };
   });
 }
@@ -161,6 +187,19 @@ export function routes(stack: Stack): RouteSnapshot[] {
   }));
 }
 
+export function routes6(stack: Stack): Route6Snapshot[] {
+  return stack.ip6.routes.list(stack.clock.now()).map((r) => {
+    const slash = r.prefix.lastIndexOf('/');
+    const prefixLen = Number(r.prefix.slice(slash + 1));
+    const f = r.flags;
+    return {
+      destination: r.prefix.slice(0, slash), prefixLen, gateway: r.gateway ?? '',
+      flags: `U${f.includes('G') ? 'G' : ''}${prefixLen === 128 ? 'H' : ''}${f.includes('S') ? 'S' : ''}${f.includes('C') ? 'C' : ''}${f.includes('R') ? 'D' : ''}`,
+      ifname: stack.interfaceByIndex(r.ifIndex)?.name ?? `if${r.ifIndex}`, metric: r.metric, expiresInMs: r.expiresInMs,
+    };
+  });
+}
+
 export function arpEntries(stack: Stack): ArpSnapshot[] {
   return stack.arp.list().map((e) => ({
     ip: e.ip, mac: e.mac, ifname: stack.interfaceByIndex(e.ifIndex)?.name ?? `if${e.ifIndex}`, state: e.state, queued: e.queued,
@@ -178,18 +217,30 @@ export function sockets(stack: Stack): SocketSnapshot[] {
   const out: SocketSnapshot[] = [];
   const tcp = stack.tcp;
   for (const l of tcp.listenerInfo()) {
-    out.push({ proto: 'tcp', localAddress: formatIpv4(l.laddr), localPort: l.lport, foreignAddress: '0.0.0.0', foreignPort: 0,
+    const six = l.laddr6 !== undefined;
+    out.push({ proto: 'tcp', localAddress: six ? formatIpv6(l.laddr6!) : formatIpv4(l.laddr), localPort: l.lport, foreignAddress: six ? '::' : '0.0.0.0', foreignPort: 0,
       state: 'LISTEN', recvQ: l.acceptQueue, sendQ: l.backlog });
   }
+  // IPv6 connections by their 16-byte addresses (IPv4 ones keep dotted quads, mapped or not).
   for (const t of tcp.connections()) {
-    out.push({ proto: 'tcp', localAddress: formatIpv4(t.laddr), localPort: t.lport, foreignAddress: formatIpv4(t.raddr), foreignPort: t.rport,
+    const six = t.family === 6;
+    out.push({ proto: 'tcp', localAddress: six ? formatIpv6(t.laddr6) : formatIpv4(t.laddr), localPort: t.lport,
+      foreignAddress: six ? formatIpv6(t.raddr6) : formatIpv4(t.raddr), foreignPort: t.rport,
       state: t.stateName, recvQ: t.rcvBuf.length, sendQ: t.sndBuf.length });
   }
   for (const t of tcp.timeWaitEntries()) {
-    out.push({ proto: 'tcp', localAddress: formatIpv4(t.laddr), localPort: t.lport, foreignAddress: formatIpv4(t.raddr), foreignPort: t.rport,
+    const six = t.laddr6 !== undefined;
+    out.push({ proto: 'tcp', localAddress: six ? formatIpv6(t.laddr6!) : formatIpv4(t.laddr), localPort: t.lport,
+      foreignAddress: six ? formatIpv6(t.raddr6!) : formatIpv4(t.raddr), foreignPort: t.rport,
       state: TCP_STATE_NAMES[TcpState.TIME_WAIT], recvQ: 0, sendQ: 0 });
   }
   for (const u of stack.udp.sockets()) {
+    if (u.family === 6) {
+      // FreeBSD's netstat: udp46 for a :: socket that also hears IPv4.
+      out.push({ proto: u.accepts4 && u.accepts6 ? 'udp46' : 'udp6', localAddress: u.accepts6 ? formatIpv6(u.local6!) : formatIpv4(u.localAddr), localPort: u.localPort,
+        foreignAddress: u.remoteIs6 ? formatIpv6(u.remote6!) : u.remoteAddr ? formatIpv4(u.remoteAddr) : '::', foreignPort: u.remotePort, state: '', recvQ: u.pendingBytes, sendQ: 0 });
+      continue;
+    }
     out.push({ proto: 'udp', localAddress: formatIpv4(u.localAddr), localPort: u.localPort, foreignAddress: formatIpv4(u.remoteAddr),
       foreignPort: u.remotePort, state: '', recvQ: u.pendingBytes, sendQ: 0 });
   }
@@ -209,7 +260,7 @@ export function snapshot(stack: Stack, opts: SnapshotOptions = {}): StackSnapsho
   const s: StackSnapshot = {
     name: stack.name, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
   };
-  if (opts.tables !== false) { s.routes = routes(stack); s.arp = arpEntries(stack); s.ndp = ndpEntries(stack); }
+  if (opts.tables !== false) { s.routes = routes(stack); s.routes6 = routes6(stack); s.arp = arpEntries(stack); s.ndp = ndpEntries(stack); }
   if (opts.sockets) s.sockets = sockets(stack);
   if (opts.sysctl) s.sysctl = sysctls(stack);
   return s;

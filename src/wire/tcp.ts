@@ -26,7 +26,13 @@ export const TcpOpt = {
   SACK_PERMITTED: 4,
   SACK: 5,
   TIMESTAMPS: 8,
+  /** TCP Fast Open cookie (RFC 7413 §4.1.1): length 2 asks for a cookie, 6..18 carries one. */
+  FASTOPEN: 34,
 } as const;
+
+/** RFC 7413 §4.1.1: cookies are 4 to 16 bytes (Linux also wants an even length). */
+export const TFO_COOKIE_MIN = 4;
+export const TFO_COOKIE_MAX = 16;
 
 /** RFC 7323 §2.3: "the shift count must be limited to 14". */
 export const TCP_MAX_WSCALE = 14;
@@ -86,9 +92,12 @@ export class TcpOptions {
   /** SACK blocks as (left, right) pairs in sackBlocks[0 .. 2*sackCount). */
   sackCount = 0;
   readonly sackBlocks = new Uint32Array(2 * TCP_MAX_SACK_BLOCKS);
+  /** TCP Fast Open option: -1 absent, 0 a cookie request, else the cookie's length (in fastOpenCookie). */
+  fastOpen = -1;
+  readonly fastOpenCookie = new Uint8Array(TFO_COOKIE_MAX);
 
   clear(): void {
-    this.mss = -1; this.wscale = -1; this.sackPermitted = false;
+    this.mss = -1; this.wscale = -1; this.sackPermitted = false; this.fastOpen = -1;
     this.timestamps = false; this.tsVal = 0; this.tsEcr = 0; this.sackCount = 0;
   }
 }
@@ -140,6 +149,16 @@ export function parseTcpOptions(bytes: Uint8Array, off: number, len: number, out
         out.sackCount = n;
         break;
       }
+      case TcpOpt.FASTOPEN: {
+        // A cookie of a length RFC 7413 does not allow is ignored like an unknown option.
+        const n = olen - 2;
+        if (n === 0) out.fastOpen = 0;
+        else if (n >= TFO_COOKIE_MIN && n <= TFO_COOKIE_MAX && (n & 1) === 0) {
+          out.fastOpenCookie.set(bytes.subarray(i + 2, i + olen));
+          out.fastOpen = n;
+        }
+        break;
+      }
       default:
         break; // unknown: skipped by its length
     }
@@ -158,6 +177,9 @@ export interface TcpOptionsSpec {
   tsEcr: number;
   sackCount: number;
   sackBlocks: Uint32Array;
+  /** TCP Fast Open (RFC 7413): absent or -1 = no option, 0 = a cookie request, n = the first n bytes of fastOpenCookie. */
+  fastOpen?: number;
+  fastOpenCookie?: Uint8Array;
 }
 
 /** Bytes writeTcpOptions will write for `o` (a multiple of 4, at most 40). */
@@ -167,6 +189,7 @@ export function tcpOptionsLength(o: TcpOptionsSpec): number {
   if (o.timestamps) n += 12; // SACK-permitted rides in the timestamp's NOP padding
   else if (o.sackPermitted) n += 4;
   if (o.wscale >= 0) n += 4;
+  if (o.fastOpen !== undefined && o.fastOpen >= 0) n += (2 + o.fastOpen + 3) & ~3;
   const maxBlocks = Math.min(o.sackCount, Math.floor((TCP_MAX_OPTIONS_LEN - n - 4) / 8));
   if (maxBlocks > 0) n += 4 + 8 * maxBlocks;
   return n;
@@ -192,6 +215,14 @@ export function writeTcpOptions(bytes: Uint8Array, off: number, o: TcpOptionsSpe
   }
   if (o.wscale >= 0) {
     bytes[i] = TcpOpt.NOP; bytes[i + 1] = TcpOpt.WSCALE; bytes[i + 2] = 3; bytes[i + 3] = o.wscale; i += 4;
+  }
+  if (o.fastOpen !== undefined && o.fastOpen >= 0) {
+    // As Linux: kind, length, cookie, then NOPs to the 4-byte boundary.
+    const n = o.fastOpen;
+    bytes[i] = TcpOpt.FASTOPEN; bytes[i + 1] = 2 + n;
+    for (let k = 0; k < n; k++) bytes[i + 2 + k] = o.fastOpenCookie![k]!;
+    i += 2 + n;
+    while ((i - off) & 3) bytes[i++] = TcpOpt.NOP;
   }
   const maxBlocks = Math.min(o.sackCount, Math.floor((TCP_MAX_OPTIONS_LEN - (i - off) - 4) / 8));
   if (maxBlocks > 0) {

@@ -1,5 +1,5 @@
 // UDP header (RFC 768).
-import { internetChecksum, pseudoHeaderV4 } from './checksum.js';
+import { internetChecksum, pseudoHeaderV4, pseudoHeaderV6 } from './checksum.js';
 import { WireError } from './errors.js';
 
 export const UDP_HLEN = 8;
@@ -31,6 +31,14 @@ export class UdpView {
     if (this.checksum === 0) return true;
     return internetChecksum(this.bytes, this.off, this.length, pseudoHeaderV4(src, dst, 17, this.length)) === 0;
   }
+
+  /**
+   * RFC 8200 §8.1: over IPv6 the checksum is mandatory and covers the IPv6 pseudo-header with
+   * the UDP length. The caller refuses a zero checksum first; this says whether the sum verifies.
+   */
+  checksumOkV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): boolean {
+    return internetChecksum(this.bytes, this.off, this.length, pseudoHeaderV6(src, srcOff, dst, dstOff, 17, this.length)) === 0;
+  }
 }
 
 /** Writes the header with a zero checksum. */
@@ -45,6 +53,14 @@ export function writeUdpHeader(b: Uint8Array, off: number, srcPort: number, dstP
 export function finishUdpChecksumV4(b: Uint8Array, off: number, length: number, src: number, dst: number): void {
   b[off + 6] = 0; b[off + 7] = 0;
   let c = internetChecksum(b, off, length, pseudoHeaderV4(src, dst, 17, length));
+  if (c === 0) c = 0xffff;
+  b[off + 6] = c >> 8; b[off + 7] = c & 0xff;
+}
+
+/** The full checksum with the IPv6 pseudo-header (RFC 8200 §8.1); a computed 0 is sent as 0xffff. */
+export function finishUdpChecksumV6(b: Uint8Array, off: number, length: number, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
+  b[off + 6] = 0; b[off + 7] = 0;
+  let c = internetChecksum(b, off, length, pseudoHeaderV6(src, srcOff, dst, dstOff, 17, length));
   if (c === 0) c = 0xffff;
   b[off + 6] = c >> 8; b[off + 7] = c & 0xff;
 }

@@ -30,6 +30,8 @@ export interface KernelLinkOptions {
   csumOffload?: boolean;
   /** Sysctls set on the stack before the interface comes up. */
   sysctl?: Record<string, number | boolean | string>;
+  /** IPv6 too: the kernel is 2001:db8:<subnet>::1/64, the stack ::2 (host6/us6). */
+  ipv6?: boolean;
 }
 
 export interface KernelLink {
@@ -39,6 +41,9 @@ export interface KernelLink {
   us: string;
   hostAddr: number;
   usAddr: number;
+  /** With `ipv6`: the kernel's and the stack's IPv6 addresses ('' otherwise). */
+  host6: string;
+  us6: string;
   stack: Stack;
   loop: RunLoop;
   tap: TapDriver;
@@ -51,9 +56,10 @@ export interface KernelLink {
 export function openKernelLink(o: KernelLinkOptions): KernelLink {
   const ns = createNetns(o.name);
   const host = `198.18.${o.subnet}.1`, us = `198.18.${o.subnet}.2`;
+  const host6 = o.ipv6 ? `2001:db8:${o.subnet}::1` : '', us6 = o.ipv6 ? `2001:db8:${o.subnet}::2` : '';
   let tap: TapDriver | null = null;
   try {
-    tap = TapDriver.open({ ifname: `tst${o.name}`.slice(0, 15), hostAddr: `${host}/24`, netns: ns, csumOffload: o.csumOffload });
+    tap = TapDriver.open({ ifname: `tst${o.name}`.slice(0, 15), hostAddr: `${host}/24`, netns: ns, csumOffload: o.csumOffload, ...(o.ipv6 && { hostAddr6: `${host6}/64` }) });
     const stack = new Stack({ clock: realClock, name: o.name });
     for (const [k, v] of Object.entries(o.sysctl ?? {})) stack.sysctl.set(k, v);
     let driver: Driver = tap;
@@ -67,13 +73,13 @@ export function openKernelLink(o: KernelLinkOptions): KernelLink {
       pcap = new PcapWriter(o.pcapPath);
       driver = capture(driver, pcap, realClock);
     }
-    const ifIndex = stack.addInterface(driver, { addr: `${us}/24` });
+    const ifIndex = stack.addInterface(driver, { addr: `${us}/24`, ...(o.ipv6 && { addr6: `${us6}/64` }) });
     const loop = new RunLoop({ stack, poll: 'adaptive' });
     loop.addPort(driver, ifIndex);
     loop.start();
     const t = tap;
     return {
-      ns, host, us, hostAddr: parseIpv4(host)!, usAddr: parseIpv4(us)!, stack, loop, tap: t, faults, pcap,
+      ns, host, us, hostAddr: parseIpv4(host)!, usAddr: parseIpv4(us)!, host6, us6, stack, loop, tap: t, faults, pcap,
       close() {
         try { loop.stop(); } catch { /* a driver error on the way out changes nothing */ }
         try { stack.close(); } catch { /* idem */ }
@@ -128,9 +134,11 @@ export interface PeerHandle {
   kill(): void;
 }
 
-/** Runs tcp_peer.py with `args` inside ns; killed after timeoutMs. */
-export function startPeer(ns: string, args: (string | number)[], timeoutMs = 60_000): PeerHandle {
-  const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-u', PEER_SCRIPT, ...args.map(String)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs tcp_peer.py with `args` inside ns; killed after timeoutMs. `family` 6: its servers listen on IPv6 ::. */
+export function startPeer(ns: string, args: (string | number)[], timeoutMs = 60_000, family: 4 | 6 = 4): PeerHandle {
+  const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-u', PEER_SCRIPT, ...args.map(String)], {
+    stdio: ['ignore', 'pipe', 'pipe'], ...(family === 6 && { env: { ...process.env, TCP_PEER_FAMILY: '6' } }),
+  });
   let stdout = '', stderr = '';
   let readyResolve!: () => void, readyReject!: (e: Error) => void;
   const ready = new Promise<void>((res, rej) => { readyResolve = res; readyReject = rej; });

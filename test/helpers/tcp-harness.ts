@@ -44,6 +44,8 @@ export interface Seg {
   time: number;
   /** The IP TOS / traffic class the stack asked for (set by FakeHost). */
   tos?: number;
+  /** The TCP Fast Open option's cookie ([] for a cookie request); absent without the option. */
+  tfo?: number[];
 }
 
 export function decode(buf: PacketBuffer, src: number, dst: number, time: number): Seg {
@@ -71,6 +73,7 @@ export function decode(buf: PacketBuffer, src: number, dst: number, time: number
     wnd: h.window, hl: h.headerLength, urg: h.urgentPointer,
     mss: o.mss, wscale: o.wscale, sackOk: o.sackPermitted, ts: o.timestamps ? [o.tsVal, o.tsEcr] : null, sack,
     data: buf.data.slice(buf.start + h.headerLength, buf.end), csumOk, csumPartial: partial, time,
+    ...(o.fastOpen >= 0 ? { tfo: [...o.fastOpenCookie.subarray(0, o.fastOpen)] } : {}),
   };
 }
 
@@ -111,6 +114,9 @@ export class FakeHost implements TcpHost {
     return this.ipv4Output(buf, path.src, path.dst, proto, tos);
   }
   isLocalAddress(a: number): boolean { return a === this.addr; }
+  /** The harness speaks IPv4 only. */
+  resolvePath6(): boolean { return false; }
+  isLocalAddress6(): boolean { return false; }
 }
 
 export interface InjectSpec {
@@ -126,6 +132,10 @@ export interface InjectSpec {
   badChecksum?: boolean;
   /** Raw option bytes instead of the encoded ones. */
   rawOptions?: number[];
+  /** The IP header's ECN field the segment arrives with (RFC 3168: 2 ECT(0), 3 CE). */
+  ecn?: number;
+  /** A TCP Fast Open option: the cookie bytes ([] = a cookie request). */
+  tfo?: number[];
 }
 
 /** One Tcp under test with a scripted peer at REMOTE. */
@@ -190,6 +200,7 @@ export class TcpHarness {
     const spec = {
       mss: s.mss ?? -1, wscale: s.wscale ?? -1, sackPermitted: !!s.sackOk, timestamps: !!s.ts,
       tsVal: s.ts?.[0] ?? 0, tsEcr: s.ts?.[1] ?? 0, sackCount: s.sack?.length ?? 0, sackBlocks: new Uint32Array(8),
+      fastOpen: s.tfo ? s.tfo.length : -1, fastOpenCookie: Uint8Array.from(s.tfo ?? []),
     };
     (s.sack ?? []).forEach(([l, r], i) => { spec.sackBlocks[2 * i] = l >>> 0; spec.sackBlocks[2 * i + 1] = r >>> 0; });
     let optLen = s.rawOptions ? s.rawOptions.length : tcpOptionsLength(spec);
@@ -202,7 +213,7 @@ export class TcpHarness {
     buf.data.set(data, off + hl);
     const c = finish(sum16(buf.data, off, hl + data.length, pseudoHeaderV4(REMOTE, LOCAL, 6, hl + data.length)));
     buf.data[off + 16] = c >>> 8; buf.data[off + 17] = s.badChecksum ? (c & 255) ^ 1 : c & 255;
-    this.tcp.input(buf, REMOTE, LOCAL);
+    this.tcp.input(buf, REMOTE, LOCAL, s.ecn ?? 0);
   }
 }
 

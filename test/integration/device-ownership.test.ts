@@ -7,7 +7,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AfPacketDriver, kernelEndName } from '../../src/driver/afpacket.js';
@@ -145,28 +145,33 @@ for (const [driver, subnet] of [['afpacket', 183], ['tap', 184]] as const) {
     });
 
     for (const victim of ['program', 'tstack run'] as const) {
-      test(`after kill -9 of the ${victim}, a new start serves at once (${driver})`, { timeout: 60_000 }, async (t) => {
+      test(`after kill -9 of the ${victim}, a new start serves at once (${driver})`, { timeout: 120_000 }, async (t) => {
         if (!requireRoot(t, ['ip', 'curl'])) return;
         const s = setup(driver, subnet);
-        const first = launch(s.config);
+        let current = launch(s.config);
         const firstMs = await servesAfter(s.ns, s.ip, Date.now());
-        const runPid = first.child.pid!;
-        const pid = programPid(runPid);
-        process.kill(victim === 'program' ? pid : runPid, 'SIGKILL');
-        await first.exited;
-        // The program does not outlive `tstack run` (parent-death signal).
-        for (let i = 0; i < 50 && alive(pid); i++) await sleep(20);
-        assert.equal(alive(pid), false, 'the program is gone');
-        if (driver === 'afpacket') assert.ok(exists(s.ns, s.ifname), 'its veth is left behind (nobody ran its cleanup)');
-        const t0 = Date.now();
-        const second = launch(s.config);
-        const ms = await servesAfter(s.ns, s.ip, t0);
-        const ready = /listening/.exec(second.out()) ? 'listening before' : '';
-        t.diagnostic(`${driver}, kill -9 of the ${victim}: the new start served ${ms} ms after it was launched ${ready}; first start ${firstMs} ms`);
-        // Timings on this shared machine are noisy: the figure is reported, the bound is loose.
-        assert.ok(ms < 10_000, `served after ${ms} ms`);
-        second.child.kill('SIGTERM');
-        assert.equal(await second.exited, 0, second.out());
+        // Three crashes and restarts: the figure reported is their median.
+        const restarts: number[] = [];
+        for (let round = 0; round < 3; round++) {
+          const runPid = current.child.pid!;
+          const pid = programPid(runPid);
+          process.kill(victim === 'program' ? pid : runPid, 'SIGKILL');
+          await current.exited;
+          // The program does not outlive `tstack run` (parent-death signal).
+          for (let i = 0; i < 50 && alive(pid); i++) await sleep(20);
+          assert.equal(alive(pid), false, 'the program is gone');
+          if (driver === 'afpacket') assert.ok(exists(s.ns, s.ifname), 'its veth is left behind (nobody ran its cleanup)');
+          const t0 = Date.now();
+          current = launch(s.config);
+          const ms = await servesAfter(s.ns, s.ip, t0);
+          restarts.push(ms);
+          // Timings on a shared machine are noisy: the figures are reported, the bound is loose.
+          assert.ok(ms < 10_000, `served after ${ms} ms`);
+        }
+        const median = [...restarts].sort((a, b) => a - b)[1]!;
+        t.diagnostic(`${driver}, kill -9 of the ${victim}: new starts served after ${restarts.join(', ')} ms (median ${median}); first start ${firstMs} ms; loadavg ${loadavg()[0]!.toFixed(1)}`);
+        current.child.kill('SIGTERM');
+        assert.equal(await current.exited, 0, current.out());
       });
     }
   });

@@ -205,7 +205,7 @@ describe('node:http server (compat-http.mjs) under tstack run', () => {
   test('ab -k -n 20000 -c 50 (keep-alive): 20000 complete, 0 failed', async (t) => {
     const app = await getApp(t, ['ip', 'ab']);
     if (!app) return;
-    const r = await runIn(app.ns, 'ab', ['-q', '-k', '-n', '20000', '-c', '50', '-s', '10', `http://${app.stackIp}:8080/hello`], { timeoutMs: 60_000 });
+    const r = await runIn(app.ns, 'ab', ['-q', '-k', '-n', '20000', '-c', '50', '-s', '10', `http://${app.stackIp}:8081/hello`], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, /Complete requests:\s+20000\n/, r.stdout);
     assert.match(r.stdout, /Failed requests:\s+0\n/, r.stdout);
@@ -218,7 +218,7 @@ describe('node:http server (compat-http.mjs) under tstack run', () => {
     test(`wrk -t1 -c100 -d3s${close ? ' with Connection: close' : ' (keep-alive)'}: no socket errors, no non-2xx`, async (t) => {
       const app = await getApp(t, ['ip', 'wrk']);
       if (!app) return;
-      const r = await runIn(app.ns, 'wrk', ['-t1', '-c100', '-d3s', '--timeout', '5s', ...(close ? ['-H', 'Connection: close'] : []), `http://${app.stackIp}:8080/hello`], { timeoutMs: 30_000 });
+      const r = await runIn(app.ns, 'wrk', ['-t1', '-c100', '-d3s', '--timeout', '5s', ...(close ? ['-H', 'Connection: close'] : []), `http://${app.stackIp}:8081/hello`], { timeoutMs: 30_000 });
       assert.equal(r.code, 0, r.stderr + r.stdout);
       assert.doesNotMatch(r.stdout, /Socket errors/, r.stdout);
       assert.doesNotMatch(r.stdout, /Non-2xx/, r.stdout);
@@ -304,7 +304,8 @@ describe('node:http server (compat-http.mjs) under tstack run', () => {
     const app = await getApp(t, ['ip', 'wrk']);
     if (!app) return;
     const before = tapDrops(app);
-    const r = await runIn(app.ns, 'wrk', ['-t2', '-c1000', '-d4s', '--timeout', '5s', `http://${app.stackIp}:8080/hello`], { timeoutMs: 30_000 });
+    // Port 8081: the app's server with Node's default keepAliveTimeout (see compat-http.mjs).
+    const r = await runIn(app.ns, 'wrk', ['-t2', '-c1000', '-d4s', '--timeout', '5s', `http://${app.stackIp}:8081/hello`], { timeoutMs: 30_000 });
     assert.equal(r.code, 0, r.stderr + r.stdout);
     t.diagnostic(r.stdout.split('\n').filter((l) => /requests in|Socket errors/.test(l)).join('; '));
     assert.equal(tapDrops(app) - before, 0, 'frames dropped by the kernel side of the TAP device');

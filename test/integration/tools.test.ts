@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ipIn, requireRoot } from '../helpers/netns.js';
 import { BIN, ROOT, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
 import { ControlClient } from '../../src/cli/client.js';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
 after(stopAllApps);
 
@@ -238,6 +239,63 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     assert.match(again.stderr, /no route to 198\.18\.188\.0\/24/);
   });
 
+  test('ifconfig inet6 adds an address the kernel can ping; route add -inet6 sends replies through a gateway; -alias removes the address', async (t) => {
+    if (!requireRoot(t, ['ip', 'ping'])) return;
+    const kernel = '2001:db8:187::1', ours = '2001:db8:187::2';
+    ipIn(app.ns, ['addr', 'add', `${kernel}/64`, 'dev', app.ifname, 'nodad']);
+    const add = await tool(['ifconfig', app.ifname, 'inet6', `${ours}/64`]);
+    assert.equal(add.code, 0, add.stderr);
+    assert.match(add.stdout, new RegExp(`inet6 ${ours} prefixlen 64`));
+    // Duplicate address detection first (about a second), then the address answers.
+    const ping6 = (args: string[] = []) => runIn(app.ns, 'ping', ['-6', '-c', '1', '-W', '1', ...args, ours]);
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) ok = (await ping6()).code === 0;
+    assert.ok(ok, 'the kernel side pings the address ifconfig added');
+
+    // A kernel address outside the prefix: the stack reaches it only through a route.
+    ipIn(app.ns, ['addr', 'add', '2001:db8:188::1/128', 'dev', app.ifname, 'nodad']);
+    assert.notEqual((await ping6(['-I', '2001:db8:188::1'])).code, 0, 'no route back yet');
+    const radd = await tool(['route', 'add', '-inet6', '2001:db8:188::/64', kernel]);
+    assert.equal(radd.code, 0, radd.stderr);
+    const r6 = await json<{ destination: string; prefixLen: number; gateway: string; flags: string }[]>(['route', 'show', '-inet6']);
+    assert.ok(r6.some((r) => r.destination === '2001:db8:188::' && r.prefixLen === 64 && r.gateway === kernel && r.flags === 'UGS'), JSON.stringify(r6));
+    const get = await json<{ nexthop: string; source: string }>(['route', 'get', '2001:db8:188::1']);
+    assert.deepEqual([get.nexthop, get.source], [kernel, ours]);
+    assert.match((await tool(['netstat', '-r'])).stdout, /Internet6:[\s\S]*2001:db8:188::\/64\s+2001:db8:187::1\s+UGS/);
+    assert.equal((await ping6(['-I', '2001:db8:188::1'])).code, 0, 'replies go through the gateway');
+    assert.equal((await tool(['route', 'delete', '2001:db8:188::/64'])).code, 0);
+    assert.notEqual((await ping6(['-I', '2001:db8:188::1'])).code, 0, 'no route again');
+    const again = await tool(['route', 'delete', '-inet6', '2001:db8:188::/64']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /no route to 2001:db8:188::\/64/);
+
+    const del = await tool(['ifconfig', app.ifname, 'inet6', ours, '-alias']);
+    assert.equal(del.code, 0, del.stderr);
+    assert.doesNotMatch(del.stdout, new RegExp(`inet6 ${ours} `));
+    assert.notEqual((await ping6()).code, 0, 'the removed address no longer answers');
+    const gone = await tool(['ifconfig', app.ifname, '-alias', ours]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, new RegExp(`has no address ${ours}`));
+  });
+
+  test('every tool takes -w N: worker 0 is the one worker, another number is a clear error', async (t) => {
+    if (!requireRoot(t, [])) return;
+    for (const args of [['netstat', '-an'], ['sysctl', 'net.inet.tcp.msl'], ['ifconfig'], ['route', 'show'], ['arp', '-a'], ['ndp', '-a'], ['top', '-c', '1', '-i', '0.1'], ['traffic', '-c', '1', '-i', '0.1']]) {
+      const zero = await tool([...args, '-w', '0', '--json']);
+      assert.equal(zero.code, 0, `${args.join(' ')} -w 0: ${zero.stderr}`);
+      const one = await tool([...args, '-w', '1']);
+      assert.equal(one.code, 1, `${args.join(' ')} -w 1`);
+      assert.match(one.stderr, /^tstack: (?:sysctl: )?no worker 1: this instance runs 1 worker \(0\)/, args.join(' '));
+    }
+    assert.equal((await tool(['metrics', '-w', '0'])).code, 0);
+    const cap = await tool(['capture', '--worker', '3', '-c', '1']);
+    assert.equal(cap.code, 1);
+    assert.match(cap.stderr, /no worker 3/);
+    const bad = await tool(['netstat', '-an', '-w', 'x']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /-w x: a worker is a number/);
+  });
+
   test('arp -a shows the kernel MAC after a ping; arp -d removes it and tshark sees the next request', async (t) => {
     if (!requireRoot(t, ['ip', 'ping', 'tshark'])) return;
     const kernelMac = /link\/ether ([0-9a-f:]{17})/.exec(ipIn(app.ns, ['link', 'show', 'dev', app.ifname]))![1]!;
@@ -333,30 +391,72 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     for (let i = 0; i < 3; i++) await curl(app.ns, [url]);
     const b = await scrape();
     const key = `tstack_interface_receive_packets_total{port="${app.ifname}",worker="0"}`;
-    assert.ok(b.samples.get(key)! > a.samples.get(key)!, key);
+    // Each curl is at least SYN, ACK+request, FIN in and SYN-ACK, response, FIN out.
+    for (const k of [key, `tstack_interface_transmit_packets_total{port="${app.ifname}",worker="0"}`]) {
+      assert.ok(b.samples.get(k)! >= a.samples.get(k)! + 9, `${k}: ${a.samples.get(k)} -> ${b.samples.get(k)}`);
+    }
+    const rxBytes = `tstack_interface_receive_bytes_total{port="${app.ifname}",worker="0"}`;
+    assert.ok(b.samples.get(rxBytes)! >= a.samples.get(rxBytes)! + 3 * 3 * 54, rxBytes);
     const acc = 'tstack_tcp_conn_accepts_total{worker="0"}';
     assert.ok(b.samples.get(acc)! >= a.samples.get(acc)! + 3);
     assert.equal(b.types.get('tstack_tcp_conn_accepts_total'), 'counter');
+    // No counter goes backwards.
+    for (const [k, v] of a.samples) if (b.types.get(k.replace(/\{.*$/, '')) === 'counter') assert.ok(b.samples.get(k)! >= v, `${k} went down`);
     const cli = await tool(['metrics']);
     assert.equal(cli.code, 0, cli.stderr);
     assert.ok(parsePrometheus(cli.stdout).samples.has(key));
   });
 
-  test('100 concurrent tool requests during a wrk run are all answered; a client that never reads is cut off without stalling', async (t) => {
+  test('100 concurrent tool requests during a wrk run are all answered and leave throughput standing; a client that never reads is cut off without stalling', async (t) => {
     if (!requireRoot(t, ['ip', 'wrk', 'curl'])) return;
-    const wrk = runIn(app.ns, 'wrk', ['-t', '2', '-c', '20', '-d', '4s', url], { timeoutMs: 30_000 });
-    await sleep(500);
-    const answers = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+    /** 100 clients at once, each with one request (half of them the full snapshot with sockets). */
+    const wave = () => Promise.all(Array.from({ length: 100 }, async (_, i) => {
       const c = await ControlClient.connect(SOCKET);
       try { return await c.request<{ interfaces: { name: string }[] }>(i % 2 ? 'snapshot' : 'counters', { sockets: true }); } finally { c.close(); }
     }));
-    assert.equal(answers.filter((a) => a.interfaces.some((x) => x.name === app.ifname)).length, 100);
-    const w = await wrk;
-    assert.equal(w.code, 0, w.stderr);
-    assert.match(w.stdout, /Requests\/sec:\s+[\d.]+/);
-    t.diagnostic(`wrk with 100 tool requests: ${/Requests\/sec:\s+([\d.]+)/.exec(w.stdout)?.[1]} requests/s`);
+    const round = async (withTools: boolean) => {
+      const t0 = Date.now();
+      const wrk = runIn(app.ns, 'wrk', ['-t1', '-c20', '-d2s', url], { timeoutMs: 30_000 });
+      let answered = -1, waveMs = 0;
+      if (withTools) {
+        // Inside the run: wrk has connected by then (its first requests are answered in ms).
+        await sleep(300);
+        const w0 = Date.now();
+        const answers = await wave();
+        waveMs = Date.now() - w0;
+        answered = answers.filter((a) => a.interfaces.some((x) => x.name === app.ifname)).length;
+      }
+      const w = await wrk;
+      assert.equal(w.code, 0, w.stderr);
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(w.stdout)?.[1]);
+      assert.ok(rps > 0, w.stdout);
+      return { rps, answered, waveMs, wallMs: Date.now() - t0 };
+    };
+    await round(false); // warm-up: ARP, the JIT, the listen queue
+    const plain: number[] = [], tools: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      for (const withTools of i % 2 ? [true, false] : [false, true]) {
+        const r = await round(withTools);
+        (withTools ? tools : plain).push(r.rps);
+        if (withTools) {
+          assert.equal(r.answered, 100, 'every tool request answered with the instance\'s interfaces');
+          t.diagnostic(`round ${i + 1}: 100 tool requests answered in ${r.waveMs} ms during a ${r.wallMs} ms wrk run at ${r.rps} req/s`);
+        } else t.diagnostic(`round ${i + 1}: wrk alone ${r.rps} req/s`);
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const ratio = med(tools) / med(plain);
+    t.diagnostic(`median req/s with tool requests ${med(tools)}, without ${med(plain)}: ratio ${ratio.toFixed(3)} (bench tools-under-load measures it with more rounds)`);
+    // The 10% claim is measured by the bench on a quiet machine; a test on a shared 2-core VM
+    // can only show the stack is not starved by its tools.
+    assert.ok(ratio >= 0.5, `throughput with tool requests ${med(tools)} req/s is less than half of ${med(plain)} without`);
 
-    // A client that sends many requests and never reads its replies.
+    // A client that sends 5,000 requests and never reads its replies: once 1 MiB of them is
+    // unread the instance runs no more of its requests, and disconnects it 5 s later; HTTP is
+    // served meanwhile.
+    const c0 = await ControlClient.connect(SOCKET);
+    const slowBefore = (await c0.request<{ slowDisconnects: number }>('info')).slowDisconnects;
+    const commandsBefore = (await c0.request<{ loop: { commands: number } }>('counters')).loop.commands;
     const greedy = createConnection(SOCKET);
     await new Promise((r) => greedy.once('connect', r));
     greedy.pause();
@@ -367,8 +467,17 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     greedy.write(req.repeat(5000));
     const t0 = Date.now();
     for (let i = 0; i < 10; i++) assert.equal(await curl(app.ns, [url]), 'Hello from tstack\n');
-    assert.ok(Date.now() - t0 < 10_000);
-    await waitUntil(() => closedByServer, 20_000, 'the instance to disconnect the client that never reads');
+    const curlMs = Date.now() - t0;
+    await waitUntil(() => closedByServer, 30_000, 'the instance to disconnect the client that never reads');
+    t.diagnostic(`10 requests took ${curlMs} ms while a client left its replies unread; it was cut off after ${Date.now() - t0} ms`);
+    assert.ok(curlMs < 10_000);
+    const info = await c0.request<{ slowDisconnects: number; clients: number }>('info');
+    const commands = (await c0.request<{ loop: { commands: number } }>('counters')).loop.commands - commandsBefore;
+    c0.close();
+    assert.equal(info.slowDisconnects, slowBefore + 1, 'disconnected for its unread output');
+    t.diagnostic(`the instance ran ${commands} commands for it (of 5,000 sent)`);
+    assert.ok(commands < 1000, `${commands} of the 5,000 requests ran: the stack kept working for a client that does not read`);
+    assert.equal((await curl(app.ns, [url])), 'Hello from tstack\n');
     const ps = await tool(['netstat', '-s', '-p', 'tcp']);
     assert.equal(ps.code, 0, 'the instance still answers');
   });
@@ -432,46 +541,32 @@ describe('control socket life cycle', () => {
 });
 
 /**
- * A strict reader of the Prometheus text exposition format 0.0.4: every line is a comment
- * (# HELP / # TYPE with a known type, at most once per family and before its samples) or a
- * sample `name{label="value",…} value` with valid names, escapes and a float value; sample
- * names belong to a declared family. (No parser package is installed; parse-prometheus-text-format
- * from npm would do the same.)
+ * Parses the Prometheus text exposition format with parse-prometheus-text-format (a parser made
+ * for it, compatible with prom2json; it throws on a line it cannot read) and checks what the
+ * format requires of an exporter on top: every sample line was read, every family is typed and
+ * helped, counter names end in _total, values are numbers, no sample is repeated.
  */
 function parsePrometheus(text: string): { samples: Map<string, number>; types: Map<string, string> } {
   assert.ok(text.endsWith('\n'), 'ends with a newline');
+  const families = parsePrometheusTextFormat(text);
   const types = new Map<string, string>();
-  const helps = new Set<string>();
   const samples = new Map<string, number>();
-  const seenSamples = new Set<string>();
-  const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-  for (const [n, line] of text.slice(0, -1).split('\n').entries()) {
-    const where = `line ${n + 1}: ${line}`;
-    if (line.startsWith('#')) {
-      const m = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
-      if (!m) continue; // other comments are allowed
-      assert.match(m[2]!, NAME, where);
-      if (m[1] === 'TYPE') {
-        assert.ok(['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(m[3]!), where);
-        assert.ok(!types.has(m[2]!), `TYPE twice: ${where}`);
-        assert.ok(!seenSamples.has(m[2]!), `TYPE after samples: ${where}`);
-        types.set(m[2]!, m[3]!);
-      } else {
-        assert.ok(!helps.has(m[2]!), `HELP twice: ${where}`);
-        helps.add(m[2]!);
-      }
-      continue;
+  for (const f of families) {
+    assert.ok(!types.has(f.name), `family ${f.name} twice`);
+    assert.notEqual(f.type, 'UNTYPED', `family ${f.name} has no TYPE line`);
+    assert.notEqual(f.help, '', `family ${f.name} has no HELP line`);
+    types.set(f.name, f.type.toLowerCase());
+    if (f.type === 'COUNTER') assert.ok(f.name.endsWith('_total'), `counter ${f.name} without _total`);
+    for (const m of f.metrics) {
+      const value = Number(m.value);
+      assert.ok(m.value !== undefined && m.value !== '' && (!Number.isNaN(value) || m.value === 'NaN'), `${f.name}: value ${m.value}`);
+      const labels = Object.entries(m.labels ?? {}).map(([k, v]) => `${k}="${v}"`).join(',');
+      const key = `${f.name}${labels ? `{${labels}}` : ''}`;
+      assert.ok(!samples.has(key), `duplicate sample ${key}`);
+      samples.set(key, value);
     }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*,?)?\})? ([^ ]+)( -?\d+)?$/.exec(line);
-    assert.ok(m, `not a sample: ${where}`);
-    const value = m[3]!;
-    assert.ok(/^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|[+-]?Inf|NaN)$/.test(value), `bad value: ${where}`);
-    assert.ok(types.has(m[1]!), `sample of an undeclared family: ${where}`);
-    if (types.get(m[1]!) === 'counter') assert.ok(m[1]!.endsWith('_total'), `counter without _total: ${where}`);
-    seenSamples.add(m[1]!);
-    const key = `${m[1]}${m[2] ?? ''}`;
-    assert.ok(!samples.has(key), `duplicate sample: ${where}`);
-    samples.set(key, Number(value));
   }
+  const sampleLines = text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
+  assert.equal(samples.size, sampleLines, 'the parser read every sample line');
   return { samples, types };
 }

@@ -77,6 +77,32 @@ test('a 5000-byte datagram is fragmented and reassembled', () => {
   assert.equal(b.ipStats.reassembled, 1);
 });
 
+test('a full reassembly table evicts its oldest datagram: 1,000 never-completed datagrams do not shut out one whose fragments arrive together', () => {
+  const { a, b, db, run } = pair();
+  const sb = b.udp.open(); sb.bind(0, 5000);
+  const sizes: number[] = [];
+  sb.onMessage = (d) => sizes.push(d.length);
+  const sa = a.udp.open();
+  sa.send(new Uint8Array(8), B, 5000); // ARP first
+  run(10);
+  for (let i = 0; i < 1000; i++) sa.send(new Uint8Array(3000), B, 5000);
+  // The flood: every datagram loses its last fragment (offset > 0, more-fragments clear).
+  const isLast = (f: { data: Uint8Array; start: number }) => {
+    const fw = (f.data[f.start + 20]! << 8) | f.data[f.start + 21]!;
+    return (fw & 0x1fff) !== 0 && (fw & 0x2000) === 0;
+  };
+  const kept = db.inbox.filter((f) => { if (isLast(f)) { f.release(); return false; } return true; });
+  db.inbox.length = 0; db.inbox.push(...kept);
+  run(10);
+  assert.deepEqual(sizes, [8]);
+  assert.equal(b.ipStats.reassembled, 0);
+  assert.equal(b.drops['frag_evicted'], 1000 - 256, 'the table holds maxfragpackets (256); older ones were evicted');
+  sa.send(new Uint8Array(5000).fill(7), B, 5000);
+  run(10);
+  assert.deepEqual(sizes, [8, 5000], 'the legitimate datagram was reassembled');
+  assert.equal(b.drops['frag_evicted'], 1000 - 256 + 1, 'it took the oldest slot');
+});
+
 test('echo to the broadcast address is ignored by default (bmcastecho=0)', () => {
   const { a, b, run } = pair();
   const replies: number[] = [];

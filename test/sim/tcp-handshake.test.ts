@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ACK, FIN, LOCAL, REMOTE, RST, SYN, TcpHarness, filler } from '../helpers/tcp-harness.js';
+import { ACK, FIN, LOCAL, PSH, REMOTE, RST, SYN, TcpHarness, filler } from '../helpers/tcp-harness.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 
 const PEER_ISN = 1000;
@@ -415,4 +415,39 @@ test('accept() resolves with queued connections; listener close resets the unacc
   assert.equal(rst.flags, RST); assert.equal(rst.dport, 41001);
   assert.equal(h.tcp.activeTcbs, 1);
   await assert.rejects(l.accept(), { code: 'ECONNABORTED' });
+});
+
+test('a full accept queue drops the handshake ACK and keeps the connection in SYN_RECEIVED (Linux tcp_abort_on_overflow = 0): no RST; the SYN-ACK is retransmitted and the next ACK gets in once there is room', async () => {
+  const h = new TcpHarness();
+  const l = h.tcp.listen({ port: 80, backlog: 1 });
+  // Two SYNs while the queue is empty (both answered), then both handshakes complete.
+  const synAcks: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    h.peerPort = 42000 + i;
+    h.inject({ seq: PEER_ISN, flags: SYN, mss: 1460 });
+    synAcks.push(h.one().seq);
+  }
+  for (let i = 0; i < 2; i++) {
+    h.peerPort = 42000 + i;
+    h.inject({ seq: PEER_ISN + 1, ack: synAcks[i]! + 1, flags: ACK });
+  }
+  h.none(); // no RST for the second
+  assert.equal(l.pending, 1);
+  assert.equal(h.tcp.counters.listenOverflows, 1);
+  // Its request arrives: still no room, dropped without an answer.
+  h.inject({ seq: PEER_ISN + 1, ack: synAcks[1]! + 1, flags: ACK | PSH, data: new Uint8Array(10) });
+  h.none();
+  assert.equal(l.pending, 1);
+  // The application accepts the first: room. The SYN-ACK retransmission comes; the peer's ACK gets in.
+  const first = await l.accept();
+  assert.equal(first.remotePort, 42000);
+  h.advance(1500);
+  const again = h.one();
+  assert.equal(again.flags, SYN | ACK, 'the SYN-ACK retransmitted');
+  assert.equal(again.seq, synAcks[1]);
+  h.inject({ seq: PEER_ISN + 1, ack: synAcks[1]! + 1, flags: ACK });
+  assert.equal(l.pending, 1);
+  const second = await l.accept();
+  assert.equal(second.remotePort, 42001);
+  assert.equal(second.state, 'ESTABLISHED');
 });

@@ -3,7 +3,8 @@
 // 0-200 ms, jitter, rate limits with shallow queues), MTUs, sysctls (cc algorithm, SACK,
 // RFC 1323, delayed ACK, small buffers and reassembly queues), 1-4 concurrent connections in
 // either direction, 0 B to 8 MiB each way, half-closes, simultaneous closes, full closes and
-// readers that stop reading for seconds.
+// readers that stop reading for seconds; TCP Fast Open on a quarter of the runs and ECN (with
+// CE marks on the way) on some hosts, drawn from a PRNG of their own (the other draws unchanged).
 //
 //   TCP_MATRIX_RUNS=5000 node --test dist/test/sim/tcp-matrix.test.js   (soak: npm run soak:tcp)
 //   TSTACK_SEED=123 node --test dist/test/sim/tcp-matrix.test.js        (replay one seed)
@@ -12,7 +13,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Simulation } from '../helpers/sim.js';
 import {
-  makeScenario, runScenario, failureReport, totalBytes, CLOSE_PATTERNS, MAX_TRANSFER, MIB, type Scenario,
+  makeScenario, runScenario, failureReport, totalBytes, overIpv6, CLOSE_PATTERNS, MAX_TRANSFER, MIB, type Scenario,
 } from '../helpers/tcp-matrix.js';
 
 const RUNS = Number(process.env['TCP_MATRIX_RUNS'] ?? 500);
@@ -56,6 +57,9 @@ if (!replaying) {
     assert.ok(sc.some((s) => s.conns.some((c) => c.initiator === 'b')), 'connections in both directions');
     for (const p of CLOSE_PATTERNS) assert.ok(sc.some((s) => s.conns.some((c) => c.close === p)), `close pattern ${p}`);
     for (const cc of ['newreno', 'cubic']) assert.ok(sc.some((s) => s.a.sysctl['net.inet.tcp.cc.algorithm'] === cc), `cc ${cc}`);
+    assert.ok(sc.some((s) => s.tfo) && sc.some((s) => !s.tfo), 'TCP Fast Open on some runs');
+    assert.ok(sc.some((s) => s.a.sysctl['net.inet.tcp.ecn'] === 1 || s.b.sysctl['net.inet.tcp.ecn'] === 1), 'ECN requested on some runs');
+    assert.ok(sc.some((s) => (s.a.sysctl['net.inet.tcp.ecn'] === 1 && (s.b.ceMark ?? 0) > 0) || (s.b.sysctl['net.inet.tcp.ecn'] === 1 && (s.a.ceMark ?? 0) > 0)), 'CE marks on some ECN runs');
     for (const k of ['sack.enable', 'rfc1323', 'delayed_ack']) {
       assert.ok(sc.some((s) => s.a.sysctl[`net.inet.tcp.${k}`] === false) && sc.some((s) => s.a.sysctl[`net.inet.tcp.${k}`] === true), `${k} on and off`);
     }
@@ -64,13 +68,20 @@ if (!replaying) {
   });
 }
 
+test('half the seeds run over IPv6', () => {
+  if (seeds.length < 4) return;
+  const n = seeds.filter(overIpv6).length;
+  assert.ok(Math.abs(n - seeds.length / 2) <= 2, `${n} of ${seeds.length} seeds over IPv6`);
+});
+
 const totals = { runs: 0, bytes: 0, virtualMs: 0, wallMs: 0, failed: [] as number[], slowest: { seed: 0, ms: 0 } };
 
 for (const seed of seeds) {
   const sc = makeScenario(seed);
-  test(`seed ${seed} (${short(sc)}): every byte arrives in order, both ends close, nothing left`, () => {
+  const v6 = overIpv6(seed);
+  test(`seed ${seed} (${v6 ? 'IPv6, ' : ''}${short(sc)}): every byte arrives in order, both ends close, nothing left`, () => {
     const t0 = performance.now();
-    const res = runScenario(sc);
+    const res = runScenario(sc, { ipv6: v6 });
     const wall = performance.now() - t0;
     totals.runs++; totals.bytes += res.bytes; totals.virtualMs += res.virtualMs; totals.wallMs += wall;
     if (wall > totals.slowest.ms) totals.slowest = { seed, ms: wall };

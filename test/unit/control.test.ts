@@ -15,6 +15,7 @@ import { ControlServer } from '../../src/runtime/control.js';
 import { compileFilter, FilterError } from '../../src/runtime/capture-filter.js';
 import { ControlClient, ToolError } from '../../src/cli/client.js';
 import { RunLoop } from '../../src/runtime/loop.js';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-control-'));
 const SOCK = join(dir, 'unit.sock');
@@ -94,6 +95,63 @@ describe('control socket protocol', () => {
     await refused(c.request('ndp.delete', { host: '10.0.0.1' }), 'EINVAL', /not an IPv6 address/);
   });
 
+  test('ifconfig.set inet6 gives a port without IPv6 an address and its connected route; -alias takes both away', async () => {
+    await c.request('sysctl.set', { name: 'net.inet6.ip6.dad_count', value: 0 }); // assigned at once
+    type If = { name: string; inet6: { addr: string; prefixLen: number }[] };
+    type R6 = { destination: string; prefixLen: number; gateway: string; flags: string; ifname: string };
+    const mem0 = async () => (await c.request<{ interfaces: If[] }>('snapshot')).interfaces.find((i) => i.name === 'mem0')!;
+    const routes6 = async () => (await c.request<{ routes6: R6[] }>('snapshot')).routes6;
+    await refused(c.request('ifconfig.set', { port: 'mem0', add: '2001:db8:5::zz/64' }), 'EINVAL', /not an IPv6 address/);
+    await refused(c.request('ifconfig.set', { port: 'mem0', add: 'ff02::1/64' }), 'EINVAL', /not a unicast IPv6 address/);
+    const after = await c.request<If>('ifconfig.set', { port: 'mem0', add: '2001:db8:5::2/64' });
+    assert.ok(after.inet6.some((a) => a.addr === '2001:db8:5::2' && a.prefixLen === 64), JSON.stringify(after.inet6));
+    assert.ok(after.inet6.some((a) => a.addr.startsWith('fe80::')), 'IPv6 started with a link-local address');
+    assert.ok((await routes6()).some((r) => r.destination === '2001:db8:5::' && r.prefixLen === 64 && r.flags === 'UC' && r.ifname === 'mem0'));
+    await refused(c.request('ifconfig.set', { port: 'mem0', add: '2001:db8:5::2/64' }), 'EEXIST', /already has 2001:db8:5::2/);
+    await c.request('ifconfig.set', { port: 'mem0', add: '2001:db8:6::2' }); // prefixlen 64 by default, as FreeBSD's
+    assert.ok((await mem0()).inet6.some((a) => a.addr === '2001:db8:6::2' && a.prefixLen === 64));
+    await c.request('ifconfig.set', { port: 'mem0', delete: '2001:db8:6::2' });
+    assert.ok(!(await mem0()).inet6.some((a) => a.addr === '2001:db8:6::2'));
+    assert.ok(!(await routes6()).some((r) => r.destination === '2001:db8:6::'), 'the connected route went with the address');
+    await refused(c.request('ifconfig.set', { port: 'mem0', delete: '2001:db8:6::2' }), 'EADDRNOTAVAIL', /mem0 has no address 2001:db8:6::2/);
+  });
+
+  test('route.add/get/delete take IPv6 destinations and gateways', async () => {
+    await refused(c.request('route.add', { destination: '2001:db8:99::/48', gateway: '2001:db8:77::1' }), 'ENETUNREACH', /not on a connected network/);
+    const list = await c.request<{ destination: string; prefixLen: number; gateway: string; flags: string }[]>('route.add', { destination: '2001:db8:99::/48', gateway: '2001:db8:5::1' });
+    assert.ok(list.some((r) => r.destination === '2001:db8:99::' && r.prefixLen === 48 && r.gateway === '2001:db8:5::1' && r.flags === 'UGS'), JSON.stringify(list));
+    await refused(c.request('route.add', { destination: '2001:db8:99::/48', gateway: '2001:db8:5::1' }), 'EEXIST', /exists/);
+    const got = await c.request<{ nexthop: string; source: string; route: { flags: string; ifname: string } }>('route.get', { destination: '2001:db8:99::7' });
+    assert.deepEqual([got.nexthop, got.source, got.route.flags, got.route.ifname], ['2001:db8:5::1', '2001:db8:5::2', 'UGS', 'mem0']);
+    // A link-local gateway with one IPv6 port: that port.
+    await c.request('route.add', { destination: 'default', gateway: 'fe80::1', inet6: true });
+    const d = await c.request<{ nexthop: string; route: { prefixLen: number } }>('route.get', { destination: '2001:db8:1234::1' });
+    assert.deepEqual([d.nexthop, d.route.prefixLen], ['fe80::1', 0]);
+    await c.request('route.delete', { destination: 'default', inet6: true });
+    await c.request('route.delete', { destination: '2001:db8:99::/48' });
+    await refused(c.request('route.delete', { destination: '2001:db8:99::/48' }), 'ESRCH', /no route to 2001:db8:99::\/48/);
+    await refused(c.request('route.get', { destination: '2001:db8:99::7' }), 'ENETUNREACH', /no route to 2001:db8:99::7/);
+    await c.request('ifconfig.set', { port: 'mem0', delete: '2001:db8:5::2' });
+  });
+
+  test('a request for worker 0 is answered; another worker number is refused by name', async () => {
+    const raw = (line: string) => new Promise<{ ok: boolean; result?: { workers: number }; error?: { code: string; message: string } }>((resolve, reject) => {
+      const s = createConnection(SOCK);
+      let buf = '';
+      s.setEncoding('utf8').on('data', (d: string) => { buf += d; if (buf.includes('\n')) { s.destroy(); resolve(JSON.parse(buf.slice(0, buf.indexOf('\n')))); } });
+      s.on('error', reject);
+      s.write(line + '\n');
+    });
+    const zero = await raw('{"v":1,"id":1,"cmd":"info","worker":0}');
+    assert.equal(zero.ok, true);
+    assert.equal(zero.result!.workers, 1);
+    const one = await raw('{"v":1,"id":2,"cmd":"info","worker":1}');
+    assert.deepEqual([one.ok, one.error!.code], [false, 'ENXIO']);
+    assert.match(one.error!.message, /no worker 1: this instance runs 1 worker \(0\)/);
+    const bad = await raw('{"v":1,"id":3,"cmd":"info","worker":"x"}');
+    assert.deepEqual([bad.ok, bad.error!.code], [false, 'EPROTO']);
+  });
+
   test('a live capture sees the frames the stack sends, filtered, and stops after count', async () => {
     const frames: { dir: string; data: string }[] = [];
     const done = c.request<{ captured: number; dropped: number }>('capture', { filter: 'arp and host 198.18.90.1', count: 1 }, (ev) => {
@@ -119,6 +177,12 @@ describe('control socket protocol', () => {
     assert.match(text, /^tstack_interface_transmit_packets_total\{port="mem0",worker="0"\} \d+$/m);
     assert.match(text, /^tstack_tcp_conn_accepts_total\{worker="0"\} 0$/m);
     assert.match(text, /^tstack_tcp_listeners\{worker="0"\} 0$/m);
+    // A real parser of the format: each family once (its samples grouped after its TYPE), typed.
+    const families = parsePrometheusTextFormat(text);
+    const names = families.map((f) => f.name);
+    assert.deepEqual(names.filter((n, i) => names.indexOf(n) !== i), [], 'no family split in two groups');
+    assert.deepEqual(families.filter((f) => f.type === 'UNTYPED').map((f) => f.name), []);
+    assert.equal(families.reduce((n, f) => n + f.metrics.length, 0), text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length);
   });
 });
 

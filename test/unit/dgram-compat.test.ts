@@ -326,3 +326,125 @@ describe('dgram scenarios: node:dgram on kernel sockets and tstack/dgram record 
     });
   }
 });
+
+// ---- udp6: the same scenarios on ::1 (kernel: lo; tstack: the instance's lo0) ---------------
+
+const UDP6_SCENARIOS = [
+  'bind: listening, the bind callback, address(); address() before bind throws getsockname EBADF',
+  'echo: a message arrives with rinfo { address, family, port, size } and the reply comes back',
+  'a second bind to the same address and port fails with an EADDRINUSE error event',
+  'connect, then send to a closed port: the send succeeds, then error recvmsg ECONNREFUSED',
+  'after close: close event once, send/close/address throw ERR_SOCKET_DGRAM_NOT_RUNNING, ref() returns the socket',
+  'send on an unbound socket binds it implicitly (listening on 0.0.0.0) before sending',
+  'connect() on an unbound socket: listening, then connect, then the connect callback',
+];
+
+const kernel6: Env = {
+  name: 'kernel',
+  a: (l) => nodeDgram.createSocket('udp6', l),
+  b: (l) => nodeDgram.createSocket('udp6', l),
+  hostA: '::1',
+  hostB: '::1',
+  bcast: '(none)',
+  createSocket: (t) => nodeDgram.createSocket(t as 'udp6'),
+};
+
+const tstack6: Env = {
+  name: 'tstack',
+  a: (l) => tstackDgram.createSocket({ type: 'udp6', stack: instA }, l) as unknown as Sock,
+  b: (l) => tstackDgram.createSocket({ type: 'udp6', stack: instA }, l) as unknown as Sock,
+  hostA: '::1',
+  hostB: '::1',
+  bcast: '(none)',
+  createSocket: (t) => tstackDgram.createSocket({ ...(typeof t === 'object' ? t as tstackDgram.SocketOptions : { type: t as 'udp6' }), stack: instA }),
+};
+
+/** Dual-stack scenarios (udp6 environments only; createSocket makes the other family's socket). */
+const dualScenarios: Record<string, Scenario> = {
+  async 'a udp6 socket on :: hears a udp4 client as ::ffff:127.0.0.1 and its reply goes back over IPv4'(env, rec) {
+    const server = env.b();
+    rec.watch(server, 'server');
+    server.on('message', (m, r) => server.send(m, r.port, r.address, rec.sendCb('server')));
+    rec.port(await bound(server, '::'), 'SERVER');
+    const c4 = env.createSocket('udp4') as Sock;
+    rec.watch(c4, 'c4');
+    rec.port(await bound(c4, '127.0.0.1'), 'C4');
+    c4.send('hi', server.address().port, '127.0.0.1', rec.sendCb('c4'));
+    await rec.until("c4 message 'hi'");
+    await closed(server, c4);
+  },
+
+  async 'ipv6Only: the port stays free for a udp4 socket; without it the udp4 bind fails with EADDRINUSE'(env, rec) {
+    const only = env.createSocket({ type: 'udp6', ipv6Only: true }) as Sock;
+    rec.port(await bound(only, '::'), 'PORT');
+    const c4 = env.createSocket('udp4') as Sock;
+    rec.watch(c4, 'c4');
+    c4.bind(only.address().port, '0.0.0.0');
+    await rec.until('c4 listening');
+    await closed(only, c4);
+    const dual = env.b();
+    rec.port(await bound(dual, '::'), 'PORT2');
+    const d4 = env.createSocket('udp4') as Sock;
+    rec.watch(d4, 'd4');
+    d4.bind(dual.address().port, '0.0.0.0');
+    await rec.until('d4 error');
+    await closed(dual, d4);
+  },
+};
+
+const expected6: Record<string, string[]> = {
+  'connect, then send to a closed port: the send succeeds, then error recvmsg ECONNREFUSED': [
+    'remoteAddress() before connect throws Error ERR_SOCKET_DGRAM_NOT_CONNECTED - - - - | Not connected',
+    'c listening :::EPH IPv6',
+    'c connect A:CLOSED IPv6',
+    'c connect-cb',
+    'send with a port while connected throws Error ERR_SOCKET_DGRAM_IS_CONNECTED - - - - | Already connected',
+    'c send-cb null 1',
+    'c error Error ECONNREFUSED -111 recvmsg - - | recvmsg ECONNREFUSED',
+    'remoteAddress() after disconnect throws Error ERR_SOCKET_DGRAM_NOT_CONNECTED - - - - | Not connected',
+    'disconnect() again throws Error ERR_SOCKET_DGRAM_NOT_CONNECTED - - - - | Not connected',
+    'c close',
+  ],
+  'a second bind to the same address and port fails with an EADDRINUSE error event': [
+    's2 error Error EADDRINUSE -98 bind A PORT | bind EADDRINUSE A:PORT',
+    `s2.address() after the failed bind -> {"address":"::","family":"IPv6","port":0}`,
+    's2 close',
+  ],
+};
+
+/** Whether this host's kernel has ::1 (IPv6 may be disabled in a container). */
+async function kernelHasIpv6Loopback(): Promise<boolean> {
+  const s = nodeDgram.createSocket('udp6');
+  const ok = await new Promise<boolean>((resolve) => { s.once('error', () => resolve(false)); s.bind(0, '::1', () => resolve(true)); });
+  try { s.close(); } catch { /* never bound */ }
+  return ok;
+}
+
+describe('udp6 dgram scenarios on ::1: node:dgram on kernel sockets and tstack/dgram record the same events', () => {
+  let wire: MemoryWire;
+  let kernelV6 = true;
+
+  before(async () => {
+    wire = new MemoryWire({ clock: realClock });
+    instA = instance(wire, '198.18.20.1/24');
+    kernelV6 = await kernelHasIpv6Loopback();
+  });
+  after(() => { instA.stop(); });
+
+  for (const name of [...UDP6_SCENARIOS, ...Object.keys(dualScenarios)]) {
+    const run = scenarios[name] ?? dualScenarios[name]!;
+    test(name, async (t) => {
+      const r: { kernel?: string[]; tstack?: string[] } = {};
+      for (const env of kernelV6 ? [kernel6, tstack6] : [tstack6]) {
+        const rec = new Recorder(env);
+        await run(env, rec);
+        r[env.name as 'kernel' | 'tstack'] = rec.events;
+      }
+      if (process.env.DGRAM_COMPAT_PRINT) console.log(`${name}\n  ${(r.kernel ?? r.tstack)!.join('\n  ')}`);
+      if (expected6[name]) assert.deepEqual(r.tstack, expected6[name]);
+      if (!kernelV6) { t.diagnostic('the kernel has no ::1 here: compared with the recorded expectations only'); return; }
+      assert.ok(r.kernel!.length > 0, 'the scenario recorded something');
+      assert.deepEqual(r.tstack, r.kernel, `tstack (actual) vs kernel (expected):\n${r.tstack!.join('\n')}`);
+    });
+  }
+});

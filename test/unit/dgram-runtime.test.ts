@@ -128,11 +128,61 @@ describe('tstack/dgram on a bare Stack (virtual clock)', () => {
     sim.close();
   });
 
-  test("udp6 is refused with EAFNOSUPPORT and a message that says IPv6 is not implemented", () => {
+  test('udp6: a :: socket hears udp4 peers as ::ffff:a.b.c.d and udp6 peers as IPv6; ipv6Only keeps IPv4 out; errors name the IPv6 address', async () => {
     const sim = new Simulation({ seed: 1 });
-    const a = sim.addHost({ name: 'a', addr: '198.18.23.1/24' }).stack;
-    assert.throws(() => createSocket({ type: 'udp6', stack: a }), (e: NodeJS.ErrnoException) =>
-      e.code === 'EAFNOSUPPORT' && e.errno === -97 && /IPv6 is not implemented/.test(e.message));
+    const a = sim.addHost({ name: 'a', addr: '198.18.23.1/24', addr6: '2001:db8:23::1/64' }).stack;
+    const b = sim.addHost({ name: 'b', addr: '198.18.23.2/24', addr6: '2001:db8:23::2/64' }).stack;
+    sim.run(3000); // DAD
+    const settle = async (pred: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !pred(); i++) { sim.run(5); await new Promise((r) => setImmediate(r)); }
+      assert.ok(pred());
+    };
+    const server = createSocket({ type: 'udp6', stack: b });
+    const got: string[] = [];
+    server.on('message', (m, r) => got.push(`${m} ${r.address} ${r.family} ${r.size}`));
+    let listening = false;
+    server.bind(5300, () => { listening = true; });
+    await settle(() => listening);
+    assert.deepEqual(server.address(), { address: '::', family: 'IPv6', port: 5300 });
+    const c4 = createSocket({ type: 'udp4', stack: a });
+    const c6 = createSocket({ type: 'udp6', stack: a });
+    c4.send('four', 5300, '198.18.23.2');
+    c6.send('six', 5300, '2001:db8:23::2');
+    await settle(() => got.length === 2);
+    assert.deepEqual(got.sort(), ['four ::ffff:198.18.23.1 IPv6 4', 'six 2001:db8:23::1 IPv6 3']);
+    assert.equal(c6.address().family, 'IPv6');
+    // A second :: socket on the port: bind EADDRINUSE with the address as Node prints it.
+    const dup = createSocket({ type: 'udp6', stack: b });
+    let err: NodeJS.ErrnoException | null = null;
+    dup.on('error', (e) => { err = e; });
+    dup.bind(5300);
+    await settle(() => err !== null);
+    assert.equal(err!.message, 'bind EADDRINUSE :::5300');
+    server.close(); dup.close();
+    // ipv6Only: IPv4 datagrams to the port are not for it (port unreachable), IPv6 ones are.
+    const only = createSocket({ type: 'udp6', ipv6Only: true, stack: b });
+    const got6: string[] = [];
+    only.on('message', (m, r) => got6.push(`${m} ${r.address}`));
+    listening = false;
+    only.bind(5301, () => { listening = true; });
+    await settle(() => listening);
+    c4.send('four', 5301, '198.18.23.2');
+    c6.send('six', 5301, '2001:db8:23::2');
+    await settle(() => got6.length === 1 && (b.drops['udp_noport'] ?? 0) === 1);
+    assert.deepEqual(got6, ['six 2001:db8:23::1']);
+    // connect() and remoteAddress() with an IPv6 peer; a udp6 socket given an IPv4 literal fails with EINVAL.
+    let connected = false;
+    c6.connect(5301, '2001:db8:23::2', () => { connected = true; });
+    await settle(() => connected);
+    assert.deepEqual(c6.remoteAddress(), { address: '2001:db8:23::2', family: 'IPv6', port: 5301 });
+    assert.equal(c6.address().address, '2001:db8:23::1');
+    const bad = createSocket({ type: 'udp6', stack: a });
+    let berr: NodeJS.ErrnoException | null = null;
+    bad.on('error', (e) => { berr = e; });
+    bad.bind(0, '198.18.23.1');
+    await settle(() => berr !== null);
+    assert.equal(berr!.code, 'EINVAL');
+    for (const s of [only, c4, c6, bad]) s.close();
     sim.close();
   });
 

@@ -39,5 +39,6 @@ const scenarios: Record<string, string> = {
 describe('node:http on tstack/net: the same replies as on kernel sockets', () => {
   for (const [name, body] of Object.entries(scenarios)) {
     test(name, async () => { await assertSameOnKernelAndTstack(HTTP + body); });
+    test(`${name} (over IPv6: the kernel's ::1, the stacks' 2001:db8:31::/64)`, async () => { await assertSameOnKernelAndTstack(HTTP + body, { ipv6: true }); });
   }
 });

@@ -366,10 +366,13 @@ test('real-time clock: onReadable fires once the latency has passed, not before'
   const woke = new Promise<number>((resolve) => b.onReadable(() => resolve(clock.now())));
   a.transmit(frame(pool, BCAST, a.mac, 1));
   const out: PacketBuffer[] = [];
-  assert.equal(b.rxBurst(out, 8), 0);
+  const early = b.rxBurst(out, 8);
+  const checkedAt = clock.now();
+  // Nothing before the latency has passed (on a loaded machine this line may run later than that).
+  if (checkedAt - start < 29) assert.equal(early, 0, `a frame after ${checkedAt - start} ms`);
   const at = await woke;
   assert.ok(at - start >= 29, `woke after ${at - start} ms`);
-  assert.equal(b.rxBurst(out, 8), 1);
+  assert.equal(early + b.rxBurst(out, early === 0 ? 8 : 0), 1);
   out[0]!.release();
   b.onReadable(null);
   a.close(); b.close();

@@ -51,5 +51,6 @@ const scenarios: Record<string, string> = {
 describe('node:net API surface on tstack/net: the same events as on kernel sockets', () => {
   for (const [name, body] of Object.entries(scenarios)) {
     test(name, async () => { await assertSameOnKernelAndTstack(body); });
+    test(`${name} (over IPv6: the kernel's ::1, the stacks' 2001:db8:31::/64)`, async () => { await assertSameOnKernelAndTstack(body, { ipv6: true }); });
   }
 });

@@ -69,5 +69,6 @@ const scenarios: Record<string, string> = {
 describe('exit semantics: a program on tstack/net exits when the same program on node:net does', () => {
   for (const [name, body] of Object.entries(scenarios)) {
     test(name, async () => { await assertSameOnKernelAndTstack(body); });
+    test(`${name} (over IPv6: the kernel's ::1, the stacks' 2001:db8:31::/64)`, async () => { await assertSameOnKernelAndTstack(body, { ipv6: true }); });
   }
 });

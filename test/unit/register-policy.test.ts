@@ -97,10 +97,26 @@ describe('RoutingPolicy with lo0 (every instance has it)', () => {
     return s;
   }
 
-  test('listening on loopback binds on the stack\'s lo0; ::1 stays on the kernel until the stack carries IPv6', () => {
+  test('listening on loopback binds on the stack\'s lo0, ::1 included (mirrored on the kernel\'s ::1)', () => {
     const p = new RoutingPolicy(withLoopback());
-    for (const h of ['127.0.0.1', '127.0.0.2', 'localhost']) assert.equal(p.listen(h), 'stack', h);
-    assert.equal(p.listen('::1'), 'kernel');
+    for (const h of ['127.0.0.1', '127.0.0.2', 'localhost', '::1']) assert.equal(p.listen(h), 'stack', h);
+    assert.deepEqual(p.mirrorAddresses('::1'), ['::1']);
+  });
+
+  test('TCP to [::1] goes to the stack when a stack listener on :: or ::1 owns the port; IPv6 destinations the stack routes go to the stack', () => {
+    const s = withLoopback();
+    const p = new RoutingPolicy(s);
+    s.tcp.listen({ addr6: new Uint8Array(16), port: 8081 });
+    assert.equal(p.outgoing('::1', 8081), 'stack');
+    assert.equal(p.outgoing('::1', 8082), 'kernel');
+    assert.equal(p.outgoing('2001:db8:77::9', 80), 'kernel', 'no IPv6 route on this stack');
+    s.ip6.attach(s.interfaces[0]!, { addr6: '2001:db8:77::2/64' });
+    s.sysctl.set('net.inet6.ip6.dad_count', 0);
+    s.ip6.addAddress(1, '2001:db8:78::2/64');
+    assert.equal(p.outgoing('2001:db8:78::9', 80), 'stack', 'on-link prefix of an assigned address');
+    assert.equal(p.outgoingUdp('2001:db8:78::9', 53), 'stack', 'UDP over IPv6 too');
+    assert.equal(p.listen('2001:db8:78::2'), 'stack');
+    assert.equal(p.listen('2001:db8:99::2'), 'kernel');
   });
 
   test('a loopback port a stack listener owns is reached inside the stack; any other loopback port on the kernel', () => {
@@ -134,5 +150,34 @@ describe('RoutingPolicy with lo0 (every instance has it)', () => {
     assert.deepEqual(p.mirrorAddresses('localhost'), ['127.0.0.1']);
     assert.deepEqual(p.mirrorAddresses('198.18.0.2'), [], 'the host reaches the stack\'s own address through the device');
     assert.deepEqual(new RoutingPolicy(withLoopback(), { sameHost: false }).mirrorAddresses(undefined), []);
+  });
+});
+
+describe('RoutingPolicy for udp6 sockets', () => {
+  const s = new Stack({ clock: new VirtualClock() });
+  s.addInterface(device('t0'), { addr: '198.18.0.2/24', addr6: '2001:db8:5::2/64' });
+  s.addLoopback();
+  // The configured address passes DAD after a second on the virtual clock (no one answers).
+  for (let t = 0; t <= 5000; t += 50) { (s.clock as VirtualClock).set(t); s.poll(); }
+  const p = new RoutingPolicy(s);
+
+  test('a udp6 socket bound to ::, ::1 or the stack\'s IPv6 address goes to the stack; another address stays on the kernel', () => {
+    assert.equal(p.listen('::', 'udp'), 'stack');
+    assert.equal(p.listen(undefined, 'udp'), 'stack');
+    assert.equal(p.listen('::1', 'udp'), 'stack');
+    assert.equal(p.listen('2001:db8:5::2', 'udp'), 'stack');
+    assert.equal(p.listen('2001:db8:6::2', 'udp'), 'kernel');
+    assert.equal(p.listen('2001:db8:5::2'), 'stack', 'and a TCP listener on it');
+  });
+
+  test('udp6 sends go to the stack where it has an IPv6 route; ::1 only to a port a stack socket holds', () => {
+    assert.equal(p.outgoingUdp('2001:db8:5::1', 53), 'stack');
+    assert.equal(p.outgoingUdp('2001:db8:7::1', 53), 'kernel');
+    assert.equal(p.outgoing('2001:db8:5::1'), 'stack', 'TCP over IPv6 too');
+    assert.equal(p.outgoingUdp('::1', 5353), 'kernel');
+    const sock = s.udp.open(6);
+    sock.bind6(new Uint8Array(16), 0, 5353);
+    assert.equal(p.outgoingUdp('::1', 5353), 'stack');
+    sock.close();
   });
 });

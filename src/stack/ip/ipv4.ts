@@ -4,7 +4,8 @@
 // reassembler, which belong to it.
 import { LOOPBACK_ADDR, isLoopbackAddress } from '../loopback.js';
 import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
-import { completeChecksum } from '../../base/offload.js';
+import { completeChecksum, segmentTcp4 } from '../../base/offload.js';
+import { finish, sum16 } from '../../wire/checksum.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { MAC_BROADCAST, isIpv4Multicast } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
@@ -26,6 +27,8 @@ export { defineIpSysctls } from './tunables.js';
 export class IpStats {
   received = 0; delivered = 0; fragmentsReceived = 0; reassembled = 0;
   outRequests = 0; outNoRoute = 0; fragmented = 0; fragmentsCreated = 0; loopback = 0;
+  /** Datagrams forwarded to another interface (net.inet.ip.forwarding), and those that could not be. */
+  forwarded = 0; cantForward = 0;
 }
 
 /** What IPv4 needs from the stack. */
@@ -125,7 +128,10 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
     const bcast = dst === 0xffffffff || this.isBroadcastAddress(dst);
     const mcast = isIpv4Multicast(dst);
     if (!bcast && !mcast) {
-      if (!this.isLocalAddress(dst)) { buf.release(); this.ctx.drop('ip_not_for_us'); return; }
+      if (!iface.hasAddress(dst) && !this.acceptsFromOtherInterface(iface, dst)) {
+        if (this.tun.forwarding.value !== 0) { this.forward(buf, l2Bcast); return; }
+        buf.release(); this.ctx.drop('ip_not_for_us'); return;
+      }
       // RFC 1122 §3.2.1.3(g): 127/8 never arrives from a wire, even when lo0 owns it.
       if (isLoopbackAddress(dst)) { buf.release(); this.ctx.drop('ip_loopback_destination'); return; }
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
@@ -175,6 +181,132 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
     if (fn !== undefined) { fn(ip, buf, toBroadcast); return; }
     this.ctx.drop('ip_unknown_protocol');
     this.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Protocol, toBroadcast);
+    buf.release();
+  }
+
+  // ---- forwarding (net.inet.ip.forwarding) ---------------------------------------------------
+
+  private forwardSegs: PacketBuffer[] = [];
+
+  private refuseForward(buf: PacketBuffer, reason: string): void { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); }
+
+  /**
+   * A datagram (buf.start = its header, this.ip wrapped over it) for none of our addresses while
+   * forwarding is on: RFC 1812 §5.2-5.3 — route it, decrement the TTL, fragment or refuse.
+   * Takes ownership.
+   */
+  private forward(buf: PacketBuffer, l2Bcast: boolean): void {
+    const ip = this.ip;
+    const src = ip.src, dst = ip.dst;
+    // §5.3.4: never forward what arrived as a link-layer broadcast.
+    if (l2Bcast) { this.refuseForward(buf, 'ip_forward_l2_broadcast'); return; }
+    // §5.3.7 martian destinations (0/8, 127/8, class E); RFC 3927 §7: 169.254/16 is link-local,
+    // never forwarded as source or destination.
+    const top = dst >>> 24;
+    if (top === 0 || top === 127 || top >= 240 || (dst >>> 16) === 0xa9fe || (src >>> 16) === 0xa9fe) { this.refuseForward(buf, 'ip_forward_martian'); return; }
+    const r = this.ctx.routes.lookup(dst);
+    const out = r ? this.ctx.interfaces[r.ifIndex - 1] : undefined;
+    if (!r || !out || !out.up || out.loopback) {
+      this.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.Net, false);
+      this.refuseForward(buf, 'ip_forward_no_route');
+      return;
+    }
+    // §5.3.5.1: directed broadcasts are not forwarded by default.
+    if (out.isBroadcast(dst)) { this.refuseForward(buf, 'ip_forward_directed_broadcast'); return; }
+    // §5.3.1: a datagram whose TTL would reach 0 is discarded with a Time Exceeded (code 0).
+    const ttl = ip.ttl;
+    if (ttl <= 1) {
+      this.icmp.sendError(ip, buf, IcmpType.TimeExceeded, 0, false);
+      this.refuseForward(buf, 'ip_forward_ttl_exceeded');
+      return;
+    }
+    const d = buf.data, off = ip.off;
+    // TTL - 1 with the header checksum updated incrementally (RFC 1624 eqn. 3).
+    const oldWord = (ttl << 8) | d[off + 9]!;
+    d[off + 8] = ttl - 1;
+    let sum = (~((d[off + 10]! << 8) | d[off + 11]!) & 0xffff) + (~oldWord & 0xffff) + (((ttl - 1) << 8) | d[off + 9]!);
+    sum = (sum & 0xffff) + (sum >>> 16); sum = (sum & 0xffff) + (sum >>> 16);
+    const hc = ~sum & 0xffff;
+    d[off + 10] = hc >>> 8; d[off + 11] = hc & 0xff;
+    const nexthop = r.gateway || dst;
+    // The receiving device left the L4 checksum partial (a TAP peer's own traffic): it stays
+    // partial, for the sending device or completeChecksum to finish.
+    buf.csum = buf.csum === Csum.Valid && buf.csumOffset !== 0 ? Csum.Partial : Csum.None;
+    if (buf.gso !== Gso.None) {
+      const o = out.dev.offloads;
+      const ihl = (d[off]! & 15) * 4, thl = (d[off + ihl + 12]! >> 4) * 4;
+      if (buf.gso === Gso.Tcp4 && o.tso4 && o.txCsum && ihl + thl + buf.gsoSize <= out.mtu) { this.forwardOut(out, nexthop, dst, buf); return; }
+      if (buf.gso !== Gso.Tcp4) { this.refuseForward(buf, 'ip_forward_gso_unsupported'); return; }
+      // Segment in software (what a router's NIC would see anyway: wire-sized frames).
+      const segs = this.forwardSegs;
+      buf.start = off - 14;
+      d[off - 2] = 0x08; d[off - 1] = 0x00;
+      const n = segmentTcp4(buf, this.ctx.pool, segs);
+      buf.release();
+      if (n === 0) { this.stats.cantForward++; this.ctx.drop('ip_forward_bad_gso'); return; }
+      for (let i = 0; i < n; i++) {
+        const f = segs[i]!;
+        segs[i] = undefined!;
+        f.start += 14; f.l3 = f.start;
+        this.forwardOut(out, nexthop, dst, f);
+      }
+      return;
+    }
+    this.forwardOut(out, nexthop, dst, buf);
+  }
+
+  /** The forwarded datagram in buf (start = IP header) leaves by `out`: MTU, checksum, link layer. */
+  private forwardOut(out: Interface, nexthop: number, dst: number, buf: PacketBuffer): void {
+    const d = buf.data, off = buf.start;
+    buf.l3 = off;
+    if (buf.length > out.mtu && buf.gso === Gso.None) {
+      if ((d[off + 6]! & 0x40) !== 0) {
+        // RFC 1191 §4: Fragmentation Needed, with the next-hop MTU.
+        const ip = this.ip;
+        if (ip.wrap(d, off, buf.length, false) === WireError.Ok) this.icmp.sendError(ip, buf, IcmpType.DestUnreachable, UnreachCode.FragNeeded, false, out.mtu);
+        this.stats.cantForward++; buf.release(); this.ctx.drop('ip_forward_needs_frag'); return;
+      }
+      completeChecksum(buf);
+      this.fragmentForwarded(out, nexthop, dst, buf);
+      return;
+    }
+    if (buf.csum === Csum.Partial && !out.dev.offloads.txCsum) completeChecksum(buf);
+    this.stats.forwarded++;
+    this.l2Output(out, nexthop, dst, buf);
+  }
+
+  /**
+   * RFC 791 fragmentation of a forwarded datagram (perhaps a fragment itself: offsets and MF
+   * carry over). Options are copied into every fragment. Takes ownership.
+   */
+  private fragmentForwarded(out: Interface, nexthop: number, dst: number, buf: PacketBuffer): void {
+    const d = buf.data, off = buf.start;
+    const ihl = (d[off]! & 15) * 4;
+    const payload = buf.length - ihl;
+    const fo = ((d[off + 6]! & 0x1f) << 8) | d[off + 7]!;
+    const mf = (d[off + 6]! & 0x20) !== 0;
+    const chunk = (out.mtu - ihl) & ~7;
+    if (chunk <= 0) { this.stats.cantForward++; buf.release(); this.ctx.drop('ip_mtu_too_small'); return; }
+    this.stats.fragmented++;
+    this.stats.forwarded++;
+    for (let at = 0; at < payload; at += chunk) {
+      const n = Math.min(chunk, payload - at);
+      const f = this.ctx.pool.alloc(this.ctx.pool.headroom + ihl + n + 64);
+      const o = f.append(n);
+      f.data.set(d.subarray(off + ihl + at, off + ihl + at + n), o);
+      const h = f.prepend(ihl);
+      f.data.set(d.subarray(off, off + ihl), h);
+      const fd = f.data;
+      const total = ihl + n, fragOff = fo + (at >> 3), more = mf || at + n < payload;
+      fd[h + 2] = total >>> 8; fd[h + 3] = total & 0xff;
+      fd[h + 6] = (more ? 0x20 : 0) | ((fragOff >>> 8) & 0x1f); fd[h + 7] = fragOff & 0xff;
+      fd[h + 10] = 0; fd[h + 11] = 0;
+      const c = finish(sum16(fd, h, ihl));
+      fd[h + 10] = c >>> 8; fd[h + 11] = c & 0xff;
+      f.l3 = h;
+      this.stats.fragmentsCreated++;
+      this.l2Output(out, nexthop, dst, f);
+    }
     buf.release();
   }
 
@@ -438,6 +570,19 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
     if (addr === 0xffffffff) return true;
     for (const i of this.ctx.interfaces) if (i.isBroadcast(addr)) return true;
     return false;
+  }
+
+  /**
+   * A datagram for `dst` received on `iface`, which does not own it: the weak host model (RFC
+   * 1122 §3.3.4.2, Linux's and FreeBSD's default) accepts it when another interface does —
+   * unless net.inet.ip.check_interface asks for the strong model (FreeBSD), or either
+   * interface is a separate link (VLANs, Interface.separateLink), and forwarding is off.
+   */
+  private acceptsFromOtherInterface(iface: Interface, dst: number): boolean {
+    const owner = this.interfaceForSource(dst);
+    if (owner === undefined) return false;
+    if (this.tun.forwarding.value !== 0) return true;
+    return this.tun.checkInterface.value === 0 && !iface.separateLink && !owner.separateLink;
   }
 
   private interfaceForSource(src: number): Interface | undefined {

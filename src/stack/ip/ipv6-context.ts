@@ -2,6 +2,7 @@
 // the IPv6 layer needs from the stack around it. Narrow on purpose: a test hands in a fake.
 import type { BufferPool, PacketBuffer } from '../../base/pktbuf.js';
 import type { Sysctl } from '../sysctl.js';
+import type { Offloads } from '../../base/device.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import type { Ipv6Link } from './ipv6-link.js';
 
@@ -11,6 +12,10 @@ export interface Ipv6Iface {
   readonly mac: Uint8Array;
   readonly mtu: number;
   readonly up: boolean;
+  /** Its addresses are reached only by packets received on it (VLANs: Interface.separateLink). */
+  readonly separateLink?: boolean;
+  /** The device's offloads (checksum, TSO6 for TCP paths); none when absent. */
+  readonly dev?: { readonly offloads: Offloads };
 }
 
 /** What the IPv6 layer needs from the stack. */

@@ -5,7 +5,7 @@
 // neighbour cache, address configuration and MLD. The stack hands it frames whose EtherType is
 // 0x86DD and gives it an Ethernet output; nothing else.
 import { completeChecksum } from '../../base/offload.js';
-import { Csum, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
+import { Csum, Gso, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { parseIpv6 } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
@@ -18,10 +18,11 @@ import {
 import { Addrconf, defineAddrconfSysctls, type If6AddrInfo } from '../neighbor/addrconf.js';
 import { Ndp, defineNdpSysctls } from '../neighbor/ndp.js';
 import type { Sysctl } from '../sysctl.js';
-import { copyAddr6 } from './addr6.js';
+import { addr6Equals, copyAddr6, prefixMatch } from './addr6.js';
+import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
-import { Addr6Origin, Ipv6Link } from './ipv6-link.js';
+import { Addr6Origin, Addr6State, If6Addr, Ipv6Link } from './ipv6-link.js';
 import { Mld } from './mld.js';
 import { PmtuCache } from './pmtu.js';
 import { Reassembler6, defineReass6Sysctls } from './reass6.js';
@@ -30,6 +31,7 @@ import { Route6Flags, RouteTable6 } from './route6.js';
 export function defineIpv6Sysctls(s: Sysctl): void {
   s.define({ name: 'net.inet6.ip6.hlim', type: 'int', default: 64, min: 1, max: 255, description: 'default hop limit of sent IPv6 packets (a router advertisement may change it per link)' });
   s.define({ name: 'net.inet6.ip6.pmtu_expire', type: 'int', default: 600, min: 300, max: 86400, description: 'seconds a path MTU learned from Packet Too Big is kept (RFC 8201 §5.3)' });
+  s.define({ name: 'net.inet6.ip6.forwarding', type: 'int', default: 0, min: 0, max: 1, description: 'forward IPv6 packets between interfaces (RFC 8200: hop limit decremented, ICMPv6 time exceeded / no route / packet too big; link-local and multicast never forwarded)' });
   s.define({ name: 'net.inet6.ip6.pmtu_entries', type: 'int', default: 1024, min: 16, max: 1 << 20, description: 'path MTU cache size (taken when the first interface starts IPv6)' });
   defineIcmp6Sysctls(s);
   defineReass6Sysctls(s);
@@ -49,6 +51,8 @@ export interface Ipv6Config {
 export class Ip6Stats {
   received = 0; delivered = 0; fragmentsReceived = 0; reassembled = 0;
   outRequests = 0; outNoRoute = 0; fragmented = 0; fragmentsCreated = 0;
+  /** Packets forwarded to another link (net.inet6.ip6.forwarding), and those that could not be. */
+  forwarded = 0; cantForward = 0;
 }
 
 /** Hands an upper-layer packet to a transport: `ip` wrapped over the packet, the payload at buf.data[off, off+len). Takes ownership. */
@@ -137,6 +141,20 @@ export class Ipv6 implements Ip6Services {
     if (gw) this.routes.add(ANY, 0, 0, gw, iface.index, Route6Flags.Static);
   }
 
+  /**
+   * IPv6 on the loopback interface: ::1 only (RFC 4291 §2.5.3), assigned at once (no DAD, no
+   * link-local address, no MLD). Packets to it loop back through pollLoopback(); the wire never
+   * carries it (input() drops it as source or destination).
+   */
+  attachLoopback(iface: Ipv6Iface): void {
+    if (this.links[iface.index]) return;
+    const link = new Ipv6Link(iface.index, iface.mac, iface.mtu, this.sysctl.int('net.inet6.ip6.hlim'), (l, now) => this.addrconf.rsTimer(l, now));
+    const a = new If6Addr(LOOPBACK6, 0, 128, Addr6Origin.Manual, iface.index, () => {});
+    a.state = Addr6State.Preferred;
+    link.addrs.push(a);
+    this.links[iface.index] = link;
+  }
+
   /** Adds "addr/len" to an interface (DAD first). */
   addAddress(ifIndex: number, cidr: string): void {
     const link = this.links[ifIndex];
@@ -146,6 +164,28 @@ export class Ipv6 implements Ip6Services {
     if (!link || !addr || !Number.isInteger(len) || len < 0 || len > 128) throw new Error(`bad interface or IPv6 address '${cidr}'`);
     this.addrconf.addAddress(link, addr, 0, len, Addr6Origin.Manual, INFINITE, INFINITE);
     if (len < 128) this.routes.add(addr, 0, len, null, ifIndex, Route6Flags.Connected);
+  }
+
+  /** Unsolicited neighbour advertisements for the interface's addresses (RFC 4861 §7.2.6; a bond's failover). */
+  announce(ifIndex: number): number {
+    const link = this.links[ifIndex];
+    return link ? this.ndp.announce(link) : 0;
+  }
+
+  /**
+   * Removes an address from an interface; its connected route goes too unless another address
+   * of the interface is in the same prefix. False when the interface has no such address.
+   */
+  removeAddress(ifIndex: number, addr: Uint8Array): boolean {
+    const link = this.links[ifIndex];
+    const a = link?.findAddress(addr, 0);
+    if (!link || !a) return false;
+    this.addrconf.removeAddress(link, a);
+    if (a.prefixLen < 128 && !link.addrs.some((o) => o.prefixLen === a.prefixLen && prefixMatch(o.addr, 0, a.addr, 0, a.prefixLen))) {
+      const r = this.routes.find(a.addr, a.prefixLen, null, ifIndex);
+      if (r && (r.flags & Route6Flags.Connected) !== 0) this.routes.remove(r);
+    }
+    return true;
   }
 
   /** Stops IPv6 on an interface (it went away): addresses, neighbours, routes. */
@@ -176,6 +216,13 @@ export class Ipv6 implements Ip6Services {
     return false;
   }
 
+  /** Assigned to an interface that accepts it from any other (the weak host model; not a VLAN's, see Ipv6Iface.separateLink). */
+  private isWeakLocal(b: Uint8Array, off: number): boolean {
+    const ls = this.links;
+    for (let i = 0; i < ls.length; i++) if (ls[i]?.isAssigned(b, off)) return this.ctx.interfaceByIndex(i)?.separateLink !== true;
+    return false;
+  }
+
   // ---- receive -----------------------------------------------------------------------------
 
   /** One frame's IPv6 packet at buf.data[off, off+len); `l2Multicast` when the Ethernet destination was a group. Takes ownership. */
@@ -201,10 +248,50 @@ export class Ipv6 implements Ip6Services {
       if (!link.hasGroup(b, ip.dstOff) || (nh !== Ipv6Next.ICMPv6 && nh !== Ipv6Next.HopByHop && !this.mld.accepts(link, b, ip.dstOff, ip.srcOff))) {
         buf.release(); this.ctx.drop('ip6_not_member'); return;
       }
-    } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || !this.isLocalAddress(b, ip.dstOff))) {
+    } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || iface.separateLink === true || !this.isWeakLocal(b, ip.dstOff))) {
+      if (!isIpv6LinkLocal(b, ip.dstOff) && !this.isLocalAddress(b, ip.dstOff) && this.sysctl.int('net.inet6.ip6.forwarding') !== 0) {
+        this.forward(link, buf, l2Multicast);
+        return;
+      }
       buf.release(); this.ctx.drop('ip6_not_for_us'); return;
     }
     this.headers(link, buf, mcast, l2Multicast);
+  }
+
+  private refuseForward(buf: PacketBuffer, reason: string): void { this.stats.cantForward++; buf.release(); this.ctx.drop(reason); }
+
+  /**
+   * A packet (buf.start = its header, this.ip wrapped over it) for none of our addresses while
+   * forwarding is on (RFC 8200 §3, RFC 4443 §3): route it and decrement the hop limit, or answer
+   * with the ICMPv6 error. Never fragmented on the way (§5). Takes ownership.
+   */
+  private forward(inLink: Ipv6Link, buf: PacketBuffer, l2Multicast: boolean): void {
+    const ip = this.ip, b = buf.data;
+    if (l2Multicast) { this.refuseForward(buf, 'ip6_forward_l2_multicast'); return; }
+    // RFC 4291 §2.5.6: "Routers must not forward any packets with Link-Local source or destination
+    // addresses to other links"; §2.5.2: nor the unspecified source.
+    if (isIpv6LinkLocal(b, ip.srcOff) || isIpv6Unspecified(b, ip.srcOff)) { this.refuseForward(buf, 'ip6_forward_scope'); return; }
+    const out = this.route(b, ip.dstOff, 0);
+    if (!out) {
+      this.icmp.sendError(buf, Icmpv6Type.DestUnreachable, Icmpv6UnreachCode.NoRoute, 0, inLink.ifIndex, false);
+      this.refuseForward(buf, 'ip6_forward_no_route'); return;
+    }
+    const hl = ip.hopLimit;
+    if (hl <= 1) {
+      this.icmp.sendError(buf, Icmpv6Type.TimeExceeded, Icmpv6TimeExceededCode.HopLimit, 0, inLink.ifIndex, false);
+      this.refuseForward(buf, 'ip6_forward_hop_limit'); return;
+    }
+    if (buf.length > out.mtu) {
+      this.icmp.sendError(buf, Icmpv6Type.PacketTooBig, 0, out.mtu, inLink.ifIndex, false);
+      this.refuseForward(buf, 'ip6_forward_too_big'); return;
+    }
+    if (buf.gso !== Gso.None) { this.refuseForward(buf, 'ip6_forward_gso_unsupported'); return; }
+    ip.hopLimit = hl - 1;
+    // A checksum the receiving device left partial is completed (no IPv6 checksum offload on output).
+    if (buf.csum === Csum.Valid && buf.csumOffset !== 0) { buf.csum = Csum.Partial; completeChecksum(buf); }
+    buf.csum = Csum.None;
+    this.stats.forwarded++;
+    this.ndp.output(out, this.nexthop, 0, buf);
   }
 
   /** Walks the extension headers in order (RFC 8200 §4.1) and hands the upper layer its payload. */
@@ -340,7 +427,103 @@ export class Ipv6 implements Ip6Services {
     if (!link) return;
     const now = this.clock.now();
     const m = this.pmtu.update(q, dstOff, mtu, link.mtu, now, this.sysctl.int('net.inet6.ip6.pmtu_expire') * 1000);
-    if (m) this.onPathMtu?.(q, dstOff, m);
+    if (m) {
+      // Paths re-read their MTU at their next use.
+      this.routes.generation++;
+      this.onPathMtu?.(q, dstOff, m);
+    }
+  }
+
+  // ---- paths (TCP over IPv6) ---------------------------------------------------------------
+
+  /**
+   * Resolves `path` (ip/path.ts) from `src` (null or :: = the source RFC 6724 picks) to `dst`,
+   * or revalidates it with one comparison: the route table's generation, which route changes
+   * and Packet Too Big updates bump, and the interface being up. False when there is no route
+   * or no usable source. `src`/`dst` may be the path's own src6/dst6.
+   */
+  resolvePath(path: Path, src: Uint8Array | null, dst: Uint8Array): boolean {
+    const routes = this.routes;
+    if (path.generation === routes.generation && path.family === PathFamily.V6
+        && (dst === path.dst6 || addr6Equals(path.dst6, 0, dst, 0))
+        && (src === null || src === path.src6 || isIpv6Unspecified(src, 0) || addr6Equals(path.src6, 0, src, 0))) {
+      const i = path.iface;
+      return path.ok && i !== null && i.up;
+    }
+    path.makeV6();
+    path.ok = false;
+    path.iface = null;
+    path.gsoMax = 0;
+    path.gsoKind = Gso.None;
+    path.headerLen = IPV6_HLEN;
+    path.generation = -1;
+    if (dst !== path.dst6) copyAddr6(path.dst6, 0, dst, 0);
+    const local = this.isLocalAddress(dst, 0);
+    path.local = local;
+    const link = local ? this.linkOwning(dst) : this.route(dst, 0, 0);
+    if (!link) return false;
+    const iface = this.ctx.interfaceByIndex(link.ifIndex);
+    if (!iface || !iface.up) return false;
+    if (local) copyAddr6(path.nexthop6, 0, dst, 0);
+    else copyAddr6(path.nexthop6, 0, this.nexthop, 0);
+    if (src !== null && !isIpv6Unspecified(src, 0)) {
+      if (src !== path.src6) copyAddr6(path.src6, 0, src, 0);
+    } else if (local) {
+      copyAddr6(path.src6, 0, dst, 0);
+    } else {
+      const a = link.sourceFor(dst, 0);
+      if (!a) return false;
+      copyAddr6(path.src6, 0, a.addr, 0);
+    }
+    path.iface = iface as unknown as Path['iface'];
+    path.ok = true;
+    path.generation = routes.generation;
+    path.mtu = local ? link.mtu : this.pmtu.get(dst, 0, link.mtu, this.clock.now());
+    // Looped-back segments need no checksum at all; a device may complete it, and segment
+    // super-segments (TSO6: the IPv6 payload length field bounds them).
+    const o = iface.dev?.offloads;
+    path.txCsum = local || (o !== undefined && o.txCsum);
+    if (!local && o !== undefined && o.tso6 && o.txCsum) {
+      path.gsoKind = Gso.Tcp6;
+      path.gsoMax = 65535 - 60;
+    }
+    return true;
+  }
+
+  /**
+   * Sends an upper-layer payload (buf.start = its header) along a resolved path: no route
+   * lookup, the next hop and source come from the path. Takes ownership; false when not sent.
+   */
+  pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean {
+    this.stats.outRequests++;
+    if (!this.resolvePath(path, path.src6, path.dst6)) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
+    const link = this.links[path.iface!.index]!;
+    if (buf.csum === Csum.Partial && !path.txCsum) completeChecksum(buf);
+    const payloadLen = buf.length;
+    if (buf.gso !== Gso.None) {
+      // A super-segment only goes to a device that segments it (the path may have changed).
+      if (path.gsoKind !== Gso.Tcp6 || payloadLen > 65535) { buf.release(); this.ctx.drop('ip6_gso_unsupported'); return false; }
+    } else if (IPV6_HLEN + payloadLen > path.mtu) {
+      return this.fragment(link, buf, path.src6, 0, path.dst6, 0, nextHeader, link.curHopLimit, trafficClass, path.mtu, path.nexthop6);
+    }
+    const off = buf.prepend(IPV6_HLEN);
+    writeIpv6Header(buf.data, off, trafficClass, 0, payloadLen, nextHeader, link.curHopLimit, path.src6, 0, path.dst6, 0);
+    buf.l3 = off;
+    if (path.local) {
+      buf.csum = Csum.Valid;
+      buf.ifIndex = link.ifIndex;
+      this.loopQueue.push(buf);
+      this.ctx.outputPending();
+      return true;
+    }
+    this.ndp.output(link, path.nexthop6, 0, buf);
+    return true;
+  }
+
+  /** The link one of our addresses is assigned on. */
+  private linkOwning(a: Uint8Array): Ipv6Link | undefined {
+    for (const l of this.links) if (l?.isAssigned(a, 0)) return l;
+    return undefined;
   }
 
   // ---- send --------------------------------------------------------------------------------
@@ -379,7 +562,7 @@ export class Ipv6 implements Ip6Services {
 
   /** RFC 8200 §4.5: fragments of at most the path MTU, each carrying the data in multiples of 8 octets. */
   private fragment(link: Ipv6Link, buf: PacketBuffer, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number,
-    nextHeader: number, hopLimit: number, tc: number, mtu: number): boolean {
+    nextHeader: number, hopLimit: number, tc: number, mtu: number, nexthop: Uint8Array = this.nexthop): boolean {
     const total = buf.length;
     const chunk = (mtu - IPV6_HLEN - IPV6_FRAG_HLEN) & ~7;
     // Our own extension headers (MLD's Hop-by-Hop) belong to the unfragmentable part; nothing
@@ -399,7 +582,7 @@ export class Ipv6 implements Ip6Services {
       writeIpv6Header(f.data, h, tc, 0, IPV6_FRAG_HLEN + n, Ipv6Next.Fragment, hopLimit, src, srcOff, dst, dstOff);
       f.l3 = h;
       this.stats.fragmentsCreated++;
-      this.l2Output(link, dst, dstOff, f);
+      this.l2Output(link, dst, dstOff, f, nexthop);
     }
     buf.release();
     return true;
@@ -409,7 +592,10 @@ export class Ipv6 implements Ip6Services {
   private route(dst: Uint8Array, dstOff: number, ifIndex: number): Ipv6Link | undefined {
     let link: Ipv6Link | undefined;
     copyAddr6(this.nexthop, 0, dst, dstOff);
-    if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
+    if (isLoopback(dst, dstOff)) {
+      // ::1 is lo0's (attachLoopback) and no route's: a default route must not carry it off the host.
+      for (const l of this.links) if (l?.isAssigned(dst, dstOff)) { link = l; break; }
+    } else if (isIpv6Multicast(dst, dstOff) || (isIpv6LinkLocal(dst, dstOff) && ifIndex === 0)) {
       // Scoped destinations need an interface; without one, the first with IPv6 (a single-port stack's only one).
       link = ifIndex ? this.links[ifIndex] : this.firstUpLink();
     } else {
@@ -426,11 +612,12 @@ export class Ipv6 implements Ip6Services {
   }
 
   private firstUpLink(): Ipv6Link | undefined {
-    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up) return l;
+    // Never lo0 (the link holding ::1): scoped traffic is for a real link.
+    for (const l of this.links) if (l && this.ctx.interfaceByIndex(l.ifIndex)?.up && !l.isAssigned(LOOPBACK6, 0)) return l;
     return undefined;
   }
 
-  private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer): void {
+  private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer, nexthop: Uint8Array = this.nexthop): void {
     if (isIpv6Multicast(dst, dstOff)) {
       // RFC 2464 §7: 33:33 and the low 32 bits of the group.
       writeIpv6MulticastMac(this.mcastMac, 0, dst, dstOff);
@@ -445,7 +632,7 @@ export class Ipv6 implements Ip6Services {
       this.ctx.outputPending();
       return;
     }
-    this.ndp.output(link, this.nexthop, 0, buf);
+    this.ndp.output(link, nexthop, 0, buf);
   }
 
   /** Packets to our own addresses are waiting for pollLoopback(). */
@@ -514,6 +701,7 @@ export class Ipv6 implements Ip6Services {
 const INFINITE = 0xffffffff;
 const OPT_MALFORMED = -1;
 const ANY = new Uint8Array(16);
+const LOOPBACK6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 const LINK_LOCAL_PREFIX = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
 function isLoopback(b: Uint8Array, off: number): boolean {

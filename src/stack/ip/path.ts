@@ -4,12 +4,15 @@
 // one comparison: the route table's generation (bumped by every route or address change) and
 // the interface being up. The transport asks the path, never the route table, per segment.
 import { Gso, type GsoType } from '../../base/pktbuf.js';
-import { pseudoHeaderV4 } from '../../wire/checksum.js';
+import { pseudoHeaderV4, pseudoHeaderV6 } from '../../wire/checksum.js';
 import type { Interface } from '../iface.js';
 
 /** Address families of a path (IPv4 today; an IPv6 path sets 6 and its own header length). */
 export const PathFamily = { V4: 4, V6: 6 } as const;
 export type PathFamily = (typeof PathFamily)[keyof typeof PathFamily];
+
+/** The placeholder an IPv4 path's (or TCB's) IPv6 address fields hold: never written. */
+export const NO_ADDR6 = new Uint8Array(16);
 
 export class Path {
   family: PathFamily = PathFamily.V4;
@@ -18,6 +21,13 @@ export class Path {
   dst = 0;
   /** The neighbour the datagrams go to: the gateway, or dst on a connected network. */
   nexthop = 0;
+  /**
+   * IPv6 paths: source, destination and next hop as 16 bytes each (allocated by the first v6
+   * resolution; IPv4 paths share the empty placeholder and never touch them).
+   */
+  src6: Uint8Array = NO_ADDR6;
+  dst6: Uint8Array = NO_ADDR6;
+  nexthop6: Uint8Array = NO_ADDR6;
   /** The facts below hold (a route was found and its interface is up at the last check). */
   ok = false;
   /** The interface the datagrams leave by (set by the IP layer that resolved the path). */
@@ -44,6 +54,13 @@ export class Path {
 
   /** The transport checksum's pseudo-header sum (unfolded) for `len` bytes of protocol `proto`. */
   pseudoSum(proto: number, len: number): number {
+    if (this.family === PathFamily.V6) return pseudoHeaderV6(this.src6, 0, this.dst6, 0, proto, len);
     return pseudoHeaderV4(this.src, this.dst, proto, len);
+  }
+
+  /** Makes this an IPv6 path with its own address storage (once per path). */
+  makeV6(): void {
+    this.family = PathFamily.V6;
+    if (this.src6 === NO_ADDR6) { this.src6 = new Uint8Array(16); this.dst6 = new Uint8Array(16); this.nexthop6 = new Uint8Array(16); }
   }
 }

@@ -1,5 +1,8 @@
 // IPv4 fragment reassembly (RFC 791 §3.2, RFC 815 hole tracking), bounded against hostile
-// input: a cap on datagrams in progress, on fragments per datagram, and a timeout. A datagram
+// input: a cap on datagrams in progress, on fragments per datagram, and a timeout. A full table
+// evicts its oldest datagram for a new one (as Linux's inet_frag eviction does), so a flood of
+// never-completed fragments cannot shut legitimate fragmented traffic out until it times out:
+// a datagram whose fragments arrive together completes before the flood pushes it out. A datagram
 // whose fragments overlap with different bytes is dropped whole (the RFC 5722 rule, applied to v4).
 import { LARGE_BUF_SIZE, type BufferPool, type PacketBuffer } from '../../base/pktbuf.js';
 import { IPV4_HLEN, writeIpv4Header, type Ipv4View } from '../../wire/ipv4.js';
@@ -43,6 +46,8 @@ const DATA_OFF = 128;
 
 export class Reassembler {
   private readonly table = new Map<number, Datagram[]>();
+  /** Every datagram in progress, oldest first (the eviction order). */
+  private readonly age = new Set<Datagram>();
   private count = 0;
   stats = { fragments: 0, reassembled: 0, timedOut: 0, dropped: 0 };
 
@@ -65,11 +70,14 @@ export class Reassembler {
     // Fragments other than the last must carry a multiple of 8 bytes (RFC 791).
     if ((more && (len & 7) !== 0) || off + len > 65535 - IPV4_HLEN || (len === 0 && more)) { return this.reject(buf, d, 'frag_bad_length'); }
     if (!d) {
-      if (this.count >= s.int('net.inet.ip.maxfragpackets')) return this.reject(buf, undefined, 'frag_table_full');
+      const max = s.int('net.inet.ip.maxfragpackets');
+      if (max === 0) return this.reject(buf, undefined, 'frag_disabled');
+      while (this.count >= max) this.evictOldest();
       const store = this.ctx.pool.alloc(LARGE_BUF_SIZE);
       d = new Datagram(key, src, dst, proto, id, store, (x) => this.expire(x));
       if (!list) { list = []; this.table.set(key, list); }
       list.push(d);
+      this.age.add(d);
       this.count++;
       this.ctx.wheel.arm(d.timer, this.ctx.clock.now() + s.int('net.inet.ip.fragttl'));
     }
@@ -118,6 +126,14 @@ export class Reassembler {
     return null;
   }
 
+  /** Makes room for a new datagram: the one in progress longest goes (counted). */
+  private evictOldest(): void {
+    const oldest = this.age.values().next().value as Datagram;
+    this.stats.dropped++;
+    this.ctx.drop('frag_evicted');
+    this.discard(oldest);
+  }
+
   private expire(d: Datagram): void {
     this.stats.timedOut++;
     this.ctx.drop('frag_timeout');
@@ -129,6 +145,7 @@ export class Reassembler {
 
   private unlink(d: Datagram): void {
     this.ctx.wheel.disarm(d.timer);
+    this.age.delete(d);
     const list = this.table.get(d.key);
     if (list) {
       const i = list.indexOf(d);

@@ -88,7 +88,11 @@ export class Reassembler6 {
     if (d?.dead) return this.reject(buf, undefined, 'frag6_poisoned');
     if (fragOff - ipOff > REASS6_MAX_UNFRAG) return this.reject(buf, d, 'frag6_header_too_long');
     if (!d) {
-      if (this.list.length >= s.int('net.inet6.ip6.maxfragpackets')) return this.reject(buf, undefined, 'frag6_table_full');
+      // A full table evicts its oldest datagram (as for IPv4, see reass.ts): a flood of
+      // never-completed fragments cannot shut out datagrams whose fragments arrive together.
+      const max = s.int('net.inet6.ip6.maxfragpackets');
+      if (max === 0) return this.reject(buf, undefined, 'frag6_disabled');
+      while (this.list.length >= max) this.evictOldest();
       d = new Datagram6(id, b, srcOff, dstOff, this.ctx.pool.alloc(LARGE_BUF_SIZE), (x) => this.expire(x));
       this.list.push(d);
       // RFC 8200 §4.5: "within 60 seconds of the reception of the first-arriving fragment".
@@ -164,6 +168,13 @@ export class Reassembler6 {
     d.store?.release(); d.store = null;
     d.first?.release(); d.first = null;
     return null;
+  }
+
+  /** Makes room for a new datagram: the one in progress longest goes (counted). */
+  private evictOldest(): void {
+    this.stats.dropped++;
+    this.ctx.drop('frag6_evicted');
+    this.discard(this.list[0]!);
   }
 
   private expire(d: Datagram6): void {

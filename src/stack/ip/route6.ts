@@ -21,7 +21,7 @@ export class Route6 {
   get hasGateway(): boolean { return (this.flags & Route6Flags.Gateway) !== 0; }
 }
 
-export interface Route6Info { prefix: string; gateway: string | null; ifIndex: number; flags: string; expiresInMs: number | null; }
+export interface Route6Info { prefix: string; gateway: string | null; ifIndex: number; flags: string; metric: number; expiresInMs: number | null; }
 
 export class RouteTable6 {
   /** Sorted by prefix length (longest first), then metric. */
@@ -54,6 +54,16 @@ export class RouteTable6 {
     if (i >= 0) { this.routes.splice(i, 1); this.generation++; }
   }
 
+  /** Removes the first route to prefix/len (on `ifIndex` when given); false when there is none. */
+  delete(prefix: Uint8Array, prefixLen: number, ifIndex?: number): boolean {
+    const i = this.routes.findIndex((r) => r.prefixLen === prefixLen && (ifIndex === undefined || r.ifIndex === ifIndex)
+      && prefixMatch(r.prefix, 0, prefix, 0, prefixLen));
+    if (i < 0) return false;
+    this.routes.splice(i, 1);
+    this.generation++;
+    return true;
+  }
+
   deleteInterface(ifIndex: number): void {
     const n = this.routes.length;
     this.routes = this.routes.filter((r) => r.ifIndex !== ifIndex);
@@ -81,6 +91,7 @@ export class RouteTable6 {
       gateway: r.hasGateway ? formatIpv6(r.gateway) : null,
       ifIndex: r.ifIndex,
       flags: [r.flags & Route6Flags.Connected ? 'C' : '', r.flags & Route6Flags.Static ? 'S' : '', r.flags & Route6Flags.Gateway ? 'G' : '', r.flags & Route6Flags.Ra ? 'R' : ''].join(''),
+      metric: r.metric,
       expiresInMs: r.expiresAt === Infinity ? null : r.expiresAt - now,
     }));
   }

@@ -5,12 +5,14 @@ import type { Sysctl, SysctlHandle } from '../sysctl.js';
 export interface IpTunables {
   readonly ttl: SysctlHandle<number>;
   readonly forwarding: SysctlHandle<number>;
+  readonly checkInterface: SysctlHandle<number>;
 }
 
 export function defineIpSysctls(s: Sysctl): IpTunables {
   return {
     ttl: s.define({ name: 'net.inet.ip.ttl', type: 'int', default: 64, min: 1, max: 255, description: 'default TTL of sent datagrams (TCP, UDP, ICMP)' }),
-    forwarding: s.define({ name: 'net.inet.ip.forwarding', type: 'int', default: 0, min: 0, max: 0, description: 'forward datagrams between interfaces (not implemented: must be 0)' }),
+    checkInterface: s.define({ name: 'net.inet.ip.check_interface', type: 'int', default: 0, min: 0, max: 1, description: 'strong host model: accept a datagram only on the interface that has its destination address (0: any interface, except across VLANs; ignored while forwarding)' }),
+    forwarding: s.define({ name: 'net.inet.ip.forwarding', type: 'int', default: 0, min: 0, max: 1, description: 'forward IPv4 datagrams between interfaces (RFC 1812: TTL decremented, ICMP time exceeded / unreachable / fragmentation needed; link-local, martian and broadcast destinations never forwarded)' }),
   };
 }
 

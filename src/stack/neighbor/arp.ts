@@ -19,6 +19,7 @@ import { WireError } from '../../wire/errors.js';
 import type { Interface } from '../iface.js';
 import type { Sysctl } from '../sysctl.js';
 import { Timer, type Clock, type TimerWheel } from '../../base/time.js';
+import { Ip4Map } from './ip4map.js';
 
 export const ArpState = { Incomplete: 0, Reachable: 1, Stale: 2, Probe: 3, Failed: 4, Permanent: 5 } as const;
 export type ArpState = (typeof ArpState)[keyof typeof ArpState];
@@ -34,6 +35,8 @@ export interface ArpContext {
   /** Prepends an Ethernet header (dst MAC at dstMac[dstOff..]) and transmits on `iface`. Takes ownership. */
   ethOutput(iface: Interface, dstMac: Uint8Array, dstOff: number, etherType: number, buf: PacketBuffer): void;
   drop(reason: string): void;
+  /** Randomness for the table's hash seed (the stack's source); a fixed seed without it. */
+  readonly random?: () => number;
   /** A packet held for a neighbour that did not answer (start = IP header), before it is dropped. */
   unreachable?(buf: PacketBuffer): void;
 }
@@ -67,9 +70,11 @@ export class ArpEntry {
 export interface ArpEntryInfo { ip: string; mac: string; ifIndex: number; state: string; queued: number; }
 
 export class Arp {
-  private readonly entries = new Map<number, ArpEntry>();
-  /** The unsolicited entries, oldest first (a Map keeps insertion order). */
-  private readonly unsolicited = new Map<number, ArpEntry>();
+  /** Entries by (interface, address), typed keys (the per-packet lookup allocates nothing). */
+  private readonly entries: Ip4Map<ArpEntry>;
+  /** Every entry, oldest first, and the unsolicited ones, oldest first (a Set keeps insertion order). */
+  private readonly order = new Set<ArpEntry>();
+  private readonly unsolicited = new Set<ArpEntry>();
   /** Token bucket for unsolicited entries: tokens left and when it was last refilled. */
   private tokens = 0;
   private tokensAt = -Infinity;
@@ -77,9 +82,9 @@ export class Arp {
   private readonly onTimer = (e: ArpEntry, now: number) => this.expire(e, now);
   stats = { announcements: 0, requestsSent: 0, repliesSent: 0, requestsReceived: 0, repliesReceived: 0, held: 0, holdDropped: 0, unresolved: 0, evicted: 0, unsolicitedLimited: 0 };
 
-  constructor(private readonly ctx: ArpContext) {}
-
-  private key(ifIndex: number, ip: number): number { return ifIndex * 0x100000000 + ip; }
+  constructor(private readonly ctx: ArpContext) {
+    this.entries = new Ip4Map<ArpEntry>(64, ctx.random ? Math.floor(ctx.random() * 0x100000000) | 0 : 0x9e3779b9);
+  }
 
   get size(): number { return this.entries.size; }
 
@@ -97,7 +102,7 @@ export class Arp {
     const forUs = iface.hasAddress(tpa);
     // RFC 826 "merge": update an existing entry for the sender; create one only when the packet is for us.
     if (spa !== 0) {
-      const e = this.entries.get(this.key(iface.index, spa));
+      const e = this.entries.get(iface.index, spa);
       if (e) this.confirm(e, b, v.shaOff);
       else if (forUs && this.mayLearn(iface, spa)) this.create(iface.index, spa, b, v.shaOff);
     }
@@ -110,8 +115,7 @@ export class Arp {
    * Takes ownership.
    */
   output(iface: Interface, nexthop: number, buf: PacketBuffer): void {
-    const k = this.key(iface.index, nexthop);
-    let e = this.entries.get(k);
+    let e = this.entries.get(iface.index, nexthop);
     if (e) {
       if (e.unsolicited) this.adopt(e);
       switch (e.state) {
@@ -135,7 +139,7 @@ export class Arp {
       buf.release(); this.ctx.drop('arp_table_full'); return;
     }
     e = new ArpEntry(iface.index, nexthop, this.onTimer);
-    this.entries.set(k, e);
+    this.insert(e);
     this.hold(e, buf);
     e.tries = 1;
     this.sendArp(iface, ArpOp.Request, MAC_BROADCAST, 0, iface.sourceFor(nexthop), MAC_ZERO, 0, nexthop);
@@ -151,10 +155,14 @@ export class Arp {
     }
   }
 
+  /** A broadcast request for `target` from the interface's address on its subnet (a bond's link probe). */
+  probe(iface: Interface, target: number): void {
+    this.sendArp(iface, ArpOp.Request, MAC_BROADCAST, 0, iface.sourceFor(target), MAC_ZERO, 0, target);
+  }
+
   addStatic(ifIndex: number, ip: number, mac: Uint8Array): void {
-    const k = this.key(ifIndex, ip);
-    let e = this.entries.get(k);
-    if (!e) { e = new ArpEntry(ifIndex, ip, this.onTimer); this.entries.set(k, e); }
+    let e = this.entries.get(ifIndex, ip);
+    if (!e) { e = new ArpEntry(ifIndex, ip, this.onTimer); this.insert(e); }
     if (e.unsolicited) this.adopt(e);
     this.ctx.wheel.disarm(e.timer);
     e.mac.set(mac); e.state = ArpState.Permanent;
@@ -162,16 +170,16 @@ export class Arp {
   }
 
   delete(ifIndex: number, ip: number): boolean {
-    const e = this.entries.get(this.key(ifIndex, ip));
+    const e = this.entries.get(ifIndex, ip);
     if (!e) return false;
     this.remove(e);
     return true;
   }
 
-  lookup(ifIndex: number, ip: number): ArpEntry | undefined { return this.entries.get(this.key(ifIndex, ip)); }
+  lookup(ifIndex: number, ip: number): ArpEntry | undefined { return this.entries.get(ifIndex, ip); }
 
   list(): ArpEntryInfo[] {
-    return [...this.entries.values()].map((e) => ({
+    return [...this.order].map((e) => ({
       ip: formatIpv4(e.ip), mac: e.state === ArpState.Incomplete || e.state === ArpState.Failed ? '(incomplete)' : formatMac(e.mac),
       ifIndex: e.ifIndex, state: STATE_NAMES[e.state]!, queued: e.queue.length,
     }));
@@ -179,7 +187,7 @@ export class Arp {
 
   /** Drops every entry (and held packet) of an interface. */
   flushInterface(ifIndex: number): void {
-    for (const e of [...this.entries.values()]) if (e.ifIndex === ifIndex) this.remove(e);
+    for (const e of [...this.order]) if (e.ifIndex === ifIndex) this.remove(e);
   }
 
   /**
@@ -208,17 +216,21 @@ export class Arp {
     if (this.unsolicited.size >= s.int('net.link.ether.inet.unsolicited_max')) this.evictUnsolicited();
     if (this.entries.size >= s.int('net.link.ether.inet.max_entries') && !this.evictOne()) { this.ctx.drop('arp_table_full'); return; }
     const e = new ArpEntry(ifIndex, ip, this.onTimer);
-    const k = this.key(ifIndex, ip);
-    this.entries.set(k, e);
+    this.insert(e);
     e.unsolicited = true;
-    this.unsolicited.set(k, e);
+    this.unsolicited.add(e);
     this.confirm(e, mac, macOff);
   }
 
   /** We use an entry someone else's request created: it becomes an ordinary one. */
   private adopt(e: ArpEntry): void {
     e.unsolicited = false;
-    this.unsolicited.delete(this.key(e.ifIndex, e.ip));
+    this.unsolicited.delete(e);
+  }
+
+  private insert(e: ArpEntry): void {
+    this.entries.set(e.ifIndex, e.ip, e);
+    this.order.add(e);
   }
 
   private confirm(e: ArpEntry, mac: Uint8Array, macOff: number): void {
@@ -289,9 +301,9 @@ export class Arp {
   private remove(e: ArpEntry): void {
     this.ctx.wheel.disarm(e.timer);
     for (const b of e.queue.splice(0)) b.release();
-    const k = this.key(e.ifIndex, e.ip);
-    this.entries.delete(k);
-    if (e.unsolicited) { this.unsolicited.delete(k); e.unsolicited = false; }
+    this.entries.delete(e.ifIndex, e.ip);
+    this.order.delete(e);
+    if (e.unsolicited) { this.unsolicited.delete(e); e.unsolicited = false; }
   }
 
   private evictUnsolicited(): boolean {
@@ -306,7 +318,7 @@ export class Arp {
    */
   private evictOne(): boolean {
     if (this.evictUnsolicited()) return true;
-    for (const e of this.entries.values()) {
+    for (const e of this.order) {
       if (e.state !== ArpState.Permanent) { this.remove(e); this.stats.evicted++; return true; }
     }
     return false;

@@ -3,13 +3,21 @@
 //   INCOMPLETE --NA--> REACHABLE --ReachableTime--> STALE --sent to--> DELAY --5 s--> PROBE
 //   PROBE --solicited NA--> REACHABLE; PROBE / INCOMPLETE unanswered --> gone
 // Entries are keyed by (interface, address) in typed storage (Addr6Table). A full cache makes
-// room by evicting the least useful entry it finds (stale before incomplete before the rest,
-// oldest first): junk from a scan can never lock out a new neighbour.
+// room by evicting instead of refusing (Linux's gc_thresh idea), first the oldest unsolicited
+// entry, else the least useful one it finds (stale before incomplete before the rest, oldest
+// first): junk from a scan can never lock out a new neighbour. Unsolicited entries — learned
+// from someone's solicitation for us, not used by us since — are what forged traffic can
+// create, so, as ARP's, they have their own budget (nd6_unsolicited_max), a creation rate
+// (nd6_unsolicited_rate: past it the solicitation is still answered, straight to the
+// link-layer address it gave, only not remembered) and a short life when unused
+// (nd6_unsolicited_age).
 import type { PacketBuffer } from '../../base/pktbuf.js';
 import { formatIpv6, formatMac, macEquals } from '../../wire/addr.js';
 import { WireError } from '../../wire/errors.js';
 import { Icmpv6Type, Icmpv6UnreachCode } from '../../wire/icmpv6.js';
-import { isIpv6Unspecified, writeIpv6MulticastMac, type Ipv6View } from '../../wire/ipv6.js';
+import { IPV6_HLEN, Ipv6Next, isIpv6LinkLocal, isIpv6Unspecified, writeIpv6Header, writeIpv6MulticastMac, type Ipv6View } from '../../wire/ipv6.js';
+import { finishIcmpv6Checksum } from '../../wire/icmpv6.js';
+import { Csum } from '../../base/pktbuf.js';
 import {
   NDP_HOP_LIMIT, NaFlag, NdpOption, NeighborAdvertView, NeighborSolicitView, writeNeighborAdvert,
   writeNeighborSolicit, writeSolicitedNodeMulticast, NS_LEN,
@@ -31,6 +39,9 @@ export function defineNdpSysctls(s: Sysctl): void {
   s.define({ name: 'net.inet6.icmp6.nd6_maxqueuelen', type: 'int', default: 16, min: 1, max: 1024, description: 'packets held per neighbour while its address is resolved' });
   s.define({ name: 'net.inet6.icmp6.nd6_gctimer', type: 'int', default: 1200, min: 1, max: 86400, description: 'seconds an unused stale neighbour entry is kept' });
   s.define({ name: 'net.inet6.icmp6.nd6_maxentries', type: 'int', default: 4096, min: 16, max: 1 << 20, description: 'neighbour cache size (taken when the first interface starts IPv6); a full cache evicts, it never refuses' });
+  s.define({ name: 'net.inet6.icmp6.nd6_unsolicited_max', type: 'int', default: 1024, min: 1, max: 1 << 20, description: 'entries learned from solicitations for us and not used since, at most (the oldest makes room)' });
+  s.define({ name: 'net.inet6.icmp6.nd6_unsolicited_rate', type: 'int', default: 100, min: 0, max: 1 << 20, description: 'entries learned from solicitations for us per second, at most (solicitations past it are answered, not remembered; 0 learns none)' });
+  s.define({ name: 'net.inet6.icmp6.nd6_unsolicited_age', type: 'int', default: 60, min: 1, max: 86400, description: 'seconds an entry learned from a solicitation for us lives when we do not use it' });
 }
 
 export class NdEntry {
@@ -43,6 +54,10 @@ export class NdEntry {
   /** Last time the entry was confirmed or changed state (eviction age). */
   updatedAt = 0;
   slot = -1;
+  /** Learned from a solicitation for us, not used by us since: evicted first. Linked oldest first. */
+  unsolicited = false;
+  uPrev: NdEntry | null = null;
+  uNext: NdEntry | null = null;
   readonly timer: Timer;
   constructor(readonly ifIndex: number, addr: Uint8Array, addrOff: number, cb: (e: NdEntry, now: number) => void) {
     copyAddr6(this.addr, 0, addr, addrOff);
@@ -65,6 +80,14 @@ export class Ndp {
   private readonly scratch = new Uint8Array(16);
   private readonly onTimer = (e: NdEntry, now: number) => this.expire(e, now);
   private hand = 0;
+  /** The unsolicited entries, oldest first, and their count. */
+  private uHead: NdEntry | null = null;
+  private uTail: NdEntry | null = null;
+  private uCount = 0;
+  /** Token bucket for unsolicited entries: tokens left and when it was last refilled. */
+  private tokens = 0;
+  private tokensAt = -Infinity;
+  private readonly peerMac = new Uint8Array(6);
   /** DAD saw another node claim a tentative address (RFC 4862 §5.4.3, §5.4.4). */
   onDadConflict: ((link: Ipv6Link, a: If6Addr) => void) | null = null;
   /** A neighbour stopped being a router (RFC 4861 §7.2.5): its default routes go. */
@@ -72,6 +95,8 @@ export class Ndp {
   stats = {
     nsSent: 0, nsReceived: 0, naSent: 0, naReceived: 0, held: 0, holdDropped: 0, unresolved: 0, evicted: 0,
     probesFailed: 0, addressConflicts: 0,
+    /** Solicitations answered without remembering the sender (past nd6_unsolicited_rate), and those dropped unanswered. */
+    unsolicitedLimited: 0, nsLimited: 0,
   };
 
   constructor(private readonly host: Ip6Services, capacity: number, private readonly seed: number) {
@@ -84,6 +109,8 @@ export class Ndp {
   }
 
   get size(): number { return this.table.size; }
+  /** Unsolicited entries in the cache. */
+  get unsolicitedCount(): number { return this.uCount; }
 
   lookup(ifIndex: number, addr: Uint8Array, off = 0): NdEntry | undefined {
     const s = this.table.find(ifIndex, addr, off);
@@ -98,6 +125,7 @@ export class Ndp {
     const s = this.table.find(link.ifIndex, nexthop, off);
     if (s >= 0) {
       const e = this.table.value(s)!;
+      if (e.unsolicited) this.adopt(e);
       switch (e.state) {
         case NdState.Reachable: case NdState.Delay: case NdState.Probe:
           this.host.linkOutput(link.ifIndex, e.mac, 0, buf); return;
@@ -141,8 +169,25 @@ export class Ndp {
       return;
     }
     const slla = v.linkLayerAddrOff(NdpOption.SourceLinkLayer);
-    if (slla >= 0) this.learn(link.ifIndex, b, ip.srcOff, b, slla, false);
+    const known = this.table.find(link.ifIndex, b, ip.srcOff) >= 0;
     copyAddr6(this.group, 0, b, ip.srcOff);
+    if (slla >= 0) {
+      // §7.2.3: the sender's link-layer address goes into the cache — for a new sender only
+      // within the unsolicited budget and rate (past it nothing is remembered). The
+      // advertisement goes straight to that link-layer address either way: answering is not
+      // using the entry (it stays unsolicited, first to go), and a forged sender costs no
+      // DELAY/PROBE round of unicast solicitations.
+      if (known || this.mayLearn(link, b, ip.srcOff)) this.learn(link.ifIndex, b, ip.srcOff, b, slla, false, !known);
+      for (let i = 0; i < 6; i++) this.peerMac[i] = b[slla + i]!;
+      this.sendNaDirect(link, this.scratch, this.group, this.peerMac, NaFlag.Solicited | NaFlag.Override);
+      return;
+    } else if (!known && !this.mayLearn(link, b, ip.srcOff)) {
+      // No link-layer address given and none known: answering means resolving the sender
+      // first (an entry and a multicast solicitation), which the same budget bounds.
+      this.stats.nsLimited++;
+      this.host.drop('nd6_ns_limited');
+      return;
+    }
     this.sendNa(link, this.scratch, this.group, NaFlag.Solicited | NaFlag.Override);
   }
 
@@ -204,6 +249,7 @@ export class Ndp {
   confirm(ifIndex: number, addr: Uint8Array, off: number): void {
     const e = this.lookup(ifIndex, addr, off);
     if (!e || e.state === NdState.Incomplete) return;
+    if (e.unsolicited) this.adopt(e);
     const link = this.host.link(ifIndex);
     this.setState(e, NdState.Reachable, link?.reachableTime ?? 30_000);
   }
@@ -245,20 +291,69 @@ export class Ndp {
 
   // ---- internals ---------------------------------------------------------------------------
 
-  /** §7.2.3 / §6.3.4: a neighbour's link-layer address from an option: new entries and changed addresses go STALE. */
-  private learn(ifIndex: number, addr: Uint8Array, addrOff: number, mac: Uint8Array, macOff: number, router: boolean): void {
+  /**
+   * §7.2.3 / §6.3.4: a neighbour's link-layer address from an option: new entries and changed
+   * addresses go STALE. `unsolicited`: a new entry learned from a solicitation for us.
+   */
+  private learn(ifIndex: number, addr: Uint8Array, addrOff: number, mac: Uint8Array, macOff: number, router: boolean, unsolicited = false): void {
     let e = this.lookup(ifIndex, addr, addrOff);
-    if (!e) e = this.create(ifIndex, addr, addrOff);
-    if (router) e.isRouter = true;
+    if (!e) {
+      if (unsolicited && this.uCount >= this.host.sysctl.int('net.inet6.icmp6.nd6_unsolicited_max') && this.uHead) this.evict(this.uHead);
+      e = this.create(ifIndex, addr, addrOff);
+      if (unsolicited) this.enlist(e);
+    }
+    if (router) { e.isRouter = true; if (e.unsolicited) this.adopt(e); }
     if (e.state !== NdState.Incomplete && macEquals(e.mac, 0, mac, macOff)) return;
     for (let i = 0; i < 6; i++) e.mac[i] = mac[macOff + i]!;
-    this.setState(e, NdState.Stale, this.gcMs());
+    this.setState(e, NdState.Stale, e.unsolicited ? this.host.sysctl.int('net.inet6.icmp6.nd6_unsolicited_age') * 1000 : this.gcMs());
     const link = this.host.link(ifIndex);
     if (link) this.flush(e, link);
   }
 
+  /**
+   * Whether a solicitation from addr[off..] may create an entry: a sender on the link (a
+   * link-local address, or one of the link's prefixes), within the unsolicited creation rate.
+   */
+  private mayLearn(link: Ipv6Link, addr: Uint8Array, off: number): boolean {
+    if (!isIpv6LinkLocal(addr, off) && !link.onLinkByAddress(addr, off)) { this.stats.unsolicitedLimited++; return false; }
+    const rate = this.host.sysctl.int('net.inet6.icmp6.nd6_unsolicited_rate');
+    const now = this.host.clock.now();
+    const elapsed = now - this.tokensAt;
+    if (elapsed > 0) {
+      this.tokens = elapsed >= 1000 ? rate : Math.min(rate, this.tokens + (elapsed * rate) / 1000);
+      this.tokensAt = now;
+    }
+    if (this.tokens < 1) { this.stats.unsolicitedLimited++; return false; }
+    this.tokens--;
+    return true;
+  }
+
+  private enlist(e: NdEntry): void {
+    e.unsolicited = true;
+    e.uPrev = this.uTail; e.uNext = null;
+    if (this.uTail) this.uTail.uNext = e; else this.uHead = e;
+    this.uTail = e;
+    this.uCount++;
+  }
+
+  /** The entry is ours now (we sent to it, or it was confirmed): no longer first to go. */
+  private adopt(e: NdEntry): void {
+    if (!e.unsolicited) return;
+    e.unsolicited = false;
+    if (e.uPrev) e.uPrev.uNext = e.uNext; else this.uHead = e.uNext;
+    if (e.uNext) e.uNext.uPrev = e.uPrev; else this.uTail = e.uPrev;
+    e.uPrev = e.uNext = null;
+    this.uCount--;
+  }
+
+  private evict(e: NdEntry): void {
+    this.remove(e);
+    this.stats.evicted++;
+    this.host.drop('nd6_evicted');
+  }
+
   private create(ifIndex: number, addr: Uint8Array, off: number): NdEntry {
-    if (this.table.full) this.evictOne();
+    if (this.table.full) { if (this.uHead) this.evict(this.uHead); else this.evictOne(); }
     const e = new NdEntry(ifIndex, addr, off, this.onTimer);
     e.slot = this.table.insert(ifIndex, addr, off, e);
     e.updatedAt = this.host.clock.now();
@@ -340,6 +435,7 @@ export class Ndp {
   }
 
   private remove(e: NdEntry): void {
+    if (e.unsolicited) this.adopt(e);
     this.host.wheel.disarm(e.timer);
     while (e.queue.length) e.queue.shift()!.release();
     if (e.slot >= 0) this.table.remove(e.slot);
@@ -358,7 +454,7 @@ export class Ndp {
     }
     this.hand = (this.hand + EVICT_WINDOW) % cap;
     if (!victim) { this.table.forEach((e) => { victim ??= e; }); }
-    if (victim) { this.remove(victim); this.stats.evicted++; this.host.drop('nd6_evicted'); }
+    if (victim) this.evict(victim);
   }
 
   /** §7.2.2 multicast NS to the solicited-node group, or a §7.3.3 unicast probe to the cached address. */
@@ -376,6 +472,17 @@ export class Ndp {
     this.host.sendIcmpv6(buf, src.addr, 0, this.group, 0, NDP_HOP_LIMIT, link.ifIndex);
   }
 
+  /**
+   * RFC 4861 §7.2.6: unsolicited advertisements (Override set, to all-nodes) for every assigned
+   * address of the link — "a node may wish to send unsolicited advertisements when its
+   * link-layer address changes" (a bond's failover). Returns how many were sent.
+   */
+  announce(link: Ipv6Link): number {
+    let n = 0;
+    for (const a of link.addrs) if (a.assigned) { this.sendNa(link, a.addr, ALL_NODES, NaFlag.Override); n++; }
+    return n;
+  }
+
   /** NA for our `target` (it is the source too, §7.2.4) to dst, with our link-layer address. */
   private sendNa(link: Ipv6Link, target: Uint8Array, dst: Uint8Array, flags: number): void {
     const buf = this.host.pool.alloc();
@@ -384,6 +491,25 @@ export class Ndp {
     buf.append(n);
     this.stats.naSent++;
     this.host.sendIcmpv6(buf, target, 0, dst, 0, NDP_HOP_LIMIT, link.ifIndex);
+  }
+
+  /**
+   * The solicited NA of sendNa, sent straight to `mac` (the solicitation's source link-layer
+   * address) without going through the cache: checksum, IPv6 header with hop limit 255
+   * (§7.1.2), link output.
+   */
+  private sendNaDirect(link: Ipv6Link, target: Uint8Array, dst: Uint8Array, mac: Uint8Array, flags: number): void {
+    const buf = this.host.pool.alloc();
+    const off = buf.append(0);
+    const n = writeNeighborAdvert(buf.data, off, flags, target, 0, link.mac);
+    buf.append(n);
+    finishIcmpv6Checksum(buf.data, off, n, target, 0, dst, 0);
+    buf.csum = Csum.None;
+    const h = buf.prepend(IPV6_HLEN);
+    writeIpv6Header(buf.data, h, 0, 0, n, Ipv6Next.ICMPv6, NDP_HOP_LIMIT, target, 0, dst, 0);
+    buf.l3 = h;
+    this.stats.naSent++;
+    this.host.linkOutput(link.ifIndex, mac, 0, buf);
   }
 
   private ownNonce(v: NeighborSolicitView, a: If6Addr): boolean {

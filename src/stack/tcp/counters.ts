@@ -65,6 +65,23 @@ export class TcpCounters {
   maxConnDrops = 0;
   /** Outgoing connections that took over a 4-tuple in TIME_WAIT (net.inet.tcp.tw_reuse). */
   timeWaitReused = 0;
+  /** ECN (RFC 3168): connections that negotiated it, CE-marked data segments received, ACKs with ECE, cwnd reductions for an ECE. */
+  ecnNegotiated = 0;
+  ecnCeReceived = 0;
+  ecnEceReceived = 0;
+  ecnCwndReductions = 0;
+  /**
+   * TCP Fast Open (Linux's TCPFastOpen* names): SYNs sent with data (and a cookie or a cookie
+   * request), SYN data the peer acknowledged or not, SYNs with data accepted as a server, cookies
+   * requested of us, bad cookies, requests over the TFO queue length, and SYN-with-data timeouts.
+   */
+  tfoActive = 0;
+  tfoActiveFail = 0;
+  tfoPassive = 0;
+  tfoCookieReqd = 0;
+  tfoPassiveFail = 0;
+  tfoListenOverflow = 0;
+  tfoSynLoss = 0;
 }
 
 /** What netstat-like views show of a connection (a Tcb, or a TIME_WAIT record). */

@@ -6,6 +6,7 @@
 // wildcard address, as in Linux's inet_lhash2 lookup.
 import type { TcpListener } from './listen.js';
 import type { Tcb } from './tcb.js';
+import { AF_INET6, connHash6, eq6, isZero6 } from './ends.js';
 
 export class TcpDemux {
   private buckets: (Tcb | null)[] = new Array<Tcb | null>(256).fill(null);
@@ -38,9 +39,31 @@ export class TcpDemux {
     return this.lookupHashed(connHash(this.hashKey, laddr, lport, raddr, rport), laddr, lport, raddr, rport);
   }
 
+  /** The table's hash of an IPv6 4-tuple (addresses at l[lOff..], r[rOff..]). */
+  hash6(l: Uint8Array, lOff: number, lport: number, r: Uint8Array, rOff: number, rport: number): number {
+    return connHash6(this.hashKey, l, lOff, lport, r, rOff, rport);
+  }
+
+  /** The IPv6 connection in the chain of hash `h` with this 4-tuple, or null (v4 entries have laddr6 = NO_ADDR6). */
+  lookup6Hashed(h: number, l6: Uint8Array, lport: number, r6: Uint8Array, rport: number): Tcb | null {
+    let t: Tcb | null = this.buckets[h & this.bucketMask]!;
+    while (t !== null && (t.lport !== lport || t.rport !== rport || t.family !== AF_INET6 || !eq6(t.raddr6, r6) || !eq6(t.laddr6, l6))) t = t.hashNext;
+    return t;
+  }
+
+  lookup6(l6: Uint8Array, lport: number, r6: Uint8Array, rport: number): Tcb | null {
+    return this.lookup6Hashed(connHash6(this.hashKey, l6, 0, lport, r6, 0, rport), l6, lport, r6, rport);
+  }
+
+  /** A TCB's own hash, either family. */
+  hashOf(t: Tcb): number {
+    return t.family === AF_INET6 ? connHash6(this.hashKey, t.laddr6, 0, t.lport, t.raddr6, 0, t.rport)
+      : connHash(this.hashKey, t.laddr, t.lport, t.raddr, t.rport);
+  }
+
   insert(tcb: Tcb): void {
     if (this.count >= this.buckets.length) this.grow();
-    const i = connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) & this.bucketMask;
+    const i = this.hashOf(tcb) & this.bucketMask;
     tcb.hashNext = this.buckets[i]!;
     this.buckets[i] = tcb;
     tcb.inTable = true;
@@ -50,7 +73,7 @@ export class TcpDemux {
 
   remove(tcb: Tcb): void {
     if (!tcb.inTable) return;
-    const i = connHash(this.hashKey, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport) & this.bucketMask;
+    const i = this.hashOf(tcb) & this.bucketMask;
     let t: Tcb | null = this.buckets[i]!;
     if (t === tcb) {
       this.buckets[i] = tcb.hashNext;
@@ -90,7 +113,7 @@ export class TcpDemux {
     for (let head of old) {
       while (head !== null) {
         const next: Tcb | null = head.hashNext;
-        const i = connHash(this.hashKey, head.laddr, head.lport, head.raddr, head.rport) & mask;
+        const i = this.hashOf(head) & mask;
         head.hashNext = b[i]!;
         b[i] = head;
         head = next;
@@ -130,7 +153,28 @@ export class TcpDemux {
   /** True when some listener holds `port` (any address). */
   hasListener(port: number): boolean { return this.listeners.has(port); }
 
-  /** The listener for a segment to laddr:lport: one bound to laddr first, else a wildcard one. */
+  /**
+   * The listener for an IPv6 segment to l6:lport: one bound to l6 first, else one on :: (both
+   * dual-stack and ipv6Only ones take IPv6). IPv4 listeners never see IPv6 segments.
+   */
+  findListener6(l6: Uint8Array, lport: number): TcpListener | null {
+    const list = this.listeners.get(lport);
+    if (list === undefined) return null;
+    let wild: TcpListener | null = null;
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i]!;
+      if (l.closed || l.family !== AF_INET6) continue;
+      if (eq6(l.laddr6, l6)) return l;
+      if (wild === null && isZero6(l.laddr6)) wild = l;
+    }
+    return wild;
+  }
+
+  /**
+   * The listener for a segment to laddr:lport: one bound to laddr first, else a wildcard one.
+   * IPv6 listeners take part through their laddr: 0 for a dual-stack ::, a.b.c.d for
+   * ::ffff:a.b.c.d, and NO_V4 (an address no IPv4 segment carries) otherwise.
+   */
   findListener(laddr: number, lport: number): TcpListener | null {
     const list = this.listeners.get(lport);
     if (list === undefined) return null;
@@ -139,7 +183,8 @@ export class TcpDemux {
       const l = list[i]!;
       if (l.closed) continue;
       if (l.laddr === laddr) return l;
-      if (l.laddr === 0 && wild === null) wild = l;
+      // Linux's compute_score: an IPv4 wildcard listener beats a dual-stack IPv6 one.
+      if (l.laddr === 0 && (wild === null || (wild.family === AF_INET6 && l.family !== AF_INET6))) wild = l;
     }
     return wild;
   }

@@ -18,6 +18,8 @@ export interface TcpHost {
    * TCP calls it before each use of the path's facts (MTU, checksum offload, GSO limit).
    */
   resolvePath(path: Path, src: number, dst: number): boolean;
+  /** The same for IPv6 (16-byte addresses; src all zero: the source RFC 6724 picks). */
+  resolvePath6(path: Path, src: Uint8Array, dst: Uint8Array): boolean;
   /**
    * Sends one L4 segment along `path`. `buf` holds the TCP header and payload at start..end, with
    * at least DEFAULT_HEADROOM bytes of headroom; its checksum is complete, or buf.csum =
@@ -27,6 +29,8 @@ export interface TcpHost {
   pathOutput(path: Path, buf: PacketBuffer, proto: number, tos: number, ttl: number, df: boolean): boolean;
   /** True when `addr` is one of this stack's addresses. */
   isLocalAddress(addr: number): boolean;
+  /** True when the 16 bytes at `addr` are one of this stack's IPv6 addresses. */
+  isLocalAddress6(addr: Uint8Array): boolean;
   /**
    * Optional: TCP has deferred output queued (Tcp.deferOutput) and needs `Tcp.flushOutput()`
    * soon; the owner of the run loop schedules it.

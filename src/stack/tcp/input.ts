@@ -8,7 +8,9 @@ import { prrOnAck, prrStart } from './prr.js';
 import { rackEnterRecovery, rackOnAck } from './rack.js';
 import { seqDiff, seqGe, seqGt, seqInRange, seqLe, seqLt, seqMin } from './seq.js';
 import { TcbStats } from './stats.js';
-import { KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
+import { fastOpenSynAck, tfoChild } from './fastopen.js';
+import { ecnEcho, ecnOnData } from './ecn.js';
+import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import { applySynOptions, armKeepalive, dropConnection, enterTimeWait, establish, freeTcb, setState } from './lifecycle.js';
 
@@ -93,7 +95,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
       case TcpState.SYN_RECEIVED:
         // "If this connection was initiated with a passive OPEN ... return this connection to
         // LISTEN state"; an active one was refused.
-        if (tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); } else { tcp.counters.connRefused++; dropConnection(tcp, tcb, 'ECONNREFUSED'); }
+        // A TFO connection is the application's already: it is reset.
+        if (tfoChild(tcb)) { tcp.counters.connResets++; dropConnection(tcp, tcb, 'ECONNRESET'); }
+        else if (tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); } else { tcp.counters.connRefused++; dropConnection(tcp, tcb, 'ECONNREFUSED'); }
         return;
       case TcpState.ESTABLISHED: case TcpState.FIN_WAIT_1: case TcpState.FIN_WAIT_2: case TcpState.CLOSE_WAIT:
         tcp.counters.connResets++;
@@ -134,7 +138,11 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   // Fourth: the SYN bit. RFC 5961 §4.2: "If the SYN bit is set, irrespective of the sequence
   // number, TCP MUST send an ACK (also referred to as challenge ACK) to the remote peer".
   if (syn) {
-    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) { tcp.counters.connDrops++; freeTcb(tcp, tcb); return; }
+    if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) {
+      tcp.counters.connDrops++;
+      if (tfoChild(tcb)) dropConnection(tcp, tcb, 'ECONNRESET'); else freeTcb(tcp, tcb);
+      return;
+    }
     sendChallengeAck(tcp, tcb);
     return;
   }
@@ -147,7 +155,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... If the segment
     // acknowledgment is not acceptable, form a reset segment, <SEQ=SEG.ACK><CTL=RST>"
     if (!(seqGt(ack, tcb.sndUna) && seqLe(ack, tcb.sndMax))) {
-      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, ack, 0, TcpFlag.RST);
+      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, ack, 0, TcpFlag.RST, tcb);
       return;
     }
     tcb.sndWnd = seg.wnd << tcb.sndWscale;
@@ -188,6 +196,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     else if (tcb.inRecovery) prrOnAck(tcb, newlySacked);
   }
 
+  // RFC 3168 §6.1.2: the receiver saw congestion (ECE) — halve cwnd, at most once per window.
+  if ((flags & TcpFlag.ECE) && (tcb.ecn & EcnFlag.Ok)) ecnEcho(tcp, tcb, now);
+
   // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If (SND.WL1 < SEG.SEQ
   // or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)), set SND.WND <- SEG.WND, set SND.WL1 <-
   // SEG.SEQ, and set SND.WL2 <- SEG.ACK."
@@ -195,7 +206,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
     const opened = tcb.sndWnd === 0 && wnd > 0;
     tcb.sndWnd = wnd; tcb.sndWl1 = seg.seq; tcb.sndWl2 = ack;
     if (wnd > tcb.maxSndWnd) tcb.maxSndWnd = wnd;
-    if (opened && tcb.persistTimer.armed) {
+    if (opened && tcb.persistArmed) {
       // Out of persist: the unaccepted probe byte is sent again as ordinary data.
       tcp.host.wheel.disarm(tcb.persistTimer);
       tcb.persistBackoff = 0;
@@ -226,6 +237,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   if (flags & TcpFlag.URG) tcp.counters.rcvUrgent++;
 
   // Seventh: segment text.
+  if (seg.dataLen > 0 && (tcb.ecn & EcnFlag.Ok)) ecnOnData(tcp, tcb, flags, seg.ecn);
   if (dataLen > 0) {
     const st = tcb.state;
     if (st === TcpState.ESTABLISHED || st === TcpState.FIN_WAIT_1 || st === TcpState.FIN_WAIT_2) {
@@ -233,7 +245,7 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
         // The application closed without reading: like Linux and FreeBSD, answer data arriving
         // after close() with a reset.
         tcp.counters.rcvAfterClose++;
-        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
         dropConnection(tcp, tcb, '');
         return;
       }
@@ -480,7 +492,7 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
     // A quick ACK. Under a run loop (deferred output) it leaves at the end of this iteration,
     // with the reply when the application answers at once, instead of just before it.
     if (tcp.deferOutput) { tcb.quickAckPending = true; tcp.requestOutput(tcb); } else tcb.ackNow = true;
-  } else if (!tcb.delackTimer.armed) {
+  } else if (!tcb.delackArmed) {
     tcp.host.wheel.arm(tcb.delackTimer, now + tcp.tun.delAckTime.value);
   }
 }
@@ -506,7 +518,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     // "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set, if so
     // drop the segment and return) <SEQ=SEG.ACK><CTL=RST>"
     if (seqLe(seg.ack, tcb.iss) || seqGt(seg.ack, tcb.sndMax)) {
-      if (!(flags & TcpFlag.RST)) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seg.ack, 0, TcpFlag.RST);
+      if (!(flags & TcpFlag.RST)) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seg.ack, 0, TcpFlag.RST, tcb);
       return;
     }
   }
@@ -521,6 +533,9 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, true, now);
+  // RFC 3168 §6.1.1: ECN is on when the SYN-ACK answers our ECN-setup SYN with ECE alone (Linux's
+  // tcp_ecn_rcv_synack(); also off for a simultaneous open).
+  if ((tcb.ecn & EcnFlag.Ok) && (flags & (TcpFlag.ECE | TcpFlag.CWR | TcpFlag.ACK)) !== (TcpFlag.ECE | TcpFlag.ACK)) tcb.ecn = 0;
   // RFC 7323 §2.2: the window in a SYN is not scaled.
   tcb.sndWnd = seg.wnd;
   tcb.maxSndWnd = seg.wnd;
@@ -533,6 +548,7 @@ function synSentInput(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
     else if (tcb.tsOk && seg.opts.tsEcr !== 0 && tcb.rexmtCount === 0) tcb.rtt.sample((tsNow(tcb, now) - seg.opts.tsEcr) >>> 0);
     tcb.rttSeq = -1;
     tcb.sndUna = seg.ack;
+    if (tcb.tfo !== null) fastOpenSynAck(tcp, tcb, seg);
     if (tcb.rexmtTimer.armed) tcp.host.wheel.disarm(tcb.rexmtTimer);
     tcb.rexmtCount = 0;
     tcb.firstRexmtTime = -1;

@@ -4,17 +4,21 @@
 import { TcpFlag, type TcpOptions } from '../../wire/tcp.js';
 import { chooseWscale, emit, rcvWindow, sendRst, tcpOutput } from './output.js';
 import { seqDiff, seqGt } from './seq.js';
-import { KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
+import { EcnFlag, KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Tcp } from './tcp.js';
 import type { Path } from '../ip/path.js';
+import { AF_INET6, resolveEndsPath, type TcpEnds } from './ends.js';
+import type { Segment } from './tcp.js';
+import type { TcpListener } from './listen.js';
 
 /**
  * The MSS a path allows: its MTU less the IP and TCP headers (RFC 9293 §3.7.1), resolving the
  * path first; 576-byte datagrams when there is no route (RFC 1122 §3.3.3's minimum).
  */
-export function pathMss(tcp: Tcp, path: Path, laddr: number, raddr: number): number {
-  if (tcp.host.resolvePath(path, laddr, raddr)) return path.mtu - path.headerLen - 20;
-  return 576 - 40;
+export function pathMss(tcp: Tcp, path: Path, e: TcpEnds): number {
+  if (resolveEndsPath(tcp.host, path, e)) return path.mtu - path.headerLen - 20;
+  // IPv6: every link carries 1280 (RFC 8200 §5), less 40 + 20 of headers.
+  return e.family === AF_INET6 ? 1220 : 576 - 40;
 }
 
 /** Moves a connection to `state`: every state change goes through here. */
@@ -23,22 +27,23 @@ export function setState(tcb: Tcb, state: TcpState): void {
 }
 
 /** Active open: choose the ISN (RFC 6528), offer our options, send the SYN. */
-export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1): void {
+export function startConnect(tcp: Tcp, tcb: Tcb, isnFloor = -1, defer = false): void {
   const now = tcp.host.clock.now();
   setState(tcb, TcpState.SYN_SENT);
-  initSendSpace(tcb, chooseIsn(tcp, now, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, isnFloor));
-  const mss = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
+  initSendSpace(tcb, chooseIsn(tcp, now, tcb, tcb.lport, tcb.rport, isnFloor));
+  const mss = pathMss(tcp, tcb.path, tcb);
   tcb.rcvMss = tcb.userMss > 0 && tcb.userMss < mss ? tcb.userMss : mss;
   tcb.rcvWscale = tcp.tun.rfc1323.value ? chooseWscale(Math.max(tcb.rcvBuf.capacity, tcb.rcvBufMax)) : 0;
-  tcpOutput(tcp, tcb, now);
+  // A TFO SYN may wait for the deferred-output flush, so it carries what is written meanwhile.
+  if (defer) tcp.requestOutput(tcb); else tcpOutput(tcp, tcb, now);
 }
 
 /**
  * RFC 6528 ISN; when the 4-tuple comes out of TIME_WAIT (isnFloor >= 0), at least isnFloor so
  * it lies above every sequence number the previous incarnation used (RFC 1122 §4.2.2.13).
  */
-export function chooseIsn(tcp: Tcp, now: number, laddr: number, lport: number, raddr: number, rport: number, isnFloor: number): number {
-  const isn = tcp.isnGen.isn(now, laddr, lport, raddr, rport) >>> 0;
+export function chooseIsn(tcp: Tcp, now: number, e: TcpEnds, lport: number, rport: number, isnFloor: number): number {
+  const isn = tcp.isnGen.isn(now, tcp.prf.local(e), lport, tcp.prf.remote(e), rport) >>> 0;
   return isnFloor >= 0 && !seqGt(isn, isnFloor) ? isnFloor >>> 0 : isn;
 }
 
@@ -55,7 +60,7 @@ export function initSendSpace(tcb: Tcb, iss: number): void {
  * both sides sent it (RFC 7323 §1.3, RFC 2018 §2); the MSS is clamped to the route.
  */
 export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: boolean, now: number): void {
-  const routeMss = pathMss(tcp, tcb.path, tcb.laddr, tcb.raddr);
+  const routeMss = pathMss(tcp, tcb.path, tcb);
   const peerMss = opts.mss >= 0 ? opts.mss : tcp.tun.mssDefault.value;
   // TCP_MAXSEG caps both the MSS we use and the one we announce (Linux: user_mss).
   const cap = tcb.userMss > 0 && tcb.userMss < routeMss ? tcb.userMss : routeMss;
@@ -80,20 +85,36 @@ export function applySynOptions(tcp: Tcp, tcb: Tcb, opts: TcpOptions, active: bo
 
 /**
  * SYN_SENT/SYN_RECEIVED -> ESTABLISHED: start congestion control, hand a passive connection to
- * its listener's accept queue. Returns false when the connection was dropped (queue full).
+ * its listener's accept queue. Returns false when the segment must go no further: the listener
+ * closed (the connection was reset and freed), or its accept queue is full (the connection stays
+ * in SYN_RECEIVED).
  */
 export function establish(tcp: Tcp, tcb: Tcb, now: number): boolean {
   const wasSynRcvd = tcb.state === TcpState.SYN_RECEIVED;
+  if (tcb.passive && wasSynRcvd && tcb.listener && !tcb.listener.closed && tcb.listener.acceptQueue.length >= tcb.listener.backlog) {
+    // A full accept queue (the application accepts slower than peers connect): as Linux with
+    // tcp_abort_on_overflow = 0, the handshake's ACK is dropped and the connection stays in
+    // SYN_RECEIVED; the SYN-ACK retransmission (or the peer's next segment) tries again, and
+    // it is accepted once there is room. Only a bounded SYN_RECEIVED lifetime ends it.
+    tcp.counters.listenOverflows++;
+    return false;
+  }
   setState(tcb, TcpState.ESTABLISHED);
   tcb.cc.init(tcb.maxSeg, now, tcp.tun.initCwndSegments.value);
   tcb.lastRecvTime = now;
   tcp.counters.connEstablished++;
-  if (tcb.passive && wasSynRcvd && tcb.listener) {
+  if (tcb.ecn & EcnFlag.Ok) { tcp.counters.ecnNegotiated++; tcb.ecnHigh = tcb.iss; }
+  const tfo = tcb.tfo;
+  tcb.tfo = null;
+  if (tfo !== null && tfo.listener !== null) {
+    // A TFO connection: in the accept queue (or accepted) since its SYN; its handshake is done.
+    tfo.listener.tfoPending--;
+  } else if (tcb.passive && wasSynRcvd && tcb.listener) {
     const l = tcb.listener;
     l.synQueueLen--;
-    if (l.closed || l.acceptQueue.length >= l.backlog) {
+    if (l.closed) {
       tcp.counters.listenOverflows++;
-      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+      sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
       tcb.listener = null;
       freeTcb(tcp, tcb);
       return false;
@@ -132,11 +153,7 @@ export function dropConnection(tcp: Tcp, tcb: Tcb, err: string): void {
  */
 export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   const wheel = tcp.host.wheel;
-  wheel.disarm(tcb.rexmtTimer);
-  wheel.disarm(tcb.persistTimer);
-  wheel.disarm(tcb.keepTimer);
-  wheel.disarm(tcb.delackTimer);
-  wheel.disarm(tcb.reoTimer);
+  tcb.disarmTimers(wheel);
   if (tcb.rack !== null) { tcp.giveRack(tcb.rack); tcb.rack = null; }
   tcb.keepMode = KeepMode.None;
   tcb.sndBuf.release();
@@ -144,6 +161,10 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   tcb.rcvBuf.oooCount = 0;
   tcb.resetScoreboard();
   tcp.remove(tcb);
+  if (tcb.tfo !== null) {
+    if (tcb.tfo.listener !== null) tcb.tfo.listener.tfoPending--;
+    tcb.tfo = null;
+  }
   const l = tcb.listener;
   if (l) {
     if (tcb.inAcceptQueue) {
@@ -178,3 +199,21 @@ export function enterTimeWait(tcp: Tcp, tcb: Tcb, now: number): void {
   tcp.post(tcb, TcbEvent.Close);
 }
 
+
+/** A TCB for the connection a received segment (to listener `l`) opens, either family. */
+export function newTcbFor(tcp: Tcp, seg: Segment, l: TcpListener): Tcb {
+  if (seg.family === AF_INET6) return newTcb6(tcp, seg.laddr6, seg.dport, seg.raddr6, seg.sport);
+  const t = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
+  // An IPv4 peer of a dual-stack listener: the application sees ::ffff:a.b.c.d.
+  if (l.family === AF_INET6) t.v4mapped = true;
+  return t;
+}
+
+/** An IPv6 TCB (addresses copied; laddr = raddr = 0 keep it out of every IPv4 lookup). */
+export function newTcb6(tcp: Tcp, l6: Uint8Array, lport: number, r6: Uint8Array, rport: number, ccName?: string): Tcb {
+  const t = tcp.newTcb(0, lport, 0, rport, ccName);
+  t.family = AF_INET6;
+  t.laddr6 = Uint8Array.from(l6);
+  t.raddr6 = Uint8Array.from(r6);
+  return t;
+}

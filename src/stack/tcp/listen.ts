@@ -3,15 +3,24 @@
 import { TcpFlag, type TcpOptionsSpec } from '../../wire/tcp.js';
 import { segmentArrives } from './input.js';
 import { chooseWscale, sendRaw, sendRst, tcpOutput } from './output.js';
-import { TcbEvent, TcpState, type Tcb } from './tcb.js';
+import { EcnFlag, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
 import type { TcpBinding } from './ports.js';
 import { TcpSocket, TcpError } from './socket.js';
-import { applySynOptions, chooseIsn, freeTcb, initSendSpace, pathMss, setState } from './lifecycle.js';
+import { AF_INET, AF_INET6, NO_ADDR6 } from './ends.js';
+import { applySynOptions, chooseIsn, freeTcb, initSendSpace, newTcbFor, pathMss, setState } from './lifecycle.js';
+import { fastOpenServer } from './fastopen.js';
 
 export interface ListenOptions {
   /** Local address (u32); 0 = any. */
   addr?: number;
+  /**
+   * An IPv6 listener: its address (16 bytes; all zero = ::). On :: it also takes IPv4
+   * connections (they appear as ::ffff:a.b.c.d) unless `ipv6Only`.
+   */
+  addr6?: Uint8Array;
+  /** IPV6_V6ONLY: an IPv6 listener on :: takes no IPv4 connections. */
+  ipv6Only?: boolean;
   /** Local port; 0 = an ephemeral port. */
   port: number;
   /** Accept queue length (connections established but not yet accepted). */
@@ -22,6 +31,12 @@ export interface ListenOptions {
   reuseAddr?: boolean;
   /** The binding a socket took with Tcp.bind() (the POSIX layer); without one, listen() binds. */
   binding?: TcpBinding;
+  /**
+   * TCP Fast Open (RFC 7413; Linux's TCP_FASTOPEN socket option): the most connections opened by
+   * a SYN with data that may wait for their handshake to complete; 0/undefined = no TFO (unless
+   * net.inet.tcp.fastopen has 0x400). Needs net.inet.tcp.fastopen bit 0x2.
+   */
+  fastOpen?: number;
 }
 
 export class TcpListener {
@@ -36,6 +51,14 @@ export class TcpListener {
   mss = 0;
   /** IP_TOS for connections accepted from now on (the SYN-ACK carries it). */
   tos = 0;
+  /** AF_INET or AF_INET6 (then laddr is 0 for a dual-stack ::, a.b.c.d for ::ffff:a.b.c.d, else NO_V4). */
+  family = AF_INET;
+  laddr6: Uint8Array = NO_ADDR6;
+  ipv6Only = false;
+  /** TCP Fast Open queue length (TCP_FASTOPEN): 0 = no TFO on this listener. */
+  tfoQlen = 0;
+  /** Connections opened by a SYN with data whose handshake has not completed yet. */
+  tfoPending = 0;
   private waiters: { resolve: (s: TcpSocket) => void; reject: (e: Error) => void; signal?: AbortSignalLike; onAbort?: () => void }[] = [];
 
   constructor(private readonly tcp: Tcp, readonly laddr: number, readonly localPort: number, readonly backlog: number, readonly binding: TcpBinding) {}
@@ -109,7 +132,7 @@ export interface AbortSignalLike {
 }
 
 function abortChild(tcp: Tcp, t: Tcb): void {
-  sendRst(tcp, t.laddr, t.lport, t.raddr, t.rport, t.sndNxt, 0, TcpFlag.RST);
+  sendRst(tcp, t.laddr, t.lport, t.raddr, t.rport, t.sndNxt, 0, TcpFlag.RST, t);
   freeTcb(tcp, t);
 }
 
@@ -130,7 +153,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
     if (!(flags & TcpFlag.SYN) && tcp.tun.syncookies.value > 0 && cookieAck(tcp, l, seg, now)) return;
     // "Second, check for an ACK: Any acknowledgment is bad if it arrives on a connection still in
     // the LISTEN state. An acceptable reset segment should be formed ... <SEQ=SEG.ACK><CTL=RST>"
-    sendRst(tcp, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST);
+    sendRst(tcp, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST, seg);
     return;
   }
   // "Third, check for a SYN"; "Fourth, other data or control ... drop the segment, and return."
@@ -142,7 +165,7 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   if (l.synQueueLen >= synBacklog) { tcp.counters.synQueueDrops++; return; }
   if (!tcp.canCreate()) return;
 
-  const tcb = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
+  const tcb = newTcbFor(tcp, seg, l);
   tcb.passive = true;
   tcb.listener = l;
   tcb.userMss = l.mss;
@@ -152,26 +175,38 @@ export function listenerInput(tcp: Tcp, l: TcpListener, seg: Segment, isnFloor =
   tcb.irs = seg.seq;
   tcb.rcvNxt = (seg.seq + 1) >>> 0;
   applySynOptions(tcp, tcb, seg.opts, false, now);
+  // RFC 3168 §6.1.1: an ECN-setup SYN (ECE and CWR) is accepted unless net.inet.tcp.ecn is 0;
+  // like Linux (tcp_ecn_create_request()), not when the SYN itself is ECT-marked.
+  if ((flags & (TcpFlag.ECE | TcpFlag.CWR)) === (TcpFlag.ECE | TcpFlag.CWR) && tcp.tun.ecn.value !== 0 && seg.ecn === 0) tcb.ecn = EcnFlag.Ok;
   tcb.rcvAdv = (tcb.rcvNxt + Math.min(tcb.rcvBuf.space, 65535)) >>> 0;
-  initSendSpace(tcb, chooseIsn(tcp, now, seg.dst, seg.dport, seg.src, seg.sport, isnFloor));
+  initSendSpace(tcb, chooseIsn(tcp, now, seg, seg.dport, seg.sport, isnFloor));
   tcb.sndWnd = seg.wnd; // SYN windows are not scaled
   tcb.maxSndWnd = seg.wnd;
   tcb.sndWl1 = seg.seq;
   tcb.sndWl2 = 0;
   tcb.lastRecvTime = now;
   tcp.insert(tcb);
-  l.synQueueLen++;
+  if ((seg.opts.fastOpen >= 0 || seg.dataLen > 0) && fastOpenServer(tcp, l, tcb, seg, now)) {
+    // RFC 7413 §4.2.2: the data in the SYN is the application's at once; the connection waits
+    // in the accept queue (not the SYN queue) and is counted in the listener's TFO queue.
+    l.acceptQueue.push(tcb);
+    tcb.inAcceptQueue = true;
+    tcp.counters.connAccepts++;
+    tcp.post(tcb, TcbEvent.Accept);
+  } else {
+    l.synQueueLen++;
+  }
   tcpOutput(tcp, tcb, now); // SYN,ACK
 }
 
 /** Stateless SYN-ACK whose ISN encodes MSS, window scale and SACK-permitted (RFC 4987 §3.6). */
 function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   const o = seg.opts;
-  const ourMss = pathMss(tcp, tcp.scratchPath, seg.dst, seg.src);
+  const ourMss = pathMss(tcp, seg.family === AF_INET6 ? tcp.scratchPath6 : tcp.scratchPath, seg);
   const peerMss = o.mss >= 0 ? o.mss : tcp.tun.mssDefault.value;
   const wscale = tcp.tun.rfc1323.value ? o.wscale : -1;
   const sackOk = tcp.tun.sackEnable.value && o.sackPermitted;
-  const isn = tcp.cookies.encode(now, seg.dst, seg.dport, seg.src, seg.sport, seg.seq, Math.min(peerMss, ourMss), wscale, sackOk) >>> 0;
+  const isn = tcp.cookies.encode(now, tcp.prf.local(seg), seg.dport, tcp.prf.remote(seg), seg.sport, seg.seq, Math.min(peerMss, ourMss), wscale, sackOk) >>> 0;
   tcp.counters.synCookiesSent++;
   const recvSpace = tcp.tun.recvSpace.value;
   cookieSpec.mss = ourMss;
@@ -184,7 +219,7 @@ function sendCookieSynAck(tcp: Tcp, seg: Segment, now: number): void {
   cookieSpec.tsEcr = o.tsVal;
   cookieSpec.sackCount = 0;
   sendRaw(tcp, seg.dst, seg.dport, seg.src, seg.sport, isn, (seg.seq + 1) >>> 0, TcpFlag.SYN | TcpFlag.ACK,
-    Math.min(recvSpace, 65535), cookieSpec, null, 0, 0);
+    Math.min(recvSpace, 65535), cookieSpec, null, 0, 0, 0, 0, seg);
 }
 
 const cookieSpec: TcpOptionsSpec = {
@@ -195,11 +230,11 @@ const cookieSpec: TcpOptionsSpec = {
 function cookieAck(tcp: Tcp, l: TcpListener, seg: Segment, now: number): boolean {
   const peerIsn = (seg.seq - 1) >>> 0;
   const ourIsn = (seg.ack - 1) >>> 0;
-  const r = tcp.cookies.decode(now, seg.dst, seg.dport, seg.src, seg.sport, peerIsn, ourIsn);
+  const r = tcp.cookies.decode(now, tcp.prf.local(seg), seg.dport, tcp.prf.remote(seg), seg.sport, peerIsn, ourIsn);
   if (!r) { tcp.counters.synCookiesFailed++; return false; }
   if (l.acceptQueue.length >= l.backlog || !tcp.canCreate()) { tcp.counters.listenOverflows++; return true; }
   tcp.counters.synCookiesReceived++;
-  const tcb = tcp.newTcb(seg.dst, seg.dport, seg.src, seg.sport);
+  const tcb = newTcbFor(tcp, seg, l);
   tcb.passive = true;
   tcb.listener = l;
   tcb.userMss = l.mss;

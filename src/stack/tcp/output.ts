@@ -7,20 +7,24 @@ import { TcpFlag, tcpOptionsLength, writeTcpHeader, writeTcpOptions, type TcpOpt
 import type { SackScoreboard } from './sack.js';
 import { sackPipe } from './prr.js';
 import { seqDiff, seqGt, seqLt } from './seq.js';
+import { fastOpenSyn, tfoChild } from './fastopen.js';
 import { TcbStats } from './stats.js';
-import { Tcb, TcpState } from './tcb.js';
+import { AF_INET6, resolveEndsPath, type TcpEnds } from './ends.js';
+import { EcnFlag, Tcb, TcpState } from './tcb.js';
 import type { Tcp } from './tcp.js';
 
 const IPPROTO_TCP = 6;
+/** RFC 3168 §5: the ECN field's ECT(0) codepoint. */
+const ECT0 = 2;
 
 /** Reusable option spec (one per process is enough: emitting is synchronous). */
 const spec: TcpOptionsSpec = {
-  mss: -1, wscale: -1, sackPermitted: false, timestamps: false, tsVal: 0, tsEcr: 0, sackCount: 0, sackBlocks: new Uint32Array(8),
+  mss: -1, wscale: -1, sackPermitted: false, timestamps: false, tsVal: 0, tsEcr: 0, sackCount: 0, sackBlocks: new Uint32Array(8), fastOpen: -1, fastOpenCookie: undefined,
 };
 const nextSegOut = new Int32Array(2);
 
 function clearSpec(): void {
-  spec.mss = -1; spec.wscale = -1; spec.sackPermitted = false; spec.timestamps = false; spec.sackCount = 0;
+  spec.mss = -1; spec.wscale = -1; spec.sackPermitted = false; spec.timestamps = false; spec.sackCount = 0; spec.fastOpen = -1;
 }
 
 /** Our TSval: a millisecond clock plus a per-connection random offset (RFC 7323 §5.4). */
@@ -79,16 +83,19 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (st === TcpState.TIME_WAIT) return;
   if (st === TcpState.SYN_SENT || st === TcpState.SYN_RECEIVED) {
     if (tcb.sndNxt === tcb.iss) {
-      emit(tcp, tcb, tcb.iss, 0, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
-      tcb.sndNxt = (tcb.iss + 1) >>> 0;
+      const synData = st === TcpState.SYN_SENT && tcb.tfo !== null ? fastOpenSyn(tcp, tcb, now) : 0;
+      emit(tcp, tcb, tcb.iss, synData, st === TcpState.SYN_SENT ? TcpFlag.SYN : TcpFlag.SYN | TcpFlag.ACK, now);
+      tcb.sndNxt = (tcb.iss + 1 + synData) >>> 0;
       if (seqGt(tcb.sndNxt, tcb.sndMax)) tcb.sndMax = tcb.sndNxt;
       if (tcb.unaSentAt < 0) tcb.unaSentAt = now;
       if (!tcb.rexmtTimer.armed) tcp.host.wheel.arm(tcb.rexmtTimer, rtoDeadline(tcb, now));
       if (tcb.rexmtCount === 0 && tcb.rttSeq < 0) { tcb.rttSeq = tcb.iss; tcb.rttStart = now; }
-    } else if (tcb.ackNow && st === TcpState.SYN_RECEIVED) {
+    } else if (tcb.ackNow && st === TcpState.SYN_RECEIVED && tcb.sndBuf.length === 0) {
       emit(tcp, tcb, tcb.sndNxt, 0, TcpFlag.ACK, now);
     }
-    return;
+    // RFC 7413 §4.2.2, as Linux: a connection opened by a SYN with data may answer before the
+    // handshake completes (its SYN-ACK is out); everything else waits for ESTABLISHED.
+    if (st === TcpState.SYN_SENT || tcb.sndNxt === tcb.iss || tcb.sndBuf.length === 0 || !tfoChild(tcb)) return;
   }
 
   // A quick ACK waits for the deferred-output flush (outPending is cleared just before it).
@@ -101,7 +108,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (sackRecovery) sackRetransmit(tcp, tcb, now);
   // TCP segmentation offload: several full segments may leave as one super-segment.
   const path = tcb.path;
-  const gsoMax = tcp.host.resolvePath(path, tcb.laddr, tcb.raddr) ? path.gsoMax : 0;
+  const gsoMax = resolveEndsPath(tcp.host, path, tcb) ? path.gsoMax : 0;
 
   for (;;) {
     const buffered = tcb.sndBuf.length;
@@ -161,7 +168,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
       // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
       // only when it empties the buffer and nothing is outstanding (or NODELAY), or it is at
       // least half the largest window the peer offered.
-      else if ((tcb.noDelay || tcb.push || tcb.sndNxt === tcb.sndUna) && off + len >= buffered) send = true;
+      // (In SYN_RECEIVED — a TFO reply — only the SYN-ACK is outstanding: no data to wait for.)
+      else if ((tcb.noDelay || tcb.push || tcb.sndNxt === tcb.sndUna || st === TcpState.SYN_RECEIVED) && off + len >= buffered) send = true;
       else if (tcb.maxSndWnd > 0 && len >= tcb.maxSndWnd >>> 1) send = true;
       else if (seqLt(tcb.sndNxt, tcb.sndMax)) send = true;
       else if (forced || fin) send = true;
@@ -205,7 +213,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
         // RFC 8985 §7.2: "The sender SHOULD start or restart a loss probe PTO timer after
         // transmitting new data" — also when the RTO runs since a probe or a recovery ended.
         armRexmtTimer(tcp, tcb, now);
-        if (tcb.persistTimer.armed) tcp.host.wheel.disarm(tcb.persistTimer);
+        if (tcb.persistArmed) tcp.host.wheel.disarm(tcb.persistTimer);
       }
     }
     if (len === 0 || forced) break;
@@ -213,7 +221,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   tcb.push = false;
   // Data waiting but nothing in flight and nothing sent: the persist timer keeps probing the
   // window (RFC 9293 §3.8.6.1) and breaks an SWS stand-off.
-  if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistTimer.armed) {
+  if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistArmed) {
     armPersist(tcp, tcb, now);
   }
 }
@@ -396,6 +404,11 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
       spec.timestamps = tcb.tsOk;
       spec.sackPermitted = tcb.sackOk;
     }
+    // RFC 7413: the client's cookie or cookie request; the server's fresh cookie.
+    const f = tcb.tfo;
+    if (f !== null && (tcb.state === TcpState.SYN_SENT ? f.cookieLen >= 0 : f.cookieLen > 0)) {
+      spec.fastOpen = f.cookieLen; spec.fastOpenCookie = f.cookie;
+    }
   } else {
     spec.timestamps = tcb.tsOk;
     if (tcb.sackOk && (flags & TcpFlag.ACK) && tcb.rcvBuf.oooCount > 0) {
@@ -417,7 +430,8 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     if (seqGt(edge, tcb.rcvAdv)) tcb.rcvAdv = edge;
   }
   const ack = flags & TcpFlag.ACK ? tcb.rcvNxt : 0;
-  const payloadOff = seqDiff(seq, tcb.sndBase);
+  // A SYN's data (TCP Fast Open) is the start of the send buffer.
+  const payloadOff = syn ? 0 : seqDiff(seq, tcb.sndBase);
   if ((len > 0 || (flags & TcpFlag.FIN)) && !syn && tcb.sackOk && tcp.tun.rack.value) {
     // RFC 8985 §6.2 step 1: remember when each range (or its retransmission) left.
     if (tcb.rack === null) tcb.rack = tcp.takeRack();
@@ -431,7 +445,27 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     st.lastDataSentTime = now;
     if (!syn && seqLt(seq, tcb.sndMax)) { st.totalRetrans++; st.bytesRetrans += len; } else st.bytesSent += len;
   }
-  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tcb.tos);
+  let tos = tcb.tos & 0xfc;
+  if (syn) {
+    if (tcb.state === TcpState.SYN_SENT) {
+      // RFC 3168 §6.1.1: an ECN-setup SYN carries ECE and CWR (net.inet.tcp.ecn = 1). Like
+      // Linux (tcp_ecn_clear_syn), a retransmitted SYN goes without them: a middlebox may be
+      // dropping ECN-setup SYNs.
+      if (tcb.rexmtCount === 0 && tcp.tun.ecn.value === 1) { flags |= TcpFlag.ECE | TcpFlag.CWR; tcb.ecn = EcnFlag.Ok; } else tcb.ecn = 0;
+    } else if (tcb.ecn & EcnFlag.Ok) {
+      flags |= TcpFlag.ECE; // the ECN-setup SYN-ACK: ECE without CWR
+    }
+  } else if (tcb.ecn !== 0) {
+    // RFC 3168 §6.1.3: ECE on every segment from a CE mark until the peer's CWR.
+    if (tcb.ecn & EcnFlag.DemandCwr) flags |= TcpFlag.ECE;
+    // §6.1.2 / §6.1.5, as Linux's tcp_ecn_send(): ECT(0) on new data only — never on pure ACKs,
+    // retransmissions or SYNs; CWR on the first new data after a reduction.
+    if (len > 0 && (tcb.ecn & EcnFlag.Ok) && !seqLt(seq, tcb.sndMax)) {
+      tos |= ECT0;
+      if (tcb.ecn & EcnFlag.QueueCwr) { flags |= TcpFlag.CWR; tcb.ecn &= ~EcnFlag.QueueCwr; }
+    }
+  }
+  sendRaw(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, seq, ack, flags, window, spec, tcb, payloadOff, len, gsoSize, tos);
   if (flags & TcpFlag.ACK) {
     // An ACK of new data spends one of the quick-ACK budget (Linux's tcp_dec_quickack_mode()).
     if (tcb.quickAcks > 0 && tcb.lastAckSent !== tcb.rcvNxt) tcb.quickAcks--;
@@ -440,7 +474,7 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
     tcb.quickAckPending = false;
     tcb.unackedBytes = 0;
     tcb.readSinceAck = false;
-    if (tcb.delackTimer.armed) tcp.host.wheel.disarm(tcb.delackTimer);
+    if (tcb.delackArmed) tcp.host.wheel.disarm(tcb.delackTimer);
   }
 }
 
@@ -449,7 +483,8 @@ export function emit(tcp: Tcp, tcb: Tcb, seq: number, len: number, flags: number
  * tcb's send buffer at payloadOff. Used by emit() and by stateless replies (RST, SYN cookies).
  */
 export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number,
-  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0, tos = 0): void {
+  flags: number, window: number, opts: TcpOptionsSpec | null, tcb: Tcb | null, payloadOff: number, len: number, gsoSize = 0, tos = 0,
+  ends: TcpEnds | null = null): void {
   const host = tcp.host;
   const optLen = opts ? tcpOptionsLength(opts) : 0;
   const hl = 20 + optLen;
@@ -460,9 +495,17 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
   writeTcpHeader(d, off, lport, rport, seq, ack, flags, window, hl);
   if (opts && optLen) writeTcpOptions(d, off + 20, opts);
   if (len > 0 && tcb) tcb.sndBuf.copyOut(payloadOff, d, off + hl, len);
-  // A connection's own path, or the scratch one for a reply without a TCB; resolved or revalidated here.
-  const path = tcb !== null ? tcb.path : tcp.scratchPath;
-  host.resolvePath(path, laddr, raddr);
+  // A connection's own path, or the scratch one for a reply without a TCB; resolved or revalidated
+  // here. IPv6 ends (a v6 TCB, or `ends` for a stateless reply) go by their 16-byte addresses.
+  const e = tcb !== null ? tcb : ends;
+  let path;
+  if (e !== null && e.family === AF_INET6) {
+    path = tcb !== null ? tcb.path : tcp.scratchPath6;
+    host.resolvePath6(path, e.laddr6, e.raddr6);
+  } else {
+    path = tcb !== null ? tcb.path : tcp.scratchPath;
+    host.resolvePath(path, laddr, raddr);
+  }
   const ph = path.pseudoSum(IPPROTO_TCP, total);
   if (path.txCsum && path.resolved) {
     // The device completes the sum: leave the folded pseudo-header sum in the field.
@@ -483,6 +526,7 @@ export function sendRaw(tcp: Tcp, laddr: number, lport: number, raddr: number, r
 }
 
 /** A reset not tied to a live TCB (closed port, bad ACK in LISTEN or SYN-SENT). */
-export function sendRst(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number, flags: number): void {
-  sendRaw(tcp, laddr, lport, raddr, rport, seq >>> 0, ack >>> 0, flags, 0, null, null, 0, 0);
+export function sendRst(tcp: Tcp, laddr: number, lport: number, raddr: number, rport: number, seq: number, ack: number, flags: number,
+  ends: TcpEnds | null = null): void {
+  sendRaw(tcp, laddr, lport, raddr, rport, seq >>> 0, ack >>> 0, flags, 0, null, null, 0, 0, 0, 0, ends);
 }

@@ -15,6 +15,7 @@
 // hard to guess off-path, and a port is not reused for the same destination until the whole
 // range has been cycled through. F is SipHash-2-4 with a key drawn once.
 import { type SipKey, siphash24, sipKeyFromRandom } from './siphash.js';
+import { eq6, isZero6, v4Mapped } from './ends.js';
 
 export class EphemeralPorts {
   private readonly key: SipKey;
@@ -80,7 +81,33 @@ export class TcpBinding {
   listening = false;
   /** In the port table (a port was chosen and the binding not released). */
   held = false;
+  /**
+   * An IPv6 binding: its address (all zero = ::). `addr` is then what the binding covers of
+   * IPv4: 0 for a dual-stack ::, a.b.c.d for ::ffff:a.b.c.d, NO_V4 for none (IPV6_V6ONLY or a
+   * plain IPv6 address).
+   */
+  addr6: Uint8Array | null = null;
   constructor(readonly addr: number, public port: number, public reuseAddr: boolean) {}
+}
+
+/** The IPv4 part of an IPv6 binding that covers none: an address no IPv4 segment is sent to. */
+export const NO_V4 = 0xffffffff;
+
+/** Makes an IPv6 binding for `addr6` (copied), IPV6_V6ONLY when `v6Only`. */
+export function binding6(addr6: Uint8Array, port: number, reuseAddr: boolean, v6Only: boolean): TcpBinding {
+  const a = Uint8Array.from(addr6);
+  const mapped = v4Mapped(a);
+  const b = new TcpBinding(mapped >= 0 ? mapped : isZero6(a) && !v6Only ? 0 : NO_V4, port, reuseAddr);
+  b.addr6 = a;
+  return b;
+}
+
+/** Linux's overlap of two bindings' addresses (inet_rcv_saddr_equal, both families). */
+function overlaps(addr: number, addr6: Uint8Array | null, o: TcpBinding): boolean {
+  if (addr6 !== null && o.addr6 !== null) return isZero6(addr6) || isZero6(o.addr6) || eq6(addr6, o.addr6);
+  // IPv4 against IPv4, or one side's IPv4 coverage (NO_V4: none) against the other.
+  if (addr === NO_V4 || o.addr === NO_V4) return false;
+  return o.addr === 0 || addr === 0 || o.addr === addr;
 }
 
 /**
@@ -96,12 +123,12 @@ export class TcpPortTable {
   has(port: number): boolean { return this.byPort.has(port); }
 
   /** Whether binding addr:port (with these flags) would conflict with a binding other than `self`. */
-  conflicts(addr: number, port: number, reuseAddr: boolean, self: TcpBinding | null = null): boolean {
+  conflicts(addr: number, port: number, reuseAddr: boolean, self: TcpBinding | null = null, addr6: Uint8Array | null = null): boolean {
     const list = this.byPort.get(port);
     if (list === undefined) return false;
     for (const o of list) {
       if (o === self) continue;
-      if (o.addr !== 0 && addr !== 0 && o.addr !== addr) continue;
+      if (!overlaps(addr, addr6, o)) continue;
       if (reuseAddr && o.reuseAddr && !o.listening) continue;
       return true;
     }

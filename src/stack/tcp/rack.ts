@@ -353,7 +353,7 @@ export function rackDetect(tcp: Tcp, tcb: Tcb, now: number): boolean {
   tcp.counters.rackLost += marked;
   // "If timeout != 0: Arm the RACK timer to call RACK_detect_loss_and_arm_timer() after timeout"
   if (t > 0) wheel.arm(tcb.reoTimer, now + Math.ceil(t));
-  else if (tcb.reoTimer.armed) wheel.disarm(tcb.reoTimer);
+  else if (tcb.reoArmed) wheel.disarm(tcb.reoTimer);
   return marked > 0;
 }
 

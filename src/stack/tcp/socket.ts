@@ -5,10 +5,11 @@
 import { createCongestionControl, CC_ALGORITHMS } from './congestion/index.js';
 import type { AbortSignalLike } from './listen.js';
 import { sendRst } from './output.js';
-import { KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
+import { EcnFlag, KeepMode, TcbEvent, Tcb, TcpState, TCP_STATE_NAMES } from './tcb.js';
 import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
 import { TcpFlag } from '../../wire/tcp.js';
 import { seqDiff } from './seq.js';
+import { tfoChild } from './fastopen.js';
 import type { TcpBinding } from './ports.js';
 
 export type TcpErrorCode = 'ECONNREFUSED' | 'ECONNRESET' | 'ETIMEDOUT' | 'EPIPE' | 'EADDRINUSE' | 'EADDRNOTAVAIL'
@@ -26,6 +27,10 @@ export interface ConnectOptions {
   rport: number;
   /** Local address (0/undefined = the route's source address). */
   laddr?: number;
+  /** IPv6 destination (16 bytes; raddr is then ignored). ::ffff:a.b.c.d connects over IPv4 and reports IPv6. */
+  raddr6?: Uint8Array;
+  /** IPv6 local address (undefined or :: = chosen by RFC 6724). */
+  laddr6?: Uint8Array;
   /** Local port (0/undefined = ephemeral, RFC 6056). */
   lport?: number;
   /** The binding a socket took with Tcp.bind(): its address and port are used, and it holds the chosen port. */
@@ -37,6 +42,15 @@ export interface ConnectOptions {
   mss?: number;
   /** IP_TOS before connect (the SYN carries it too). */
   tos?: number;
+  /**
+   * TCP Fast Open (RFC 7413; needs net.inet.tcp.fastopen bit 0x1): data may ride in the SYN when
+   * a cookie for the peer is cached (else the SYN asks for one). With `synData` (sendto with
+   * MSG_FASTOPEN), as much of it as the SYN carries is queued (`socket.fastOpenLength` says how
+   * much: 0 without a cookie); without it, under deferred output (the run loop), what the
+   * application writes before the end of the current iteration rides in the SYN.
+   */
+  fastOpen?: boolean;
+  synData?: Uint8Array;
 }
 
 type Waiter = () => void;
@@ -86,6 +100,12 @@ export class TcpSocket {
   get localAddress(): number { return this.tcb.laddr; }
   get localPort(): number { return this.tcb.lport; }
   get remoteAddress(): number { return this.tcb.raddr; }
+  /** 4 or 6. An IPv6 connection's addresses are localAddress6/remoteAddress6 (localAddress = remoteAddress = 0). */
+  get family(): number { return this.tcb.family; }
+  get localAddress6(): Uint8Array { return this.tcb.laddr6; }
+  get remoteAddress6(): Uint8Array { return this.tcb.raddr6; }
+  /** An IPv4 connection an IPv6 socket made or accepted (dual-stack): its ends are named ::ffff:a.b.c.d. */
+  get v4mapped(): boolean { return this.tcb.v4mapped; }
   get remotePort(): number { return this.tcb.rport; }
   /** Bytes readable now. */
   get readableLength(): number { return this.tcb.rcvBuf.length; }
@@ -99,6 +119,8 @@ export class TcpSocket {
   /** The peer's FIN has been received. */
   get ended(): boolean { return this.tcb.finRcvd; }
   get closed(): boolean { return this.closeNotified || this.tcb.state === TcpState.CLOSED; }
+  /** Bytes queued for the SYN by connect({ fastOpen, synData }) (TCP Fast Open), or carried by it. */
+  get fastOpenLength(): number { return this.tcb.tfo !== null ? this.tcb.tfo.synData : 0; }
   /** Error that closed the connection, if any. */
   get error(): TcpError | undefined { return this.tcb.error ? new TcpError(this.tcb.error) : undefined; }
 
@@ -115,7 +137,7 @@ export class TcpSocket {
     // MSG_MORE (Linux): this write's tail waits, like a cork, for the next write without it.
     const wasMore = t.more;
     t.more = more;
-    if ((n > 0 || wasMore) && t.synchronized) t.tcp.requestOutput(t);
+    if ((n > 0 || wasMore) && (t.synchronized || tfoChild(t))) t.tcp.requestOutput(t);
     return n;
   }
 
@@ -176,7 +198,8 @@ export class TcpSocket {
       retransmits: t.rexmtCount,
       probes: t.keepProbes,
       backoff: t.rtt.backoffs,
-      options: (t.tsOk ? 1 : 0) | (t.sackOk ? 2 : 0) | (t.wsOk ? 4 : 0),
+      // TCPI_OPT_TIMESTAMPS, _SACK, _WSCALE, _ECN (8), _ECN_SEEN (16).
+      options: (t.tsOk ? 1 : 0) | (t.sackOk ? 2 : 0) | (t.wsOk ? 4 : 0) | (t.ecn & EcnFlag.Ok ? 8 : 0) | (t.ecn & EcnFlag.Seen ? 16 : 0),
       sndWscale: t.sndWscale,
       rcvWscale: t.rcvWscale,
       rto: Math.round(t.rtt.rto * 1000),
@@ -302,7 +325,7 @@ export class TcpSocket {
     }
     if (t.state !== TcpState.SYN_SENT) {
       // "<SEQ=SND.NXT><CTL=RST>"
-      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST);
+      sendRst(t.tcp, t.laddr, t.lport, t.raddr, t.rport, seqDiff(t.sndNxt, 0) >>> 0, 0, TcpFlag.RST, t);
     }
     t.userClosed = true;
     freeTcb(t.tcp, t);

@@ -1,6 +1,7 @@
 // The transmission control block (RFC 9293 §3.3.1), with the RFC's names for the variables.
-import { Timer } from '../../base/time.js';
-import { Path } from '../ip/path.js';
+import { Timer, type TimerWheel } from '../../base/time.js';
+import { NO_ADDR6, Path } from '../ip/path.js';
+import { AF_INET } from './ends.js';
 import { RecvBuffer, SendBuffer, type RingStore } from './buffers.js';
 import type { CongestionControl } from './congestion/types.js';
 import { RttEstimator } from './rtt.js';
@@ -11,6 +12,7 @@ import type { TcbStats } from './stats.js';
 import type { TcpSocket } from './socket.js';
 import type { Tcp } from './tcp.js';
 import type { TcpListener } from './listen.js';
+import type { TfoState } from './fastopen.js';
 
 export const TcpState = {
   CLOSED: 0,
@@ -30,8 +32,14 @@ export type TcpState = (typeof TcpState)[keyof typeof TcpState];
 export const TCP_STATE_NAMES = ['CLOSED', 'LISTEN', 'SYN_SENT', 'SYN_RECEIVED', 'ESTABLISHED', 'FIN_WAIT_1', 'FIN_WAIT_2',
   'CLOSE_WAIT', 'CLOSING', 'LAST_ACK', 'TIME_WAIT'] as const;
 
-/** Address family: only IPv4 today; IPv6 TCBs will carry their 16-byte addresses beside the key. */
-export const AF_INET = 4;
+export { AF_INET, AF_INET6 } from './ends.js';
+
+/**
+ * ECN state bits (RFC 3168), Linux's ecn_flags: Ok — negotiated (on an active open, from the
+ * ECN-setup SYN until the SYN-ACK says otherwise); QueueCwr — the next new data segment carries
+ * CWR; DemandCwr — our segments carry ECE until the peer's CWR; Seen — an ECT or CE segment arrived.
+ */
+export const EcnFlag = { Ok: 1, QueueCwr: 2, DemandCwr: 4, Seen: 8 } as const;
 
 /** What the keep timer is currently timing (it is shared: keepalive, FIN_WAIT_2; TIME_WAIT has its own table). */
 export const KeepMode = { None: 0, Keepalive: 1, FinWait2: 2, TimeWait: 3 } as const;
@@ -41,11 +49,16 @@ export class Tcb {
   readonly path = new Path();
   /** Written only by setState() (lifecycle.ts). */
   readonly state: TcpState = TcpState.CLOSED;
-  readonly family = AF_INET;
+  /** AF_INET (4): laddr/raddr are the addresses; AF_INET6 (6): laddr6/raddr6 are, laddr = raddr = 0 (ends.ts). */
+  family = AF_INET;
   laddr = 0;
   lport = 0;
   raddr = 0;
   rport = 0;
+  laddr6: Uint8Array = NO_ADDR6;
+  raddr6: Uint8Array = NO_ADDR6;
+  /** An IPv4 connection accepted by a dual-stack (IPv6 wildcard) listener: the API shows ::ffff:a.b.c.d. */
+  v4mapped = false;
   /** Next TCB in the same 4-tuple hash chain. */
   hashNext: Tcb | null = null;
   inTable = false;
@@ -131,8 +144,14 @@ export class Tcb {
   notsentLowat = 0;
   /** TCP_MAXSEG set by the application (0 = none): caps the MSS we offer and the one we use. */
   userMss = 0;
-  /** IP_TOS / IPV6_TCLASS on outgoing segments. */
+  /** IP_TOS / IPV6_TCLASS on outgoing segments (the ECN bits are the stack's). */
   tos = 0;
+  /** ECN state (EcnFlag bits); 0 when ECN is not in use. */
+  ecn = 0;
+  /** SND.MAX at the last ECE cwnd reduction: none again until it is acknowledged (once per window). */
+  ecnHigh = 0;
+  /** TCP Fast Open handshake state (RFC 7413); null unless this connection does TFO. */
+  tfo: TfoState | null = null;
   /** The application read since our last ACK: a window update may be due. */
   readSinceAck = false;
   /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */
@@ -211,11 +230,12 @@ export class Tcb {
   rcvBufMax = 0;
 
   readonly rexmtTimer: Timer;
-  readonly persistTimer: Timer;
-  readonly keepTimer: Timer;
-  readonly delackTimer: Timer;
-  /** RFC 8985 §6.2 step 5's reordering timer ("RACK timer"). */
-  readonly reoTimer: Timer;
+  // The other timers are created at first use (an idle connection needs none of them); check
+  // them with the *Armed getters, which never create one.
+  private persistT: TcbTimer | null = null;
+  private keepT: TcbTimer | null = null;
+  private delackT: TcbTimer | null = null;
+  private reoT: TcbTimer | null = null;
 
   sock: TcpSocket | null = null;
   /** For a passive open: the listener until the connection is accepted. */
@@ -251,12 +271,26 @@ export class Tcb {
     this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
     this.cc = cc;
     this.rtt = rtt;
-    const on = tcp.timerHandlers;
-    this.rexmtTimer = new TcbTimer(this, on.rexmt);
-    this.persistTimer = new TcbTimer(this, on.persist);
-    this.keepTimer = new TcbTimer(this, on.keep);
-    this.delackTimer = new TcbTimer(this, on.delack);
-    this.reoTimer = new TcbTimer(this, on.reo);
+    this.rexmtTimer = new TcbTimer(this, tcp.timerHandlers.rexmt);
+  }
+
+  get persistTimer(): Timer { return this.persistT ??= new TcbTimer(this, this.tcp.timerHandlers.persist); }
+  get keepTimer(): Timer { return this.keepT ??= new TcbTimer(this, this.tcp.timerHandlers.keep); }
+  get delackTimer(): Timer { return this.delackT ??= new TcbTimer(this, this.tcp.timerHandlers.delack); }
+  /** RFC 8985 §6.2 step 5's reordering timer ("RACK timer"). */
+  get reoTimer(): Timer { return this.reoT ??= new TcbTimer(this, this.tcp.timerHandlers.reo); }
+  get persistArmed(): boolean { return this.persistT !== null && this.persistT.deadline >= 0; }
+  get keepArmed(): boolean { return this.keepT !== null && this.keepT.deadline >= 0; }
+  get delackArmed(): boolean { return this.delackT !== null && this.delackT.deadline >= 0; }
+  get reoArmed(): boolean { return this.reoT !== null && this.reoT.deadline >= 0; }
+
+  /** Disarms every timer this connection has. */
+  disarmTimers(wheel: TimerWheel): void {
+    wheel.disarm(this.rexmtTimer);
+    if (this.persistT !== null) wheel.disarm(this.persistT);
+    if (this.keepT !== null) wheel.disarm(this.keepT);
+    if (this.delackT !== null) wheel.disarm(this.delackT);
+    if (this.reoT !== null) wheel.disarm(this.reoT);
   }
 
   /** RFC 6675 scoreboard, created on first use (only SACK connections that see loss need one). */

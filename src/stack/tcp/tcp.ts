@@ -1,6 +1,7 @@
 // The TCP module the Stack instantiates: segment input (checksum, options, demux, resets for
 // closed ports), ICMP errors, connect/listen, deferred output and event delivery to sockets.
 // The rooms it composes: demux.ts (tables), tunables.ts, counters.ts, lifecycle.ts, ports.ts.
+import { icmpErrorV4 } from './icmperr.js';
 import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
 import { pseudoHeaderV4, sum16, fold } from '../../wire/checksum.js';
 import { WireError } from '../../wire/errors.js';
@@ -21,21 +22,28 @@ import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
+import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
 import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
-import { dropConnection, freeTcb, startConnect } from './lifecycle.js';
+import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
+import { AF_INET, AF_INET6, EndsPrf } from './ends.js';
+import { tcp6Bind, tcp6Connect, tcp6IcmpError, tcp6Input, tcp6Listen } from './inet6.js';
+import { sipKeyFromRandom } from './siphash.js';
 
 export { TcpCounters, type TcpConnectionInfo } from './counters.js';
+export { Segment } from './segment.js';
+import { Segment } from './segment.js';
 
 export const IPPROTO_TCP = 6;
-const ICMP_UNREACH = 3;
-const UNREACH_NEEDFRAG = 4;
+
 
 /** A listening socket as netstat shows it. */
 export interface TcpListenerInfo {
   readonly laddr: number;
+  /** An IPv6 listener's address (:: for a dual-stack or ipv6Only wildcard). */
+  readonly laddr6?: Uint8Array;
   readonly lport: number;
   /** Established connections waiting for accept(). */
   readonly acceptQueue: number;
@@ -44,32 +52,14 @@ export interface TcpListenerInfo {
   readonly backlog: number;
 }
 
-/** The per-segment facts input processing needs, filled in place for every segment. */
-export class Segment {
-  buf!: PacketBuffer;
-  bytes!: Uint8Array;
-  src = 0;
-  dst = 0;
-  sport = 0;
-  dport = 0;
-  seq = 0;
-  ack = 0;
-  flags = 0;
-  wnd = 0;
-  up = 0;
-  /** Absolute offset of the payload in bytes. */
-  dataOff = 0;
-  dataLen = 0;
-  readonly opts = new TcpOptions();
-  /** SEG.LEN: payload plus one each for SYN and FIN. */
-  get len(): number { return this.dataLen + (this.flags & TcpFlag.SYN ? 1 : 0) + (this.flags & TcpFlag.FIN ? 1 : 0); }
-}
-
 export class Tcp {
   readonly counters = new TcpCounters();
   readonly tun: TcpTunables;
   readonly isnGen: IsnGenerator;
   readonly cookies: SynCookies;
+  /** TCP Fast Open: the server's cookies and the client's cookie cache (fastopen.ts). */
+  readonly tfoCookies: TfoCookies;
+  readonly tfoCache = new TfoCache();
   readonly ports: EphemeralPorts;
   /** Bound ports (bind, listen, connect after bind): one table for the engine and the POSIX layer. */
   readonly bindings = new TcpPortTable();
@@ -85,6 +75,10 @@ export class Tcp {
   readonly hdr = new TcpHeader();
   /** @internal a path resolved per use: connect()'s check, stateless replies (RST, SYN cookie, TIME_WAIT ACK). */
   readonly scratchPath = new Path();
+  /** @internal the same for IPv6 replies (a path keeps its family for life). */
+  readonly scratchPath6 = new Path();
+  /** What IPv6 addresses enter the ISN, SYN-cookie and port PRFs as (ends.ts). */
+  readonly prf: EndsPrf;
   readonly seg = new Segment();
   /** Sockets with events to deliver. */
   private readonly eventQueue: (Tcb | null)[] = [];
@@ -112,10 +106,15 @@ export class Tcp {
     // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
     // simulations draw exactly the random numbers they drew before.
     this.demux = new TcpDemux(this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1);
+    // Derived from the ISN secret too, not drawn: seeded runs keep their random sequence.
+    let k = 0;
+    this.prf = new EndsPrf(sipKeyFromRandom(() => this.isnGen.isn(0, 0x36, ++k, 0x36, k)));
     // The exception path (AF_XDP) follows which local ports the stack holds.
     const changed = host.portChanged;
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
     this.cookies = new SynCookies(r);
+    // The TFO key, like the table's hash key, comes from the ISN secret (no extra random draws).
+    this.tfoCookies = new TfoCookies(tfoKeyFrom((l, r) => this.isnGen.isn(0, l, 0, r, 0)));
     this.ports = new EphemeralPorts(r, this.tun.portFirst.value, this.tun.portLast.value);
     this.timeWait = new TimeWaitTable(this);
   }
@@ -146,7 +145,7 @@ export class Tcp {
   listenerInfo(): TcpListenerInfo[] {
     const out: TcpListenerInfo[] = [];
     for (const l of this.demux.allListeners()) {
-      out.push({ laddr: l.laddr, lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
+      out.push({ laddr: l.laddr, ...(l.family === AF_INET6 && { laddr6: l.laddr6 }), lport: l.localPort, acceptQueue: l.pending, synQueue: l.synQueueLen, backlog: l.backlog });
     }
     return out;
   }
@@ -173,7 +172,7 @@ export class Tcp {
   /** @internal moves a connection into TIME_WAIT (its TCB just left the table); returns the slot. */
   addTimeWait(tcb: Tcb, expires: number, wndField: number, rcvWnd: number): number {
     this.demux.refPort(tcb.lport);
-    return this.timeWait.add(tcb, this.demux.hash(tcb.laddr, tcb.lport, tcb.raddr, tcb.rport), expires, wndField, rcvWnd);
+    return this.timeWait.add(tcb, this.demux.hashOf(tcb), expires, wndField, rcvWnd);
   }
 
   /** @internal a TIME_WAIT entry was freed */
@@ -199,9 +198,10 @@ export class Tcp {
 
   /**
    * One TCP segment: buf.start is the TCP header, buf.end the segment end. buf.csum tells whether
-   * to verify the checksum (None = verify). Takes ownership of buf.
+   * to verify the checksum (None = verify). `ecn`: the IP header's ECN field (the low two bits
+   * of the TOS / traffic class). Takes ownership of buf.
    */
-  input(buf: PacketBuffer, src: number, dst: number): void {
+  input(buf: PacketBuffer, src: number, dst: number, ecn = 0): void {
     const c = this.counters;
     c.rcvTotal++;
     const h = this.hdr;
@@ -221,10 +221,10 @@ export class Tcp {
     // RFC 1122 §4.2.3.10: a SYN to a broadcast or multicast address must be dropped; so must
     // anything from such a source.
     if (src === 0 || src >>> 28 >= 14 || dst >>> 28 >= 14 || src === 0xffffffff) { c.rcvBadAddress++; buf.release(); return; }
-    seg.buf = buf; seg.bytes = buf.data; seg.src = src; seg.dst = dst;
+    seg.buf = buf; seg.bytes = buf.data; seg.family = AF_INET; seg.src = src; seg.dst = dst;
     seg.sport = h.srcPort; seg.dport = h.dstPort;
     seg.seq = h.seq; seg.ack = h.ack; seg.flags = h.flags; seg.wnd = h.window; seg.up = h.urgentPointer;
-    seg.dataOff = buf.start + hl; seg.dataLen = len - hl;
+    seg.dataOff = buf.start + hl; seg.dataLen = len - hl; seg.ecn = ecn & 3;
     if (seg.dport === 0 || seg.sport === 0) { c.rcvBadHeader++; buf.release(); return; }
 
     const demux = this.demux;
@@ -245,6 +245,14 @@ export class Tcp {
     this.dispatch();
   }
 
+  /** One TCP segment over IPv6 (inet6.ts). Takes ownership of buf. */
+  input6(buf: PacketBuffer, bytes: Uint8Array, srcOff: number, dstOff: number, ecn = 0): void { tcp6Input(this, buf, bytes, srcOff, dstOff, ecn); }
+
+  /** ICMPv6 error about a segment we sent (inet6.ts). */
+  icmpError6(type: number, code: number, l6: Uint8Array, lport: number, r6: Uint8Array, rport: number, seq: number, word: number): void {
+    tcp6IcmpError(this, type, code, l6, lport, r6, rport, seq, word);
+  }
+
   /**
    * A segment of this connection could not be sent: neighbour resolution for its next hop
    * failed (the stack's equivalent of a local ICMP host unreachable, as Linux's
@@ -262,40 +270,10 @@ export class Tcp {
     }
   }
 
-  /** ICMP error about a segment we sent (hook for the ICMP layer; PMTU and soft errors later). */
+  /** ICMP error about a segment we sent (icmperr.ts: PMTU, hard and soft errors). */
   icmpError(type: number, code: number, laddr: number, lport: number, raddr: number, rport: number, seq: number, mtu = 0): void {
     const tcb = this.lookup(laddr, lport, raddr, rport);
-    if (!tcb) return;
-    // RFC 5927 §4.1: believe an error only about a segment we have in flight
-    // (SND.UNA <= SEG.SEQ < SND.MAX); anything else may be spoofed.
-    if (!seqInRange(seq, tcb.sndUna, tcb.sndMax)) { this.counters.icmpIgnored++; return; }
-    if (type === ICMP_UNREACH && code === UNREACH_NEEDFRAG) {
-      // RFC 1191 §6.4 path MTU discovery: our segments carry DF, so a smaller hop says how big
-      // they may be. MTUs below 68 (or the 0 of an old router) are not believed.
-      if (mtu < 68 || mtu >= tcb.mss + 40) { this.counters.icmpIgnored++; return; }
-      const mss = Math.max(mtu - 40, 88);
-      if (mss >= tcb.mss) return;
-      this.counters.pmtuUpdates++;
-      tcb.mss = mss;
-      tcb.cc.setMss(tcb.maxSeg);
-      // The segment was dropped: send it again at the new size now rather than after an RTO.
-      if (tcb.state !== TcpState.SYN_SENT && tcb.state !== TcpState.SYN_RECEIVED) {
-        tcb.sndNxt = tcb.sndUna;
-        tcpOutput(this, tcb);
-      }
-      this.dispatch();
-      return;
-    }
-    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors; while the connection is
-    // still being opened they end it (as Linux does: connect() fails with ECONNREFUSED). Every
-    // other error is soft: the connection goes on and retransmission decides (RFC 5461).
-    if (type === ICMP_UNREACH && (code === 2 || code === 3) && tcb.state === TcpState.SYN_SENT) {
-      this.counters.icmpHardErrors++;
-      dropConnection(this, tcb, 'ECONNREFUSED');
-      this.dispatch();
-      return;
-    }
-    this.counters.icmpSoftErrors++;
+    if (tcb) icmpErrorV4(this, tcb, type, code, seq, mtu);
   }
 
   /**
@@ -308,10 +286,10 @@ export class Tcp {
     if (seg.flags & TcpFlag.RST) return;
     if (seg.flags & TcpFlag.ACK) {
       // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>"
-      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST);
+      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TcpFlag.RST, seg);
     } else {
       // "If the ACK bit is off, sequence number zero is used, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
-      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, 0, (seg.seq + seg.len) >>> 0, TcpFlag.RST | TcpFlag.ACK);
+      sendRst(this, seg.dst, seg.dport, seg.src, seg.sport, 0, (seg.seq + seg.len) >>> 0, TcpFlag.RST | TcpFlag.ACK, seg);
     }
   }
 
@@ -336,18 +314,28 @@ export class Tcp {
   connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
 
   insert(tcb: Tcb): void {
-    this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
+    // The shield's per-source limits are IPv4's (it sees IPv4 input only).
+    if (tcb.family === AF_INET) this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
     this.demux.insert(tcb);
   }
 
   remove(tcb: Tcb): void {
     if (!tcb.inTable) return;
     this.demux.remove(tcb);
+    if (tcb.family !== AF_INET) return;
     const n = this.perSource.get(tcb.raddr) ?? 0;
     if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
   }
 
   findListener(laddr: number, lport: number): TcpListener | null { return this.demux.findListener(laddr, lport); }
+
+  /** The listener for a received segment's destination, either family. */
+  findListenerFor(seg: Segment): TcpListener | null {
+    return seg.family === AF_INET6 ? this.demux.findListener6(seg.laddr6, seg.dport) : this.demux.findListener(seg.dst, seg.dport);
+  }
+
+  /** The connection of an IPv6 4-tuple, or null. */
+  lookup6(l6: Uint8Array, lport: number, r6: Uint8Array, rport: number): Tcb | null { return this.demux.lookup6(l6, lport, r6, rport); }
 
   /** Creates a TCB with this stack's defaults (buffers, CC, RTO bounds). */
   newTcb(laddr: number, lport: number, raddr: number, rport: number, ccName?: string): Tcb {
@@ -395,13 +383,15 @@ export class Tcp {
   unbind(b: TcpBinding): void { this.bindings.release(b); }
 
   /** A port nobody holds and no connection uses, from the ephemeral range; -1 when none is left. */
-  private freePort(addr: number): number {
+  /** @internal */
+  freePort(addr: number): number {
     return this.ports.select(addr, 0, 0, (p) => this.bindings.has(p) || this.demux.portRefs[p] !== 0);
   }
 
   /** Opens a listener. Throws TcpError EADDRINUSE when the port is taken, EADDRNOTAVAIL for a foreign address. */
   listen(opts: ListenOptions): TcpListener {
     const own = opts.binding;
+    if (own ? own.addr6 !== null : opts.addr6 !== undefined) return tcp6Listen(this, opts);
     const addr = own ? own.addr : opts.addr ?? 0;
     if (addr !== 0 && !this.host.isLocalAddress(addr)) throw new TcpError('EADDRNOTAVAIL', `listen: ${addr >>> 0} is not a local address`);
     let port = own ? own.port : opts.port;
@@ -418,9 +408,13 @@ export class Tcp {
     const backlog = opts.backlog ?? 511;
     const l = new TcpListener(this, addr, port, backlog, b);
     if (opts.mss !== undefined && opts.mss > 0) l.mss = opts.mss;
+    if (opts.fastOpen !== undefined && opts.fastOpen > 0) l.tfoQlen = opts.fastOpen;
     this.demux.addListener(l);
     return l;
   }
+
+  /** bind() of an IPv6 socket: `addr6` (:: = any; ::ffff:a.b.c.d = that IPv4 address), IPV6_V6ONLY when `v6Only`. */
+  bind6(addr6: Uint8Array, port: number, reuseAddr = false, v6Only = false): TcpBinding { return tcp6Bind(this, addr6, port, reuseAddr, v6Only); }
 
   /** @internal called by TcpListener.close() */
   unlisten(l: TcpListener): void {
@@ -435,6 +429,7 @@ export class Tcp {
    * route), EINVAL (bad port), EAGAIN (net.inet.tcp.maxconn reached).
    */
   connect(opts: ConnectOptions): TcpSocket {
+    if (opts.raddr6 !== undefined) return tcp6Connect(this, opts, opts.raddr6);
     const { raddr, rport } = opts;
     if (!(rport > 0 && rport < 65536)) throw new TcpError('EINVAL', `connect: bad port ${rport}`);
     const own = opts.binding;
@@ -477,7 +472,9 @@ export class Tcp {
     if (opts.tos !== undefined) tcb.tos = opts.tos & 0xfc;
     this.insert(tcb);
     this.counters.connAttempts++;
-    startConnect(this, tcb, isnFloor);
+    // RFC 7413: a TFO SYN may wait for the end of this run-loop iteration (fastopen.ts).
+    const defer = opts.fastOpen === true && fastOpenConnect(this, tcb, opts.synData, pathMss(this, tcb.path, tcb));
+    startConnect(this, tcb, isnFloor, defer);
     this.dispatch();
     return sock;
   }

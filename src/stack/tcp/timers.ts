@@ -8,6 +8,7 @@ import { seqDiff, seqGt } from './seq.js';
 import { KeepMode, TcbEvent, TcpState, type Tcb } from './tcb.js';
 import type { Tcp } from './tcp.js';
 import { armKeepalive, dropConnection, freeTcb, setState } from './lifecycle.js';
+import { tfoChild } from './fastopen.js';
 
 export function onRexmtTimer(tcb: Tcb, now: number): void {
   const tcp = tcb.tcp;
@@ -16,7 +17,7 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     // The neighbour did not answer ARP: like Linux, a connection being opened ends at once
     // (connect() fails with EHOSTUNREACH; a half-open passive one is forgotten).
     tcp.counters.timeoutDrops++;
-    if (tcb.passive) freeTcb(tcp, tcb);
+    if (tcb.passive && !tfoChild(tcb)) freeTcb(tcp, tcb);
     else dropConnection(tcp, tcb, 'EHOSTUNREACH');
     tcp.dispatch();
     return;
@@ -60,7 +61,7 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
     tcb.resetScoreboard();
     // RACK's records go too: the go-back-N resend records each range again as it leaves.
     if (tcb.rack !== null) tcb.rack.clear();
-    if (tcb.reoTimer.armed) tcp.host.wheel.disarm(tcb.reoTimer);
+    if (tcb.reoArmed) tcp.host.wheel.disarm(tcb.reoTimer);
     tcb.rtoRecovery = tcb.sackOk;
     tcb.highRxt = tcb.sndUna;
     tcb.sndNxt = tcb.sndUna;
@@ -72,9 +73,9 @@ export function onRexmtTimer(tcb: Tcb, now: number): void {
 /** RFC 9293 §3.8.3 R2 / user timeout §3.10.8: give up on the peer and tell the user ETIMEDOUT. */
 function giveUp(tcp: Tcp, tcb: Tcb): void {
   tcp.counters.timeoutDrops++;
-  if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive) freeTcb(tcp, tcb);
+  if (tcb.state === TcpState.SYN_RECEIVED && tcb.passive && !tfoChild(tcb)) freeTcb(tcp, tcb);
   else {
-    if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    if (tcb.synchronized) sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
     dropConnection(tcp, tcb, tcb.softError || 'ETIMEDOUT');
   }
   tcp.dispatch();
@@ -101,7 +102,7 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   if (tcb.persistProbes >= maxProbes || (tcb.persistProbes >= 2 && now - tcb.lastRecvTime >= tcp.tun.maxPersistIdle.value)
       || (tcb.userClosed && tcb.persistBackoff >= maxProbes)) {
     tcp.counters.persistDrops++;
-    sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+    sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
     dropConnection(tcp, tcb, 'ETIMEDOUT');
     tcp.dispatch();
     return;
@@ -118,7 +119,7 @@ export function onPersistTimer(tcb: Tcb, now: number): void {
   }
   tcpOutput(tcp, tcb, now);
   tcb.forceOne = false;
-  if (!tcb.persistTimer.armed && !tcb.rexmtTimer.armed && tcb.sndBuf.length > 0) armPersist(tcp, tcb, now);
+  if (!tcb.persistArmed && !tcb.rexmtTimer.armed && tcb.sndBuf.length > 0) armPersist(tcp, tcb, now);
   tcp.dispatch();
 }
 
@@ -137,7 +138,7 @@ export function onKeepTimer(tcb: Tcb, now: number): void {
       }
       if (tcb.keepProbes >= tcb.keepCnt) {
         tcp.counters.keepDrops++;
-        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST);
+        sendRst(tcp, tcb.laddr, tcb.lport, tcb.raddr, tcb.rport, tcb.sndNxt, 0, TcpFlag.RST, tcb);
         dropConnection(tcp, tcb, 'ETIMEDOUT');
         break;
       }

@@ -17,10 +17,14 @@ import { sendRaw } from './output.js';
 import { seqGe, seqGt, seqInRange, seqLe, seqLt } from './seq.js';
 import { TCP_STATE_NAMES, TcpState, type Tcb } from './tcb.js';
 import type { Segment, Tcp } from './tcp.js';
+import { addr6Equals, copyAddr6 } from '../ip/addr6.js';
+import { AF_INET, AF_INET6, Ends } from './ends.js';
 
 /** RFC 7323 §5.5: TS.Recent older than 24 days is invalid. */
 const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
 const NIL = -1;
+/** flags bit of an IPv6 entry. */
+const V6 = 4;
 
 /** A snapshot of one TIME_WAIT entry (for tools and tests; allocated on request). */
 export interface TimeWaitInfo {
@@ -28,6 +32,10 @@ export interface TimeWaitInfo {
   readonly lport: number;
   readonly raddr: number;
   readonly rport: number;
+  /** 4 or 6; an IPv6 entry's addresses are laddr6/raddr6 (laddr = raddr = 0). */
+  readonly family: number;
+  readonly laddr6?: Uint8Array;
+  readonly raddr6?: Uint8Array;
   readonly state: TcpState;
   readonly stateName: string;
   readonly sndNxt: number;
@@ -60,8 +68,11 @@ export class TimeWaitTable {
   private tsOffset = new Uint32Array(0);
   /** Bumped each time the slot is freed. */
   private gens = new Uint32Array(0);
-  /** 1 live without timestamps, 3 live with timestamps, 0 free. */
+  /** 1 live without timestamps, 3 live with timestamps, 0 free; | V6 for an IPv6 entry. */
   private flags = new Uint8Array(0);
+  /** IPv6 entries: local then remote address, 32 bytes per slot. */
+  private addr6 = new Uint8Array(0);
+  private readonly ends = new Ends();
   private tsRecentAge = new Float64Array(0);
   private expiry = new Float64Array(0);
   private hashNext = new Int32Array(0);
@@ -91,6 +102,15 @@ export class TimeWaitTable {
     return i;
   }
 
+  /** The slot for an IPv6 4-tuple whose connection hash is `h`, or -1. */
+  lookup6(h: number, l6: Uint8Array, lport: number, r6: Uint8Array, rport: number): number {
+    const ports = ((lport << 16) | rport) >>> 0;
+    let i = this.buckets[h & this.mask]!;
+    while (i !== NIL && (this.ports[i] !== ports || (this.flags[i]! & V6) === 0
+      || !addr6Equals(this.addr6, 32 * i, l6, 0) || !addr6Equals(this.addr6, 32 * i + 16, r6, 0))) i = this.hashNext[i]!;
+    return i;
+  }
+
   /** Records `tcb` (just freed) as in TIME_WAIT until `expires`; returns its slot. */
   add(tcb: Tcb, h: number, expires: number, wndField: number, rcvWnd: number): number {
     if (this.free === NIL) this.enlarge();
@@ -101,6 +121,11 @@ export class TimeWaitTable {
     this.rcvWnd[i] = rcvWnd; this.wndField[i] = wndField; this.maxSndWnd[i] = tcb.maxSndWnd;
     this.tsRecent[i] = tcb.tsRecent; this.tsRecentAge[i] = tcb.tsRecentAge; this.tsOffset[i] = tcb.tsOffset;
     this.flags[i] = tcb.tsOk ? 3 : 1;
+    if (tcb.family === AF_INET6) {
+      this.flags[i]! |= V6;
+      copyAddr6(this.addr6, 32 * i, tcb.laddr6, 0);
+      copyAddr6(this.addr6, 32 * i + 16, tcb.raddr6, 0);
+    }
     if (this.n >= this.buckets.length) this.rehash(this.buckets.length * 2);
     const b = h & this.mask;
     this.hashNext[i] = this.buckets[b]!;
@@ -117,7 +142,7 @@ export class TimeWaitTable {
   sndNxtOf(i: number): number { return this.sndNxt[i]!; }
   tsOffsetOf(i: number): number { return this.tsOffset[i]!; }
   /** RFC 6191 reuse needs timestamps on the old incarnation, and (like Linux) a quiet second. */
-  reusable(i: number, now: number): boolean { return this.flags[i] === 3 && now - this.tsRecentAge[i]! >= 1000; }
+  reusable(i: number, now: number): boolean { return (this.flags[i]! & 3) === 3 && now - this.tsRecentAge[i]! >= 1000; }
 
   /** Restarts the 2*MSL wait (RFC 9293 §3.10.7.4). */
   restart(i: number, expires: number): void {
@@ -149,10 +174,13 @@ export class TimeWaitTable {
   entries(): TimeWaitInfo[] {
     const out: TimeWaitInfo[] = [];
     for (let i = this.head; i !== NIL; i = this.next[i]!) {
+      const v6 = (this.flags[i]! & V6) !== 0;
       out.push({
         laddr: this.laddr[i]!, lport: this.ports[i]! >>> 16, raddr: this.raddr[i]!, rport: this.ports[i]! & 0xffff,
+        family: v6 ? AF_INET6 : AF_INET,
+        ...(v6 && { laddr6: this.addr6.slice(32 * i, 32 * i + 16), raddr6: this.addr6.slice(32 * i + 16, 32 * i + 32) }),
         state: TcpState.TIME_WAIT, stateName: TCP_STATE_NAMES[TcpState.TIME_WAIT],
-        sndNxt: this.sndNxt[i]!, rcvNxt: this.rcvNxt[i]!, window: this.wndField[i]!, tsOk: this.flags[i] === 3,
+        sndNxt: this.sndNxt[i]!, rcvNxt: this.rcvNxt[i]!, window: this.wndField[i]!, tsOk: (this.flags[i]! & 3) === 3,
         tsRecent: this.tsRecent[i]!, expires: this.expiry[i]!,
       });
     }
@@ -175,7 +203,7 @@ export class TimeWaitTable {
     const now = tcp.host.clock.now();
     const flags = seg.flags;
     const opts = seg.opts;
-    const tsOk = this.flags[i] === 3;
+    const tsOk = (this.flags[i]! & 3) === 3;
     const rcvNxt = this.rcvNxt[i]!;
 
     // RFC 1122 §4.2.2.13 / RFC 6191: a new SYN may reopen the connection when it cannot be an
@@ -191,7 +219,7 @@ export class TimeWaitTable {
       const newer = tsNow
         ? seqGt(opts.tsVal, this.tsRecent[i]!) || (opts.tsVal === this.tsRecent[i] && seqGt(seg.seq, rcvNxt))
         : seqGt(seg.seq, rcvNxt);
-      const l = newer ? tcp.findListener(seg.dst, seg.dport) : null;
+      const l = newer ? tcp.findListenerFor(seg) : null;
       if (l !== null) {
         const isnFloor = (this.sndNxt[i]! + 65537) >>> 0;
         this.remove(i);
@@ -269,15 +297,22 @@ export class TimeWaitTable {
   /** <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, with a timestamp when the connection used them. */
   private sendAck(i: number, now: number): void {
     let spec: TcpOptionsSpec | null = null;
-    if (this.flags[i] === 3) {
+    if ((this.flags[i]! & 3) === 3) {
       spec = twSpec;
       spec.timestamps = true;
       spec.tsVal = (Math.floor(now) + this.tsOffset[i]!) >>> 0;
       spec.tsEcr = this.tsRecent[i]!;
     }
     const p = this.ports[i]!;
+    const e = this.ends;
+    e.family = AF_INET;
+    if ((this.flags[i]! & V6) !== 0) {
+      e.family = AF_INET6;
+      copyAddr6(e.laddr6, 0, this.addr6, 32 * i);
+      copyAddr6(e.raddr6, 0, this.addr6, 32 * i + 16);
+    }
     sendRaw(this.tcp, this.laddr[i]!, p >>> 16, this.raddr[i]!, p & 0xffff, this.sndNxt[i]!, this.rcvNxt[i]!, TcpFlag.ACK,
-      this.wndField[i]!, spec, null, 0, 0);
+      this.wndField[i]!, spec, null, 0, 0, 0, 0, e);
   }
 
   private challengeAck(i: number, now: number): void {
@@ -290,6 +325,7 @@ export class TimeWaitTable {
 
   private hashOf(i: number): number {
     const p = this.ports[i]!;
+    if ((this.flags[i]! & V6) !== 0) return this.tcp.demux.hash6(this.addr6, 32 * i, p >>> 16, this.addr6, 32 * i + 16, p & 0xffff);
     return this.tcp.hash(this.laddr[i]!, p >>> 16, this.raddr[i]!, p & 0xffff);
   }
 
@@ -332,6 +368,7 @@ export class TimeWaitTable {
     this.wndField = u32(this.wndField); this.maxSndWnd = u32(this.maxSndWnd); this.tsRecent = u32(this.tsRecent);
     this.tsOffset = u32(this.tsOffset); this.gens = u32(this.gens);
     const fl = new Uint8Array(cap); fl.set(this.flags); this.flags = fl;
+    const a6 = new Uint8Array(32 * cap); a6.set(this.addr6); this.addr6 = a6;
     this.tsRecentAge = f64(this.tsRecentAge); this.expiry = f64(this.expiry);
     this.hashNext = i32(this.hashNext); this.prev = i32(this.prev); this.next = i32(this.next);
     for (let i = cap - 1; i >= old; i--) { this.next[i] = this.free; this.free = i; }

@@ -44,6 +44,8 @@ export class TcpTunables {
   readonly portFirst: SysctlHandle<number>;
   readonly portLast: SysctlHandle<number>;
   readonly ttl: SysctlHandle<number>;
+  readonly ecn: SysctlHandle<number>;
+  readonly fastOpen: SysctlHandle<number>;
   /** RTO bounds as RttEstimator reads them: live views of the rexmit_* tunables, shared by every connection. */
   readonly rttOpts: RttOptions;
 
@@ -85,6 +87,8 @@ export class TcpTunables {
     this.persMax = int('net.inet.tcp.persmax', 60000, 'Maximum persist interval (ms)', 1);
     this.persistProbes = int('net.inet.tcp.persist_probes', 15, 'Unanswered zero-window probes before the connection is dropped (ETIMEDOUT); also the most probes an orphaned connection gets, answered or not (Linux tcp_retries2 / tcp_orphan_retries)', 1, 1000);
     this.maxPersistIdle = int('net.inet.tcp.maxpersistidle', 7200000, 'Longest a connection in persist may go without hearing from the peer before it is dropped (ms; FreeBSD tcp_maxpersistidle)', 1);
+    this.ecn = int('net.inet.tcp.ecn', 2, 'Explicit Congestion Notification (RFC 3168), as Linux tcp_ecn: 0 off, 1 request it on outgoing connections and accept it on incoming ones, 2 only accept it when the peer asks', 0, 2);
+    this.fastOpen = int('net.inet.tcp.fastopen', 1, 'TCP Fast Open (RFC 7413), Linux tcp_fastopen bits: 0x1 client (data in the SYN when the application asks), 0x2 server (listeners that ask accept data in the SYN), 0x4 client without a cookie, 0x200 server without a cookie, 0x400 server on every listener (queue = backlog)', 0, 0xffff);
     const range = definePortRangeSysctls(s);
     this.portFirst = range.first;
     this.portLast = range.last;
