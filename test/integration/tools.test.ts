@@ -109,6 +109,8 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     if (!requireRoot(t, ['ip', 'python3', 'ss'])) return;
     const before = await json<{ tcp: Record<string, number> }>(['netstat', '-s', '-p', 'tcp']);
     const h = holdConnections(app.ns, app.stackIp, 80, 100);
+    // A failed assertion must not leave the python (and so this test file) running.
+    t.after(() => { if (h.p.exitCode === null && h.p.signalCode === null) h.p.kill(); });
     const ports = (await h.line(/^(\d+(?: \d+)*)\n/m))[1]!.split(' ').map(Number);
     assert.equal(ports.length, 100);
     let est: Sock[] = [];
@@ -124,7 +126,8 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
       assert.equal(s.proto, 'tcp');
     }
     const listen = (await sockets()).filter((s) => s.state === 'LISTEN');
-    assert.deepEqual(listen.map((s) => [s.localAddress, s.localPort]), [['0.0.0.0', 80]]);
+    // hello-http listens as Node does by default: on :: (dual-stack, IPv4 peers included).
+    assert.deepEqual(listen.map((s) => [s.localAddress, s.localPort]), [['::', 80]]);
     const mid = await json<{ tcp: Record<string, number>; gauges: Record<string, number> }>(['netstat', '-s', '-p', 'tcp']);
     assert.equal(mid.tcp['connAccepts']! - before.tcp['connAccepts']!, 100);
     assert.ok(mid.gauges['tcpEstablished']! >= 100);
