@@ -509,6 +509,15 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     validateString(interfaceAddress, 'interfaceAddress');
     const sock = this.#boundSock('setMulticastInterface');
+    if (this.type === 'udp6') {
+      // udp6 (libuv uv__udp_set_multicast_interface6): '::%eth1' names the interface by its zone id.
+      const a6 = parseIpv6(interfaceAddress);
+      if (a6 === null) throw errnoException('EINVAL', 'setMulticastInterface');
+      const i = this.#scope(interfaceAddress);
+      if (interfaceAddress.includes('%') && i === 0) throw errnoException('EADDRNOTAVAIL', 'setMulticastInterface');
+      sock.mcastIf6 = i;
+      return;
+    }
     const a = parseIpv4(interfaceAddress);
     if (a === null) throw errnoException('EINVAL', 'setMulticastInterface');
     if (a !== 0 && !this.#ctx.stack.isLocalAddress(a)) throw errnoException('EADDRNOTAVAIL', 'setMulticastInterface');
@@ -519,6 +528,13 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     if (!multicastAddress) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "multicastAddress" argument must be specified');
     const sock = this.#sock!;
+    if (this.#group6(multicastAddress)) {
+      // IPv6 groups (IPV6_JOIN_GROUP): the interface is the zone id of interfaceAddress ('::%eth1').
+      const g6 = parseIpv6(multicastAddress);
+      if (g6 === null) throw errnoException('EINVAL', 'addMembership');
+      try { sock.addMembership6(g6, 0, interfaceAddress !== undefined ? this.#scope(String(interfaceAddress)) : 0); } catch (e) { throw errnoException(netCode(e), 'addMembership'); }
+      return;
+    }
     const g = parseIpv4(multicastAddress);
     const i = interfaceAddress !== undefined ? parseIpv4(interfaceAddress) : 0;
     if (g === null || i === null) throw errnoException('EINVAL', 'addMembership');
@@ -531,6 +547,12 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     if (!multicastAddress) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "multicastAddress" argument must be specified');
     const sock = this.#sock!;
+    if (this.#group6(multicastAddress)) {
+      const g6 = parseIpv6(multicastAddress);
+      if (g6 === null) throw errnoException('EINVAL', 'dropMembership');
+      try { sock.dropMembership6(g6, 0); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
+      return;
+    }
     const g = parseIpv4(multicastAddress);
     const i = interfaceAddress !== undefined ? parseIpv4(interfaceAddress) : 0;
     if (g === null || i === null) throw errnoException('EINVAL', 'dropMembership');
@@ -550,6 +572,16 @@ export class Socket extends EventEmitter {
     this.#healthCheck();
     validateString(source, 'sourceAddress');
     validateString(group, 'groupAddress');
+    if (this.#group6(group)) {
+      const s6 = parseIpv6(source), g6 = parseIpv6(group);
+      if (s6 === null || g6 === null) throw errnoException('EINVAL', syscall);
+      const sock6 = this.#sock!;
+      try {
+        if (syscall === 'addSourceSpecificMembership') sock6.addSourceMembership6(g6, 0, s6, 0, iface !== undefined ? this.#scope(String(iface)) : 0);
+        else sock6.dropSourceMembership6(g6, 0, s6, 0);
+      } catch (e) { throw errnoException(netCode(e), syscall); }
+      return;
+    }
     const s = parseIpv4(source), g = parseIpv4(group), i = iface !== undefined ? parseIpv4(String(iface)) : 0;
     if (s === null || g === null || i === null) throw errnoException('EINVAL', syscall);
     const sock = this.#sock!;
@@ -634,6 +666,11 @@ export class Socket extends EventEmitter {
    */
   #isMartian(addr: number): boolean {
     return (addr >>> 24) === 127 && !this.#ctx.stack.isLocalAddress(addr);
+  }
+
+  /** An IPv6 group on a udp6 socket (an IPv4 group on a udp6 socket is an IPv4 join, as on Linux). */
+  #group6(group: string): boolean {
+    return this.type === 'udp6' && parseIpv4(group) === null;
   }
 
   /** The interface of an IPv6 zone id (fe80::1%tst0 or %2); 0 when none or unknown. */

@@ -16,6 +16,7 @@ import type { BufferPool } from '../base/pktbuf.js';
 import type { Sysctl, SysctlHandle } from './sysctl.js';
 import type { Icmp } from './ip/icmp.js';
 import { FilterMode, type Igmp, type SourceFilter } from './ip/igmp.js';
+import { FilterMode6, type SourceFilter6 } from './ip/mld.js';
 import { Icmpv6Type, Icmpv6UnreachCode } from '../wire/icmpv6.js';
 import { IPV6_HLEN, Ipv6Next, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, type Ipv6View } from '../wire/ipv6.js';
 import { addr6Equals, copyAddr6 } from './ip/addr6.js';
@@ -62,6 +63,10 @@ export interface Udp6Context {
   pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean;
   /** An interface's IPv6 side: the source address it would use towards a destination (scoped sends). */
   link(ifIndex: number): { sourceFor(dst: Uint8Array, dstOff: number): { readonly addr: Uint8Array } | undefined } | undefined;
+  /** The interface for an IPv6 group: `ifIndex` when it has IPv6, 0 = the first up link's (0 = none). */
+  multicastIfIndex6(ifIndex: number): number;
+  /** Sets `owner`'s MLDv2 filter for group[0..16) on an interface (Mld.setFilter); null leaves. */
+  setMulticastFilter6(ifIndex: number, group: Uint8Array, owner: object, filter: SourceFilter6 | null): void;
   /** Sends with an explicit hop limit (multicast, IPV6_UNICAST_HOPS) and interface (Ipv6.output). Takes ownership. */
   output(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
     hopLimit?: number, trafficClass?: number, ifIndex?: number): boolean;
@@ -86,6 +91,9 @@ export type UdpFamily = (typeof UdpFamily)[keyof typeof UdpFamily];
 
 /** A socket's membership of a group on one interface, with its source filter (RFC 3678 semantics). */
 export interface UdpMembership { ifIndex: number; mode: number; sources: number[]; }
+
+/** An IPv6 socket's membership of an IPv6 group (RFC 3810 §3's per-socket state). */
+export interface UdpMembership6 { group: Uint8Array; ifIndex: number; mode: number; sources: Uint8Array[]; }
 
 export class UdpSocket {
   /** IPv4 local and remote addresses (u32; 0 = any / none). An IPv6 socket uses them for its IPv4 (v4-mapped) side. */
@@ -124,6 +132,10 @@ export class UdpSocket {
   mcastTtl = 1;
   mcastLoop = true;
   mcastIf = 0;
+  /** IPv6 groups joined (IPV6_JOIN_GROUP, MCAST_JOIN_SOURCE_GROUP). */
+  readonly memberships6: UdpMembership6[] = [];
+  /** IPV6_MULTICAST_IF: the interface index IPv6 multicast leaves by (0 = the first up link). */
+  mcastIf6 = 0;
   /**
    * Receive mode 1: every datagram is handed over at once. An IPv6 source comes in `addr6`
    * (valid during the call only; addr is then 0); an IPv4 one in `addr` with addr6 null.
@@ -348,10 +360,89 @@ export class UdpSocket {
     } else this.memberships.delete(group);
   }
 
+  /**
+   * IPV6_JOIN_GROUP: joins group[off..] (any source) on interface `ifIndex` (0: the first up
+   * link's, as a kernel picks by route). Throws NetError EINVAL (not multicast), ENODEV (no
+   * interface with IPv6), EADDRINUSE (joined).
+   */
+  addMembership6(group: Uint8Array, off: number, ifIndex = 0): void {
+    const i = this.#membershipIf6(group, off, ifIndex);
+    if (this.#find6(group, off) !== undefined) throw new NetError('EADDRINUSE', 'already a member');
+    this.#setFilter6(group, off, { group: group.slice(off, off + 16), ifIndex: i, mode: FilterMode6.Exclude, sources: [] });
+  }
+
+  /** IPV6_LEAVE_GROUP. Throws NetError EADDRNOTAVAIL when not a member. */
+  dropMembership6(group: Uint8Array, off: number): void {
+    if (!isIpv6Multicast(group, off)) throw new NetError('EINVAL', 'not a multicast address');
+    if (this.#find6(group, off) === undefined) throw new NetError('EADDRNOTAVAIL', 'not a member');
+    this.#setFilter6(group, off, null);
+  }
+
+  /** MCAST_JOIN_SOURCE_GROUP (IPv6): receive group[gOff..] from source[sOff..] (INCLUDE mode); errors as addSourceMembership. */
+  addSourceMembership6(group: Uint8Array, gOff: number, source: Uint8Array, sOff: number, ifIndex = 0): void {
+    const i = this.#membershipIf6(group, gOff, ifIndex);
+    if (isIpv6Unspecified(source, sOff) || isIpv6Multicast(source, sOff)) throw new NetError('EINVAL', 'bad source address');
+    const m = this.#find6(group, gOff);
+    if (m && m.mode !== FilterMode6.Include) throw new NetError('EINVAL', 'group joined for any source');
+    if (m && m.sources.some((x) => addr6Equals(x, 0, source, sOff))) throw new NetError('EADDRNOTAVAIL', 'source already joined');
+    const sources = [...(m?.sources ?? []), source.slice(sOff, sOff + 16)];
+    this.#setFilter6(group, gOff, { group: group.slice(gOff, gOff + 16), ifIndex: m?.ifIndex ?? i, mode: FilterMode6.Include, sources });
+  }
+
+  /** MCAST_LEAVE_SOURCE_GROUP (IPv6): the last source dropped leaves the group. */
+  dropSourceMembership6(group: Uint8Array, gOff: number, source: Uint8Array, sOff: number): void {
+    if (!isIpv6Multicast(group, gOff)) throw new NetError('EINVAL', 'not a multicast address');
+    const m = this.#find6(group, gOff);
+    if (!m || m.mode !== FilterMode6.Include || !m.sources.some((x) => addr6Equals(x, 0, source, sOff))) throw new NetError('EADDRNOTAVAIL', 'not a member from that source');
+    const rest = m.sources.filter((x) => !addr6Equals(x, 0, source, sOff));
+    this.#setFilter6(group, gOff, rest.length ? { group: m.group, ifIndex: m.ifIndex, mode: FilterMode6.Include, sources: rest } : null);
+  }
+
+  /**
+   * Whether an IPv6 datagram to group b[groupOff..] from b[srcOff..] that arrived on `ifIndex`
+   * passes this socket's filter. A socket that has not joined the group receives what the
+   * link receives, as Linux's default IPV6_MULTICAST_ALL (inet6_mc_check).
+   */
+  wantsMulticast6(b: Uint8Array, groupOff: number, srcOff: number, ifIndex: number): boolean {
+    const m = this.#find6(b, groupOff);
+    if (m === undefined) return true;
+    if (ifIndex !== 0 && m.ifIndex !== ifIndex) return false;
+    let has = false;
+    for (const x of m.sources) if (addr6Equals(x, 0, b, srcOff)) { has = true; break; }
+    return m.mode === FilterMode6.Include ? has : !has;
+  }
+
+  #find6(group: Uint8Array, off: number): UdpMembership6 | undefined {
+    for (const m of this.memberships6) if (addr6Equals(m.group, 0, group, off)) return m;
+    return undefined;
+  }
+
+  #membershipIf6(group: Uint8Array, off: number, ifIndex: number): number {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    if (this.family !== UdpFamily.V6) throw new NetError('EINVAL', 'an IPv6 group needs an IPv6 socket');
+    if (!isIpv6Multicast(group, off)) throw new NetError('EINVAL', 'not a multicast address');
+    const i = this.udp.ctx6?.multicastIfIndex6(ifIndex) ?? 0;
+    // Linux (ipv6_sock_mc_join): ENODEV when there is no such interface or route.
+    if (i === 0) throw new NetError('ENODEV', 'no interface with IPv6 for the group');
+    return i;
+  }
+
+  #setFilter6(group: Uint8Array, off: number, m: UdpMembership6 | null): void {
+    const ctx6 = this.udp.ctx6!;
+    const old = this.#find6(group, off);
+    if (old && (!m || old.ifIndex !== m.ifIndex)) ctx6.setMulticastFilter6(old.ifIndex, old.group, this, null);
+    if (old) this.memberships6.splice(this.memberships6.indexOf(old), 1);
+    if (m) {
+      this.memberships6.push(m);
+      ctx6.setMulticastFilter6(m.ifIndex, m.group, this, { mode: m.mode, sources: m.sources });
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const g of [...this.memberships.keys()]) this.#setFilter(g, null);
+    for (const m of [...this.memberships6]) this.#setFilter6(m.group, 0, null);
     this.udp.unbind(this);
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -560,6 +651,10 @@ export class Udp {
     if (len > UDP6_MAX_PAYLOAD) throw new NetError('EMSGSIZE', `datagram of ${len} bytes is too large`);
     const ctx6 = this.ctx6;
     if (ctx6 === null) throw new NetError('ENETUNREACH', 'IPv6 is not enabled on this stack');
+    // IPV6_MULTICAST_IF names the interface a group without a zone id leaves by.
+    if (scope === 0 && s.mcastIf6 !== 0 && isIpv6Multicast(dst, dOff)) scope = s.mcastIf6;
+    // Hop limit 0 stays on the host (Linux ip6_finish_output2 discards it; no loopback here yet).
+    if (s.mcastTtl === 0 && isIpv6Multicast(dst, dOff)) { this.stats.sent++; this.stats.sent6++; this.ctx.drop('udp6_mcast_hops_zero'); return; }
     if (scope !== 0 && (isIpv6LinkLocal(dst, dOff) || isIpv6Multicast(dst, dOff))) {
       // A scoped destination (fe80::1%tst0): out of that interface, from its own address.
       const src = s.fixedSource6() ?? ctx6.link(scope)?.sourceFor(dst, dOff)?.addr ?? null;
@@ -568,7 +663,7 @@ export class Udp {
       finishUdpChecksumV6(buf.data, buf.start, buf.length, src, 0, dst, dOff);
       this.stats.sent++;
       this.stats.sent6++;
-      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, isIpv6Multicast(dst, dOff) ? 1 : s.hopLimit, s.tos, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
+      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, isIpv6Multicast(dst, dOff) ? s.mcastTtl : s.hopLimit, s.tos, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
       return;
     }
     let path = s.path;
@@ -583,11 +678,11 @@ export class Udp {
     finishUdpChecksumV6(buf.data, buf.start, buf.length, path.src6, 0, path.dst6, 0);
     this.stats.sent++;
     this.stats.sent6++;
-    // Multicast leaves with hop limit 1 on the scope's interface; an IPV6_UNICAST_HOPS other
+    // Multicast leaves with IPV6_MULTICAST_HOPS (1 unless set) on the scope's interface; an IPV6_UNICAST_HOPS other
     // than the link's goes the same way; everything else along the path.
     const mcast = isIpv6Multicast(path.dst6, 0);
     const sent = mcast || s.hopLimit >= 0
-      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? 1 : s.hopLimit, s.tos, scope)
+      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? s.mcastTtl : s.hopLimit, s.tos, scope)
       : ctx6.pathOutput(path, buf, Ipv6Next.UDP, s.tos);
     if (!sent) throw new NetError('ENETUNREACH', 'no route to destination');
   }
@@ -685,6 +780,7 @@ export class Udp {
         for (const s of list) {
           if (!s.accepts6) continue;
           if (!s.anyLocal6 && !addr6Equals(s.local6!, 0, b, dstOff)) continue;
+          if (s.memberships6.length !== 0 && !s.wantsMulticast6(b, dstOff, srcOff, ifIndex)) continue;
           if (s.connected && (!s.remoteIs6 || s.remotePort !== sport || !addr6Equals(s.remote6!, 0, b, srcOff))) continue;
           delivered = true;
           if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), 0, sport, from)) { this.stats.fullSocket++; ctx.drop('udp_full_socket'); }

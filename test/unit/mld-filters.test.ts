@@ -1,7 +1,7 @@
 // MLDv2 source filters (RFC 3810 §4.2, §6): a socket-level filter set through Mld.setFilter
 // merges with the stack's own joins, is announced with ALLOW/BLOCK/TO_IN/TO_EX records (with
 // sources), filters IPv6 input by source, and answers group-and-source-specific queries. This
-// is the engine half; sockets join through it once UDP over IPv6 exists.
+// is the engine half; udp6 sockets join through it (test/sim/udp6-multicast.test.ts).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { formatIpv6 } from '../../src/wire/addr.js';

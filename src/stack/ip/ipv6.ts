@@ -23,7 +23,7 @@ import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
 import { Addr6Origin, Addr6State, If6Addr, Ipv6Link } from './ipv6-link.js';
-import { Mld } from './mld.js';
+import { Mld, type SourceFilter6 } from './mld.js';
 import { PmtuCache } from './pmtu.js';
 import { Reassembler6, defineReass6Sysctls } from './reass6.js';
 import { Route6Flags, RouteTable6 } from './route6.js';
@@ -609,6 +609,18 @@ export class Ipv6 implements Ip6Services {
     }
     if (!link || !this.ctx.interfaceByIndex(link.ifIndex)?.up) return undefined;
     return link;
+  }
+
+  /** Udp6Context: the interface for a socket's IPv6 group — `ifIndex` when it has IPv6 and is up, else the first up link's (0 = none). */
+  multicastIfIndex6(ifIndex: number): number {
+    const link = ifIndex !== 0 ? this.links[ifIndex] : this.firstUpLink();
+    return link !== undefined && this.ctx.interfaceByIndex(link.ifIndex)?.up ? link.ifIndex : 0;
+  }
+
+  /** Udp6Context: a socket's MLDv2 source filter for group[0..16) on an interface (RFC 3810 §4.2). */
+  setMulticastFilter6(ifIndex: number, group: Uint8Array, owner: object, filter: SourceFilter6 | null): void {
+    const link = this.links[ifIndex];
+    if (link !== undefined) this.mld.setFilter(link, group, 0, owner, filter);
   }
 
   private firstUpLink(): Ipv6Link | undefined {
