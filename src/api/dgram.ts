@@ -493,48 +493,73 @@ export class Socket extends EventEmitter {
 
   setMulticastTTL(ttl: number): number {
     validateNumber(ttl, 'ttl');
-    this.#boundSock('setMulticastTTL');
+    const sock = this.#boundSock('setMulticastTTL');
     if (ttl < 0 || ttl > 255) throw errnoException('EINVAL', 'setMulticastTTL');
-    this.#multicastTtl = ttl | 0;
+    this.#multicastTtl = sock.mcastTtl = ttl | 0;
     return ttl;
   }
 
   setMulticastLoopback(flag: boolean): boolean {
-    this.#boundSock('setMulticastLoopback');
-    this.#multicastLoopback = !!flag;
+    const sock = this.#boundSock('setMulticastLoopback');
+    this.#multicastLoopback = sock.mcastLoop = !!flag;
     return flag;
   }
 
   setMulticastInterface(interfaceAddress: string): void {
     this.#healthCheck();
     validateString(interfaceAddress, 'interfaceAddress');
-    this.#boundSock('setMulticastInterface');
+    const sock = this.#boundSock('setMulticastInterface');
+    if (this.type === 'udp6') {
+      // udp6 (libuv uv__udp_set_multicast_interface6): '::%eth1' names the interface by its zone id.
+      const a6 = parseIpv6(interfaceAddress);
+      if (a6 === null) throw errnoException('EINVAL', 'setMulticastInterface');
+      const i = this.#scope(interfaceAddress);
+      if (interfaceAddress.includes('%') && i === 0) throw errnoException('EADDRNOTAVAIL', 'setMulticastInterface');
+      sock.mcastIf6 = i;
+      return;
+    }
     const a = parseIpv4(interfaceAddress);
     if (a === null) throw errnoException('EINVAL', 'setMulticastInterface');
     if (a !== 0 && !this.#ctx.stack.isLocalAddress(a)) throw errnoException('EADDRNOTAVAIL', 'setMulticastInterface');
+    sock.mcastIf = a;
   }
 
   addMembership(multicastAddress: string, interfaceAddress?: string): void {
     this.#healthCheck();
     if (!multicastAddress) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "multicastAddress" argument must be specified');
     const sock = this.#sock!;
+    if (this.#group6(multicastAddress)) {
+      // IPv6 groups (IPV6_JOIN_GROUP): the interface is the zone id of interfaceAddress ('::%eth1').
+      const g6 = parseIpv6(multicastAddress);
+      if (g6 === null) throw errnoException('EINVAL', 'addMembership');
+      try { sock.addMembership6(g6, 0, interfaceAddress !== undefined ? this.#scope(String(interfaceAddress)) : 0); } catch (e) { throw errnoException(netCode(e), 'addMembership'); }
+      return;
+    }
     const g = parseIpv4(multicastAddress);
-    if (g === null || (interfaceAddress !== undefined && parseIpv4(interfaceAddress) === null)) throw errnoException('EINVAL', 'addMembership');
+    const i = interfaceAddress !== undefined ? parseIpv4(interfaceAddress) : 0;
+    if (g === null || i === null) throw errnoException('EINVAL', 'addMembership');
     // Linux refuses a second IP_ADD_MEMBERSHIP for the same group with EADDRINUSE.
     if (sock.memberships.has(g)) throw errnoException('EADDRINUSE', 'addMembership');
-    try { sock.addMembership(g); } catch (e) { throw errnoException(netCode(e), 'addMembership'); }
+    try { sock.addMembership(g, i); } catch (e) { throw errnoException(netCode(e), 'addMembership'); }
   }
 
   dropMembership(multicastAddress: string, interfaceAddress?: string): void {
     this.#healthCheck();
     if (!multicastAddress) throw codedError(TypeError, 'ERR_MISSING_ARGS', 'The "multicastAddress" argument must be specified');
     const sock = this.#sock!;
+    if (this.#group6(multicastAddress)) {
+      const g6 = parseIpv6(multicastAddress);
+      if (g6 === null) throw errnoException('EINVAL', 'dropMembership');
+      try { sock.dropMembership6(g6, 0); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
+      return;
+    }
     const g = parseIpv4(multicastAddress);
-    if (g === null || (interfaceAddress !== undefined && parseIpv4(interfaceAddress) === null)) throw errnoException('EINVAL', 'dropMembership');
-    try { sock.dropMembership(g); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
+    const i = interfaceAddress !== undefined ? parseIpv4(interfaceAddress) : 0;
+    if (g === null || i === null) throw errnoException('EINVAL', 'dropMembership');
+    try { sock.dropMembership(g, i); } catch (e) { throw errnoException(netCode(e), 'dropMembership'); }
   }
 
-  /** Source-specific multicast: Node's argument checks; the engine has no source filters yet. */
+  /** Source-specific multicast (RFC 4607): receive `groupAddress` only from `sourceAddress`. */
   addSourceSpecificMembership(sourceAddress: string, groupAddress: string, interfaceAddress?: string): void {
     this.#sourceSpecific('addSourceSpecificMembership', sourceAddress, groupAddress, interfaceAddress);
   }
@@ -543,12 +568,27 @@ export class Socket extends EventEmitter {
     this.#sourceSpecific('dropSourceSpecificMembership', sourceAddress, groupAddress, interfaceAddress);
   }
 
-  #sourceSpecific(syscall: string, source: unknown, group: unknown, iface: unknown): void {
+  #sourceSpecific(syscall: 'addSourceSpecificMembership' | 'dropSourceSpecificMembership', source: unknown, group: unknown, iface: unknown): void {
     this.#healthCheck();
     validateString(source, 'sourceAddress');
     validateString(group, 'groupAddress');
-    if (parseIpv4(source) === null || parseIpv4(group) === null || (iface !== undefined && parseIpv4(String(iface)) === null)) throw errnoException('EINVAL', syscall);
-    throw codedError(Error, 'ERR_TSTACK_NOT_SUPPORTED', `tstack/dgram: ${syscall} is not supported (the stack has no source-specific multicast filters)`);
+    if (this.#group6(group)) {
+      const s6 = parseIpv6(source), g6 = parseIpv6(group);
+      if (s6 === null || g6 === null) throw errnoException('EINVAL', syscall);
+      const sock6 = this.#sock!;
+      try {
+        if (syscall === 'addSourceSpecificMembership') sock6.addSourceMembership6(g6, 0, s6, 0, iface !== undefined ? this.#scope(String(iface)) : 0);
+        else sock6.dropSourceMembership6(g6, 0, s6, 0);
+      } catch (e) { throw errnoException(netCode(e), syscall); }
+      return;
+    }
+    const s = parseIpv4(source), g = parseIpv4(group), i = iface !== undefined ? parseIpv4(String(iface)) : 0;
+    if (s === null || g === null || i === null) throw errnoException('EINVAL', syscall);
+    const sock = this.#sock!;
+    try {
+      if (syscall === 'addSourceSpecificMembership') sock.addSourceMembership(g, s, i);
+      else sock.dropSourceMembership(g, s, i);
+    } catch (e) { throw errnoException(netCode(e), syscall); }
   }
 
   setRecvBufferSize(size: number): void { this.#bufferSize(size, true); }
@@ -631,6 +671,11 @@ export class Socket extends EventEmitter {
     return (addr >>> 24) === 127 && !this.#ctx.stack.isLocalAddress(addr);
   }
 
+  /** An IPv6 group on a udp6 socket (an IPv4 group on a udp6 socket is an IPv4 join, as on Linux). */
+  #group6(group: string): boolean {
+    return this.type === 'udp6' && parseIpv4(group) === null;
+  }
+
   /** The interface of an IPv6 zone id (fe80::1%tst0 or %2); 0 when none or unknown. */
   #scope(ip: string): number {
     const i = ip.indexOf('%');
@@ -679,7 +724,7 @@ export class Socket extends EventEmitter {
   /** @internal */
   get _closed(): boolean { return this.#sock === null; }
 
-  /** The multicast options the engine does not act on yet (see docs/api-dgram.md). */
+  /** The socket's multicast options (tests). */
   get _multicastOptions(): { ttl: number; loopback: boolean } { return { ttl: this.#multicastTtl, loopback: this.#multicastLoopback }; }
 }
 

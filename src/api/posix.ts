@@ -93,6 +93,13 @@ export const TCP_INQ = 36;
 export const IP_TOS = 1;
 export const IP_TTL = 2;
 export const IPV6_TCLASS = 67;
+export const IP_MULTICAST_IF = 32;
+export const IP_MULTICAST_TTL = 33;
+export const IP_MULTICAST_LOOP = 34;
+export const IP_ADD_MEMBERSHIP = 35;
+export const IP_DROP_MEMBERSHIP = 36;
+export const IP_ADD_SOURCE_MEMBERSHIP = 39;
+export const IP_DROP_SOURCE_MEMBERSHIP = 40;
 /** Size of Linux's struct tcp_info (6.x), as getsockopt(TCP_INFO) fills it. */
 export const TCP_INFO_SIZE = 248;
 export const SHUT_RD = 0;
@@ -1026,6 +1033,10 @@ export class Posix {
       tcp.linger = onoff ? Math.max(0, secs | 0) : -1;
       return 0;
     }
+    if (level === IPPROTO_IP && name >= IP_MULTICAST_IF && name <= IP_DROP_SOURCE_MEMBERSHIP) {
+      if (!udp) return -ENOPROTOOPT;
+      return multicastOption(udp.sock, name, value);
+    }
     if (typeof value === 'string' || value instanceof Uint8Array || (typeof value === 'object' && value !== null)) return -EINVAL;
     const v = toInt(value);
     if (!Number.isInteger(v)) return -EINVAL;
@@ -1205,6 +1216,8 @@ export class Posix {
       return c ? c.tos : tcp.tos;
     }
     if (level === IPPROTO_IP && name === IP_TTL) return udp ? udp.sock.ttl : TCP_TTL;
+    if (level === IPPROTO_IP && udp && name === IP_MULTICAST_TTL) return udp.sock.mcastTtl;
+    if (level === IPPROTO_IP && udp && name === IP_MULTICAST_LOOP) return udp.sock.mcastLoop ? 1 : 0;
     return -ENOPROTOOPT;
   }
 
@@ -1492,3 +1505,46 @@ export const connectAsync = (fd: number, sa: SockAddr, opts?: WaitOptions): Prom
 export const readAsync = (fd: number, buf: Uint8Array, count?: number, opts?: WaitOptions): Promise<number> => posix().readAsync(fd, buf, count, opts);
 export const writeAsync = (fd: number, buf: Uint8Array, count?: number, opts?: WaitOptions): Promise<number> => posix().writeAsync(fd, buf, count, opts);
 export const recvfromAsync = (fd: number, buf: Uint8Array, len?: number, flags?: number, from?: SockAddr | null, opts?: WaitOptions): Promise<number> => posix().recvfromAsync(fd, buf, len, flags, from, opts);
+
+/**
+ * IP_MULTICAST_* and IP_{ADD,DROP}_{SOURCE_,}MEMBERSHIP on a UDP socket, with Linux's value
+ * shapes: integers for TTL and LOOP; struct in_addr or ip_mreq(n) for MULTICAST_IF; struct
+ * ip_mreq / ip_mreqn (group, interface) and ip_mreq_source (group, interface, source), all in
+ * network byte order. Returns 0 or -errno.
+ */
+function multicastOption(sock: UdpSocket, name: number, value: SockOptValue): number {
+  if (name === IP_MULTICAST_TTL || name === IP_MULTICAST_LOOP) {
+    const v = typeof value === 'number' || typeof value === 'boolean' ? toInt(value) : value instanceof Uint8Array && value.length >= 1 ? (value.length >= 4 ? new DataView(value.buffer, value.byteOffset, 4).getInt32(0, true) : value[0]!) : NaN;
+    if (!Number.isInteger(v)) return -EINVAL;
+    if (name === IP_MULTICAST_TTL) {
+      // Linux: -1 restores the default (1).
+      const ttl = v === -1 ? 1 : v;
+      if (ttl < 0 || ttl > 255) return -EINVAL;
+      sock.mcastTtl = ttl;
+    } else sock.mcastLoop = v !== 0;
+    return 0;
+  }
+  if (!(value instanceof Uint8Array)) return -EINVAL;
+  const addr = (o: number) => ((value[o]! << 24) | (value[o + 1]! << 16) | (value[o + 2]! << 8) | value[o + 3]!) >>> 0;
+  try {
+    if (name === IP_MULTICAST_IF) {
+      if (value.length < 4) return -EINVAL;
+      // struct ip_mreqn carries the interface address second; struct in_addr alone is the address.
+      const a = value.length >= 8 ? addr(4) : addr(0);
+      sock.mcastIf = a;
+      return 0;
+    }
+    if (name === IP_ADD_MEMBERSHIP || name === IP_DROP_MEMBERSHIP) {
+      if (value.length < 8) return -EINVAL;
+      if (name === IP_ADD_MEMBERSHIP) sock.addMembership(addr(0), addr(4)); else sock.dropMembership(addr(0), addr(4));
+      return 0;
+    }
+    if (value.length < 12) return -EINVAL;
+    if (name === IP_ADD_SOURCE_MEMBERSHIP) sock.addSourceMembership(addr(0), addr(8), addr(4));
+    else if (name === IP_DROP_SOURCE_MEMBERSHIP) sock.dropSourceMembership(addr(0), addr(8), addr(4));
+    else return -ENOPROTOOPT;
+    return 0;
+  } catch (e) {
+    return -errnoOf(e);
+  }
+}

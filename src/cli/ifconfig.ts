@@ -73,13 +73,15 @@ export function formatInterface(i: InterfaceSnapshot & { driver: string; deviceR
   const lines = [`${i.name}: flags=<${i.flags.join(',')}> mtu ${i.mtu}`, `\tether ${i.mac}`];
   for (const a of i.inet) lines.push(`\tinet ${a.addr} netmask 0x${prefixMask(a.prefixLen).toString(16).padStart(8, '0')} broadcast ${a.broadcast}`);
   for (const a of i.inet6) lines.push(`\tinet6 ${a.addr} prefixlen ${a.prefixLen}`);
+  if (i.tunnel) lines.push(`\ttunnel: ${i.tunnel}`);
+  if (i.groups) lines.push(`\tgroups: ${i.groups.join(' ')}`);
   if (i.bond) {
     lines.push(`\tbond: ${i.bond.mode}${i.bond.active ? ` active ${i.bond.active}` : ''} members ${i.bond.members.join(' ')} failovers ${i.bond.failovers}`);
   } else if (i.vlan) {
     // FreeBSD's vlan(4) line.
     lines.push(`\tvlan: ${i.vlan.id} vlanproto: 802.1q${i.vlan.outer ? ` outer: ${i.vlan.outer} (802.1ad)` : ''} parent interface: ${i.vlan.parent}`);
   } else {
-    lines.push(`\tdriver: ${i.driver}`);
+    lines.push(`\tdriver: ${i.tunnel ? 'tunnel' : i.driver}`);
     if (i.master) lines.push(`\tmaster: ${i.master}`);
   }
   lines.push(`\tRX packets ${i.rxPackets}  bytes ${i.rxBytes} (${human(i.rxBytes)})  errors ${i.rxErrors}  dropped ${i.rxDropped + i.deviceRxDropped}  multicast ${i.rxMulticast}`);

@@ -10,6 +10,7 @@ import { Stack } from '../stack/stack.js';
 import { Sysctl, SysctlError, type SysctlValue } from '../stack/sysctl.js';
 import type { Clock } from '../base/time.js';
 import type { ShieldConfig } from '../stack/shield.js';
+import type { TunnelConfig } from '../stack/tunnel/tunnels.js';
 
 export type PollMode = 'busy' | 'adaptive' | 'interrupt';
 export const POLL_MODES: readonly PollMode[] = ['busy', 'adaptive', 'interrupt'];
@@ -149,6 +150,9 @@ export interface VlanConfig {
 
 export interface SysctlSetting { name: string; value: SysctlValue; line: number }
 
+/** One [[tunnel]] table: what Stack.addTunnel takes, plus its position. */
+export interface TunnelEntry extends TunnelConfig { index: number; }
+
 export interface TstackConfig {
   /** The file name used in error messages. */
   file: string;
@@ -165,6 +169,8 @@ export interface TstackConfig {
     dispatcher?: string;
   };
   ports: PortConfig[];
+  /** [[tunnel]] tables: VXLAN, GRE and IP-in-IP interfaces (docs/tunnels.md), in file order. */
+  tunnels?: TunnelEntry[];
   /** Validated against the stack's registry, in file order. */
   sysctl: SysctlSetting[];
   /** Bonds over ports ([[bond]], docs/l2.md). */
@@ -258,6 +264,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         (value as unknown[]).forEach((p, i) => cfg.ports.push(portConfig(v, i, p)));
         break;
       }
+      case 'tunnel': {
+        if (!Array.isArray(value)) v.fail(['tunnel'], 'must be an array of tables: write each tunnel as [[tunnel]]');
+        cfg.tunnels = (value as unknown[]).map((x, i) => tunnelConfig(v, i, x));
+        break;
+      }
       case 'sysctl': {
         const t = v.table(['sysctl'], value);
         const registry = opts.sysctl ?? new Stack({ clock: ZERO_CLOCK }).sysctl;
@@ -316,7 +327,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         bondsRaw = value as unknown[];
         break;
       default:
-        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [[bond]], [sysctl], [control], [metrics], [log], [api], [shield])`);
+        v.fail([name], `unknown table or key (expected one of [stack], [[port]], [[bond]], [[tunnel]], [sysctl], [control], [metrics], [log], [api], [shield])`);
     }
   }
   if (bondsRaw) {
@@ -338,6 +349,11 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       seen.set(x.ifname, p.index);
     });
   }
+  for (const tn of cfg.tunnels ?? []) {
+    if (seen.has(tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by port[${seen.get(tn.ifname)}] or one of its VLANs`);
+    if ((cfg.bonds ?? []).some((b) => b.ifname === tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by a bond`);
+    if ((cfg.tunnels ?? []).some((o) => o.index < tn.index && o.ifname === tn.ifname)) v.fail(['tunnel', tn.index, 'ifname'], `"${tn.ifname}" is already used by another tunnel`);
+  }
   // One address per interface and one interface per subnet: otherwise which one answers for an
   // address, or which one a packet to the subnet leaves by, is a guess.
   const nets: { owner: string; addr: number; prefixLen: number; text: string }[] = [];
@@ -349,7 +365,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
       const m = prefixMask(Math.min(o.prefixLen, c.prefixLen));
       // Secondary addresses may share their own interface's subnets.
       if (o.owner !== owner && ((o.addr & m) >>> 0) === ((c.addr & m) >>> 0)) {
-        v.fail(path, `${text} is on the same subnet as ${o.owner}'s ${o.text}: give each ${owner.includes('vlan') ? 'interface' : 'port'} its own subnet`);
+        v.fail(path, `${text} is on the same subnet as ${o.owner}'s ${o.text}: give each ${owner.includes('vlan') || owner.startsWith('tunnel') ? 'interface' : 'port'} its own subnet`);
       }
     }
     nets.push({ owner, addr: c.addr, prefixLen: c.prefixLen, text });
@@ -364,6 +380,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     claim(['bond', b.index, 'addr'], `bond[${b.index}]`, b.addr);
     (b.vips ?? []).forEach((a, j) => claim(['bond', b.index, 'vips', j], `bond[${b.index}]`, a));
   }
+  for (const tn of cfg.tunnels ?? []) claim(['tunnel', tn.index, 'addr'], `tunnel[${tn.index}]`, tn.addr);
   return cfg;
 }
 
@@ -499,6 +516,51 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
     (t.vlan as unknown[]).forEach((raw, i) => p.vlans!.push(vlanConfig(v, p, i, raw)));
   }
   return p;
+}
+
+const TUNNEL_KEYS = ['kind', 'ifname', 'local', 'remote', 'remotes', 'vni', 'key', 'seq', 'port', 'addr', 'addr6', 'mtu', 'mac', 'ttl'];
+const TUNNEL_KINDS = ['vxlan', 'gre', 'ipip'] as const;
+
+function tunnelConfig(v: Validator, index: number, raw: unknown): TunnelEntry {
+  const at = (k: string): Seg[] => ['tunnel', index, k];
+  const t = v.table(['tunnel', index], raw);
+  v.known(['tunnel', index], t, TUNNEL_KEYS);
+  if (t.kind === undefined) v.fail(at('kind'), `is required: one of ${TUNNEL_KINDS.map((k) => `"${k}"`).join(', ')}`);
+  const kind = v.choice(at('kind'), t.kind, TUNNEL_KINDS);
+  if (t.ifname === undefined) v.fail(at('ifname'), 'is required (the tunnel interface\'s name, say "vx0")');
+  if (t.local === undefined) v.fail(at('local'), 'is required: the underlay source address, one of the ports\' addresses');
+  const e: TunnelEntry = { index, kind, ifname: v.ifname(at('ifname'), t.ifname), local: v.ipv4(at('local'), t.local), remotes: [] };
+  if (t.remote !== undefined && t.remotes !== undefined) v.fail(at('remotes'), 'give remote or remotes, not both');
+  if (t.remote !== undefined) e.remotes = [v.ipv4(at('remote'), t.remote)];
+  if (t.remotes !== undefined) {
+    if (kind !== 'vxlan') v.fail(at('remotes'), `only a vxlan tunnel has several remotes; a ${kind} tunnel has one remote`);
+    if (!Array.isArray(t.remotes)) v.fail(at('remotes'), `must be an array of IPv4 addresses (got ${describe(t.remotes)})`);
+    e.remotes = (t.remotes as unknown[]).map((x) => v.ipv4(at('remotes'), x));
+  }
+  if (kind !== 'vxlan' && e.remotes.length !== 1) v.fail(at('remote'), `is required for a ${kind} tunnel (its other end)`);
+  const only = (k: string, kinds: readonly string[]) => { if (t[k] !== undefined && !kinds.includes(kind)) v.fail(at(k), `only applies to kind ${kinds.map((x) => `"${x}"`).join(' or ')} (this tunnel is "${kind}")`); };
+  only('vni', ['vxlan']); only('port', ['vxlan']); only('mac', ['vxlan']); only('key', ['gre']); only('seq', ['gre']);
+  if (kind === 'vxlan') {
+    if (t.vni === undefined) v.fail(at('vni'), 'is required for a vxlan tunnel (0..16777215)');
+    e.vni = v.int(at('vni'), t.vni, 0, 0xffffff);
+  }
+  if (t.port !== undefined) e.port = v.int(at('port'), t.port, 1, 65535);
+  if (t.key !== undefined) e.key = v.int(at('key'), t.key, 0, 0xffffffff);
+  if (t.seq !== undefined) {
+    if (typeof t.seq !== 'boolean') v.fail(at('seq'), `must be true or false (got ${describe(t.seq)})`);
+    e.seq = t.seq;
+  }
+  if (t.addr !== undefined) e.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
+  only('addr6', ['vxlan']);
+  if (t.addr6 !== undefined) e.addr6 = v.cidr6(at('addr6'), t.addr6);
+  if (t.mtu !== undefined) e.mtu = v.int(at('mtu'), t.mtu, 576, 65535);
+  if (t.ttl !== undefined) e.ttl = v.int(at('ttl'), t.ttl, 1, 255);
+  if (t.mac !== undefined) {
+    const mac = parseMac(v.str(at('mac'), t.mac));
+    if (!mac || (mac[0]! & 1)) v.fail(at('mac'), `must be a unicast MAC address like "02:00:00:00:00:01" (got ${JSON.stringify(t.mac)})`);
+    e.mac = mac;
+  }
+  return e;
 }
 
 const BOND_KEYS = ['ifname', 'mode', 'members', 'addr', 'gateway', 'addr6', 'gateway6', 'vips', 'miimon', 'arp_interval', 'arp_ip_target'];

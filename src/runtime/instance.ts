@@ -174,6 +174,13 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
         unwatch.push(stack.watchPorts(raw.portWatcher));
       }
     }
+    for (const tcfg of config.tunnels ?? []) {
+      try {
+        stack.addTunnel(tcfg);
+      } catch (e) {
+        throw new InstanceError(`tunnel[${tcfg.index}] (${tcfg.kind} ${tcfg.ifname}): ${(e as Error).message}`, { cause: e });
+      }
+    }
   } catch (e) {
     release();
     throw e;

@@ -33,8 +33,9 @@ export class Interface {
   readonly loopback: boolean;
 
   /**
-   * The interface this one sends through: the port under a VLAN interface (and, for tunnels,
-   * the underlay). null for a port (a device of its own) and lo0.
+   * The interface this one sends through: the port under a VLAN interface. null for a port (a
+   * device of its own), lo0 and tunnels (their device encapsulates and sends through IP, so the
+   * underlay interface is the route's to the remote, per packet: tunnel/tunnels.ts).
    */
   lower: Interface | null = null;
   /** VLAN interfaces: the VID (1..4094) and the outer (802.1ad service) VID, 0 without Q-in-Q. 0 for others. */

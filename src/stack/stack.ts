@@ -27,6 +27,7 @@ import { Shield, type ShieldConfig } from './shield.js';
 import type { TcpHost } from './tcp/host.js';
 import { Tcp } from './tcp/tcp.js';
 import { Udp, defineUdpSysctls } from './udp.js';
+import { Tunnels, type TunnelConfig, type TunnelContext } from './tunnel/tunnels.js';
 
 export { IpStats, defineIpSysctls } from './ip/ipv4.js';
 
@@ -67,7 +68,7 @@ export interface InterfaceConfig {
 /** A subscriber to the stack's local ports (Stack.watchPorts): proto 6 (TCP) or 17 (UDP). */
 export type PortWatcher = (proto: number, port: number, inUse: boolean) => void;
 
-export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost {
+export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost, TunnelContext {
   readonly clock: Clock;
   readonly sysctl: Sysctl;
   readonly pool: BufferPool;
@@ -87,6 +88,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   readonly udp: Udp;
   readonly tcp: Tcp;
   readonly ipStats: IpStats;
+  /** VXLAN, GRE and IP-in-IP interfaces (addTunnel). */
+  readonly tunnels: Tunnels;
   /** Drops by reason; every packet the stack refuses is counted here. */
   readonly drops: Record<string, number> = Object.create(null);
   /** Called after a frame is queued on a device, so the run loop can flush soon. */
@@ -111,6 +114,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     this.udp.onPortChanged = (proto, port, inUse) => this.portChanged(proto, port, inUse);
     this.tcp = new Tcp(this);
     this.ip6 = new Ipv6(this);
+    this.tunnels = new Tunnels(this);
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
     udp.attach6(ip6);
     ip6.upper.set(IpProto.UDP, (ip, buf, off, len, ifIndex) => udp.input6(ip, buf, off, len, ifIndex));
@@ -189,6 +193,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   addVlan(portIndex: number, vid: number, cfg: InterfaceConfig & { outer?: number; mac?: Uint8Array; pcp?: number } = {}): number {
     const port = this.interfaces[portIndex - 1];
     if (!port || port.loopback || port.lower !== null) throw new Error(`VLAN ${vid}: interface ${portIndex} is not a port`);
+    // A VXLAN interface carries Ethernet and so VLANs (as Linux); GRE and IP-in-IP carry IPv4 only.
+    if ((port.dev as { pointToPoint?: boolean }).pointToPoint === true) throw new Error(`VLAN ${vid}: ${port.name} is a point-to-point tunnel (no Ethernet inside)`);
     const outer = cfg.outer ?? 0;
     if (!Number.isInteger(vid) || vid < 1 || vid > 4094) throw new Error(`VLAN id ${vid} is out of range (1..4094)`);
     if (!Number.isInteger(outer) || outer < 0 || outer > 4094) throw new Error(`outer VLAN id ${outer} is out of range (1..4094)`);
@@ -217,7 +223,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   addBond(members: number[], cfg: InterfaceConfig & { mode?: BondMode; miimon?: number; arpInterval?: number; arpTargets?: number[] } = {}): number {
     const ms = members.map((i) => {
       const m = this.interfaces[i - 1];
-      if (!m || m.loopback || m.lower !== null || m.master !== null || m.vlans.length > 0 || m.addrs.length > 0 || m.addrs6.length > 0) {
+      if (!m || m.loopback || m.lower !== null || m.master !== null || m.vlans.length > 0 || m.addrs.length > 0 || m.addrs6.length > 0 || this.tunnels.devices.some((d) => d === m.dev)) {
         throw new Error(`bond member ${i}: not a free port (a port without addresses, VLANs or another bond)`);
       }
       return m;
@@ -254,6 +260,37 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
   }
 
   /**
+   * Adds a tunnel interface (VXLAN, GRE, IP-in-IP: docs/tunnels.md) over the underlay the route
+   * to its remote gives; returns its interface index. Throws on a bad configuration.
+   */
+  addTunnel(cfg: TunnelConfig): number {
+    const dev = this.tunnels.create(cfg);
+    const vxlan = cfg.kind === 'vxlan';
+    const index = this.addInterface(dev, {
+      name: cfg.ifname, mtu: dev.mtu, announce: vxlan,
+      ...(cfg.addr && { addr: cfg.addr }), ...(cfg.addr6 && { addr6: cfg.addr6 }),
+    });
+    dev.ifIndex = index;
+    const tunnels = this.tunnels;
+    if (vxlan) {
+      const port = cfg.port ?? 4789;
+      if (!this.udp.encap.has(port)) this.udp.encap.set(port, (ip, buf, off, len) => tunnels.vxlanInput(ip, buf, off, len));
+    } else {
+      const proto = cfg.kind === 'gre' ? IpProto.GRE : IpProto.IPIP;
+      this.ipv4.register(proto, (ip, buf, toBroadcast) => { if (toBroadcast) { buf.release(); this.drop('tunnel_broadcast'); return; } tunnels.p2pInput(ip, buf); });
+      this.icmp.handlers.set(proto, (type, code, info, inner) => tunnels.icmpError(type, code, info, inner));
+    }
+    return index;
+  }
+
+  /** TunnelContext: the MTU of the interface the route to `dst` leaves by (0: no route). */
+  routeMtu(dst: number): number {
+    const r = this.routes.lookup(dst);
+    const i = r ? this.interfaces[r.ifIndex - 1] : undefined;
+    return i && i.up ? i.mtu : 0;
+  }
+
+  /**
    * Adds the loopback interface lo0 (127.0.0.1/8 — all of 127/8 is local — and ::1) unless it
    * exists; returns its index. Instances add it after their ports, so ports keep indices 1..n.
    */
@@ -281,7 +318,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
     iface.up = up;
     this.routes.touch();
     if (iface.loopback) return;
-    if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); }
+    if (up) this.arp.announce(iface); else { this.arp.flushInterface(ifIndex); this.ip6.interfaceDown(ifIndex); this.ipv4.igmp.flushInterface(ifIndex); }
   }
 
   /** Adds an address to an interface (with its connected route). */
@@ -389,6 +426,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
 
   /** Ipv4Context: a unicast next hop goes through ARP. */
   resolveOutput(iface: Interface, nexthop: number, buf: PacketBuffer): void {
+    // A point-to-point tunnel has no neighbours to resolve: its device takes the packet.
+    if ((iface.dev as { pointToPoint?: boolean }).pointToPoint === true) { this.ethernet.output(iface, iface.mac, 0, EtherType.IPv4, buf); return; }
     this.arp.output(iface, nexthop, buf);
   }
 
@@ -408,6 +447,25 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost 
       this.drop('shield_deny');
       return false;
     };
+  }
+
+  /**
+   * EthernetContext: the multicast MAC filter. 01:00:5e:… (RFC 1112 §6.4) passes for a group an
+   * IGMP membership holds, 33:33:… (RFC 2464 §7) for one of the link's IPv6 groups (MLD's).
+   * Loopback and devices without a link layer see no such frames.
+   */
+  acceptsMulticastMac(iface: Interface, b: Uint8Array, off: number): boolean {
+    if (b[off] === 0x01 && b[off + 1] === 0x00 && b[off + 2] === 0x5e) return this.ipv4.igmp.macJoined(iface.index, b, off);
+    if (b[off] === 0x33 && b[off + 1] === 0x33) {
+      const link = this.ip6.link(iface.index);
+      if (link === undefined) return false;
+      for (const g of link.groups) {
+        const a = g.addr;
+        if (a[12] === b[off + 2] && a[13] === b[off + 3] && a[14] === b[off + 4] && a[15] === b[off + 5]) return true;
+      }
+      return false;
+    }
+    return false;
   }
 
   /** ArpContext: a packet we sent cannot reach its neighbour; its transport hears of it. */

@@ -23,6 +23,10 @@ export interface InterfaceSnapshot {
   inet6: { addr: string; prefixLen: number }[];
   rxPackets: number; rxBytes: number; rxErrors: number; rxDropped: number; rxMulticast: number;
   txPackets: number; txBytes: number; txErrors: number; txDropped: number;
+  /** A tunnel interface's kind and ends (docs/tunnels.md). */
+  tunnel?: string;
+  /** IPv4 multicast groups joined (IGMP), with their source filter when not EXCLUDE({}). */
+  groups?: string[];
   /** VLAN interfaces: the port they ride on, the VID and the outer (802.1ad) VID, 0 without Q-in-Q. */
   vlan?: { parent: string; id: number; outer: number };
   /** Bonds: the mode, the members, the active one (active-backup) and the failovers so far. */
@@ -143,16 +147,23 @@ export function interfaces(stack: Stack): InterfaceSnapshot[] {
     const c = i.counters;
     return {
       index: i.index, name: i.name, mac: formatMac(i.mac), mtu: i.mtu, deviceMtu: i.dev.mtu, up: i.up,
-      flags: [...(i.up ? ['UP'] : []), 'BROADCAST', ...(i.up ? ['RUNNING'] : []), 'MULTICAST'],
+      flags: [...(i.up ? ['UP'] : []), (i.dev as { pointToPoint?: boolean }).pointToPoint ? 'POINTOPOINT' : 'BROADCAST', ...(i.up ? ['RUNNING'] : []), 'MULTICAST'],
       inet: i.addrs.map((a) => ({ addr: formatIpv4(a.addr), prefixLen: a.prefixLen, broadcast: formatIpv4(a.broadcast) })),
       inet6: [...i.addrs6.map((a) => ({ addr: formatIpv6(a.addr), prefixLen: a.prefixLen })), ...stack.ip6.addresses(i.index).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen }))],
       rxPackets: c.rxPackets, rxBytes: c.rxBytes, rxErrors: c.rxErrors, rxDropped: c.rxDropped, rxMulticast: c.rxMulticast,
       txPackets: c.txPackets, txBytes: c.txBytes, txErrors: c.txErrors, txDropped: c.txDropped,
+      ...tunnelAndGroups(stack, i.index),
       ...(i.vlanId !== 0 && i.lower && { vlan: { parent: i.lower.name, id: i.vlanId, outer: i.vlanOuter } }),
       ...(i.dev instanceof BondDevice && { bond: { mode: i.dev.mode, members: i.dev.members.map((m) => m.name), active: i.dev.mode === 'active-backup' ? i.dev.activeName : '', failovers: i.dev.failovers } }),
       ...(i.master && { master: i.master.name }),
     };
   });
+}
+
+function tunnelAndGroups(stack: Stack, ifIndex: number): { tunnel?: string; groups?: string[] } {
+  const t = stack.tunnels.devices.find((d) => d.ifIndex === ifIndex);
+  const g = stack.ipv4.igmp.groups(ifIndex).map((x) => formatIpv4(x.group) + (x.mode === 'exclude' && x.sources.length === 0 ? '' : ` ${x.mode}(${x.sources.map(formatIpv4).join(',')})`));
+  return { ...(t && { tunnel: t.describe() }), ...(g.length && { groups: g }) };
 }
 
 export function gauges(stack: Stack): Record<string, number> {

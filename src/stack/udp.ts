@@ -15,6 +15,8 @@ import { NetError } from '../base/errors.js';
 import type { BufferPool } from '../base/pktbuf.js';
 import type { Sysctl, SysctlHandle } from './sysctl.js';
 import type { Icmp } from './ip/icmp.js';
+import { FilterMode, type Igmp, type SourceFilter } from './ip/igmp.js';
+import { FilterMode6, type SourceFilter6 } from './ip/mld.js';
 import { Icmpv6Type, Icmpv6UnreachCode } from '../wire/icmpv6.js';
 import { IPV6_HLEN, Ipv6Next, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, type Ipv6View } from '../wire/ipv6.js';
 import { addr6Equals, copyAddr6 } from './ip/addr6.js';
@@ -36,6 +38,13 @@ export interface UdpContext {
   isBroadcastAddress(addr: number): boolean;
   /** The source address towards `dst`; 0 when there is no route. */
   sourceAddress(dst: number): number;
+  interfaceByIndex(ifIndex: number): { readonly primary: number } | undefined;
+  /** Group memberships and their reports. */
+  readonly igmp: Igmp;
+  /** The interface for a group: the one with address ifAddr, else by route (0 = none). */
+  multicastIfIndex(group: number, ifAddr: number): number;
+  /** Sends an L4 payload to a group on an interface (see Ipv4.multicastOutput). Takes ownership. */
+  multicastOutput(buf: PacketBuffer, ifIndex: number, src: number, dst: number, proto: number, tos: number, ttl: number, loop: boolean): boolean;
   /** Sends an L4 payload as an IPv4 datagram. Takes ownership; false when there is no route. */
   ipOutput(buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number, df: boolean): boolean;
   /** Resolves or revalidates a connected socket's path (Ipv4.resolvePath). */
@@ -54,6 +63,10 @@ export interface Udp6Context {
   pathOutput(path: Path, buf: PacketBuffer, nextHeader: number, trafficClass: number): boolean;
   /** An interface's IPv6 side: the source address it would use towards a destination (scoped sends). */
   link(ifIndex: number): { sourceFor(dst: Uint8Array, dstOff: number): { readonly addr: Uint8Array } | undefined } | undefined;
+  /** The interface for an IPv6 group: `ifIndex` when it has IPv6, 0 = the first up link's (0 = none). */
+  multicastIfIndex6(ifIndex: number): number;
+  /** Sets `owner`'s MLDv2 filter for group[0..16) on an interface (Mld.setFilter); null leaves. */
+  setMulticastFilter6(ifIndex: number, group: Uint8Array, owner: object, filter: SourceFilter6 | null): void;
   /** Sends with an explicit hop limit (multicast, IPV6_UNICAST_HOPS) and interface (Ipv6.output). Takes ownership. */
   output(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
     hopLimit?: number, trafficClass?: number, ifIndex?: number): boolean;
@@ -75,6 +88,12 @@ export interface UdpMessage { data: Uint8Array; addr: number; port: number; addr
 /** Socket families (AF_INET, AF_INET6). */
 export const UdpFamily = { V4: 4, V6: 6 } as const;
 export type UdpFamily = (typeof UdpFamily)[keyof typeof UdpFamily];
+
+/** A socket's membership of a group on one interface, with its source filter (RFC 3678 semantics). */
+export interface UdpMembership { ifIndex: number; mode: number; sources: number[]; }
+
+/** An IPv6 socket's membership of an IPv6 group (RFC 3810 §3's per-socket state). */
+export interface UdpMembership6 { group: Uint8Array; ifIndex: number; mode: number; sources: Uint8Array[]; }
 
 export class UdpSocket {
   /** IPv4 local and remote addresses (u32; 0 = any / none). An IPv6 socket uses them for its IPv4 (v4-mapped) side. */
@@ -107,7 +126,16 @@ export class UdpSocket {
   tos = 0;
   recvBufSize: number;
   closed = false;
-  readonly memberships = new Set<number>();
+  /** Groups joined, by group address. */
+  readonly memberships = new Map<number, UdpMembership>();
+  /** IP_MULTICAST_TTL, IP_MULTICAST_LOOP, IP_MULTICAST_IF (an address; 0 = by route). */
+  mcastTtl = 1;
+  mcastLoop = true;
+  mcastIf = 0;
+  /** IPv6 groups joined (IPV6_JOIN_GROUP, MCAST_JOIN_SOURCE_GROUP). */
+  readonly memberships6: UdpMembership6[] = [];
+  /** IPV6_MULTICAST_IF: the interface index IPv6 multicast leaves by (0 = the first up link). */
+  mcastIf6 = 0;
   /**
    * Receive mode 1: every datagram is handed over at once. An IPv6 source comes in `addr6`
    * (valid during the call only; addr is then 0); an IPv4 one in `addr` with addr6 null.
@@ -266,17 +294,155 @@ export class UdpSocket {
     return m;
   }
 
-  addMembership(group: number): void {
-    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
-    this.memberships.add(group);
+  /**
+   * IP_ADD_MEMBERSHIP: joins `group` (any source) on the interface owning `ifAddr` (0: by
+   * route). Throws NetError EINVAL (not multicast), ENODEV (no interface), EADDRINUSE (joined).
+   */
+  addMembership(group: number, ifAddr = 0): void {
+    const ifIndex = this.#membershipIf(group, ifAddr);
+    if (this.memberships.has(group)) throw new NetError('EADDRINUSE', 'already a member');
+    this.#setFilter(group, { ifIndex, mode: FilterMode.Exclude, sources: [] });
   }
-  dropMembership(group: number): void {
-    if (!this.memberships.delete(group)) throw new NetError('EADDRNOTAVAIL', 'not a member');
+
+  /** IP_DROP_MEMBERSHIP. Throws NetError EADDRNOTAVAIL when not a member. */
+  dropMembership(group: number, _ifAddr = 0): void {
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    if (!this.memberships.has(group)) throw new NetError('EADDRNOTAVAIL', 'not a member');
+    this.#setFilter(group, null);
+  }
+
+  /**
+   * IP_ADD_SOURCE_MEMBERSHIP: receive `group` from `source` (INCLUDE mode). Throws EINVAL when
+   * the group was joined for any source (as Linux), EADDRNOTAVAIL when the source is there.
+   */
+  addSourceMembership(group: number, source: number, ifAddr = 0): void {
+    const ifIndex = this.#membershipIf(group, ifAddr);
+    if (source === 0 || isIpv4Multicast(source) || source === 0xffffffff) throw new NetError('EINVAL', 'bad source address');
+    const m = this.memberships.get(group);
+    if (m && m.mode !== FilterMode.Include) throw new NetError('EINVAL', 'group joined for any source');
+    if (m && m.sources.includes(source)) throw new NetError('EADDRNOTAVAIL', 'source already joined');
+    this.#setFilter(group, { ifIndex: m?.ifIndex ?? ifIndex, mode: FilterMode.Include, sources: [...(m?.sources ?? []), source] });
+  }
+
+  /** IP_DROP_SOURCE_MEMBERSHIP: the last source dropped leaves the group. */
+  dropSourceMembership(group: number, source: number, _ifAddr = 0): void {
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    const m = this.memberships.get(group);
+    if (!m || m.mode !== FilterMode.Include || !m.sources.includes(source)) throw new NetError('EADDRNOTAVAIL', 'not a member from that source');
+    const rest = m.sources.filter((x) => x !== source);
+    this.#setFilter(group, rest.length ? { ifIndex: m.ifIndex, mode: FilterMode.Include, sources: rest } : null);
+  }
+
+  /** Whether a datagram to `group` from `src` that arrived on `ifIndex` passes this socket's filter. */
+  wantsMulticast(group: number, src: number, ifIndex: number): boolean {
+    const m = this.memberships.get(group);
+    if (m === undefined || (ifIndex !== 0 && m.ifIndex !== ifIndex)) return false;
+    const has = m.sources.includes(src);
+    return m.mode === FilterMode.Include ? has : !has;
+  }
+
+  #membershipIf(group: number, ifAddr: number): number {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    if (!isIpv4Multicast(group)) throw new NetError('EINVAL', 'not a multicast address');
+    const ifIndex = this.udp.ctx.multicastIfIndex(group, ifAddr);
+    // Linux (ip_mc_find_dev): ENODEV when no interface has the address or the route.
+    if (ifIndex === 0) throw new NetError('ENODEV', 'no interface for the group');
+    return ifIndex;
+  }
+
+  #setFilter(group: number, m: UdpMembership | null): void {
+    const old = this.memberships.get(group);
+    if (old && (!m || old.ifIndex !== m.ifIndex)) this.udp.ctx.igmp.setFilter(old.ifIndex, group, this, null);
+    if (m) {
+      this.memberships.set(group, m);
+      const f: SourceFilter = { mode: m.mode, sources: m.sources };
+      this.udp.ctx.igmp.setFilter(m.ifIndex, group, this, f);
+    } else this.memberships.delete(group);
+  }
+
+  /**
+   * IPV6_JOIN_GROUP: joins group[off..] (any source) on interface `ifIndex` (0: the first up
+   * link's, as a kernel picks by route). Throws NetError EINVAL (not multicast), ENODEV (no
+   * interface with IPv6), EADDRINUSE (joined).
+   */
+  addMembership6(group: Uint8Array, off: number, ifIndex = 0): void {
+    const i = this.#membershipIf6(group, off, ifIndex);
+    if (this.#find6(group, off) !== undefined) throw new NetError('EADDRINUSE', 'already a member');
+    this.#setFilter6(group, off, { group: group.slice(off, off + 16), ifIndex: i, mode: FilterMode6.Exclude, sources: [] });
+  }
+
+  /** IPV6_LEAVE_GROUP. Throws NetError EADDRNOTAVAIL when not a member. */
+  dropMembership6(group: Uint8Array, off: number): void {
+    if (!isIpv6Multicast(group, off)) throw new NetError('EINVAL', 'not a multicast address');
+    if (this.#find6(group, off) === undefined) throw new NetError('EADDRNOTAVAIL', 'not a member');
+    this.#setFilter6(group, off, null);
+  }
+
+  /** MCAST_JOIN_SOURCE_GROUP (IPv6): receive group[gOff..] from source[sOff..] (INCLUDE mode); errors as addSourceMembership. */
+  addSourceMembership6(group: Uint8Array, gOff: number, source: Uint8Array, sOff: number, ifIndex = 0): void {
+    const i = this.#membershipIf6(group, gOff, ifIndex);
+    if (isIpv6Unspecified(source, sOff) || isIpv6Multicast(source, sOff)) throw new NetError('EINVAL', 'bad source address');
+    const m = this.#find6(group, gOff);
+    if (m && m.mode !== FilterMode6.Include) throw new NetError('EINVAL', 'group joined for any source');
+    if (m && m.sources.some((x) => addr6Equals(x, 0, source, sOff))) throw new NetError('EADDRNOTAVAIL', 'source already joined');
+    const sources = [...(m?.sources ?? []), source.slice(sOff, sOff + 16)];
+    this.#setFilter6(group, gOff, { group: group.slice(gOff, gOff + 16), ifIndex: m?.ifIndex ?? i, mode: FilterMode6.Include, sources });
+  }
+
+  /** MCAST_LEAVE_SOURCE_GROUP (IPv6): the last source dropped leaves the group. */
+  dropSourceMembership6(group: Uint8Array, gOff: number, source: Uint8Array, sOff: number): void {
+    if (!isIpv6Multicast(group, gOff)) throw new NetError('EINVAL', 'not a multicast address');
+    const m = this.#find6(group, gOff);
+    if (!m || m.mode !== FilterMode6.Include || !m.sources.some((x) => addr6Equals(x, 0, source, sOff))) throw new NetError('EADDRNOTAVAIL', 'not a member from that source');
+    const rest = m.sources.filter((x) => !addr6Equals(x, 0, source, sOff));
+    this.#setFilter6(group, gOff, rest.length ? { group: m.group, ifIndex: m.ifIndex, mode: FilterMode6.Include, sources: rest } : null);
+  }
+
+  /**
+   * Whether an IPv6 datagram to group b[groupOff..] from b[srcOff..] that arrived on `ifIndex`
+   * passes this socket's filter. A socket that has not joined the group receives what the
+   * link receives, as Linux's default IPV6_MULTICAST_ALL (inet6_mc_check).
+   */
+  wantsMulticast6(b: Uint8Array, groupOff: number, srcOff: number, ifIndex: number): boolean {
+    const m = this.#find6(b, groupOff);
+    if (m === undefined) return true;
+    if (ifIndex !== 0 && m.ifIndex !== ifIndex) return false;
+    let has = false;
+    for (const x of m.sources) if (addr6Equals(x, 0, b, srcOff)) { has = true; break; }
+    return m.mode === FilterMode6.Include ? has : !has;
+  }
+
+  #find6(group: Uint8Array, off: number): UdpMembership6 | undefined {
+    for (const m of this.memberships6) if (addr6Equals(m.group, 0, group, off)) return m;
+    return undefined;
+  }
+
+  #membershipIf6(group: Uint8Array, off: number, ifIndex: number): number {
+    if (this.closed) throw new NetError('EBADF', 'socket is closed');
+    if (this.family !== UdpFamily.V6) throw new NetError('EINVAL', 'an IPv6 group needs an IPv6 socket');
+    if (!isIpv6Multicast(group, off)) throw new NetError('EINVAL', 'not a multicast address');
+    const i = this.udp.ctx6?.multicastIfIndex6(ifIndex) ?? 0;
+    // Linux (ipv6_sock_mc_join): ENODEV when there is no such interface or route.
+    if (i === 0) throw new NetError('ENODEV', 'no interface with IPv6 for the group');
+    return i;
+  }
+
+  #setFilter6(group: Uint8Array, off: number, m: UdpMembership6 | null): void {
+    const ctx6 = this.udp.ctx6!;
+    const old = this.#find6(group, off);
+    if (old && (!m || old.ifIndex !== m.ifIndex)) ctx6.setMulticastFilter6(old.ifIndex, old.group, this, null);
+    if (old) this.memberships6.splice(this.memberships6.indexOf(old), 1);
+    if (m) {
+      this.memberships6.push(m);
+      ctx6.setMulticastFilter6(m.ifIndex, m.group, this, { mode: m.mode, sources: m.sources });
+    }
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const g of [...this.memberships.keys()]) this.#setFilter(g, null);
+    for (const m of [...this.memberships6]) this.#setFilter6(m.group, 0, null);
     this.udp.unbind(this);
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -294,7 +460,15 @@ export class UdpSocket {
   }
 }
 
+/** A UDP encapsulation (VXLAN): the payload at buf[off, off+len) of a datagram to its port. Takes ownership. */
+export type UdpEncapInput = (ip: Ipv4View, buf: PacketBuffer, off: number, len: number) => void;
+
 export class Udp {
+  /**
+   * Unicast datagrams to these local ports go to a tunnel's decapsulation before any socket
+   * (Linux's encap_rcv).
+   */
+  readonly encap = new Map<number, UdpEncapInput>();
   /** Bound sockets by local port (both families: one port space, as on Linux). */
   private readonly ports = new Map<number, UdpSocket[]>();
   private readonly view = new UdpView();
@@ -454,12 +628,19 @@ export class Udp {
     const toBroadcast = dst === 0xffffffff || ctx.isBroadcastAddress(dst);
     if (toBroadcast && !s.broadcast) throw new NetError('EACCES', 'broadcast not enabled on this socket (setBroadcast)');
     let src = s.localAddr;
-    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) src = ctx.sourceAddress(dst);
+    // Multicast leaves by IP_MULTICAST_IF's interface, else the group's route, else the first.
+    const mcastIf = isIpv4Multicast(dst) ? ctx.multicastIfIndex(dst, s.mcastIf) : 0;
+    if (isIpv4Multicast(dst) && mcastIf === 0) throw new NetError('ENETUNREACH', 'no interface for multicast');
+    if (src === 0 || isIpv4Multicast(src) || src === 0xffffffff) {
+      src = mcastIf === 0 ? ctx.sourceAddress(dst) : s.mcastIf !== 0 ? s.mcastIf : ctx.interfaceByIndex(mcastIf)?.primary ?? 0;
+    }
     if (src === 0) throw new NetError('ENETUNREACH', 'no route to destination');
     const buf = this.build(s, data, dport);
     if (ctx.sysctl.bool('net.inet.udp.checksum')) finishUdpChecksumV4(buf.data, buf.start, buf.length, src, dst);
     this.stats.sent++;
-    if (!ctx.ipOutput(buf, src, dst, IpProto.UDP, s.tos, isIpv4Multicast(dst) ? 1 : s.ttl, false)) {
+    if (mcastIf !== 0) {
+      if (!ctx.multicastOutput(buf, mcastIf, src, dst, IpProto.UDP, s.tos, s.mcastTtl, s.mcastLoop)) throw new NetError('ENETUNREACH', 'interface down');
+    } else if (!ctx.ipOutput(buf, src, dst, IpProto.UDP, s.tos, s.ttl, false)) {
       throw new NetError('ENETUNREACH', 'no route to destination');
     }
   }
@@ -470,6 +651,10 @@ export class Udp {
     if (len > UDP6_MAX_PAYLOAD) throw new NetError('EMSGSIZE', `datagram of ${len} bytes is too large`);
     const ctx6 = this.ctx6;
     if (ctx6 === null) throw new NetError('ENETUNREACH', 'IPv6 is not enabled on this stack');
+    // IPV6_MULTICAST_IF names the interface a group without a zone id leaves by.
+    if (scope === 0 && s.mcastIf6 !== 0 && isIpv6Multicast(dst, dOff)) scope = s.mcastIf6;
+    // Hop limit 0 stays on the host (Linux ip6_finish_output2 discards it; no loopback here yet).
+    if (s.mcastTtl === 0 && isIpv6Multicast(dst, dOff)) { this.stats.sent++; this.stats.sent6++; this.ctx.drop('udp6_mcast_hops_zero'); return; }
     if (scope !== 0 && (isIpv6LinkLocal(dst, dOff) || isIpv6Multicast(dst, dOff))) {
       // A scoped destination (fe80::1%tst0): out of that interface, from its own address.
       const src = s.fixedSource6() ?? ctx6.link(scope)?.sourceFor(dst, dOff)?.addr ?? null;
@@ -478,7 +663,7 @@ export class Udp {
       finishUdpChecksumV6(buf.data, buf.start, buf.length, src, 0, dst, dOff);
       this.stats.sent++;
       this.stats.sent6++;
-      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, isIpv6Multicast(dst, dOff) ? 1 : s.hopLimit, s.tos, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
+      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, isIpv6Multicast(dst, dOff) ? s.mcastTtl : s.hopLimit, s.tos, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
       return;
     }
     let path = s.path;
@@ -493,11 +678,11 @@ export class Udp {
     finishUdpChecksumV6(buf.data, buf.start, buf.length, path.src6, 0, path.dst6, 0);
     this.stats.sent++;
     this.stats.sent6++;
-    // Multicast leaves with hop limit 1 on the scope's interface; an IPV6_UNICAST_HOPS other
+    // Multicast leaves with IPV6_MULTICAST_HOPS (1 unless set) on the scope's interface; an IPV6_UNICAST_HOPS other
     // than the link's goes the same way; everything else along the path.
     const mcast = isIpv6Multicast(path.dst6, 0);
     const sent = mcast || s.hopLimit >= 0
-      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? 1 : s.hopLimit, s.tos, scope)
+      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? s.mcastTtl : s.hopLimit, s.tos, scope)
       : ctx6.pathOutput(path, buf, Ipv6Next.UDP, s.tos);
     if (!sent) throw new NetError('ENETUNREACH', 'no route to destination');
   }
@@ -523,8 +708,12 @@ export class Udp {
     if (buf.csum !== Csum.Valid && !v.checksumOkV4(src, dst)) { this.stats.badChecksum++; buf.release(); ctx.drop('udp_bad_checksum'); return; }
     this.stats.received++;
     const sport = v.srcPort, dport = v.dstPort;
-    const list = this.ports.get(dport);
     const multi = toBroadcast || isIpv4Multicast(dst);
+    if (this.encap.size !== 0 && !multi) {
+      const fn = this.encap.get(dport);
+      if (fn !== undefined) { this.stats.delivered++; fn(ip, buf, v.payloadOff, v.payloadLen); return; }
+    }
+    const list = this.ports.get(dport);
     let delivered = false;
     if (list) {
       if (multi) {
@@ -532,7 +721,7 @@ export class Udp {
         for (const s of list) {
           if (!s.accepts4) continue;
           if (s.localAddr !== 0 && s.localAddr !== dst) continue;
-          if (isIpv4Multicast(dst) && !s.memberships.has(dst)) continue;
+          if (isIpv4Multicast(dst) && !s.wantsMulticast(dst, src, buf.ifIndex)) continue;
           if (s.connected && (s.remoteAddr !== src || s.remotePort !== sport)) continue;
           delivered = true;
           if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), src, sport, null)) { this.stats.fullSocket++; ctx.drop('udp_full_socket'); }
@@ -591,6 +780,7 @@ export class Udp {
         for (const s of list) {
           if (!s.accepts6) continue;
           if (!s.anyLocal6 && !addr6Equals(s.local6!, 0, b, dstOff)) continue;
+          if (s.memberships6.length !== 0 && !s.wantsMulticast6(b, dstOff, srcOff, ifIndex)) continue;
           if (s.connected && (!s.remoteIs6 || s.remotePort !== sport || !addr6Equals(s.remote6!, 0, b, srcOff))) continue;
           delivered = true;
           if (!s.deliver(buf.data.slice(v.payloadOff, v.payloadOff + v.payloadLen), 0, sport, from)) { this.stats.fullSocket++; ctx.drop('udp_full_socket'); }

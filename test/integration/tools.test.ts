@@ -116,6 +116,8 @@ describe('tstack tools against `tstack run examples/hello-http`', () => {
     if (!requireRoot(t, ['ip', 'python3', 'ss'])) return;
     const before = await json<{ tcp: Record<string, number> }>(['netstat', '-s', '-p', 'tcp']);
     const h = holdConnections(app.ns, app.stackIp, 80, 100);
+    // A failed assertion must not leave the python (and so this test file) running.
+    t.after(() => { if (h.p.exitCode === null && h.p.signalCode === null) h.p.kill(); });
     const ports = (await h.line(/^(\d+(?: \d+)*)\n/m))[1]!.split(' ').map(Number);
     assert.equal(ports.length, 100);
     let est: Sock[] = [];

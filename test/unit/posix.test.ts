@@ -15,7 +15,7 @@ import {
   SO_ERROR, SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_BROADCAST, SO_TYPE, TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPCNT, IP_TTL,
   F_GETFL, F_SETFL, O_NONBLOCK, SHUT_WR, MSG_TRUNC, MSG_PEEK, FIONREAD,
   MSG_MORE, SO_LINGER, TCP_CORK, TCP_INFO, TCP_INFO_SIZE, TCP_CONGESTION, TCP_MAXSEG, TCP_NOTSENT_LOWAT, TCP_USER_TIMEOUT,
-  TCP_INQ, IP_TOS, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD,
+  TCP_INQ, IP_TOS, IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MULTICAST_TTL, SIOCINQ, SIOCOUTQ, SIOCOUTQNSD,
   EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLET, EPOLLONESHOT,
   EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, socket, bind, close,
 } from '../../src/api/posix.js';
@@ -276,7 +276,23 @@ describe('tstack/posix on two memory-wire stacks', () => {
     ok(pb.setsockopt(rfd, SOL_SOCKET, SO_BROADCAST, true), 'SO_BROADCAST');
     assert.equal(pb.getsockopt(rfd, SOL_SOCKET, SO_BROADCAST), 1);
     assert.equal(pb.getsockopt(rfd, SOL_SOCKET, SO_TYPE), SOCK_DGRAM);
-    for (const fd of [rfd, ep]) ok(pb.close(fd), 'close');
+
+    // Multicast: struct ip_mreq (group, interface) in network byte order, on a socket bound to
+    // the any address (one bound to a unicast address gets no multicast, as on Linux).
+    const mfd = ok(pb.socket(AF_INET, SOCK_DGRAM, 0), 'socket');
+    ok(pb.bind(mfd, { addr: '0.0.0.0', port: 5301 }), 'bind');
+    const mreq = Uint8Array.of(239, 5, 5, 5, 0, 0, 0, 0);
+    ok(pb.setsockopt(mfd, IPPROTO_IP, IP_ADD_MEMBERSHIP, mreq), 'IP_ADD_MEMBERSHIP');
+    assert.equal(pb.setsockopt(mfd, IPPROTO_IP, IP_ADD_MEMBERSHIP, mreq), -EADDRINUSE);
+    ok(pa.setsockopt(sfd, IPPROTO_IP, IP_MULTICAST_TTL, 3), 'IP_MULTICAST_TTL');
+    assert.equal(pa.getsockopt(sfd, IPPROTO_IP, IP_MULTICAST_TTL), 3);
+    const got = pb.recvfromAsync(mfd, buf, buf.length, 0, from, { timeoutMs: 3000 });
+    assert.equal(pa.sendto(sfd, msg, 4, 0, { addr: '239.5.5.5', port: 5301 }), 4);
+    assert.equal(await got, 4);
+    ok(pb.setsockopt(mfd, IPPROTO_IP, IP_DROP_MEMBERSHIP, mreq), 'IP_DROP_MEMBERSHIP');
+    assert.equal(pb.setsockopt(mfd, IPPROTO_IP, IP_DROP_MEMBERSHIP, mreq), -Errno.EADDRNOTAVAIL);
+    assert.equal(pb.setsockopt(mfd, IPPROTO_IP, IP_ADD_MEMBERSHIP, Uint8Array.of(10, 0, 0, 1, 0, 0, 0, 0)), -Errno.EINVAL);
+    for (const fd of [rfd, mfd, ep]) ok(pb.close(fd), 'close');
     ok(pa.close(sfd), 'close');
   });
 

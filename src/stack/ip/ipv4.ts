@@ -9,12 +9,14 @@ import { finish, sum16 } from '../../wire/checksum.js';
 import type { Clock, TimerWheel } from '../../base/time.js';
 import { MAC_BROADCAST, isIpv4Multicast } from '../../wire/addr.js';
 import { EtherType } from '../../wire/ethernet.js';
+import { internetChecksum } from '../../wire/checksum.js';
 import { WireError, wireErrorName } from '../../wire/errors.js';
 import { IcmpType, UnreachCode } from '../../wire/icmpv4.js';
 import { IPV4_DF, IPV4_HLEN, IPV4_MF, IpProto, Ipv4View, writeIpv4Header } from '../../wire/ipv4.js';
 import type { Interface } from '../iface.js';
 import type { Sysctl, SysctlHandle } from '../sysctl.js';
 import { Icmp, defineIcmpSysctls, type IcmpContext } from './icmp.js';
+import { Igmp, type IgmpContext } from './igmp.js';
 import { Reassembler, defineReassSysctls, type ReassContext } from './reass.js';
 import type { RouteTable } from './route.js';
 import type { Path } from './path.js';
@@ -53,10 +55,11 @@ export interface Ipv4Context {
  */
 export type Ipv4ProtocolInput = (ip: Ipv4View, buf: PacketBuffer, toBroadcast: boolean) => void;
 
-export class Ipv4 implements IcmpContext, ReassContext {
+export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
   readonly stats = new IpStats();
   readonly reass: Reassembler;
   readonly icmp: Icmp;
+  readonly igmp: Igmp;
   private readonly protocols: (Ipv4ProtocolInput | undefined)[] = new Array(256).fill(undefined);
   private readonly ip = new Ipv4View();
   private readonly mcastMac = new Uint8Array([0x01, 0x00, 0x5e, 0, 0, 0]);
@@ -83,6 +86,12 @@ export class Ipv4 implements IcmpContext, ReassContext {
     this.reass = new Reassembler(this);
     this.icmp = new Icmp(this);
     this.protocols[IpProto.ICMP] = (ip, buf, toBroadcast) => this.icmp.input(ip, buf, toBroadcast);
+    this.igmp = new Igmp(this);
+    this.protocols[IpProto.IGMP] = (ip, buf) => {
+      const iface = this.ctx.interfaces[buf.ifIndex - 1];
+      if (iface !== undefined) this.igmp.input(iface, ip.dst, buf.data, ip.payloadOff, ip.payloadLen);
+      buf.release();
+    };
   }
 
   // ---- the contexts handed down (IcmpContext, ReassContext, UdpContext) --------------------
@@ -128,6 +137,9 @@ export class Ipv4 implements IcmpContext, ReassContext {
       // RFC 1122 §3.3.6: unicast IP inside a link-layer broadcast is discarded.
       if (l2Bcast) { buf.release(); this.ctx.drop('ip_unicast_in_l2_broadcast'); return; }
     }
+    // RFC 3376 §3.2: a multicast datagram is delivered when the interface's filter for the
+    // group admits its source (IGMP itself always: queries go to groups we may have left).
+    if (mcast && ip.protocol !== IpProto.IGMP && !this.igmp.accepts(iface.index, dst, src)) { buf.release(); this.ctx.drop('ip_mcast_not_member'); return; }
     if (ip.isFragment) {
       this.stats.fragmentsReceived++;
       const whole = this.reass.input(ip, buf);
@@ -334,6 +346,47 @@ export class Ipv4 implements IcmpContext, ReassContext {
   }
 
   /**
+   * The interface for multicast to (or a membership of) `group`: the one owning `ifAddr` when
+   * given (IP_MULTICAST_IF, imr_interface), else the route's, else the first up interface with
+   * an address. 0 when there is none.
+   */
+  multicastIfIndex(group: number, ifAddr: number): number {
+    const ifs = this.ctx.interfaces;
+    if (ifAddr !== 0) return ifs.find((i) => i.up && i.hasAddress(ifAddr))?.index ?? 0;
+    const r = this.ctx.routes.lookup(group);
+    if (r) { const i = ifs[r.ifIndex - 1]; if (i && i.up) return i.index; }
+    return ifs.find((i) => i.up && !i.loopback && i.addrs.length > 0)?.index ?? 0;
+  }
+
+  /**
+   * Sends an L4 payload to a multicast group on interface `ifIndex` (see multicastIfIndex);
+   * `loop` (IP_MULTICAST_LOOP) also delivers a copy here when the interface is a member.
+   * Takes ownership; false (counted) when the interface is missing or down.
+   */
+  multicastOutput(buf: PacketBuffer, ifIndex: number, src: number, dst: number, proto: number, tos: number, ttl: number, loop: boolean): boolean {
+    this.stats.outRequests++;
+    const iface = this.ctx.interfaces[ifIndex - 1];
+    if (!iface || !iface.up) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip_no_route'); return false; }
+    if (src === 0) src = iface.primary;
+    this.mcastLoop = loop && this.igmp.isMember(ifIndex, dst);
+    // RFC 1112 §6.1: "a datagram with a TTL of 0 is restricted to the same host".
+    this.mcastHostOnly = ttl === 0;
+    try { return this.send(iface, dst, buf, src, dst, proto, tos, ttl, false, false); } finally { this.mcastLoop = false; this.mcastHostOnly = false; }
+  }
+
+  private mcastLoop = false;
+  private mcastHostOnly = false;
+
+  /** IgmpContext: the next IPv4 identification. */
+  nextIpId(): number { return this.ipId = (this.ipId + 1) & 0xffff; }
+
+  /** IgmpContext: a complete datagram (buf.start = IP header) to a multicast group on a link. */
+  multicastLinkOutput(iface: Interface, dst: number, buf: PacketBuffer): void {
+    buf.l3 = buf.start;
+    this.l2Output(iface, dst, dst, buf);
+  }
+
+  /**
    * Resolves `path` towards `dst` from `src` (0: the route's source address), or revalidates it:
    * when neither routes nor addresses changed and its interface is up, this is one comparison.
    * Returns false (path left unresolved) when there is no route.
@@ -401,7 +454,10 @@ export class Ipv4 implements IcmpContext, ReassContext {
     // A super-segment only goes to a device that segments it (the route may have changed).
     if (buf.gso !== Gso.None && !iface.dev.offloads.tso4) { buf.release(); this.ctx.drop('ip_gso_unsupported'); return false; }
     if (IPV4_HLEN + payloadLen > iface.mtu && buf.gso === Gso.None) {
-      if (df) { buf.release(); this.ctx.drop('ip_needs_frag_df'); return false; }
+      if (df) {
+        this.fragNeededLocally(iface, buf, src, dst, proto, tos, ttl);
+        buf.release(); this.ctx.drop('ip_needs_frag_df'); return false;
+      }
       return this.fragment(iface, nexthop, buf, src, dst, proto, tos, ttl);
     }
     const id = this.ipId = (this.ipId + 1) & 0xffff;
@@ -410,6 +466,30 @@ export class Ipv4 implements IcmpContext, ReassContext {
     buf.l3 = off;
     this.l2Output(iface, nexthop, dst, buf);
     return true;
+  }
+
+  /**
+   * A datagram of ours with DF set is too big for its interface: the MTU shrank under a
+   * connection (a tunnel learned a smaller path MTU). The transport hears it as from a router
+   * (RFC 1191 Fragmentation Needed with the interface's MTU), through the loopback queue, so at
+   * the next poll and never re-entrantly from inside its own output.
+   */
+  private fragNeededLocally(iface: Interface, buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number): void {
+    if (buf.length < 8 || !this.isLocalAddress(src)) return;
+    const e = this.ctx.pool.alloc();
+    const o = e.append(IPV4_HLEN + 8 + IPV4_HLEN + 8);
+    const b = e.data, ic = o + IPV4_HLEN, q = ic + 8;
+    writeIpv4Header(b, q, tos, IPV4_HLEN + buf.length, 0, IPV4_DF, ttl, proto, src, dst);
+    b.set(buf.data.subarray(buf.start, buf.start + 8), q + IPV4_HLEN);
+    const mtu = iface.mtu;
+    b[ic] = IcmpType.DestUnreachable; b[ic + 1] = UnreachCode.FragNeeded; b[ic + 2] = 0; b[ic + 3] = 0;
+    b[ic + 4] = 0; b[ic + 5] = 0; b[ic + 6] = mtu >> 8; b[ic + 7] = mtu & 0xff;
+    const c = internetChecksum(b, ic, 8 + IPV4_HLEN + 8);
+    b[ic + 2] = c >> 8; b[ic + 3] = c & 0xff;
+    writeIpv4Header(b, o, 0xc0, IPV4_HLEN + 8 + IPV4_HLEN + 8, this.nextIpId(), 0, 64, IpProto.ICMP, src, src);
+    e.l3 = o; e.csum = Csum.Valid; e.ifIndex = iface.index;
+    this.loopQueue.push(e);
+    this.ctx.outputPending();
   }
 
   private fragment(iface: Interface, nexthop: number, buf: PacketBuffer, src: number, dst: number, proto: number, tos: number, ttl: number): boolean {
@@ -440,6 +520,14 @@ export class Ipv4 implements IcmpContext, ReassContext {
       // RFC 1112 §6.4: 01:00:5e + the low 23 bits of the group.
       const m = this.mcastMac;
       m[3] = (dst >>> 16) & 0x7f; m[4] = (dst >>> 8) & 0xff; m[5] = dst & 0xff;
+      if (this.mcastLoop) {
+        // IP_MULTICAST_LOOP: a copy for our own members, through the loopback queue.
+        const c = buf.clone();
+        c.ifIndex = iface.index; c.csum = Csum.Valid;
+        this.loopQueue.push(c);
+        this.ctx.outputPending();
+      }
+      if (this.mcastHostOnly) { buf.release(); return; }
       this.ctx.ethOutput(iface, m, 0, EtherType.IPv4, buf);
       return;
     }

@@ -36,7 +36,13 @@ export class If6Addr {
 /** A multicast group the interface listens to, with a reference count (several addresses may share a solicited-node group). */
 export class Group6 {
   readonly addr = new Uint8Array(16);
+  /** The stack's own joins (all-nodes, solicited-node): EXCLUDE({}) while above 0. */
   refs = 1;
+  /**
+   * The interface's source filter when sockets set one (RFC 3810 §4.2, kept by Mld): null is
+   * EXCLUDE({}), every source.
+   */
+  filter: { include: boolean; sources: Uint8Array[] } | null = null;
   constructor(addr: Uint8Array, off: number) { copyAddr6(this.addr, 0, addr, off); }
 }
 

@@ -23,7 +23,7 @@ import { PathFamily, type Path } from './path.js';
 import { Icmpv6, defineIcmp6Sysctls } from './icmpv6.js';
 import type { Ip6Services, Ipv6Context, Ipv6Iface } from './ipv6-context.js';
 import { Addr6Origin, Addr6State, If6Addr, Ipv6Link } from './ipv6-link.js';
-import { Mld } from './mld.js';
+import { Mld, type SourceFilter6 } from './mld.js';
 import { PmtuCache } from './pmtu.js';
 import { Reassembler6, defineReass6Sysctls } from './reass6.js';
 import { Route6Flags, RouteTable6 } from './route6.js';
@@ -242,7 +242,12 @@ export class Ipv6 implements Ip6Services {
     buf.l3 = off;
     const mcast = isIpv6Multicast(b, ip.dstOff);
     if (mcast) {
-      if (!link.hasGroup(b, ip.dstOff)) { buf.release(); this.ctx.drop('ip6_not_member'); return; }
+      // RFC 3810 §4.2: the link's source filter; ICMPv6 (MLD queries, behind a Hop-by-Hop
+      // header too) passes on membership alone.
+      const nh = ip.nextHeader;
+      if (!link.hasGroup(b, ip.dstOff) || (nh !== Ipv6Next.ICMPv6 && nh !== Ipv6Next.HopByHop && !this.mld.accepts(link, b, ip.dstOff, ip.srcOff))) {
+        buf.release(); this.ctx.drop('ip6_not_member'); return;
+      }
     } else if (!link.isAssigned(b, ip.dstOff) && (isIpv6LinkLocal(b, ip.dstOff) || iface.separateLink === true || !this.isWeakLocal(b, ip.dstOff))) {
       if (!isIpv6LinkLocal(b, ip.dstOff) && !this.isLocalAddress(b, ip.dstOff) && this.sysctl.int('net.inet6.ip6.forwarding') !== 0) {
         this.forward(link, buf, l2Multicast);
@@ -604,6 +609,18 @@ export class Ipv6 implements Ip6Services {
     }
     if (!link || !this.ctx.interfaceByIndex(link.ifIndex)?.up) return undefined;
     return link;
+  }
+
+  /** Udp6Context: the interface for a socket's IPv6 group — `ifIndex` when it has IPv6 and is up, else the first up link's (0 = none). */
+  multicastIfIndex6(ifIndex: number): number {
+    const link = ifIndex !== 0 ? this.links[ifIndex] : this.firstUpLink();
+    return link !== undefined && this.ctx.interfaceByIndex(link.ifIndex)?.up ? link.ifIndex : 0;
+  }
+
+  /** Udp6Context: a socket's MLDv2 source filter for group[0..16) on an interface (RFC 3810 §4.2). */
+  setMulticastFilter6(ifIndex: number, group: Uint8Array, owner: object, filter: SourceFilter6 | null): void {
+    const link = this.links[ifIndex];
+    if (link !== undefined) this.mld.setFilter(link, group, 0, owner, filter);
   }
 
   private firstUpLink(): Ipv6Link | undefined {

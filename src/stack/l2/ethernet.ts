@@ -17,6 +17,8 @@ export interface EthernetContext {
   outputPending(): void;
   /** Live capture hook (Stack.frameTap): sees each transmitted frame; null when nobody captures. */
   readonly frameTap: ((ifIndex: number, buf: PacketBuffer, tx: boolean) => void) | null;
+  /** The multicast MAC filter: does `iface` listen to the group MAC at b[off..off+6)? */
+  acceptsMulticastMac(iface: Interface, b: Uint8Array, off: number): boolean;
 }
 
 /**
@@ -62,8 +64,11 @@ export class Ethernet {
     const d = buf.data, dOff = buf.start;
     const l2Bcast = isMacBroadcast(d, dOff);
     if (!l2Bcast) {
-      if (isMacMulticast(d, dOff)) c.rxMulticast++;
-      else if (!macEquals(d, dOff, iface.mac, 0)) { c.rxDropped++; buf.release(); this.ctx.drop('eth_not_for_us'); return; }
+      if (isMacMulticast(d, dOff)) {
+        c.rxMulticast++;
+        // Frames for groups nobody joined stop here (what a NIC's multicast filter does).
+        if (!this.ctx.acceptsMulticastMac(iface, d, dOff)) { c.rxDropped++; buf.release(); this.ctx.drop('eth_mcast_not_joined'); return; }
+      } else if (!macEquals(d, dOff, iface.mac, 0)) { c.rxDropped++; buf.release(); this.ctx.drop('eth_not_for_us'); return; }
     }
     const fn = this.protocols.get(type);
     if (fn !== undefined) { fn(iface, buf, off, len, l2Bcast); return; }
