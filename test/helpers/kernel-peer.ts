@@ -35,6 +35,8 @@ export interface KernelLinkOptions {
   sysctl?: Record<string, number | boolean | string>;
   /** IPv6 too: the kernel is 2001:db8:<subnet>::1/64, the stack ::2 (host6/us6). */
   ipv6?: boolean;
+  /** The kernel side (.1) as the stack's default gateway (for peers beyond the namespace). */
+  gateway?: boolean;
 }
 
 export interface KernelLink {
@@ -85,7 +87,7 @@ export function openKernelLink(o: KernelLinkOptions): KernelLink {
       pcap = new PcapWriter(o.pcapPath);
       driver = capture(driver, pcap, realClock);
     }
-    const ifIndex = stack.addInterface(driver, { addr: `${us}/24`, ...(o.ipv6 && { addr6: `${us6}/64` }) });
+    const ifIndex = stack.addInterface(driver, { addr: `${us}/24`, ...(o.gateway && { gateway: host }), ...(o.ipv6 && { addr6: `${us6}/64` }) });
     const loop = new RunLoop({ stack, poll: 'adaptive' });
     loop.addPort(driver, ifIndex);
     loop.start();
