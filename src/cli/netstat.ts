@@ -29,7 +29,7 @@ export function register(program: Command): void {
         const snaps = await w.all<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
         const snap: Snap = !w.many ? snaps[0]! : {
           ...snaps[0]!, interfaces: mergeInterfaces(snaps.map((x) => x.interfaces)), counters: sumAll(snaps.map((x) => x.counters)),
-          gauges: sumAll(snaps.map((x) => x.gauges)), sockets: tagged(snaps.map((x) => x.sockets), w.indices),
+          gauges: sumAll(snaps.map((x) => x.gauges)), sockets: tagged(snaps.map((x) => x.sockets ?? []), w.indices),
         };
         if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes, snap.routes6)); return; }
         if (opts.interfaces) { if (opts.json) printJson(snap.interfaces); else out(formatInterfaces(snap.interfaces)); return; }
