@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { ControlClient, action, listSockets, out, printJson, socketInstance, table } from './client.js';
 
-interface Info { name: string; pid: number; socket: string; workers: number; uptime: number; poll: string; ports: { name: string; driver: string; inet: string[] }[]; supervisor?: number | null }
+interface Info { name: string; pid: number; socket: string; workers: number; uptime: number; poll: string; ports: { name: string; driver: string; inet: string[] }[]; supervisor?: number }
 type Row = Info & { state: string; pids?: number[]; sockets?: string[] };
 
 export function register(program: Command): void {

@@ -339,7 +339,7 @@ export class ControlServer {
     return {
       protocol: PROTOCOL_VERSION, version: this.version, name: this.name, pid: process.pid, socket: this.path,
       config: inst.config.file, workers: this.workerCount(), worker: this.worker.index,
-      ...(this.worker.count > 1 && { instance: this.name.replace(/\.w\d+(-\d+)?$/, ''), supervisor: Number(process.env['TSTACK_RUN_PID']) || null }), poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
+      ...(this.worker.count > 1 && { instance: this.name.replace(/\.w\d+(-\d+)?$/, ''), supervisor: process.ppid }), poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
       uptime: (Date.now() - this.startedAt) / 1000, metrics: inst.config.metrics.listen ?? null,
       clients: this.conns.size, slowDisconnects: this.slowDisconnects,
       ports: inst.ports.map((p) => {
