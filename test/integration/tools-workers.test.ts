@@ -70,6 +70,9 @@ import socket, sys
 ss = [socket.create_connection((${JSON.stringify(app.stackIp)}, 8080)) for _ in range(${CONNS})]
 print(' '.join(str(s.getsockname()[1]) for s in ss), flush=True)
 sys.stdin.readline()
+for s in ss: s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+print('sent', flush=True)
+sys.stdin.readline()
 `;
     const h = spawn('ip', ['netns', 'exec', app.ns, 'python3', '-c', py], { stdio: ['pipe', 'pipe', 'inherit'] });
     holder = h;
@@ -125,6 +128,24 @@ sys.stdin.readline()
     assert.match(m.stdout, /tstack_tcp_conn_accepts_total\{worker="0"\} \d+/);
     assert.match(m.stdout, /tstack_tcp_conn_accepts_total\{worker="1"\} \d+/);
     assert.equal(m.stdout.match(/^# TYPE tstack_tcp_conn_accepts_total /gm)?.length, 1, 'one family, not one per worker');
+
+    // capture: one stream from both workers. Every connection sends its request; the capture
+    // (no -c: stopped with SIGINT once it has seen them all) shows each of them.
+    const cap = spawn(process.execPath, [BIN, 'capture', '-N', NAME, 'port', '8080'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let capOut = '', capErr = '';
+    cap.stdout.setEncoding('utf8').on('data', (d: string) => { capOut += d; });
+    cap.stderr.setEncoding('utf8').on('data', (d: string) => { capErr += d; });
+    const capExit = new Promise<number | null>((r) => cap.on('close', r));
+    try {
+      await waitUntil(() => /capturing .*from 2 workers/.test(capErr), 30_000, `capture started: ${capErr}`);
+      h.stdin!.write('\n');
+      const requestPorts = () => new Set([...capOut.matchAll(new RegExp(`In  IP ${app.hostIp.replace(/\./g, '\\.')}\\.(\\d+) > ${app.stackIp.replace(/\./g, '\\.')}\\.8080: Flags \\[\\S*P\\S*\\]`, 'g'))].map((x) => Number(x[1])));
+      await waitUntil(() => [...ports].every((p) => requestPorts().has(p)), 60_000, `every connection's request in the capture (${requestPorts().size}/${CONNS})`);
+    } finally {
+      cap.kill('SIGINT');
+    }
+    assert.equal(await capExit, 0, capErr);
+    assert.match(capErr, /\d+ packets captured, 0 dropped/);
   } finally {
     holder?.stdin?.end();
     holder?.kill();
