@@ -143,9 +143,10 @@ export class ControlServer {
     this.path = controlSocketPath(cfg);
     this.handlers = this.commands();
     const listen = cfg.metrics.listen;
-    if (listen !== undefined) {
+    // With several workers, worker 0 serves the endpoint for all (it asks the others' sockets).
+    if (listen !== undefined && this.worker.index === 0) {
       // Synchronously, before tstack/register patches node:net: this listener is the kernel's.
-      this.metrics = startMetricsServer(listen, () => this.run(() => this.metricsText()),
+      this.metrics = startMetricsServer(listen, () => (this.worker.count > 1 ? this.instanceMetricsText() : this.run(() => this.metricsText())),
         (e) => this.warn(`metrics endpoint ${listen}: ${e.message}`));
     }
     // `[control] enabled = false` with metrics on: the endpoint alone.
@@ -363,6 +364,21 @@ export class ControlServer {
 
   private metricsText(): string {
     return formatMetrics([this.metricsInput()]);
+  }
+
+  /**
+   * The exposition for every worker of the instance (worker 0's endpoint): its own numbers and
+   * each other worker's, asked over that worker's control socket (`<name>.w<i>.sock`). A worker
+   * that does not answer within a second (being replaced) is left out of this scrape.
+   */
+  private async instanceMetricsText(): Promise<string> {
+    const own = await this.run(() => this.metricsInput());
+    const others = await Promise.all(Array.from({ length: this.worker.count - 1 }, (_, k) => {
+      const path = this.path.replace(/\.w\d+\.sock$/, `.w${k + 1}.sock`);
+      return path === this.path ? Promise.resolve(null) : askSocket(path, 'metrics', { raw: true }, 1000)
+        .then((r) => (r as { input: MetricsInput }).input, () => null);
+    }));
+    return formatMetrics([own, ...others.filter((x): x is MetricsInput => x !== null)]);
   }
 
   /** What formatMetrics needs of this stack (the tools merge several workers' with it). */
@@ -715,6 +731,30 @@ function dest6(text: string): { addr: Uint8Array; prefixLen: number } {
 const STREAMING = Symbol('streaming');
 /** The client left before its command ran: nothing was done. */
 const GONE = Symbol('gone');
+
+/** One request to another instance's (worker's) control socket; rejects on an error reply, a timeout or no answer. */
+function askSocket(path: string, cmd: string, args: Args, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    let buf = '';
+    const done = (e: Error | null, v?: unknown) => { clearTimeout(t); s.destroy(); if (e) reject(e); else resolve(v); };
+    const t = setTimeout(() => done(new Error(`${path}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    s.unref();
+    s.setEncoding('utf8');
+    s.on('connect', () => s.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, cmd, args }) + '\n'));
+    s.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      try {
+        const r = JSON.parse(buf.slice(0, nl)) as { ok?: boolean; result?: unknown; error?: { message: string } };
+        if (r.ok) done(null, r.result); else done(new Error(r.error?.message ?? 'refused'));
+      } catch (e) { done(e as Error); }
+    });
+    s.on('error', (e) => done(e));
+    s.on('close', () => done(new Error(`${path}: closed`)));
+  });
+}
 
 /** What is at a socket path: nothing, a live instance, a stale socket, or something else. */
 async function probe(path: string): Promise<'free' | 'live' | 'stale' | 'not-socket'> {

@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,12 +23,13 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'tstack.js');
 const dir = mkdtempSync(join(tmpdir(), 'tstack-toolsw-'));
 const BASE = join(dir, 'aggr.sock');
+const METRICS_PORT = 40000 + (process.pid % 20000);
 const insts: Instance[] = [];
 const servers: ControlServer[] = [];
 
 before(async () => {
   for (const i of [0, 1]) {
-    const cfg = parseConfig(`[[port]]\ndriver = "memory"\nifname = "mem0"\naddr = "198.18.92.2/24"\n[control]\nsocket = "${join(dir, `aggr.w${i}.sock`)}"\n`, join(dir, 'aggr.toml'));
+    const cfg = parseConfig(`[[port]]\ndriver = "memory"\nifname = "mem0"\naddr = "198.18.92.2/24"\n[control]\nsocket = "${join(dir, `aggr.w${i}.sock`)}"\n[metrics]\nlisten = "127.0.0.1:${METRICS_PORT}"\n`, join(dir, 'aggr.toml'));
     const inst = startInstance(cfg);
     insts.push(inst);
     const s = new ControlServer(inst, { worker: { index: i, count: 2 }, onWarning: (m) => { throw new Error(m); } });
@@ -149,6 +151,18 @@ describe('tools over two workers', () => {
     assert.ok(rx, names.join(' '));
     const byWorker = Object.fromEntries(rx.metrics.filter((m) => m.labels?.['port'] === 'mem0').map((m) => [m.labels!['worker'], Number(m.value)]));
     assert.deepEqual(byWorker, { 0: 100, 1: 200 });
+  });
+
+  test('the [metrics] endpoint: worker 0 serves every worker\'s samples (worker 1 does not try to listen)', async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      http.get(`http://127.0.0.1:${METRICS_PORT}/metrics`, (res) => {
+        let b = '';
+        res.setEncoding('utf8').on('data', (d: string) => { b += d; }).on('end', () => resolve(b));
+      }).on('error', reject);
+    });
+    assert.match(text, /tstack_interface_receive_packets_total\{port="mem0",worker="0"\} 100/);
+    assert.match(text, /tstack_interface_receive_packets_total\{port="mem0",worker="1"\} 200/);
+    assert.equal(text.match(/^# TYPE tstack_interface_receive_packets_total /gm)?.length, 1);
   });
 
   test('sysctl set through the instance goes to worker 0 (which passes it on); get reads worker 0', async () => {
