@@ -261,21 +261,39 @@ export async function connectWorkers(opts: InstanceOptions, firstOnly = false): 
   const worker = parseWorker(opts.worker);
   const t = await resolveTarget(opts);
   if (!t.split) return new Workers(t, [await ControlClient.connect(t.sockets[0]!.path, worker)], [worker ?? 0]);
-  const n = t.sockets.length;
   if (worker !== undefined) {
     const s = t.sockets.find((x) => x.worker === worker);
-    if (!s) throw new ToolError(`no worker ${worker}: instance '${t.name}' runs ${n} worker${n === 1 ? '' : 's'} (${n === 1 ? '0' : `0..${n - 1}`})`, 1, 'ENXIO');
+    if (!s) {
+      // How many workers the instance runs (a socket may be missing while its worker is replaced).
+      let n = t.sockets.length;
+      try {
+        const c = await ControlClient.connect(t.sockets[0]!.path);
+        try { n = (await c.request<{ workers: number }>('info')).workers; } finally { c.close(); }
+      } catch { /* counted from the sockets */ }
+      if (worker < n) throw new ToolError(`worker ${worker} of instance '${t.name}' has no control socket (${t.name}.w${worker}.sock): it may be restarting`, 1, 'ENOENT');
+      throw new ToolError(`no worker ${worker}: instance '${t.name}' runs ${n} worker${n === 1 ? '' : 's'} (${n === 1 ? '0' : `0..${n - 1}`})`, 1, 'ENXIO');
+    }
     return new Workers(t, [await ControlClient.connect(s.path, worker)], [worker]);
   }
   const clients: ControlClient[] = [];
-  const sockets = firstOnly ? t.sockets.slice(0, 1) : t.sockets;
-  try {
-    for (const s of sockets) clients.push(await ControlClient.connect(s.path));
-  } catch (e) {
-    for (const c of clients) c.close();
-    throw e;
+  const indices: number[] = [];
+  let first: ToolError | null = null;
+  for (const s of t.sockets) {
+    // firstOnly: the first worker that answers (worker 0 unless it is being replaced).
+    if (firstOnly && clients.length > 0) break;
+    try {
+      clients.push(await ControlClient.connect(s.path));
+      indices.push(s.worker!);
+    } catch (e) {
+      const err = e as ToolError;
+      // A worker being replaced (its socket stale or gone): the others still answer.
+      if (err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT') { for (const c of clients) c.close(); throw e; }
+      first ??= err;
+      if (!firstOnly) process.stderr.write(`tstack: worker ${s.worker} does not answer (${err.message}); its numbers are left out\n`);
+    }
   }
-  return new Workers(t, clients, sockets.map((s) => s.worker!));
+  if (clients.length === 0) throw first!;
+  return new Workers(t, clients, indices);
 }
 
 /** Connects to the chosen instance (its worker 0 when it has several and no -w picked one); requests carry -w's worker. */

@@ -172,4 +172,13 @@ describe('tools over two workers', () => {
     assert.deepEqual(await json(['sysctl', 'net.inet.tcp.msl']), { 'net.inet.tcp.msl': 12000 });
     insts[0]!.stack.sysctl.set('net.inet.tcp.msl', 30000);
   });
+
+  test('a worker without a socket (being replaced): the tools go on with the others; -w of it says so', async () => {
+    servers[1]!.close();
+    const r = await tool(['netstat', '-s', '-w', '1', '--socket', BASE]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /worker 1 of instance 'aggr' has no control socket .*restarting/);
+    const all = await json<{ tcp: Record<string, number> }>(['netstat', '-s']);
+    assert.equal(all.tcp['connAccepts'], 10, 'worker 0 alone');
+  });
 });
