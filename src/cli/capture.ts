@@ -4,7 +4,7 @@
 // wait when this reader is slow; the count is printed at the end.
 import type { Command } from 'commander';
 import { PcapWriter } from '../driver/pcap.js';
-import { ToolError, action, connectInstance, instanceOptions } from './client.js';
+import { ToolError, action, connectWorkers, instanceOptions, type Workers } from './client.js';
 
 interface Opts { interface?: string; write?: string; count?: string; snaplen?: string; instance?: string; socket?: string; worker?: string }
 interface FrameEvent { t: number; port: string; dir: string; len: number; data: string }
@@ -31,10 +31,8 @@ export function register(program: Command): void {
             : new PcapWriter(opts.write, { snaplen });
         } catch (e) { throw new ToolError(`cannot write ${opts.write}: ${(e as Error).message}`); }
       }
-      const c = await connectInstance(opts);
-      let frames = 0;
+      const w = await connectWorkers(opts);
       const onFrame = (ev: FrameEvent) => {
-        frames++;
         const bytes = Buffer.from(ev.data, 'base64');
         if (writer) {
           writer.write(bytes, 0, bytes.length, ev.t);
@@ -44,29 +42,75 @@ export function register(program: Command): void {
           process.stdout.write(`${summary(ev.t, ev.port, ev.dir, bytes, ev.len)}\n`);
         }
       };
-      const stop = () => { void c.request('capture.stop', { id }).catch(() => {}); };
-      const req = c.request<{ captured: number; dropped: number }>('capture', {
-        filter: filterWords.join(' '), count, snaplen, ...(opts.interface && { port: opts.interface }),
-      }, (ev) => {
-        if (ev.event === 'frame') onFrame(ev as unknown as FrameEvent);
-        else if (ev.event === 'started') info(`tstack: capturing${opts.interface ? ` on ${opts.interface}` : ''}${filterWords.length ? ` (${filterWords.join(' ')})` : ''}; Ctrl-C stops`);
-      });
-      const id = c.lastId;
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      const args = { filter: filterWords.join(' '), count, snaplen, ...(opts.interface && { port: opts.interface }) };
+      const started = () => info(`tstack: capturing${opts.interface ? ` on ${opts.interface}` : ''}${filterWords.length ? ` (${filterWords.join(' ')})` : ''}${w.many ? ` from ${w.clients.length} workers` : ''}; Ctrl-C stops`);
+      let stop = () => {};
+      const onSignal = () => stop();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       // A pipe reader that went away (`| head`) ends the capture quietly.
       process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') stop(); });
       try {
-        const r = await req;
+        const r = w.many ? await captureAll(w, args, count, onFrame, started, (f) => { stop = f; }) : await (async () => {
+          const c = w.first;
+          const req = c.request<{ captured: number; dropped: number }>('capture', args, (ev) => {
+            if (ev.event === 'frame') onFrame(ev as unknown as FrameEvent);
+            else if (ev.event === 'started') started();
+          });
+          const id = c.lastId;
+          stop = () => { void c.request('capture.stop', { id }).catch(() => {}); };
+          return req;
+        })();
         info(`${r.captured} packet${r.captured === 1 ? '' : 's'} captured, ${r.dropped} dropped by the instance (slow reader)`);
       } finally {
-        process.removeListener('SIGINT', stop);
-        process.removeListener('SIGTERM', stop);
+        process.removeListener('SIGINT', onSignal);
+        process.removeListener('SIGTERM', onSignal);
         writer?.close();
-        c.close();
+        w.close();
       }
-      void frames;
     }));
+}
+
+/** How long frames wait to be put in timestamp order with the other workers' (ms). */
+const REORDER_MS = 50;
+
+/**
+ * A capture on every worker at once: one stream of frames in timestamp order (each worker's
+ * frames come in order; a frame is held REORDER_MS for the others' earlier ones). -c COUNT
+ * counts frames of all workers; then every worker's capture is stopped.
+ */
+async function captureAll(w: Workers, args: Record<string, unknown>, count: number, onFrame: (ev: FrameEvent) => void, started: () => void,
+  setStop: (f: () => void) => void): Promise<{ captured: number; dropped: number }> {
+  const held: FrameEvent[] = [];
+  let written = 0, startedN = 0, done = false;
+  const ids: number[] = [];
+  const stopAll = () => {
+    if (done) return;
+    done = true;
+    w.clients.forEach((c, k) => { if (ids[k] !== undefined) void c.request('capture.stop', { id: ids[k] }).catch(() => {}); });
+  };
+  setStop(stopAll);
+  const flush = (all: boolean) => {
+    held.sort((a, b) => a.t - b.t);
+    const limit = all ? Infinity : performance.timeOrigin + performance.now() - REORDER_MS;
+    while (held.length > 0 && held[0]!.t <= limit && (count === 0 || written < count)) { onFrame(held.shift()!); written++; }
+    if (count !== 0 && written >= count) { held.length = 0; stopAll(); }
+  };
+  const timer = setInterval(() => flush(false), REORDER_MS / 2);
+  try {
+    const results = await Promise.all(w.clients.map((c) => {
+      const req = c.request<{ captured: number; dropped: number }>('capture', args, (ev) => {
+        if (ev.event === 'frame') { if (!done) held.push(ev as unknown as FrameEvent); } else if (ev.event === 'started' && ++startedN === w.clients.length) started();
+      });
+      ids.push(c.lastId);
+      // A worker that stops (its -c reached) while others run on: that is fine, the others go on.
+      return req.catch((e: Error) => { if (!done) throw e; return { captured: 0, dropped: 0 }; });
+    }));
+    flush(true);
+    return { captured: written, dropped: results.reduce((a, r) => a + r.dropped, 0) };
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** A tcpdump-like one-line summary. */

@@ -3,7 +3,7 @@
 // errors an operator can act on (permission denied, no instance running, stale socket).
 import { lstatSync, readdirSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { PROTOCOL_VERSION, controlDirs } from '../runtime/control.js';
 
@@ -121,7 +121,7 @@ export async function listSockets(): Promise<{ path: string; live: boolean; erro
   for (const dir of controlDirs()) {
     let names: string[];
     try { names = readdirSync(dir); } catch { continue; }
-    for (const n of names.filter((x) => x.endsWith('.sock')).sort()) {
+    for (const n of names.filter((x) => x.endsWith('.sock')).sort(byWorker)) {
       const path = join(dir, n);
       try {
         const c = await ControlClient.connect(path);
@@ -135,44 +135,182 @@ export async function listSockets(): Promise<{ path: string; live: boolean; erro
   return out;
 }
 
-/** The socket path a tool should use (see instanceOptions). */
-export async function resolveSocket(opts: InstanceOptions): Promise<string> {
-  if (opts.socket) return opts.socket;
+/** A worker's socket under `tstack run` with several workers: `<name>.w<i>.sock` (src/api/runtime.ts). */
+const WORKER_SOCKET = /^(.*)\.w(\d{1,4})\.sock$/;
+
+/** The instance a socket belongs to (its path without `.sock`, or without `.w<i>.sock`) and its worker number (null: a one-stack instance's). */
+export function socketInstance(path: string): { instance: string; worker: number | null } {
+  const m = WORKER_SOCKET.exec(path);
+  if (m) return { instance: m[1]!, worker: Number(m[2]) };
+  return { instance: path.replace(/\.sock$/, ''), worker: null };
+}
+
+/** Orders socket names so that a.w2.sock comes before a.w10.sock. */
+function byWorker(a: string, b: string): number {
+  const x = socketInstance(a), y = socketInstance(b);
+  if (x.instance !== y.instance) return x.instance < y.instance ? -1 : 1;
+  return (x.worker ?? -1) - (y.worker ?? -1);
+}
+
+/**
+ * What a tool talks to: one instance, through one control socket (one stack), or through one
+ * socket per worker (`tstack run` with `[stack] workers` > 1, `split`).
+ */
+export interface Target {
+  /** The instance's name (the socket's base name, without `.sock` or `.w<i>.sock`). */
+  name: string;
+  /** Its sockets, by worker number; one (worker 0 or null) for a one-stack instance. */
+  sockets: { worker: number | null; path: string }[];
+  /** One socket per worker. */
+  split: boolean;
+}
+
+const baseName = (p: string) => p.replace(/^.*\//, '');
+
+/** The worker sockets next to `base` (a path without `.sock`), in worker order. */
+function workerSockets(base: string): { worker: number; path: string }[] {
+  const dir = dirname(base), prefix = `${baseName(base)}.w`;
+  let names: string[];
+  try { names = readdirSync(dir); } catch { return []; }
+  return names.filter((n) => n.startsWith(prefix) && WORKER_SOCKET.test(n) && socketInstance(n).instance === baseName(base))
+    .sort(byWorker).map((n) => ({ worker: socketInstance(n).worker!, path: join(dir, n) }));
+}
+
+function targetOfPath(path: string): Target {
+  return { name: baseName(path).replace(/\.sock$/, ''), sockets: [{ worker: null, path }], split: false };
+}
+
+function exists(path: string): boolean {
+  try { lstatSync(path); return true; } catch { return false; }
+}
+
+/** The instance a tool should talk to (see instanceOptions): NAME.sock, or NAME.w0.sock, NAME.w1.sock, … */
+export async function resolveTarget(opts: InstanceOptions): Promise<Target> {
+  if (opts.socket) {
+    // `--socket DIR/ctl.sock` of an instance whose workers made DIR/ctl.w0.sock, ctl.w1.sock…
+    if (!exists(opts.socket)) {
+      const ws = workerSockets(opts.socket.replace(/\.sock$/, ''));
+      if (ws.length > 0) return { name: baseName(opts.socket).replace(/\.sock$/, ''), sockets: ws, split: true };
+    }
+    return targetOfPath(opts.socket);
+  }
   if (opts.instance) {
-    const name = opts.instance.endsWith('.sock') ? opts.instance : `${opts.instance}.sock`;
+    const name = opts.instance.replace(/\.sock$/, '');
     let denied: ToolError | null = null;
     for (const dir of controlDirs()) {
-      const path = join(dir, name);
+      const path = join(dir, `${name}.sock`);
       try {
         lstatSync(path);
-        return path;
+        return targetOfPath(path);
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         if (err.code === 'EACCES') denied ??= connectError(path, err);
       }
+      const ws = workerSockets(join(dir, name));
+      if (ws.length > 0) return { name, sockets: ws, split: true };
     }
     if (denied) throw denied;
     throw new ToolError(`no instance named '${opts.instance}' is running (looked in ${controlDirs().join(', ')})`);
   }
   const all = await listSockets();
   const live = all.filter((s) => s.live);
-  if (live.length === 1) return live[0]!.path;
+  // The workers of one instance are one instance.
+  const groups = new Map<string, { worker: number | null; path: string }[]>();
+  for (const s of live) {
+    const { instance, worker } = socketInstance(s.path);
+    const g = groups.get(instance) ?? [];
+    g.push({ worker, path: s.path });
+    groups.set(instance, g);
+  }
+  if (groups.size === 1) {
+    const [instance, sockets] = [...groups][0]!;
+    if (sockets.length === 1 && sockets[0]!.worker === null) return targetOfPath(sockets[0]!.path);
+    return { name: baseName(instance), sockets, split: true };
+  }
   const denied = all.find((s) => s.error?.code === 'EACCES');
   if (live.length === 0 && denied) throw denied.error!;
   if (live.length === 0) throw new ToolError(`no tstack instance is running (no control socket answers in ${controlDirs().join(', ')})`);
-  throw new ToolError(`${live.length} instances are running (${live.map((s) => s.path.replace(/^.*\//, '').replace(/\.sock$/, '')).join(', ')}): pick one with -N NAME`);
+  throw new ToolError(`${groups.size} instances are running (${[...groups.keys()].map(baseName).join(', ')}): pick one with -N NAME`);
 }
 
-/** Connects to the chosen instance; requests carry -w's worker. */
-export async function connectInstance(opts: InstanceOptions): Promise<ControlClient> {
+/** The socket path a tool should use: the instance's, or its worker 0's (see resolveTarget). */
+export async function resolveSocket(opts: InstanceOptions): Promise<string> {
+  const t = await resolveTarget(opts);
+  return t.sockets[0]!.path;
+}
+
+/**
+ * The control clients of an instance: one per worker (in worker order) when the instance has a
+ * socket per worker and no -w picked one, else one. Tools ask them all and merge (src/cli/aggregate.ts).
+ */
+export class Workers {
+  constructor(readonly target: Target, readonly clients: ControlClient[], readonly indices: number[]) {}
+  /** Several workers answer: the tool merges their answers. */
+  get many(): boolean { return this.clients.length > 1; }
+  /** Worker 0's client (or the only one): for what every worker shares (routes, sysctl) and for changes, which a worker passes on to the others. */
+  get first(): ControlClient { return this.clients[0]!; }
+  /** Sends `cmd` to every worker; resolves with their results in worker order. */
+  all<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T[]> {
+    return Promise.all(this.clients.map((c) => c.request<T>(cmd, args)));
+  }
+  close(): void { for (const c of this.clients) c.close(); }
+}
+
+/** Connects to the chosen instance's workers: all of them, or -w's one. */
+export async function connectWorkers(opts: InstanceOptions, firstOnly = false): Promise<Workers> {
   const worker = parseWorker(opts.worker);
-  return ControlClient.connect(await resolveSocket(opts), worker);
+  const t = await resolveTarget(opts);
+  if (!t.split) return new Workers(t, [await ControlClient.connect(t.sockets[0]!.path, worker)], [worker ?? 0]);
+  if (worker !== undefined) {
+    const s = t.sockets.find((x) => x.worker === worker);
+    if (!s) {
+      // How many workers the instance runs (a socket may be missing while its worker is replaced).
+      let n = t.sockets.length;
+      try {
+        const c = await ControlClient.connect(t.sockets[0]!.path);
+        try { n = (await c.request<{ workers: number }>('info')).workers; } finally { c.close(); }
+      } catch { /* counted from the sockets */ }
+      if (worker < n) throw new ToolError(`worker ${worker} of instance '${t.name}' has no control socket (${t.name}.w${worker}.sock): it may be restarting`, 1, 'ENOENT');
+      throw new ToolError(`no worker ${worker}: instance '${t.name}' runs ${n} worker${n === 1 ? '' : 's'} (${n === 1 ? '0' : `0..${n - 1}`})`, 1, 'ENXIO');
+    }
+    return new Workers(t, [await ControlClient.connect(s.path, worker)], [worker]);
+  }
+  const clients: ControlClient[] = [];
+  const indices: number[] = [];
+  let first: ToolError | null = null;
+  for (const s of t.sockets) {
+    // firstOnly: the first worker that answers (worker 0 unless it is being replaced).
+    if (firstOnly && clients.length > 0) break;
+    try {
+      clients.push(await ControlClient.connect(s.path));
+      indices.push(s.worker!);
+    } catch (e) {
+      const err = e as ToolError;
+      // A worker being replaced (its socket stale or gone): the others still answer.
+      if (err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT') { for (const c of clients) c.close(); throw e; }
+      first ??= err;
+      if (!firstOnly) process.stderr.write(`tstack: worker ${s.worker} does not answer (${err.message}); its numbers are left out\n`);
+    }
+  }
+  if (clients.length === 0) throw first!;
+  return new Workers(t, clients, indices);
+}
+
+/** Connects to the chosen instance (its worker 0 when it has several and no -w picked one); requests carry -w's worker. */
+export async function connectInstance(opts: InstanceOptions): Promise<ControlClient> {
+  return (await connectWorkers(opts, true)).first;
 }
 
 /** Connects to the chosen instance, runs `fn`, closes. */
 export async function withInstance<T>(opts: InstanceOptions, fn: (c: ControlClient) => Promise<T>): Promise<T> {
   const c = await connectInstance(opts);
   try { return await fn(c); } finally { c.close(); }
+}
+
+/** Connects to every worker of the chosen instance (or -w's one), runs `fn`, closes. */
+export async function withWorkers<T>(opts: InstanceOptions, fn: (w: Workers) => Promise<T>): Promise<T> {
+  const w = await connectWorkers(opts);
+  try { return await fn(w); } finally { w.close(); }
 }
 
 /** Runs a tool's body: ToolErrors become `tstack: message` and an exit code. */

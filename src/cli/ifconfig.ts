@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import type { InterfaceSnapshot } from '../stack/stats.js';
 import { prefixMask } from '../wire/addr.js';
-import { ToolError, action, instanceOptions, out, printJson, withInstance } from './client.js';
+import { ToolError, action, instanceOptions, out, printJson, withWorkers } from './client.js';
+import { mergeDevices, mergeInterfaces } from './aggregate.js';
 
 interface Snap { interfaces: InterfaceSnapshot[]; drivers: Record<string, string>; devices: { port: string; stats: Record<string, number> }[] }
 
@@ -13,8 +14,10 @@ export function register(program: Command): void {
     .argument('[port]', 'the port (interface) name')
     .argument('[actions...]', 'up | down | mtu N | inet A.B.C.D/LEN | inet6 ADDR[/LEN] [-alias] | -alias ADDR[/LEN] | create vlan ID vlandev PORT [outer N]'))
     .allowUnknownOption(true)
-    .action(action(async (port: string | undefined, actions: string[], opts: { json?: boolean; instance?: string; socket?: string }) => {
-      await withInstance(opts, async (c) => {
+    .action(action(async (port: string | undefined, actions: string[], opts: { json?: boolean; instance?: string; socket?: string; worker?: string }) => {
+      await withWorkers(opts, async (w) => {
+        // Changes go to one worker, which passes them on to the others (src/runtime/worker.ts).
+        const c = w.first;
         if (port !== undefined && actions[0] === 'create') {
           // FreeBSD's vlan(4): `ifconfig NAME create vlan ID vlandev PORT` (+ `outer N` for Q-in-Q).
           const create: Record<string, unknown> = { name: port };
@@ -29,7 +32,8 @@ export function register(program: Command): void {
             else break;
           }
           if (create['id'] === undefined || create['port'] === undefined) throw new ToolError('ifconfig: create needs vlan ID and vlandev PORT (ifconfig NAME create vlan ID vlandev PORT [outer N])', 2);
-          await c.request('vlan.create', create);
+          // A VLAN is not passed on between workers: every worker makes its own.
+          await w.all('vlan.create', create);
           actions = actions.slice(i);
         }
         if (port !== undefined && actions.length > 0) {
@@ -53,7 +57,11 @@ export function register(program: Command): void {
           }
           await c.request('ifconfig.set', change);
         }
-        const snap = await c.request<Snap>('snapshot', {});
+        const snaps = await w.all<Snap>('snapshot', {});
+        // Several workers: worker 0's ports (addresses, MTU, flags) with everyone's counters added up.
+        const snap: Snap = !w.many ? snaps[0]! : {
+          ...snaps[0]!, interfaces: mergeInterfaces(snaps.map((x) => x.interfaces)), devices: mergeDevices(snaps.map((x) => x.devices)),
+        };
         let list = snap.interfaces;
         if (port !== undefined) {
           list = list.filter((i) => i.name === port);

@@ -3,10 +3,11 @@
 import type { Command } from 'commander';
 import type { Counters, InterfaceSnapshot, Route6Snapshot, RouteSnapshot, SocketSnapshot } from '../stack/stats.js';
 import { formatIpv4, parseIpv4, prefixMask } from '../wire/addr.js';
-import { ToolError, action, instanceOptions, out, printJson, table, withInstance } from './client.js';
+import { ToolError, action, instanceOptions, out, printJson, table, withWorkers } from './client.js';
+import { mergeInterfaces, sumAll, tagged } from './aggregate.js';
 import { formatRoutes } from './route.js';
 
-interface Opts { all?: boolean; numeric?: boolean; stats?: boolean; route?: boolean; interfaces?: boolean; protocol?: string; json?: boolean; instance?: string; socket?: string }
+interface Opts { all?: boolean; numeric?: boolean; stats?: boolean; route?: boolean; interfaces?: boolean; protocol?: string; json?: boolean; instance?: string; socket?: string; worker?: string }
 
 interface Snap { interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; routes: RouteSnapshot[]; routes6?: Route6Snapshot[]; sockets: SocketSnapshot[] }
 
@@ -23,8 +24,13 @@ export function register(program: Command): void {
       const proto = opts.protocol?.toLowerCase();
       const known = opts.stats ? ['tcp', 'udp', 'ip', 'reass', 'icmp', 'arp'] : ['tcp', 'udp'];
       if (proto !== undefined && !known.includes(proto)) throw new ToolError(`netstat: unknown protocol '${opts.protocol}' (expected ${known.join(', ')})`, 2);
-      await withInstance(opts, async (c) => {
-        const snap = await c.request<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
+      await withWorkers(opts, async (w) => {
+        // Several workers: counters add up, every worker's sockets are listed, routes are worker 0's.
+        const snaps = await w.all<Snap>('snapshot', { sockets: !opts.stats && !opts.route && !opts.interfaces });
+        const snap: Snap = !w.many ? snaps[0]! : {
+          ...snaps[0]!, interfaces: mergeInterfaces(snaps.map((x) => x.interfaces)), counters: sumAll(snaps.map((x) => x.counters)),
+          gauges: sumAll(snaps.map((x) => x.gauges)), sockets: tagged(snaps.map((x) => x.sockets ?? []), w.indices),
+        };
         if (opts.route) { if (opts.json) printJson(snap.routes); else out(formatRoutes(snap.routes, snap.routes6)); return; }
         if (opts.interfaces) { if (opts.json) printJson(snap.interfaces); else out(formatInterfaces(snap.interfaces)); return; }
         if (opts.stats) {
@@ -52,9 +58,11 @@ export function register(program: Command): void {
           (opts.all || (s.proto === 'tcp' ? s.state !== 'LISTEN' : s.foreignPort !== 0)));
         if (opts.json) { printJson({ sockets: socks }); return; }
         out(`Active Internet connections${opts.all ? ' (including servers)' : ''}\n`);
-        out(table([['Proto', 'Recv-Q', 'Send-Q', 'Local Address', 'Foreign Address', '(state)'], ...socks.map((s) => [
-          s.proto === 'tcp' || s.proto === 'udp' ? `${s.proto}4` : s.proto, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state,
-        ])], [false, true, true]));
+        // With several workers, a last column says whose socket it is.
+        const wk = (s: SocketSnapshot) => (w.many ? [(s as SocketSnapshot & { worker: number }).worker] : []);
+        out(table([['Proto', 'Recv-Q', 'Send-Q', 'Local Address', 'Foreign Address', '(state)', ...(w.many ? ['Worker'] : [])], ...socks.map((s) => [
+          s.proto === 'tcp' || s.proto === 'udp' ? `${s.proto}4` : s.proto, s.recvQ, s.sendQ, endpoint(s.localAddress, s.localPort), endpoint(s.foreignAddress, s.foreignPort), s.state, ...wk(s),
+        ])], [false, true, true, false, false, false, true]));
       });
     }));
 }

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import type { Counters, InterfaceSnapshot } from '../stack/stats.js';
 import type { RunLoopStats } from '../runtime/loop.js';
-import { ToolError, action, connectInstance, instanceOptions, out, table, type ControlClient } from './client.js';
+import { ToolError, action, connectWorkers, instanceOptions, out, table, type Workers } from './client.js';
 
 interface Sample { worker: number; time: number; interfaces: InterfaceSnapshot[]; counters: Counters; gauges: Record<string, number>; loop: RunLoopStats }
 interface Info { name: string; pid: number; uptime: number }
@@ -66,18 +66,45 @@ function parseInterval(opts: LoopOpts): { ms: number; count: number } {
   return { ms: s * 1000, count };
 }
 
-/** Samples every `ms` and calls `each(rates)` until `count` (0: forever) or stop() resolves. */
-async function sampleLoop(c: ControlClient, ms: number, count: number, each: (r: Rates, n: number) => void, stopped: Promise<void>): Promise<void> {
-  let prev = await c.request<Sample>('counters');
+/** The whole instance's rates from its workers' (added up; busy is the workers' mean share). */
+export function totalRates(list: Rates[]): Rates {
+  const t: Rates = { ...list[0]!, ports: list[0]!.ports.map((p) => ({ ...p })) };
+  for (const r of list.slice(1)) {
+    for (const k of ['loopsPerSec', 'rxPps', 'rxBps', 'txPps', 'txBps', 'dropsPerSec', 'connections', 'established', 'timeWait'] as const) t[k] += r[k];
+    t.busy += r.busy;
+    t.interval = Math.max(t.interval, r.interval);
+    for (const p of r.ports) {
+      const q = t.ports.find((x) => x.name === p.name);
+      if (q) { q.rxPps += p.rxPps; q.rxBps += p.rxBps; q.txPps += p.txPps; q.txBps += p.txBps; }
+    }
+  }
+  t.busy /= list.length;
+  return t;
+}
+
+/**
+ * Samples every `ms` and calls `each(rates per worker)` until `count` (0: forever) or stop()
+ * resolves (one entry per worker asked: every worker, or -w's one).
+ */
+async function sampleLoop(w: Workers, ms: number, count: number, each: (r: Rates[], n: number) => void, stopped: Promise<void>): Promise<void> {
+  let prev = await w.all<Sample>('counters');
   let stop = false;
   void stopped.then(() => { stop = true; });
   for (let n = 1; count === 0 || n <= count; n++) {
     await Promise.race([new Promise((r) => setTimeout(r, ms)), stopped]);
     if (stop) return;
-    const cur = await c.request<Sample>('counters');
-    each(rates(prev, cur), n);
+    const cur = await w.all<Sample>('counters');
+    each(cur.map((c, k) => rates(prev[k]!, c)), n);
     prev = cur;
   }
+}
+
+/** Worker rates as one JSON line: the instance's totals, with several workers also each worker's. */
+function jsonLine(list: Rates[], pick: (r: Rates) => object = (r) => r): string {
+  if (list.length === 1) return JSON.stringify({ time: new Date().toISOString(), ...pick(list[0]!) }) + '\n';
+  const { worker: _w, ...total } = totalRates(list);
+  void _w;
+  return JSON.stringify({ time: new Date().toISOString(), ...pick(total as Rates), workers: list.map(pick) }) + '\n';
 }
 
 export function register(program: Command): void {
@@ -87,9 +114,11 @@ export function register(program: Command): void {
     .option('-c, --count <n>', 'samples to show, then exit (default: until q or Ctrl-C)'))
     .action(action(async (opts: LoopOpts) => {
       const { ms, count } = parseInterval(opts);
-      const c = await connectInstance(opts);
+      const c = await connectWorkers(opts);
       try {
-        const info = await c.request<Info>('info');
+        const info = await c.first.request<Info>('info');
+        // Several workers: the instance's name and its supervisor's pid.
+        if (c.many) Object.assign(info, { name: c.target.name, pid: (info as Info & { supervisor?: number }).supervisor || info.pid });
         const live = !opts.json && process.stdout.isTTY === true;
         let quit: () => void = () => {};
         const stopped = new Promise<void>((r) => { quit = r; });
@@ -105,7 +134,7 @@ export function register(program: Command): void {
         }
         try {
           await sampleLoop(c, ms, count, (r) => {
-            if (!live) { out(JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n'); return; }
+            if (!live) { out(jsonLine(r)); return; }
             out('\x1b[H\x1b[2J' + screen(info, r));
           }, stopped);
         } finally {
@@ -125,27 +154,32 @@ export function register(program: Command): void {
     .option('-c, --count <n>', 'lines to print, then exit (default: until Ctrl-C)'))
     .action(action(async (opts: LoopOpts) => {
       const { ms, count } = parseInterval(opts);
-      const c = await connectInstance(opts);
+      const c = await connectWorkers(opts);
       let quit: () => void = () => {};
       const stopped = new Promise<void>((r) => { quit = r; });
       process.once('SIGINT', () => quit());
       try {
         const bar = '|--------------------|--------------------|--------------------|--------------------|\n';
         if (!opts.json) out(bar + '|' + ['rx packets/s', 'rx bits/s', 'tx packets/s', 'tx bits/s'].map((h) => h.padStart(19) + ' ').join('|') + '|\n' + bar);
-        await sampleLoop(c, ms, count, (r) => {
-          if (opts.json) { out(JSON.stringify({ time: new Date().toISOString(), rxPps: r.rxPps, rxBps: r.rxBps, txPps: r.txPps, txBps: r.txBps }) + '\n'); return; }
+        await sampleLoop(c, ms, count, (list) => {
+          if (opts.json) { out(jsonLine(list, (r) => ({ ...(list.length > 1 && { worker: r.worker }), rxPps: r.rxPps, rxBps: r.rxBps, txPps: r.txPps, txBps: r.txBps }))); return; }
+          // The instance's totals (ff_traffic sums its processes).
+          const r = list.length === 1 ? list[0]! : totalRates(list);
           out('|' + [r.rxPps, r.rxBps, r.txPps, r.txBps].map((v) => String(Math.round(v)).padStart(19) + ' ').join('|') + '|\n');
         }, stopped);
       } finally { c.close(); }
     }));
 }
 
-function screen(info: Info, r: Rates): string {
+/** The screen: a row per worker (ff_top's view), with several a total row; the ports' rates (all workers'). */
+function screen(info: Info, list: Rates[]): string {
+  const r = list.length === 1 ? list[0]! : totalRates(list);
   const head = `tstack top - ${info.name} (pid ${info.pid}) - ${new Date().toISOString().replace('T', ' ').slice(0, 19)} - every ${r.interval.toFixed(1)} s - q to quit\n\n`;
+  const row = (x: Rates, name: string | number) => [name, n0(x.loopsPerSec), `${(x.busy * 100).toFixed(1)}%`, `${((1 - x.busy) * 100).toFixed(1)}%`, n0(x.rxPps), bits(x.rxBps), n0(x.txPps), bits(x.txBps),
+    x.connections, x.established, x.timeWait, n0(x.dropsPerSec)];
   const workers = table([
     ['WORKER', 'LOOPS/S', 'BUSY', 'IDLE', 'RX PPS', 'RX BIT/S', 'TX PPS', 'TX BIT/S', 'CONNS', 'ESTAB', 'TIME_WAIT', 'DROPS/S'],
-    [r.worker, n0(r.loopsPerSec), `${(r.busy * 100).toFixed(1)}%`, `${((1 - r.busy) * 100).toFixed(1)}%`, n0(r.rxPps), bits(r.rxBps), n0(r.txPps), bits(r.txBps),
-      r.connections, r.established, r.timeWait, n0(r.dropsPerSec)],
+    ...list.map((x) => row(x, x.worker)), ...(list.length > 1 ? [row(r, 'total')] : []),
   ], [false, true, true, true, true, true, true, true, true, true, true, true]);
   const ports = table([['PORT', 'RX PPS', 'RX BIT/S', 'TX PPS', 'TX BIT/S'], ...r.ports.map((p) => [p.name, n0(p.rxPps), bits(p.rxBps), n0(p.txPps), bits(p.txBps)])],
     [false, true, true, true, true]);

@@ -94,6 +94,18 @@ export const CHANGING_COMMANDS: ReadonlySet<string> = new Set(['sysctl.set', 'if
 export interface ControlOptions {
   /** Warnings (socket in use, metrics port taken…); default: stderr. */
   onWarning?: (message: string) => void;
+  /**
+   * Which worker of how many this instance's stack is (`tstack run` with `[stack] workers` > 1);
+   * default: from the supervisor's environment (TSTACK_WORKER, TSTACK_WORKERS), else 0 of 1.
+   */
+  worker?: { index: number; count: number };
+}
+
+/** The worker identity the supervisor put in the environment (src/runtime/worker.ts), or 0 of 1. */
+export function workerOfEnv(env: NodeJS.ProcessEnv = process.env): { index: number; count: number } {
+  const i = Number(env['TSTACK_WORKER']), n = Number(env['TSTACK_WORKERS']);
+  if (env['TSTACK_WORKER'] === undefined || !Number.isInteger(i) || !Number.isInteger(n) || i < 0 || i >= n) return { index: 0, count: 1 };
+  return { index: i, count: n };
 }
 
 /**
@@ -120,17 +132,21 @@ export class ControlServer {
   private readonly handlers: Record<string, Handler>;
   private readonly warn: (m: string) => void;
   private readonly version = packageVersion();
+  /** This stack's worker number and the instance's worker count (each worker has its own socket). */
+  readonly worker: { index: number; count: number };
 
   constructor(readonly inst: Instance, opts: ControlOptions = {}) {
     this.warn = opts.onWarning ?? ((m) => process.stderr.write(`tstack: ${m}\n`));
+    this.worker = opts.worker ?? workerOfEnv();
     const cfg = inst.config;
     this.name = cfg.control.name;
     this.path = controlSocketPath(cfg);
     this.handlers = this.commands();
     const listen = cfg.metrics.listen;
-    if (listen !== undefined) {
+    // With several workers, worker 0 serves the endpoint for all (it asks the others' sockets).
+    if (listen !== undefined && this.worker.index === 0) {
       // Synchronously, before tstack/register patches node:net: this listener is the kernel's.
-      this.metrics = startMetricsServer(listen, () => this.run(() => this.metricsText()),
+      this.metrics = startMetricsServer(listen, () => (this.worker.count > 1 ? this.instanceMetricsText() : this.run(() => this.metricsText())),
         (e) => this.warn(`metrics endpoint ${listen}: ${e.message}`));
     }
     // `[control] enabled = false` with metrics on: the endpoint alone.
@@ -275,6 +291,11 @@ export class ControlServer {
       if (typeof r.worker !== 'number' || !Number.isInteger(r.worker) || r.worker < 0) { fail('EPROTO', 'malformed request: "worker" must be a worker number (0, 1, …)'); return; }
       const n = this.workerCount();
       if (r.worker >= n) { fail('ENXIO', `no worker ${r.worker}: this instance runs ${n} worker${n === 1 ? '' : 's'} (${n === 1 ? '0' : `0..${n - 1}`})`); return; }
+      // Each worker answers for its own stack only; the others have sockets of their own.
+      if (r.worker !== this.worker.index) {
+        fail('ENXIO', `this is worker ${this.worker.index}'s control socket (${this.path}); worker ${r.worker} has its own (${this.path.replace(/\.w\d+\.sock$/, '')}.w${r.worker}.sock)`);
+        return;
+      }
     }
     const handler = Object.prototype.hasOwnProperty.call(this.handlers, r.cmd) ? this.handlers[r.cmd] : undefined;
     if (!handler) { fail('ENOSYS', `unknown command '${r.cmd}' (try 'help')`); return; }
@@ -293,7 +314,7 @@ export class ControlServer {
   }
 
   /** Workers (one stack each) this instance runs. */
-  private workerCount(): number { return 1; }
+  private workerCount(): number { return this.worker.count; }
 
   /**
    * Runs one of CHANGING_COMMANDS without a client (another worker's change, passed on);
@@ -318,7 +339,8 @@ export class ControlServer {
     const inst = this.inst;
     return {
       protocol: PROTOCOL_VERSION, version: this.version, name: this.name, pid: process.pid, socket: this.path,
-      config: inst.config.file, workers: this.workerCount(), poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
+      config: inst.config.file, workers: this.workerCount(), worker: this.worker.index,
+      ...(this.worker.count > 1 && { instance: this.name.replace(/\.w\d+(-\d+)?$/, ''), supervisor: process.ppid }), poll: inst.loop.mode, startedAt: new Date(this.startedAt).toISOString(),
       uptime: (Date.now() - this.startedAt) / 1000, metrics: inst.config.metrics.listen ?? null,
       clients: this.conns.size, slowDisconnects: this.slowDisconnects,
       ports: inst.ports.map((p) => {
@@ -335,17 +357,37 @@ export class ControlServer {
   private counters(): Record<string, unknown> {
     const stack = this.inst.stack;
     return {
-      worker: 0, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
+      worker: this.worker.index, time: stack.clock.now(), interfaces: interfaces(stack), counters: counters(stack), gauges: gauges(stack),
       loop: this.inst.loop.stats(), devices: this.devices(),
     };
   }
 
   private metricsText(): string {
+    return formatMetrics([this.metricsInput()]);
+  }
+
+  /**
+   * The exposition for every worker of the instance (worker 0's endpoint): its own numbers and
+   * each other worker's, asked over that worker's control socket (`<name>.w<i>.sock`). A worker
+   * that does not answer within a second (being replaced) is left out of this scrape.
+   */
+  private async instanceMetricsText(): Promise<string> {
+    const own = await this.run(() => this.metricsInput());
+    const others = await Promise.all(Array.from({ length: this.worker.count - 1 }, (_, k) => {
+      const path = this.path.replace(/\.w\d+\.sock$/, `.w${k + 1}.sock`);
+      return path === this.path ? Promise.resolve(null) : askSocket(path, 'metrics', { raw: true }, 1000)
+        .then((r) => (r as { input: MetricsInput }).input, () => null);
+    }));
+    return formatMetrics([own, ...others.filter((x): x is MetricsInput => x !== null)]);
+  }
+
+  /** What formatMetrics needs of this stack (the tools merge several workers' with it). */
+  private metricsInput(): MetricsInput {
     const stack = this.inst.stack;
-    return formatMetrics([{
-      worker: 0, snapshot: snapshot(stack, { tables: false }), loop: this.inst.loop.stats(), devices: this.devices(),
+    return {
+      worker: this.worker.index, snapshot: snapshot(stack, { tables: false }), loop: this.inst.loop.stats(), devices: this.devices(),
       startTimeSeconds: this.startedAt / 1000,
-    }]);
+    };
   }
 
   private portIndex(name: string): number {
@@ -383,10 +425,11 @@ export class ControlServer {
       counters: () => this.counters(),
       snapshot: (args) => ({
         ...snapshot(stack, { sockets: args['sockets'] === true, sysctl: args['sysctl'] === true }),
-        worker: 0, loop: this.inst.loop.stats(), devices: this.devices(),
+        worker: this.worker.index, loop: this.inst.loop.stats(), devices: this.devices(),
         drivers: Object.fromEntries(this.inst.ports.map((p) => [p.config.ifname, p.config.driver])),
       }),
-      metrics: () => ({ text: this.metricsText() }),
+      // `raw`: the numbers behind the text, for a tool that merges several workers' (src/cli/metrics.ts).
+      metrics: (args) => (args['raw'] === true ? { input: this.metricsInput() } : { text: this.metricsText() }),
 
       'sysctl.list': (args) => {
         const prefix = str(args, 'prefix', false) ?? '';
@@ -688,6 +731,30 @@ function dest6(text: string): { addr: Uint8Array; prefixLen: number } {
 const STREAMING = Symbol('streaming');
 /** The client left before its command ran: nothing was done. */
 const GONE = Symbol('gone');
+
+/** One request to another instance's (worker's) control socket; rejects on an error reply, a timeout or no answer. */
+function askSocket(path: string, cmd: string, args: Args, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    let buf = '';
+    const done = (e: Error | null, v?: unknown) => { clearTimeout(t); s.destroy(); if (e) reject(e); else resolve(v); };
+    const t = setTimeout(() => done(new Error(`${path}: no answer within ${timeoutMs} ms`)), timeoutMs);
+    s.unref();
+    s.setEncoding('utf8');
+    s.on('connect', () => s.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, cmd, args }) + '\n'));
+    s.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      try {
+        const r = JSON.parse(buf.slice(0, nl)) as { ok?: boolean; result?: unknown; error?: { message: string } };
+        if (r.ok) done(null, r.result); else done(new Error(r.error?.message ?? 'refused'));
+      } catch (e) { done(e as Error); }
+    });
+    s.on('error', (e) => done(e));
+    s.on('close', () => done(new Error(`${path}: closed`)));
+  });
+}
 
 /** What is at a socket path: nothing, a live instance, a stale socket, or something else. */
 async function probe(path: string): Promise<'free' | 'live' | 'stale' | 'not-socket'> {
