@@ -20,25 +20,37 @@ export function icmpErrorV4(tcp: Tcp, tcb: Tcb, type: number, code: number, seq:
     if (mtu < 68 || mtu >= tcb.mss + 40) { tcp.counters.icmpIgnored++; return; }
     const mss = Math.max(mtu - 40, 88);
     if (mss >= tcb.mss) return;
-    tcp.counters.pmtuUpdates++;
-    tcb.mss = mss;
-    tcb.cc.setMss(tcb.maxSeg);
-    // The segment was dropped: send it again at the new size now rather than after an RTO.
-    if (tcb.state !== TcpState.SYN_SENT && tcb.state !== TcpState.SYN_RECEIVED) {
-      tcb.sndNxt = tcb.sndUna;
-      tcpOutput(tcp, tcb);
-    }
-    tcp.dispatch();
+    shrinkMss(tcp, tcb, mss);
     return;
   }
   // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors; while the connection is
   // still being opened they end it (as Linux does: connect() fails with ECONNREFUSED). Every
   // other error is soft: the connection goes on and retransmission decides (RFC 5461).
   if (type === ICMP_UNREACH && (code === 2 || code === 3) && tcb.state === TcpState.SYN_SENT) {
-    tcp.counters.icmpHardErrors++;
-    dropConnection(tcp, tcb, 'ECONNREFUSED');
-    tcp.dispatch();
+    hardError(tcp, tcb, 'ECONNREFUSED');
     return;
   }
   tcp.counters.icmpSoftErrors++;
+}
+
+/**
+ * Path MTU discovery (RFC 1191 §6.4, RFC 8201) lowered the MSS of `tcb` to `mss` (smaller than
+ * today's): the dropped segment is sent again at the new size now rather than after an RTO.
+ */
+export function shrinkMss(tcp: Tcp, tcb: Tcb, mss: number): void {
+  tcp.counters.pmtuUpdates++;
+  tcb.mss = mss;
+  tcb.cc.setMss(tcb.maxSeg);
+  if (tcb.state !== TcpState.SYN_SENT && tcb.state !== TcpState.SYN_RECEIVED) {
+    tcb.sndNxt = tcb.sndUna;
+    tcpOutput(tcp, tcb);
+  }
+  tcp.dispatch();
+}
+
+/** A hard ICMP error while the connection is being opened: it ends with `err` (RFC 1122 §4.2.3.9). */
+export function hardError(tcp: Tcp, tcb: Tcb, err: string): void {
+  tcp.counters.icmpHardErrors++;
+  dropConnection(tcp, tcb, err);
+  tcp.dispatch();
 }

@@ -2,6 +2,7 @@
 // IPv6 addresses (dual-stack :: and IPV6_V6ONLY), and the active open. The connection itself
 // is family-independent once its TCB exists (ends.ts: IPv6 TCBs carry 16-byte addresses, the
 // path its IPv6 facts); only addressing differs, and it lives here.
+import { hardError, shrinkMss } from './icmperr.js';
 import { Csum, type PacketBuffer } from '../../base/pktbuf.js';
 import { pseudoHeaderV6, sum16, fold } from '../../wire/checksum.js';
 import { WireError } from '../../wire/errors.js';
@@ -10,8 +11,7 @@ import { copyAddr6 } from '../ip/addr6.js';
 import { AF_INET6, Ends, NO_ADDR6, isZero6, v4Mapped } from './ends.js';
 import { segmentArrives } from './input.js';
 import { listenerInput, TcpListener, type ListenOptions } from './listen.js';
-import { dropConnection, newTcb6, startConnect } from './lifecycle.js';
-import { tcpOutput } from './output.js';
+import { newTcb6, startConnect } from './lifecycle.js';
 import { NO_V4, binding6, type TcpBinding } from './ports.js';
 import { seqInRange } from './seq.js';
 import { TcpSocket, TcpError, type ConnectOptions } from './socket.js';
@@ -91,20 +91,11 @@ export function tcp6IcmpError(tcp: Tcp, type: number, code: number, l6: Uint8Arr
     const mtu = word < 1280 ? 1280 : word;
     const mss = mtu - 60;
     if (mss >= tcb.mss) { tcp.counters.icmpIgnored++; return; }
-    tcp.counters.pmtuUpdates++;
-    tcb.mss = mss;
-    tcb.cc.setMss(tcb.maxSeg);
-    if (tcb.state !== TcpState.SYN_SENT && tcb.state !== TcpState.SYN_RECEIVED) {
-      tcb.sndNxt = tcb.sndUna;
-      tcpOutput(tcp, tcb);
-    }
-    tcp.dispatch();
+    shrinkMss(tcp, tcb, mss);
     return;
   }
   if (type === ICMP6_DST_UNREACH && (code === 4 || code === 1) && tcb.state === TcpState.SYN_SENT) {
-    tcp.counters.icmpHardErrors++;
-    dropConnection(tcp, tcb, code === 4 ? 'ECONNREFUSED' : 'EACCES');
-    tcp.dispatch();
+    hardError(tcp, tcb, code === 4 ? 'ECONNREFUSED' : 'EACCES');
     return;
   }
   if (type === ICMP6_DST_UNREACH && code === 3 && (tcb.state === TcpState.SYN_SENT || tcb.state === TcpState.SYN_RECEIVED)) {
