@@ -68,12 +68,9 @@ export function segmentTcp4(buf: PacketBuffer, pool: BufferPool, out: PacketBuff
   // A super-frame without payload (never built by TCP, but legal) becomes one plain frame.
   for (let at = 0; at === 0 || at < payload; at += mss) {
     const chunk = Math.min(mss, payload - at);
-    const f = pool.alloc(pool.headroom + hdrs + chunk);
-    const o = f.append(hdrs + chunk);
+    const f = cutSegment(buf, pool, hdrs, at, chunk);
     const fd = f.data;
-    copyBytes(fd, o, d, s, hdrs);
-    if (chunk > 0) fd.set(d.subarray(s + hdrs + at, s + hdrs + at + chunk), o + hdrs);
-    const fip = o + 14, ftcp = fip + ihl;
+    const fip = f.start + 14, ftcp = fip + ihl;
     const total = ihl + thl + chunk;
     fd[fip + 2] = total >>> 8; fd[fip + 3] = total & 0xff;
     const id = (id0 + n) & 0xffff;
@@ -81,15 +78,7 @@ export function segmentTcp4(buf: PacketBuffer, pool: BufferPool, out: PacketBuff
     fd[fip + 10] = 0; fd[fip + 11] = 0;
     const ipc = finish(sum16(fd, fip, ihl));
     fd[fip + 10] = ipc >>> 8; fd[fip + 11] = ipc & 0xff;
-    const seq = (seq0 + at) >>> 0;
-    fd[ftcp + 4] = seq >>> 24; fd[ftcp + 5] = (seq >>> 16) & 0xff; fd[ftcp + 6] = (seq >>> 8) & 0xff; fd[ftcp + 7] = seq & 0xff;
-    const last = at + mss >= payload;
-    // FIN 0x01 and PSH 0x08 only on the last segment, CWR 0x80 only on the first.
-    fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(n === 0 ? 0 : 0x80);
-    fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
-    const tc = finish(sum16(fd, ftcp, thl + chunk, pseudoHeaderV4(src, dst, 6, thl + chunk)));
-    fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
-    f.ifIndex = buf.ifIndex;
+    finishTcpSegment(fd, ftcp, (seq0 + at) >>> 0, flags, n === 0, at + mss >= payload, thl + chunk, pseudoHeaderV4(src, dst, 6, thl + chunk));
     out[n++] = f;
   }
   return n;
@@ -118,25 +107,42 @@ export function segmentTcp6(buf: PacketBuffer, pool: BufferPool, out: PacketBuff
   let n = 0;
   for (let at = 0; at === 0 || at < payload; at += mss) {
     const chunk = Math.min(mss, payload - at);
-    const f = pool.alloc(pool.headroom + hdrs + chunk);
-    const o = f.append(hdrs + chunk);
+    const f = cutSegment(buf, pool, hdrs, at, chunk);
     const fd = f.data;
-    copyBytes(fd, o, d, s, hdrs);
-    if (chunk > 0) fd.set(d.subarray(s + hdrs + at, s + hdrs + at + chunk), o + hdrs);
-    const fip = o + 14, ftcp = fip + 40;
+    const fip = f.start + 14, ftcp = fip + 40;
     const plen = thl + chunk;
     fd[fip + 4] = plen >>> 8; fd[fip + 5] = plen & 0xff;
-    const seq = (seq0 + at) >>> 0;
-    fd[ftcp + 4] = seq >>> 24; fd[ftcp + 5] = (seq >>> 16) & 0xff; fd[ftcp + 6] = (seq >>> 8) & 0xff; fd[ftcp + 7] = seq & 0xff;
-    const last = at + mss >= payload;
-    fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(n === 0 ? 0 : 0x80);
-    fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
-    const tc = finish(sum16(fd, ftcp, plen, pseudoHeaderV6(fd, fip + 8, fd, fip + 24, 6, plen)));
-    fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
-    f.ifIndex = buf.ifIndex;
+    finishTcpSegment(fd, ftcp, (seq0 + at) >>> 0, flags, n === 0, at + mss >= payload, plen, pseudoHeaderV6(fd, fip + 8, fd, fip + 24, 6, plen));
     out[n++] = f;
   }
   return n;
+}
+
+/**
+ * One segment of a super-frame: its `hdrs` bytes of headers and the payload bytes [at, at+chunk)
+ * copied into a new buffer (frame at its start), on the super-frame's interface.
+ */
+function cutSegment(buf: PacketBuffer, pool: BufferPool, hdrs: number, at: number, chunk: number): PacketBuffer {
+  const d = buf.data, s = buf.start;
+  const f = pool.alloc(pool.headroom + hdrs + chunk);
+  const o = f.append(hdrs + chunk);
+  copyBytes(f.data, o, d, s, hdrs);
+  if (chunk > 0) f.data.set(d.subarray(s + hdrs + at, s + hdrs + at + chunk), o + hdrs);
+  f.ifIndex = buf.ifIndex;
+  return f;
+}
+
+/**
+ * A segment's TCP header: its sequence number, the flags (FIN 0x01 and PSH 0x08 only on the last
+ * segment, CWR 0x80 only on the first) and the complete checksum over `tcpLen` bytes with the
+ * pseudo-header sum `pseudo`.
+ */
+function finishTcpSegment(fd: Uint8Array, ftcp: number, seq: number, flags: number, first: boolean, last: boolean, tcpLen: number, pseudo: number): void {
+  fd[ftcp + 4] = seq >>> 24; fd[ftcp + 5] = (seq >>> 16) & 0xff; fd[ftcp + 6] = (seq >>> 8) & 0xff; fd[ftcp + 7] = seq & 0xff;
+  fd[ftcp + 13] = flags & ~(last ? 0 : 0x09) & ~(first ? 0 : 0x80);
+  fd[ftcp + 16] = 0; fd[ftcp + 17] = 0;
+  const tc = finish(sum16(fd, ftcp, tcpLen, pseudo));
+  fd[ftcp + 16] = tc >>> 8; fd[ftcp + 17] = tc & 0xff;
 }
 
 /**
