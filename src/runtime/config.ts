@@ -450,24 +450,13 @@ function portConfig(v: Validator, index: number, raw: unknown): PortConfig {
   };
   let net: { addr: number; prefixLen: number } | undefined;
   if (t.addr !== undefined) { p.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr)); net = parseIpv4Cidr(p.addr)!; }
-  if (t.gateway !== undefined) {
-    const gw = v.ipv4(at('gateway'), t.gateway);
-    if (!net) v.fail(at('gateway'), 'needs addr on the same port (the gateway must be on its subnet)');
-    const mask = prefixMask(net.prefixLen);
-    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${p.addr}'s subnet`);
-    p.gateway = gw;
-  }
+  if (t.gateway !== undefined) p.gateway = gateway4(v, at('gateway'), t.gateway, p.addr, 'needs addr on the same port (the gateway must be on its subnet)');
   if (t.host_addr !== undefined) {
     p.hostAddr = v.hostAddress(at('host_addr'), v.cidr4(at('host_addr'), t.host_addr));
     if (net && parseIpv4Cidr(p.hostAddr)!.addr === net.addr) v.fail(at('host_addr'), `must differ from addr (${p.addr}): it is the kernel's side of the link`);
   }
   if (t.addr6 !== undefined) p.addr6 = v.cidr6(at('addr6'), t.addr6);
-  if (t.gateway6 !== undefined) {
-    const s = v.str(at('gateway6'), t.gateway6);
-    const gw = parseIpv6(s);
-    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
-    p.gateway6 = s;
-  }
+  if (t.gateway6 !== undefined) p.gateway6 = gateway6(v, at('gateway6'), t.gateway6);
   if (t.slaac !== undefined) {
     if (typeof t.slaac !== 'boolean') v.fail(at('slaac'), `must be true or false (got ${describe(t.slaac)})`);
     p.slaac = t.slaac;
@@ -592,20 +581,9 @@ function bondConfig(v: Validator, ports: PortConfig[], earlier: BondConfig[], in
   };
   if (ports.some((p) => p.ifname === c.ifname) || earlier.some((b) => b.ifname === c.ifname)) v.fail(at('ifname'), `"${c.ifname}" is already used`);
   if (t.addr !== undefined) c.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
-  if (t.gateway !== undefined) {
-    const gw = v.ipv4(at('gateway'), t.gateway);
-    if (c.addr === undefined) v.fail(at('gateway'), 'needs addr (the gateway must be on its subnet)');
-    const net = parseIpv4Cidr(c.addr)!, mask = prefixMask(net.prefixLen);
-    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${c.addr}'s subnet`);
-    c.gateway = gw;
-  }
+  if (t.gateway !== undefined) c.gateway = gateway4(v, at('gateway'), t.gateway, c.addr, 'needs addr (the gateway must be on its subnet)');
   if (t.addr6 !== undefined) c.addr6 = v.cidr6(at('addr6'), t.addr6);
-  if (t.gateway6 !== undefined) {
-    const s = v.str(at('gateway6'), t.gateway6);
-    const gw = parseIpv6(s);
-    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
-    c.gateway6 = s;
-  }
+  if (t.gateway6 !== undefined) c.gateway6 = gateway6(v, at('gateway6'), t.gateway6);
   if (t.vips !== undefined) c.vips = vipList(v, at('vips'), t.vips, c.addr);
   if (t.arp_interval !== undefined) {
     c.arpInterval = v.int(at('arp_interval'), t.arp_interval, 10, 60_000);
@@ -617,6 +595,23 @@ function bondConfig(v: Validator, ports: PortConfig[], earlier: BondConfig[], in
     c.arpTargets = (t.arp_ip_target as unknown[]).map((x, i) => v.ipv4([...at('arp_ip_target'), i], x));
   }
   return c;
+}
+
+/** An IPv4 gateway key: an address on the subnet of `addr` (the interface's), `missing` when it has none. */
+function gateway4(v: Validator, key: Seg[], raw: unknown, addr: string | undefined, missing: string): string {
+  const gw = v.ipv4(key, raw);
+  if (addr === undefined) v.fail(key, missing);
+  const net = parseIpv4Cidr(addr)!, mask = prefixMask(net.prefixLen);
+  if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(key, `${gw} is not on ${addr}'s subnet`);
+  return gw;
+}
+
+/** An IPv6 gateway key: a unicast address (a link-local one is fine). */
+function gateway6(v: Validator, key: Seg[], raw: unknown): string {
+  const s = v.str(key, raw);
+  const gw = parseIpv6(s);
+  if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(key, `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(raw)})`);
+  return s;
 }
 
 function vlanConfig(v: Validator, port: PortConfig, i: number, raw: unknown): VlanConfig {
@@ -636,20 +631,9 @@ function vlanConfig(v: Validator, port: PortConfig, i: number, raw: unknown): Vl
     if (o.id === id && o.outer === outer) v.fail(at('id'), `VLAN ${outer !== undefined ? `${outer}.` : ''}${id} is already on port[${port.index}]`);
   }
   if (t.addr !== undefined) c.addr = v.cidr4(at('addr'), v.hostAddress(at('addr'), t.addr));
-  if (t.gateway !== undefined) {
-    const gw = v.ipv4(at('gateway'), t.gateway);
-    if (c.addr === undefined) v.fail(at('gateway'), 'needs addr on the same VLAN (the gateway must be on its subnet)');
-    const net = parseIpv4Cidr(c.addr)!, mask = prefixMask(net.prefixLen);
-    if (((parseIpv4(gw)! & mask) >>> 0) !== ((net.addr & mask) >>> 0)) v.fail(at('gateway'), `${gw} is not on ${c.addr}'s subnet`);
-    c.gateway = gw;
-  }
+  if (t.gateway !== undefined) c.gateway = gateway4(v, at('gateway'), t.gateway, c.addr, 'needs addr on the same VLAN (the gateway must be on its subnet)');
   if (t.addr6 !== undefined) c.addr6 = v.cidr6(at('addr6'), t.addr6);
-  if (t.gateway6 !== undefined) {
-    const s = v.str(at('gateway6'), t.gateway6);
-    const gw = parseIpv6(s);
-    if (!gw || gw[0] === 0xff || gw.every((x) => x === 0)) v.fail(at('gateway6'), `must be a unicast IPv6 address like "2001:db8::1" or "fe80::1" (got ${describe(t.gateway6)})`);
-    c.gateway6 = s;
-  }
+  if (t.gateway6 !== undefined) c.gateway6 = gateway6(v, at('gateway6'), t.gateway6);
   if (t.mtu !== undefined) {
     c.mtu = v.int(at('mtu'), t.mtu, 68, 65535);
     if (c.mtu > port.mtu) v.fail(at('mtu'), `must be at most the port's mtu (${port.mtu}) (got ${c.mtu})`);
