@@ -13,7 +13,7 @@ import { dieWithRunParent } from '../runtime/lifetime.js';
 import { getDefaultInstance } from './runtime.js';
 import { installPatches } from './patch-node.js';
 import { RoutingPolicy } from './register-policy.js';
-import { ConfigError, loadConfig } from '../runtime/config.js';
+import { ConfigError, loadConfig, loadRunConfig } from '../runtime/config.js';
 import { workerFromEnv } from '../runtime/worker.js';
 import { Cluster } from '../runtime/cluster.js';
 
@@ -26,14 +26,9 @@ function checkRunConfig(): void {
   const file = process.env['TSTACK_CONFIG'];
   delete process.env['TSTACK_RUN_CONFIG'];
   if (shown === undefined || !file) return;
-  try {
-    if (loadConfig(file).ports.length === 0) {
-      process.stderr.write(`tstack: ${shown}: no [[port]] configured: the program would have no network to run on\n`);
-      process.exit(2);
-    }
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    process.stderr.write(`tstack: ${e.message}\n`);
+  const r = loadRunConfig(file, shown);
+  if (typeof r === 'string') {
+    process.stderr.write(`tstack: ${r}\n`);
     process.exit(2);
   }
 }

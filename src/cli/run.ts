@@ -88,34 +88,24 @@ function mayHaveWorkers(configPath: string): boolean {
 /** Runs the program; resolves with the exit code to use (a signal death re-raises the signal). */
 export async function run(app: string, args: string[], opts: RunOptions): Promise<number> {
   const configPath = resolve(opts.config);
-  const preloadEarly = registerModulePath();
-  // Several workers: the supervisor (src/runtime/cluster.ts) needs the config here. One worker
-  // keeps the fast path: the child reads (and checks) the config.
-  if (mayHaveWorkers(configPath) && existsSync(preloadEarly)) {
-    const { ConfigError, loadConfig } = await import('../runtime/config.js');
-    let config;
-    try {
-      config = loadConfig(configPath);
-      if (config.ports.length === 0) {
-        err(`${opts.config}: no [[port]] configured: the program would have no network to run on`);
-        return 2;
-      }
-    } catch (e) {
-      if (e instanceof ConfigError) { err(e.message); return 2; }
-      throw e;
-    }
-    if (config.stack.workers > 1) {
-      // One process per worker, each running the program on its own stack.
-      const { Cluster } = await import('../runtime/cluster.js');
-      return await new Cluster({
-        config, configPath, app, args, nodeOptions: opts.nodeOption ?? [], preload: preloadEarly, forwarded: FORWARDED, fromTerminal: FROM_TERMINAL,
-      }).run();
-    }
-  }
   const preload = registerModulePath();
   if (!existsSync(preload)) {
     err(`${preload} is missing: build tstack first (npm run build)`);
     return 1;
+  }
+  // Several workers: the supervisor (src/runtime/cluster.ts) needs the config here. One worker
+  // keeps the fast path: the child reads (and checks) the config.
+  if (mayHaveWorkers(configPath)) {
+    const { loadRunConfig } = await import('../runtime/config.js');
+    const config = loadRunConfig(configPath, opts.config);
+    if (typeof config === 'string') { err(config); return 2; }
+    if (config.stack.workers > 1) {
+      // One process per worker, each running the program on its own stack.
+      const { Cluster } = await import('../runtime/cluster.js');
+      return await new Cluster({
+        config, configPath, app, args, nodeOptions: opts.nodeOption ?? [], preload, forwarded: FORWARDED, fromTerminal: FROM_TERMINAL,
+      }).run();
+    }
   }
   // TSTACK_RUN_PID: the program arms a parent-death signal so that it dies with us (register.ts).
   // TSTACK_RUN_CONFIG: the config as the user named it, for the child's messages.

@@ -202,6 +202,20 @@ export interface ParseOptions {
   sysctl?: Sysctl;
 }
 
+/**
+ * The config a program under `tstack run` runs on, or the message to print instead (exit code
+ * 2): a config error, or a config without a [[port]] (`shown`: the path as the user gave it).
+ */
+export function loadRunConfig(path: string, shown: string): TstackConfig | string {
+  try {
+    const c = loadConfig(path);
+    return c.ports.length === 0 ? `${shown}: no [[port]] configured: the program would have no network to run on` : c;
+  } catch (e) {
+    if (e instanceof ConfigError) return e.message;
+    throw e;
+  }
+}
+
 export function loadConfig(path: string, opts: ParseOptions = {}): TstackConfig {
   let text: string;
   try {
