@@ -157,21 +157,39 @@ export async function stopAllApps(): Promise<void> {
   await Promise.all([...running].map((a) => a.stop(2000)));
 }
 
-/** Runs `cmd args` in ns without blocking this process; resolves with its output and code. */
-export function runIn(ns: string, cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export interface CommandResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+export interface CommandOptions {
+  /** Killed with SIGKILL after this long (default 20 s). */
+  timeoutMs?: number;
+  /** Written to stdin, which is then closed (default: closed at once). */
+  input?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Called once the process is spawned: a way to signal it and to read its stdout so far. */
+  onSpawn?: (kill: (s: NodeJS.Signals) => void, stdout: () => string) => void;
+}
+
+/** Runs `cmd args` from the package root without blocking this process; resolves with its output, code and signal. */
+export function runCommand(cmd: string, args: string[], opts: CommandOptions = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT, env: opts.env ?? process.env });
     let stdout = '', stderr = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
     p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
     p.on('error', (e) => { clearTimeout(timer); reject(e); });
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    p.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
     // A command that exits at once (a namespace being torn down) closes its stdin first: the
     // EPIPE that writing to it then raises says nothing its exit code does not.
     p.stdin.on('error', () => {});
     p.stdin.end(opts.input ?? '');
+    opts.onSpawn?.((s) => p.kill(s), () => stdout);
   });
+}
+
+/** Runs `cmd args` in ns without blocking this process; resolves with its output and code. */
+export function runIn(ns: string, cmd: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<CommandResult> {
+  return runCommand('ip', ['netns', 'exec', ns, cmd, ...args], opts);
 }
 
 /** curl in ns; resolves with the body (throws with curl's stderr on failure). */

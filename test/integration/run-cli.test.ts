@@ -3,11 +3,10 @@
 // exit code it chose, and the signal that killed it; a bad config stops before the program runs.
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, ROOT, waitUntil } from '../helpers/run-app.js';
+import { BIN, runCommand, waitUntil, type CommandResult } from '../helpers/run-app.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tstack-run-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -21,18 +20,10 @@ function file(name: string, text: string): string {
   return p;
 }
 
-interface Result { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+type Result = CommandResult;
 
 function tstackRun(args: string[], opts: { env?: Record<string, string>; onSpawn?: (kill: (s: NodeJS.Signals) => void, out: () => string) => void } = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, 'run', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-    let stdout = '', stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const timer = setTimeout(() => p.kill('SIGKILL'), 15_000);
-    p.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
-    opts.onSpawn?.((s) => p.kill(s), () => stdout);
-  });
+  return runCommand(process.execPath, [BIN, 'run', ...args], { timeoutMs: 15_000, env: { ...process.env, ...opts.env }, onSpawn: opts.onSpawn });
 }
 
 describe('tstack run', () => {
@@ -100,16 +91,10 @@ const s = http.createServer().listen(0, () => { console.log(JSON.stringify(s.add
 
   test('node --import tstack/register without TSTACK_CONFIG says what to set and exits 2', async () => {
     const app = file('plain.mjs', "console.log('ran');\n");
-    const r = await new Promise<Result>((resolve) => {
-      const env = { ...process.env };
-      delete env['TSTACK_CONFIG'];
-      delete env['TSTACK_REGISTER_PID'];
-      const p = spawn(process.execPath, ['--import', 'tstack/register', app], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '', stderr = '';
-      p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-      p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-      p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
+    const env = { ...process.env };
+    delete env['TSTACK_CONFIG'];
+    delete env['TSTACK_REGISTER_PID'];
+    const r = await runCommand(process.execPath, ['--import', 'tstack/register', app], { env });
     assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /TSTACK_CONFIG/);

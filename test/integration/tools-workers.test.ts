@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireRoot } from '../helpers/netns.js';
-import { BIN, ROOT, startApp, stopAllApps, waitUntil } from '../helpers/run-app.js';
+import { BIN, ROOT, runCommand, startApp, stopAllApps, waitUntil, type CommandResult } from '../helpers/run-app.js';
 
 after(stopAllApps);
 
@@ -19,16 +19,8 @@ const CONNS = 40;
 interface Sock { proto: string; localAddress: string; localPort: number; foreignAddress: string; foreignPort: number; state: string; worker?: number }
 
 /** Runs `tstack ARGS -N NAME` (ps: no -N); resolves with its output and exit code. */
-function tool(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args, ...(args[0] === 'ps' ? [] : ['-N', NAME])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    p.on('error', reject);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-  });
+function tool(args: string[]): Promise<CommandResult> {
+  return runCommand(process.execPath, [BIN, ...args, ...(args[0] === 'ps' ? [] : ['-N', NAME])], { timeoutMs: 60_000 });
 }
 
 async function json<T>(args: string[]): Promise<T> {

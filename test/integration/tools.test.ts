@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ipIn, requireRoot } from '../helpers/netns.js';
-import { BIN, ROOT, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
+import { BIN, ROOT, curl, runCommand, runIn, startApp, stopAllApps, waitUntil, type CommandResult, type RunningApp } from '../helpers/run-app.js';
 import { ControlClient } from '../../src/cli/client.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
@@ -30,18 +30,11 @@ const METRICS_PORT = 20000 + (process.pid % 20000);
 interface Sock { proto: string; localAddress: string; localPort: number; foreignAddress: string; foreignPort: number; state: string; recvQ: number; sendQ: number }
 
 /** Runs `tstack ARGS --socket SOCKET` (as `user` when given); resolves with its output and exit code. */
-function tool(args: string[], opts: { user?: string; socket?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function tool(args: string[], opts: { user?: string; socket?: boolean } = {}): Promise<CommandResult> {
   const full = [BIN, ...args, ...(opts.socket === false ? [] : ['--socket', SOCKET])];
-  const [cmd, argv] = opts.user ? ['runuser', ['-u', opts.user, '--', process.execPath, ...full]] : [process.execPath, full];
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd as string, argv as string[], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('error', reject);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-  });
+  return opts.user
+    ? runCommand('runuser', ['-u', opts.user, '--', process.execPath, ...full], { timeoutMs: 30_000 })
+    : runCommand(process.execPath, full, { timeoutMs: 30_000 });
 }
 
 async function json<T>(args: string[]): Promise<T> {

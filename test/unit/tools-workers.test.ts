@@ -5,22 +5,19 @@
 // with -w N. The same against a real 2-worker `tstack run` is test/integration/tools-workers.test.ts.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/runtime/config.js';
 import { startInstance, type Instance } from '../../src/runtime/instance.js';
 import { ControlServer } from '../../src/runtime/control.js';
 import { ControlClient, ToolError, socketInstance } from '../../src/cli/client.js';
 import { mergeInterfaces, sumAll, union } from '../../src/cli/aggregate.js';
 import type { InterfaceSnapshot } from '../../src/stack/stats.js';
+import { BIN, runCommand, type CommandResult } from '../helpers/run-app.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const BIN = join(ROOT, 'bin', 'tstack.js');
 const dir = mkdtempSync(join(tmpdir(), 'tstack-toolsw-'));
 const BASE = join(dir, 'aggr.sock');
 const METRICS_PORT = 40000 + (process.pid % 20000);
@@ -50,16 +47,8 @@ after(() => {
 });
 
 /** Runs `tstack ARGS` (asynchronously: this process serves the sockets it talks to). */
-function tool(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), 60_000);
-    p.on('error', reject);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-  });
+function tool(args: string[]): Promise<CommandResult> {
+  return runCommand(process.execPath, [BIN, ...args], { timeoutMs: 60_000 });
 }
 
 async function json<T>(args: string[]): Promise<T> {
