@@ -3,8 +3,8 @@
 // ICMPv6 errors, TIME_WAIT, and dual-stack listeners (an IPv4 peer of a :: listener).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { Simulation, type StackNode } from '../helpers/sim.js';
+import { collect, pump, sha } from '../helpers/stream.js';
 import { parseIpv6 } from '../../src/wire/addr.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import { TcpError } from '../../src/stack/tcp/socket.js';
@@ -27,30 +27,6 @@ function filler(n: number, seed: number): Uint8Array {
   let x = seed * 2654435761 >>> 0;
   for (let i = 0; i < n; i++) { x = (Math.imul(x, 1103515245) + 12345) >>> 0; d[i] = x >>> 24; }
   return d;
-}
-
-const sha = (chunks: Uint8Array[]) => { const h = createHash('sha256'); for (const c of chunks) h.update(c); return h.digest('hex'); };
-
-function pump(s: TcpSocket, data: Uint8Array): void {
-  let off = 0;
-  const go = () => {
-    while (off < data.length) {
-      const n = s.write(data.subarray(off, Math.min(data.length, off + 65536)));
-      off += n;
-      if (n === 0) return;
-    }
-    s.shutdown();
-  };
-  s.onDrain = go;
-  go();
-}
-
-function collect(s: TcpSocket) {
-  const r = { chunks: [] as Uint8Array[], bytes: 0, ended: false, closed: false, err: undefined as TcpError | undefined };
-  s.onData = () => { for (let d = s.read(); d; d = s.read()) { r.chunks.push(d); r.bytes += d.length; } };
-  s.onEnd = () => { r.ended = true; };
-  s.onClose = (e) => { r.closed = true; r.err = e; };
-  return r;
 }
 
 /** Both ways at once; returns after both sides closed. */

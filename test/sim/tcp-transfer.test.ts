@@ -1,60 +1,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { BackToBack, LOCAL, filler, type WireFaults } from '../helpers/tcp-harness.js';
-import type { TcpSocket } from '../../src/stack/tcp/socket.js';
-
-function sha(chunks: Uint8Array[]): string {
-  const h = createHash('sha256');
-  for (const c of chunks) h.update(c);
-  return h.digest('hex');
-}
-
-/** Streams `data` out of `s` as fast as the send buffer allows, then shuts down. */
-function pump(s: TcpSocket, data: Uint8Array): void {
-  let off = 0;
-  const go = () => {
-    while (off < data.length) {
-      const n = s.write(data.subarray(off, Math.min(data.length, off + 65536)));
-      off += n;
-      if (n === 0) return;
-    }
-    s.shutdown();
-  };
-  s.onDrain = go;
-  go();
-}
-
-function collect(s: TcpSocket): { chunks: Uint8Array[]; ended: boolean; bytes: number } {
-  const r = { chunks: [] as Uint8Array[], ended: false, bytes: 0 };
-  s.onData = () => { for (let d = s.read(); d; d = s.read()) { r.chunks.push(d); r.bytes += d.length; } };
-  s.onEnd = () => { r.ended = true; };
-  return r;
-}
+import { collect, pump, sha, type Collected } from '../helpers/stream.js';
 
 function transfer(faults: WireFaults, seed: number, sizeAB: number, sizeBA: number, sysctls = {}) {
   const w = new BackToBack(faults, seed, sysctls);
   const l = w.b.listen({ port: 80 });
   const dataAB = filler(sizeAB, seed);
   const dataBA = filler(sizeBA, seed + 1);
-  let server: ReturnType<typeof collect> | null = null;
-  let serverSock: TcpSocket | null = null;
-  l.onConnection = (s) => { serverSock = s; server = collect(s); pump(s, dataBA); };
+  let server: Collected | null = null;
+  l.onConnection = (s) => { server = collect(s); pump(s, dataBA); };
   const c = w.a.connect({ raddr: LOCAL, rport: 80 });
   const client = collect(c);
   c.onConnect = () => pump(c, dataAB);
-  let closedA = false; let closedB = false;
-  c.onClose = (e) => { assert.equal(e, undefined, `client closed with ${e?.code}`); closedA = true; };
-  const ok = w.run(() => {
-    if (serverSock && !(serverSock as TcpSocket).onClose) (serverSock as TcpSocket).onClose = (e) => { assert.equal(e, undefined); closedB = true; };
-    return closedA && closedB;
-  }, 3_600_000);
-  assert.ok(ok, `transfer finished (client ${client.bytes}/${sizeBA}, server ${server ? (server as { bytes: number }).bytes : -1}/${sizeAB}; ${c.state})`);
+  const ok = w.run(() => client.closed && server !== null && server.closed, 3_600_000);
+  assert.equal(client.err, undefined, `client closed with ${client.err?.code}`);
+  assert.equal((server as Collected | null)?.err, undefined);
+  assert.ok(ok, `transfer finished (client ${client.bytes}/${sizeBA}, server ${(server as Collected | null)?.bytes ?? -1}/${sizeAB}; ${c.state})`);
   assert.equal(client.bytes, sizeBA);
-  assert.equal((server as unknown as { bytes: number }).bytes, sizeAB);
+  assert.equal((server as unknown as Collected).bytes, sizeAB);
   assert.equal(sha(client.chunks), sha([dataBA]));
-  assert.equal(sha((server as unknown as { chunks: Uint8Array[] }).chunks), sha([dataAB]));
-  assert.ok(client.ended && (server as unknown as { ended: boolean }).ended);
+  assert.equal(sha((server as unknown as Collected).chunks), sha([dataAB]));
+  assert.ok(client.ended && (server as unknown as Collected).ended);
   // Let TIME_WAIT run out: nothing may be left behind.
   w.run(() => w.a.activeTcbs === 0 && w.b.activeTcbs === 0 && w.inFlight === 0, 600_000);
   l.close();

@@ -5,15 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Simulation } from '../helpers/sim.js';
 import { hasCommand } from '../helpers/netns.js';
+import { collect, pump, sha } from '../helpers/stream.js';
 import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
 import type { TunnelConfig } from '../../src/stack/tunnel/tunnels.js';
-import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import type { Stack } from '../../src/stack/stack.js';
 
 const IN_A = parseIpv4('198.18.213.1')!, IN_B = parseIpv4('198.18.213.2')!;
@@ -24,25 +23,6 @@ function data(n: number, seed: number): Uint8Array {
   for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; b[i] = x & 0xff; }
   return b;
 }
-const sha = (parts: Uint8Array[]) => { const h = createHash('sha256'); for (const p of parts) h.update(p); return h.digest('hex'); };
-
-function pump(s: TcpSocket, d: Uint8Array): void {
-  let off = 0;
-  const go = () => {
-    while (off < d.length) { const n = s.write(d.subarray(off, Math.min(d.length, off + 65536))); off += n; if (n === 0) return; }
-    s.shutdown();
-  };
-  s.onDrain = go;
-  go();
-}
-
-function collect(s: TcpSocket) {
-  const r = { chunks: [] as Uint8Array[], bytes: 0, ended: false };
-  s.onData = () => { for (let d = s.read(); d; d = s.read()) { r.chunks.push(d); r.bytes += d.length; } };
-  s.onEnd = () => { r.ended = true; };
-  return r;
-}
-
 function twoEnds(kind: TunnelConfig['kind'], seed: string, capturePath?: string) {
   const sim = new Simulation({ seed, latencyMs: 1 });
   if (capturePath) sim.capture(capturePath);

@@ -2,9 +2,9 @@
 // only through their 802.1Q (and Q-in-Q) children; every frame on the wire is tagged.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { Simulation } from '../helpers/sim.js';
 import { filler } from '../helpers/tcp-harness.js';
+import { sha } from '../helpers/stream.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 import type { Stack } from '../../src/stack/stack.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
@@ -20,12 +20,6 @@ function tagLog(stack: Stack): string[] {
     log.push(`${parts.join(',')}>${t.toString(16)}`);
   };
   return log;
-}
-
-function sha(chunks: Uint8Array[]): string {
-  const h = createHash('sha256');
-  for (const c of chunks) h.update(c);
-  return h.digest('hex');
 }
 
 test('TCP over an 802.1Q VLAN: 1 MiB each way with 1% loss, no byte lost, every frame tagged 100', () => {
