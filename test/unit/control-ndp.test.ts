@@ -1,32 +1,11 @@
 // `tstack ndp` over the control socket (in-process instance, memory ports, no root): the
 // neighbour cache and the ports' IPv6 addresses, and a clear refusal where IPv6 is off.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseConfig } from '../../src/runtime/config.js';
-import { startInstance, type Instance } from '../../src/runtime/instance.js';
-import { ControlServer } from '../../src/runtime/control.js';
-import { ControlClient, ToolError } from '../../src/cli/client.js';
+import { controlInstances } from '../helpers/control-instance.js';
 import { parseIpv6 } from '../../src/wire/addr.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tstack-ndp-'));
-const open: { inst: Instance; server: ControlServer; c: ControlClient }[] = [];
-after(() => {
-  for (const o of open) { o.c.close(); o.server.close(); o.inst.stop(); }
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function start(name: string, port: string): Promise<{ inst: Instance; c: ControlClient }> {
-  const sock = join(dir, `${name}.sock`);
-  const inst = startInstance(parseConfig(`[[port]]\ndriver = "memory"\nifname = "mem0"\n${port}\n[control]\nsocket = "${sock}"\n`, join(dir, `${name}.toml`)));
-  const server = new ControlServer(inst, { onWarning: (m) => { throw new Error(m); } });
-  await server.ready;
-  const c = await ControlClient.connect(sock);
-  open.push({ inst, server, c });
-  return { inst, c };
-}
+const { start } = controlInstances('ndp');
 
 interface NdpReply { ndp: { addr: string; ifname: string; state: string }[]; addresses: { ifname: string; addrs: { addr: string; state: string; origin: string }[] }[] }
 

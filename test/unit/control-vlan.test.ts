@@ -1,39 +1,17 @@
 // VLAN interfaces created at run time through the control socket (what `tstack ifconfig NAME
 // create vlan ID vlandev PORT` sends), then addressed with ifconfig.set; refusals change nothing.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseConfig } from '../../src/runtime/config.js';
-import { startInstance, type Instance } from '../../src/runtime/instance.js';
-import { ControlServer } from '../../src/runtime/control.js';
-import { ControlClient, ToolError } from '../../src/cli/client.js';
+import type { ControlClient } from '../../src/cli/client.js';
+import { controlInstances, refused } from '../helpers/control-instance.js';
 import type { InterfaceSnapshot } from '../../src/stack/stats.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tstack-control-vlan-'));
-const SOCK = join(dir, 'v.sock');
-let inst: Instance;
-let server: ControlServer;
+const fixture = controlInstances('control-vlan');
 let c: ControlClient;
 
 before(async () => {
-  inst = startInstance(parseConfig(`[[port]]\ndriver = "memory"\nifname = "mem0"\n[control]\nsocket = "${SOCK}"\n`, join(dir, 'v.toml')));
-  server = new ControlServer(inst, { onWarning: (m) => { throw new Error(m); } });
-  await server.ready;
-  c = await ControlClient.connect(SOCK);
+  ({ c } = await fixture.start('v', ''));
 });
-
-after(() => {
-  c?.close();
-  server?.close();
-  inst?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function refused(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => e instanceof ToolError && e.code === code && message.test(e.message));
-}
 
 test('vlan.create adds a VLAN interface on a port; ifconfig.set addresses it; mistakes are refused', async () => {
   const v = await c.request<InterfaceSnapshot>('vlan.create', { port: 'mem0', id: 100, name: 'mem0.100' });

@@ -3,44 +3,24 @@
 // RunLoop.post, a live capture sees frames and honours its filter, and the Prometheus text
 // names what docs/tools.md names. The same commands against `tstack run` with kernel peers are
 // in test/integration/tools.test.ts.
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { parseConfig } from '../../src/runtime/config.js';
-import { startInstance, type Instance } from '../../src/runtime/instance.js';
-import { ControlServer } from '../../src/runtime/control.js';
+import type { Instance } from '../../src/runtime/instance.js';
 import { compileFilter, FilterError } from '../../src/runtime/capture-filter.js';
-import { ControlClient, ToolError } from '../../src/cli/client.js';
+import type { ControlClient } from '../../src/cli/client.js';
+import { controlInstances, refused } from '../helpers/control-instance.js';
 import { RunLoop } from '../../src/runtime/loop.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 
-const dir = mkdtempSync(join(tmpdir(), 'tstack-control-'));
-const SOCK = join(dir, 'unit.sock');
+const fixture = controlInstances('control');
+let SOCK: string;
 let inst: Instance;
-let server: ControlServer;
 let c: ControlClient;
 
 before(async () => {
-  const cfg = parseConfig(`[[port]]\ndriver = "memory"\nifname = "mem0"\naddr = "198.18.90.2/24"\n[control]\nsocket = "${SOCK}"\n`, join(dir, 'unit.toml'));
-  inst = startInstance(cfg);
-  server = new ControlServer(inst, { onWarning: (m) => { throw new Error(m); } });
-  assert.equal(await server.ready, SOCK);
-  c = await ControlClient.connect(SOCK);
+  ({ inst, c, sock: SOCK } = await fixture.start('unit', 'addr = "198.18.90.2/24"'));
 });
-
-after(() => {
-  c?.close();
-  server?.close();
-  inst?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function refused(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => e instanceof ToolError && e.code === code && message.test(e.message));
-}
 
 describe('control socket protocol', () => {
   test('a malformed line, a wrong version and an unknown command get error replies on a connection that stays usable', async () => {
