@@ -17,11 +17,12 @@ import { runIn, startApp, startLiveCapture, stopAllApps, waitUntil } from '../he
 const dir = mkdtempSync(join(tmpdir(), 'tstack-mcast-'));
 after(async () => { await stopAllApps(); rmSync(dir, { recursive: true, force: true }); });
 
-const APP = `import dgram from 'node:dgram';
+/** A node:dgram program bound to PORT that joins, leaves and source-joins groups as told on stdin. */
+const memberApp = (type: 'udp4' | 'udp6', port: number) => `import dgram from 'node:dgram';
 import readline from 'node:readline';
-const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+const s = dgram.createSocket({ type: '${type}', reuseAddr: true });
 s.on('message', (m, r) => console.log('msg ' + m + ' from ' + r.address));
-s.bind(5400, () => {
+s.bind(${port}, () => {
   console.log('ready');
   readline.createInterface({ input: process.stdin }).on('line', (l) => {
     const [op, a, b] = l.split(' ');
@@ -34,6 +35,7 @@ s.bind(5400, () => {
   });
 });
 `;
+const APP = memberApp('udp4', 5400);
 
 // /usr/bin/python3 has scapy (the python3 on PATH may not).
 const SCAPY = '/usr/bin/python3';
@@ -124,23 +126,7 @@ test('dgram under tstack run: IGMPv3 join/leave reports, delivery from a kernel 
   }
 });
 
-const APP6 = `import dgram from 'node:dgram';
-import readline from 'node:readline';
-const s = dgram.createSocket({ type: 'udp6', reuseAddr: true });
-s.on('message', (m, r) => console.log('msg ' + m + ' from ' + r.address));
-s.bind(5402, () => {
-  console.log('ready');
-  readline.createInterface({ input: process.stdin }).on('line', (l) => {
-    const [op, a, b] = l.split(' ');
-    try {
-      if (op === 'join') s.addMembership(a);
-      else if (op === 'leave') s.dropMembership(a);
-      else if (op === 'ssm') s.addSourceSpecificMembership(a, b);
-      console.log('ok ' + l);
-    } catch (e) { console.log('err ' + l + ' ' + e.code); }
-  });
-});
-`;
+const APP6 = memberApp('udp6', 5402);
 
 const SENDER6 = `import socket, sys, time
 src, group, ifname, tag, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
