@@ -114,8 +114,9 @@ export class RoutingPolicy {
         if (this.stack.sourceAddress(h.addr) !== 0) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'v6':
-        // TCP and UDP over IPv6 go to the stack where it has a route.
-        if (this.stackRoutes6(h.addr6)) return 'stack';
+        // TCP and UDP over IPv6 go to the stack where it has a route, also while duplicate
+        // address detection runs (the kernel's routes would carry it off into another network).
+        if (this.stackRoutes6(h.addr6) || this.stack.ip6.routesTo(h.addr6)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'name':
         // The name resolves later (dns.lookup) but the socket must be chosen now: a name is

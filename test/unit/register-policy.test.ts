@@ -111,6 +111,11 @@ describe('RoutingPolicy with lo0 (every instance has it)', () => {
     assert.equal(p.outgoing('::1', 8082), 'kernel');
     assert.equal(p.outgoing('2001:db8:77::9', 80), 'kernel', 'no IPv6 route on this stack');
     s.ip6.attach(s.interfaces[0]!, { addr6: '2001:db8:77::2/64' });
+    // Duplicate address detection is still running: no source address yet, but the prefix is the
+    // stack's, so the connect fails on the stack rather than leaving through the kernel's routes.
+    assert.equal(s.ip6.addresses(1).find((a) => a.addr === '2001:db8:77::2')?.state, 'tentative');
+    assert.equal(p.outgoing('2001:db8:77::9', 80), 'stack', 'on-link prefix of a tentative address');
+    assert.equal(p.outgoing('2001:db8:79::9', 80), 'kernel', 'no route to another prefix');
     s.sysctl.set('net.inet6.ip6.dad_count', 0);
     s.ip6.addAddress(1, '2001:db8:78::2/64');
     assert.equal(p.outgoing('2001:db8:78::9', 80), 'stack', 'on-link prefix of an assigned address');

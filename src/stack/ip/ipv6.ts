@@ -611,6 +611,19 @@ export class Ipv6 implements Ip6Services {
     return link;
   }
 
+  /**
+   * Whether the stack carries traffic to dst: a route reaches it, or it is on the prefix of one of
+   * our addresses, duplicate address detection still running included (no source address may be
+   * usable yet; a connect then fails on the stack, it does not belong to another network).
+   */
+  routesTo(dst: Uint8Array): boolean {
+    if (this.route(dst, 0, 0)) return true;
+    for (const l of this.links) {
+      if (l) for (const a of l.addrs) if (a.state !== Addr6State.Duplicated && prefixMatch(a.addr, 0, dst, 0, a.prefixLen)) return true;
+    }
+    return false;
+  }
+
   /** Udp6Context: the interface for a socket's IPv6 group — `ifIndex` when it has IPv6 and is up, else the first up link's (0 = none). */
   multicastIfIndex6(ifIndex: number): number {
     const link = ifIndex !== 0 ? this.links[ifIndex] : this.firstUpLink();
