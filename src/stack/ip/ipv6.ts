@@ -75,6 +75,14 @@ export class Ipv6 implements Ip6Services {
   readonly stats = new Ip6Stats();
   /** Transports by Next Header value (TCP and UDP over IPv6 plug in here). */
   readonly upper = new Map<number, Ipv6UpperInput>();
+  /**
+   * Admission of packets from the wire once the extension headers are walked (the shield):
+   * `nh` the upper layer, its header at b[l4Off..], `len` bytes; false drops the packet (the
+   * filter counts why). Neighbour discovery and MLD are never offered to it (RFC 4890 §4.4.1:
+   * IPv6 does not work without them), nor is loopback traffic.
+   */
+  filter: ((b: Uint8Array, srcOff: number, nh: number, l4Off: number, len: number) => boolean) | null = null;
+  private fromLoopback = false;
   /** The path MTU towards a destination went down (RFC 8201): transports re-read it. */
   onPathMtu: ((dst: Uint8Array, dstOff: number, mtu: number) => void) | null = null;
 
@@ -377,6 +385,8 @@ export class Ipv6 implements Ip6Services {
   private deliver(link: Ipv6Link, buf: PacketBuffer, nh: number, nhField: number, off: number, end: number, mcast: boolean, l2Multicast: boolean): void {
     const ip = this.ip;
     ip.wrap(buf.data, buf.start, buf.length);
+    if (this.filter !== null && !this.fromLoopback && !(nh === Ipv6Next.ICMPv6 && end - off >= 1 && isNdOrMld(buf.data[off]!))
+        && !this.filter(buf.data, ip.srcOff, nh, off, end - off)) { buf.release(); return; }
     this.stats.delivered++;
     if (nh === Ipv6Next.ICMPv6) { this.icmpInput(link, ip, buf, off, end - off, mcast); return; }
     const h = this.upper.get(nh);
@@ -677,12 +687,15 @@ export class Ipv6 implements Ip6Services {
   pollLoopback(): void {
     if (!this.loopQueue.length) return;
     const q = this.loopQueue.splice(0);
-    for (const b of q) {
-      const link = this.links[b.ifIndex];
-      if (!link) { b.release(); this.ctx.drop('ip6_not_enabled'); continue; }
-      this.stats.received++;
-      this.headers(link, b, isIpv6Multicast(b.data, b.start + 24), false);
-    }
+    this.fromLoopback = true;
+    try {
+      for (const b of q) {
+        const link = this.links[b.ifIndex];
+        if (!link) { b.release(); this.ctx.drop('ip6_not_enabled'); continue; }
+        this.stats.received++;
+        this.headers(link, b, isIpv6Multicast(b.data, b.start + 24), false);
+      }
+    } finally { this.fromLoopback = false; }
   }
 
   // ---- Ip6Services -------------------------------------------------------------------------
@@ -744,3 +757,5 @@ function isLoopback(b: Uint8Array, off: number): boolean {
   return b[off + 15] === 1;
 }
 
+/** MLD (130-132, 143) and neighbour discovery (133-137) messages: never filtered. */
+function isNdOrMld(type: number): boolean { return (type >= 130 && type <= 137) || type === 143; }
