@@ -2,7 +2,7 @@
 // memory-wire stacks (real clock), sockaddr_in6-shaped addresses, dual-stack sockets naming
 // IPv4 peers ::ffff:a.b.c.d, IPV6_V6ONLY, the IPv6 multicast options with loopback to the
 // sending stack, and the errno values Linux gives (each case below was run on kernel sockets
-// with the same arguments: scripts/posix-ipv6-linux.py prints Linux's answers).
+// with the same arguments: scripts/posix-ipv6-linux.py; test/fixtures/posix-ipv6-linux.ts).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryWire } from '../../src/driver/memory.js';
@@ -17,6 +17,7 @@ import {
   EPOLLIN, EPOLL_CTL_ADD,
 } from '../../src/api/posix.js';
 import { parseIpv6 } from '../../src/wire/addr.js';
+import { LINUX_POSIX6 } from '../fixtures/posix-ipv6-linux.js';
 
 const A = '198.18.22.1', B = '198.18.22.2';
 const A6 = '2001:db8:22::1', B6 = '2001:db8:22::2';
@@ -220,31 +221,8 @@ describe('tstack/posix over IPv6 on two memory-wire stacks', () => {
       run(`${tn} v6 join ifindex 999`, pa, AF_INET6, ty, (fd) => pa.setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, mreq6('ff15::1', 999)));
       run(`${tn} v4 join`, pa, AF_INET, ty, (fd) => pa.setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, mreq6('ff15::1', 1)));
     }
-    // Linux 6.x, from scripts/posix-ipv6-linux.py (127.0.0.1/::1 there, this test's addresses here).
-    const linux: Record<string, string> = {
-      'tcp v6 bind AF_INET sa': 'EINVAL', 'tcp v6 bind family 99': 'EAFNOSUPPORT', 'tcp v4 bind AF_INET6 sa': 'EAFNOSUPPORT',
-      'tcp v6only bind mapped': 'EINVAL', 'tcp v6 bind mapped': '0', 'tcp v6 set V6ONLY after bind': 'EINVAL',
-      'tcp v4 set V6ONLY': 'ENOPROTOOPT', 'tcp v4 get V6ONLY': 'EOPNOTSUPP', 'tcp v4 set IPV6_TCLASS': 'ENOPROTOOPT',
-      'tcp v6 set IP_TOS': '8', 'tcp v6 get IP_TTL': '64', 'tcp v6 get IPV6_MULTICAST_HOPS': '1', 'tcp v6 get IPV6_MULTICAST_LOOP': '1',
-      'tcp v6 get IPV6_MULTICAST_IF': '0', 'tcp v6 set IPV6_MULTICAST_HOPS 256': 'ENOPROTOOPT', 'tcp v6 set IPV6_MULTICAST_LOOP 2': 'EINVAL',
-      'tcp v6 set IPV6_UNICAST_HOPS -2': 'EINVAL', 'tcp v6 set IPV6_MULTICAST_IF 999': 'ENOPROTOOPT', 'tcp v6 set IP_MULTICAST_LOOP': '0',
-      'tcp v6 connect AF_INET sa': 'EINVAL', 'tcp v6only connect AF_INET sa': 'EINVAL', 'tcp v6only connect mapped': 'ENETUNREACH',
-      'tcp v4 connect AF_INET6 sa': 'EAFNOSUPPORT', 'tcp v6 bound mapped connect v6': 'EAFNOSUPPORT', 'tcp v6 bound v6 connect mapped': 'ENETUNREACH',
-      'tcp v6 bind fe80::1 no scope': 'EINVAL', 'tcp v6 bind not local': 'EADDRNOTAVAIL', 'tcp v6 bind ff02::1': 'EINVAL',
-      'tcp v6 join': 'EPROTO', 'tcp v6 join twice': 'EPROTO', 'tcp v6 join unicast': 'EPROTO', 'tcp v6 leave unjoined': 'EPROTO',
-      'tcp v6 join short': 'EINVAL', 'tcp v6 join ifindex 999': 'EPROTO', 'tcp v4 join': 'ENOPROTOOPT',
-      'udp v6 bind AF_INET sa': 'EINVAL', 'udp v6 bind family 99': 'EAFNOSUPPORT', 'udp v4 bind AF_INET6 sa': 'EAFNOSUPPORT',
-      'udp v6only bind mapped': 'EINVAL', 'udp v6 bind mapped': '0', 'udp v6 set V6ONLY after bind': 'EINVAL',
-      'udp v4 set V6ONLY': 'ENOPROTOOPT', 'udp v4 get V6ONLY': 'EOPNOTSUPP', 'udp v4 set IPV6_TCLASS': 'ENOPROTOOPT',
-      'udp v6 set IP_TOS': '8', 'udp v6 get IP_TTL': '64', 'udp v6 get IPV6_MULTICAST_HOPS': '1', 'udp v6 get IPV6_MULTICAST_LOOP': '1',
-      'udp v6 get IPV6_MULTICAST_IF': '0', 'udp v6 set IPV6_MULTICAST_HOPS 256': 'EINVAL', 'udp v6 set IPV6_MULTICAST_LOOP 2': 'EINVAL',
-      'udp v6 set IPV6_UNICAST_HOPS -2': 'EINVAL', 'udp v6 set IPV6_MULTICAST_IF 999': 'ENODEV', 'udp v6 set IP_MULTICAST_LOOP': '0',
-      'udp v6 connect AF_INET sa': '0', 'udp v6only connect AF_INET sa': 'EAFNOSUPPORT', 'udp v6only connect mapped': 'ENETUNREACH',
-      'udp v4 connect AF_INET6 sa': 'EAFNOSUPPORT', 'udp v6 bound mapped connect v6': 'EAFNOSUPPORT', 'udp v6 bound v6 connect mapped': 'ENETUNREACH',
-      'udp v6 bind fe80::1 no scope': 'EINVAL', 'udp v6 bind not local': 'EADDRNOTAVAIL', 'udp v6 bind ff02::1': 'EINVAL',
-      'udp v6 join': '0', 'udp v6 join twice': 'EADDRINUSE', 'udp v6 join unicast': 'EINVAL', 'udp v6 leave unjoined': 'EADDRNOTAVAIL',
-      'udp v6 join short': 'EINVAL', 'udp v6 join ifindex 999': 'ENODEV', 'udp v4 join': 'ENOPROTOOPT',
-    };
+    // Linux's answers, recorded from scripts/posix-ipv6-linux.py (test/integration/posix-ipv6-linux re-checks them).
+    const linux = LINUX_POSIX6;
     assert.deepEqual(results, linux);
   });
 
