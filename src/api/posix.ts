@@ -8,7 +8,9 @@
 //   raw Linux syscall ABI and io_uring completions. There is no global errno.
 // - Descriptors are small integers from a per-stack table (lowest free number first, from 3).
 //   They are NOT kernel file descriptors: pass them only to this module.
-// - Addresses are dotted-quad strings: { addr: '198.18.0.2', port: 80 } (family AF_INET).
+// - Addresses are text: { addr: '198.18.0.2', port: 80 } on AF_INET sockets, { addr:
+//   '2001:db8::1', port: 80, scopeId } on AF_INET6 ones (sockaddr_in6's fields; a dual-stack
+//   socket names IPv4 peers ::ffff:a.b.c.d, as Linux does).
 // - The synchronous calls never wait: one thread runs both the program and the stack, so every
 //   descriptor behaves as if O_NONBLOCK were set (the flag is kept for F_GETFL). The *Async
 //   variants are the blocking forms.
@@ -21,8 +23,9 @@ import type { TcpListener } from '../stack/tcp/listen.js';
 import type { TcpBinding } from '../stack/tcp/ports.js';
 import { TcpState } from '../stack/tcp/tcb.js';
 import { CC_ALGORITHMS } from '../stack/tcp/congestion/index.js';
-import type { UdpSocket } from '../stack/udp.js';
-import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import type { UdpMessage, UdpSocket } from '../stack/udp.js';
+import { UdpFamily, mappedV4 } from '../stack/udp.js';
+import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../wire/addr.js';
 import { resolveStack, type StackContext, type StackOption } from './runtime.js';
 import {
   EpollCtlResult, EpollSet, type EpollEntry, type EpollEvent, type Pollable,
@@ -47,7 +50,7 @@ export type ErrnoName = keyof typeof Errno;
 const {
   EBADF, EAGAIN, EINVAL, EFAULT, EMFILE, EPIPE, ENOTSOCK, EDESTADDRREQ, ENOPROTOOPT, EPROTONOSUPPORT,
   ESOCKTNOSUPPORT, EOPNOTSUPP, EAFNOSUPPORT, EADDRINUSE, EADDRNOTAVAIL, ECONNABORTED, EISCONN, ENOTCONN,
-  ETIMEDOUT, EALREADY, EINPROGRESS, EPERM, EEXIST, ENOENT,
+  ETIMEDOUT, EALREADY, EINPROGRESS, EPERM, EEXIST, ENOENT, ENETUNREACH, ENODEV, EPROTO,
 } = Errno;
 
 const ERRNO_NAMES = new Map<number, string>();
@@ -92,7 +95,20 @@ export const TCP_NOTSENT_LOWAT = 25;
 export const TCP_INQ = 36;
 export const IP_TOS = 1;
 export const IP_TTL = 2;
+export const IPV6_UNICAST_HOPS = 16;
+export const IPV6_MULTICAST_IF = 17;
+export const IPV6_MULTICAST_HOPS = 18;
+export const IPV6_MULTICAST_LOOP = 19;
+export const IPV6_JOIN_GROUP = 20;
+export const IPV6_LEAVE_GROUP = 21;
+/** Linux's aliases (RFC 3493 names). */
+export const IPV6_ADD_MEMBERSHIP = IPV6_JOIN_GROUP;
+export const IPV6_DROP_MEMBERSHIP = IPV6_LEAVE_GROUP;
+export const IPV6_V6ONLY = 26;
 export const IPV6_TCLASS = 67;
+/** RFC 3678 protocol-independent source-specific joins (struct group_source_req), used here for IPv6 groups. */
+export const MCAST_JOIN_SOURCE_GROUP = 46;
+export const MCAST_LEAVE_SOURCE_GROUP = 47;
 export const IP_MULTICAST_IF = 32;
 export const IP_MULTICAST_TTL = 33;
 export const IP_MULTICAST_LOOP = 34;
@@ -148,12 +164,19 @@ const TCP_TTL = 64;
 const KEY_IN = EPOLLIN | EPOLLPRI | EPOLLRDNORM | EPOLLRDBAND;
 const KEY_OUT = EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
 
-/** An IPv4 socket address. `family` defaults to AF_INET; getsockname & co. fill all three. */
+/**
+ * A socket address: sockaddr_in or sockaddr_in6 as an object. `family` defaults to the
+ * socket's own; getsockname & co. fill family, addr and port (and flowinfo, scopeId on AF_INET6).
+ */
 export interface SockAddr {
   family?: number;
-  /** Dotted quad; '0.0.0.0' is INADDR_ANY. */
+  /** AF_INET: a dotted quad ('0.0.0.0' is INADDR_ANY). AF_INET6: IPv6 text ('::' is in6addr_any; '::ffff:a.b.c.d' an IPv4 address). */
   addr: string;
   port: number;
+  /** AF_INET6: sin6_scope_id, the interface index of a link-local address (0 = none). */
+  scopeId?: number;
+  /** AF_INET6: sin6_flowinfo (accepted, always reported 0). */
+  flowinfo?: number;
 }
 
 /** Options of the *Async variants. */
@@ -226,6 +249,10 @@ abstract class Desc implements Pollable {
 
 abstract class SockDesc extends Desc {
   abstract readonly type: number;
+  /** AF_INET or AF_INET6. */
+  family = AF_INET;
+  /** IPV6_V6ONLY (AF_INET6 only; set before bind). */
+  v6Only = false;
   /** Pending asynchronous error (SO_ERROR), a positive errno; 0 = none. */
   soError = 0;
   shutRd = false;
@@ -251,6 +278,8 @@ class TcpDesc extends SockDesc {
   /** bind() succeeded (a second bind is EINVAL). */
   bound = false;
   bindAddr = 0;
+  /** AF_INET6: the address bind() gave (:: until then). */
+  bindAddr6: Uint8Array | null = null;
   bindPort = 0;
   /** The port this socket holds in the engine's port table (bind, listen, connect). */
   binding: TcpBinding | null = null;
@@ -358,6 +387,8 @@ function tcpWritable(c: TcpSocket): boolean {
 }
 
 function inheritOptions(child: TcpDesc, l: TcpDesc): void {
+  child.family = l.family;
+  child.v6Only = l.v6Only;
   child.noDelay = l.noDelay;
   child.keepAlive = l.keepAlive;
   child.keepIdleMs = l.keepIdleMs;
@@ -379,7 +410,7 @@ function inheritOptions(child: TcpDesc, l: TcpDesc): void {
 class UdpDesc extends SockDesc {
   readonly type = SOCK_DGRAM;
   /** A datagram looked at with MSG_PEEK: the next receive returns it. */
-  peeked: { data: Uint8Array; addr: number; port: number } | null = null;
+  peeked: UdpMessage | null = null;
   sndBufSize = UDP_SNDBUF_DEFAULT;
 
   constructor(readonly sock: UdpSocket) {
@@ -399,7 +430,7 @@ class UdpDesc extends SockDesc {
     return mask;
   }
 
-  next(): { data: Uint8Array; addr: number; port: number } | null {
+  next(): UdpMessage | null {
     const p = this.peeked;
     if (p) { this.peeked = null; return p; }
     return this.sock.recv();
@@ -452,6 +483,78 @@ function fillAddr(out: SockAddr | null | undefined, addr: number, port: number):
   out.family = AF_INET;
   out.addr = addrText(addr >>> 0);
   out.port = port;
+}
+
+// ---- AF_INET6 addresses (sockaddr_in6) ----
+
+const ANY6 = new Uint8Array(16);
+
+/**
+ * Parses an AF_INET6 socket's address into out[0..16): 0 or a negative errno; port in
+ * portOut[0], scope id in portOut[1]. A sockaddr_in (family AF_INET) is what `v4` says: 0 =
+ * taken as ::ffff:a.b.c.d (a dual-stack UDP socket's connect/sendto), else that errno (Linux
+ * checks the length first: a sockaddr_in is too short for bind and TCP connect, EINVAL).
+ */
+function parseSockAddr6(a: SockAddr | null | undefined, out: Uint8Array, portOut: number[], v4: number): number {
+  if (a === null || a === undefined || typeof a !== 'object') return -EFAULT;
+  const port = a.port;
+  if (a.family === AF_INET) {
+    if (v4 !== 0) return -v4;
+    const x = typeof a.addr === 'string' ? parseIpv4(a.addr) : null;
+    if (x === null || !Number.isInteger(port) || port < 0 || port > 65535) return -EINVAL;
+    writeMapped(out, x >>> 0);
+    portOut[0] = port; portOut[1] = 0;
+    return 0;
+  }
+  if (a.family !== undefined && a.family !== AF_INET6) return -EAFNOSUPPORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return -EINVAL;
+  const b = typeof a.addr === 'string' ? parseIpv6(a.addr) : null;
+  if (b === null) return -EINVAL;
+  const scope = a.scopeId ?? 0;
+  if (!Number.isInteger(scope) || scope < 0) return -EINVAL;
+  out.set(b);
+  portOut[0] = port; portOut[1] = scope;
+  return 0;
+}
+
+function isZero6(a: Uint8Array): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== 0) return false;
+  return true;
+}
+
+function writeMapped(out: Uint8Array, v4: number): void {
+  out.fill(0, 0, 10);
+  out[10] = 0xff; out[11] = 0xff;
+  out[12] = v4 >>> 24; out[13] = (v4 >>> 16) & 0xff; out[14] = (v4 >>> 8) & 0xff; out[15] = v4 & 0xff;
+}
+
+/** Link-local unicast (fe80::/10) or a multicast group of interface- or link-local scope: needs a scope id. */
+function needsScope(a: Uint8Array): boolean {
+  return (a[0] === 0xfe && (a[1]! & 0xc0) === 0x80) || (a[0] === 0xff && (a[1]! & 0x0f) <= 2);
+}
+
+/** IPv6 text as Linux tools print it: ::ffff:a.b.c.d for a v4-mapped address (RFC 5952 §5). */
+function text6(a: Uint8Array): string {
+  const m = mappedV4(a, 0);
+  return m >= 0 ? `::ffff:${addrText(m)}` : formatIpv6(a);
+}
+
+/** Fills a sockaddr_in6: the IPv6 address `a6`, or (a6 null) the IPv4 address `v4` as ::ffff:a.b.c.d. */
+function fillAddr6(out: SockAddr | null | undefined, a6: Uint8Array | null, v4: number, port: number, scope = 0): void {
+  if (!out) return;
+  out.family = AF_INET6;
+  out.addr = a6 !== null ? text6(a6) : `::ffff:${addrText(v4 >>> 0)}`;
+  out.port = port;
+  out.flowinfo = 0;
+  out.scopeId = scope;
+}
+
+/** Fills `out` with a TCP connection's local or remote end, in the descriptor's family. */
+function fillTcpEnd(d: SockDesc, out: SockAddr | null | undefined, c: TcpSocket, local: boolean): void {
+  const port = local ? c.localPort : c.remotePort;
+  if (d.family === AF_INET) fillAddr(out, local ? c.localAddress : c.remoteAddress, port);
+  else if (c.family === 6) fillAddr6(out, local ? c.localAddress6 : c.remoteAddress6, 0, port);
+  else fillAddr6(out, null, local ? c.localAddress : c.remoteAddress, port);
 }
 
 function badRange(buf: Uint8Array, n: number): boolean {
@@ -545,7 +648,8 @@ export class Posix {
   private readonly slots: (Desc | null)[] = [];
   private lowestFree = 0;
   private open = 0;
-  private readonly portTmp = [0];
+  private readonly portTmp = [0, 0];
+  private readonly addr6Tmp = new Uint8Array(16);
 
   constructor(readonly ctx: StackContext) { this.stack = ctx.stack; }
 
@@ -580,9 +684,9 @@ export class Posix {
 
   // -- sockets --
 
-  /** socket(AF_INET, SOCK_STREAM | SOCK_DGRAM [| SOCK_NONBLOCK | SOCK_CLOEXEC], 0) → fd. */
+  /** socket(AF_INET | AF_INET6, SOCK_STREAM | SOCK_DGRAM [| SOCK_NONBLOCK | SOCK_CLOEXEC], 0) → fd. */
   socket(domain: number, type: number, protocol = 0): number {
-    if (domain !== AF_INET) return -EAFNOSUPPORT;
+    if (domain !== AF_INET && domain !== AF_INET6) return -EAFNOSUPPORT;
     const base = type & SOCK_TYPE_MASK;
     const flags = type & ~SOCK_TYPE_MASK;
     if ((flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) !== 0) return -EINVAL;
@@ -592,12 +696,13 @@ export class Posix {
       d = new TcpDesc();
     } else if (base === SOCK_DGRAM) {
       if (protocol !== 0 && protocol !== IPPROTO_UDP) return -EPROTONOSUPPORT;
-      d = new UdpDesc(this.stack.udp.open());
+      d = new UdpDesc(this.stack.udp.open(domain === AF_INET6 ? UdpFamily.V6 : UdpFamily.V4));
     } else if (base === SOCK_RAW) {
       return -EPROTONOSUPPORT;
     } else {
       return -ESOCKTNOSUPPORT;
     }
+    d.family = domain;
     d.nonblock = (flags & SOCK_NONBLOCK) !== 0;
     d.cloexec = (flags & SOCK_CLOEXEC) !== 0;
     const fd = this.install(d);
@@ -616,6 +721,7 @@ export class Posix {
   bind(fd: number, sa: SockAddr): number {
     const d = this.sock(fd);
     if (typeof d === 'number') return d;
+    if (d.family === AF_INET6) return this.bind6(d, sa);
     const addr = parseSockAddr(sa, this.portTmp);
     if (addr < 0) return addr;
     const port = this.portTmp[0]!;
@@ -632,6 +738,37 @@ export class Posix {
     return 0;
   }
 
+  /** bind() of an AF_INET6 socket (Linux's __inet6_bind checks, in its order). */
+  private bind6(d: SockDesc, sa: SockAddr): number {
+    const a = this.addr6Tmp;
+    const r = parseSockAddr6(sa, a, this.portTmp, EINVAL);
+    if (r < 0) return r;
+    const port = this.portTmp[0]!, scope = this.portTmp[1]!;
+    const mapped = mappedV4(a, 0);
+    // "Binding to v4-mapped address on a v6-only socket makes no sense"; a multicast v4-mapped
+    // address is refused too; link-local needs its interface.
+    if (mapped >= 0 && (d.v6Only || (mapped >>> 28) === 0xe)) return -EINVAL;
+    if (mapped < 0 && needsScope(a) && scope === 0) return -EINVAL;
+    if (d instanceof UdpDesc) {
+      if (d.sock.bound) return -EINVAL;
+      try { d.sock.bind6(a, 0, port, scope); } catch (e) { return -errnoOf(e); }
+      return 0;
+    }
+    const t = d as TcpDesc;
+    if (t.bound || t.binding || t.conn || t.listener) return -EINVAL;
+    if (mapped < 0 && a[0] === 0xff) return -EINVAL;
+    try { t.binding = this.stack.tcp.bind6(a, port, t.reuseAddr, t.v6Only); } catch (e) { return -errnoOf(e); }
+    t.bound = true;
+    t.bindAddr6 = a.slice();
+    t.bindPort = port;
+    return 0;
+  }
+
+  /** A TCP socket's binding for listen()/connect() when bind() made none: the wildcard of its family. */
+  private anyBinding(t: TcpDesc): TcpBinding {
+    return t.family === AF_INET6 ? this.stack.tcp.bind6(ANY6, 0, t.reuseAddr, t.v6Only) : this.stack.tcp.bind(0, 0, t.reuseAddr);
+  }
+
   /** listen(fd, backlog) → 0. Backlog is clamped to [1, SOMAXCONN]. */
   listen(fd: number, backlog = SOMAXCONN): number {
     const d = this.sock(fd);
@@ -642,11 +779,12 @@ export class Posix {
     const b = Math.max(1, Math.min(SOMAXCONN, Math.trunc(backlog) || 0));
     let l: TcpListener;
     try {
-      d.binding ??= this.stack.tcp.bind(0, 0, d.reuseAddr);
+      d.binding ??= this.anyBinding(d);
       l = this.stack.tcp.listen({ binding: d.binding, port: d.binding.port, backlog: b, ...(d.maxSeg > 0 && { mss: d.maxSeg }),
         ...(d.fastOpen > 0 && { fastOpen: d.fastOpen }) });
     } catch (e) { return -errnoOf(e); }
     l.tos = d.tos;
+    if (d.fastOpen > 0) l.tfoQlen = d.fastOpen;
     d.backlog = b;
     d.listener = l;
     d.bindPort = l.localPort;
@@ -678,7 +816,7 @@ export class Posix {
     child.cloexec = (flags & SOCK_CLOEXEC) !== 0;
     const c = child.conn!;
     child.bindAddr = c.localAddress;
-    fillAddr(peer, c.remoteAddress, c.remotePort);
+    fillTcpEnd(d, peer, c, false);
     // Room again: take what waited in the engine's queue (synchronously, via its callback).
     if (l.onConnection === null && d.acceptQueue.length < d.backlog && !l.closed) {
       l.onConnection = d.onConnection;
@@ -703,6 +841,7 @@ export class Posix {
     if (d.closed) return -EBADF;
     if (d instanceof UdpDesc) {
       if (sa && sa.family === AF_UNSPEC) { d.sock.disconnect(); return 0; }
+      if (d.family === AF_INET6) return this.udpConnect6(d, sa);
       const addr = parseSockAddr(sa, this.portTmp);
       if (addr < 0) return addr;
       try { d.sock.connect(addr, this.portTmp[0]!); } catch (e) { return -errnoOf(e); }
@@ -715,14 +854,21 @@ export class Posix {
       if (!t.everConnected && t.conn.closed) return this.failedConnect(t);
       return -EISCONN;
     }
-    const raddr = parseSockAddr(sa, this.portTmp);
-    if (raddr < 0) return raddr;
+    let raddr = 0, raddr6: Uint8Array | undefined;
+    if (t.family === AF_INET6) {
+      const r = this.tcpDest6(t, sa);
+      if (r < 0) return r;
+      raddr6 = this.addr6Tmp;
+    } else {
+      raddr = parseSockAddr(sa, this.portTmp);
+      if (raddr < 0) return raddr;
+    }
     const rport = this.portTmp[0]!;
     let c: TcpSocket;
     try {
-      t.binding ??= this.stack.tcp.bind(0, 0, t.reuseAddr);
+      t.binding ??= this.anyBinding(t);
       c = this.stack.tcp.connect({
-        raddr, rport, binding: t.binding, noDelay: t.noDelay, ...(t.maxSeg > 0 && { mss: t.maxSeg }), ...(t.tos !== 0 && { tos: t.tos }),
+        raddr, ...(raddr6 !== undefined && { raddr6 }), rport, binding: t.binding, noDelay: t.noDelay, ...(t.maxSeg > 0 && { mss: t.maxSeg }), ...(t.tos !== 0 && { tos: t.tos }),
         ...(t.congestion !== '' && { congestionControl: t.congestion }),
         ...(synData !== undefined && { fastOpen: true, synData }),
       });
@@ -738,6 +884,45 @@ export class Posix {
     // Even when the engine settled it at once (a local peer), the outcome is reported the
     // non-blocking way: EPOLLOUT and SO_ERROR.
     return -EINPROGRESS;
+  }
+
+  /**
+   * An AF_INET6 TCP socket's destination, into addr6Tmp/portTmp: 0 or -errno, with Linux's
+   * tcp_v6_connect checks (a v4-mapped peer on a v6-only socket or from an IPv6 source:
+   * ENETUNREACH; an IPv6 peer from a v4-mapped source: EAFNOSUPPORT; link-local needs a scope).
+   */
+  private tcpDest6(t: TcpDesc, sa: SockAddr): number {
+    const a = this.addr6Tmp;
+    const r = parseSockAddr6(sa, a, this.portTmp, EINVAL);
+    if (r < 0) return r;
+    const src = t.bindAddr6;
+    const srcMapped = src !== null && mappedV4(src, 0) >= 0;
+    if (mappedV4(a, 0) >= 0) {
+      if (t.v6Only || (src !== null && !srcMapped && !isZero6(src))) return -ENETUNREACH;
+      return 0;
+    }
+    if (srcMapped) return -EAFNOSUPPORT;
+    if (a[0] === 0xff) return -ENETUNREACH;
+    if (needsScope(a) && this.portTmp[1] === 0) return -EINVAL;
+    // "connect() to INADDR_ANY means loopback (BSD'ism)."
+    if (isZero6(a)) a[15] = 1;
+    return 0;
+  }
+
+  /** connect() of an AF_INET6 UDP socket (Linux's __ip6_datagram_connect). */
+  private udpConnect6(d: UdpDesc, sa: SockAddr): number {
+    const s = d.sock;
+    if (sa && typeof sa === 'object' && sa.family === AF_INET && d.v6Only) return -EAFNOSUPPORT;
+    const a = this.addr6Tmp;
+    const r = parseSockAddr6(sa, a, this.portTmp, 0);
+    if (r < 0) return r;
+    const port = this.portTmp[0]!, scope = this.portTmp[1]!;
+    const mapped = mappedV4(a, 0) >= 0;
+    // A socket bound to ::ffff:a.b.c.d cannot reach an IPv6 peer.
+    if (!mapped && s.bound && !s.accepts6) return -EAFNOSUPPORT;
+    if (!mapped && needsScope(a) && a[0] !== 0xff && scope === 0 && s.scope === 0) return -EINVAL;
+    try { s.connect6(a, 0, port, scope); } catch (e) { return -errnoOf(e); }
+    return 0;
   }
 
   /** inet_stream_connect on a socket whose attempt failed: "err = sock_error(sk) ? : -ECONNABORTED". */
@@ -886,7 +1071,8 @@ export class Posix {
       if ((flags & MSG_PEEK) !== 0) d.peeked = m;
       const n = Math.min(len, m.data.length);
       buf.set(n === m.data.length ? m.data : m.data.subarray(0, n));
-      fillAddr(from, m.addr, m.port);
+      if (d.family === AF_INET) fillAddr(from, m.addr, m.port);
+      else fillAddr6(from, m.addr6, m.addr, m.port, m.addr6 !== null && needsScope(m.addr6) ? d.sock.scope : 0);
       // The rest of a datagram longer than the buffer is discarded (MSG_TRUNC: report its length).
       return (flags & MSG_TRUNC) !== 0 ? m.data.length : n;
     }
@@ -913,7 +1099,16 @@ export class Posix {
       // sock_alloc_send_pskb: a pending error fails the next send.
       if (d.soError) return -d.takeError();
       try {
-        if (to) {
+        if (to && d.family === AF_INET6 && to.family !== AF_UNSPEC) {
+          // udpv6_sendmsg: a sockaddr_in goes out over IPv4 unless the socket is v6-only.
+          if (typeof to === 'object' && to.family === AF_INET && d.v6Only) return -ENETUNREACH;
+          const a = this.addr6Tmp;
+          const r = parseSockAddr6(to, a, this.portTmp, 0);
+          if (r < 0) return r;
+          if (this.portTmp[0] === 0) return -EINVAL;
+          if (mappedV4(a, 0) >= 0 ? d.v6Only : d.sock.bound && !d.sock.accepts6) return -ENETUNREACH;
+          d.sock.send6(data, a, 0, this.portTmp[0]!, this.portTmp[1]!);
+        } else if (to && d.family === AF_INET) {
           const addr = parseSockAddr(to, this.portTmp);
           if (addr < 0) return addr;
           d.sock.send(data, addr, this.portTmp[0]!);
@@ -1037,6 +1232,14 @@ export class Posix {
       if (!udp) return -ENOPROTOOPT;
       return multicastOption(udp.sock, name, value);
     }
+    // An AF_INET socket has no IPPROTO_IPV6 options (ip_setsockopt: level != SOL_IP).
+    if (level === IPPROTO_IPV6 && d.family !== AF_INET6) return -ENOPROTOOPT;
+    if (level === IPPROTO_IPV6 && (name === IPV6_JOIN_GROUP || name === IPV6_LEAVE_GROUP || name === MCAST_JOIN_SOURCE_GROUP || name === MCAST_LEAVE_SOURCE_GROUP)) {
+      if (!(value instanceof Uint8Array) || value.length < (name <= IPV6_LEAVE_GROUP ? 20 : GROUP_SOURCE_REQ_SIZE)) return -EINVAL;
+      // Linux: "if (sk->sk_type == SOCK_STREAM) break;" with retv = -EPROTO.
+      if (!udp) return -EPROTO;
+      return multicastOption6(udp.sock, name, value);
+    }
     if (typeof value === 'string' || value instanceof Uint8Array || (typeof value === 'object' && value !== null)) return -EINVAL;
     const v = toInt(value);
     if (!Number.isInteger(v)) return -EINVAL;
@@ -1067,6 +1270,7 @@ export class Posix {
           return -ENOPROTOOPT;
       }
     }
+    if (level === IPPROTO_IPV6 && name !== IPV6_TCLASS) return this.setIpv6Option(d, name, v);
     if (level === IPPROTO_TCP) {
       if (!tcp) return -EOPNOTSUPP;
       switch (name) {
@@ -1118,10 +1322,12 @@ export class Posix {
       }
     }
     if ((level === IPPROTO_IP && name === IP_TOS) || (level === IPPROTO_IPV6 && name === IPV6_TCLASS)) {
-      if (!tcp) return -ENOPROTOOPT;
       // Linux: IP_TOS keeps the ECN bits its own; IPV6_TCLASS takes -1 for the default.
       const tos = (v === -1 ? 0 : v) & 0xfc;
       if (v < -1 || v > 255) return -EINVAL;
+      // A datagram socket keeps the ECN bits it is given (only SOCK_STREAM's are the stack's).
+      if (udp) { udp.sock.tos = v === -1 ? 0 : v; return 0; }
+      if (!tcp) return -ENOPROTOOPT;
       tcp.tos = tos;
       if (c) c.setTos(tos);
       if (tcp.listener) tcp.listener.tos = tos;
@@ -1211,14 +1417,64 @@ export class Posix {
         default: return -ENOPROTOOPT;
       }
     }
+    // An AF_INET socket answers IPPROTO_IPV6 with EOPNOTSUPP (ip_getsockopt: level != SOL_IP).
+    if (level === IPPROTO_IPV6 && d.family !== AF_INET6) return -EOPNOTSUPP;
+    if (udp && ((level === IPPROTO_IPV6 && name === IPV6_TCLASS) || (level === IPPROTO_IP && name === IP_TOS))) return udp.sock.tos;
     if ((level === IPPROTO_IP && name === IP_TOS) || (level === IPPROTO_IPV6 && name === IPV6_TCLASS)) {
       if (!tcp) return -ENOPROTOOPT;
       return c ? c.tos : tcp.tos;
+    }
+    if (level === IPPROTO_IPV6) {
+      const s = udp?.sock;
+      switch (name) {
+        case IPV6_V6ONLY: return d.v6Only ? 1 : 0;
+        // Linux reports the route's (the link's) hop limit while the socket has none of its own.
+        case IPV6_UNICAST_HOPS: return s && s.hopLimit >= 0 ? s.hopLimit : TCP_TTL;
+        case IPV6_MULTICAST_HOPS: return s ? s.mcastTtl : 1;
+        case IPV6_MULTICAST_LOOP: return s ? (s.mcastLoop ? 1 : 0) : 1;
+        case IPV6_MULTICAST_IF: return s ? s.mcastIf6 : 0;
+        default: return -ENOPROTOOPT;
+      }
     }
     if (level === IPPROTO_IP && name === IP_TTL) return udp ? udp.sock.ttl : TCP_TTL;
     if (level === IPPROTO_IP && udp && name === IP_MULTICAST_TTL) return udp.sock.mcastTtl;
     if (level === IPPROTO_IP && udp && name === IP_MULTICAST_LOOP) return udp.sock.mcastLoop ? 1 : 0;
     return -ENOPROTOOPT;
+  }
+
+  /** setsockopt(IPPROTO_IPV6, name) with an integer value on an AF_INET6 socket (Linux's do_ipv6_setsockopt checks). */
+  private setIpv6Option(d: SockDesc, name: number, v: number): number {
+    const udp = d instanceof UdpDesc ? d : null;
+    const tcp = d instanceof TcpDesc ? d : null;
+    switch (name) {
+      case IPV6_V6ONLY:
+        // Only before the socket has a port: "if (... inet_sk(sk)->inet_num) goto e_inval".
+        if (udp ? udp.sock.bound : tcp!.bound || tcp!.binding !== null || tcp!.conn !== null || tcp!.listener !== null) return -EINVAL;
+        d.v6Only = v !== 0;
+        if (udp) udp.sock.v6Only = v !== 0;
+        return 0;
+      case IPV6_UNICAST_HOPS:
+        if (v < -1 || v > 255) return -EINVAL;
+        if (!udp) return -ENOPROTOOPT; // the engine's TCP output has no per-connection hop limit
+        udp.sock.hopLimit = v;
+        return 0;
+      case IPV6_MULTICAST_HOPS:
+        if (!udp) return -ENOPROTOOPT;
+        if (v < -1 || v > 255) return -EINVAL;
+        udp.sock.mcastTtl = v === -1 ? 1 : v;
+        return 0;
+      case IPV6_MULTICAST_LOOP:
+        if (v !== 0 && v !== 1) return -EINVAL;
+        if (udp) udp.sock.mcastLoop = v === 1;
+        return 0;
+      case IPV6_MULTICAST_IF:
+        if (!udp) return -ENOPROTOOPT;
+        if (v !== 0 && (!Number.isInteger(v) || v < 0 || this.stack.ip6.link(v) === undefined)) return -ENODEV;
+        udp.sock.mcastIf6 = v;
+        return 0;
+      default:
+        return -ENOPROTOOPT;
+    }
   }
 
   /** fcntl(fd, F_GETFL | F_SETFL | F_GETFD | F_SETFD, arg). Only O_NONBLOCK / FD_CLOEXEC are kept. */
@@ -1262,8 +1518,23 @@ export class Posix {
     const d = this.sock(fd);
     if (typeof d === 'number') return d;
     if (!out || typeof out !== 'object') return -EFAULT;
-    if (d instanceof UdpDesc) { fillAddr(out, d.sock.localAddr, d.sock.localPort); return 0; }
+    if (d instanceof UdpDesc) {
+      const s = d.sock;
+      if (d.family === AF_INET) { fillAddr(out, s.localAddr, s.localPort); return 0; }
+      // A socket bound to :: names the source its connect() chose (ip6_datagram_connect sets it).
+      const p = s.path;
+      if (!s.anyLocal6 || !s.connected || p === null) fillAddr6(out, s.local6!, 0, s.localPort, s.scope);
+      else if (s.remoteIs6) fillAddr6(out, p.src6, 0, s.localPort, s.scope);
+      else fillAddr6(out, null, p.src, s.localPort);
+      return 0;
+    }
     const t = d as TcpDesc;
+    if (t.family === AF_INET6) {
+      if (t.listener) fillAddr6(out, t.listener.laddr6, 0, t.listener.localPort);
+      else if (t.conn) fillTcpEnd(t, out, t.conn, true);
+      else fillAddr6(out, t.bindAddr6 ?? ANY6, 0, t.bindPort);
+      return 0;
+    }
     if (t.listener) fillAddr(out, t.listener.laddr, t.listener.localPort);
     else if (t.conn) fillAddr(out, t.conn.localAddress, t.conn.localPort);
     else fillAddr(out, t.bindAddr, t.bindPort);
@@ -1276,13 +1547,16 @@ export class Posix {
     if (typeof d === 'number') return d;
     if (!out || typeof out !== 'object') return -EFAULT;
     if (d instanceof UdpDesc) {
-      if (!d.sock.connected) return -ENOTCONN;
-      fillAddr(out, d.sock.remoteAddr, d.sock.remotePort);
+      const s = d.sock;
+      if (!s.connected) return -ENOTCONN;
+      if (d.family === AF_INET) fillAddr(out, s.remoteAddr, s.remotePort);
+      else if (s.remoteIs6) fillAddr6(out, s.remote6!, 0, s.remotePort, needsScope(s.remote6!) ? s.scope : 0);
+      else fillAddr6(out, null, s.remoteAddr, s.remotePort);
       return 0;
     }
     const c = (d as TcpDesc).conn;
     if (c === null || (d as TcpDesc).connecting || (c.closed && !(d as TcpDesc).everConnected)) return -ENOTCONN;
-    fillAddr(out, c.remoteAddress, c.remotePort);
+    fillTcpEnd(d, out, c, false);
     return 0;
   }
 
@@ -1505,6 +1779,35 @@ export const connectAsync = (fd: number, sa: SockAddr, opts?: WaitOptions): Prom
 export const readAsync = (fd: number, buf: Uint8Array, count?: number, opts?: WaitOptions): Promise<number> => posix().readAsync(fd, buf, count, opts);
 export const writeAsync = (fd: number, buf: Uint8Array, count?: number, opts?: WaitOptions): Promise<number> => posix().writeAsync(fd, buf, count, opts);
 export const recvfromAsync = (fd: number, buf: Uint8Array, len?: number, flags?: number, from?: SockAddr | null, opts?: WaitOptions): Promise<number> => posix().recvfromAsync(fd, buf, len, flags, from, opts);
+
+/** sizeof(struct group_source_req) on 64-bit Linux: interface, padding, two sockaddr_storage. */
+const GROUP_SOURCE_REQ_SIZE = 264;
+
+/**
+ * IPV6_JOIN_GROUP / IPV6_LEAVE_GROUP (struct ipv6_mreq: the group, then the interface index as
+ * a host-order int; 0 = by route) and MCAST_JOIN_SOURCE_GROUP / MCAST_LEAVE_SOURCE_GROUP
+ * (struct group_source_req: interface, then sockaddr_in6 group and source in sockaddr_storage
+ * slots at 8 and 136) on an AF_INET6 UDP socket. Returns 0 or -errno.
+ */
+function multicastOption6(sock: UdpSocket, name: number, b: Uint8Array): number {
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
+  try {
+    if (name === IPV6_JOIN_GROUP || name === IPV6_LEAVE_GROUP) {
+      const ifIndex = dv.getInt32(16, true);
+      if (ifIndex < 0) return -ENODEV;
+      if (name === IPV6_JOIN_GROUP) sock.addMembership6(b, 0, ifIndex); else sock.dropMembership6(b, 0);
+      return 0;
+    }
+    const ifIndex = dv.getUint32(0, true);
+    // Both must be sockaddr_in6 (an IPv4 group on an AF_INET6 socket is not supported here).
+    if (dv.getUint16(8, true) !== AF_INET6 || dv.getUint16(136, true) !== AF_INET6) return -EINVAL;
+    if (name === MCAST_JOIN_SOURCE_GROUP) sock.addSourceMembership6(b, 16, b, 144, ifIndex);
+    else sock.dropSourceMembership6(b, 16, b, 144);
+    return 0;
+  } catch (e) {
+    return -errnoOf(e);
+  }
+}
 
 /**
  * IP_MULTICAST_* and IP_{ADD,DROP}_{SOURCE_,}MEMBERSHIP on a UDP socket, with Linux's value

@@ -681,12 +681,18 @@ function shieldConfig(v: Validator, raw: unknown): ShieldConfig {
       v.known(['shield', 'rule', i], r, ['action', 'from', 'proto', 'port']);
       if (r.action === undefined) v.fail(['shield', 'rule', i], 'needs action = "allow" or "deny"');
       const action = v.choice(at('action'), r.action, ['allow', 'deny'] as const);
-      let from = 0, fromLen = 0;
+      let from = 0, fromLen = 0, family: 4 | 6 | undefined, from6: Uint8Array | undefined;
       if (r.from !== undefined) {
         const s = v.str(at('from'), r.from);
-        const c = parseIpv4Cidr(s.includes('/') ? s : `${s}/32`);
-        if (!c) v.fail(at('from'), `must be an IPv4 address or prefix like "198.18.0.0/24" (got ${describe(r.from)})`);
-        from = c.addr; fromLen = c.prefixLen;
+        if (s.includes(':')) {
+          // An IPv6 prefix ("2001:db8::/32"; an address alone is its /128).
+          const c = v.cidr6(at('from'), s.includes('/') ? s : `${s}/128`).split('/');
+          family = 6; from6 = parseIpv6(c[0]!)!; fromLen = Number(c[1]);
+        } else {
+          const c = parseIpv4Cidr(s.includes('/') ? s : `${s}/32`);
+          if (!c) v.fail(at('from'), `must be an IPv4 or IPv6 address or prefix like "198.18.0.0/24" or "2001:db8::/32" (got ${describe(r.from)})`);
+          family = 4; from = c.addr; fromLen = c.prefixLen;
+        }
       }
       const proto = r.proto === undefined ? 'any' : v.choice(at('proto'), r.proto, SHIELD_PROTOS);
       let port = -1;
@@ -694,7 +700,7 @@ function shieldConfig(v: Validator, raw: unknown): ShieldConfig {
         if (proto !== 'tcp' && proto !== 'udp') v.fail(at('port'), 'needs proto = "tcp" or "udp" (only they have ports)');
         port = v.int(at('port'), r.port, 0, 65535);
       }
-      cfg.rules.push({ action, from, fromLen, proto, port });
+      cfg.rules.push({ action, from, fromLen, proto, port, ...(family !== undefined && { family }), ...(from6 !== undefined && { from6 }) });
     });
   }
   return cfg;

@@ -145,6 +145,11 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     });
     // TCP over IPv6: segments from the IPv6 layer, and ICMPv6 errors quoting ours.
     ip6.upper.set(IpProto.TCP, (ip, buf, off, len) => {
+      if (this.shield.active && len >= 14 && (buf.data[off + 13]! & 0x16) === 0x02) {
+        // The shield's per-source SYN limits; an IPv6 source is its /64 (shield.ts).
+        const k = tcp.sourceKey6(ip.bytes, ip.srcOff);
+        if (!this.shield.admitsSyn(k, tcp.connectionsFrom(k), this.clock.now())) { buf.release(); this.drop('shield_syn_limit'); return; }
+      }
       buf.l4 = off; buf.start = off; buf.end = off + len;
       // The ECN field: the low two bits of the Traffic Class (bytes 0-1 of the header, 8 before the source).
       tcp.input6(buf, ip.bytes, ip.srcOff, ip.dstOff, (ip.bytes[ip.srcOff - 7]! >> 4) & 3);
@@ -444,6 +449,12 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
       const ported = (proto === IpProto.TCP || proto === IpProto.UDP) && ip.payloadLen >= 4;
       const dport = ported ? (buf.data[ip.payloadOff + 2]! << 8) | buf.data[ip.payloadOff + 3]! : -1;
       if (shield.allows(ip.src, proto, dport)) return true;
+      this.drop('shield_deny');
+      return false;
+    };
+    this.ip6.filter = !shield.active ? null : (b, srcOff, nh, l4Off, len) => {
+      const dport = (nh === IpProto.TCP || nh === IpProto.UDP) && len >= 4 ? (b[l4Off + 2]! << 8) | b[l4Off + 3]! : -1;
+      if (shield.allows6(b, srcOff, nh, dport)) return true;
       this.drop('shield_deny');
       return false;
     };

@@ -67,9 +67,12 @@ export interface Udp6Context {
   multicastIfIndex6(ifIndex: number): number;
   /** Sets `owner`'s MLDv2 filter for group[0..16) on an interface (Mld.setFilter); null leaves. */
   setMulticastFilter6(ifIndex: number, group: Uint8Array, owner: object, filter: SourceFilter6 | null): void;
-  /** Sends with an explicit hop limit (multicast, IPV6_UNICAST_HOPS) and interface (Ipv6.output). Takes ownership. */
+  /**
+   * Sends with an explicit hop limit (multicast, IPV6_UNICAST_HOPS) and interface (Ipv6.output);
+   * `loop`: a multicast copy for our own listeners too (IPV6_MULTICAST_LOOP). Takes ownership.
+   */
   output(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
-    hopLimit?: number, trafficClass?: number, ifIndex?: number): boolean;
+    hopLimit?: number, trafficClass?: number, ifIndex?: number, loop?: boolean): boolean;
 }
 
 export const UDP_MAX_PAYLOAD = 65535 - IPV4_HLEN - UDP_HLEN;
@@ -653,8 +656,8 @@ export class Udp {
     if (ctx6 === null) throw new NetError('ENETUNREACH', 'IPv6 is not enabled on this stack');
     // IPV6_MULTICAST_IF names the interface a group without a zone id leaves by.
     if (scope === 0 && s.mcastIf6 !== 0 && isIpv6Multicast(dst, dOff)) scope = s.mcastIf6;
-    // Hop limit 0 stays on the host (Linux ip6_finish_output2 discards it; no loopback here yet).
-    if (s.mcastTtl === 0 && isIpv6Multicast(dst, dOff)) { this.stats.sent++; this.stats.sent6++; this.ctx.drop('udp6_mcast_hops_zero'); return; }
+    // Hop limit 0 stays on the host: only the loopback copy, if any (Linux ip6_finish_output2).
+    if (s.mcastTtl === 0 && !s.mcastLoop && isIpv6Multicast(dst, dOff)) { this.stats.sent++; this.stats.sent6++; this.ctx.drop('udp6_mcast_hops_zero'); return; }
     if (scope !== 0 && (isIpv6LinkLocal(dst, dOff) || isIpv6Multicast(dst, dOff))) {
       // A scoped destination (fe80::1%tst0): out of that interface, from its own address.
       const src = s.fixedSource6() ?? ctx6.link(scope)?.sourceFor(dst, dOff)?.addr ?? null;
@@ -663,7 +666,8 @@ export class Udp {
       finishUdpChecksumV6(buf.data, buf.start, buf.length, src, 0, dst, dOff);
       this.stats.sent++;
       this.stats.sent6++;
-      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, isIpv6Multicast(dst, dOff) ? s.mcastTtl : s.hopLimit, s.tos, scope)) throw new NetError('ENETUNREACH', 'no route to destination');
+      const m = isIpv6Multicast(dst, dOff);
+      if (!ctx6.output(buf, src, 0, dst, dOff, Ipv6Next.UDP, m ? s.mcastTtl : s.hopLimit, s.tos, scope, m && s.mcastLoop)) throw new NetError('ENETUNREACH', 'no route to destination');
       return;
     }
     let path = s.path;
@@ -682,7 +686,7 @@ export class Udp {
     // than the link's goes the same way; everything else along the path.
     const mcast = isIpv6Multicast(path.dst6, 0);
     const sent = mcast || s.hopLimit >= 0
-      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? s.mcastTtl : s.hopLimit, s.tos, scope)
+      ? ctx6.output(buf, path.src6, 0, path.dst6, 0, Ipv6Next.UDP, mcast ? s.mcastTtl : s.hopLimit, s.tos, scope, mcast && s.mcastLoop)
       : ctx6.pathOutput(path, buf, Ipv6Next.UDP, s.tos);
     if (!sent) throw new NetError('ENETUNREACH', 'no route to destination');
   }

@@ -68,3 +68,72 @@ test('udp6 multicast: joined sockets receive the group (MLDv2 EXCLUDE state), a 
   s2.close();
   assert.ok(!groups().some((g) => g.startsWith('ff15::1:2:5 ')), groups().join('; '));
 });
+
+test('udp6 multicast loopback (IPV6_MULTICAST_LOOP): a member socket on the sending stack gets a copy unless loopback is off; hop limit 0 stays on the host; a fragmented datagram loops whole', () => {
+  const sim = new Simulation({ seed: 11 });
+  const a = sim.addHost({ name: 'a', mac: '02:00:00:00:10:11', addr: '198.18.10.11/24', addr6: '2001:db8:10::11/64' });
+  const b = sim.addHost({ name: 'b', mac: '02:00:00:00:10:12', addr: '198.18.10.12/24', addr6: '2001:db8:10::12/64' });
+  sim.runUntil(() => false, { maxMs: 3000 }); // DAD
+
+  // A member on the sender's own stack, one on the other stack, and a non-member socket on the
+  // sender's stack bound to another port (must hear nothing).
+  const local = a.stack.udp.open(UdpFamily.V6); local.reuseAddr = true; local.bind6(ANY, 0, 5410); local.addMembership6(G, 0);
+  const remote = b.stack.udp.open(UdpFamily.V6); remote.bind6(ANY, 0, 5410); remote.addMembership6(G, 0);
+  const other = a.stack.udp.open(UdpFamily.V6); other.bind6(ANY, 0, 5411);
+  const gotL = listen(local), gotR = listen(remote), gotO = listen(other);
+  const hops: number[] = [];
+  // What a transmits, as a capture on its interface sees it.
+  const chunks: Uint8Array[] = [];
+  const writer = sim.capture((c) => chunks.push(c), { hosts: ['a'], rx: false, tx: true });
+  const onWire = (): Uint8Array[] => {
+    writer.flush();
+    const all = Buffer.concat(chunks);
+    const out: Uint8Array[] = [];
+    for (let o = 24; o + 16 <= all.length;) {
+      const n = all.readUInt32LE(o + 8);
+      const f = all.subarray(o + 16, o + 16 + n);
+      // IPv6 (86dd) carrying UDP, or a fragment header (44).
+      if (f[12] === 0x86 && f[13] === 0xdd && (f[14 + 6] === 17 || f[14 + 6] === 44)) out.push(f);
+      o += 16 + n;
+    }
+    return out;
+  };
+  const tx = a.stack.udp.open(UdpFamily.V6);
+  tx.mcastTtl = 5;
+  const te = new TextEncoder();
+  const before = onWire().length;
+  tx.send6(te.encode('one'), G, 0, 5410);
+  assert.ok(sim.runUntil(() => gotL.length >= 1 && gotR.length >= 1, { maxMs: 1000 }), sim.describe());
+  assert.deepEqual(gotL, ['one from 2001:db8:10::11']);
+  assert.deepEqual(gotR, ['one from 2001:db8:10::11']);
+  const sent = onWire().slice(before);
+  assert.equal(sent.length, 1, 'one datagram on the wire');
+  hops.push(sent[0]![14 + 7]!);
+  assert.deepEqual(hops, [5], 'IPV6_MULTICAST_HOPS on the wire');
+
+  // Loopback off: only the other stack hears it.
+  tx.mcastLoop = false;
+  tx.send6(te.encode('two'), G, 0, 5410);
+  assert.ok(sim.runUntil(() => gotR.length >= 2, { maxMs: 1000 }), sim.describe());
+  sim.runUntil(() => false, { maxMs: 100 });
+  assert.deepEqual(gotL, ['one from 2001:db8:10::11']);
+
+  // Hop limit 0 with loopback: the copy only, nothing on the wire.
+  tx.mcastLoop = true; tx.mcastTtl = 0;
+  const n0 = onWire().length;
+  tx.send6(te.encode('three'), G, 0, 5410);
+  assert.ok(sim.runUntil(() => gotL.length >= 2, { maxMs: 1000 }), sim.describe());
+  sim.runUntil(() => false, { maxMs: 100 });
+  assert.deepEqual(gotL, ['one from 2001:db8:10::11', 'three from 2001:db8:10::11']);
+  assert.equal(onWire().length, n0, 'hop limit 0 never leaves the host');
+  assert.equal(gotR.length, 2);
+
+  // A datagram larger than the MTU is fragmented on the wire and reassembled from the looped fragments.
+  tx.mcastTtl = 1;
+  const big = new Uint8Array(3000).fill(0x61);
+  tx.send6(big, G, 0, 5410);
+  assert.ok(sim.runUntil(() => gotL.length >= 3 && gotR.length >= 3, { maxMs: 2000 }), sim.describe());
+  assert.equal(gotL[2], `${'a'.repeat(3000)} from 2001:db8:10::11`);
+  assert.equal(gotR[2], `${'a'.repeat(3000)} from 2001:db8:10::11`);
+  assert.deepEqual(gotO, []);
+});

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, loadConfig, ConfigError } from '../../src/runtime/config.js';
 import { Sysctl } from '../../src/stack/sysctl.js';
+import { parseIpv6 } from '../../src/wire/addr.js';
 
 function registry(): Sysctl {
   const s = new Sysctl();
@@ -250,13 +251,18 @@ describe('config errors name the file, the key and the line', () => {
   });
 
   test('[shield]: limits and rules are parsed; a bad rule is named with its line', () => {
-    const c = parseConfig('[shield]\nmax_conn_per_source = 64\nsyn_rate_per_source = 20\ndefault = "allow"\n[[shield.rule]]\naction = "deny"\nfrom = "198.18.0.0/24"\nproto = "tcp"\nport = 22\n[[shield.rule]]\naction = "allow"\nfrom = "198.18.1.5"\n', 's.toml');
+    const c = parseConfig('[shield]\nmax_conn_per_source = 64\nsyn_rate_per_source = 20\ndefault = "allow"\n[[shield.rule]]\naction = "deny"\nfrom = "198.18.0.0/24"\nproto = "tcp"\nport = 22\n[[shield.rule]]\naction = "allow"\nfrom = "198.18.1.5"\n'
+      + '[[shield.rule]]\naction = "deny"\nfrom = "2001:db8:66::/48"\n[[shield.rule]]\naction = "allow"\nfrom = "2001:db8::7"\nproto = "icmp"\n[[shield.rule]]\naction = "deny"\nproto = "udp"\n', 's.toml');
     assert.equal(c.shield.maxConnPerSource, 64);
     assert.equal(c.shield.synRatePerSource, 20);
     assert.deepEqual(c.shield.rules, [
-      { action: 'deny', from: 0xc6120000, fromLen: 24, proto: 'tcp', port: 22 },
-      { action: 'allow', from: 0xc6120105, fromLen: 32, proto: 'any', port: -1 },
+      { action: 'deny', from: 0xc6120000, fromLen: 24, proto: 'tcp', port: 22, family: 4 },
+      { action: 'allow', from: 0xc6120105, fromLen: 32, proto: 'any', port: -1, family: 4 },
+      { action: 'deny', from: 0, fromLen: 48, proto: 'any', port: -1, family: 6, from6: parseIpv6('2001:db8:66::')! },
+      { action: 'allow', from: 0, fromLen: 128, proto: 'icmp', port: -1, family: 6, from6: parseIpv6('2001:db8::7')! },
+      { action: 'deny', from: 0, fromLen: 0, proto: 'udp', port: -1 },
     ]);
+    assertNames(fails('[shield]\n[[shield.rule]]\naction = "deny"\nfrom = "2001:db8::/129"\n'), 4, 'shield.rule[0].from', /IPv6 address with prefix length/);
     assertNames(fails('[shield]\n[[shield.rule]]\naction = "deny"\nproto = "icmp"\nport = 1\n'), 5, 'shield.rule[0].port', /needs proto = "tcp" or "udp"/);
     assertNames(fails('[shield]\n[[shield.rule]]\naction = "drop"\n'), 3, 'shield.rule[0].action', /must be one of "allow", "deny"/);
     assertNames(fails('[shield]\nmax_conn_per_source = -1\n'), 2, 'shield.max_conn_per_source', />= 0|at least 0|integer/);

@@ -75,6 +75,14 @@ export class Ipv6 implements Ip6Services {
   readonly stats = new Ip6Stats();
   /** Transports by Next Header value (TCP and UDP over IPv6 plug in here). */
   readonly upper = new Map<number, Ipv6UpperInput>();
+  /**
+   * Admission of packets from the wire once the extension headers are walked (the shield):
+   * `nh` the upper layer, its header at b[l4Off..], `len` bytes; false drops the packet (the
+   * filter counts why). Neighbour discovery and MLD are never offered to it (RFC 4890 §4.4.1:
+   * IPv6 does not work without them), nor is loopback traffic.
+   */
+  filter: ((b: Uint8Array, srcOff: number, nh: number, l4Off: number, len: number) => boolean) | null = null;
+  private fromLoopback = false;
   /** The path MTU towards a destination went down (RFC 8201): transports re-read it. */
   onPathMtu: ((dst: Uint8Array, dstOff: number, mtu: number) => void) | null = null;
 
@@ -377,6 +385,8 @@ export class Ipv6 implements Ip6Services {
   private deliver(link: Ipv6Link, buf: PacketBuffer, nh: number, nhField: number, off: number, end: number, mcast: boolean, l2Multicast: boolean): void {
     const ip = this.ip;
     ip.wrap(buf.data, buf.start, buf.length);
+    if (this.filter !== null && !this.fromLoopback && !(nh === Ipv6Next.ICMPv6 && end - off >= 1 && isNdOrMld(buf.data[off]!))
+        && !this.filter(buf.data, ip.srcOff, nh, off, end - off)) { buf.release(); return; }
     this.stats.delivered++;
     if (nh === Ipv6Next.ICMPv6) { this.icmpInput(link, ip, buf, off, end - off, mcast); return; }
     const h = this.upper.get(nh);
@@ -533,10 +543,24 @@ export class Ipv6 implements Ip6Services {
    * route or `ifIndex` (required for multicast and link-local destinations on hosts with
    * several interfaces), source `src` (null = chosen per RFC 6724), hop limit (-1 = the link's,
    * 1 for multicast), fragmentation to the path MTU (RFC 8200 §4.5), neighbour resolution.
-   * `src` and `dst` must not lie in buf's headroom. Takes ownership; false when not sent.
+   * `loop` (IPV6_MULTICAST_LOOP) also delivers a multicast packet here when the link listens
+   * to the group; a hop limit of 0 then keeps it on the host. `src` and `dst` must not lie in
+   * buf's headroom. Takes ownership; false when not sent.
    */
   output(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
-    hopLimit = -1, trafficClass = 0, ifIndex = 0): boolean {
+    hopLimit = -1, trafficClass = 0, ifIndex = 0, loop = false): boolean {
+    if (!loop || !isIpv6Multicast(dst, dstOff)) return this.output1(buf, src, srcOff, dst, dstOff, nextHeader, hopLimit, trafficClass, ifIndex);
+    this.mcastLoop = true;
+    this.mcastHostOnly = hopLimit === 0;
+    try { return this.output1(buf, src, srcOff, dst, dstOff, nextHeader, hopLimit, trafficClass, ifIndex); } finally { this.mcastLoop = false; this.mcastHostOnly = false; }
+  }
+
+  /** While output() sends a multicast packet with IPV6_MULTICAST_LOOP: loop a copy (and, hop limit 0, only that). */
+  private mcastLoop = false;
+  private mcastHostOnly = false;
+
+  private output1(buf: PacketBuffer, src: Uint8Array | null, srcOff: number, dst: Uint8Array, dstOff: number, nextHeader: number,
+    hopLimit: number, trafficClass: number, ifIndex: number): boolean {
     this.stats.outRequests++;
     const link = this.route(dst, dstOff, ifIndex);
     if (!link) { this.stats.outNoRoute++; buf.release(); this.ctx.drop('ip6_no_route'); return false; }
@@ -644,6 +668,15 @@ export class Ipv6 implements Ip6Services {
 
   private l2Output(link: Ipv6Link, dst: Uint8Array, dstOff: number, buf: PacketBuffer, nexthop: Uint8Array = this.nexthop): void {
     if (isIpv6Multicast(dst, dstOff)) {
+      // IPV6_MULTICAST_LOOP: a copy for our own listeners of the group (the link's MLD filter
+      // decides, as for a packet from the wire), through the loopback queue (ip6_mc_output).
+      if (this.mcastLoop && this.mld.accepts(link, buf.data, buf.l3 + 24, buf.l3 + 8)) {
+        const c = buf.clone();
+        c.ifIndex = link.ifIndex; c.csum = Csum.Valid;
+        this.loopQueue.push(c);
+        this.ctx.outputPending();
+      }
+      if (this.mcastHostOnly) { buf.release(); return; }
       // RFC 2464 §7: 33:33 and the low 32 bits of the group.
       writeIpv6MulticastMac(this.mcastMac, 0, dst, dstOff);
       this.linkOutput(link.ifIndex, this.mcastMac, 0, buf);
@@ -667,12 +700,15 @@ export class Ipv6 implements Ip6Services {
   pollLoopback(): void {
     if (!this.loopQueue.length) return;
     const q = this.loopQueue.splice(0);
-    for (const b of q) {
-      const link = this.links[b.ifIndex];
-      if (!link) { b.release(); this.ctx.drop('ip6_not_enabled'); continue; }
-      this.stats.received++;
-      this.headers(link, b, false, false);
-    }
+    this.fromLoopback = true;
+    try {
+      for (const b of q) {
+        const link = this.links[b.ifIndex];
+        if (!link) { b.release(); this.ctx.drop('ip6_not_enabled'); continue; }
+        this.stats.received++;
+        this.headers(link, b, isIpv6Multicast(b.data, b.start + 24), false);
+      }
+    } finally { this.fromLoopback = false; }
   }
 
   // ---- Ip6Services -------------------------------------------------------------------------
@@ -734,3 +770,5 @@ function isLoopback(b: Uint8Array, off: number): boolean {
   return b[off + 15] === 1;
 }
 
+/** MLD (130-132, 143) and neighbour discovery (133-137) messages: never filtered. */
+function isNdOrMld(type: number): boolean { return (type >= 130 && type <= 137) || type === 143; }

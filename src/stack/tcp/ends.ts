@@ -6,7 +6,7 @@
 import { addr6Equals } from '../ip/addr6.js';
 import { NO_ADDR6, type Path } from '../ip/path.js';
 import type { TcpHost } from './host.js';
-import { type SipKey, siphash24Words } from './siphash.js';
+import { type SipKey, siphash24, siphash24Words, siphashHi } from './siphash.js';
 
 export { NO_ADDR6 };
 
@@ -60,6 +60,16 @@ const words = new Uint32Array(4);
 export function fold6(key: SipKey, a: Uint8Array, off = 0): number {
   for (let i = 0; i < 4; i++) words[i] = w(a, off, i);
   return siphash24Words(key, words, 4) >>> 0;
+}
+
+/**
+ * The shield's name for an IPv6 source: its /64 (shield.ts SOURCE_PREFIX6) as a keyed 52-bit
+ * hash in [2^52, 2^53) — never an IPv4 address's u32, and keyed so that nobody can pick two
+ * prefixes that collide.
+ */
+export function prefixKey6(key: SipKey, b: Uint8Array, off: number): number {
+  const lo = siphash24(key, w(b, off, 0), w(b, off, 1), 64);
+  return 4503599627370496 + (siphashHi() & 0xfffff) * 4294967296 + lo;
 }
 
 export function isZero6(a: Uint8Array, off = 0): boolean {

@@ -28,9 +28,9 @@ import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './time
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
 import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
-import { AF_INET, AF_INET6, EndsPrf } from './ends.js';
+import { AF_INET, AF_INET6, EndsPrf, prefixKey6 } from './ends.js';
 import { tcp6Bind, tcp6Connect, tcp6IcmpError, tcp6Input, tcp6Listen } from './inet6.js';
-import { sipKeyFromRandom } from './siphash.js';
+import { type SipKey, sipKeyFromRandom } from './siphash.js';
 
 export { TcpCounters, type TcpConnectionInfo } from './counters.js';
 export { Segment } from './segment.js';
@@ -115,6 +115,8 @@ export class Tcp {
     // Derived from the ISN secret too, not drawn: seeded runs keep their random sequence.
     let k = 0;
     this.prf = new EndsPrf(sipKeyFromRandom(() => this.isnGen.isn(0, 0x36, ++k, 0x36, k)));
+    let j = 0;
+    this.sourceKey = sipKeyFromRandom(() => this.isnGen.isn(0, 0x53, ++j, 0x53, j));
     // The exception path (AF_XDP) follows which local ports the stack holds.
     const changed = host.portChanged;
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
@@ -316,21 +318,25 @@ export class Tcp {
   /** Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's per-source limit. */
   private readonly perSource = new Map<number, number>();
 
-  /** How many connections `raddr` holds with us. */
+  /** How many connections a source holds with us: an IPv4 address, or sourceKey6() of an IPv6 one. */
   connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
 
+  private readonly sourceKey: SipKey;
+  /** The shield's name for the IPv6 source at b[off..]: its /64 as a keyed hash (ends.ts prefixKey6). */
+  sourceKey6(b: Uint8Array, off: number): number { return prefixKey6(this.sourceKey, b, off); }
+
   insert(tcb: Tcb): void {
-    // The shield's per-source limits are IPv4's (it sees IPv4 input only).
-    if (tcb.family === AF_INET) this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
+    const k = tcb.family === AF_INET ? tcb.raddr : this.sourceKey6(tcb.raddr6, 0);
+    this.perSource.set(k, (this.perSource.get(k) ?? 0) + 1);
     this.demux.insert(tcb);
   }
 
   remove(tcb: Tcb): void {
     if (!tcb.inTable) return;
     this.demux.remove(tcb);
-    if (tcb.family !== AF_INET) return;
-    const n = this.perSource.get(tcb.raddr) ?? 0;
-    if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
+    const k = tcb.family === AF_INET ? tcb.raddr : this.sourceKey6(tcb.raddr6, 0);
+    const n = this.perSource.get(k) ?? 0;
+    if (n <= 1) this.perSource.delete(k); else this.perSource.set(k, n - 1);
   }
 
   findListener(laddr: number, lport: number): TcpListener | null { return this.demux.findListener(laddr, lport); }
