@@ -20,6 +20,7 @@ import { seqInRange } from './seq.js';
 import { EphemeralPorts, TcpBinding, TcpPortTable } from './ports.js';
 import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
+import { Ip4Map } from '../neighbor/ip4map.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
@@ -112,6 +113,7 @@ export class Tcp {
     // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
     // simulations draw exactly the random numbers they drew before.
     this.demux = new TcpDemux(this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1);
+    this.perSource = new Ip4Map<number>(16, this.isnGen.isn(0, 0x70657273, 0, 0x72630000, 0));
     // Derived from the ISN secret too, not drawn: seeded runs keep their random sequence.
     let k = 0;
     this.prf = new EndsPrf(sipKeyFromRandom(() => this.isnGen.isn(0, 0x36, ++k, 0x36, k)));
@@ -313,15 +315,19 @@ export class Tcp {
 
   lookup(laddr: number, lport: number, raddr: number, rport: number): Tcb | null { return this.demux.lookup(laddr, lport, raddr, rport); }
 
-  /** Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's per-source limit. */
-  private readonly perSource = new Map<number, number>();
+  /**
+   * Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's
+   * per-source limit. Typed storage (interface index 1 for all): a Map keyed by an address above
+   * 2^31 boxes a heap number on every set, twice per connection on each side.
+   */
+  private readonly perSource: Ip4Map<number>;
 
   /** How many connections `raddr` holds with us. */
-  connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
+  connectionsFrom(raddr: number): number { return this.perSource.get(1, raddr) ?? 0; }
 
   insert(tcb: Tcb): void {
     // The shield's per-source limits are IPv4's (it sees IPv4 input only).
-    if (tcb.family === AF_INET) this.perSource.set(tcb.raddr, (this.perSource.get(tcb.raddr) ?? 0) + 1);
+    if (tcb.family === AF_INET) this.perSource.set(1, tcb.raddr, (this.perSource.get(1, tcb.raddr) ?? 0) + 1);
     this.demux.insert(tcb);
   }
 
@@ -329,8 +335,8 @@ export class Tcp {
     if (!tcb.inTable) return;
     this.demux.remove(tcb);
     if (tcb.family !== AF_INET) return;
-    const n = this.perSource.get(tcb.raddr) ?? 0;
-    if (n <= 1) this.perSource.delete(tcb.raddr); else this.perSource.set(tcb.raddr, n - 1);
+    const n = this.perSource.get(1, tcb.raddr) ?? 0;
+    if (n <= 1) this.perSource.delete(1, tcb.raddr); else this.perSource.set(1, tcb.raddr, n - 1);
   }
 
   findListener(laddr: number, lport: number): TcpListener | null { return this.demux.findListener(laddr, lport); }
