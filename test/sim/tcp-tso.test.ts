@@ -191,6 +191,28 @@ test('the sender never has more in flight than the peer\'s window with super-seg
   assert.equal(sha(t.got()), sha(data));
 });
 
+test('a window-limited TSO sender with more buffered than the window waits for whole super-segments (Linux tcp_tso_should_defer) instead of answering every ACK with the sliver it freed', () => {
+  const p = new Pair({ offloads: TSO }, { offloads: TSO });
+  // A send buffer four times the peer's window: the window, not the application, limits A.
+  for (const st of [p.a, p.b]) {
+    st.sysctl.set('net.inet.tcp.sendbuf_auto', false);
+    st.sysctl.set('net.inet.tcp.recvbuf_auto', false);
+  }
+  p.a.sysctl.set('net.inet.tcp.sendspace', 1 << 20);
+  p.b.sysctl.set('net.inet.tcp.recvspace', 256 << 10);
+  const data = payload(16 << 20);
+  const t = transfer(p, data);
+  assert.ok(p.runUntil(t.done), `transfer stalled: client ${t.client.state}`);
+  assert.equal(sha(t.got()), sha(data));
+  const dataFrames = p.sentByA.filter((f) => f.len > 100).length;
+  // Whole 64 KiB super-segments would be 16 MiB / 62,264 bytes = 270 frames; every ACK
+  // answered with what it freed cut the flight into 4-20 KiB pieces (about 1,000 frames).
+  assert.ok(dataFrames < 400, `data frames from A: ${dataFrames}`);
+  // Nothing waited for a timer: ACKs of the flight always came back to release what was held.
+  assert.equal(p.a.tcp.counters.sndRexmtPackets, 0);
+  assert.ok(p.clock.now() < 1000, `virtual time ${p.clock.now()} ms`);
+});
+
 test('a TSO sender towards a port without tso4: the wire segments in software, no frame above the MTU arrives, checksums verify', () => {
   const p = new Pair({ offloads: TSO }, { offloads: { txCsum: true } });
   const data = payload(1 << 20);

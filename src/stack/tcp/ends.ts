@@ -72,6 +72,9 @@ export function prefixKey6(key: SipKey, b: Uint8Array, off: number): number {
   return 4503599627370496 + (siphashHi() & 0xfffff) * 4294967296 + lo;
 }
 
+/** The Ip4Map row of a per-source key: an IPv4 address in slot 1; a prefixKey6() hash (2^52 + hi·2^32 + lo) in slot 2 + hi (its lo is `k >>> 0`). */
+export function sourceSlot(k: number): number { return k < 4294967296 ? 1 : 2 + Math.floor((k - 4503599627370496) / 4294967296); }
+
 export function isZero6(a: Uint8Array, off = 0): boolean {
   for (let i = 0; i < 16; i++) if (a[off + i] !== 0) return false;
   return true;

@@ -136,6 +136,8 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     let forced = false;
     /** Room the windows leave after this segment (for PSH placement). */
     let usableAfter = 0;
+    /** New data waits for the ACKs in flight to open more of the windows (tsoDefer). */
+    let deferred = false;
     if (avail > 0) {
       // Usable window: the peer's window measured from SND.UNA, and cwnd less what is in flight.
       let cwnd = tcb.cc.cwnd;
@@ -153,6 +155,9 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
         // have without offload; a short tail goes on through the rules below on its own.
         const most = gsoMax >= 2 * maxSeg ? gsoMax - gsoMax % maxSeg : maxSeg;
         len = len > most ? most : len - len % maxSeg;
+        if (len < most && avail > usable && most > maxSeg && !tcb.inRecovery && !tcb.rtoRecovery && !seqLt(tcb.sndNxt, tcb.sndMax)) {
+          deferred = tsoDefer(tcb, usable, cwnd, most, now);
+        }
       }
       if (len === 0 && tcb.forceOne) { len = 1; forced = true; }
       usableAfter = usable - len;
@@ -162,7 +167,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     const corked = tcb.cork || tcb.more;
     let held = false;
     let send = false;
-    if (len > 0) {
+    if (len > 0 && !deferred) {
       if (len >= maxSeg) send = true;
       else if (corked && !fin && !seqLt(tcb.sndNxt, tcb.sndMax) && !forced && !tcb.forceOne) held = true;
       // Nagle (RFC 9293 §3.7.4) and sender SWS avoidance (§3.8.6.2.1): a short segment goes
@@ -180,7 +185,7 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
     } else if (fin) {
       send = true;
     }
-    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) { send = true; if (held) len = 0; }
+    if (!send && (tcb.ackNow || windowUpdateDue(tcb))) { send = true; if (held || deferred) len = 0; }
     if (!send) break;
     let flags = TcpFlag.ACK;
     if (fin) flags |= TcpFlag.FIN;
@@ -224,6 +229,23 @@ export function tcpOutput(tcp: Tcp, tcb: Tcb, now = -1): void {
   if (seqDiff(tcb.sndBase + tcb.sndBuf.length, tcb.sndNxt) > 0 && !tcb.rexmtTimer.armed && !tcb.persistArmed) {
     armPersist(tcp, tcb, now);
   }
+}
+
+/**
+ * Linux's tcp_tso_should_defer() (tso_win_divisor 3): on a path with segmentation offload, when
+ * more data waits than the windows allow and they allow less than a whole super-segment (`most`),
+ * wait for the ACKs of what is in flight to open more — unless the windows allow a third of
+ * themselves (min(SND.WND, cwnd) / 3) or nothing was sent in the last millisecond (a jiffy). A
+ * window-limited sender otherwise answers every ACK with a segment the size of what that ACK
+ * freed, and a flight once cut into small pieces stays cut: twice the segments and ACKs for the
+ * same bytes. The flight is then at least two thirds of the window, so ACKs (or the
+ * retransmission timer, armed while data is in flight) come back to send the rest.
+ */
+function tsoDefer(tcb: Tcb, usable: number, cwnd: number, most: number, now: number): boolean {
+  if (usable >= most) return false;
+  const win = tcb.sndWnd < cwnd ? tcb.sndWnd : cwnd;
+  if (3 * usable >= win) return false;
+  return now - tcb.lastSendTime < 1;
 }
 
 export function armPersist(tcp: Tcp, tcb: Tcb, now: number): void {

@@ -20,6 +20,7 @@ import { seqInRange } from './seq.js';
 import { EphemeralPorts, TcpBinding, TcpPortTable } from './ports.js';
 import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
+import { Ip4Map } from '../neighbor/ip4map.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
@@ -28,7 +29,7 @@ import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './time
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
 import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
-import { AF_INET, AF_INET6, EndsPrf, prefixKey6 } from './ends.js';
+import { AF_INET, AF_INET6, EndsPrf, prefixKey6, sourceSlot } from './ends.js';
 import { tcp6Bind, tcp6Connect, tcp6IcmpError, tcp6Input, tcp6Listen } from './inet6.js';
 import { type SipKey, sipKeyFromRandom } from './siphash.js';
 
@@ -112,6 +113,7 @@ export class Tcp {
     // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
     // simulations draw exactly the random numbers they drew before.
     this.demux = new TcpDemux(this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1);
+    this.perSource = new Ip4Map<number>(16, this.isnGen.isn(0, 0x70657273, 0, 0x72630000, 0));
     // Derived from the ISN secret too, not drawn: seeded runs keep their random sequence.
     let k = 0;
     this.prf = new EndsPrf(sipKeyFromRandom(() => this.isnGen.isn(0, 0x36, ++k, 0x36, k)));
@@ -315,11 +317,15 @@ export class Tcp {
 
   lookup(laddr: number, lport: number, raddr: number, rport: number): Tcb | null { return this.demux.lookup(laddr, lport, raddr, rport); }
 
-  /** Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's per-source limit. */
-  private readonly perSource = new Map<number, number>();
+  /**
+   * Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's
+   * per-source limit. Typed storage (interface index 1 for all): a Map keyed by an address above
+   * 2^31 boxes a heap number on every set, twice per connection on each side.
+   */
+  private readonly perSource: Ip4Map<number>;
 
   /** How many connections a source holds with us: an IPv4 address, or sourceKey6() of an IPv6 one. */
-  connectionsFrom(raddr: number): number { return this.perSource.get(raddr) ?? 0; }
+  connectionsFrom(k: number): number { return this.perSource.get(sourceSlot(k), k >>> 0) ?? 0; }
 
   private readonly sourceKey: SipKey;
   /** The shield's name for the IPv6 source at b[off..]: its /64 as a keyed hash (ends.ts prefixKey6). */
@@ -327,7 +333,8 @@ export class Tcp {
 
   insert(tcb: Tcb): void {
     const k = tcb.family === AF_INET ? tcb.raddr : this.sourceKey6(tcb.raddr6, 0);
-    this.perSource.set(k, (this.perSource.get(k) ?? 0) + 1);
+    const slot = sourceSlot(k), ip = k >>> 0;
+    this.perSource.set(slot, ip, (this.perSource.get(slot, ip) ?? 0) + 1);
     this.demux.insert(tcb);
   }
 
@@ -335,8 +342,9 @@ export class Tcp {
     if (!tcb.inTable) return;
     this.demux.remove(tcb);
     const k = tcb.family === AF_INET ? tcb.raddr : this.sourceKey6(tcb.raddr6, 0);
-    const n = this.perSource.get(k) ?? 0;
-    if (n <= 1) this.perSource.delete(k); else this.perSource.set(k, n - 1);
+    const slot = sourceSlot(k), ip = k >>> 0;
+    const n = this.perSource.get(slot, ip) ?? 0;
+    if (n <= 1) this.perSource.delete(slot, ip); else this.perSource.set(slot, ip, n - 1);
   }
 
   findListener(laddr: number, lport: number): TcpListener | null { return this.demux.findListener(laddr, lport); }
@@ -590,4 +598,3 @@ export class Tcp {
     this.eventCount = 0;
   }
 }
-
