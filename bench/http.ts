@@ -94,6 +94,8 @@ export function median(xs: number[]): number {
 
 /** A server process (own process group) that printed its ready line. */
 export interface Server {
+  /** The process (and process group) id. */
+  readonly pid: number;
   output(): string;
   /** SIGSTOP / SIGCONT to the group: the side not being measured must not use the CPU. */
   freeze(): void;
@@ -131,7 +133,7 @@ export async function startServer(cmd: string, args: string[], env: NodeJS.Proce
     await new Promise<void>((r) => { wake = r; setTimeout(r, 100); });
     wake = null;
   }
-  return { output: () => out, stop, freeze: () => killGroup('SIGSTOP'), thaw: () => killGroup('SIGCONT') };
+  return { pid: child.pid!, output: () => out, stop, freeze: () => killGroup('SIGSTOP'), thaw: () => killGroup('SIGCONT') };
 }
 
 interface HttpBenchSpec {
