@@ -11,7 +11,7 @@
 // on the client side are the same; what differs is the server's network path: our driver
 // (AF_PACKET rings on a veth, like the reference's link, or TAP), run loop, stack and
 // tstack/net, or the kernel's veth and TCP under Node's libuv.
-// TSTACK_BENCH_DRIVER=afpacket|tap (default afpacket) chooses the tstack side's driver.
+// TSTACK_BENCH_DRIVER=afpacket|afxdp|tap (default afpacket) chooses the tstack side's driver.
 //
 //   http-keepalive: wrk -t1 -c50 -d5s --latency               (requests over 50 persistent connections)
 //   http-close:     wrk -t1 -c50 -d5s --latency -H 'Connection: close'   (one connection per request)
@@ -191,7 +191,7 @@ async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<Be
     const poll = process.env['TSTACK_BENCH_POLL'] ?? 'adaptive';
     if (!['busy', 'adaptive', 'interrupt'].includes(poll)) throw new Error(`TSTACK_BENCH_POLL=${poll}: expected busy, adaptive or interrupt`);
     const driver = process.env['TSTACK_BENCH_DRIVER'] ?? 'afpacket';
-    if (!['tap', 'afpacket'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected tap or afpacket`);
+    if (!['tap', 'afpacket', 'afxdp'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected tap, afpacket or afxdp`);
     const config = join(tmp, 'tstack.toml');
     writeFileSync(config, `# written by bench/http.ts
 [stack]
