@@ -9,8 +9,10 @@
 //                wrk (every round starts here)
 //
 // Only the server being measured runs: the others are stopped (SIGSTOP), so an idle busy-polling
-// server does not take the CPU from the one under test. With two or more CPUs the servers are
-// pinned to CPU 0 and wrk to CPU 1.
+// server does not take the CPU from the one under test. Nothing is pinned by default: on a
+// shared machine a server pinned to one CPU waits for that CPU at every wake-up, which swamps
+// what is measured. TSTACK_BENCH_PIN=1 pins the servers to CPU 0 and wrk to CPU 1 (for a quiet
+// machine with cores to give).
 //
 // TSTACK_BENCH_DRIVER=afxdp|afpacket|tap (default afxdp) chooses the tstack side's driver.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,7 +65,7 @@ async function run(opts: BenchOptions): Promise<BenchResult[]> {
   const rounds = opts.quick ? 1 : 3;
   const driver = process.env['TSTACK_BENCH_DRIVER'] ?? 'afxdp';
   if (!['tap', 'afpacket', 'afxdp'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected afxdp, afpacket or tap`);
-  const pin = cpus().length >= 2 && hasCommand('taskset');
+  const pin = process.env['TSTACK_BENCH_PIN'] === '1' && cpus().length >= 2 && hasCommand('taskset');
   const appPin = pin ? ['taskset', '-c', '0'] : [];
   const wrkPin = pin ? ['taskset', '-c', '1'] : [];
   const tag = process.pid % 10000;

@@ -78,6 +78,26 @@ describe('RunLoop transmit flush', () => {
     });
   }
 
+  test('interrupt: the readable callback receives and hands the stack\'s own reply to the driver before it returns', async () => {
+    const drv = new BatchDriver();
+    const loop = new RunLoop({ stack: new AppStack(drv), poll: 'interrupt' });
+    loop.addPort(drv, 1);
+    loop.start();
+    try {
+      await turns();
+      const seen = await new Promise<number[][]>((resolve) => setImmediate(() => {
+        drv.receive();
+        // No setImmediate hop in between: the frame is in, and what input() queued is flushed.
+        resolve(drv.batches.map((b) => [...b]));
+      }));
+      assert.deepEqual(seen, [[1]]);
+      assert.equal(loop.stats().readableWakeups, 1);
+      assert.equal(drv.rxQueue.length, 0);
+    } finally {
+      loop.stop();
+    }
+  });
+
   test('iterate() driven by hand still flushes before it returns', () => {
     const drv = new BatchDriver();
     const loop = new RunLoop({ stack: new AppStack(drv), poll: 'interrupt' });
