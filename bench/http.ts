@@ -11,7 +11,7 @@
 // on the client side are the same; what differs is the server's network path: our driver
 // (AF_PACKET rings on a veth, like the reference's link, or TAP), run loop, stack and
 // tstack/net, or the kernel's veth and TCP under Node's libuv.
-// TSTACK_BENCH_DRIVER=afpacket|tap (default afpacket) chooses the tstack side's driver.
+// TSTACK_BENCH_DRIVER=afpacket|afxdp|tap (default afpacket) chooses the tstack side's driver.
 //
 //   http-keepalive: wrk -t1 -c50 -d5s --latency               (requests over 50 persistent connections)
 //   http-close:     wrk -t1 -c50 -d5s --latency -H 'Connection: close'   (one connection per request)
@@ -94,6 +94,8 @@ export function median(xs: number[]): number {
 
 /** A server process (own process group) that printed its ready line. */
 export interface Server {
+  /** The process (and process group) id. */
+  readonly pid: number;
   output(): string;
   /** SIGSTOP / SIGCONT to the group: the side not being measured must not use the CPU. */
   freeze(): void;
@@ -131,7 +133,7 @@ export async function startServer(cmd: string, args: string[], env: NodeJS.Proce
     await new Promise<void>((r) => { wake = r; setTimeout(r, 100); });
     wake = null;
   }
-  return { output: () => out, stop, freeze: () => killGroup('SIGSTOP'), thaw: () => killGroup('SIGCONT') };
+  return { pid: child.pid!, output: () => out, stop, freeze: () => killGroup('SIGSTOP'), thaw: () => killGroup('SIGCONT') };
 }
 
 interface HttpBenchSpec {
@@ -189,7 +191,7 @@ async function runHttpBench(spec: HttpBenchSpec, opts: BenchOptions): Promise<Be
     const poll = process.env['TSTACK_BENCH_POLL'] ?? 'adaptive';
     if (!['busy', 'adaptive', 'interrupt'].includes(poll)) throw new Error(`TSTACK_BENCH_POLL=${poll}: expected busy, adaptive or interrupt`);
     const driver = process.env['TSTACK_BENCH_DRIVER'] ?? 'afpacket';
-    if (!['tap', 'afpacket'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected tap or afpacket`);
+    if (!['tap', 'afpacket', 'afxdp'].includes(driver)) throw new Error(`TSTACK_BENCH_DRIVER=${driver}: expected tap, afpacket or afxdp`);
     const config = join(tmp, 'tstack.toml');
     writeFileSync(config, `# written by bench/http.ts
 [stack]

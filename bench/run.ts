@@ -14,11 +14,11 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { hasCommand, isRoot } from '../src/runtime/netns.js';
-import { afxdpPing } from './afxdp-ping.js';
+import { afpacketPing, afxdpPing, tapPing } from './driver-ping.js';
+import { httpLatency } from './http-latency.js';
 import { httpClose, httpCloseWorkers, httpKeepalive, httpKeepaliveWorkers } from './http.js';
 import { icmpEchoMemory } from './icmp-echo-memory.js';
 import { idleConns } from './idle-conns.js';
-import { tapPing } from './tap-ping.js';
 import { tcpAutotuneMemory } from './tcp-autotune-memory.js';
 import { tcpBulkKernel } from './tcp-bulk-kernel.js';
 import { tcpBulkMemory, tcpBulkMemoryIpv6 } from './tcp-bulk-memory.js';
@@ -36,7 +36,9 @@ export const BENCHMARKS: readonly Benchmark[] = [
   tcpBulkKernel,
   idleConns,
   tapPing,
+  afpacketPing,
   afxdpPing,
+  httpLatency,
   httpKeepalive,
   httpClose,
   toolsUnderLoad,

@@ -102,7 +102,9 @@ export class RunLoop {
   // Bound once so the hot path does not allocate closures.
   private readonly onImmediate = (): void => { this.immediate = null; this.scheduled = false; this.runOnce(); };
   private readonly onTimer = (): void => { this.timer = null; this.timerDeadline = NEVER; this.wake('timer'); };
-  private readonly onReadable = (): void => { this.wake('readable'); };
+  private readonly onReadable = (): void => { this.readable(); };
+  /** Inside runOnce() or readable()'s iteration: a readable report now must not nest one. */
+  private inIteration = false;
   /** A deferred flush (see runOnce) is queued. */
   private flushQueued = false;
   private readonly onFlush = (): void => {
@@ -309,6 +311,35 @@ export class RunLoop {
    */
   steer: ((ifIndex: number, buf: PacketBuffer) => boolean) | null = null;
 
+  /**
+   * A driver reported frames: receive them right here, in the readiness callback, instead of
+   * one setImmediate later, and hand the drivers what the stack answered by itself (ICMP echo,
+   * ARP, ACKs, UDP sent from the callback) at once. The application's deferred TCP output,
+   * and what it does in its nextTick and promise callbacks (which a native callback does not
+   * drain), leave together in the flush of the iteration scheduled behind, which also
+   * decides whether to spin or sleep. A report that comes while an iteration runs (a driver
+   * calling back synchronously) takes the scheduled path.
+   */
+  private readable(): void {
+    if (!this.running) return;
+    if (this.inIteration) { this.wake('readable'); return; }
+    this.st.readableWakeups++;
+    const t0 = this.clock.now();
+    this.inIteration = true;
+    try {
+      if (this.receive() > 0) this.activity = true;
+      for (let p = 0; p < this.ports.length; p++) this.ports[p]!.driver.flush();
+    } catch (err) {
+      this.st.errors++;
+      // Not thrown from here: a native callback is no place for an exception to unwind to.
+      setImmediate(() => this.onError(err));
+    } finally {
+      this.inIteration = false;
+    }
+    this.st.busyMs += this.clock.now() - t0;
+    this.schedule();
+  }
+
   private wake(reason: 'readable' | 'timer' | 'kick'): void {
     if (!this.running) return;
     if (!this.scheduled) this.wakeReason = reason;
@@ -330,11 +361,14 @@ export class RunLoop {
     const t0 = this.clock.now();
     if (this.posted.length !== 0) this.runPosted();
     let frames = 0;
+    this.inIteration = true;
     try {
       frames = this.receive();
     } catch (err) {
       this.st.errors++;
       this.onError(err);
+    } finally {
+      this.inIteration = false;
     }
     this.st.busyMs += this.clock.now() - t0;
     if (!this.running) return;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../../bench/http.js';
 import { LinkEmulator, type LinkModel } from '../../bench/link-emulator.js';
-import { parsePing } from '../../bench/tap-ping.js';
+import { parsePing } from '../../bench/driver-ping.js';
 import { createNetns, destroyAllNetns, requireRoot, spawnIn } from '../helpers/netns.js';
 
 after(destroyAllNetns);

@@ -56,21 +56,47 @@ const turns = async (n = 5) => { for (let i = 0; i < n; i++) await new Promise((
 
 describe('RunLoop transmit flush', () => {
   for (const mode of ['interrupt', 'adaptive', 'busy'] as PollMode[]) {
-    test(`${mode}: frames the application queues in nextTick callbacks and promise jobs leave in the frame's batch`, async () => {
+    // A readable report arrives from the event loop (a libuv poll callback), never from inside
+    // a microtask: model that with setImmediate.
+    const wake = mode === 'busy' ? 'the next spin' : 'the readable callback';
+    test(`${mode}: frames the application queues in nextTick callbacks and promise jobs leave in one batch after what ${wake} queued`, async () => {
       const drv = new BatchDriver();
       const loop = new RunLoop({ stack: new AppStack(drv), poll: mode, spinIterations: 2 });
       loop.addPort(drv, 1);
       loop.start();
       try {
         await turns();
-        drv.receive();
+        setImmediate(() => drv.receive());
         await turns(10);
-        assert.deepEqual(drv.batches, [[1, 2, 3, 4]]);
+        // Without readiness reports (busy) the frame's iteration waits for the application's
+        // callbacks; with them, what the stack queued inside input() leaves from the callback at
+        // once (an echo reply, an ACK), and the rest in the flush of the iteration behind it.
+        assert.deepEqual(drv.batches, mode === 'busy' ? [[1, 2, 3, 4]] : [[1], [2, 3, 4]]);
       } finally {
         loop.stop();
       }
     });
   }
+
+  test('interrupt: the readable callback receives and hands the stack\'s own reply to the driver before it returns', async () => {
+    const drv = new BatchDriver();
+    const loop = new RunLoop({ stack: new AppStack(drv), poll: 'interrupt' });
+    loop.addPort(drv, 1);
+    loop.start();
+    try {
+      await turns();
+      const seen = await new Promise<number[][]>((resolve) => setImmediate(() => {
+        drv.receive();
+        // No setImmediate hop in between: the frame is in, and what input() queued is flushed.
+        resolve(drv.batches.map((b) => [...b]));
+      }));
+      assert.deepEqual(seen, [[1]]);
+      assert.equal(loop.stats().readableWakeups, 1);
+      assert.equal(drv.rxQueue.length, 0);
+    } finally {
+      loop.stop();
+    }
+  });
 
   test('iterate() driven by hand still flushes before it returns', () => {
     const drv = new BatchDriver();
@@ -93,8 +119,9 @@ describe('RunLoop transmit flush', () => {
     loop.addPort(drv, 1);
     loop.start();
     await turns();
-    drv.receive();
+    setImmediate(() => drv.receive());
     await turns(10);
+    // Frame 1 left from the readable callback; stop() ran before 2, 3 and 4 existed.
     assert.deepEqual(drv.batches, [[1]]);
   });
 });

@@ -109,7 +109,13 @@ export function progLoadXdp(prog: XdpProgram, name: string): number {
   dv.setBigUint64(32, BigInt(libc.addressOf(log)), true);
   setName(bytes, 48, name);
   dv.setUint32(68, BPF_XDP, true); // expected_attach_type
-  const r = libc.syscall3(SYS_BPF!, BPF_PROG_LOAD, bytes, bytes.length);
+  // The verifier answers EAGAIN when it is interrupted (a signal pending, e.g. on a loaded
+  // machine): libbpf tries 5 times (PROG_LOAD_ATTEMPTS); so do we.
+  let r = -1;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    r = libc.syscall3(SYS_BPF!, BPF_PROG_LOAD, bytes, bytes.length);
+    if (r >= 0 || libc.errno() !== libc.EAGAIN) break;
+  }
   if (r < 0) {
     const e = libc.errno();
     const text = Buffer.from(log).toString('utf8').replace(/\0.*$/s, '').trim().split('\n').slice(-8).join('\n');
