@@ -1,0 +1,229 @@
+// Steering hash choices (issue 11; docs/architecture.md "Workers"): fragments by (addresses,
+// proto, id), ICMP errors by the datagram they quote, and the AF_PACKET fanout program run
+// through a classic BPF interpreter against the one hash in src/wire/rss.ts, frame by frame.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { Prng } from '../../src/base/prng.js';
+import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
+import {
+  FlowKey, FlowKind, rssClassify, rssHash4, rssHash6, rssHashFragment4, rssHashFrame, rssQueueOfFrame,
+} from '../../src/wire/rss.js';
+import { fanoutProgram } from '../../src/driver/fanout.js';
+
+const C = parseIpv4('198.18.211.1')!, S = parseIpv4('198.18.211.2')!, R = parseIpv4('198.18.212.1')!;
+const C6 = parseIpv6('2001:db8:211::1')!, S6 = parseIpv6('2001:db8:211::2')!;
+
+// ---- frame builders ----------------------------------------------------------------------
+
+function eth(type: number, ip: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + ip.length);
+  f[12] = type >> 8; f[13] = type & 0xff;
+  f.set(ip, 14);
+  return f;
+}
+
+/** An IPv4 packet: header (ihl 5, or 6 with a NOP option word), then payload. */
+function ip4(src: number, dst: number, proto: number, payload: Uint8Array, o: { id?: number; frag?: number; options?: boolean } = {}): Uint8Array {
+  const hl = o.options ? 24 : 20;
+  const p = new Uint8Array(hl + payload.length);
+  const dv = new DataView(p.buffer);
+  p[0] = 0x40 | (hl / 4); dv.setUint16(2, p.length); dv.setUint16(4, o.id ?? 0); dv.setUint16(6, o.frag ?? 0);
+  p[8] = 64; p[9] = proto; dv.setUint32(12, src); dv.setUint32(16, dst);
+  if (o.options) p.fill(1, 20, 24);
+  p.set(payload, hl);
+  return p;
+}
+
+function ports(sport: number, dport: number, len = 8): Uint8Array {
+  const l4 = new Uint8Array(len);
+  l4[0] = sport >> 8; l4[1] = sport & 0xff; l4[2] = dport >> 8; l4[3] = dport & 0xff;
+  return l4;
+}
+
+function ip6(src: Uint8Array, dst: Uint8Array, next: number, payload: Uint8Array): Uint8Array {
+  const p = new Uint8Array(40 + payload.length);
+  p[0] = 0x60; p[4] = payload.length >> 8; p[5] = payload.length & 0xff; p[6] = next; p[7] = 64;
+  p.set(src, 8); p.set(dst, 24); p.set(payload, 40);
+  return p;
+}
+
+function frag6(next: number, id: number, offset: number, more: boolean, data: Uint8Array): Uint8Array {
+  const h = new Uint8Array(8 + data.length);
+  const dv = new DataView(h.buffer);
+  h[0] = next; dv.setUint16(2, (offset << 3) | (more ? 1 : 0)); dv.setUint32(4, id);
+  h.set(data, 8);
+  return h;
+}
+
+/** An ICMP (v4) error of `type`/`code` quoting `quoted` (its header and 8 bytes). */
+function icmp4Error(type: number, code: number, quoted: Uint8Array, from = R, to = S): Uint8Array {
+  const ihl = (quoted[0]! & 0x0f) * 4;
+  const body = new Uint8Array(8 + Math.min(quoted.length, ihl + 8));
+  body[0] = type; body[1] = code;
+  body.set(quoted.subarray(0, body.length - 8), 8);
+  return eth(0x0800, ip4(from, to, 1, body));
+}
+
+function icmp6Error(type: number, quoted: Uint8Array): Uint8Array {
+  const body = new Uint8Array(8 + Math.min(quoted.length, 1232));
+  body[0] = type;
+  body.set(quoted.subarray(0, body.length - 8), 8);
+  return eth(0x86dd, ip6(C6, S6, 58, body));
+}
+
+// ---- a classic BPF interpreter for the fanout program (packet = the frame's network header) ----
+
+function runCbpf(prog: Uint8Array, frame: Uint8Array): number {
+  const dv = new DataView(prog.buffer, prog.byteOffset, prog.length);
+  const proto = (frame[12]! << 8) | frame[13]!;
+  const pkt = frame.subarray(14);
+  const M = new Array<number | undefined>(16).fill(undefined);
+  let A = 0, X = 0, pc = 0;
+  const NET = -0x100000, AD_PROTOCOL = -0x1000;
+  const load = (k: number, size: number): number | null => {
+    if (k === AD_PROTOCOL) return proto;
+    const off = k - NET;
+    if (k >= 0 || off < 0 || off + size > pkt.length) return null;
+    let v = 0;
+    for (let i = 0; i < size; i++) v = (v * 256) + pkt[off + i]!;
+    return v >>> 0;
+  };
+  for (let steps = 0; steps < 10_000; steps++) {
+    const code = dv.getUint16(pc * 8, true), jt = dv.getUint8(pc * 8 + 2), jf = dv.getUint8(pc * 8 + 3);
+    const k = dv.getInt32(pc * 8 + 4, true), ku = k >>> 0;
+    pc++;
+    const cls = code & 0x07, size = code & 0x18, mode = code & 0xe0;
+    const bytes = size === 0x00 ? 4 : size === 0x08 ? 2 : 1;
+    if (cls === 0x00) { // LD
+      let v: number | null;
+      if (mode === 0x20) v = load(k, bytes);
+      else if (mode === 0x40) v = load((X | 0) + k, bytes);
+      else if (mode === 0x60) { const m = M[k]; assert.notEqual(m, undefined, `M[${k}] read before written`); v = m!; }
+      else throw new Error(`LD mode ${mode}`);
+      if (v === null) return 0;
+      A = v >>> 0;
+    } else if (cls === 0x01) { // LDX
+      if (mode === 0xa0) { const v = load(k, 1); if (v === null) return 0; X = (v & 0x0f) * 4; }
+      else if (mode === 0x60) { const m = M[k]; assert.notEqual(m, undefined, `M[${k}] read before written`); X = m!; }
+      else throw new Error(`LDX mode ${mode}`);
+    } else if (cls === 0x02) { M[k] = A; }
+    else if (cls === 0x04) { // ALU
+      const op = code & 0xf0, src = code & 0x08 ? X : ku;
+      switch (op) {
+        case 0x00: A = (A + src) >>> 0; break;
+        case 0x20: A = Math.imul(A, src) >>> 0; break;
+        case 0x40: A = (A | src) >>> 0; break;
+        case 0x50: A = (A & src) >>> 0; break;
+        case 0x60: A = (A << src) >>> 0; break;
+        case 0x70: A = A >>> src; break;
+        case 0x90: A = A % src; break;
+        case 0xa0: A = (A ^ src) >>> 0; break;
+        default: throw new Error(`ALU op ${op}`);
+      }
+    } else if (cls === 0x05) { // JMP
+      const op = code & 0xf0;
+      if (op === 0x00) { pc += ku; continue; }
+      const src = code & 0x08 ? X : ku;
+      const c = op === 0x10 ? A === src : op === 0x20 ? A > src : op === 0x30 ? A >= src : op === 0x40 ? (A & src) !== 0 : (() => { throw new Error(`JMP op ${op}`); })();
+      pc += c ? jt : jf;
+    } else if (cls === 0x06) { return code & 0x10 ? A : ku; }
+    else if (cls === 0x07) { if ((code & 0xf8) === 0x00) X = A; else A = X; }
+  }
+  throw new Error('program did not end');
+}
+
+function sampleFrames(rng: Prng): Uint8Array[] {
+  const r32 = () => (rng.next() * 2 ** 32) >>> 0, r16 = () => Math.floor(rng.next() * 65536);
+  const out: Uint8Array[] = [];
+  const a = r32(), b = r32(), sp = r16(), dp = r16(), id = r16();
+  const opt = rng.next() < 0.5;
+  const tcp = ip4(a, b, 6, ports(sp, dp, 20), { options: opt });
+  const udp = ip4(a, b, 17, ports(sp, dp, 8), { options: opt });
+  out.push(eth(0x0800, tcp), eth(0x0800, udp));
+  out.push(eth(0x0800, ip4(a, b, 17, ports(sp, dp, 8), { id, frag: 0x2000 })));                  // first fragment
+  out.push(eth(0x0800, ip4(a, b, 17, new Uint8Array(64), { id, frag: 0x00b9 })));                // last fragment
+  out.push(eth(0x0800, ip4(a, b, 1, Uint8Array.of(8, 0, 0, 0, 0, 1, 0, 1))));                     // echo request
+  for (const t of [3, 4, 11, 12]) out.push(icmp4Error(t, 4, tcp, r32(), b), icmp4Error(t, 3, udp, r32(), b));
+  out.push(icmp4Error(3, 4, ip4(a, b, 17, ports(sp, dp, 8), { id, frag: 0x2000 })));              // quotes a first fragment
+  out.push(icmp4Error(11, 1, ip4(a, b, 17, new Uint8Array(8), { id, frag: 0x0010 })));            // quotes a later one
+  out.push(icmp4Error(5, 0, tcp));                                                                // a redirect: not an error we steer
+  out.push(eth(0x0806, new Uint8Array(28)));
+  const x = new Uint8Array(16), y = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) { x[i] = r16() & 0xff; y[i] = r16() & 0xff; }
+  const tcp6 = ip6(x, y, 6, ports(sp, dp, 20)), udp6 = ip6(x, y, 17, ports(sp, dp, 8));
+  out.push(eth(0x86dd, tcp6), eth(0x86dd, udp6));
+  out.push(eth(0x86dd, ip6(x, y, 44, frag6(17, r32(), 0, true, ports(sp, dp, 16)))));
+  out.push(eth(0x86dd, ip6(x, y, 44, frag6(17, r32(), 185, false, new Uint8Array(40)))));
+  for (const t of [1, 2, 3, 4]) out.push(icmp6Error(t, tcp6), icmp6Error(t, udp6));
+  out.push(icmp6Error(128, tcp6));
+  out.push(eth(0x86dd, ip6(x, y, 58, Uint8Array.of(128, 0, 0, 0, 0, 1, 0, 1))));
+  // Truncated: both sides must agree on a failed read too.
+  out.push(icmp4Error(3, 3, tcp).subarray(0, 14 + 20 + 8 + 10));
+  return out;
+}
+
+test('the fanout program computes the same queue as rssQueueOfFrame for every kind of frame', () => {
+  const rng = new Prng(11);
+  for (const n of [2, 3, 4]) {
+    const prog = fanoutProgram(n);
+    for (let i = 0; i < 150; i++) {
+      for (const f of sampleFrames(rng)) {
+        assert.equal(runCbpf(prog, f), rssQueueOfFrame(f, 0, f.length, n), `n=${n}, frame ${Buffer.from(f).toString('hex')}`);
+      }
+    }
+    // A permuted slot map sends each queue to its slot (a failed read ends in slot 0, not queue 0's: the truncated sample is left out).
+    const perm = Array.from({ length: n }, (_, q) => (q + 1) % n);
+    const p2 = fanoutProgram(n, perm);
+    for (const f of sampleFrames(rng).slice(0, -1)) assert.equal(runCbpf(p2, f), perm[rssQueueOfFrame(f, 0, f.length, n)]);
+  }
+});
+
+test('every fragment of a datagram hashes alike; different datagrams of one flow spread over workers', () => {
+  const first = eth(0x0800, ip4(C, S, 17, ports(53, 40000, 8), { id: 77, frag: 0x2000 }));
+  const middle = eth(0x0800, ip4(C, S, 17, new Uint8Array(1480), { id: 77, frag: 0x2000 | 185 }));
+  const last = eth(0x0800, ip4(C, S, 17, new Uint8Array(40), { id: 77, frag: 370 }));
+  const h = rssHashFragment4(C, S, 17, 77);
+  for (const f of [first, middle, last]) assert.equal(rssHashFrame(f, 0, f.length), h);
+  const key = new FlowKey();
+  assert.equal(rssClassify(first, 0, first.length, key), FlowKind.Fragment);
+  // One flow's datagrams (ids 0..999) are reassembled on both of 2 workers, not on one.
+  const perQueue = [0, 0];
+  for (let id = 0; id < 1000; id++) perQueue[rssHashFragment4(C, S, 17, id) % 2]!++;
+  assert.ok(perQueue[0]! > 400 && perQueue[1]! > 400, `spread ${perQueue}`);
+  // IPv6: the Fragment header's id, every fragment alike.
+  const a = eth(0x86dd, ip6(C6, S6, 44, frag6(17, 0x01020304, 0, true, ports(53, 40000, 16))));
+  const b = eth(0x86dd, ip6(C6, S6, 44, frag6(17, 0x01020304, 100, false, new Uint8Array(24))));
+  assert.equal(rssHashFrame(a, 0, a.length), rssHashFrame(b, 0, b.length));
+  assert.equal(rssClassify(b, 0, b.length, key), FlowKind.Fragment);
+});
+
+test('an ICMP error hashes as the flow it quotes: our port, our address, the flow\'s worker', () => {
+  const key = new FlowKey();
+  // Our UDP datagram S:40001 -> C:9 drew a port unreachable from C; a TCP segment S:50000 -> R:80 a frag-needed from a router.
+  const udpOut = ip4(S, C, 17, ports(40001, 9, 8));
+  const unreach = icmp4Error(3, 3, udpOut, C, S);
+  assert.equal(rssClassify(unreach, 0, unreach.length, key), FlowKind.Udp);
+  assert.ok(key.icmpError);
+  assert.equal(key.hash, rssHash4(C, S, 9, 40001), 'the hash of the flow, either direction');
+  assert.equal(key.localPort, 40001);
+  assert.equal(key.localAddr, S);
+  const tcpOut = ip4(S, R, 6, ports(50000, 80, 20), { options: true });
+  const needFrag = icmp4Error(3, 4, tcpOut, C, S);
+  assert.equal(rssClassify(needFrag, 0, needFrag.length, key), FlowKind.Tcp);
+  assert.equal(key.hash, rssHash4(R, S, 80, 50000));
+  const ttl = icmp4Error(11, 0, tcpOut, C, S);
+  assert.equal(rssHashFrame(ttl, 0, ttl.length), rssHash4(R, S, 80, 50000));
+  // ICMPv6 Packet Too Big about our TCP segment, Destination Unreachable about our UDP datagram.
+  const ptb = icmp6Error(2, ip6(S6, C6, 6, ports(50001, 443, 20)));
+  assert.equal(rssClassify(ptb, 0, ptb.length, key), FlowKind.Tcp);
+  assert.equal(key.hash, rssHash6(C6, 0, S6, 0, 443, 50001));
+  assert.equal(key.localPort, 50001);
+  assert.equal(Buffer.from(ptb.subarray(key.localOff6, key.localOff6 + 16)).toString('hex'), Buffer.from(S6).toString('hex'));
+  const u6 = icmp6Error(1, ip6(S6, C6, 17, ports(50002, 53, 8)));
+  assert.equal(rssClassify(u6, 0, u6.length, key), FlowKind.Udp);
+  assert.equal(key.hash, rssHash6(S6, 0, C6, 0, 50002, 53));
+  // Echo is nobody's: any worker answers it.
+  const echo = eth(0x0800, ip4(C, S, 1, Uint8Array.of(8, 0, 0, 0, 0, 1, 0, 1)));
+  assert.equal(rssClassify(echo, 0, echo.length, key), FlowKind.None);
+  assert.equal(key.icmpError, false);
+});
