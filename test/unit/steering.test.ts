@@ -227,3 +227,144 @@ test('an ICMP error hashes as the flow it quotes: our port, our address, the flo
   assert.equal(rssClassify(echo, 0, echo.length, key), FlowKind.None);
   assert.equal(key.icmpError, false);
 });
+
+// ---- two worker stacks on a 2-queue memory port, with the software steering between them ----
+
+import { MemoryWire } from '../../src/driver/memory.js';
+import { VirtualClock } from '../../src/base/time.js';
+import { Stack } from '../../src/stack/stack.js';
+import type { PacketBuffer } from '../../src/base/pktbuf.js';
+import { flowOwner, ownsTuple, ownsUdpPort, type WorkerIdentity } from '../../src/runtime/worker.js';
+import type { NetError } from '../../src/base/errors.js';
+
+/** A kernel-like peer (198.18.211.1) and 2 workers (198.18.211.2) steered as src/runtime/worker.ts does. */
+function steeredRig() {
+  const clock = new VirtualClock(0);
+  const wire = new MemoryWire({ clock, seed: 5, realtime: false });
+  const cport = wire.createPort({ name: 'c0' });
+  const queues = wire.createQueues(2, { name: 's0' });
+  const peer = new Stack({ clock, random: (() => { const r = new Prng(1); return () => r.next(); })() });
+  peer.addInterface(cport, { addr: '198.18.211.1/24' });
+  peer.sysctl.set('net.inet.icmp.icmplim', 0);
+  const steered = { frames: 0, reassembled: 0 };
+  const workers = queues.map((q, i) => {
+    const s = new Stack({ clock, random: (() => { const r = new Prng(20 + i); return () => r.next(); })() });
+    s.addInterface(q, { addr: '198.18.211.2/24' });
+    const id = { index: i, count: 2, seed: 1, slots: [0, 1] } as WorkerIdentity;
+    s.tcp.portFilter = ownsTuple(id);
+    s.udp.portFilter = ownsUdpPort(id);
+    return s;
+  });
+  const owners = workers.map((s, i) => flowOwner(s, i, 2));
+  workers.forEach((s, i) => {
+    const hook = (v6: boolean) => (ifIndex: number, buf: PacketBuffer): boolean => {
+      const to = owners[i]!.packet(buf.data, buf.start, buf.end - buf.start, v6);
+      if (to === i) return false;
+      steered.reassembled++;
+      // The owner gets it framed again (what the IPC message carries).
+      const b = queues[to]!.pool.alloc(queues[to]!.pool.headroom + 14 + buf.length);
+      b.data.set(s.interfaceByIndex(ifIndex)!.mac, b.start);
+      b.data[b.start + 12] = v6 ? 0x86 : 0x08; b.data[b.start + 13] = v6 ? 0xdd : 0x00;
+      b.data.set(buf.data.subarray(buf.start, buf.end), b.start + 14);
+      b.end = b.start + 14 + buf.length;
+      buf.release();
+      workers[to]!.input(1, b);
+      return true;
+    };
+    s.ipv4.onReassembled = hook(false);
+    s.ip6.onReassembled = hook(true);
+    // ARP replies reach queue 0: what one worker learns, all learn (the supervisor's relay).
+    s.arp.onLearned = (ifIndex, ip, mac, off) => { for (const o of workers) if (o !== s) o.arp.learn(ifIndex, ip, mac.slice(off, off + 6)); };
+  });
+  const nodes: [Stack, typeof cport, number][] = [[peer, cport, -1], [workers[0]!, queues[0]!, 0], [workers[1]!, queues[1]!, 1]];
+  const rx: PacketBuffer[] = [];
+  const step = () => {
+    let moved = false;
+    for (const [s, p, qi] of nodes) {
+      const k = p.rxBurst(rx, 64);
+      for (let i = 0; i < k; i++) {
+        const b = rx[i]!;
+        moved = true;
+        if (qi >= 0) {
+          const to = owners[qi]!.frame(b.data, b.start, b.end - b.start);
+          if (to !== qi) { steered.frames++; workers[to]!.input(1, b); continue; }
+        }
+        s.input(1, b);
+      }
+      s.poll(clock.now());
+    }
+    return moved;
+  };
+  const runUntil = (cond: () => boolean, maxMs = 5_000) => {
+    const end = clock.now() + maxMs;
+    while (!cond() && clock.now() < end) {
+      if (step()) continue;
+      let next = wire.nextEventTime();
+      for (const [s] of nodes) next = Math.min(next, s.poll(clock.now()));
+      clock.set(Math.min(end, Math.max(clock.now() + 0.01, next)));
+    }
+    return cond();
+  };
+  // Let every worker learn the peer's MAC (and the peer theirs) before the test's traffic.
+  for (const w of workers) { const u = w.udp.open(); u.send(new Uint8Array(1), C, 9); u.close(); }
+  runUntil(() => false, 50);
+  return { peer, workers, steered, runUntil };
+}
+
+/** A UDP echo on the peer at `port` answering with `size` bytes (default: the request). */
+function echo(peer: Stack, port: number, size = 0) {
+  const u = peer.udp.open();
+  u.bind(0, port);
+  u.onMessage = (data, addr, p) => u.send(size ? new Uint8Array(size).fill(7) : data, addr, p);
+  return u;
+}
+
+test('steered workers: a UDP client on each worker gets the replies of its first peer and of another one, small and fragmented (3000 bytes)', () => {
+  const { peer, workers, steered, runUntil } = steeredRig();
+  echo(peer, 7001); echo(peer, 7002, 3000);
+  let got = 0;
+  const sizes: number[][] = [[], []];
+  for (const [i, w] of workers.entries()) {
+    for (let k = 0; k < 20; k++) {
+      const u = w.udp.open();
+      u.onMessage = (data) => { sizes[i]!.push(data.length); got++; };
+      u.send(new Uint8Array([1, 2, 3]), C, 7001);      // the port is chosen knowing this peer
+      assert.equal(u.localPort % 2, i, 'an ephemeral UDP port of worker i is i mod 2');
+      assert.equal(rssHash4(S, C, u.localPort, 7001) % 2, i, 'and its first peer\'s replies hash to worker i');
+      u.send(new Uint8Array([4]), C, 7002);            // replies: 3000 bytes, fragmented, hashed by (addresses, id)
+    }
+  }
+  assert.ok(runUntil(() => got === 80), `replies ${got}/80`);
+  for (const s of sizes) { assert.equal(s.filter((n) => n === 3).length, 20); assert.equal(s.filter((n) => n === 3000).length, 20); }
+  for (const w of workers) assert.equal(w.udp.stats.noPort, 0, 'no datagram found no socket');
+  assert.ok(steered.reassembled > 0, 'some reassembled datagrams went on to their owner');
+});
+
+test('steered workers: a port unreachable about a connected UDP socket reaches that socket on its worker (ECONNREFUSED)', () => {
+  const { workers, runUntil, peer } = steeredRig();
+  const errors: string[][] = [[], []];
+  for (const [i, w] of workers.entries()) {
+    for (let k = 0; k < 10; k++) {
+      const u = w.udp.open();
+      u.bind(0, 0);                                    // bound before connect, as node:dgram does
+      u.connect(C, 9 + k);
+      u.onError = (e: NetError) => { errors[i]!.push(e.code); };
+      u.send(new Uint8Array([1]));
+    }
+  }
+  const ok = runUntil(() => errors[0]!.length === 10 && errors[1]!.length === 10);
+  assert.ok(ok, `errors ${errors.map((e) => e.length)}; ${JSON.stringify([peer.ipv4.icmp.stats, peer.drops, ...workers.map((w) => [w.ipv4.icmp.stats, w.drops])])}`);
+  for (const e of errors) assert.ok(e.every((c) => c === 'ECONNREFUSED'));
+  void peer;
+});
+
+test('steered workers: a UDP server port every worker bound is served by whichever worker the datagram reaches', () => {
+  const { peer, workers, steered, runUntil } = steeredRig();
+  const served = [0, 0];
+  workers.forEach((w, i) => { const u = w.udp.open(); u.bind(0, 5353); u.onMessage = (d, a, p) => { served[i]!++; u.send(d, a, p); }; });
+  let answers = 0;
+  for (let k = 0; k < 40; k++) { const u = peer.udp.open(); u.onMessage = () => { answers++; }; u.send(new Uint8Array(k === 0 ? 3000 : 10), S, 5353); }
+  assert.ok(runUntil(() => answers === 40), `answers ${answers}`);
+  assert.ok(served[0]! > 5 && served[1]! > 5, `both serve: ${served}`);
+  assert.equal(steered.frames, 0, 'nothing needed a hop');
+});
