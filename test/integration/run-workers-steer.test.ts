@@ -1,0 +1,126 @@
+// `tstack run` with [stack] workers = 2 (issue 11; docs/architecture.md "Workers", "Flow
+// ownership"): UDP sockets, ICMP errors and fragments reach the worker that owns them. An
+// unmodified node:http + node:dgram + node:net program (test/fixtures/apps/workers-steer.js) on
+// AF_PACKET fanout and on a multi-queue TAP, with kernel peers in the test namespace
+// (198.18.241.0/24) and a routed server behind a 1280-byte link in a second namespace
+// (198.18.242.0/24) for frag-needed.
+import test, { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNetns, destroyNetns, requireRoot } from '../helpers/netns.js';
+import { BIN, ROOT, curl, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
+
+after(stopAllApps);
+
+const SUBNET = 241;
+const ROUTED = '198.18.242.2';
+
+/** Kernel-side UDP servers in the namespace: 7001 echoes, 7002 answers every datagram with 3000 bytes (fragmented at MTU 1500). */
+const UDP_SERVERS = `
+const dgram = require('node:dgram');
+const a = dgram.createSocket('udp4'); a.on('message', (m, r) => a.send(m, r.port, r.address)); a.bind(7001);
+const b = dgram.createSocket('udp4'); b.on('message', (m, r) => b.send(Buffer.alloc(3000, 0x62), r.port, r.address)); b.bind(7002, () => console.log('udp up'));`;
+
+/** A TCP server that answers the number of bytes it read once the client ends. */
+const COUNT_SERVER = `
+require('node:net').createServer((c) => { let n = 0; c.on('data', (d) => { n += d.length; }); c.on('end', () => c.end(String(n))); c.on('error', () => {}); })
+  .listen(7100, () => console.log('tcp up'));`;
+
+function inNs(ns: string, script: string): { child: ChildProcess; ready: Promise<void> } {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').once('data', () => resolve());
+    child.once('exit', (c) => reject(new Error(`peer exited ${c}`)));
+  });
+  return { child, ready };
+}
+
+const ctlDir = mkdtempSync(join(tmpdir(), 'tstack-steer-'));
+after(() => rmSync(ctlDir, { recursive: true, force: true }));
+
+async function startWorkers(prefix: string, driver: 'afpacket' | 'tap'): Promise<RunningApp> {
+  return startApp({
+    extraConfig: `[control]\nsocket = "${ctlDir}/${prefix}.sock"\n`,
+    prefix, subnet: SUBNET, app: 'test/fixtures/apps/workers-steer.js', args: ['8080'], driver, workers: 2,
+    env: { TSTACK_DEBUG: '1' },
+    port: (ns, ifname) => `[[port]]\ndriver = "${driver}"\nifname = "${ifname}"\naddr = "198.18.${SUBNET}.2/24"\ngateway = "198.18.${SUBNET}.1"\nhost_addr = "198.18.${SUBNET}.1/24"\nnetns = "${ns}"`,
+    ready: /listening pid \d+[\s\S]*listening pid \d+/, readyTimeoutMs: 60_000,
+  });
+}
+
+/** Asks until both workers answered `path`; returns each worker's "K/N". */
+async function fromBoth(app: RunningApp, path: string, what: string): Promise<Map<string, string>> {
+  const results = new Map<string, string>();
+  for (let k = 0; k < 30 && results.size < 2; k++) {
+    const out = await curl(app.ns, ['-s', '-m', '120', `http://${app.stackIp}:8080${path}`]);
+    const m = new RegExp(`${what} (\\d+)/(\\d+) pid (\\d+)`).exec(out);
+    assert.ok(m, `${path} answered: ${out}`);
+    if (!results.has(m[3]!)) results.set(m[3]!, `${m[1]}/${m[2]}`);
+  }
+  assert.equal(results.size, 2, `both workers answered ${path}`);
+  return results;
+}
+
+for (const driver of ['afpacket', 'tap'] as const) {
+  test(`2 workers on ${driver}: UDP clients on each worker get their replies (3000-byte fragmented ones too), and a port unreachable reaches the connected socket as ECONNREFUSED`, { timeout: 240_000 }, async (t) => {
+    if (!requireRoot(t, ['ip', 'curl'])) return;
+    const app = await startWorkers(driver === 'tap' ? 'st-udp-tap' : 'st-udp-ap', driver);
+    // Linux rate-limits ICMP errors per destination (about 6, then 1 a second): off in the test namespace.
+    execFileSync('ip', ['netns', 'exec', app.ns, 'sysctl', '-q', '-w', 'net.ipv4.icmp_ratelimit=0']);
+    const udp = inNs(app.ns, UDP_SERVERS);
+    try {
+      await udp.ready;
+      const host = app.hostIp;
+      for (const [pid, r] of await fromBoth(app, `/udp?host=${host}&p1=7001&p2=7002&n=40`, 'udp')) assert.equal(r, '40/40', `worker ${pid}: udp ${r}`);
+      for (const [pid, r] of await fromBoth(app, `/refused?host=${host}&port=7009&n=20`, 'refused')) assert.equal(r, '20/20', `worker ${pid}: refused ${r}`);
+    } finally {
+      udp.child.kill();
+      await app.stop();
+    }
+    const m = /frames steered (\d+)/.exec(app.output());
+    t.diagnostic(`${driver}: ${m?.[0] ?? 'no steering figure'}`);
+  });
+}
+
+test('2 workers on afpacket: a frag-needed from a router lowers the path MTU of the owning worker\'s TCP connection (bulk through a 1280-byte link)', { timeout: 240_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'curl'])) return;
+  const app = await startWorkers('st-pmtu', 'afpacket');
+  const ns2 = createNetns('st-pmtu-r');
+  const a = `s11r${process.pid % 10000}`, b = `${a}b`;
+  let server: ReturnType<typeof inNs> | null = null;
+  try {
+    // ns routes between the stack (198.18.241.0/24) and ns2 (198.18.242.0/24); its end of the
+    // link to ns2 has MTU 1280, ns2's end 1500: ns2 advertises MSS 1460, so the stack's full
+    // segments meet the 1280-byte hop and the router answers frag-needed.
+    execFileSync('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+    execFileSync('ip', ['link', 'set', a, 'netns', app.ns]);
+    execFileSync('ip', ['link', 'set', b, 'netns', ns2]);
+    const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args]);
+    ip(app.ns, 'ip', 'addr', 'add', '198.18.242.1/24', 'dev', a);
+    ip(app.ns, 'ip', 'link', 'set', a, 'mtu', '1280', 'up');
+    ip(app.ns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1');
+    ip(ns2, 'ip', 'addr', 'add', `${ROUTED}/24`, 'dev', b);
+    ip(ns2, 'ip', 'link', 'set', b, 'up');
+    ip(ns2, 'ip', 'link', 'set', 'lo', 'up');
+    ip(ns2, 'ip', 'route', 'add', 'default', 'via', '198.18.242.1');
+    server = inNs(ns2, COUNT_SERVER);
+    await server.ready;
+    for (const [pid, r] of await fromBoth(app, `/bulk?host=${ROUTED}&port=7100&n=8&bytes=200000`, 'bulk')) assert.equal(r, '8/8', `worker ${pid}: bulk ${r}`);
+    // Each worker's TCP lowered its path MTU (netstat -s, worker by worker).
+    for (const i of [0, 1]) {
+      const s = JSON.parse(execFileSync(process.execPath, [BIN, 'netstat', '-s', '-p', 'tcp', '--json', '--socket', join(ctlDir, `st-pmtu.w${i}.sock`)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 })) as Record<string, Record<string, number>>;
+      const tcp = (s['tcp'] ?? s) as Record<string, number>;
+      assert.ok((tcp['pmtuUpdates'] ?? 0) > 0, `worker ${i} pmtuUpdates: ${JSON.stringify(tcp)}`);
+      t.diagnostic(`worker ${i}: pmtuUpdates ${tcp['pmtuUpdates']}`);
+    }
+  } finally {
+    server?.child.kill();
+    await app.stop();
+    try { execFileSync('ip', ['netns', 'exec', app.ns, 'ip', 'link', 'del', a], { stdio: 'ignore' }); } catch { /* gone with the namespace */ }
+    destroyNetns(ns2);
+  }
+  void waitUntil;
+});
