@@ -22,9 +22,11 @@ export interface WorkerIdentity {
   seed: number;
   /** PACKET_FANOUT slot of each queue's socket (see src/driver/fanout.ts). */
   slots: number[];
+  /** AF_XDP ports: the id of the XSKMAP the supervisor's program redirects through, by port index. */
+  xskMaps?: Record<number, number>;
 }
 
-export const WORKER_ENV = { index: 'TSTACK_WORKER', count: 'TSTACK_WORKERS', seed: 'TSTACK_WORKER_SEED', slots: 'TSTACK_FANOUT_SLOTS' } as const;
+export const WORKER_ENV = { index: 'TSTACK_WORKER', count: 'TSTACK_WORKERS', seed: 'TSTACK_WORKER_SEED', slots: 'TSTACK_FANOUT_SLOTS', xskMaps: 'TSTACK_XSKMAPS' } as const;
 
 /** The identity the supervisor gave this process, or null when it is not one of several workers. */
 export function workerFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerIdentity | null {
@@ -34,7 +36,12 @@ export function workerFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerIdent
   if (!Number.isInteger(index) || !Number.isInteger(count) || index < 0 || index >= count) return null;
   const raw = (env[WORKER_ENV.slots] ?? '').split(',').filter((s) => s !== '').map(Number);
   const slots = raw.length === count && raw.every((s) => Number.isInteger(s) && s >= 0) ? raw : Array.from({ length: count }, (_, k) => k);
-  return { index, count, seed: Number.isInteger(seed) ? seed : 1, slots };
+  const xskMaps: Record<number, number> = {};
+  for (const pair of (env[WORKER_ENV.xskMaps] ?? '').split(',')) {
+    const [port, id] = pair.split(':').map(Number);
+    if (Number.isInteger(port) && Number.isInteger(id) && id! > 0) xskMaps[port!] = id!;
+  }
+  return { index, count, seed: Number.isInteger(seed) ? seed : 1, slots, ...(Object.keys(xskMaps).length > 0 && { xskMaps }) };
 }
 
 /** The MAC every worker of an instance uses on port `port` when the config gives none. */

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNetns, destroyNetns, requireRoot } from '../helpers/netns.js';
-import { BIN, ROOT, curl, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
+import { BIN, ROOT, curl, runIn, startApp, stopAllApps, waitUntil, type RunningApp } from '../helpers/run-app.js';
 
 after(stopAllApps);
 
@@ -41,7 +41,7 @@ function inNs(ns: string, script: string): { child: ChildProcess; ready: Promise
 const ctlDir = mkdtempSync(join(tmpdir(), 'tstack-steer-'));
 after(() => rmSync(ctlDir, { recursive: true, force: true }));
 
-async function startWorkers(prefix: string, driver: 'afpacket' | 'tap'): Promise<RunningApp> {
+async function startWorkers(prefix: string, driver: 'afpacket' | 'tap' | 'afxdp'): Promise<RunningApp> {
   return startApp({
     extraConfig: `[control]\nsocket = "${ctlDir}/${prefix}.sock"\n`,
     prefix, subnet: SUBNET, app: 'test/fixtures/apps/workers-steer.js', args: ['8080'], driver, workers: 2,
@@ -123,4 +123,58 @@ test('2 workers on afpacket: a frag-needed from a router lowers the path MTU of 
     destroyNetns(ns2);
   }
   void waitUntil;
+});
+
+test('2 workers on afxdp: one XSK per worker on its own queue of a 2-queue veth; both serve, UDP replies and ECONNREFUSED reach their worker', { timeout: 240_000 }, async (t) => {
+  if (!requireRoot(t, ['ip', 'curl', 'ab'])) return;
+  const app = await startWorkers('st-xdp', 'afxdp');
+  execFileSync('ip', ['netns', 'exec', app.ns, 'sysctl', '-q', '-w', 'net.ipv4.icmp_ratelimit=0']);
+  const udp = inNs(app.ns, UDP_SERVERS);
+  try {
+    await udp.ready;
+    // The supervisor made the veth with a queue per worker on both ends.
+    const link = JSON.parse(execFileSync('ip', ['-n', app.ns, '-d', '-j', 'link', 'show', 'dev', `${app.ifname}h`], { encoding: 'utf8' })) as { num_rx_queues?: number; num_tx_queues?: number }[];
+    assert.equal(link[0]?.num_rx_queues, 2); assert.equal(link[0]?.num_tx_queues, 2);
+    let seen = new Set<string>();
+    for (let k = 0; k < 40 && seen.size < 2; k++) {
+      const out = await curl(app.ns, ['-s', '-m', '10', `http://${app.stackIp}:8080/`]);
+      const m = /hello from (\d+)/.exec(out);
+      if (m) seen = new Set([...seen, m[1]!]);
+    }
+    assert.equal(seen.size, 2, 'both workers answered');
+    const r = await runIn(app.ns, 'ab', ['-q', '-n', '1000', '-c', '10', `http://${app.stackIp}:8080/`], { timeoutMs: 120_000 });
+    assert.match(r.stdout, /Complete requests:\s+1000/);
+    assert.match(r.stdout, /Failed requests:\s+0/);
+    const host = app.hostIp;
+    for (const [pid, res] of await fromBoth(app, `/udp?host=${host}&p1=7001&p2=7002&n=20`, 'udp')) assert.equal(res, '20/20', `worker ${pid}: udp ${res}`);
+    for (const [pid, res] of await fromBoth(app, `/refused?host=${host}&port=7009&n=10`, 'refused')) assert.equal(res, '10/10', `worker ${pid}: refused ${res}`);
+  } finally {
+    udp.child.kill();
+    await app.stop();
+  }
+  const m = /frames steered (\d+)/.exec(app.output());
+  t.diagnostic(`afxdp: ${m?.[0] ?? 'no steering figure'} (the kernel end picks the queue by its own hash; steering moves the rest)`);
+});
+
+test('AF_XDP on a veth with one queue: a second worker\'s socket on queue 1 is refused with EINVAL', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t, ['ip'])) return;
+  const ns = createNetns('st-xdp1');
+  const name = `s11x${process.pid % 10000}`;
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}h`]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', name, 'up']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', `${name}h`, 'up']);
+    const { AfXdpDriver, attachXdpShared } = await import('../../src/driver/afxdp.js');
+    const shared = attachXdpShared({ ifname: name, netns: ns });
+    try {
+      const q0 = AfXdpDriver.open({ ifname: name, netns: ns, queue: 0, sharedXskMap: shared.xskMapId });
+      q0.close();
+      assert.throws(() => AfXdpDriver.open({ ifname: name, netns: ns, queue: 1, sharedXskMap: shared.xskMapId }),
+        /bind\(AF_XDP s11x\d+ queue 1\): EINVAL/);
+    } finally {
+      shared.close();
+    }
+  } finally {
+    destroyNetns(ns);
+  }
 });
