@@ -578,13 +578,18 @@ export class Udp {
   /** Whether a datagram to addr:port would find a socket (the routing policy asks, not the hot path). */
   hasSocket(addr: number, port: number): boolean {
     const list = this.ports.get(port);
-    return !!list && list.some((o) => !o.closed && o.accepts4 && (o.localAddr === 0 || o.localAddr === addr));
+    if (list === undefined) return false;
+    // A loop, not some(): the workers' steering asks this per received datagram.
+    for (const o of list) if (!o.closed && o.accepts4 && (o.localAddr === 0 || o.localAddr === addr)) return true;
+    return false;
   }
 
   /** hasSocket for an IPv6 destination at addr[off..]. */
   hasSocket6(addr: Uint8Array, off: number, port: number): boolean {
     const list = this.ports.get(port);
-    return !!list && list.some((o) => !o.closed && o.accepts6 && (o.anyLocal6 || addr6Equals(o.local6!, 0, addr, off)));
+    if (list === undefined) return false;
+    for (const o of list) if (!o.closed && o.accepts6 && (o.anyLocal6 || addr6Equals(o.local6!, 0, addr, off))) return true;
+    return false;
   }
 
   /** @internal */

@@ -178,3 +178,60 @@ test('AF_XDP on a veth with one queue: a second worker\'s socket on queue 1 is r
     destroyNetns(ns);
   }
 });
+
+test('AF_XDP: the kernel does not let an XDP program redirect a frame to the socket of another queue (why workers own queues, not hashes)', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t, ['ip'])) return;
+  const { AfXdpDriver } = await import('../../src/driver/afxdp.js');
+  const bpf = await import('../../src/driver/sys/bpf.js');
+  const libc = await import('../../src/driver/sys/libc.js');
+  const { inNetns } = await import('../../src/driver/sys/netns.js');
+  const ns = createNetns('st-xdpq');
+  const name = `s11q${process.pid % 10000}`;
+  try {
+    const ipn = (...a: string[]) => execFileSync('ip', ['-n', ns, ...a]);
+    ipn('link', 'add', name, 'numtxqueues', '2', 'numrxqueues', '2', 'type', 'veth', 'peer', 'name', `${name}h`, 'numtxqueues', '2', 'numrxqueues', '2');
+    ipn('link', 'set', name, 'up'); ipn('link', 'set', `${name}h`, 'up');
+    ipn('addr', 'add', '198.18.243.1/24', 'dev', `${name}h`);
+    ipn('neigh', 'add', '198.18.243.2', 'lladdr', '02:00:00:00:00:02', 'dev', `${name}h`, 'nud', 'permanent');
+    /** Attaches `which` program, opens sockets on queues 0 and 1, sends 60 datagrams from 60 kernel sockets; datagrams each socket got. */
+    const trial = async (which: 'queue' | 'slot1'): Promise<[number, number]> => {
+      const fds = inNetns(ns, () => {
+        const ifindex = libc.ifNameToIndex(name);
+        const map = bpf.createXskMap(64);
+        const prog = bpf.progLoadXdp(which === 'queue' ? bpf.redirectAllProgram(map) : bpf.redirectToSlotProgram(map, 1), 'tst_trial');
+        const link = bpf.linkCreateXdp(prog, ifindex, bpf.XDP_FLAGS_DRV_MODE);
+        return { map, prog, link };
+      });
+      const socks = [0, 1].map((queue) => AfXdpDriver.open({ ifname: name, netns: ns, queue, sharedXskMap: bpf.mapIdOf(fds.map) }));
+      try {
+        execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', `
+          const dgram = require('node:dgram'); let left = 60;
+          for (let i = 0; i < 60; i++) { const s = dgram.createSocket('udp4'); s.send('x', 9, '198.18.243.2', () => { s.close(); if (--left === 0) process.exit(0); }); }`], { timeout: 20_000 });
+        await new Promise((r) => setTimeout(r, 300));
+        const rx: import('../../src/base/pktbuf.js').PacketBuffer[] = [];
+        return socks.map((d) => {
+          let n = 0;
+          for (let k = d.rxBurst(rx, 64); k > 0; k = d.rxBurst(rx, 64)) {
+            for (let i = 0; i < k; i++) { const b = rx[i]!; if (b.data[b.start + 12] === 0x08 && b.data[b.start + 23] === 17) n++; b.release(); }
+          }
+          return n;
+        }) as [number, number];
+      } finally {
+        for (const d of socks) d.close();
+        for (const fd of [fds.link, fds.prog, fds.map]) libc.close(fd);
+      }
+    };
+    const byQueue = await trial('queue');
+    const toSlot1 = await trial('slot1');
+    t.diagnostic(`redirect to the arrival queue's socket: queue 0 ${byQueue[0]}, queue 1 ${byQueue[1]}; everything to queue 1's socket: ${toSlot1[0]} + ${toSlot1[1]} of 60`);
+    // The kernel end spreads its sockets' datagrams over both queues…
+    assert.equal(byQueue[0] + byQueue[1], 60);
+    assert.ok(byQueue[0] > 0 && byQueue[1] > 0, `both queues used: ${byQueue}`);
+    // …and a redirect to queue 1's socket delivers only what arrived on queue 1: the rest is
+    // dropped (xsk_rcv_check: xs->queue_id != xdp->rxq->queue_index -> -EINVAL).
+    assert.equal(toSlot1[0], 0);
+    assert.ok(toSlot1[1] < 60 && toSlot1[1] > 0, `only queue 1's frames arrive: ${toSlot1[1]}`);
+  } finally {
+    destroyNetns(ns);
+  }
+});

@@ -228,6 +228,22 @@ export function redirectAllProgram(xskMapFd: number): XdpProgram {
     .assemble();
 }
 
+/**
+ * Every frame to XSKMAP slot `slot`, whatever queue it arrived on: what redirecting by a flow
+ * hash to another queue's socket amounts to. The kernel refuses it for a socket bound to another
+ * queue (net/xdp/xsk.c, xsk_rcv_check: -EINVAL, the frame dropped); a test proves it on this
+ * kernel (test/integration/run-workers-steer.test.ts), which is why workers use the queue index.
+ */
+export function redirectToSlotProgram(xskMapFd: number, slot: number): XdpProgram {
+  return new Asm()
+    .movImm(2, slot)
+    .ldMapFd(1, xskMapFd)
+    .movImm(3, XDP_PASS)
+    .call(FN_REDIRECT_MAP)
+    .exit()
+    .assemble();
+}
+
 /** Layout of the exception path's port table (the value of a one-element array map). */
 export const PORTS_ADDR_OFFSET = 0;
 export const PORTS_TABLE_OFFSET = 4;
