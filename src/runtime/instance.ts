@@ -13,7 +13,7 @@ import type { Clock } from '../base/time.js';
 import { ConfigError, type DriverKind, type PortConfig, type TstackConfig } from './config.js';
 import { RunLoop, realClock } from './loop.js';
 import { cryptoRandom } from './random.js';
-import { ownsTuple, ownsUdpPort, workerMac, type WorkerIdentity } from './worker.js';
+import { ownsTuple, ownsTuple6, ownsUdpPort, workerMac, type WorkerIdentity } from './worker.js';
 import { fanoutGroupId } from '../driver/fanout.js';
 
 export interface InstanceOptions {
@@ -122,7 +122,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   let wire: MemoryWire | undefined = opts.memoryWire;
   const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })), ...(worker && { worker }) };
   // Active opens choose local ports whose return traffic hashes to this worker's queue.
-  if (worker) { stack.tcp.portFilter = ownsTuple(worker); stack.udp.portFilter = ownsUdpPort(worker); }
+  if (worker) { stack.tcp.portFilter = ownsTuple(worker); stack.tcp.portFilter6 = ownsTuple6(worker); stack.udp.portFilter = ownsUdpPort(worker); }
   const drivers: Driver[] = [];
   const ports: InstancePort[] = [];
   const writers: PcapWriter[] = [];

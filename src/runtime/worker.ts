@@ -7,7 +7,7 @@
 //                         neighbour a received ARP packet taught this worker.
 //   supervisor -> worker  {t:'arp', …} learned by another worker: installed without asking.
 // The channel never keeps the program alive: it ends when its own handles are gone.
-import { FlowKey, FlowKind, rssClassify, rssClassifyIp, rssQueueOfTuple4 } from '../wire/rss.js';
+import { FlowKey, FlowKind, rssClassify, rssClassifyIp, rssHash6, rssQueueOfTuple4 } from '../wire/rss.js';
 import type { PacketBuffer } from '../base/pktbuf.js';
 import type { Stack } from '../stack/stack.js';
 import type { Instance } from './instance.js';
@@ -53,6 +53,12 @@ export function workerMac(seed: number, port: number): Uint8Array {
 export function ownsTuple(w: WorkerIdentity): (laddr: number, lport: number, raddr: number, rport: number) => boolean {
   const me = w.index, n = w.count;
   return (laddr, lport, raddr, rport) => rssQueueOfTuple4(laddr, raddr, lport, rport, n) === me;
+}
+
+/** ownsTuple for IPv6 active opens. */
+export function ownsTuple6(w: WorkerIdentity): (laddr6: Uint8Array, lport: number, raddr6: Uint8Array, rport: number) => boolean {
+  const me = w.index, n = w.count;
+  return (laddr6, lport, raddr6, rport) => rssHash6(laddr6, 0, raddr6, 0, lport, rport) % n === me;
 }
 
 /**

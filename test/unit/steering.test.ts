@@ -234,7 +234,8 @@ import { MemoryWire } from '../../src/driver/memory.js';
 import { VirtualClock } from '../../src/base/time.js';
 import { Stack } from '../../src/stack/stack.js';
 import type { PacketBuffer } from '../../src/base/pktbuf.js';
-import { flowOwner, ownsTuple, ownsUdpPort, type WorkerIdentity } from '../../src/runtime/worker.js';
+import { flowOwner, ownsTuple, ownsTuple6, ownsUdpPort, type WorkerIdentity } from '../../src/runtime/worker.js';
+import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import type { NetError } from '../../src/base/errors.js';
 
 /** A kernel-like peer (198.18.211.1) and 2 workers (198.18.211.2) steered as src/runtime/worker.ts does. */
@@ -244,14 +245,15 @@ function steeredRig() {
   const cport = wire.createPort({ name: 'c0' });
   const queues = wire.createQueues(2, { name: 's0' });
   const peer = new Stack({ clock, random: (() => { const r = new Prng(1); return () => r.next(); })() });
-  peer.addInterface(cport, { addr: '198.18.211.1/24' });
+  peer.addInterface(cport, { addr: '198.18.211.1/24', addr6: '2001:db8:211::1/64' });
   peer.sysctl.set('net.inet.icmp.icmplim', 0);
   const steered = { frames: 0, reassembled: 0 };
   const workers = queues.map((q, i) => {
     const s = new Stack({ clock, random: (() => { const r = new Prng(20 + i); return () => r.next(); })() });
-    s.addInterface(q, { addr: '198.18.211.2/24' });
+    s.addInterface(q, { addr: '198.18.211.2/24', addr6: '2001:db8:211::2/64' });
     const id = { index: i, count: 2, seed: 1, slots: [0, 1] } as WorkerIdentity;
     s.tcp.portFilter = ownsTuple(id);
+    s.tcp.portFilter6 = ownsTuple6(id);
     s.udp.portFilter = ownsUdpPort(id);
     return s;
   });
@@ -275,6 +277,9 @@ function steeredRig() {
     s.ip6.onReassembled = hook(true);
     // ARP replies reach queue 0: what one worker learns, all learn (the supervisor's relay).
     s.arp.onLearned = (ifIndex, ip, mac, off) => { for (const o of workers) if (o !== s) o.arp.learn(ifIndex, ip, mac.slice(off, off + 6)); };
+    s.ip6.ndp.onLearned = (ifIndex, addr, addrOff, mac, macOff) => {
+      for (const o of workers) if (o !== s) o.ip6.ndp.learnShared(ifIndex, addr.slice(addrOff, addrOff + 16), mac.slice(macOff, macOff + 6));
+    };
   });
   const nodes: [Stack, typeof cport, number][] = [[peer, cport, -1], [workers[0]!, queues[0]!, 0], [workers[1]!, queues[1]!, 1]];
   const rx: PacketBuffer[] = [];
@@ -307,7 +312,7 @@ function steeredRig() {
   };
   // Let every worker learn the peer's MAC (and the peer theirs) before the test's traffic.
   for (const w of workers) { const u = w.udp.open(); u.send(new Uint8Array(1), C, 9); u.close(); }
-  runUntil(() => false, 50);
+  runUntil(() => false, 3_000); // DAD and the first neighbour exchanges
   return { peer, workers, steered, runUntil };
 }
 
@@ -367,4 +372,22 @@ test('steered workers: a UDP server port every worker bound is served by whichev
   assert.ok(runUntil(() => answers === 40), `answers ${answers}`);
   assert.ok(served[0]! > 5 && served[1]! > 5, `both serve: ${served}`);
   assert.equal(steered.frames, 0, 'nothing needed a hop');
+});
+
+test('steered workers: IPv6 active opens of each worker choose ports whose return traffic hashes back to it (no reset)', () => {
+  const { peer, workers, steered, runUntil } = steeredRig();
+  const l = peer.tcp.listen({ port: 7000, addr6: new Uint8Array(16) } as Parameters<Stack['tcp']['listen']>[0]);
+  l.onConnection = (s: TcpSocket) => { s.onData = () => { s.read(); s.write(new Uint8Array([1])); }; };
+  let ok = 0;
+  for (const [i, w] of workers.entries()) {
+    for (let k = 0; k < 50; k++) {
+      const s = w.tcp.connect({ raddr: 0, rport: 7000, raddr6: C6 });
+      assert.equal(rssHash6(S6, 0, C6, 0, s.localPort, 7000) % 2, i);
+      s.onConnect = () => s.write(new Uint8Array([2]));
+      s.onData = () => { s.read(); ok++; s.close(); };
+    }
+  }
+  assert.ok(runUntil(() => ok === 100), `${ok}/100 answered`);
+  for (const w of workers) assert.equal(w.tcp.counters.sndRst, 0);
+  assert.equal(steered.frames, 0);
 });
