@@ -174,6 +174,18 @@ export function rssClassify(b: Uint8Array, off: number, len: number, key: FlowKe
  * IPv4/IPv6 or too short to say. Reads bytes only, allocates nothing.
  */
 export function rssHashFrame(b: Uint8Array, off: number, len: number): number {
+  if (len < 14) return 0;
+  const type = be16(b, off + 12);
+  const ip = off + 14;
+  // The common case without the key (the memory wire hashes every frame): TCP/UDP, not a
+  // fragment. Everything else takes rssClassify (test/unit/steering.test.ts checks they agree).
+  if (type === 0x0800 && len >= 34 + 4) {
+    const proto = b[ip + 9]!;
+    const ihl = (b[ip]! & 0x0f) * 4;
+    if ((proto === 6 || proto === 17) && (be16(b, ip + 6) & 0x3fff) === 0 && len >= 14 + ihl + 4) {
+      return rssMix(be32(b, ip + 12) ^ be32(b, ip + 16) ^ be16(b, ip + ihl) ^ be16(b, ip + ihl + 2));
+    }
+  }
   rssClassify(b, off, len, scratch);
   return scratch.hash;
 }

@@ -169,6 +169,10 @@ test('the fanout program computes the same queue as rssQueueOfFrame for every ki
     for (let i = 0; i < 150; i++) {
       for (const f of sampleFrames(rng)) {
         assert.equal(runCbpf(prog, f), rssQueueOfFrame(f, 0, f.length, n), `n=${n}, frame ${Buffer.from(f).toString('hex')}`);
+        // rssHashFrame's fast path and the steering's classification agree.
+        const key = new FlowKey();
+        rssClassify(f, 0, f.length, key);
+        assert.equal(rssHashFrame(f, 0, f.length), key.hash);
       }
     }
     // A permuted slot map sends each queue to its slot (a failed read ends in slot 0, not queue 0's: the truncated sample is left out).
