@@ -122,10 +122,9 @@ test('2 workers on afpacket: a frag-needed from a router lowers the path MTU of 
     try { execFileSync('ip', ['netns', 'exec', app.ns, 'ip', 'link', 'del', a], { stdio: 'ignore' }); } catch { /* gone with the namespace */ }
     destroyNetns(ns2);
   }
-  void waitUntil;
 });
 
-test('2 workers on afxdp: one XSK per worker on its own queue of a 2-queue veth; both serve, UDP replies and ECONNREFUSED reach their worker', { timeout: 240_000 }, async (t) => {
+test('2 workers on afxdp: one XSK per worker on its own queue of a 2-queue veth; both serve, UDP replies and ECONNREFUSED reach their worker, a replacement after kill -9 takes the queue again', { timeout: 240_000 }, async (t) => {
   if (!requireRoot(t, ['ip', 'curl', 'ab'])) return;
   const app = await startWorkers('st-xdp', 'afxdp');
   execFileSync('ip', ['netns', 'exec', app.ns, 'sysctl', '-q', '-w', 'net.ipv4.icmp_ratelimit=0']);
@@ -148,6 +147,17 @@ test('2 workers on afxdp: one XSK per worker on its own queue of a 2-queue veth;
     const host = app.hostIp;
     for (const [pid, res] of await fromBoth(app, `/udp?host=${host}&p1=7001&p2=7002&n=20`, 'udp')) assert.equal(res, '20/20', `worker ${pid}: udp ${res}`);
     for (const [pid, res] of await fromBoth(app, `/refused?host=${host}&port=7009&n=10`, 'refused')) assert.equal(res, '10/10', `worker ${pid}: refused ${res}`);
+    // kill -9 of one worker: its socket leaves the XSKMAP with it; the replacement binds the same queue and serves.
+    const victim = [...seen][0]!;
+    process.kill(Number(victim), 'SIGKILL');
+    await waitUntil(() => (app.output().match(/listening pid/g) ?? []).length >= 3, 30_000, 'a replacement listens');
+    let both = new Set<string>();
+    for (let k = 0; k < 60 && both.size < 2; k++) {
+      const m = /hello from (\d+)/.exec(await curl(app.ns, ['-s', '-m', '5', `http://${app.stackIp}:8080/`]).catch(() => ''));
+      if (m) both = new Set([...both, m[1]!]);
+    }
+    assert.equal(both.size, 2, 'two workers serve after the replacement');
+    assert.ok(!both.has(victim));
   } finally {
     udp.child.kill();
     await app.stop();
