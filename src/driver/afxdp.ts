@@ -100,6 +100,33 @@ export interface AfXdpOptions {
   frames?: number;
   /** Frames queued by transmit() before it kicks the kernel by itself; default 64. */
   burst?: number;
+  /**
+   * One worker of several (`[stack] workers`): the id of the XSKMAP of the program another
+   * process attached to the interface (attachXdpShared). The socket puts itself in slot `queue`
+   * instead of loading a program of its own (an interface has one XDP program).
+   */
+  sharedXskMap?: number;
+}
+
+/**
+ * Loads and attaches the redirect program to `ifname` for sockets that other processes will open
+ * (the supervisor of several workers, src/runtime/cluster.ts): the program sends each frame to
+ * the XSK in the XSKMAP slot of the queue it arrived on. Returns the map's id (what
+ * AfXdpOptions.sharedXskMap takes) and a close() that detaches the program.
+ */
+export function attachXdpShared(o: { ifname: string; netns?: string; genericXdp?: boolean }): { xskMapId: number; close(): void } {
+  checkNetns(o.netns);
+  return inNetns(o.netns, () => {
+    const ifindex = libc.ifNameToIndex(o.ifname);
+    if (ifindex === 0) throw new libc.SysError(`if_nametoindex(${o.ifname})`, libc.errno());
+    const att = attach(`shared:${o.netns ?? ''}/${ifindex}`, ifindex, false, o.genericXdp ?? false);
+    return { xskMapId: bpf.mapIdOf(att.xskMapFd), close: () => closeAttachment(att) };
+  });
+}
+
+/** The attachment of a socket that joins a program another process attached: the map only. */
+function sharedAttachment(mapId: number): Attachment {
+  return { key: `map:${mapId}`, refs: 1, exception: false, linkFd: -1, progFd: -1, xskMapFd: bpf.mapFdById(mapId), portsMapFd: -1, ports: null, portsU8: null };
 }
 
 /** The veth end the driver gives the addresses to: `${ifname}h`. */
@@ -322,7 +349,7 @@ export class AfXdpDriver implements Driver {
         }
         const r = setupSocket(fd, u, frames, half, maps);
         const key = `${opts.netns ?? ''}/${ifindex}`;
-        att = attach(key, ifindex, opts.exception ?? false, opts.genericXdp ?? false);
+        att = opts.sharedXskMap !== undefined ? sharedAttachment(opts.sharedXskMap) : attach(key, ifindex, opts.exception ?? false, opts.genericXdp ?? false);
         // struct sockaddr_xdp: family u16, flags u16, ifindex u32, queue_id u32, shared_umem_fd u32.
         const sxdp = new Uint8Array(16);
         const sv = new DataView(sxdp.buffer);

@@ -19,8 +19,8 @@ const PACKET_FANOUT_CBPF = 6;
 const LD = 0x00, LDX = 0x01, ST = 0x02, ALU = 0x04, JMP = 0x05, RET = 0x06, MISC = 0x07;
 const W = 0x00, H = 0x08, B = 0x10;
 const ABS = 0x20, IND = 0x40, MEM = 0x60, MSH = 0xa0;
-const MUL = 0x20, RSH = 0x70, MOD = 0x90, XOR = 0xa0;
-const JA = 0x00, JEQ = 0x10, JSET = 0x40;
+const ADD = 0x00, MUL = 0x20, OR = 0x40, AND = 0x50, LSH = 0x60, RSH = 0x70, MOD = 0x90, XOR = 0xa0;
+const JA = 0x00, JEQ = 0x10, JGT = 0x20, JGE = 0x30, JSET = 0x40;
 const K = 0x00, X = 0x08, A = 0x10;
 const TAX = 0x00;
 /** Loads relative to the network header and the ancillary skb->protocol (SKF_NET_OFF, SKF_AD_OFF + SKF_AD_PROTOCOL). */
@@ -52,10 +52,46 @@ function assemble(prog: Insn[]): Uint8Array {
   return out.subarray(0, code.length * 8);
 }
 
-/** The program's instruction count and bytes (exported for tests). */
+/**
+ * The fanout program: tstack's flow hash (src/wire/rss.ts, the same cases in the same order —
+ * TCP/UDP ports, fragments by (proto, id), ICMP errors by the datagram they quote) mapped to
+ * the slot of the queue's socket. A load past the frame's end ends the program with 0.
+ */
 export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8Array {
   const s = slots ?? Array.from({ length: queues }, (_, i) => i);
   if (s.length !== queues) throw new Error('fanout program: one slot per queue');
+  /** M[0] ^= the two 16-bit words at IND offsets a and b (X must hold their base). */
+  const xorPortsInd = (a: number, b: number): Insn[] => [
+    [LD | H | IND, 0, 0, a],
+    [ST, 0, 0, 1],
+    [LD | H | IND, 0, 0, b],
+    [LDX | W | MEM, 0, 0, 1],
+    [ALU | XOR | X, 0, 0, 0],
+    [MISC | TAX, 0, 0, 0],
+    [LD | W | MEM, 0, 0, 0],
+    [ALU | XOR | X, 0, 0, 0],
+    [ST, 0, 0, 0],
+    [JMP | JA, 'fold', 0, 0],
+  ];
+  /** M[0] ^= the two 16-bit words at ABS offsets a and b. */
+  const xorPortsAbs = (a: number, b: number): Insn[] => [
+    [LD | H | ABS, 0, 0, a],
+    [MISC | TAX, 0, 0, 0],
+    [LD | H | ABS, 0, 0, b],
+    [ALU | XOR | X, 0, 0, 0],
+    [MISC | TAX, 0, 0, 0],
+    [LD | W | MEM, 0, 0, 0],
+    [ALU | XOR | X, 0, 0, 0],
+    [ST, 0, 0, 0],
+    [JMP | JA, 'fold', 0, 0],
+  ];
+  /** M[0] = the XOR of the eight address words of the IPv6 header at NET + base. */
+  const v6Addresses = (base: number): Insn[] => {
+    const out: Insn[] = [[LD | W | ABS, 0, 0, NET + base + 8]];
+    for (let off = base + 12; off < base + 40; off += 4) out.push([MISC | TAX, 0, 0, 0], [LD | W | ABS, 0, 0, NET + off], [ALU | XOR | X, 0, 0, 0]);
+    out.push([ST, 0, 0, 0]);
+    return out;
+  };
   const prog: Insn[] = [
     [LD | W | ABS, 0, 0, AD_PROTOCOL],
     [JMP | JEQ | K, 'v4', 0, 0x0800],
@@ -68,46 +104,99 @@ export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8A
     [ALU | XOR | X, 0, 0, 0],
     [ST, 0, 0, 0],
     [LD | H | ABS, 0, 0, NET + 6],
-    [JMP | JSET | K, 'fold', 0, 0x3fff],
+    [JMP | JSET | K, 'frag4', 0, 0x3fff],
     [LD | B | ABS, 0, 0, NET + 9],
     [JMP | JEQ | K, 'ports4', 0, 6],
-    [JMP | JEQ | K, 'ports4', 'fold', 17],
+    [JMP | JEQ | K, 'ports4', 0, 17],
+    [JMP | JEQ | K, 'icmp4', 'fold', 1],
     'ports4',
     [LDX | B | MSH, 0, 0, NET],
-    [LD | H | IND, 0, 0, NET],
-    [ST, 0, 0, 1],
-    [LD | H | IND, 0, 0, NET + 2],
-    [LDX | W | MEM, 0, 0, 1],
-    [ALU | XOR | X, 0, 0, 0],
+    ...xorPortsInd(NET, NET + 2),
+    'frag4',
+    // M[0] ^= (proto << 16) | id
+    [LD | B | ABS, 0, 0, NET + 9],
+    [ALU | LSH | K, 0, 0, 16],
+    [MISC | TAX, 0, 0, 0],
+    [LD | H | ABS, 0, 0, NET + 4],
+    [ALU | OR | X, 0, 0, 0],
     [MISC | TAX, 0, 0, 0],
     [LD | W | MEM, 0, 0, 0],
     [ALU | XOR | X, 0, 0, 0],
     [ST, 0, 0, 0],
     [JMP | JA, 'fold', 0, 0],
-    'v6',
-    [LD | W | ABS, 0, 0, NET + 8],
-  ];
-  for (let off = 12; off < 40; off += 4) prog.push([MISC | TAX, 0, 0, 0], [LD | W | ABS, 0, 0, NET + off], [ALU | XOR | X, 0, 0, 0]);
-  prog.push(
-    [ST, 0, 0, 0],
-    [LD | B | ABS, 0, 0, NET + 6],
-    [JMP | JEQ | K, 'ports6', 0, 6],
-    [JMP | JEQ | K, 'ports6', 'fold', 17],
-    'ports6',
-    [LD | H | ABS, 0, 0, NET + 40],
-    [MISC | TAX, 0, 0, 0],
-    [LD | H | ABS, 0, 0, NET + 42],
+    'icmp4',
+    [LDX | B | MSH, 0, 0, NET],
+    [LD | B | IND, 0, 0, NET],
+    [JMP | JEQ | K, 'err4', 0, 3],
+    [JMP | JEQ | K, 'err4', 0, 4],
+    [JMP | JEQ | K, 'err4', 0, 11],
+    [JMP | JEQ | K, 'err4', 'fold', 12],
+    'err4',
+    // The quoted header at NET + ihl + 8: M[0] = its addresses (the fragment/ports cases as above).
+    [LD | W | IND, 0, 0, NET + 8 + 12],
+    [ST, 0, 0, 2],
+    [LD | W | IND, 0, 0, NET + 8 + 16],
+    [LDX | W | MEM, 0, 0, 2],
     [ALU | XOR | X, 0, 0, 0],
+    [ST, 0, 0, 0],
+    [LDX | B | MSH, 0, 0, NET],
+    [LD | H | IND, 0, 0, NET + 8 + 6],
+    [JMP | JSET | K, 'qfrag4', 0, 0x1fff],
+    [LD | B | IND, 0, 0, NET + 8 + 9],
+    [JMP | JEQ | K, 'qports4', 0, 6],
+    [JMP | JEQ | K, 'qports4', 'fold', 17],
+    'qfrag4',
+    [LD | B | IND, 0, 0, NET + 8 + 9],
+    [ALU | LSH | K, 0, 0, 16],
+    [ST, 0, 0, 1],
+    [LD | H | IND, 0, 0, NET + 8 + 4],
+    [LDX | W | MEM, 0, 0, 1],
+    [ALU | OR | X, 0, 0, 0],
     [MISC | TAX, 0, 0, 0],
     [LD | W | MEM, 0, 0, 0],
     [ALU | XOR | X, 0, 0, 0],
     [ST, 0, 0, 0],
+    [JMP | JA, 'fold', 0, 0],
+    'qports4',
+    // X = outer IHL + quoted IHL: the quoted ports sit at NET + X + 8.
+    [LD | B | IND, 0, 0, NET + 8],
+    [ALU | AND | K, 0, 0, 0x0f],
+    [ALU | LSH | K, 0, 0, 2],
+    [ALU | ADD | X, 0, 0, 0],
+    [MISC | TAX, 0, 0, 0],
+    ...xorPortsInd(NET + 8, NET + 8 + 2),
+    'v6',
+    ...v6Addresses(0),
+    [LD | B | ABS, 0, 0, NET + 6],
+    [JMP | JEQ | K, 'ports6', 0, 6],
+    [JMP | JEQ | K, 'ports6', 0, 17],
+    [JMP | JEQ | K, 'frag6', 0, 44],
+    [JMP | JEQ | K, 'icmp6', 'fold', 58],
+    'ports6',
+    ...xorPortsAbs(NET + 40, NET + 42),
+    'frag6',
+    [LD | W | ABS, 0, 0, NET + 44],
+    [MISC | TAX, 0, 0, 0],
+    [LD | W | MEM, 0, 0, 0],
+    [ALU | XOR | X, 0, 0, 0],
+    [ST, 0, 0, 0],
+    [JMP | JA, 'fold', 0, 0],
+    'icmp6',
+    [LD | B | ABS, 0, 0, NET + 40],
+    [JMP | JGT | K, 'fold', 0, 4],
+    [JMP | JGE | K, 0, 'fold', 1],
+    ...v6Addresses(48),
+    [LD | B | ABS, 0, 0, NET + 48 + 6],
+    [JMP | JEQ | K, 'qports6', 0, 6],
+    [JMP | JEQ | K, 'qports6', 'fold', 17],
+    'qports6',
+    ...xorPortsAbs(NET + 88, NET + 90),
     'fold',
     [LD | W | MEM, 0, 0, 0],
     [ALU | MUL | K, 0, 0, 0x9e3779b1],
     [ALU | RSH | K, 0, 0, 16],
     [ALU | MOD | K, 0, 0, queues],
-  );
+  ];
   const identity = s.every((v, i) => v === i);
   if (identity) prog.push([RET | A, 0, 0, 0]);
   else {

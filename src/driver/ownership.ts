@@ -189,6 +189,8 @@ export interface VethPairOptions {
   hostAddr6?: string;
   /** Caps the kernel end's GSO super-frames (they must fit the driver's receive slots). */
   kernelGsoMax?: number;
+  /** Receive and transmit queues of both ends (veth's numrxqueues/numtxqueues); default the kernel's (1). */
+  queues?: number;
 }
 
 /**
@@ -199,12 +201,14 @@ export interface VethPairOptions {
  * nothing leaves first. On failure the caller deletes with deleteOwnDevice, which touches only
  * what this created.
  */
+const queuesOf = (o: VethPairOptions): string => (o.queues !== undefined && o.queues > 1 ? ` numtxqueues ${o.queues} numrxqueues ${o.queues}` : '');
+
 export function createVethPair(o: VethPairOptions): void {
   // A dead run's pair is deleted in the same batch that creates ours; created and marked in one
   // go: a failure after this point finds our mark and cleans up.
   ipBatch(o.netns, [
     ...leftoversOf([o.name, o.kernelEnd], o.netns).map((n) => `link del dev ${n}`),
-    `link add ${o.name} mtu ${o.mtu} type veth peer name ${o.kernelEnd} mtu ${o.mtu}`,
+    `link add ${o.name} mtu ${o.mtu}${queuesOf(o)} type veth peer name ${o.kernelEnd} mtu ${o.mtu}${queuesOf(o)}`,
     `link set dev ${o.name} alias ${ownerTag()}`,
   ]);
   // /proc/sys/net is the namespace of the thread that opens it: ours, inside inNetns.

@@ -14,6 +14,7 @@ import type { TstackConfig } from './config.js';
 import { WORKER_ENV } from './worker.js';
 import { createVethPair, deleteOwnDevice } from '../driver/ownership.js';
 import { kernelEndName } from '../driver/afpacket.js';
+import { attachXdpShared } from '../driver/afxdp.js';
 import { TapDriver } from '../driver/tap.js';
 
 export interface ClusterOptions {
@@ -65,6 +66,8 @@ export class Cluster {
   private readonly seed: number;
   private readonly log: (line: string) => void;
   private readonly devices: { name: string; netns?: string }[] = [];
+  /** AF_XDP ports: the XDP program the supervisor attached (workers' sockets join its XSKMAP), by port index. */
+  private readonly xdp = new Map<number, { xskMapId: number; close(): void }>();
   private watchdog: ReturnType<typeof setInterval> | null = null;
   private lastCheck = performance.now();
   private done!: (code: number) => void;
@@ -112,15 +115,23 @@ export class Cluster {
         this.devices.push({ name: p.ifname, ...(p.netns !== undefined && { netns: p.netns }) });
         continue;
       }
-      if (p.driver !== 'afpacket') throw new Error(`port[${p.index}]: driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket or tap`);
-      if (p.hostAddr === undefined && p.hostAddr6 === undefined) continue;
-      createVethPair({ name: p.ifname, kernelEnd: kernelEndName(p.ifname), ...(p.netns !== undefined && { netns: p.netns }), mtu: p.mtu,
-        ...(p.hostAddr !== undefined && { hostAddr: p.hostAddr }), ...(p.hostAddr6 !== undefined && { hostAddr6: p.hostAddr6 }) });
-      this.devices.push({ name: p.ifname, ...(p.netns !== undefined && { netns: p.netns }) });
+      if (p.driver !== 'afpacket' && p.driver !== 'afxdp') throw new Error(`port[${p.index}]: driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket, afxdp or tap`);
+      if (p.driver === 'afxdp' && p.exception) throw new Error(`port[${p.index}]: the AF_XDP exception path runs with one worker only (its port table is one stack's)`);
+      if (p.hostAddr !== undefined || p.hostAddr6 !== undefined) {
+        // AF_XDP: a queue per worker on both ends (worker i binds queue i).
+        createVethPair({ name: p.ifname, kernelEnd: kernelEndName(p.ifname), ...(p.netns !== undefined && { netns: p.netns }), mtu: p.mtu,
+          ...(p.hostAddr !== undefined && { hostAddr: p.hostAddr }), ...(p.hostAddr6 !== undefined && { hostAddr6: p.hostAddr6 }),
+          ...(p.driver === 'afxdp' && { queues: this.slots.length }) });
+        this.devices.push({ name: p.ifname, ...(p.netns !== undefined && { netns: p.netns }) });
+      }
+      // One XDP program per interface: the supervisor attaches it and keeps it while the run lasts.
+      if (p.driver === 'afxdp') this.xdp.set(p.index, attachXdpShared({ ifname: p.ifname, ...(p.netns !== undefined && { netns: p.netns }) }));
     }
   }
 
   private removeDevices(): void {
+    for (const x of this.xdp.values()) { try { x.close(); } catch { /* best effort */ } }
+    this.xdp.clear();
     for (const d of this.devices.splice(0)) deleteOwnDevice(d.name, d.netns);
   }
 
@@ -161,6 +172,7 @@ export class Cluster {
       ...process.env, TSTACK_CONFIG: this.o.configPath, TSTACK_RUN_PID: String(process.pid),
       [WORKER_ENV.index]: String(i), [WORKER_ENV.count]: String(this.slots.length), [WORKER_ENV.seed]: String(this.seed),
       [WORKER_ENV.slots]: this.predictSlots(i).join(','),
+      [WORKER_ENV.xskMaps]: [...this.xdp].map(([port, x]) => `${port}:${x.xskMapId}`).join(','),
     };
     delete env['TSTACK_REGISTER_PID'];
     const child = spawn(process.execPath, [

@@ -13,7 +13,7 @@ import type { Clock } from '../base/time.js';
 import { ConfigError, type DriverKind, type PortConfig, type TstackConfig } from './config.js';
 import { RunLoop, realClock } from './loop.js';
 import { cryptoRandom } from './random.js';
-import { ownsTuple, workerMac, type WorkerIdentity } from './worker.js';
+import { ownsTuple, ownsTuple6, ownsUdpPort, workerMac, type WorkerIdentity } from './worker.js';
 import { fanoutGroupId } from '../driver/fanout.js';
 
 export interface InstanceOptions {
@@ -76,7 +76,12 @@ const DRIVERS: Partial<Record<DriverKind, DriverFactory>> = {
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
   }),
-  afxdp: (p) => AfXdpDriver.open({
+  afxdp: (p, ctx) => ctx.worker ? AfXdpDriver.open({
+    // Queue `index` of the device the supervisor made, through the XSKMAP of its program.
+    ifname: p.ifname, mtu: p.mtu, mac: p.mac ?? workerMac(ctx.worker.seed, p.index), ...(p.netns && { netns: p.netns }),
+    queue: ctx.worker.index, ...(p.zeroCopy && { zeroCopy: true }),
+    ...(ctx.worker.xskMaps?.[p.index] !== undefined && { sharedXskMap: ctx.worker.xskMaps[p.index] }),
+  }) : AfXdpDriver.open({
     ifname: p.ifname, mtu: p.mtu, ...(p.mac && { mac: p.mac }), ...(p.hostAddr && { hostAddr: p.hostAddr }),
     ...(p.hostAddr6 && { hostAddr6: p.hostAddr6 }), ...(p.netns && { netns: p.netns }),
     ...(p.queue !== undefined && { queue: p.queue }), ...(p.zeroCopy && { zeroCopy: true }), ...(p.exception && { exception: true }),
@@ -97,7 +102,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   }
   if (worker) {
     for (const p of config.ports) {
-      if (p.driver !== 'afpacket' && p.driver !== 'tap') throw where(`port[${p.index}].driver`, `driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket or tap`);
+      if (p.driver !== 'afpacket' && p.driver !== 'tap' && p.driver !== 'afxdp') throw where(`port[${p.index}].driver`, `driver "${p.driver}" has no per-worker queues yet; with workers > 1 use afpacket, afxdp or tap`);
     }
   }
   const clock = opts.clock ?? realClock;
@@ -117,7 +122,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   let wire: MemoryWire | undefined = opts.memoryWire;
   const ctx: DriverContext = { clock, memoryWire: () => (wire ??= new MemoryWire({ clock })), ...(worker && { worker }) };
   // Active opens choose local ports whose return traffic hashes to this worker's queue.
-  if (worker) stack.tcp.portFilter = ownsTuple(worker);
+  if (worker) { stack.tcp.portFilter = ownsTuple(worker); stack.tcp.portFilter6 = ownsTuple6(worker); stack.udp.portFilter = ownsUdpPort(worker); }
   const drivers: Driver[] = [];
   const ports: InstancePort[] = [];
   const writers: PcapWriter[] = [];

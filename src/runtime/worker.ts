@@ -7,8 +7,9 @@
 //                         neighbour a received ARP packet taught this worker.
 //   supervisor -> worker  {t:'arp', …} learned by another worker: installed without asking.
 // The channel never keeps the program alive: it ends when its own handles are gone.
-import { rssFlowHashOfFrame, rssQueueOfTuple4 } from '../wire/rss.js';
+import { FlowKey, FlowKind, rssClassify, rssClassifyIp, rssHash6, rssQueueOfTuple4 } from '../wire/rss.js';
 import type { PacketBuffer } from '../base/pktbuf.js';
+import type { Stack } from '../stack/stack.js';
 import type { Instance } from './instance.js';
 import type { ControlServer } from './control.js';
 
@@ -21,9 +22,11 @@ export interface WorkerIdentity {
   seed: number;
   /** PACKET_FANOUT slot of each queue's socket (see src/driver/fanout.ts). */
   slots: number[];
+  /** AF_XDP ports: the id of the XSKMAP the supervisor's program redirects through, by port index. */
+  xskMaps?: Record<number, number>;
 }
 
-export const WORKER_ENV = { index: 'TSTACK_WORKER', count: 'TSTACK_WORKERS', seed: 'TSTACK_WORKER_SEED', slots: 'TSTACK_FANOUT_SLOTS' } as const;
+export const WORKER_ENV = { index: 'TSTACK_WORKER', count: 'TSTACK_WORKERS', seed: 'TSTACK_WORKER_SEED', slots: 'TSTACK_FANOUT_SLOTS', xskMaps: 'TSTACK_XSKMAPS' } as const;
 
 /** The identity the supervisor gave this process, or null when it is not one of several workers. */
 export function workerFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerIdentity | null {
@@ -33,7 +36,12 @@ export function workerFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerIdent
   if (!Number.isInteger(index) || !Number.isInteger(count) || index < 0 || index >= count) return null;
   const raw = (env[WORKER_ENV.slots] ?? '').split(',').filter((s) => s !== '').map(Number);
   const slots = raw.length === count && raw.every((s) => Number.isInteger(s) && s >= 0) ? raw : Array.from({ length: count }, (_, k) => k);
-  return { index, count, seed: Number.isInteger(seed) ? seed : 1, slots };
+  const xskMaps: Record<number, number> = {};
+  for (const pair of (env[WORKER_ENV.xskMaps] ?? '').split(',')) {
+    const [port, id] = pair.split(':').map(Number);
+    if (Number.isInteger(port) && Number.isInteger(id) && id! > 0) xskMaps[port!] = id!;
+  }
+  return { index, count, seed: Number.isInteger(seed) ? seed : 1, slots, ...(Object.keys(xskMaps).length > 0 && { xskMaps }) };
 }
 
 /** The MAC every worker of an instance uses on port `port` when the config gives none. */
@@ -47,12 +55,68 @@ export function ownsTuple(w: WorkerIdentity): (laddr: number, lport: number, rad
   return (laddr, lport, raddr, rport) => rssQueueOfTuple4(laddr, raddr, lport, rport, n) === me;
 }
 
+/** ownsTuple for IPv6 active opens. */
+export function ownsTuple6(w: WorkerIdentity): (laddr6: Uint8Array, lport: number, raddr6: Uint8Array, rport: number) => boolean {
+  const me = w.index, n = w.count;
+  return (laddr6, lport, raddr6, rport) => rssHash6(laddr6, 0, raddr6, 0, lport, rport) % n === me;
+}
+
+/**
+ * The UDP port filter of worker `w`: an ephemeral port p belongs to worker p % N (so a datagram
+ * to a port no socket of the receiving worker holds goes to p % N), and, when the first peer is
+ * known (connect(), or send() on an unbound socket), its replies must hash to this worker too,
+ * so they come straight here (ff_rss_check, as for TCP).
+ */
+export function ownsUdpPort(w: WorkerIdentity): (lport: number, laddr: number, raddr: number, rport: number) => boolean {
+  const me = w.index, n = w.count;
+  return (lport, laddr, raddr, rport) => lport % n === me && (raddr === 0 || laddr === 0 || rssQueueOfTuple4(laddr, raddr, lport, rport, n) === me);
+}
+
+/**
+ * Who owns a received frame or a reassembled datagram, for worker `me` of `n` (the software
+ * steering; docs/architecture.md "Workers"):
+ *   TCP, and ICMP errors about TCP      the flow hash's worker (accepted by it, or opened by it
+ *                                       with a port that hashes back to it);
+ *   a fragment                          the worker its (addresses, proto, id) hash picks: it
+ *                                       reassembles, then steers the whole datagram (packet());
+ *   UDP, and ICMP errors about UDP      this worker when it has a socket on our port (a port
+ *                                       every copy of the program bound: any worker may take
+ *                                       it, as with SO_REUSEPORT); else the port's owner, p % N;
+ *   anything else (ARP, echo, IGMP…)    this worker.
+ */
+export interface FlowOwner {
+  frame(b: Uint8Array, off: number, len: number): number;
+  packet(b: Uint8Array, off: number, len: number, v6: boolean): number;
+}
+
+export function flowOwner(stack: Stack, me: number, n: number): FlowOwner {
+  const key = new FlowKey();
+  const owner = (b: Uint8Array): number => {
+    switch (key.kind) {
+      case FlowKind.Tcp:
+      case FlowKind.Fragment:
+        return key.hash % n;
+      case FlowKind.Udp: {
+        const udp = stack.udp;
+        const here = key.v6 ? udp.hasSocket6(b, key.localOff6, key.localPort) : udp.hasSocket(key.localAddr, key.localPort);
+        return here ? me : key.localPort % n;
+      }
+      default:
+        return me;
+    }
+  };
+  return {
+    frame(b, off, len) { rssClassify(b, off, len, key); return owner(b); },
+    packet(b, off, len, v6) { rssClassifyIp(b, off, len, v6, key); return owner(b); },
+  };
+}
+
 const BEAT_MS = 100;
 
 type Msg = { t: 'arp'; ifIndex: number; ip: number; mac: number[] } | { t: 'frame'; to: number; ifIndex: number; data: Uint8Array; meta: number[] } | { t: string };
 
 /** Steering counters of this worker (frames of flows another worker owns). */
-export const steering = { forwarded: 0, received: 0 };
+export const steering = { forwarded: 0, received: 0, reassembled: 0 };
 
 /**
  * Connects the worker's instance to the supervisor: ready, heartbeats, ARP both ways. A no-op
@@ -84,14 +148,33 @@ export function attachWorker(inst: Instance, w: WorkerIdentity, control: Control
     post({ t: 'frame', to, ifIndex, data: buf.data.slice(buf.start, buf.end), meta: [buf.csum, buf.csumStart - buf.start, buf.csumOffset, buf.gso, buf.gsoSize] });
     buf.release();
   };
+  const owners = flowOwner(inst.stack, me, n);
   inst.loop.steer = (ifIndex: number, buf: PacketBuffer): boolean => {
-    const h = rssFlowHashOfFrame(buf.data, buf.start, buf.end - buf.start);
-    if (h < 0) return false;
-    const to = h % n;
+    const to = owners.frame(buf.data, buf.start, buf.end - buf.start);
     if (to === me) return false;
     forward(to, ifIndex, buf);
     return true;
   };
+  // A datagram this worker reassembled (its fragments hashed here) goes on to its flow's owner,
+  // framed again for the owner's stack.input.
+  const reassembled = (v6: boolean) => (ifIndex: number, buf: PacketBuffer): boolean => {
+    const len = buf.end - buf.start;
+    const to = owners.packet(buf.data, buf.start, len, v6);
+    if (to === me) return false;
+    const mac = inst.stack.interfaceByIndex(ifIndex)?.mac;
+    if (!mac) return false;
+    steering.forwarded++;
+    steering.reassembled++;
+    const data = new Uint8Array(14 + len);
+    data.set(mac, 0);
+    data[12] = v6 ? 0x86 : 0x08; data[13] = v6 ? 0xdd : 0x00;
+    data.set(buf.data.subarray(buf.start, buf.end), 14);
+    post({ t: 'frame', to, ifIndex, data, meta: [buf.csum, buf.csumStart - buf.start + 14, buf.csumOffset, buf.gso, buf.gsoSize] });
+    buf.release();
+    return true;
+  };
+  inst.stack.ipv4.onReassembled = reassembled(false);
+  inst.stack.ip6.onReassembled = reassembled(true);
   // A change an operator makes through one worker's control socket (sysctl, route, ifconfig,
   // static ARP) is made on every worker; the supervisor replays them to replacements.
   if (control) control.onChange = (cmd, args) => post({ t: 'change', cmd, args });

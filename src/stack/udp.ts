@@ -181,7 +181,7 @@ export class UdpSocket {
     if (port <= 0 || port > 65535) throw new NetError('EINVAL', 'bad port');
     if (addr === 0 || addr === 0xffffffff && !this.broadcast) throw new NetError(addr === 0 ? 'EINVAL' : 'EACCES', 'bad destination');
     if (this.udp.ctx.sourceAddress(addr) === 0) throw new NetError('ENETUNREACH', 'no route to destination');
-    if (!this.bound) this.bindAny();
+    if (!this.bound) this.bindAny(addr, port);
     const ctx = this.udp.ctx;
     // Unicast peers get a path, resolved once; broadcast and multicast keep per-datagram output.
     if (!isIpv4Multicast(addr) && !ctx.isBroadcastAddress(addr)) {
@@ -196,9 +196,10 @@ export class UdpSocket {
     this.remotePort = port;
   }
 
-  private bindAny(): void {
+  /** The implicit bind of connect() and send(): an ephemeral port, chosen knowing the first peer (IPv4). */
+  private bindAny(raddr = 0, rport = 0): void {
     if (this.family === UdpFamily.V6) this.udp.bind6(this, UNSPECIFIED6, 0, 0, 0);
-    else this.udp.bind(this, 0, 0);
+    else this.udp.bind(this, 0, 0, raddr, rport);
   }
 
   disconnect(): void {
@@ -283,7 +284,7 @@ export class UdpSocket {
     }
     if (dport === 0) throw new NetError('EDESTADDRREQ', 'no destination');
     if (dport < 0 || dport > 65535) throw new NetError('EINVAL', 'bad port');
-    if (!this.bound) this.bindAny();
+    if (!this.bound) this.bindAny(dst, dport);
     if (this.remoteIs6 && dst === 0) this.udp.output6(this, data, this.remote6!, 0, dport, this.scope);
     else this.udp.output(this, data, dst, dport);
     this.stats.sent++;
@@ -472,6 +473,12 @@ export class Udp {
    * (Linux's encap_rcv).
    */
   readonly encap = new Map<number, UdpEncapInput>();
+  /**
+   * Ownership of ephemeral ports with several workers (src/runtime/worker.ts): when set, a port
+   * is chosen only if portFilter(lport, laddr, raddr, rport) — raddr 0 when the peer is not
+   * known yet (an explicit bind to port 0). F-Stack's ff_rss_check, extended to UDP.
+   */
+  portFilter: ((lport: number, laddr: number, raddr: number, rport: number) => boolean) | null = null;
   /** Bound sockets by local port (both families: one port space, as on Linux). */
   private readonly ports = new Map<number, UdpSocket[]>();
   private readonly view = new UdpView();
@@ -516,8 +523,8 @@ export class Udp {
 
   get socketCount(): number { let n = 0; for (const l of this.ports.values()) n += l.length; return n; }
 
-  /** @internal IPv4 bind (also an IPv6 socket's bind to a v4-mapped address). */
-  bind(s: UdpSocket, addr: number, port: number): void {
+  /** @internal IPv4 bind (also an IPv6 socket's bind to a v4-mapped address); raddr:rport, the first peer when known. */
+  bind(s: UdpSocket, addr: number, port: number, raddr = 0, rport = 0): void {
     if (addr !== 0 && !this.ctx.isLocalAddress(addr) && !isIpv4Multicast(addr) && addr !== 0xffffffff) {
       throw new NetError('EADDRNOTAVAIL', 'address not on this stack');
     }
@@ -528,7 +535,7 @@ export class Udp {
       else { s.accepts6 = true; s.accepts4 = !s.v6Only; s.anyLocal6 = true; }
     }
     s.localAddr = addr;
-    try { this.place(s, port); } catch (e) { this.unplace(s); throw e; }
+    try { this.place(s, port, raddr, rport); } catch (e) { this.unplace(s); throw e; }
   }
 
   /** @internal IPv6 bind: addr[off..] (:: = any, ::ffff:a.b.c.d = that IPv4 address). */
@@ -549,8 +556,8 @@ export class Udp {
   }
 
   /** Puts a socket whose local address is set on `port` (0: an ephemeral one). */
-  private place(s: UdpSocket, port: number): void {
-    if (port === 0) port = this.ephemeral(s);
+  private place(s: UdpSocket, port: number, raddr = 0, rport = 0): void {
+    if (port === 0) port = this.ephemeral(s, raddr, rport);
     else if (port < 0 || port > 65535) throw new NetError('EINVAL', 'bad port');
     const list = this.ports.get(port);
     if (list) {
@@ -574,13 +581,18 @@ export class Udp {
   /** Whether a datagram to addr:port would find a socket (the routing policy asks, not the hot path). */
   hasSocket(addr: number, port: number): boolean {
     const list = this.ports.get(port);
-    return !!list && list.some((o) => !o.closed && o.accepts4 && (o.localAddr === 0 || o.localAddr === addr));
+    if (list === undefined) return false;
+    // A loop, not some(): the workers' steering asks this per received datagram.
+    for (const o of list) if (!o.closed && o.accepts4 && (o.localAddr === 0 || o.localAddr === addr)) return true;
+    return false;
   }
 
   /** hasSocket for an IPv6 destination at addr[off..]. */
   hasSocket6(addr: Uint8Array, off: number, port: number): boolean {
     const list = this.ports.get(port);
-    return !!list && list.some((o) => !o.closed && o.accepts6 && (o.anyLocal6 || addr6Equals(o.local6!, 0, addr, off)));
+    if (list === undefined) return false;
+    for (const o of list) if (!o.closed && o.accepts6 && (o.anyLocal6 || addr6Equals(o.local6!, 0, addr, off))) return true;
+    return false;
   }
 
   /** @internal */
@@ -596,13 +608,16 @@ export class Udp {
     }
   }
 
-  private ephemeral(s: UdpSocket): number {
+  private ephemeral(s: UdpSocket, raddr: number, rport: number): number {
     const first = this.ctx.portFirst.value;
     const last = this.ctx.portLast.value;
     const n = last - first + 1;
     if (this.nextEphemeral === 0) this.nextEphemeral = Math.floor(this.ctx.random() * n);
+    const mine = this.portFilter;
+    const laddr = mine === null ? 0 : s.localAddr !== 0 ? s.localAddr : raddr !== 0 ? this.ctx.sourceAddress(raddr) : 0;
     for (let i = 0; i < n; i++) {
       const p = first + ((this.nextEphemeral + i) % n);
+      if (mine !== null && !mine(p, laddr, raddr, rport)) continue;
       const list = this.ports.get(p);
       if (!list || !list.some((o) => overlaps(s, o))) {
         this.nextEphemeral = (this.nextEphemeral + i + 1) % n;

@@ -10,7 +10,7 @@ import { Prng } from '../../src/base/prng.js';
 import type { PacketBuffer } from '../../src/base/pktbuf.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
-import { rssHash4, rssHashFrame, rssQueueOfFrame, rssQueueOfTuple4, rssFlowHashOfFrame } from '../../src/wire/rss.js';
+import { rssHash4, rssHashFragment4, rssHashFrame, rssQueueOfFrame, rssQueueOfTuple4, rssFlowHashOfFrame } from '../../src/wire/rss.js';
 import { fanoutProgram } from '../../src/driver/fanout.js';
 import { ownsTuple, workerFromEnv, type WorkerIdentity } from '../../src/runtime/worker.js';
 
@@ -38,10 +38,10 @@ test('the RSS hash is symmetric and the frame hash matches the tuple hash', () =
     assert.equal(rssQueueOfFrame(back, 0, back.length, 3), rssQueueOfTuple4(a, b, p, q, 3));
     assert.equal(rssFlowHashOfFrame(there, 0, there.length), rssHash4(a, b, p, q));
   }
-  // Fragments hash on the addresses alone and are nobody's flow; ARP goes to queue 0.
+  // Fragments hash on (addresses, proto, id) — test/unit/steering.test.ts; ARP goes to queue 0.
   const frag = tcpFrame(C, S, 1, 2, 0x2000);
-  assert.equal(rssHashFrame(frag, 0, frag.length), rssHash4(C, S, 0, 0));
-  assert.equal(rssFlowHashOfFrame(frag, 0, frag.length), -1);
+  assert.equal(rssHashFrame(frag, 0, frag.length), rssHashFragment4(C, S, 6, 0));
+  assert.equal(rssFlowHashOfFrame(frag, 0, frag.length), rssHashFragment4(C, S, 6, 0));
   const arp = new Uint8Array(42); arp[12] = 0x08; arp[13] = 0x06;
   assert.equal(rssHashFrame(arp, 0, arp.length), 0);
   assert.equal(rssFlowHashOfFrame(arp, 0, arp.length), -1);

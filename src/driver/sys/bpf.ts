@@ -21,6 +21,8 @@ const BPF_MAP_UPDATE_ELEM = 2;
 const BPF_MAP_DELETE_ELEM = 3;
 const BPF_PROG_LOAD = 5;
 const BPF_LINK_CREATE = 28;
+const BPF_MAP_GET_FD_BY_ID = 14;
+const BPF_OBJ_GET_INFO_BY_FD = 15;
 // enum bpf_map_type, bpf_prog_type, bpf_attach_type
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_MAP_TYPE_XSKMAP = 17;
@@ -67,6 +69,24 @@ export function mapCreate(type: number, keySize: number, valueSize: number, maxE
   dv.setUint32(16, flags, true);
   setName(bytes, 28, name); // after inner_map_fd (20) and numa_node (24)
   return bpf(BPF_MAP_CREATE, bytes, `bpf(BPF_MAP_CREATE ${name})`);
+}
+
+/** The kernel's id of the map `fd` (BPF_OBJ_GET_INFO_BY_FD: struct bpf_map_info's id). */
+export function mapIdOf(fd: number): number {
+  const info = new Uint8Array(128); // off the V8 heap: its address is stable
+  const { bytes, dv } = attrOf();
+  dv.setUint32(0, fd, true);
+  dv.setUint32(4, 80, true);
+  dv.setBigUint64(8, BigInt(libc.addressOf(info)), true);
+  bpf(BPF_OBJ_GET_INFO_BY_FD, bytes, 'bpf(BPF_OBJ_GET_INFO_BY_FD)');
+  return new DataView(info.buffer).getUint32(4, true);
+}
+
+/** A descriptor of the map with this id (BPF_MAP_GET_FD_BY_ID; CAP_SYS_ADMIN): how another process reaches a map. */
+export function mapFdById(id: number): number {
+  const { bytes, dv } = attrOf();
+  dv.setUint32(0, id, true);
+  return bpf(BPF_MAP_GET_FD_BY_ID, bytes, `bpf(BPF_MAP_GET_FD_BY_ID ${id})`);
 }
 
 /** BPF_MAP_UPDATE_ELEM with a u32 key and a u32 value. */
@@ -209,6 +229,22 @@ export function redirectAllProgram(xskMapFd: number): XdpProgram {
     .ldx(W, 2, 1, 16) // r2 = ctx->rx_queue_index
     .ldMapFd(1, xskMapFd)
     .movImm(3, XDP_PASS) // flags: the verdict when the queue has no socket
+    .call(FN_REDIRECT_MAP)
+    .exit()
+    .assemble();
+}
+
+/**
+ * Every frame to XSKMAP slot `slot`, whatever queue it arrived on: what redirecting by a flow
+ * hash to another queue's socket amounts to. The kernel refuses it for a socket bound to another
+ * queue (net/xdp/xsk.c, xsk_rcv_check: -EINVAL, the frame dropped); a test proves it on this
+ * kernel (test/integration/run-workers-steer.test.ts), which is why workers use the queue index.
+ */
+export function redirectToSlotProgram(xskMapFd: number, slot: number): XdpProgram {
+  return new Asm()
+    .movImm(2, slot)
+    .ldMapFd(1, xskMapFd)
+    .movImm(3, XDP_PASS)
     .call(FN_REDIRECT_MAP)
     .exit()
     .assemble();

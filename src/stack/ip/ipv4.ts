@@ -58,6 +58,11 @@ export type Ipv4ProtocolInput = (ip: Ipv4View, buf: PacketBuffer, toBroadcast: b
 export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
   readonly stats = new IpStats();
   readonly reass: Reassembler;
+  /**
+   * Sees each reassembled datagram (buf.start at its IPv4 header) before delivery; true takes it
+   * (several workers: it goes to its flow's owner, src/runtime/worker.ts).
+   */
+  onReassembled: ((ifIndex: number, buf: PacketBuffer) => boolean) | null = null;
   readonly icmp: Icmp;
   readonly igmp: Igmp;
   private readonly protocols: (Ipv4ProtocolInput | undefined)[] = new Array(256).fill(undefined);
@@ -146,6 +151,7 @@ export class Ipv4 implements IcmpContext, ReassContext, IgmpContext {
       if (!whole) return;
       this.stats.reassembled++;
       buf = whole;
+      if (this.onReassembled !== null && this.onReassembled(iface.index, buf)) return;
       ip.wrap(buf.data, buf.start, buf.length, false);
     }
     if (this.filter !== null && !this.filter(ip, buf)) { buf.release(); return; }

@@ -68,6 +68,11 @@ export class Ipv6 implements Ip6Services {
   readonly routes = new RouteTable6();
   readonly pmtu: PmtuCache;
   readonly reass: Reassembler6;
+  /**
+   * Sees each reassembled datagram (buf.start at its IPv6 header, no Fragment header) before
+   * delivery; true takes it (several workers: it goes to its flow's owner, src/runtime/worker.ts).
+   */
+  onReassembled: ((ifIndex: number, buf: PacketBuffer) => boolean) | null = null;
   readonly icmp: Icmpv6;
   readonly ndp: Ndp;
   readonly mld: Mld;
@@ -349,6 +354,7 @@ export class Ipv6 implements Ip6Services {
           if (!whole) return;
           this.stats.reassembled++;
           buf = whole;
+          if (this.onReassembled !== null && this.onReassembled(link.ifIndex, buf)) return;
           b = buf.data; ipOff = buf.start; end = buf.end;
           nh = b[ipOff + 6]!; nhField = ipOff + 6; pos = ipOff + IPV6_HLEN; count = 0;
           continue;

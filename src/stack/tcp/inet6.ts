@@ -189,7 +189,9 @@ export function tcp6Connect(tcp: Tcp, opts: ConnectOptions, raddr6: Uint8Array):
   } else {
     const key = scratchEnds;
     copyAddr6(key.laddr6, 0, laddr6, 0); copyAddr6(key.raddr6, 0, raddr6, 0);
+    const mine = tcp.portFilter6;
     lport = tcp.ports.select(tcp.prf.local(key), tcp.prf.remote(key), rport, (p) => {
+      if (mine !== null && !mine(laddr6, p, raddr6, rport)) return true;
       if (tcp.bindings.has(p) || tcp.lookup6(laddr6, p, raddr6, rport) !== null) return true;
       const tw = lookupTimeWait6(tcp, laddr6, p, raddr6, rport);
       return tw >= 0 && !tcp.timeWaitReusable(tw, now);

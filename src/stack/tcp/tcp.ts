@@ -70,6 +70,8 @@ export class Tcp {
    * this stack's queue. Null (one worker) checks nothing.
    */
   portFilter: ((laddr: number, lport: number, raddr: number, rport: number) => boolean) | null = null;
+  /** portFilter for IPv6 active opens (16-byte addresses). */
+  portFilter6: ((laddr6: Uint8Array, lport: number, raddr6: Uint8Array, rport: number) => boolean) | null = null;
   readonly store = new RingStore();
   /** @internal what each TCB's timers run. */
   readonly timerHandlers: TcbTimerHandlers = {
