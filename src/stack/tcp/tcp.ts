@@ -20,7 +20,6 @@ import { seqInRange } from './seq.js';
 import { EphemeralPorts, TcpBinding, TcpPortTable } from './ports.js';
 import { RttEstimator } from './rtt.js';
 import { Path } from '../ip/path.js';
-import { Ip4Map } from '../neighbor/ip4map.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
@@ -29,9 +28,10 @@ import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './time
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
 import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
-import { AF_INET, AF_INET6, EndsPrf, prefixKey6, sourceSlot } from './ends.js';
+import { AF_INET, AF_INET6, EndsPrf } from './ends.js';
 import { tcp6Bind, tcp6Connect, tcp6IcmpError, tcp6Input, tcp6Listen } from './inet6.js';
-import { type SipKey, sipKeyFromRandom } from './siphash.js';
+import { sipKeyFromRandom } from './siphash.js';
+import { SourceCounts } from './sources.js';
 
 export { TcpCounters, type TcpConnectionInfo } from './counters.js';
 export { Segment } from './segment.js';
@@ -57,6 +57,7 @@ export class Tcp {
   readonly counters = new TcpCounters();
   readonly tun: TcpTunables;
   readonly isnGen: IsnGenerator;
+  private readonly sources: SourceCounts;
   readonly cookies: SynCookies;
   /** TCP Fast Open: the server's cookies and the client's cookie cache (fastopen.ts). */
   readonly tfoCookies: TfoCookies;
@@ -115,12 +116,11 @@ export class Tcp {
     // The table's hash key comes from the ISN secret (a keyed PRF of a fixed tuple), so seeded
     // simulations draw exactly the random numbers they drew before.
     this.demux = new TcpDemux(this.isnGen.isn(0, 0x74737461, 0, 0x636b0000, 0) | 1);
-    this.perSource = new Ip4Map<number>(16, this.isnGen.isn(0, 0x70657273, 0, 0x72630000, 0));
     // Derived from the ISN secret too, not drawn: seeded runs keep their random sequence.
     let k = 0;
     this.prf = new EndsPrf(sipKeyFromRandom(() => this.isnGen.isn(0, 0x36, ++k, 0x36, k)));
     let j = 0;
-    this.sourceKey = sipKeyFromRandom(() => this.isnGen.isn(0, 0x53, ++j, 0x53, j));
+    this.sources = new SourceCounts(this.isnGen.isn(0, 0x70657273, 0, 0x72630000, 0), sipKeyFromRandom(() => this.isnGen.isn(0, 0x53, ++j, 0x53, j)));
     // The exception path (AF_XDP) follows which local ports the stack holds.
     const changed = host.portChanged;
     if (changed) this.demux.onPortChange = (port, inUse) => changed.call(host, 6, port, inUse);
@@ -319,34 +319,20 @@ export class Tcp {
 
   lookup(laddr: number, lport: number, raddr: number, rport: number): Tcb | null { return this.demux.lookup(laddr, lport, raddr, rport); }
 
-  /**
-   * Connections (in the table, any state but TIME_WAIT) with each remote address: the shield's
-   * per-source limit. Typed storage (interface index 1 for all): a Map keyed by an address above
-   * 2^31 boxes a heap number on every set, twice per connection on each side.
-   */
-  private readonly perSource: Ip4Map<number>;
-
   /** How many connections a source holds with us: an IPv4 address, or sourceKey6() of an IPv6 one. */
-  connectionsFrom(k: number): number { return this.perSource.get(sourceSlot(k), k >>> 0) ?? 0; }
-
-  private readonly sourceKey: SipKey;
-  /** The shield's name for the IPv6 source at b[off..]: its /64 as a keyed hash (ends.ts prefixKey6). */
-  sourceKey6(b: Uint8Array, off: number): number { return prefixKey6(this.sourceKey, b, off); }
+  connectionsFrom(k: number): number { return this.sources.count(k); }
+  /** The shield's name for the IPv6 source at b[off..]: its /64 as a keyed hash. */
+  sourceKey6(b: Uint8Array, off: number): number { return this.sources.key6(b, off); }
 
   insert(tcb: Tcb): void {
-    const k = tcb.family === AF_INET ? tcb.raddr : this.sourceKey6(tcb.raddr6, 0);
-    const slot = sourceSlot(k), ip = k >>> 0;
-    this.perSource.set(slot, ip, (this.perSource.get(slot, ip) ?? 0) + 1);
+    this.sources.add(tcb);
     this.demux.insert(tcb);
   }
 
   remove(tcb: Tcb): void {
     if (!tcb.inTable) return;
     this.demux.remove(tcb);
-    const k = tcb.family === AF_INET ? tcb.raddr : this.sourceKey6(tcb.raddr6, 0);
-    const slot = sourceSlot(k), ip = k >>> 0;
-    const n = this.perSource.get(slot, ip) ?? 0;
-    if (n <= 1) this.perSource.delete(slot, ip); else this.perSource.set(slot, ip, n - 1);
+    this.sources.remove(tcb);
   }
 
   findListener(laddr: number, lport: number): TcpListener | null { return this.demux.findListener(laddr, lport); }
