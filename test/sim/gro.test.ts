@@ -115,6 +115,15 @@ test('no merge across flags: FIN is delivered alone after what was held; PSH end
   assert.deepEqual(b.map((o) => [o.seq, o.len]), [[1000, 500], [1500, 500]]);
 });
 
+test('a device super-frame (the kernel GSO'd it already) is passed on whole, after what its flow held', () => {
+  const out: number[][] = [];
+  const gro = new Gro(pool, (_i, b) => out.push([b.end - b.start, b.gso]));
+  const bufs = [frame({ seq: 1000, len: 1000 }), frame({ seq: 2000, len: 3000 }), frame({ seq: 5000, len: 1000 })];
+  bufs[1]!.gso = Gso.Tcp4; bufs[1]!.gsoSize = 1000; bufs[1]!.csum = Csum.Valid;
+  gro.burst(1, bufs, 3);
+  assert.deepEqual(out, [[1054, 0], [3054, Gso.Tcp4], [1054, 0]]);
+});
+
 test('no merge across option changes: another TS echo, a SACK block, a falling TS value; a rising one merges', () => {
   assert.equal(coalesce([{ seq: 1000, len: 100, ts: [5, 9] }, { seq: 1100, len: 100, ts: [5, 10] }]).length, 2);
   assert.equal(coalesce([{ seq: 1000, len: 100, ts: [5, 9] }, { seq: 1100, len: 100, ts: [5, 9], extraOpts: [5, 10, ...u32(1), ...u32(2)] }]).length, 2);

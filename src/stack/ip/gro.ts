@@ -54,7 +54,7 @@ class Held {
   thl = 0;
   /** Offset of the TS option's value in the TCP header (from tcp), or -1. */
   tsAt = -1;
-  /** Segment size (the first segment's payload, or the device's gsoSize). */
+  /** Segment size: the first segment's payload. */
   mss = 0;
   /** Sequence number the next segment must carry. */
   nextSeq = 0;
@@ -109,8 +109,10 @@ export class Gro {
     const flags = d[tcp + 13]!;
     const dataLen = payloadEnd - tcp - thl;
     const h = this.find(ifIndex, buf, ip, tcp, v6);
-    // Only ACK or ACK|PSH segments with data take part (no SYN/FIN/RST/URG/ECE/CWR).
-    if (thl < 20 || dataLen <= 0 || (flags & ~TCP_PSH) !== TCP_ACK || (d[tcp + 12]! & 0x0f) !== 0) {
+    // Only ACK or ACK|PSH segments with data take part (no SYN/FIN/RST/URG/ECE/CWR). A device's
+    // super-frame (the kernel's GSO on veth and TAP) is already coalesced: merging it would copy
+    // tens of kilobytes to save one pass through TCP, so it goes on as it is.
+    if (thl < 20 || dataLen <= 0 || (flags & ~TCP_PSH) !== TCP_ACK || (d[tcp + 12]! & 0x0f) !== 0 || buf.gso !== Gso.None) {
       if (h !== null) this.flush(h);
       this.deliver(ifIndex, buf);
       return;
@@ -126,12 +128,11 @@ export class Gro {
       }
       buf.csum = Csum.Valid;
     }
-    const segMss = buf.gso !== Gso.None && buf.gsoSize > 0 ? buf.gsoSize : dataLen;
     if (h !== null) {
-      if (this.merge(h, buf, tcp, thl, dataLen, segMss, flags)) return;
+      if (this.merge(h, buf, tcp, thl, dataLen, flags)) return;
       this.flush(h);
     }
-    this.hold(ifIndex, buf, ip, tcp, thl, dataLen, segMss, flags, v6);
+    this.hold(ifIndex, buf, ip, tcp, thl, dataLen, flags, v6);
   }
 
   /** The held flow of the frame's Ethernet header, addresses and ports, or null. */
@@ -150,23 +151,21 @@ export class Gro {
     return null;
   }
 
-  private hold(ifIndex: number, buf: PacketBuffer, ip: number, tcp: number, thl: number, dataLen: number, segMss: number, flags: number, v6: boolean): void {
+  private hold(ifIndex: number, buf: PacketBuffer, ip: number, tcp: number, thl: number, dataLen: number, flags: number, v6: boolean): void {
     if (this.nHeld === MAX_FLOWS) this.flush(this.held[0]!);
     const h = this.held[this.nHeld++]!;
     h.buf = buf; h.ifIndex = ifIndex; h.v6 = v6; h.ip = ip; h.tcp = tcp; h.thl = thl;
     h.tsAt = thl > 20 ? tsOffset(buf.data, tcp, thl) : -1;
-    h.mss = segMss;
+    h.mss = dataLen;
     h.nextSeq = (readU32(buf.data, tcp + 4) + dataLen) >>> 0;
-    h.segs = buf.gso !== Gso.None && segMss > 0 ? Math.ceil(dataLen / segMss) : 1;
-    // Already ended: a PSH, or a tail shorter than the segment size.
-    h.closed = (flags & TCP_PSH) !== 0 || dataLen % segMss !== 0;
+    h.segs = 1;
+    // A PSH ends it at once.
+    h.closed = (flags & TCP_PSH) !== 0;
   }
 
   /** Appends the segment's payload to h when Linux's rules allow; false leaves buf untouched. */
-  private merge(h: Held, buf: PacketBuffer, tcp: number, thl: number, dataLen: number, segMss: number, flags: number): boolean {
-    if (h.closed) return false;
-    // A device's super-frame must have the same segment size; a plain segment at most it.
-    if (buf.gso !== Gso.None && buf.gsoSize > 0 ? segMss !== h.mss : dataLen > h.mss) return false;
+  private merge(h: Held, buf: PacketBuffer, tcp: number, thl: number, dataLen: number, flags: number): boolean {
+    if (h.closed || dataLen > h.mss) return false;
     const d = buf.data, hd0 = h.buf.data;
     if (readU32(d, tcp + 4) !== h.nextSeq) return false;
     // Same acknowledgement number, header length and options (bar a rising TS value).
@@ -197,7 +196,7 @@ export class Gro {
     if (h.tsAt >= 0) copyBytes(hd, h.tcp + h.tsAt, d, tcp + h.tsAt, 4);
     hd[h.tcp + 13] = hd[h.tcp + 13]! | (flags & TCP_PSH);
     h.nextSeq = (h.nextSeq + dataLen) >>> 0;
-    h.segs += buf.gso !== Gso.None ? Math.ceil(dataLen / segMss) : 1;
+    h.segs++;
     if ((flags & TCP_PSH) !== 0 || dataLen % h.mss !== 0) h.closed = true;
     this.stats.merged++;
     buf.release();
