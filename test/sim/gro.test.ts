@@ -115,7 +115,7 @@ test('no merge across flags: FIN is delivered alone after what was held; PSH end
   assert.deepEqual(b.map((o) => [o.seq, o.len]), [[1000, 500], [1500, 500]]);
 });
 
-test('a device super-frame (the kernel GSO'd it already) is passed on whole, after what its flow held', () => {
+test('a device super-frame (already coalesced by the kernel) is passed on whole, after what its flow held', () => {
   const out: number[][] = [];
   const gro = new Gro(pool, (_i, b) => out.push([b.end - b.start, b.gso]));
   const bufs = [frame({ seq: 1000, len: 1000 }), frame({ seq: 2000, len: 3000 }), frame({ seq: 5000, len: 1000 })];
