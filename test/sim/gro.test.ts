@@ -31,7 +31,7 @@ function frame(s: SegSpec): PacketBuffer {
   if (s.extraOpts) opts.push(...s.extraOpts);
   while (opts.length % 4) opts.push(1);
   const thl = 20 + opts.length, v6 = s.v6 === true, iphl = v6 ? 40 : 20;
-  const b = pool.alloc();
+  const b = pool.alloc(pool.headroom + 14 + iphl + thl + s.len);
   const at = b.append(14 + iphl + thl + s.len);
   const d = b.data;
   d.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, v6 ? 0x86 : 0x08, v6 ? 0xdd : 0x00], at);
