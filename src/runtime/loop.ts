@@ -275,10 +275,14 @@ export class RunLoop {
       const port = this.ports[p]!;
       const n = port.driver.rxBurst(rx, this.burst);
       const steer = this.steer;
-      if (steer === null) {
-        if (stack.inputBurst) stack.inputBurst(port.ifIndex, rx, n);
-        else for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
-      } else for (let i = 0; i < n; i++) { const b = rx[i]!; if (!steer(port.ifIndex, b)) stack.input(port.ifIndex, b); }
+      let keep = n;
+      if (steer !== null) {
+        // The frames this worker keeps, compacted in place, stay one burst.
+        keep = 0;
+        for (let i = 0; i < n; i++) { const b = rx[i]!; if (!steer(port.ifIndex, b)) rx[keep++] = b; }
+      }
+      if (stack.inputBurst) stack.inputBurst(port.ifIndex, rx, keep);
+      else for (let i = 0; i < keep; i++) stack.input(port.ifIndex, rx[i]!);
       frames += n;
     }
     this.nextDeadline = stack.poll(this.clock.now());
