@@ -95,8 +95,6 @@ export class Gro {
       if (d[ip] !== 0x45 || d[ip + 9] !== 6 || (d[ip + 6]! & 0x3f) !== 0 || d[ip + 7] !== 0) { this.passThrough(ifIndex, buf); return; }
       const total = (d[ip + 2]! << 8) | d[ip + 3]!;
       if (total !== len - ETH) { this.passThrough(ifIndex, buf); return; }
-      // The header checksum must hold (IP input checks it too; a bad one is not ours to merge).
-      if (fold(sum16(d, ip, 20)) !== 0xffff) { this.passThrough(ifIndex, buf); return; }
       tcp = ip + 20; payloadEnd = ip + total; v6 = false;
     } else if (et === 0x86dd) {
       if ((d[ip]! >> 4) !== 6 || d[ip + 6] !== 6) { this.passThrough(ifIndex, buf); return; }
@@ -108,15 +106,18 @@ export class Gro {
     const thl = (d[tcp + 12]! >> 4) * 4;
     const flags = d[tcp + 13]!;
     const dataLen = payloadEnd - tcp - thl;
-    const h = this.find(ifIndex, buf, ip, tcp, v6);
     // Only ACK or ACK|PSH segments with data take part (no SYN/FIN/RST/URG/ECE/CWR). A device's
     // super-frame (the kernel's GSO on veth and TAP) is already coalesced: merging it would copy
-    // tens of kilobytes to save one pass through TCP, so it goes on as it is.
-    if (thl < 20 || dataLen <= 0 || (flags & ~TCP_PSH) !== TCP_ACK || (d[tcp + 12]! & 0x0f) !== 0 || buf.gso !== Gso.None) {
-      if (h !== null) this.flush(h);
+    // tens of kilobytes to save one pass through TCP, so it goes on as it is. The IPv4 header
+    // checksum must hold (IP input checks it too; a bad one is not ours to merge).
+    if (thl < 20 || dataLen <= 0 || (flags & ~TCP_PSH) !== TCP_ACK || (d[tcp + 12]! & 0x0f) !== 0 || buf.gso !== Gso.None
+        || (!v6 && fold(sum16(d, ip, 20)) !== 0xffff)) {
+      // Whatever of its flow is held goes first (a pure ACK's flow is usually not held: no search).
+      if (this.nHeld > 0) { const h = this.find(ifIndex, buf, ip, tcp, v6); if (h !== null) this.flush(h); }
       this.deliver(ifIndex, buf);
       return;
     }
+    const h = this.nHeld > 0 ? this.find(ifIndex, buf, ip, tcp, v6) : null;
     if (buf.csum !== Csum.Valid) {
       const tl = payloadEnd - tcp;
       const pseudo = v6 ? pseudoHeaderV6(d, ip + 8, d, ip + 24, 6, tl) : pseudoHeaderV4(readU32(d, ip + 12), readU32(d, ip + 16), 6, tl);
