@@ -130,9 +130,15 @@ export class Gro {
       buf.csum = Csum.Valid;
     }
     if (h !== null) {
-      if (this.merge(h, buf, tcp, thl, dataLen, flags)) return;
+      if (this.merge(h, buf, tcp, thl, dataLen, flags)) {
+        // PSH ended it: nothing more can join, so it goes now.
+        if (h.closed) this.flush(h);
+        return;
+      }
       this.flush(h);
     }
+    // A PSH segment with nothing of its flow held (a request, a reply) would only wait.
+    if ((flags & TCP_PSH) !== 0) { this.deliver(ifIndex, buf); return; }
     this.hold(ifIndex, buf, ip, tcp, thl, dataLen, flags, v6);
   }
 
