@@ -95,6 +95,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
   readonly drops: Record<string, number> = Object.create(null);
   private readonly gro: Gro;
   private readonly groOn: SysctlHandle<number>;
+  private readonly ip6Forwarding: SysctlHandle<number>;
   /** Called after a frame is queued on a device, so the run loop can flush soon. */
   onOutput: (() => void) | null = null;
 
@@ -119,6 +120,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     this.ip6 = new Ipv6(this);
     this.tunnels = new Tunnels(this);
     this.groOn = defineGroSysctls(this.sysctl);
+    this.ip6Forwarding = this.sysctl.handle<number>('net.inet6.ip6.forwarding');
     this.gro = new Gro(this.pool, (ifIndex, buf) => this.input(ifIndex, buf));
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
     udp.attach6(ip6);
@@ -391,7 +393,7 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
    * data of each flow. Takes ownership of the n buffers.
    */
   inputBurst(ifIndex: number, bufs: PacketBuffer[], n: number): void {
-    if (n > 1 && this.groOn.value !== 0) { this.gro.burst(ifIndex, bufs, n); return; }
+    if (n > 1 && this.groOn.value !== 0) { this.gro.burst(ifIndex, bufs, n, this.ip6Forwarding.value === 0); return; }
     for (let i = 0; i < n; i++) this.input(ifIndex, bufs[i]!);
   }
 

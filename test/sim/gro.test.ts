@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { BufferPool, Csum, Gso, type PacketBuffer } from '../../src/base/pktbuf.js';
 import { Gro } from '../../src/stack/ip/gro.js';
+import { completeChecksum } from '../../src/base/offload.js';
 import { finish, fold, pseudoHeaderV4, pseudoHeaderV6, sum16 } from '../../src/wire/checksum.js';
 import { Simulation } from '../helpers/sim.js';
 import { filler } from '../helpers/tcp-harness.js';
@@ -95,6 +96,20 @@ test('four in-order segments of one flow become one super-segment with the last 
   assert.equal(b.csum, Csum.Valid);
   assert.equal(b.gso, Gso.Tcp4);
   assert.equal(b.gsoSize, 1448);
+  // The checksum field holds the pseudo-header sum (as a device's partial one): completing it
+  // over the whole super-segment gives a valid TCP checksum (what forwarding to a TSO device needs).
+  b.csum = Csum.Partial;
+  completeChecksum(b);
+  const tcp = b.start + 14 + 20, tl = b.end - tcp;
+  assert.equal(fold(sum16(b.data, tcp, tl, pseudoHeaderV4(0xc6120001, 0xc6120002, 6, tl))), 0xffff);
+});
+
+test('with IPv6 forwarding on (merge6 false) IPv6 segments pass as they are; IPv4 still merges', () => {
+  const out: number[] = [];
+  const gro = new Gro(pool, (_i, b) => out.push(b.end - b.start));
+  const bufs = [...run(2, 100, { v6: true }), ...run(2, 100, { sport: 7000 })].map(frame);
+  gro.burst(1, bufs, 4, false);
+  assert.deepEqual(out, [174, 174, 254]);
 });
 
 test('IPv6 segments merge the same way (payload length rewritten)', () => {

@@ -76,8 +76,15 @@ export class Gro {
     for (let i = 0; i < MAX_FLOWS; i++) this.held.push(new Held());
   }
 
-  /** Frames bufs[0..n) from interface ifIndex, in arrival order. Takes ownership of each. */
-  burst(ifIndex: number, bufs: PacketBuffer[], n: number): void {
+  /** IPv6 segments merge only while this is true (IPv6 forwarding takes no super-segments). */
+  private merge6 = true;
+
+  /**
+   * Frames bufs[0..n) from interface ifIndex, in arrival order. Takes ownership of each.
+   * `merge6` false: IPv6 segments pass as they are (the stack forwards IPv6).
+   */
+  burst(ifIndex: number, bufs: PacketBuffer[], n: number, merge6 = true): void {
+    this.merge6 = merge6;
     for (let i = 0; i < n; i++) {
       const b = bufs[i]!;
       this.frame(ifIndex, b);
@@ -97,7 +104,7 @@ export class Gro {
       if (total !== len - ETH) { this.passThrough(ifIndex, buf); return; }
       tcp = ip + 20; payloadEnd = ip + total; v6 = false;
     } else if (et === 0x86dd) {
-      if ((d[ip]! >> 4) !== 6 || d[ip + 6] !== 6) { this.passThrough(ifIndex, buf); return; }
+      if (!this.merge6 || (d[ip]! >> 4) !== 6 || d[ip + 6] !== 6) { this.passThrough(ifIndex, buf); return; }
       const plen = (d[ip + 4]! << 8) | d[ip + 5]!;
       if (plen !== len - ETH - 40) { this.passThrough(ifIndex, buf); return; }
       tcp = ip + 40; payloadEnd = tcp + plen; v6 = true;
@@ -215,18 +222,26 @@ export class Gro {
     const b = h.buf;
     if (h.segs > 1) {
       const d = b.data;
+      const tl = b.end - h.tcp;
+      let pseudo: number;
       if (h.v6) {
         const plen = b.end - h.ip - 40;
         d[h.ip + 4] = plen >>> 8; d[h.ip + 5] = plen & 0xff;
+        pseudo = pseudoHeaderV6(d, h.ip + 8, d, h.ip + 24, 6, tl);
       } else {
         const total = b.end - h.ip;
         d[h.ip + 2] = total >>> 8; d[h.ip + 3] = total & 0xff;
         d[h.ip + 10] = 0; d[h.ip + 11] = 0;
         const c = finish(sum16(d, h.ip, 20));
         d[h.ip + 10] = c >>> 8; d[h.ip + 11] = c & 0xff;
+        pseudo = pseudoHeaderV4(readU32(d, h.ip + 12), readU32(d, h.ip + 16), 6, tl);
       }
-      // The TCP checksum field is stale: every part was verified, so the whole is.
-      b.csum = Csum.Valid; b.csumStart = 0; b.csumOffset = 0;
+      // Every part was verified, so the whole is; as Linux's GRO leaves it (CHECKSUM_PARTIAL),
+      // the field holds the pseudo-header sum, so that forwarding can hand the super-segment to
+      // a TSO device to complete, or cut it up (src/base/offload.ts).
+      const p = fold(pseudo);
+      d[h.tcp + 16] = p >>> 8; d[h.tcp + 17] = p & 0xff;
+      b.csum = Csum.Valid; b.csumStart = h.tcp; b.csumOffset = 16;
       b.gso = h.v6 ? Gso.Tcp6 : Gso.Tcp4;
       b.gsoSize = h.mss;
       this.stats.superSegments++;
