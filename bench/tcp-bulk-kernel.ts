@@ -12,7 +12,9 @@
 // "upload": the client sends (tstack receives). Each figure is the median of interleaved rounds;
 // the notes give every round. With two or more CPUs the server is pinned to CPU 0 and the client
 // to CPU 1. TSTACK_BENCH_BULK_DRIVERS=tap,afpacket,afxdp picks the drivers (default: all three,
-// afxdp skipped with the reason when the kernel refuses it).
+// afxdp skipped with the reason when the kernel refuses it). TSTACK_BENCH_BULK_DIRS=download|upload
+// measures one direction; TSTACK_BENCH_BULK_NODE_OPTION passes one option to the node running the
+// app under tstack run (e.g. --cpu-prof-dir=/tmp/prof with --cpu-prof: see docs/benchmarks.md).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,15 +83,18 @@ export const tcpBulkKernel: Benchmark = {
           `addr = "${stackIp}/24"\nhost_addr = "198.18.96.1/24"\nnetns = "${nsA}"\n`);
         let tstack: Server;
         try {
-          tstack = await startServer(appPin[0] ?? process.execPath, [...appPin.slice(1), ...(appPin.length ? [process.execPath] : []), TSTACK_BIN, 'run', '--config', config, SERVER],
+          const nodeOpts = (process.env['TSTACK_BENCH_BULK_NODE_OPTION'] ?? '').split(' ').filter((o) => o !== '').flatMap((o) => ['--node-option', o]);
+          tstack = await startServer(appPin[0] ?? process.execPath, [...appPin.slice(1), ...(appPin.length ? [process.execPath] : []), TSTACK_BIN, 'run', '--config', config, ...nodeOpts, SERVER],
             env, `tstack run bulk-server (${driver})`, READY);
         } catch (e) {
           if (driver === 'afxdp') { opts.log(`tcp-bulk-kernel: afxdp skipped: ${(e as Error).message.split('\n')[0]}`); continue; }
           throw e;
         }
         try {
+          const dirs = (process.env['TSTACK_BENCH_BULK_DIRS'] ?? 'download,upload').split(',');
           for (const verb of ['send', 'recv'] as const) {
             const dir = verb === 'send' ? 'download' : 'upload';
+            if (!dirs.includes(dir)) continue;
             // Warm-up (ARP, JIT, buffers): a tenth of the size, not measured.
             tstack.thaw(); await transfer(nsA, cliPin, stackIp, verb, bytes >> 4);
             reference.thaw(); await transfer(nsA, cliPin, refIp, verb, bytes >> 4);

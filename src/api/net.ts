@@ -128,6 +128,24 @@ interface InternalOpts extends SocketConstructorOpts {
 /** Bytes pulled from the engine per read (libuv reads into 64 KiB buffers too). */
 const READ_CHUNK = 64 * 1024;
 
+/**
+ * Read chunks of 4 KiB and more are carved from a shared 256 KiB slab, as Node's Buffer pool
+ * does below 4 KiB (Buffer.allocUnsafe): one ArrayBuffer per slab instead of one per read, so a
+ * bulk stream allocates, tracks and sweeps a quarter as many. A chunk the program keeps keeps
+ * its slab (at most 256 KiB) alive, as a kept small Buffer keeps Node's 8 KiB pool.
+ */
+const READ_SLAB = 256 * 1024;
+let readSlab: Buffer | null = null;
+let readSlabOff = 0;
+
+function readBuffer(n: number): Buffer {
+  if (n < 4096) return Buffer.allocUnsafe(n);
+  if (readSlab === null || READ_SLAB - readSlabOff < n) { readSlab = Buffer.allocUnsafeSlow(READ_SLAB); readSlabOff = 0; }
+  const b = readSlab.subarray(readSlabOff, readSlabOff + n);
+  readSlabOff += (n + 7) & ~7;
+  return b;
+}
+
 // libuv's uv_strerror() texts for the codes uvException messages can carry here.
 const UV_MESSAGE: Partial<Record<ErrnoCode, string>> = {
   EADDRINUSE: 'address already in use', EADDRNOTAVAIL: 'address not available',
@@ -218,8 +236,11 @@ export class Socket extends Duplex {
   /** The engine has reported the peer's FIN; EOF is pushed once its buffer is drained. */
   #eof = false;
   #eofPushed = false;
-  /** A write the send buffer could only partly take: the rest and the callback wait for onDrain. */
-  #pending: { data: Uint8Array; cb: (err?: Error | null) => void } | null = null;
+  /**
+   * A write the send buffer could only partly take: the rest (`data`, then the later chunks of a
+   * _writev in `more`, never concatenated) and the callback wait for onDrain.
+   */
+  #pending: { data: Uint8Array; more: Uint8Array[] | null; cb: (err?: Error | null) => void } | null = null;
   /** Data handed to _write before the connection was up (Node's _pendingData). */
   #pendingData: Uint8Array | null = null;
   /** TCP Fast Open requested (connect option `tfo`), and the write held before the engine socket existed. */
@@ -522,8 +543,8 @@ export class Socket extends Duplex {
         if (!this.#reading) return; // the callback returned false or called pause()
         continue;
       }
-      // Straight into a Buffer (small ones come from Node's shared slab, as its own reads do).
-      const chunk = Buffer.allocUnsafe(avail < READ_CHUNK ? avail : READ_CHUNK);
+      // Straight into a Buffer from a shared slab (readBuffer).
+      const chunk = readBuffer(avail < READ_CHUNK ? avail : READ_CHUNK);
       const n = tcp.readInto(chunk, 0, chunk.length);
       this.#bytesRead += n;
       this.#unrefTimer();
@@ -590,14 +611,14 @@ export class Socket extends Duplex {
         // The send buffer is full: the rest waits for room ('drain'), as one pending write.
         for (let j = i + 1; j <= last; j++) this.#bytesDispatched += bufs[j]!.length;
         if (i < last) tcp.write(new Uint8Array(0)); // ends the MSG_MORE hold
-        this.#pending = { data: Buffer.concat([b.subarray(n), ...bufs.slice(i + 1)]), cb };
+        this.#pending = { data: b.subarray(n), more: i < last ? bufs.slice(i + 1) : null, cb };
         this.#updateRef();
         return;
       }
     }
     if (tcp.notSentLowat === 0 || tcp.writable) { cb(); return; }
     tcp.wantDrain = true;
-    this.#pending = { data: new Uint8Array(0), cb };
+    this.#pending = { data: new Uint8Array(0), more: null, cb };
     this.#updateRef();
   }
 
@@ -634,7 +655,7 @@ export class Socket extends Duplex {
     // bytes are below the mark, as a kernel socket's writability would have it.
     if (n === data.length && (tcp.notSentLowat === 0 || tcp.writable)) { cb(); return; }
     if (n === data.length) tcp.wantDrain = true;
-    this.#pending = { data: data.subarray(n), cb };
+    this.#pending = { data: data.subarray(n), more: null, cb };
     this.#updateRef();
   }
 
@@ -654,7 +675,13 @@ export class Socket extends Duplex {
     if (p === null || tcp === null) return;
     let n: number;
     try {
-      n = p.data.length === 0 ? 0 : tcp.write(p.data);
+      for (;;) {
+        n = p.data.length === 0 ? 0 : tcp.write(p.data);
+        if (n < p.data.length || p.more === null) break;
+        // Chunk by chunk into the send buffer, as _writev does.
+        p.data = p.more.shift()!;
+        if (p.more.length === 0) p.more = null;
+      }
     } catch (e) {
       this.#pending = null;
       this.#updateRef();

@@ -61,6 +61,8 @@ interface LoopPort { driver: Driver; ifIndex: number }
 /** The part of a Stack the loop drives (an interface so tests can hand in a fake). */
 export type LoopStack = Pick<Stack, 'clock' | 'input' | 'poll'> & {
   onOutput?: (() => void) | null;
+  /** A whole receive burst (Stack.inputBurst: receive coalescing); without it, input() per frame. */
+  inputBurst?(ifIndex: number, bufs: PacketBuffer[], n: number): void;
   /** Deferred output (Stack.setDeferOutput): the loop turns it on while it runs and flushes it each iteration. */
   setDeferOutput?(on: boolean): void;
   flushOutput?(): void;
@@ -275,8 +277,14 @@ export class RunLoop {
       const port = this.ports[p]!;
       const n = port.driver.rxBurst(rx, this.burst);
       const steer = this.steer;
-      if (steer === null) for (let i = 0; i < n; i++) stack.input(port.ifIndex, rx[i]!);
-      else for (let i = 0; i < n; i++) { const b = rx[i]!; if (!steer(port.ifIndex, b)) stack.input(port.ifIndex, b); }
+      let keep = n;
+      if (steer !== null) {
+        // The frames this worker keeps, compacted in place, stay one burst.
+        keep = 0;
+        for (let i = 0; i < n; i++) { const b = rx[i]!; if (!steer(port.ifIndex, b)) rx[keep++] = b; }
+      }
+      if (stack.inputBurst) stack.inputBurst(port.ifIndex, rx, keep);
+      else for (let i = 0; i < keep; i++) stack.input(port.ifIndex, rx[i]!);
       frames += n;
     }
     this.nextDeadline = stack.poll(this.clock.now());

@@ -22,7 +22,8 @@ import { Ethernet, type EthernetContext } from './l2/ethernet.js';
 import { VlanDevice } from './l2/vlan.js';
 import { BondDevice, type BondMode } from './l2/bond.js';
 import { Arp, defineArpSysctls, type ArpContext } from './neighbor/arp.js';
-import { Sysctl } from './sysctl.js';
+import { Sysctl, type SysctlHandle } from './sysctl.js';
+import { Gro, GroStats, defineGroSysctls } from './ip/gro.js';
 import { Shield, type ShieldConfig } from './shield.js';
 import type { TcpHost } from './tcp/host.js';
 import { Tcp } from './tcp/tcp.js';
@@ -92,6 +93,9 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
   readonly tunnels: Tunnels;
   /** Drops by reason; every packet the stack refuses is counted here. */
   readonly drops: Record<string, number> = Object.create(null);
+  private readonly gro: Gro;
+  private readonly groOn: SysctlHandle<number>;
+  private readonly ip6Forwarding: SysctlHandle<number>;
   /** Called after a frame is queued on a device, so the run loop can flush soon. */
   onOutput: (() => void) | null = null;
 
@@ -115,6 +119,9 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     this.tcp = new Tcp(this);
     this.ip6 = new Ipv6(this);
     this.tunnels = new Tunnels(this);
+    this.groOn = defineGroSysctls(this.sysctl);
+    this.ip6Forwarding = this.sysctl.handle<number>('net.inet6.ip6.forwarding');
+    this.gro = new Gro(this.pool, (ifIndex, buf) => this.input(ifIndex, buf));
     const ipv4 = this.ipv4, arp = this.arp, udp = this.udp, tcp = this.tcp, ip6 = this.ip6;
     udp.attach6(ip6);
     ip6.upper.set(IpProto.UDP, (ip, buf, off, len, ifIndex) => udp.input6(ip, buf, off, len, ifIndex));
@@ -384,6 +391,19 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     buf.ifIndex = ifIndex;
     this.ethernet.input(iface, buf);
   }
+
+  /**
+   * A receive burst from interface `ifIndex`: bufs[0..n), in arrival order, each as input() takes
+   * it, after receive coalescing (ip/gro.ts; sysctl net.link.ether.gro) merged the in-order TCP
+   * data of each flow. Takes ownership of the n buffers.
+   */
+  inputBurst(ifIndex: number, bufs: PacketBuffer[], n: number): void {
+    if (n > 1 && this.groOn.value !== 0) { this.gro.burst(ifIndex, bufs, n, this.ip6Forwarding.value === 0); return; }
+    for (let i = 0; i < n; i++) this.input(ifIndex, bufs[i]!);
+  }
+
+  /** Receive coalescing counters (segments merged, super-segments handed to input). */
+  get groStats(): GroStats { return this.gro.stats; }
 
   /** Runs due timers and looped-back packets; returns when the stack next needs to run (ms), Infinity when idle. */
   poll(now = this.clock.now()): number {

@@ -22,6 +22,8 @@ import { PcapWriter, capture } from '../../src/driver/pcap.js';
 /** What the simulation drives: the Stack, or a scripted host written in a test. */
 export interface SimHost {
   input(ifIndex: number, buf: PacketBuffer): void;
+  /** A whole receive burst (Stack.inputBurst: receive coalescing), as the run loop hands it. */
+  inputBurst?(ifIndex: number, bufs: PacketBuffer[], n: number): void;
   /** Runs due work at `now`; returns when it next needs to run (ms; Infinity when idle). */
   poll(now: number): number;
   /** Sends output the host deferred (Stack.setDeferOutput); the simulation calls it each round. */
@@ -81,6 +83,11 @@ export interface SimulationOptions {
   startMs?: number;
   /** Frames taken per rxBurst (default 64). */
   burst?: number;
+  /**
+   * Hand each rxBurst to the host's inputBurst (receive coalescing) as the run loop does; default
+   * true (TSTACK_SIM_GRO=0 turns it off everywhere). False: input() frame by frame.
+   */
+  coalesce?: boolean;
 }
 
 export interface RunOptions {
@@ -134,6 +141,7 @@ export class Simulation {
   private readonly captures: CaptureSpec[] = [];
   private readonly scratch: PacketBuffer[];
   private readonly burst: number;
+  private readonly coalesce: boolean;
 
   constructor(opts: SimulationOptions = {}) {
     this.seed = opts.seed ?? 1;
@@ -144,6 +152,7 @@ export class Simulation {
       bandwidthBps: opts.bandwidthBps, realtime: false,
     });
     this.burst = opts.burst ?? 64;
+    this.coalesce = opts.coalesce ?? process.env['TSTACK_SIM_GRO'] !== '0';
     this.scratch = new Array<PacketBuffer>(this.burst);
   }
 
@@ -223,7 +232,8 @@ export class Simulation {
       let n: number;
       do {
         n = e.dev.rxBurst(out, this.burst);
-        for (let i = 0; i < n; i++) host.input(ifIndex, out[i]!);
+        if (this.coalesce && host.inputBurst) host.inputBurst(ifIndex, out, n);
+        else for (let i = 0; i < n; i++) host.input(ifIndex, out[i]!);
       } while (n === this.burst);
       e.deadline = host.poll(now);
       if (host.flushOutput) {

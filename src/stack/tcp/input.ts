@@ -21,8 +21,11 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
   const now = tcp.host.clock.now();
   const flags = seg.flags;
   const opts = seg.opts;
-  tcb.segsIn++;
-  if (seg.dataLen > 0) (tcb.stats ??= new TcbStats()).dataSegsIn++;
+  // A coalesced super-segment (ip/gro.ts, or the device's) counts as the segments it holds (Linux's gso_segs).
+  const gs = seg.buf.gsoSize;
+  const segs = gs > 0 && seg.dataLen > gs ? Math.ceil(seg.dataLen / gs) : 1;
+  tcb.segsIn += segs;
+  if (seg.dataLen > 0) (tcb.stats ??= new TcbStats()).dataSegsIn += segs;
   if ((flags & TcpFlag.ACK) && tcb.stats !== null) tcb.stats.lastAckRecvTime = now;
   if (tcb.state === TcpState.SYN_SENT) { synSentInput(tcp, tcb, seg, now); return; }
 
