@@ -180,3 +180,22 @@ test('tstack/dgram: one \'message\' per datagram, emitted by the burst\'s delive
   c.close();
   sim.close();
 });
+
+test('a connection established and reset in one burst is still accepted, then closes with ECONNRESET', () => {
+  const { sim, a, b } = pair('burst-accept-reset');
+  const log: string[] = [];
+  const l = b.stack.tcp.listen({ port: 80 });
+  l.onConnection = (s) => {
+    log.push(`connection ${s.state}`);
+    s.onClose = (err) => log.push(`close ${err?.code}`);
+  };
+  const c = a.stack.tcp.connect({ raddr: B, rport: 80 });
+  c.onConnect = () => c.abort(); // the RST follows the handshake's ACK in the same round
+  assert.ok(sim.runUntil(() => log.length === 2, { maxMs: 5000 }), `${sim.describe()} ${log}`);
+  assert.deepEqual(log, ['connection CLOSED', 'close ECONNRESET']);
+  assert.equal(l.pending, 0, 'nothing left in the accept queue');
+  sim.run(100);
+  assert.equal(b.stack.tcp.activeTcbs, 0);
+  l.close();
+  sim.close();
+});

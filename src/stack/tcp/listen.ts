@@ -134,8 +134,8 @@ export interface AbortSignalLike {
 function abortChild(tcp: Tcp, t: Tcb): void {
   if (t.state === TcpState.CLOSED) {
     // Ended already, waiting in the accept queue for its burst's delivery (freeTcb).
-    const q = t.listener!.acceptQueue;
-    q.splice(q.indexOf(t), 1);
+    const q = t.listener!.acceptQueue, i = q.indexOf(t);
+    if (i >= 0) q.splice(i, 1);
     t.listener = null;
     t.inAcceptQueue = false;
     return;
