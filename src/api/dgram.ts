@@ -706,19 +706,18 @@ export class Socket extends EventEmitter {
     this.#queue = undefined;
   };
 
-  // The engine calls these from inside the run loop's iteration; the application hears about
-  // them on the next tick, after the iteration (so a reply sent from 'message' never re-enters
-  // the stack's input path).
+  // The engine calls these once per receive burst, after the burst's input (Stack.poll's
+  // event delivery): one 'message' per datagram, in order, then an ICMP error. A reply sent
+  // from 'message' goes out with the iteration's other output.
   readonly #onMessage = (data: Uint8Array, addr: number, port: number, addr6: Uint8Array | null): void => {
     // A udp6 socket's peers are IPv6 addresses; an IPv4 one is shown v4-mapped, as Linux does.
-    if (this.type === 'udp6') process.nextTick(emitMessage6, this, data, addr6 !== null ? formatAddr6(addr6) : `::ffff:${formatIpv4(addr)}`, port);
-    else process.nextTick(emitMessage, this, data, addr, port);
+    if (this.type === 'udp6') emitMessage6(this, data, addr6 !== null ? formatAddr6(addr6) : `::ffff:${formatIpv4(addr)}`, port);
+    else emitMessage(this, data, addr, port);
   };
 
   readonly #onError = (err: NetError): void => {
     // Kernel sockets report an ICMP error on a connected socket through the next recvmsg.
-    const e = errnoException(err.code, 'recvmsg');
-    process.nextTick(() => { if (this.#sock) this.emit('error', e); });
+    if (this.#sock) this.emit('error', errnoException(err.code, 'recvmsg'));
   };
 
   /** @internal */

@@ -117,6 +117,8 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
     this.udp = new Udp(this.ipv4);
     this.udp.onPortChanged = (proto, port, inUse) => this.portChanged(proto, port, inUse);
     this.tcp = new Tcp(this);
+    // Application events are delivered once per receive burst, by poll() (deliverEvents).
+    this.tcp.batchEvents = true;
     this.ip6 = new Ipv6(this);
     this.tunnels = new Tunnels(this);
     this.groOn = defineGroSysctls(this.sysctl);
@@ -380,7 +382,11 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
 
   // ---- receive, time, output ---------------------------------------------------------------
 
-  /** One received Ethernet frame from interface `ifIndex`. Takes ownership of buf. */
+  /**
+   * One received Ethernet frame from interface `ifIndex`. Takes ownership of buf. What it means
+   * for sockets (data, connections, closes, datagrams, ICMP errors) is only marked: the events
+   * of all the frames input before the next poll() are delivered there, once per socket.
+   */
   input(ifIndex: number, buf: PacketBuffer): void {
     const iface = this.interfaces[ifIndex - 1];
     if (!iface) { buf.release(); this.drop('no_interface'); return; }
@@ -405,23 +411,41 @@ export class Stack implements EthernetContext, Ipv4Context, ArpContext, TcpHost,
   /** Receive coalescing counters (segments merged, super-segments handed to input). */
   get groStats(): GroStats { return this.gro.stats; }
 
-  /** Runs due timers and looped-back packets; returns when the stack next needs to run (ms), Infinity when idle. */
+  /**
+   * Delivers the application events of the frames input since the last poll: each socket
+   * once, readable with all the burst's data, then writable, end, close. First thing poll()
+   * does; the run loop calls poll() right after each receive burst.
+   */
   poll(now = this.clock.now()): number {
-    // Events posted outside segment input (an accept() that took queued data) are delivered here.
-    this.tcp.dispatch();
+    // The burst's events (and those posted outside input: an accept() that took queued data).
+    this.deliverEvents();
+    // Looped-back packets are the next burst, and due timers the one after.
     this.ipv4.pollLoopback();
     this.ip6.pollLoopback();
-    this.tcp.dispatch();
+    this.deliverEvents();
     this.wheel.advance(now);
     // What the timers posted (a connection given up, a retransmission's outcome) is delivered
     // now, not at some later poll the loop may sleep long before.
-    this.tcp.dispatch();
-    return this.ipv4.loopbackPending || this.ip6.loopbackPending || this.tcp.eventsPending ? now : this.wheel.nextDeadline();
+    this.deliverEvents();
+    return this.ipv4.loopbackPending || this.ip6.loopbackPending || this.eventsPending ? now : this.wheel.nextDeadline();
   }
+
+  /**
+   * Delivers the events waiting for sockets now (poll() does it; embedders that input frames
+   * without polling at once may call it). Callbacks may write, close and open sockets: the
+   * events they raise are delivered in this pass or the next poll's, never lost.
+   */
+  deliverEvents(): void {
+    this.tcp.deliverEvents();
+    this.udp.deliverEvents();
+  }
+
+  /** Socket events wait for deliverEvents(). */
+  get eventsPending(): boolean { return this.tcp.eventsPending || this.udp.eventsPending; }
 
   /** When the stack next needs poll() (clock ms; Infinity when idle), without running anything. */
   nextDeadline(): number {
-    return this.ipv4.loopbackPending || this.ip6.loopbackPending || this.tcp.eventsPending ? this.clock.now() : this.wheel.nextDeadline();
+    return this.ipv4.loopbackPending || this.ip6.loopbackPending || this.eventsPending ? this.clock.now() : this.wheel.nextDeadline();
   }
 
   /**

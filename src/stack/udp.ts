@@ -21,6 +21,7 @@ import { Icmpv6Type, Icmpv6UnreachCode } from '../wire/icmpv6.js';
 import { IPV6_HLEN, Ipv6Next, isIpv6LinkLocal, isIpv6Multicast, isIpv6Unspecified, type Ipv6View } from '../wire/ipv6.js';
 import { addr6Equals, copyAddr6 } from './ip/addr6.js';
 import { Path } from './ip/path.js';
+import { ReadyList } from './ready.js';
 import type { Icmpv6 } from './ip/icmpv6.js';
 
 /** What UDP needs from the stack (IPv4 implements it). */
@@ -139,17 +140,25 @@ export class UdpSocket {
   readonly memberships6: UdpMembership6[] = [];
   /** IPV6_MULTICAST_IF: the interface index IPv6 multicast leaves by (0 = the first up link). */
   mcastIf6 = 0;
+  // Datagrams queue (bounded by recvBufSize) as they arrive; the stack delivers each socket's
+  // events once per receive burst (Udp.deliverEvents, from Stack.poll):
   /**
-   * Receive mode 1: every datagram is handed over at once. An IPv6 source comes in `addr6`
-   * (valid during the call only; addr is then 0); an IPv4 one in `addr` with addr6 null.
+   * Receive mode 1: the burst's datagrams are handed over one call each, in order. An IPv6
+   * source comes in `addr6` (addr is then 0); an IPv4 one in `addr` with addr6 null.
    */
   onMessage: ((data: Uint8Array, addr: number, port: number, addr6: Uint8Array | null) => void) | null = null;
-  /** Receive mode 2 (onMessage unset): datagrams queue (bounded); onReadable says when one arrived. */
+  /** Receive mode 2 (onMessage unset): datagrams stay queued for recv(); onReadable says, once per burst, that some arrived. */
   onReadable: (() => void) | null = null;
-  /** Asynchronous errors (ICMP) on a connected socket: ECONNREFUSED, EHOSTUNREACH, EMSGSIZE... */
+  /** Asynchronous errors (ICMP) on a connected socket: ECONNREFUSED, EHOSTUNREACH, EMSGSIZE... (after the burst's datagrams). */
   onError: ((err: NetError) => void) | null = null;
-  private readonly queue: UdpMessage[] = [];
+  /** Queued datagrams are queue[queueHead..]. */
+  private readonly queue: (UdpMessage | undefined)[] = [];
+  private queueHead = 0;
   private queuedBytes = 0;
+  /** The last ICMP error of the burst, for onError (Linux keeps one pending error too: sk_err). */
+  private pendingError: NetError | null = null;
+  /** @internal on the Udp's ready list. */
+  ready = false;
   stats = { received: 0, sent: 0, dropped: 0 };
 
   constructor(private readonly udp: Udp, readonly family: UdpFamily = UdpFamily.V4) {
@@ -164,7 +173,7 @@ export class UdpSocket {
 
   get connected(): boolean { return this.remotePort !== 0; }
   get bound(): boolean { return this.localPort !== 0; }
-  get pending(): number { return this.queue.length; }
+  get pending(): number { return this.queue.length - this.queueHead; }
   /** Bytes of queued datagrams (netstat's Recv-Q). */
   get pendingBytes(): number { return this.queuedBytes; }
 
@@ -292,8 +301,11 @@ export class UdpSocket {
 
   /** Next queued datagram (receive mode 2), or null. */
   recv(): UdpMessage | null {
-    const m = this.queue.shift();
-    if (!m) return null;
+    const q = this.queue;
+    if (this.queueHead === q.length) return null;
+    const m = q[this.queueHead]!;
+    q[this.queueHead++] = undefined;
+    if (this.queueHead === q.length) { q.length = 0; this.queueHead = 0; }
     this.queuedBytes -= m.data.length;
     return m;
   }
@@ -449,18 +461,55 @@ export class UdpSocket {
     for (const m of [...this.memberships6]) this.#setFilter6(m.group, 0, null);
     this.udp.unbind(this);
     this.queue.length = 0;
+    this.queueHead = 0;
     this.queuedBytes = 0;
+    this.pendingError = null;
   }
 
-  /** @internal `addr6`: an IPv6 source (valid during the call), else null. */
+  /** @internal a datagram arrived (`addr6`: an IPv6 source, copied; else null). False when the queue is full. */
   deliver(data: Uint8Array, addr: number, port: number, addr6: Uint8Array | null): boolean {
     this.stats.received++;
-    if (this.onMessage) { this.onMessage(data, addr, port, addr6); return true; }
     if (this.queuedBytes + data.length > this.recvBufSize) { this.stats.dropped++; return false; }
     this.queue.push({ data, addr, port, addr6: addr6 === null ? null : addr6.slice() });
     this.queuedBytes += data.length;
-    this.onReadable?.();
+    this.udp.markReady(this);
     return true;
+  }
+
+  /** @internal datagrams or an error wait for deliverEvents(). */
+  get hasEvents(): boolean { return this.queueHead < this.queue.length || this.pendingError !== null; }
+
+  /** @internal an ICMP error for a connected socket, reported after the burst's datagrams. */
+  raiseError(err: NetError): void {
+    this.pendingError = err;
+    this.udp.markReady(this);
+  }
+
+  /**
+   * @internal The socket's one delivery per burst: every queued datagram to onMessage (mode 1)
+   * or one onReadable (mode 2), then the pending error. A callback may close the socket: the
+   * rest is then dropped. Events a callback raises on this socket wait for the next delivery.
+   */
+  deliverEvents(): void {
+    if (this.onMessage !== null) {
+      const q = this.queue;
+      // Each message leaves the queue before its callback runs (a callback that throws does
+      // not see it again); the ones after it stay queued.
+      while (this.queueHead < q.length && this.onMessage !== null) {
+        const m = q[this.queueHead]!;
+        q[this.queueHead++] = undefined;
+        this.queuedBytes -= m.data.length;
+        if (this.queueHead === q.length) { q.length = 0; this.queueHead = 0; }
+        this.onMessage(m.data, m.addr, m.port, m.addr6);
+      }
+    } else if (this.queueHead < this.queue.length) {
+      this.onReadable?.();
+    }
+    const err = this.pendingError;
+    if (err !== null && !this.closed) {
+      this.pendingError = null;
+      this.onError?.(err);
+    }
   }
 }
 
@@ -497,6 +546,8 @@ export class Udp {
   };
   /** A local port got its first socket (true) or lost its last (false); the Stack's watchPorts. */
   onPortChanged: ((proto: number, port: number, inUse: boolean) => void) | null = null;
+  /** Sockets with datagrams or errors to deliver (ready.ts); a closed one is skipped. */
+  private readonly ready = new ReadyList<UdpSocket>((s) => { if (!s.closed) s.deliverEvents(); }, (s) => !s.closed && s.hasEvents);
 
   constructor(readonly ctx: UdpContext) {
     ctx.icmp.handlers.set(IpProto.UDP, (type, code, info, inner, l4Off) => this.icmpError(type, code, info, inner, l4Off));
@@ -507,6 +558,18 @@ export class Udp {
     this.ctx6 = ctx6;
     ctx6.icmp.handlers.set(Ipv6Next.UDP, (type, code, word, bytes, ipOff, l4Off, l4Len) => this.icmp6Error(type, code, word, bytes, ipOff, l4Off, l4Len));
   }
+
+  /** @internal `s` has datagrams or an error for its next delivery. */
+  markReady(s: UdpSocket): void { this.ready.mark(s); }
+
+  /** True when sockets wait for deliverEvents(). */
+  get eventsPending(): boolean { return this.ready.pending; }
+
+  /**
+   * Delivers what the burst raised: each ready socket once (UdpSocket.deliverEvents). Callbacks
+   * may send, close and open sockets.
+   */
+  deliverEvents(): void { this.ready.deliver(); }
 
   /** A new socket: IPv4 (AF_INET, the default) or IPv6 (AF_INET6). */
   open(family: UdpFamily = UdpFamily.V4): UdpSocket { return new UdpSocket(this, family); }
@@ -847,7 +910,7 @@ export class Udp {
     if (!err) return;
     // Like Linux without IP_RECVERR: only connected sockets hear about errors.
     for (const s of list) {
-      if (s.connected && s.remoteAddr === inner.dst && s.remotePort === dport) s.onError?.(err);
+      if (s.connected && s.remoteAddr === inner.dst && s.remotePort === dport) s.raiseError(err);
     }
   }
 
@@ -874,7 +937,7 @@ export class Udp {
     const dstOff = ipOff + 24;
     for (const s of list) {
       if (s.remoteIs6 && s.remotePort === dport && addr6Equals(s.remote6!, 0, bytes, dstOff)) {
-        s.onError?.(new NetError(code6, type === Icmpv6Type.PacketTooBig ? `path MTU ${word}` : 'ICMPv6 error'));
+        s.raiseError(new NetError(code6, type === Icmpv6Type.PacketTooBig ? `path MTU ${word}` : 'ICMPv6 error'));
       }
     }
   }

@@ -216,7 +216,7 @@ export function tcp6Connect(tcp: Tcp, opts: ConnectOptions, raddr6: Uint8Array):
   tcp.insert(tcb);
   tcp.counters.connAttempts++;
   startConnect(tcp, tcb, isnFloor);
-  tcp.dispatch();
+  tcp.deliverEvents();
   return sock;
 }
 

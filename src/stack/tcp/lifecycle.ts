@@ -157,7 +157,13 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
   if (tcb.rack !== null) { tcp.giveRack(tcb.rack); tcb.rack = null; }
   tcb.keepMode = KeepMode.None;
   tcb.sndBuf.release();
-  if (!tcb.sock || tcb.userClosed || tcb.error || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
+  // Established and ended in the same receive burst, before the application heard of it: it
+  // stays in the accept queue, so the burst's delivery still hands it over, then its end (as
+  // Linux's accept queue keeps a child that was reset).
+  const unannounced = tcb.inAcceptQueue && (tcb.events & TcbEvent.Accept) !== 0;
+  // Data of the same burst that the application has not been told of yet (a reset right
+  // after it) is still delivered before the close: it stays until read or closed.
+  if ((!tcb.sock && !unannounced) || tcb.userClosed || (tcb.error && (tcb.events & TcbEvent.Data) === 0) || tcb.rcvBuf.length === 0) tcb.rcvBuf.release();
   tcb.rcvBuf.oooCount = 0;
   tcb.resetScoreboard();
   tcp.remove(tcb);
@@ -166,7 +172,7 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
     tcb.tfo = null;
   }
   const l = tcb.listener;
-  if (l) {
+  if (l && !unannounced) {
     if (tcb.inAcceptQueue) {
       const i = l.acceptQueue.indexOf(tcb);
       if (i >= 0) l.acceptQueue.splice(i, 1);

@@ -132,7 +132,16 @@ export interface AbortSignalLike {
 }
 
 function abortChild(tcp: Tcp, t: Tcb): void {
+  if (t.state === TcpState.CLOSED) {
+    // Ended already, waiting in the accept queue for its burst's delivery (freeTcb).
+    const q = t.listener!.acceptQueue, i = q.indexOf(t);
+    if (i >= 0) q.splice(i, 1);
+    t.listener = null;
+    t.inAcceptQueue = false;
+    return;
+  }
   sendRst(tcp, t.laddr, t.lport, t.raddr, t.rport, t.sndNxt, 0, TcpFlag.RST, t);
+  t.events &= ~TcbEvent.Accept; // never handed over now: out of the queue
   freeTcb(tcp, t);
 }
 

@@ -301,7 +301,7 @@ export class TcpSocket {
     t.userClosed = true;
     this.onData = null;
     if (t.state === TcpState.CLOSED || t.state === TcpState.TIME_WAIT) { t.rcvBuf.release(); return; }
-    if (t.state === TcpState.SYN_SENT) { dropConnection(t.tcp, t, ''); t.tcp.dispatch(); return; }
+    if (t.state === TcpState.SYN_SENT) { dropConnection(t.tcp, t, ''); t.tcp.deliverEvents(); return; }
     if (t.rcvBuf.length > 0) { this.abort(); return; }
     t.rcvBuf.release();
     this.shutdown();
@@ -330,7 +330,7 @@ export class TcpSocket {
     t.userClosed = true;
     freeTcb(t.tcp, t);
     t.tcp.post(t, TcbEvent.Close);
-    t.tcp.dispatch();
+    t.tcp.deliverEvents();
   }
 
   setNoDelay(on = true): void {
@@ -427,11 +427,14 @@ export class TcpSocket {
     });
   }
 
-  /** @internal */
+  /**
+   * @internal One delivery of everything a burst raised, in this order: connected, readable
+   * (once, with all the data of the burst), writable (drain), end of the peer's data, close
+   * (with its error). A callback may close the socket; what follows then sees it closed.
+   */
   deliver(ev: number): void {
     if (ev & TcbEvent.Connect) this.onConnect?.();
     if ((ev & TcbEvent.Data) && this.tcb.rcvBuf.length > 0) this.onData?.();
-    if ((ev & TcbEvent.End) && !this.endNotified) { this.endNotified = true; this.onEnd?.(); }
     if (ev & TcbEvent.Drain) {
       const free = this.tcb.sndBuf.free;
       const lowat = this.tcb.notsentLowat;
@@ -440,6 +443,7 @@ export class TcpSocket {
         this.onDrain?.();
       }
     }
+    if ((ev & TcbEvent.End) && !this.endNotified) { this.endNotified = true; this.onEnd?.(); }
     if ((ev & TcbEvent.Close) && !this.closeNotified) {
       this.closeNotified = true;
       this.onClose?.(this.error);
@@ -448,12 +452,19 @@ export class TcpSocket {
   }
 }
 
-/** @internal called by Tcp.dispatch() */
-export function dispatchEvents(tcb: Tcb, ev: number): void {
+/** @internal Tcp's ready list delivers a connection's events through here. */
+export function deliverTcbEvents(tcb: Tcb): void {
+  let ev = tcb.events;
+  if (ev === 0) return;
+  tcb.events = 0;
   if (ev & TcbEvent.Accept) {
     // Listener reference is kept until accept; deliver from the listener the TCB belongs to.
     const l = tcb.listener;
     if (l && tcb.inAcceptQueue) l.deliver();
+    // The accept announced what arrived before it (data, end): the same burst's, delivered
+    // once, here.
+    ev |= tcb.events;
+    tcb.events = 0;
   }
   const s = tcb.sock;
   if (s) s.deliver(ev & ~TcbEvent.Accept);

@@ -246,8 +246,8 @@ export class Tcb {
   events = 0;
   /** Error to report on close (a TcpErrorCode string) or ''. */
   error = '';
-  /** Queued for event delivery. */
-  queued = false;
+  /** On Tcp's ready list (events to deliver). */
+  ready = false;
   /** Waiting in Tcp's deferred-output queue (application writes, reads, shutdown). */
   outPending = false;
 

@@ -25,7 +25,8 @@ import { SynCookies } from './syncookie.js';
 import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
 import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
-import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
+import { TcpSocket, TcpError, type ConnectOptions, deliverTcbEvents } from './socket.js';
+import { ReadyList } from '../ready.js';
 import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
 import { TimeWaitTable, type TimeWaitInfo } from './timewait.js';
 import { AF_INET, AF_INET6, EndsPrf } from './ends.js';
@@ -90,11 +91,14 @@ export class Tcp {
   /** What IPv6 addresses enter the ISN, SYN-cookie and port PRFs as (ends.ts). */
   readonly prf: EndsPrf;
   readonly seg = new Segment();
-  /** Sockets with events to deliver. */
-  private readonly eventQueue: (Tcb | null)[] = [];
-  /** Entries used in eventQueue (the array keeps its storage between deliveries). */
-  private eventCount = 0;
-  private dispatching = false;
+  /** Sockets with events to deliver (ready.ts). */
+  private readonly ready = new ReadyList<Tcb>(deliverTcbEvents);
+  /**
+   * The host delivers the events that input and timers raise (deliverEvents()) once per pass
+   * over a receive burst, instead of dispatch() delivering them at the end of each segment.
+   * The Stack sets it (Stack.poll delivers); a Tcp driven alone (unit harnesses) keeps it off.
+   */
+  batchEvents = false;
   /**
    * Deferred output (like Linux's autocorking, but for a whole run-loop iteration): when set,
    * what the application does — write, read (window updates), shutdown — only marks the
@@ -485,7 +489,7 @@ export class Tcp {
     // RFC 7413: a TFO SYN may wait for the end of this run-loop iteration (fastopen.ts).
     const defer = opts.fastOpen === true && fastOpenConnect(this, tcb, opts.synData, pathMss(this, tcb.path, tcb));
     startConnect(this, tcb, isnFloor, defer);
-    this.dispatch();
+    this.deliverEvents();
     return sock;
   }
 
@@ -511,7 +515,7 @@ export class Tcp {
   requestOutput(tcb: Tcb): void {
     if (!this.deferOutput) {
       tcpOutput(this, tcb);
-      this.dispatch();
+      this.deliverEvents();
       return;
     }
     if (tcb.outPending) return;
@@ -532,7 +536,7 @@ export class Tcp {
       tcpOutput(this, t, now);
     }
     q.length = 0;
-    this.dispatch();
+    this.deliverEvents();
     if (q.length) this.flushOutput();
   }
 
@@ -547,42 +551,32 @@ export class Tcp {
   /** @internal marks events for delivery after the current input/timer processing. */
   post(tcb: Tcb, ev: number): void {
     tcb.events |= ev;
-    if (!tcb.queued) { tcb.queued = true; this.eventQueue[this.eventCount++] = tcb; }
+    this.ready.mark(tcb);
   }
 
-  /** True when events wait for dispatch() (the run loop then comes back at once). */
-  get eventsPending(): boolean { return this.eventCount > 0; }
+  /** True when events wait for delivery (the run loop then comes back at once). */
+  get eventsPending(): boolean { return this.ready.pending; }
 
-  /** Delivers queued events (callbacks may re-enter the API; their events are picked up here). */
+  /**
+   * A delivery point of the engine (the end of a segment's input, an ICMP error, a timer):
+   * delivers the queued events now, unless the host batches them (batchEvents).
+   */
   dispatch(): void {
-    if (this.dispatching) return;
-    this.dispatching = true;
-    const q = this.eventQueue;
-    let i = 0;
-    try {
-      for (; i < this.eventCount; i++) {
-        const t = q[i]!;
-        q[i] = null;
-        t.queued = false;
-        const ev = t.events;
-        t.events = 0;
-        if (ev !== 0) dispatchEvents(t, ev);
-      }
-    } finally {
-      // When a callback threw, what was not delivered yet waits for the next dispatch.
-      const rest = i < this.eventCount ? this.eventCount - i - 1 : 0;
-      for (let k = 0; k < rest; k++) { q[k] = q[i + 1 + k]!; q[i + 1 + k] = null; }
-      this.eventCount = rest;
-      this.dispatching = false;
-    }
+    if (!this.batchEvents) this.ready.deliver();
   }
+
+  /**
+   * Delivers queued events, each socket's once (socket.ts: deliverTcbEvents). Callbacks may
+   * re-enter the API; the events they raise join this pass. What the application itself does
+   * (close, connect, immediate output) delivers through here at once.
+   */
+  deliverEvents(): void { this.ready.deliver(); }
 
   /** Drops every connection and listener (stack shutdown): no timers or buffers left. */
   destroy(): void {
     for (const t of this.connections()) freeTcb(this, t);
     this.timeWait.clear();
     for (const l of this.demux.allListeners()) l.close();
-    this.eventQueue.length = 0;
-    this.eventCount = 0;
+    this.ready.clear();
   }
 }
