@@ -95,11 +95,7 @@ class PairRunner {
       s.onEnd = () => s.close();
     };
     const c = pair.a.tcp.connect({ raddr: pair.bAddr, rport: port });
-    const fill = () => {
-      while (!stop) if (c.write(chunk) === 0) return;
-      c.onDrain = null;
-      c.close();
-    };
+    const fill = () => { while (!stop) if (c.write(chunk) === 0) return; };
     c.onDrain = fill;
     c.onConnect = fill;
     const late = Math.max(0, now() - r.start);
@@ -110,8 +106,10 @@ class PairRunner {
     let c1 = cpuMs();
     const bytes = got - g0;
     const bulkCpu = c1.all - c0.all, bulkMain = c1.main - c0.main;
+    // Reset, not close: a FIN would first drain the send buffer into the next window.
     stop = true;
-    fill();
+    c.onDrain = null;
+    c.abort();
     l.close();
     // Connect+close cycles, one at a time, in the second window.
     const t2 = r.start + r.ms + r.gap, t3 = t2 + r.ms;
