@@ -138,6 +138,7 @@ class PairRunner {
 
 function servePair(send: (m: Measured | 'ready') => void): void {
   const runner = new PairRunner();
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (r: Round | 'exit') => {
     if (r === 'exit') { process.disconnect?.(); return; }
     send(runner.round(r));
@@ -158,7 +159,13 @@ class PairProcess {
     // TSTACK_BENCH_PAIR_FLAGS: extra node flags for the pair processes (the experiments in
     // docs/benchmarks.md: --single-threaded-gc, --v8-pool-size=1, ...).
     const execArgv = [...process.execArgv, ...(process.env.TSTACK_BENCH_PAIR_FLAGS ?? '').split(' ').filter(Boolean)];
-    this.child = fork(fileURLToPath(import.meta.url), [], { execArgv, env: { ...process.env, [ROLE]: '1' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // detached: each pair in a session of its own. Linux's scheduler (with autogroup, the
+    // default on desktop and many VM kernels) shares the CPU fairly between sessions, not
+    // processes: with other sessions busy, all pairs in our session would share one session's
+    // share, and two pairs get no more CPU than one (docs/benchmarks.md). A pair exits when
+    // the channel closes, so it does not outlive the bench.
+    const detached = process.env.TSTACK_BENCH_PAIR_SESSION !== 'shared';
+    this.child = fork(fileURLToPath(import.meta.url), [], { execArgv, detached, env: { ...process.env, [ROLE]: '1' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.ready = new Promise((resolve, reject) => {
       const fail = (e: Error) => {
         this.failed = e;
