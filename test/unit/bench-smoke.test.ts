@@ -75,6 +75,25 @@ test('tcp-bulk-memory and tcp-connect-close-memory --quick --json print their re
   assert.ok((rows[1]!.value as number) < 5000, `connect+close ${rows[1]!.value} µs`);
 });
 
+test('workers-memory --quick --json: N pair processes in the same windows, wall and per-CPU-second figures', { timeout: 120_000 }, () => {
+  const r = spawnSync(process.execPath, [RUN, 'workers-memory', '--quick', '--json'], { encoding: 'utf8', timeout: 110_000 });
+  assert.equal(r.status, 0, `exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  const rows = r.stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const n = Number(/^bulk-(\d+)w$/.exec(rows[0]!.metric as string)?.[1]);
+  assert.ok(n >= 2, `metric ${rows[0]!.metric}`);
+  assert.deepEqual(rows.map((o) => [o.metric, o.unit]), [
+    [`bulk-${n}w`, 'MB/s'], [`connect-close-${n}w`, 'cycles/s'], [`bulk-per-cpu-${n}w`, 'MB/CPU-s'], [`connect-close-per-cpu-${n}w`, 'cycles/CPU-s'],
+  ]);
+  for (const o of rows) {
+    assert.equal(o.bench, 'workers-memory');
+    assert.match(o.referenceLabel as string, /one pair/);
+    assert.ok(Number.isFinite(o.value) && (o.value as number) > 0 && Number.isFinite(o.reference) && (o.reference as number) > 0, JSON.stringify(o));
+  }
+  // The pair processes report how they warmed up and what the control loop gave.
+  assert.match(r.stderr, /workers-memory: \d+ warm-up round\(s\)/);
+  assert.match(r.stderr, /control \(compute loop, same windows\)/);
+});
+
 test('an unknown benchmark name exits 2 and lists the available ones', () => {
   const r = runBench(['no-such-bench', '--json']);
   assert.equal(r.status, 2);
