@@ -13,7 +13,7 @@ if (!gc) throw new Error('idle-conns-child: run with --expose-gc');
 function measure(): { heap: number; external: number } {
   gc!(); gc!();
   const m = process.memoryUsage();
-  return { heap: m.heapUsed, external: m.external + m.arrayBuffers };
+  return { heap: m.heapUsed, external: m.external };
 }
 
 const pair = new MemoryPair({ tso: true });

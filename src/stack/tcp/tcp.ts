@@ -23,7 +23,7 @@ import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
-import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
+import { Tcb, TcbArena, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 import { TcpSocket, TcpError, type ConnectOptions, dispatchEvents } from './socket.js';
 import { dropConnection, freeTcb, pathMss, startConnect } from './lifecycle.js';
@@ -70,6 +70,8 @@ export class Tcp {
    */
   portFilter: ((laddr: number, lport: number, raddr: number, rport: number) => boolean) | null = null;
   readonly store = new RingStore();
+  /** Rows of TCB fields (tcb.ts). */
+  readonly tcbArena = new TcbArena();
   /** @internal what each TCB's timers run. */
   readonly timerHandlers: TcbTimerHandlers = {
     rexmt: onRexmtTimer, persist: onPersistTimer, keep: onKeepTimer, delack: onDelackTimer, reo: onRackTimer,
