@@ -49,6 +49,8 @@ export class Tcb {
   _c: TcbChunk;
   /** @internal This TCB's row in `_c`. */
   _i: number;
+  /** @internal The rarely set references (TcbExtras), once one is set. */
+  _x: TcbExtras | null = null;
   /** Where this connection's segments go: resolved at SYN sent/received, revalidated per use. */
   readonly path = new Path();
   /** Written only by setState() (lifecycle.ts). */
@@ -155,7 +157,7 @@ export class Tcb {
   /** SND.MAX at the last ECE cwnd reduction: none again until it is acknowledged (once per window). */
   declare ecnHigh: number;
   /** TCP Fast Open handshake state (RFC 7413); null unless this connection does TFO. */
-  tfo: TfoState | null = null;
+  declare tfo: TfoState | null;
   /** The application read since our last ACK: a window update may be due. */
   declare readSinceAck: boolean;
   /** Passive open (SYN_RECEIVED returns to LISTEN on RST). */
@@ -201,9 +203,9 @@ export class Tcb {
   declare tlpHigh: number;
   /** First sequence number the outstanding probe carried. */
   declare tlpStart: number;
-  private sb: SackScoreboard | null = null;
+  private declare sb: SackScoreboard | null;
   /** RFC 8985 RACK: transmit records and state; created at the first data sent on a SACK connection. */
-  rack: Rack | null = null;
+  declare rack: Rack | null;
   /** Zero-window probes sent since entering persist (reset when the window opens). */
   declare persistBackoff: number;
   /** Zero-window probes the peer has not answered (reset by every acceptable segment). */
@@ -221,7 +223,7 @@ export class Tcb {
    * times out: 'EHOSTUNREACH' when the neighbour could not be resolved. Cleared by the peer's
    * next acceptable segment.
    */
-  softError = '';
+  declare softError: string;
   /** Neighbour resolution failed while the handshake was under way: the timer ends the attempt. */
   declare hostUnreach: boolean;
   /** User timeout (RFC 9293 §3.8.4), ms; 0 = none beyond the retry limit. */
@@ -236,14 +238,14 @@ export class Tcb {
   readonly rexmtTimer: Timer;
   // The other timers are created at first use (an idle connection needs none of them); check
   // them with the *Armed getters, which never create one.
-  private persistT: TcbTimer | null = null;
-  private keepT: TcbTimer | null = null;
-  private delackT: TcbTimer | null = null;
-  private reoT: TcbTimer | null = null;
+  private declare persistT: TcbTimer | null;
+  private declare keepT: TcbTimer | null;
+  private declare delackT: TcbTimer | null;
+  private declare reoT: TcbTimer | null;
 
   sock: TcpSocket | null = null;
   /** For a passive open: the listener until the connection is accepted. */
-  listener: TcpListener | null = null;
+  declare listener: TcpListener | null;
   /** Established but not yet accepted (in the listener's accept queue). */
   declare inAcceptQueue: boolean;
   /** Pending application events (bits of TcbEvent), delivered after input processing. */
@@ -261,7 +263,7 @@ export class Tcb {
   // data moves, in `stats`, so an idle connection costs no more than it did without them.
   declare segsOut: number;
   declare segsIn: number;
-  stats: TcbStats | null = null;
+  declare stats: TcbStats | null;
 
   /**
    * Once in TIME_WAIT the TCB is out of the connection table and its resources are freed; the
@@ -277,14 +279,14 @@ export class Tcb {
     this.rcvBuf = new RecvBuffer(recvSpace, reassMax, store);
     this.cc = cc;
     this.rtt = rtt;
-    this.rexmtTimer = new TcbTimer(this, tcp.timerHandlers.rexmt);
+    this.rexmtTimer = new TcbTimer(this, rexmtFired);
   }
 
-  get persistTimer(): Timer { return this.persistT ??= new TcbTimer(this, this.tcp.timerHandlers.persist); }
-  get keepTimer(): Timer { return this.keepT ??= new TcbTimer(this, this.tcp.timerHandlers.keep); }
-  get delackTimer(): Timer { return this.delackT ??= new TcbTimer(this, this.tcp.timerHandlers.delack); }
+  get persistTimer(): Timer { return this.persistT ??= new TcbTimer(this, persistFired); }
+  get keepTimer(): Timer { return this.keepT ??= new TcbTimer(this, keepFired); }
+  get delackTimer(): Timer { return this.delackT ??= new TcbTimer(this, delackFired); }
   /** RFC 8985 §6.2 step 5's reordering timer ("RACK timer"). */
-  get reoTimer(): Timer { return this.reoT ??= new TcbTimer(this, this.tcp.timerHandlers.reo); }
+  get reoTimer(): Timer { return this.reoT ??= new TcbTimer(this, reoFired); }
   get persistArmed(): boolean { return this.persistT !== null && this.persistT.deadline >= 0; }
   get keepArmed(): boolean { return this.keepT !== null && this.keepT.deadline >= 0; }
   get delackArmed(): boolean { return this.delackT !== null && this.delackT.deadline >= 0; }
@@ -351,14 +353,18 @@ export interface TcbTimerHandlers {
 }
 
 /**
- * A TCB's timer: it knows its TCB and its handler, so the timers share one module-level
- * callback instead of each holding a closure (fewer objects per connection).
+ * A TCB's timer: it knows its TCB, and its callback is one module-level function per kind that
+ * finds the handler on the TCB's Tcp (no closure, no handler field per timer).
  */
 class TcbTimer extends Timer {
-  constructor(readonly tcb: Tcb, readonly handler: (tcb: Tcb, now: number) => void) { super(tcbTimerFired); }
+  constructor(readonly tcb: Tcb, fired: (this: TcbTimer, now: number) => void) { super(fired as (now: number) => void); }
 }
 // The wheel calls `timer.callback(now)`, so `this` is the timer.
-function tcbTimerFired(this: TcbTimer, now: number): void { this.handler(this.tcb, now); }
+function rexmtFired(this: TcbTimer, now: number): void { this.tcb.tcp.timerHandlers.rexmt(this.tcb, now); }
+function persistFired(this: TcbTimer, now: number): void { this.tcb.tcp.timerHandlers.persist(this.tcb, now); }
+function keepFired(this: TcbTimer, now: number): void { this.tcb.tcp.timerHandlers.keep(this.tcb, now); }
+function delackFired(this: TcbTimer, now: number): void { this.tcb.tcp.timerHandlers.delack(this.tcb, now); }
+function reoFired(this: TcbTimer, now: number): void { this.tcb.tcp.timerHandlers.reo(this.tcb, now); }
 
 /** Event bits delivered to the socket. */
 export const TcbEvent = {
@@ -377,6 +383,31 @@ export const TcbEvent = {
 // boxed number, ~1.3 KB per connection in all. In rows they take 1 byte (flags, small enums),
 // 4 (sequence numbers, small counts) or 8 (times, byte counters): ~330 bytes. The fields stay
 // properties of Tcb (accessors on the prototype), so the code reads and writes them as before.
+
+/**
+ * A TCB's references that most connections never set, or set only for a while (TFO, SACK
+ * scoreboard, RACK, the timers other than the retransmission one, TCP_INFO statistics, the soft
+ * error, the listener until accepted): one object, created when the first is set, instead of ten
+ * fields on every TCB. Tcb's accessors of the same names read null ('' for softError) without it.
+ */
+class TcbExtras {
+  tfo: TfoState | null = null;
+  sb: SackScoreboard | null = null;
+  rack: Rack | null = null;
+  softError = '';
+  persistT: TcbTimer | null = null;
+  keepT: TcbTimer | null = null;
+  delackT: TcbTimer | null = null;
+  reoT: TcbTimer | null = null;
+  listener: TcpListener | null = null;
+  stats: TcbStats | null = null;
+}
+type ExtraName = keyof TcbExtras;
+function extrasEmpty(x: TcbExtras): boolean {
+  return x.tfo === null && x.sb === null && x.rack === null && x.softError === '' && x.persistT === null && x.keepT === null &&
+    x.delackT === null && x.reoT === null && x.listener === null && x.stats === null;
+}
+const EXTRAS: readonly ExtraName[] = ['tfo', 'sb', 'rack', 'softError', 'persistT', 'keepT', 'delackT', 'reoT', 'listener', 'stats'];
 
 /** Columns: flags (u8 0/1), small enums (u8), sequence numbers (u32, mod 2^32), small ints (i32), the rest (f64). */
 const LAYOUT = {
@@ -435,12 +466,12 @@ export class TcbArena {
   private readonly freeRows = new Map<TcbChunk, number[]>();
 
   alloc(): number {
-    const list = this.freeRows.get(this.chunk);
-    if (list !== undefined && list.length > 0) { const i = list.pop()!; this.chunk.initRow(i); return i; }
-    if (this.next === this.chunk.size) this.grow();
-    const i = this.next++;
-    this.chunk.initRow(i);
-    return i;
+    for (;;) {
+      const list = this.freeRows.get(this.chunk);
+      if (list !== undefined && list.length > 0) { const i = list.pop()!; this.chunk.initRow(i); return i; }
+      if (this.next < this.chunk.size) { const i = this.next++; this.chunk.initRow(i); return i; }
+      this.grow();
+    }
   }
 
   free(c: TcbChunk, i: number): void {
@@ -461,6 +492,23 @@ export class TcbArena {
 
 {
   const p = Tcb.prototype;
+  for (const name of EXTRAS) {
+    const none = name === 'softError' ? '' : null;
+    Object.defineProperty(p, name, {
+      get(this: Tcb) { return this._x === null ? none : this._x[name]; },
+      set(this: Tcb, v: never) {
+        const x = this._x;
+        if (x !== null) {
+          x[name] = v;
+          // The last one cleared (a passive open's listener once accepted): the object goes.
+          if (v === none && extrasEmpty(x)) this._x = null;
+        } else if (v !== none) {
+          (this._x = new TcbExtras())[name] = v;
+        }
+      },
+      enumerable: true, configurable: true,
+    });
+  }
   const def = (name: string, get: (this: Tcb) => unknown, set: (this: Tcb, v: never) => void) =>
     Object.defineProperty(p, name, { get, set, enumerable: true, configurable: true });
   LAYOUT.b.forEach((name, k) => {
