@@ -17,6 +17,8 @@ function measure(): { heap: number; external: number } {
 }
 
 const pair = new MemoryPair({ tso: true });
+// Room for all of them (the default net.inet.tcp.maxconn is 65,536 per stack).
+for (const st of [pair.a, pair.b]) st.sysctl.set('net.inet.tcp.maxconn', Math.max(65_536, n + 16));
 const PORTS = 16;
 let accepted = 0;
 const keep: unknown[] = [];
