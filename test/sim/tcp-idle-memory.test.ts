@@ -35,6 +35,16 @@ test('idle established connections (both ends) carry no timer but the retransmis
   acc[0]!.onData = () => { got += acc[0]!.read()?.length ?? 0; };
   assert.ok(w.run(() => got === 5000, 10_000));
   assert.notEqual(cl[0]!.tcb.stats, null);
+  // Once everything is acknowledged and read, neither end holds a ring; the next write takes one.
+  assert.ok(w.run(() => cl[0]!.tcb.sndBuf.length === 0, 10_000));
+  assert.equal(cl[0]!.tcb.sndBuf.data.length, 0);
+  assert.equal(acc[0]!.tcb.rcvBuf.data.length, 0);
+  const again = new Uint8Array(3000).map((_, i) => i & 255);
+  const seen: number[] = [];
+  acc[0]!.onData = () => { const b = acc[0]!.read(); if (b) { got += b.length; seen.push(...b); } };
+  cl[0]!.write(again);
+  assert.ok(w.run(() => got === 8000, 10_000));
+  assert.deepEqual(seen, [...again]);
 });
 
 test('send buffer autotuning stops at twice the peer\'s largest window: a cwnd grown past a 64 KiB window asks for no bigger ring', async () => {
