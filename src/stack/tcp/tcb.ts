@@ -409,17 +409,17 @@ function extrasEmpty(x: TcbExtras): boolean {
 }
 const EXTRAS: readonly ExtraName[] = ['tfo', 'sb', 'rack', 'softError', 'persistT', 'keepT', 'delackT', 'reoT', 'listener', 'stats'];
 
-/** Columns: flags (u8 0/1), small enums (u8), sequence numbers (u32, mod 2^32), small ints (i32), the rest (f64). */
+/** Columns: flags (u8 0/1), small enums (u8), sequence numbers and IPv4 addresses (u32, mod 2^32), small ints (i32), the rest (f64). */
 const LAYOUT = {
   b: ['v4mapped', 'inTable', 'wsOk', 'tsOk', 'sackOk', 'finQueued', 'finSent', 'finAlone', 'finRcvd', 'userClosed', 'ackNow',
     'quickAckPending', 'pingpong', 'noDelay', 'cork', 'push', 'more', 'readSinceAck', 'passive', 'forceOne', 'inRecovery',
     'rtoRecovery', 'tlpArmed', 'keepalive', 'hostUnreach', 'inAcceptQueue', 'queued', 'outPending'],
   u8: ['state', 'family', 'keepMode', 'ecn', 'sndWscale', 'rcvWscale'],
   u32: ['iss', 'sndUna', 'sndNxt', 'sndMax', 'sndWl1', 'sndWl2', 'sndBase', 'irs', 'rcvNxt', 'rcvAdv', 'lastAckSent', 'finSeq',
-    'recover', 'highRxt', 'ecnHigh', 'tlpStart', 'tsRecent', 'tsOffset'],
+    'recover', 'highRxt', 'ecnHigh', 'tlpStart', 'tsRecent', 'tsOffset', 'laddr', 'raddr'],
   i32: ['lport', 'rport', 'mss', 'rcvMss', 'peerWscale', 'quickAcks', 'dupAcks', 'rexmtCount', 'persistBackoff', 'persistProbes',
     'keepProbes', 'keepCnt', 'notsentLowat', 'userMss', 'tos', 'sndWnd', 'maxSndWnd', 'unackedBytes', 'events', 'tw'],
-  f64: ['laddr', 'raddr', 'rcvFinSeq', 'tsRecentAge', 'rttSeq', 'rttStart', 'firstRexmtTime', 'unaSentAt', 'prrDelivered', 'prrOut',
+  f64: ['rcvFinSeq', 'tsRecentAge', 'rttSeq', 'rttStart', 'firstRexmtTime', 'unaSentAt', 'prrDelivered', 'prrOut',
     'recoverFs', 'tlpHigh', 'lastDataRecvTime', 'lastRecvTime', 'lastSendTime', 'keepIdle', 'keepIntvl', 'userTimeout',
     'bytesAcked', 'bytesReceived', 'segsOut', 'segsIn', 'twGen', 'sndBufMax', 'rcvBufMax'],
 } as const;
