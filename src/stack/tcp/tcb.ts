@@ -381,7 +381,7 @@ export const TcbEvent = {
 // fields: on 64-bit Node every field is an 8-byte slot and every field that ever holds a
 // non-small-integer (a sequence number above 2^31, a fractional time) points to its own 16-byte
 // boxed number, ~1.3 KB per connection in all. In rows they take 1 byte (flags, small enums),
-// 4 (sequence numbers, small counts) or 8 (times, byte counters): ~330 bytes. The fields stay
+// 4 (sequence numbers, small counts) or 8 (times, byte counters): ~380 bytes. The fields stay
 // properties of Tcb (accessors on the prototype), so the code reads and writes them as before.
 
 /**
