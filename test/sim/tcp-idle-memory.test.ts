@@ -98,7 +98,7 @@ test('TCB fields live in arena rows: connections across chunk boundaries keep th
     assert.equal(s.state, 'CLOSED');
     assert.equal(s.tcb.iss, was[i]!.iss);
     assert.equal(s.tcb.lport, was[i]!.lport);
-    assert.equal(s.tcb._c.size, 1);
+    assert.equal(s.tcb._c.closed, true);
   });
   const more: TcpSocket[] = [];
   for (let i = 0; i < 10; i++) more.push(w.a.connect({ raddr: LOCAL, rport: 80 }));
