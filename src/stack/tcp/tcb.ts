@@ -445,16 +445,19 @@ export class TcbChunk {
     this.i32 = new Int32Array(size * WI);
     this.f64 = new Float64Array(size * WF);
   }
-  /** Sets row `i` to the initial values. */
+  /** Sets row `i` to the initial values (plain loops: a row is short, and subarray() would allocate). */
   initRow(i: number): void {
-    this.u8.set(TEMPLATE.u8, i * W8); this.u32.fill(0, i * WU, (i + 1) * WU);
-    this.i32.set(TEMPLATE.i32, i * WI); this.f64.set(TEMPLATE.f64, i * WF);
+    const t = TEMPLATE;
+    for (let k = 0, o = i * W8; k < W8; k++) this.u8[o + k] = t.u8[k]!;
+    for (let k = 0, o = i * WU; k < WU; k++) this.u32[o + k] = 0;
+    for (let k = 0, o = i * WI; k < WI; k++) this.i32[o + k] = t.i32[k]!;
+    for (let k = 0, o = i * WF; k < WF; k++) this.f64[o + k] = t.f64[k]!;
   }
   copyRow(i: number, from: TcbChunk, j: number): void {
-    this.u8.set(from.u8.subarray(j * W8, (j + 1) * W8), i * W8);
-    this.u32.set(from.u32.subarray(j * WU, (j + 1) * WU), i * WU);
-    this.i32.set(from.i32.subarray(j * WI, (j + 1) * WI), i * WI);
-    this.f64.set(from.f64.subarray(j * WF, (j + 1) * WF), i * WF);
+    for (let k = 0, o = i * W8, p = j * W8; k < W8; k++) this.u8[o + k] = from.u8[p + k]!;
+    for (let k = 0, o = i * WU, p = j * WU; k < WU; k++) this.u32[o + k] = from.u32[p + k]!;
+    for (let k = 0, o = i * WI, p = j * WI; k < WI; k++) this.i32[o + k] = from.i32[p + k]!;
+    for (let k = 0, o = i * WF, p = j * WF; k < WF; k++) this.f64[o + k] = from.f64[p + k]!;
   }
 }
 const TEMPLATE = new TcbChunk(1);
