@@ -183,6 +183,7 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
     tcb.inAcceptQueue = false;
   }
   setState(tcb, TcpState.CLOSED);
+  tcb.detach();
 }
 
 /**
