@@ -268,8 +268,12 @@ export class RunLoop {
     return frames;
   }
 
-  /** The first part of an iteration: RX bursts into the stack, then its due timers. */
-  private receive(): number {
+  /**
+   * The first part of an iteration: RX bursts into the stack, then (`poll`) the application
+   * events they raised and the due timers. Without `poll` (a driver's readable callback) the
+   * stack only answers by itself; the events wait for the iteration scheduled behind.
+   */
+  private receive(poll = true): number {
     let frames = 0;
     const rx = this.rx;
     const stack = this.stack;
@@ -287,7 +291,7 @@ export class RunLoop {
       else for (let i = 0; i < keep; i++) stack.input(port.ifIndex, rx[i]!);
       frames += n;
     }
-    this.nextDeadline = stack.poll(this.clock.now());
+    if (poll) this.nextDeadline = stack.poll(this.clock.now());
     this.st.iterations++;
     this.st.rxFrames += frames;
     return frames;
@@ -335,7 +339,10 @@ export class RunLoop {
     const t0 = this.clock.now();
     this.inIteration = true;
     try {
-      if (this.receive() > 0) this.activity = true;
+      // No poll here: application callbacks (and the nextTick and promise work they queue, which
+      // a native callback does not drain) run from the iteration scheduled below, in Node's own
+      // callback context, as every other Node callback does.
+      if (this.receive(false) > 0) this.activity = true;
       for (let p = 0; p < this.ports.length; p++) this.ports[p]!.driver.flush();
     } catch (err) {
       this.st.errors++;
