@@ -155,18 +155,7 @@ const UV_MESSAGE: Partial<Record<ErrnoCode, string>> = {
 
 /** An address as Node reports it: IPv4, or IPv4-mapped IPv6 on a dual-stack ("::") server. */
 function nameOf(addr: number, port: number, mapped: boolean): AddressInfo {
-  return mapped ? { address: `::ffff:${v4Name(addr)}`, family: 'IPv6', port } : { address: v4Name(addr), family: 'IPv4', port };
-}
-
-// Recently formatted IPv4 addresses (direct-mapped by the low byte): the many connections from
-// or to one host share one address string instead of a copy each.
-const v4NameKeys = new Float64Array(256).fill(-1);
-const v4Names = new Array<string>(256).fill('');
-function v4Name(addr: number): string {
-  const i = (addr ^ (addr >>> 8)) & 255;
-  if (v4NameKeys[i] === addr) return v4Names[i]!;
-  v4NameKeys[i] = addr;
-  return v4Names[i] = formatIpv4(addr);
+  return mapped ? { address: `::ffff:${formatIpv4(addr)}`, family: 'IPv6', port } : { address: formatIpv4(addr), family: 'IPv4', port };
 }
 
 /** A connection's local (or remote) end as Node names it: IPv6, IPv4-mapped (dual-stack) or IPv4. */
@@ -229,28 +218,7 @@ function notSupported(what: string): Error {
 
 // ---- Socket ------------------------------------------------------------------------------
 
-// The engine socket's callbacks and the EOF timers' functions: one of each for all sockets
-// (assigned in Socket's static block, which may call its private methods), not closures per socket.
-let engineOnConnect: (this: TcpSocket) => void;
-let engineOnData: (this: TcpSocket) => void;
-let engineOnEnd: (this: TcpSocket) => void;
-let engineOnDrain: (this: TcpSocket) => void;
-let engineOnClose: (this: TcpSocket, err?: TcpError) => void;
-let eofNextTurn: (s: Socket) => void;
-let deferredEof: (s: Socket) => void;
-function emitTimeout(s: Socket): void { s.emit('timeout'); }
-
 export class Socket extends Duplex {
-  static {
-    engineOnConnect = function (this: TcpSocket) { (this.user as Socket).#onConnect(); };
-    engineOnData = function (this: TcpSocket) { (this.user as Socket).#onData(); };
-    engineOnEnd = function (this: TcpSocket) { (this.user as Socket).#onEnd(); };
-    engineOnDrain = function (this: TcpSocket) { (this.user as Socket).#onDrain(); };
-    engineOnClose = function (this: TcpSocket, err?: TcpError) { (this.user as Socket).#onClose(err); };
-    eofNextTurn = (s) => { s.#eofNextTurn(); };
-    deferredEof = (s) => { s.#deferredEof(); };
-  }
-
   connecting = false;
   /** The net.Server that accepted this socket (Node's `server`/`_server`). */
   server: Server | null = null;
@@ -258,8 +226,7 @@ export class Socket extends Duplex {
   /** setTimeout()'s value (Node sets it as a plain property). */
   timeout = 0;
 
-  /** The `stack` option, if any (resolved by connect()). */
-  #stack: StackOption['stack'];
+  #stackOpt: StackOption;
   #ctx: StackContext | null = null;
   #tcp: TcpSocket | null = null;
   /** Node's `_handle !== null`: from connect() (or accept) until destroy. */
@@ -312,7 +279,7 @@ export class Socket extends Duplex {
       ...(o.readableHighWaterMark !== undefined && { readableHighWaterMark: o.readableHighWaterMark }),
       ...(o.writableHighWaterMark !== undefined && { writableHighWaterMark: o.writableHighWaterMark }),
     });
-    this.#stack = o.stack;
+    this.#stackOpt = o.stack !== undefined ? { stack: o.stack } : {};
     this.#noDelay = Boolean(o.noDelay);
     this.#keepAlive = Boolean(o.keepAlive);
     this.#keepAliveInitialDelay = ~~((o.keepAliveInitialDelay ?? 0) / 1000);
@@ -361,7 +328,7 @@ export class Socket extends Duplex {
     }
     // Resolving the stack is connect()'s "create a handle": a missing default stack is a
     // configuration error the program should hear about at once.
-    this.#ctx ??= resolveStack(this.#stack !== undefined ? { stack: this.#stack } : {});
+    this.#ctx ??= resolveStack(this.#stackOpt);
     this.#unrefTimer();
     this.#hasHandle = true;
     this.connecting = true;
@@ -487,14 +454,12 @@ export class Socket extends Duplex {
     this.#hasHandle = true;
     // Reading starts with the stream's first _read() (Node: read(0) after connect or accept).
     this.#reading = false;
-    // The handlers are shared by all sockets; each finds its Socket as tcp.user.
-    tcp.user = this;
-    tcp.onConnect = engineOnConnect;
-    tcp.onData = engineOnData;
-    tcp.onEnd = engineOnEnd;
-    tcp.onDrain = engineOnDrain;
+    tcp.onConnect = this.#onConnect;
+    tcp.onData = this.#onData;
+    tcp.onEnd = this.#onEnd;
+    tcp.onDrain = this.#onDrain;
     if (this.#notSentLowat > 0) tcp.setNotSentLowat(this.#notSentLowat);
-    tcp.onClose = engineOnClose;
+    tcp.onClose = this.#onClose;
     if (!this.connecting) this.#cacheNames();
   }
 
@@ -511,7 +476,7 @@ export class Socket extends Duplex {
   }
 
   /** Node's afterConnect(). */
-  #onConnect(): void {
+  readonly #onConnect = (): void => {
     if (this.destroyed) return;
     this.connecting = false;
     this.#cacheNames();
@@ -524,16 +489,16 @@ export class Socket extends Duplex {
     // Start the first read (or get an immediate EOF).
     if (!this.isPaused()) this.read(0);
     this.#updateRef();
-  }
+  };
 
   // ---- reading ---------------------------------------------------------------------------
 
-  #onData(): void { if (this.#reading) this.#pull(); }
+  readonly #onData = (): void => { if (this.#reading) this.#pull(); };
 
-  #onEnd(): void {
+  readonly #onEnd = (): void => {
     this.#eof = true;
     if (this.#reading) this.#pull();
-  }
+  };
 
   /** Moves readable bytes from the engine into the stream until it says stop (onStreamRead). */
   #pull(): void {
@@ -550,7 +515,7 @@ export class Socket extends Duplex {
           // timer: after the handlers' own immediates and zero timers, whatever phase the
           // engine's event came from), never with the engine's event.
           if (!this.#eofDue) {
-            this.#eofTimer ??= setImmediate(eofNextTurn, this);
+            this.#eofTimer ??= setImmediate(this.#eofNextTurn);
             return;
           }
           this.#eofPushed = true;
@@ -595,16 +560,16 @@ export class Socket extends Duplex {
   #eofTimer: ReturnType<typeof setTimeout> | ReturnType<typeof setImmediate> | null = null;
   #onread: OnRead | null = null;
 
-  #eofNextTurn(): void { this.#eofTimer = setTimeout(deferredEof, 0, this); }
+  readonly #eofNextTurn = (): void => { this.#eofTimer = setTimeout(this.#deferredEof, 0); };
 
   /** The EOF's timer has fired: it may be pushed. */
   #eofDue = false;
 
-  #deferredEof(): void {
+  readonly #deferredEof = (): void => {
     this.#eofTimer = null;
     this.#eofDue = true;
     if (this.#reading) this.#pull();
-  }
+  };
 
   override _read(_size: number): void {
     if (this.connecting || this.#tcp === null) {
@@ -704,7 +669,7 @@ export class Socket extends Duplex {
     return this;
   }
 
-  #onDrain(): void {
+  readonly #onDrain = (): void => {
     const p = this.#pending;
     const tcp = this.#tcp;
     if (p === null || tcp === null) return;
@@ -728,7 +693,7 @@ export class Socket extends Duplex {
     this.#pending = null;
     this.#updateRef();
     p.cb();
-  }
+  };
 
   override _final(cb: (err?: Error | null) => void): void {
     if (this.pending) {
@@ -745,7 +710,7 @@ export class Socket extends Duplex {
 
   // ---- closing ---------------------------------------------------------------------------
 
-  #onClose(err?: TcpError): void {
+  readonly #onClose = (err?: TcpError): void => {
     if (this.destroyed) return;
     if (err) {
       // Refused or timed out while connecting: Node reports the connect() that failed.
@@ -756,7 +721,7 @@ export class Socket extends Duplex {
     // A clean end of the connection (both FINs): whatever is still buffered in the engine stays
     // readable; the stream destroys itself once both of its sides are done (autoDestroy).
     if (this.#eof && this.#reading) this.#pull();
-  }
+  };
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.connecting = false;
@@ -870,7 +835,7 @@ export class Socket extends Duplex {
       }
     } else {
       // Unref'd like Node's socket timers: an idle timer never keeps the process alive.
-      this.#timer = setTimeout(emitTimeout, msecs, this);
+      this.#timer = setTimeout(this.#onTimeout, msecs);
       this.#timer.unref();
       if (callback !== undefined) {
         if (typeof callback !== 'function') throw invalidArgType('callback', ['Function'], callback);
@@ -880,6 +845,7 @@ export class Socket extends Duplex {
     return this;
   }
 
+  readonly #onTimeout = (): void => { this.emit('timeout'); };
 
   /** Restarts the idle timer: activity (connect, data, write). */
   #unrefTimer(): void { this.#timer?.refresh(); }

@@ -16,19 +16,11 @@ export const NO_ADDR6 = new Uint8Array(16);
 
 export class Path {
   family: PathFamily = PathFamily.V4;
-  // IPv4 source, destination and next hop, kept as int32 so they stay small integers in the
-  // object (a u32 above 2^31 would make every Path point to three boxed numbers).
-  private s4 = 0;
-  private d4 = 0;
-  private n4 = 0;
   /** Source and destination (IPv4: u32). */
-  get src(): number { return this.s4 >>> 0; }
-  set src(v: number) { this.s4 = v | 0; }
-  get dst(): number { return this.d4 >>> 0; }
-  set dst(v: number) { this.d4 = v | 0; }
+  src = 0;
+  dst = 0;
   /** The neighbour the datagrams go to: the gateway, or dst on a connected network. */
-  get nexthop(): number { return this.n4 >>> 0; }
-  set nexthop(v: number) { this.n4 = v | 0; }
+  nexthop = 0;
   /**
    * IPv6 paths: source, destination and next hop as 16 bytes each (allocated by the first v6
    * resolution; IPv4 paths share the empty placeholder and never touch them).

@@ -1,6 +1,5 @@
 // Send and receive buffers: byte rings allocated on first use (a connect+close that moves no
-// data allocates none) and handed back to a small free list when they are empty again (all sent
-// data acknowledged, all received data read) or the connection ends.
+// data allocates none) and handed back to a small free list when the connection ends.
 // Payload is copied once: application -> send ring -> outgoing packet buffer, and
 // incoming packet buffer -> receive ring -> application.
 import { seqDiff } from './seq.js';
@@ -92,9 +91,7 @@ export class SendBuffer {
     this.length -= n;
     this.head += n;
     if (this.head >= this.data.length) this.head -= this.data.length;
-    // Everything acknowledged: the ring goes back to the store until the next write (an idle
-    // connection holds no ring; one that writes again takes one back without allocating).
-    if (this.length === 0) this.release();
+    if (this.length === 0) this.head = 0;
   }
 
   release(): void {
@@ -193,8 +190,7 @@ export class RecvBuffer {
     this.head += n;
     if (this.head >= cap) this.head -= cap;
     this.length -= n;
-    // All read and nothing out of order: the ring goes back to the store until data arrives.
-    if (this.length === 0 && this.oooCount === 0) this.release();
+    if (this.length === 0 && this.oooCount === 0) this.head = 0;
     return n;
   }
 

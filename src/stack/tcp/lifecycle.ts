@@ -183,7 +183,6 @@ export function freeTcb(tcp: Tcp, tcb: Tcb): void {
     tcb.inAcceptQueue = false;
   }
   setState(tcb, TcpState.CLOSED);
-  tcb.detach();
 }
 
 /**

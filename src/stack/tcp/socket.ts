@@ -90,12 +90,6 @@ export class TcpSocket {
   private endNotified = false;
   /** Pending async helpers; allocated by the first one (most sockets never await). */
   private waiters: Waiter[] | null = null;
-  /**
-   * Whatever the owner of this socket keeps with it (tstack/net: its Socket). The callbacks
-   * above are called as methods of this socket, so one function can serve every socket by
-   * finding its owner here instead of each socket holding closures of its own.
-   */
-  user: unknown = null;
 
   constructor(readonly tcb: Tcb) {
     tcb.sock = this;

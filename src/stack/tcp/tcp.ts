@@ -23,7 +23,7 @@ import { Path } from '../ip/path.js';
 import { RingStore } from './buffers.js';
 import { SynCookies } from './syncookie.js';
 import { TfoCache, TfoCookies, fastOpenConnect, tfoKeyFrom } from './fastopen.js';
-import { Tcb, TcbArena, TcpState, type TcbTimerHandlers } from './tcb.js';
+import { Tcb, TcpState, type TcbTimerHandlers } from './tcb.js';
 import { onDelackTimer, onKeepTimer, onPersistTimer, onRexmtTimer } from './timers.js';
 import { TcpSocket, TcpError, type ConnectOptions, deliverTcbEvents } from './socket.js';
 import { ReadyList } from '../ready.js';
@@ -75,8 +75,6 @@ export class Tcp {
   /** portFilter for IPv6 active opens (16-byte addresses). */
   portFilter6: ((laddr6: Uint8Array, lport: number, raddr6: Uint8Array, rport: number) => boolean) | null = null;
   readonly store = new RingStore();
-  /** Rows of TCB fields (tcb.ts). */
-  readonly tcbArena = new TcbArena();
   /** @internal what each TCB's timers run. */
   readonly timerHandlers: TcbTimerHandlers = {
     rexmt: onRexmtTimer, persist: onPersistTimer, keep: onKeepTimer, delack: onDelackTimer, reo: onRackTimer,

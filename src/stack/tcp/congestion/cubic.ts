@@ -26,7 +26,7 @@ export function cubicWindow(t: number, k: number, wMax: number): number {
 }
 
 export class Cubic implements CongestionControl {
-  get name(): string { return 'cubic'; }
+  readonly name = 'cubic';
   cwnd = 0;
   ssthresh = INFINITE_SSTHRESH;
   /** RFC 9438 §4.7 fast convergence (on by default). */

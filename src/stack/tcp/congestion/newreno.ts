@@ -7,7 +7,7 @@ import { type CongestionControl, INFINITE_SSTHRESH, initialWindow } from './type
 const ABC_LIMIT_SEGMENTS = 2;
 
 export class NewReno implements CongestionControl {
-  get name(): string { return 'newreno'; }
+  readonly name: string = 'newreno';
   cwnd = 0;
   ssthresh = INFINITE_SSTHRESH;
   protected mss = 536;
