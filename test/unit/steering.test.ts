@@ -238,6 +238,7 @@ import { MemoryWire } from '../../src/driver/memory.js';
 import { VirtualClock } from '../../src/base/time.js';
 import { Stack } from '../../src/stack/stack.js';
 import type { PacketBuffer } from '../../src/base/pktbuf.js';
+import { virtualRunner } from '../helpers/virtual-run.js';
 import { flowOwner, ownsTuple, ownsTuple6, ownsUdpPort, type WorkerIdentity } from '../../src/runtime/worker.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import type { NetError } from '../../src/base/errors.js';
@@ -304,16 +305,7 @@ function steeredRig() {
     }
     return moved;
   };
-  const runUntil = (cond: () => boolean, maxMs = 5_000) => {
-    const end = clock.now() + maxMs;
-    while (!cond() && clock.now() < end) {
-      if (step()) continue;
-      let next = wire.nextEventTime();
-      for (const [s] of nodes) next = Math.min(next, s.poll(clock.now()));
-      clock.set(Math.min(end, Math.max(clock.now() + 0.01, next)));
-    }
-    return cond();
-  };
+  const runUntil = virtualRunner(clock, wire, nodes, step, 5_000);
   // Let every worker learn the peer's MAC (and the peer theirs) before the test's traffic.
   for (const w of workers) { const u = w.udp.open(); u.send(new Uint8Array(1), C, 9); u.close(); }
   runUntil(() => false, 3_000); // DAD and the first neighbour exchanges

@@ -8,6 +8,7 @@ import { VirtualClock } from '../../src/base/time.js';
 import { Stack } from '../../src/stack/stack.js';
 import { Prng } from '../../src/base/prng.js';
 import type { PacketBuffer } from '../../src/base/pktbuf.js';
+import { virtualRunner } from '../helpers/virtual-run.js';
 import type { TcpSocket } from '../../src/stack/tcp/socket.js';
 import { parseIpv4, parseIpv6 } from '../../src/wire/addr.js';
 import { rssHash4, rssHashFragment4, rssHashFrame, rssQueueOfFrame, rssQueueOfTuple4, rssFlowHashOfFrame } from '../../src/wire/rss.js';
@@ -97,16 +98,7 @@ function rig(n: number, relay = true, clientAddr6?: string) {
     }
     return moved;
   };
-  const runUntil = (cond: () => boolean, maxMs = 10_000) => {
-    const end = clock.now() + maxMs;
-    while (!cond() && clock.now() < end) {
-      if (step()) continue;
-      let next = wire.nextEventTime();
-      for (const [s] of nodes) next = Math.min(next, s.poll(clock.now()));
-      clock.set(Math.min(end, Math.max(clock.now() + 0.01, next)));
-    }
-    return cond();
-  };
+  const runUntil = virtualRunner(clock, wire, nodes, step, 10_000);
   return { clock, wire, client, workers, queues, seen, runUntil };
 }
 
