@@ -12,7 +12,6 @@
 // `[api] kernel_fallback`, `[api] kernel` and `[api] same_host` change that (docs/compat.md).
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseIpv4, parseIpv4Cidr, parseIpv6, prefixMask } from '../wire/addr.js';
-import { Path } from '../stack/ip/path.js';
 import { LOOPBACK_ADDR } from '../stack/loopback.js';
 import type { Stack } from '../stack/stack.js';
 import type { ApiConfig, KernelFallback } from '../runtime/config.js';
@@ -59,7 +58,6 @@ function classify(host: string | null | undefined, emptyIs: 'any' | 'loopback'):
   return { kind: 'name' };
 }
 
-const ANY6 = new Uint8Array(16);
 const LOOPBACK6 = parseIpv6('::1')!;
 
 function formatLoopback(addr: number): string {
@@ -116,7 +114,7 @@ export class RoutingPolicy {
       case 'v6':
         // TCP and UDP over IPv6 go to the stack where it has a route, also while duplicate
         // address detection runs (the kernel's routes would carry it off into another network).
-        if (this.stackRoutes6(h.addr6) || this.stack.ip6.routesTo(h.addr6)) return 'stack';
+        if (this.stack.ip6.routesTo(h.addr6)) return 'stack';
         return this.kernelFallback === 'auto' ? 'kernel' : 'stack';
       case 'name':
         // The name resolves later (dns.lookup) but the socket must be chosen now: a name is
@@ -181,11 +179,6 @@ export class RoutingPolicy {
     const p = typeof port === 'string' ? Number(port) : port;
     if (typeof p !== 'number' || !Number.isInteger(p) || p <= 0 || p > 65535) return false;
     return proto === 'tcp' ? this.stack.tcp.demux.findListener6(LOOPBACK6, p) !== null : this.stack.udp.hasSocket6(LOOPBACK6, 0, p);
-  }
-
-  /** The stack has a route (and a source address) for this IPv6 destination. */
-  private stackRoutes6(addr6: Uint8Array): boolean {
-    return this.stack.resolvePath6(new Path(), ANY6, addr6);
   }
 
   private inKernelPrefix(addr: number): boolean {
