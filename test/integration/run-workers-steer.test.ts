@@ -85,6 +85,25 @@ for (const driver of ['afpacket', 'tap'] as const) {
   });
 }
 
+/** A veth pair between two namespaces: end `a` in nsA, end `b` in nsB (both down, unaddressed). */
+function routerLink(a: string, nsA: string, b: string, nsB: string): void {
+  execFileSync('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+  execFileSync('ip', ['link', 'set', a, 'netns', nsA]);
+  execFileSync('ip', ['link', 'set', b, 'netns', nsB]);
+}
+
+const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args]);
+
+/** Both workers of instance `name` counted a path MTU update in their TCP statistics (netstat -s, worker by worker). */
+function assertEachWorkerLoweredPmtu(t: { diagnostic(m: string): void }, name: string): void {
+  for (const i of [0, 1]) {
+    const s = JSON.parse(execFileSync(process.execPath, [BIN, 'netstat', '-s', '-p', 'tcp', '--json', '--socket', join(ctlDir, `${name}.w${i}.sock`)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 })) as Record<string, Record<string, number>>;
+    const tcp = (s['tcp'] ?? s) as Record<string, number>;
+    assert.ok((tcp['pmtuUpdates'] ?? 0) > 0, `worker ${i} pmtuUpdates: ${JSON.stringify(tcp)}`);
+    t.diagnostic(`worker ${i}: pmtuUpdates ${tcp['pmtuUpdates']}`);
+  }
+}
+
 test('2 workers on afpacket: a frag-needed from a router lowers the path MTU of the owning worker\'s TCP connection (bulk through a 1280-byte link)', { timeout: 240_000 }, async (t) => {
   if (!requireRoot(t, ['ip', 'curl'])) return;
   const app = await startWorkers('st-pmtu', 'afpacket');
@@ -95,10 +114,7 @@ test('2 workers on afpacket: a frag-needed from a router lowers the path MTU of 
     // ns routes between the stack (198.18.241.0/24) and ns2 (198.18.242.0/24); its end of the
     // link to ns2 has MTU 1280, ns2's end 1500: ns2 advertises MSS 1460, so the stack's full
     // segments meet the 1280-byte hop and the router answers frag-needed.
-    execFileSync('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
-    execFileSync('ip', ['link', 'set', a, 'netns', app.ns]);
-    execFileSync('ip', ['link', 'set', b, 'netns', ns2]);
-    const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args]);
+    routerLink(a, app.ns, b, ns2);
     ip(app.ns, 'ip', 'addr', 'add', '198.18.242.1/24', 'dev', a);
     ip(app.ns, 'ip', 'link', 'set', a, 'mtu', '1280', 'up');
     ip(app.ns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1');
@@ -110,12 +126,7 @@ test('2 workers on afpacket: a frag-needed from a router lowers the path MTU of 
     await server.ready;
     for (const [pid, r] of await fromBoth(app, `/bulk?host=${ROUTED}&port=7100&n=8&bytes=200000`, 'bulk')) assert.equal(r, '8/8', `worker ${pid}: bulk ${r}`);
     // Each worker's TCP lowered its path MTU (netstat -s, worker by worker).
-    for (const i of [0, 1]) {
-      const s = JSON.parse(execFileSync(process.execPath, [BIN, 'netstat', '-s', '-p', 'tcp', '--json', '--socket', join(ctlDir, `st-pmtu.w${i}.sock`)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 })) as Record<string, Record<string, number>>;
-      const tcp = (s['tcp'] ?? s) as Record<string, number>;
-      assert.ok((tcp['pmtuUpdates'] ?? 0) > 0, `worker ${i} pmtuUpdates: ${JSON.stringify(tcp)}`);
-      t.diagnostic(`worker ${i}: pmtuUpdates ${tcp['pmtuUpdates']}`);
-    }
+    assertEachWorkerLoweredPmtu(t, 'st-pmtu');
   } finally {
     server?.child.kill();
     await app.stop();
@@ -133,10 +144,7 @@ test('2 workers on afpacket: an ICMPv6 Packet Too Big from a router lowers the p
   let server: ReturnType<typeof inNs> | null = null;
   try {
     // As the IPv4 test: the router's end of the link to ns2 has MTU 1280 (IPv6's minimum), ns2's 1500.
-    execFileSync('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
-    execFileSync('ip', ['link', 'set', a, 'netns', app.ns]);
-    execFileSync('ip', ['link', 'set', b, 'netns', ns2]);
-    const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args]);
+    routerLink(a, app.ns, b, ns2);
     ip(app.ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1');
     ip(app.ns, 'ip', 'link', 'set', a, 'mtu', '1280', 'up');
     ip(app.ns, 'ip', '-6', 'addr', 'add', '2001:db8:242::1/64', 'dev', a, 'nodad');
@@ -154,13 +162,8 @@ test('2 workers on afpacket: an ICMPv6 Packet Too Big from a router lowers the p
     };
     await waitUntil(() => preferred(0) && preferred(1), 30_000, 'both workers\' IPv6 address is past DAD');
     const results = await fromBoth(app, `/bulk?host=2001:db8:242::2&port=7100&n=8&bytes=200000`, 'bulk');
-    const stats = [0, 1].map((i) => JSON.parse(execFileSync(process.execPath, [BIN, 'netstat', '-s', '--json', '--socket', join(ctlDir, `st-ptb.w${i}.sock`)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 })) as Record<string, Record<string, number>>);
     for (const [pid, r] of results) assert.equal(r, '8/8', `worker ${pid}: bulk ${r}`);
-    for (const i of [0, 1]) {
-      const tcp = (stats[i]!['tcp'] ?? stats[i]!) as Record<string, number>;
-      assert.ok((tcp['pmtuUpdates'] ?? 0) > 0, `worker ${i} pmtuUpdates: ${JSON.stringify(tcp)}`);
-      t.diagnostic(`worker ${i}: pmtuUpdates ${tcp['pmtuUpdates']}`);
-    }
+    assertEachWorkerLoweredPmtu(t, 'st-ptb');
   } finally {
     server?.child.kill();
     await app.stop();
