@@ -26,28 +26,53 @@ export interface AutotuneTcb {
 
 /** The shortest round trip autotuning measures over (ms). */
 const MIN_RTT_MS = 0.05;
+/** The shortest interval the receive side counts arrivals over (ms): see rcvAutotune. */
+const MIN_INTERVAL_MS = 1;
 
-/** Receive side, after in-order data arrived: once per round trip, make room for twice that round trip's data. */
-export function rcvAutotune(tcb: AutotuneTcb, now: number): void {
+/**
+ * Receive side, after in-order data arrived: once per round trip, make room for twice that
+ * round trip's data. `rttSample` is this segment's receiver-side RTT sample (ms, from its
+ * TSecr; -1: none).
+ */
+export function rcvAutotune(tcb: AutotuneTcb, rttSample: number, now: number): void {
   if (tcb.rcvBufMax === 0) return;
   const st = tcb.stats ??= new TcbStats();
+  // The receiver's RTT (Linux tcp_rcv_rtt_measure_ts()): a connection that only receives has
+  // no RTT samples of its own after the handshake, and a handshake timed while the process
+  // was busy (a cold start, a loaded loop) would size the buffer for milliseconds forever.
+  // Timestamp samples are whole milliseconds, but a path's RTT falls on either side of a
+  // clock tick at random, so their average tracks a sub-millisecond RTT.
+  if (rttSample >= 0 && rttSample < 0x7fffffff) st.rcvRtt = st.rcvRtt < 0 ? rttSample : st.rcvRtt + (rttSample - st.rcvRtt) / 8;
   if (st.rcvSpaceTime < 0) { st.rcvSpaceTime = now; st.rcvSpaceBase = tcb.bytesReceived; return; }
-  // The round trip: SRTT as it is, below 1 ms too. Timestamp samples are whole milliseconds,
-  // but a path's RTT falls on either side of a clock tick at random, so their average tracks a
-  // sub-millisecond RTT; flooring it at 1 ms counted many round trips' data as one on a fast
-  // path and grew both rings to their maximum for nothing (a 4-6 MiB ring cycles through the
-  // CPU cache: bulk throughput on the memory wire fell by a quarter).
-  let rtt = tcb.rtt.hasSample ? tcb.rtt.srtt : 1;
+  let rtt = st.rcvRtt >= 0 ? st.rcvRtt : tcb.rtt.hasSample ? tcb.rtt.srtt : 1;
   if (rtt < MIN_RTT_MS) rtt = MIN_RTT_MS;
-  if (now - st.rcvSpaceTime < rtt) return;
-  const perRtt = tcb.bytesReceived - st.rcvSpaceBase;
+  // Below a millisecond, count over a millisecond and scale to one round trip. Data arrives
+  // in bursts (a driver's receive batch, one loop iteration), and a burst carries as much as
+  // the window allowed: counted per sub-millisecond round trip, each burst looked like a
+  // round trip's worth, so every growth of the window made the next burst bigger and both
+  // rings grew to their maximum on a path that needs a fraction of that. Rings of megabytes
+  // cycle through the CPU cache: on the memory wire one pair moved a fifth less, and two
+  // pairs on two cores scaled 1.5x instead of 2x (docs/benchmarks.md, workers-memory).
+  const elapsed = now - st.rcvSpaceTime;
+  if (elapsed < (rtt > MIN_INTERVAL_MS ? rtt : MIN_INTERVAL_MS)) return;
+  const received = tcb.bytesReceived - st.rcvSpaceBase;
+  const perRtt = rtt < MIN_INTERVAL_MS ? received * rtt / elapsed : received;
   st.rcvSpaceTime = now;
   st.rcvSpaceBase = tcb.bytesReceived;
   // Linux: "rcvwin = copied << 1 + 16 * advmss" — the sender in slow start doubles its flight
   // each round trip, and the window must not be what stops it.
   const want = 2 * perRtt + 16 * tcb.rcvMss;
-  if (want <= tcb.rcvBuf.capacity) return;
-  tcb.rcvBuf.grow(nextSize(tcb.rcvBuf.capacity, want, tcb.rcvBufMax));
+  const cap = tcb.rcvBuf.capacity;
+  if (want <= cap || cap >= tcb.rcvBufMax) return;
+  // Grow only while growing pays: the delivery rate rose by a quarter since the last growth
+  // (a window-limited sender doubles its rate with the window; a full path or a busy CPU does
+  // not, and a larger ring only holds a longer queue). And twofold at most per measurement:
+  // more than a window per round trip cannot arrive, so a bigger `want` means the RTT was
+  // overestimated (a millisecond timestamp tick, a handshake timed on a cold start).
+  const rate = received / elapsed;
+  if (st.rcvGrowRate > 0 && rate < 1.25 * st.rcvGrowRate) return;
+  st.rcvGrowRate = rate;
+  tcb.rcvBuf.grow(2 * cap < tcb.rcvBufMax ? 2 * cap : tcb.rcvBufMax);
 }
 
 /** Send side, on an ACK: a send buffer smaller than twice cwnd while cwnd is not full grows to that. */

@@ -252,7 +252,9 @@ export function segmentArrives(tcp: Tcp, tcb: Tcb, seg: Segment): void {
         dropConnection(tcp, tcb, '');
         return;
       }
-      receiveData(tcp, tcb, seq, seg.bytes, dataOff, dataLen, fin, now);
+      // The receiver's own RTT sample (Linux tcp_rcv_rtt_measure_ts): the sender echoes our ACKs' TSval.
+      const rttSample = tcb.tsOk && seg.opts.timestamps && seg.opts.tsEcr !== 0 ? (tsNow(tcb, now) - seg.opts.tsEcr) >>> 0 : -1;
+      receiveData(tcp, tcb, seq, seg.bytes, dataOff, dataLen, fin, rttSample, now);
       fin = fin && ((seq + dataLen) >>> 0) === tcb.rcvNxt;
     } else {
       fin = false; // CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent its FIN
@@ -459,7 +461,7 @@ function dupAck(tcp: Tcp, tcb: Tcb, seg: Segment, now: number): void {
 }
 
 /** Seventh step for ESTABLISHED / FIN_WAIT_1 / FIN_WAIT_2: queue in-order or out-of-order bytes. */
-function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: number, len: number, fin: boolean, now: number): void {
+function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: number, len: number, fin: boolean, rttSample: number, now: number): void {
   const rb = tcb.rcvBuf;
   const hadHoles = rb.oooCount > 0;
   const adv = rb.insert(tcb.rcvNxt, seq, bytes, off, len);
@@ -479,7 +481,7 @@ function receiveData(tcp: Tcp, tcb: Tcb, seq: number, bytes: Uint8Array, off: nu
   tcb.rcvNxt = (tcb.rcvNxt + adv) >>> 0;
   tcb.bytesReceived += adv;
   tcp.post(tcb, TcbEvent.Data);
-  rcvAutotune(tcb, now);
+  rcvAutotune(tcb, rttSample, now);
   // Linux's tcp_event_data_recv(): the first data of a connection, and data after a silence
   // longer than the RTO (the sender restarts from a small window), enter quick-ACK mode so the
   // peer's slow start is not held back by delayed ACKs; so does a filled hole (the sender is

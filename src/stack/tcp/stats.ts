@@ -15,4 +15,8 @@ export class TcbStats {
   /** Receive autotuning: start of the current measurement (-1: none yet) and bytesReceived then. */
   rcvSpaceTime = -1;
   rcvSpaceBase = 0;
+  /** The receiver's RTT estimate (ms, -1: no sample yet), from the TSecr of arriving data. */
+  rcvRtt = -1;
+  /** Receive autotuning: the delivery rate (bytes/ms) when the buffer last grew (0: never). */
+  rcvGrowRate = 0;
 }

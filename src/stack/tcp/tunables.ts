@@ -65,7 +65,7 @@ export class TcpTunables {
     this.recvSpace = int('net.inet.tcp.recvspace', 262144, 'Receive buffer size (bytes)', 1024, 1 << 30);
     this.sendBufAuto = bool('net.inet.tcp.sendbuf_auto', true, 'Send buffer autotuning (FreeBSD\'s name): grow a connection\'s send buffer from sendspace towards sendbuf_max while the application keeps it full and cwnd could use more');
     this.sendBufMax = int('net.inet.tcp.sendbuf_max', 4194304, 'Largest autotuned send buffer (bytes; Linux tcp_wmem[2])', 1024, 1 << 30);
-    this.recvBufAuto = bool('net.inet.tcp.recvbuf_auto', true, 'Receive buffer autotuning (FreeBSD\'s name): grow a connection\'s receive buffer from recvspace towards recvbuf_max so the window holds twice what arrives in one round trip (Linux tcp_rcv_space_adjust)');
+    this.recvBufAuto = bool('net.inet.tcp.recvbuf_auto', true, 'Receive buffer autotuning (FreeBSD\'s name): grow a connection\'s receive buffer from recvspace towards recvbuf_max so the window holds twice what arrives in one round trip, measured by the receiver, while growing still raises the delivery rate (Linux tcp_rcv_space_adjust)');
     this.recvBufMax = int('net.inet.tcp.recvbuf_max', 6291456, 'Largest autotuned receive buffer (bytes; Linux tcp_rmem[2])', 1024, 1 << 30);
     this.mssDefault = int('net.inet.tcp.mssdflt', 536, 'Send MSS when the peer offers none (RFC 9293 §3.7.1)', 88, 65495);
     this.rfc1323 = bool('net.inet.tcp.rfc1323', true, 'Offer window scaling and timestamps (RFC 7323)');
