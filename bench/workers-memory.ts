@@ -236,7 +236,7 @@ export const workersMemory: Benchmark = {
   description: 'aggregate bulk TCP MB/s and connect+close cycles/s of N independent stack pairs on the memory wire, one per process, in the same windows (N = cores); reference: one pair, interleaved rounds',
   async run(opts: BenchOptions): Promise<BenchResult[]> {
     const n = Math.max(2, availableParallelism());
-    const plan = opts.quick ? { ms: 400, minWarm: 2, maxWarm: 3, rounds: 1 } : { ms: 1000, minWarm: 3, maxWarm: 12, rounds: 5 };
+    const plan = opts.quick ? { ms: 400, minWarm: 2, maxWarm: 3, rounds: 1 } : { ms: 1000, minWarm: 3, maxWarm: 12, rounds: 7 };
     const pairs = Array.from({ length: n }, () => new PairProcess());
     try {
       await Promise.all(pairs.map((p) => p.ready));

@@ -28,6 +28,8 @@ export interface AutotuneTcb {
 const MIN_RTT_MS = 0.05;
 /** The shortest interval the receive side counts arrivals over (ms): see rcvAutotune. */
 const MIN_INTERVAL_MS = 1;
+/** Measurements at one size before a sub-millisecond path may grow the receive ring again. */
+const SUB_MS_MEASURES = 4;
 
 /**
  * Receive side, after in-order data arrived: once per round trip, make room for twice that
@@ -63,15 +65,24 @@ export function rcvAutotune(tcb: AutotuneTcb, rttSample: number, now: number): v
   // each round trip, and the window must not be what stops it.
   const want = 2 * perRtt + 16 * tcb.rcvMss;
   const cap = tcb.rcvBuf.capacity;
-  if (want <= cap || cap >= tcb.rcvBufMax) return;
-  // Grow only while growing pays: the delivery rate rose by a quarter since the last growth
-  // (a window-limited sender doubles its rate with the window; a full path or a busy CPU does
-  // not, and a larger ring only holds a longer queue). And twofold at most per measurement:
-  // more than a window per round trip cannot arrive, so a bigger `want` means the RTT was
-  // overestimated (a millisecond timestamp tick, a handshake timed on a cold start).
   const rate = received / elapsed;
+  if (rate > st.rcvRateMax) st.rcvRateMax = rate;
+  st.rcvRateCount++;
+  if (want <= cap || cap >= tcb.rcvBufMax) return;
+  // Below a millisecond, a size is judged over SUB_MS_MEASURES measurements (the sender's slow
+  // start takes a fraction of one there; the rate it ends at, not its ramp, is the size's).
+  if (rtt < MIN_INTERVAL_MS && st.rcvRateCount < SUB_MS_MEASURES) return;
+  // Grow only while growing pays: the delivery rate beats by a quarter the best rate measured
+  // at the previous size (a window-limited sender doubles its rate with the window; a full
+  // path or a busy CPU does not, and a larger ring only holds a longer queue; the best, not
+  // the last, so a measurement that caught a pause does not let the next one grow the ring).
+  // And twofold at most per measurement: more than a window per round trip cannot arrive, so
+  // a bigger `want` means the RTT was overestimated (a millisecond timestamp tick, a handshake
+  // timed on a cold start).
   if (st.rcvGrowRate > 0 && rate < 1.25 * st.rcvGrowRate) return;
-  st.rcvGrowRate = rate;
+  st.rcvGrowRate = st.rcvRateMax;
+  st.rcvRateMax = 0;
+  st.rcvRateCount = 0;
   tcb.rcvBuf.grow(2 * cap < tcb.rcvBufMax ? 2 * cap : tcb.rcvBufMax);
 }
 

@@ -17,6 +17,8 @@ export class TcbStats {
   rcvSpaceBase = 0;
   /** The receiver's RTT estimate (ms, -1: no sample yet), from the TSecr of arriving data. */
   rcvRtt = -1;
-  /** Receive autotuning: the delivery rate (bytes/ms) when the buffer last grew (0: never). */
+  /** Receive autotuning: the best delivery rate (bytes/ms) measured at the size before the last growth (0: no growth yet), and at this size. */
   rcvGrowRate = 0;
+  rcvRateMax = 0;
+  rcvRateCount = 0;
 }
