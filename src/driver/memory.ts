@@ -79,10 +79,37 @@ export interface MemoryWireStats {
   learned: number;
 }
 
-/** A 48-bit MAC as a number (exact in a double): the learning table's key. */
-function macKey(b: Uint8Array, off: number): number {
-  return ((b[off]! << 8) | b[off + 1]!) * 4294967296
-    + (((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!) >>> 0);
+/**
+ * The switch's learning table: MAC address -> port, keyed by the address's first two bytes and
+ * then its last four as an int32. Both keys are small integers, which V8 hashes without
+ * allocating (one 48-bit number would be a heap number on every frame).
+ */
+class MacTable {
+  private readonly byHi = new Map<number, Map<number, MemoryPort>>();
+
+  get(b: Uint8Array, off: number): MemoryPort | undefined {
+    return this.byHi.get((b[off]! << 8) | b[off + 1]!)?.get((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!);
+  }
+
+  set(b: Uint8Array, off: number, port: MemoryPort): void {
+    const hi = (b[off]! << 8) | b[off + 1]!;
+    let m = this.byHi.get(hi);
+    if (m === undefined) this.byHi.set(hi, m = new Map());
+    m.set((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!, port);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.byHi.values()) n += m.size;
+    return n;
+  }
+
+  clear(): void { this.byHi.clear(); }
+
+  /** Forgets every address learned on `port`. */
+  forget(port: MemoryPort): void {
+    for (const m of this.byHi.values()) for (const [k, p] of m) if (p === port) m.delete(k);
+  }
 }
 
 export class MemoryWire {
@@ -93,7 +120,7 @@ export class MemoryWire {
   private readonly rng: Prng;
   private readonly rxQueueLimit: number;
   private readonly ports: MemoryPort[] = [];
-  private readonly table = new Map<number, MemoryPort>();
+  private readonly table = new MacTable();
   private portSeq = 0;
   /** Scratch for software segmentation (reused: send() is not re-entered while it is in use). */
   private readonly segments: PacketBuffer[] = [];
@@ -178,14 +205,13 @@ export class MemoryWire {
     // multi-queue port is learned as its queue 0, which stands for the group.
     const fromPort = from.group !== null ? from.group[0]! : from;
     if (!isMacMulticast(data, s + 6)) {
-      const key = macKey(data, s + 6);
-      if (this.table.get(key) !== fromPort) this.table.set(key, fromPort);
+      if (this.table.get(data, s + 6) !== fromPort) this.table.set(data, s + 6, fromPort);
     }
     // Offloaded work crosses untouched only to one known port that offloads it too, with no
     // faults on the way; otherwise the wire does the device's work here.
     let direct: MemoryPort | undefined;
     if ((gso || buf.csum === Csum.Partial) && !txStage.isActive && !isMacMulticast(data, s)) {
-      const d = this.table.get(macKey(data, s));
+      const d = this.table.get(data, s);
       if (d !== undefined && d !== fromPort && d.group === null && !d.rxFaultsActive) direct = d;
     }
     if (gso && (direct === undefined || !(buf.gso === Gso.Tcp4 ? direct.offloads.tso4 : direct.offloads.tso6))) {
@@ -207,7 +233,7 @@ export class MemoryWire {
     t += this.latencyMs;
 
     if (!isMacMulticast(data, s)) {
-      let dst = this.table.get(macKey(data, s));
+      let dst = this.table.get(data, s);
       if (dst !== undefined) {
         if (dst === fromPort) this.counters.filtered++;
         else {
@@ -236,7 +262,7 @@ export class MemoryWire {
   detach(port: MemoryPort): void {
     const i = this.ports.indexOf(port);
     if (i >= 0) this.ports.splice(i, 1);
-    for (const [k, p] of this.table) if (p === port) this.table.delete(k);
+    this.table.forget(port);
   }
 }
 
