@@ -60,6 +60,14 @@ function assemble(prog: Insn[]): Uint8Array {
 export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8Array {
   const s = slots ?? Array.from({ length: queues }, (_, i) => i);
   if (s.length !== queues) throw new Error('fanout program: one slot per queue');
+  /** M[0] ^= A, then on to the fold. */
+  const mixAndFold: Insn[] = [
+    [MISC | TAX, 0, 0, 0],
+    [LD | W | MEM, 0, 0, 0],
+    [ALU | XOR | X, 0, 0, 0],
+    [ST, 0, 0, 0],
+    [JMP | JA, 'fold', 0, 0],
+  ];
   /** M[0] ^= the two 16-bit words at IND offsets a and b (X must hold their base). */
   const xorPortsInd = (a: number, b: number): Insn[] => [
     [LD | H | IND, 0, 0, a],
@@ -67,11 +75,7 @@ export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8A
     [LD | H | IND, 0, 0, b],
     [LDX | W | MEM, 0, 0, 1],
     [ALU | XOR | X, 0, 0, 0],
-    [MISC | TAX, 0, 0, 0],
-    [LD | W | MEM, 0, 0, 0],
-    [ALU | XOR | X, 0, 0, 0],
-    [ST, 0, 0, 0],
-    [JMP | JA, 'fold', 0, 0],
+    ...mixAndFold,
   ];
   /** M[0] ^= the two 16-bit words at ABS offsets a and b. */
   const xorPortsAbs = (a: number, b: number): Insn[] => [
@@ -79,11 +83,7 @@ export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8A
     [MISC | TAX, 0, 0, 0],
     [LD | H | ABS, 0, 0, b],
     [ALU | XOR | X, 0, 0, 0],
-    [MISC | TAX, 0, 0, 0],
-    [LD | W | MEM, 0, 0, 0],
-    [ALU | XOR | X, 0, 0, 0],
-    [ST, 0, 0, 0],
-    [JMP | JA, 'fold', 0, 0],
+    ...mixAndFold,
   ];
   /** M[0] = the XOR of the eight address words of the IPv6 header at NET + base. */
   const v6Addresses = (base: number): Insn[] => {
@@ -119,11 +119,7 @@ export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8A
     [MISC | TAX, 0, 0, 0],
     [LD | H | ABS, 0, 0, NET + 4],
     [ALU | OR | X, 0, 0, 0],
-    [MISC | TAX, 0, 0, 0],
-    [LD | W | MEM, 0, 0, 0],
-    [ALU | XOR | X, 0, 0, 0],
-    [ST, 0, 0, 0],
-    [JMP | JA, 'fold', 0, 0],
+    ...mixAndFold,
     'icmp4',
     [LDX | B | MSH, 0, 0, NET],
     [LD | B | IND, 0, 0, NET],
@@ -152,11 +148,7 @@ export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8A
     [LD | H | IND, 0, 0, NET + 8 + 4],
     [LDX | W | MEM, 0, 0, 1],
     [ALU | OR | X, 0, 0, 0],
-    [MISC | TAX, 0, 0, 0],
-    [LD | W | MEM, 0, 0, 0],
-    [ALU | XOR | X, 0, 0, 0],
-    [ST, 0, 0, 0],
-    [JMP | JA, 'fold', 0, 0],
+    ...mixAndFold,
     'qports4',
     // X = outer IHL + quoted IHL: the quoted ports sit at NET + X + 8.
     [LD | B | IND, 0, 0, NET + 8],
@@ -176,11 +168,7 @@ export function fanoutProgram(queues: number, slots?: readonly number[]): Uint8A
     ...xorPortsAbs(NET + 40, NET + 42),
     'frag6',
     [LD | W | ABS, 0, 0, NET + 44],
-    [MISC | TAX, 0, 0, 0],
-    [LD | W | MEM, 0, 0, 0],
-    [ALU | XOR | X, 0, 0, 0],
-    [ST, 0, 0, 0],
-    [JMP | JA, 'fold', 0, 0],
+    ...mixAndFold,
     'icmp6',
     [LD | B | ABS, 0, 0, NET + 40],
     [JMP | JGT | K, 'fold', 0, 4],
