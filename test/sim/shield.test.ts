@@ -23,6 +23,15 @@ function rule(action: 'allow' | 'deny', from: string, proto: ShieldRule['proto']
 }
 const cfg = (o: Partial<ShieldConfig>): ShieldConfig => ({ default: 'allow', rules: [], maxConnPerSource: 0, synRatePerSource: 0, ...o });
 
+/** At the connection limit: one of `socks` is reset, and then `open()`'s connection is established. */
+function assertReopens(sim: Simulation, socks: { state: string; abort(): void }[], open: () => { state: string }): void {
+  socks.find((s) => s.state === 'ESTABLISHED')!.abort();
+  sim.run(10);
+  const again = open();
+  sim.run(200);
+  assert.equal(again.state, 'ESTABLISHED');
+}
+
 function setup() {
   const sim = new Simulation({ seed: 'shield' });
   const server = sim.addHost({ name: 'server', addr: '198.18.9.1/24' }).stack;
@@ -83,11 +92,7 @@ test('max_conn_per_source: a source holds at most N connections; another source 
   assert.ok(server.shield.stats.connLimited >= 3);
   assert.equal(good.tcp.connect({ raddr: SERVER, rport: 80 }) && (sim.run(200), server.tcp.connectionsFrom(parseIpv4('198.18.9.7')!)), 1);
   // One closes: the source may open another.
-  socks.find((s) => s.state === 'ESTABLISHED')!.abort();
-  sim.run(10);
-  const again = bad.tcp.connect({ raddr: SERVER, rport: 80 });
-  sim.run(200);
-  assert.equal(again.state, 'ESTABLISHED');
+  assertReopens(sim, socks, () => bad.tcp.connect({ raddr: SERVER, rport: 80 }));
   sim.close();
 });
 
@@ -184,11 +189,7 @@ test('max_conn_per_source over IPv6 counts a /64: two hosts of one /64 share the
   sim.run(500);
   assert.equal(others.filter((s) => s.state === 'ESTABLISHED').length, 5);
   // One closes: the /64 may open another.
-  socks.find((s) => s.state === 'ESTABLISHED')!.abort();
-  sim.run(10);
-  const again = bad2.tcp.connect({ raddr: 0, raddr6: SERVER6, rport: 80 });
-  sim.run(200);
-  assert.equal(again.state, 'ESTABLISHED');
+  assertReopens(sim, socks, () => bad2.tcp.connect({ raddr: 0, raddr6: SERVER6, rport: 80 }));
   sim.close();
 });
 
