@@ -84,18 +84,21 @@ export interface MemoryWireStats {
  * then its last four as an int32. Both keys are small integers, which V8 hashes without
  * allocating (one 48-bit number would be a heap number on every frame).
  */
+const macHi = (b: Uint8Array, off: number) => (b[off]! << 8) | b[off + 1]!;
+const macLo = (b: Uint8Array, off: number) => (b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!;
+
 class MacTable {
   private readonly byHi = new Map<number, Map<number, MemoryPort>>();
 
   get(b: Uint8Array, off: number): MemoryPort | undefined {
-    return this.byHi.get((b[off]! << 8) | b[off + 1]!)?.get((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!);
+    return this.byHi.get(macHi(b, off))?.get(macLo(b, off));
   }
 
   set(b: Uint8Array, off: number, port: MemoryPort): void {
-    const hi = (b[off]! << 8) | b[off + 1]!;
+    const hi = macHi(b, off);
     let m = this.byHi.get(hi);
     if (m === undefined) this.byHi.set(hi, m = new Map());
-    m.set((b[off + 2]! << 24) | (b[off + 3]! << 16) | (b[off + 4]! << 8) | b[off + 5]!, port);
+    m.set(macLo(b, off), port);
   }
 
   get size(): number {
