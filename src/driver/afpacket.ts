@@ -244,6 +244,10 @@ export class AfPacketDriver implements Driver {
     }
   }
 
+  rxReady(): boolean {
+    return this.fd >= 0 && (Atomics.load(this.i32, (this.rxIdx * this.rxFrameSize) >> 2) & TP_STATUS_USER) !== 0;
+  }
+
   rxBurst(out: PacketBuffer[], max: number): number {
     if (this.fd < 0) return 0;
     const i32 = this.i32, u32 = this.u32, u16 = this.u16, u8 = this.u8, pool = this.pool;

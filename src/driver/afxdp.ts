@@ -389,6 +389,10 @@ export class AfXdpDriver implements Driver {
     this.fillProd = (this.fillProd + 1) >>> 0;
   }
 
+  rxReady(): boolean {
+    return this.fd >= 0 && (this.arpReady || (Atomics.load(this.rx.i32, this.rx.prod) >>> 0) !== this.rxCons);
+  }
+
   rxBurst(out: PacketBuffer[], max: number): number {
     if (this.fd < 0) return 0;
     let n = 0;

@@ -342,6 +342,8 @@ export class MemoryPort implements Driver {
 
   onReadable(cb: (() => void) | null): void { this.wake.set(cb); }
 
+  rxReady(): boolean { return this.rxQueue.size > 0 && this.rxQueue.peekTime() <= this.wire.clock.now(); }
+
   /** @internal true when frames delivered here go through receive faults. */
   get rxFaultsActive(): boolean { return this.rxStage.isActive; }
 

@@ -131,6 +131,8 @@ export class CaptureDriver implements Driver {
 
   flush(): void { this.inner.flush(); }
   onReadable(cb: (() => void) | null): void { this.inner.onReadable(cb); }
+  /** The inner driver's; one without the check is always worth a look (the loop spins by iterations). */
+  rxReady(): boolean { return this.inner.rxReady?.() ?? true; }
   ref(): void { this.inner.ref?.(); }
   unref(): void { this.inner.unref?.(); }
   stats(): DriverStats { return this.inner.stats(); }

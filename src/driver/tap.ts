@@ -116,17 +116,17 @@ export class TapDriver implements Driver {
    * (the run loop's spins and kicks) skip the read(), a system call that could only fail.
    * Without a watcher (busy polling, or after a watcher error) every rxBurst reads.
    */
-  private rxReady = true;
+  private readable = true;
   /** The watcher reports readiness (it exists, has a callback, and has not failed). */
   private watching = false;
   private readonly onPoll = (status: number): void => {
     if (status < 0) {
       // The watcher paused itself; a new onReadable(cb) re-arms it. Until then read blindly.
       this.watching = false;
-      this.rxReady = true;
+      this.readable = true;
       return;
     }
-    this.rxReady = true;
+    this.readable = true;
     this.readableCb?.();
   };
 
@@ -295,7 +295,7 @@ export class TapDriver implements Driver {
 
   rxBurst(out: PacketBuffer[], max: number): number {
     const fd = this.fd;
-    if (fd < 0 || (this.watching && !this.rxReady)) return 0;
+    if (fd < 0 || (this.watching && !this.readable)) return 0;
     let n = 0;
     while (n < max) {
       let buf = this.spare;
@@ -308,7 +308,7 @@ export class TapDriver implements Driver {
       if (r < 0) {
         this.spare = buf;
         const err = libc.errno();
-        if (err === libc.EAGAIN) this.rxReady = false;
+        if (err === libc.EAGAIN) this.readable = false;
         else if (err !== libc.EINTR) this.st.rxDropped++;
         break;
       }
@@ -367,7 +367,7 @@ export class TapDriver implements Driver {
   onReadable(cb: (() => void) | null): void {
     this.readableCb = cb;
     // Frames may have arrived while nobody watched: the next rxBurst reads.
-    this.rxReady = true;
+    this.readable = true;
     this.watching = false;
     if (this.fd < 0) return;
     if (cb === null) { this.watcher?.pause(); return; }

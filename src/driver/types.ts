@@ -21,6 +21,13 @@ export interface Driver extends NetDevice {
    * when frames may be ready. One callback per driver; null unregisters.
    */
   onReadable(cb: (() => void) | null): void;
+  /**
+   * Optional: true when rxBurst() would return a frame now. It must be cheap and never make a
+   * system call or allocate (a look at a shared ring's index or status word): the run loop
+   * spins on it between iterations while it busy-polls (src/runtime/loop.ts). Drivers whose
+   * receive needs a system call (TAP) omit it, and the loop spins by iterations instead.
+   */
+  rxReady?(): boolean;
   readonly pool: BufferPool;
   /**
    * Optional: stop (unref) or resume (ref) letting the readiness wake-up keep the process

@@ -163,6 +163,8 @@ export interface TstackConfig {
   stack: {
     /** Worker processes, one stack each ("auto" in the file = the cores available); docs/architecture.md "Workers". */
     workers: number; poll: PollMode; busyPollUs: number;
+    /** busy / adaptive with busyPollUs: watch the receive rings this long (µs) between iterations (RunLoopOptions.spinSliceUs). */
+    pollSliceUs: number;
     /** A worker whose loop has not iterated for this long (ms) is replaced (`tstack run` with workers > 1). */
     watchdogMs: number;
     /** A packet dispatcher module (absolute path; its default export: src/runtime/dispatcher.ts). */
@@ -245,7 +247,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
   const cfg: TstackConfig = {
     file: fileName,
-    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0, watchdogMs: 1000 },
+    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0, pollSliceUs: 100, watchdogMs: 1000 },
     ports: [],
     sysctl: [],
     control: { socket: '', name: defaultInstanceName(fileName), enabled: true },
@@ -261,7 +263,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
     switch (name) {
       case 'stack': {
         const t = v.table(['stack'], value);
-        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us', 'watchdog_ms', 'dispatcher']);
+        v.known(['stack'], t, ['workers', 'poll', 'busy_poll_us', 'poll_slice_us', 'watchdog_ms', 'dispatcher']);
         if (t.dispatcher !== undefined) {
           if (typeof t.dispatcher !== 'string' || t.dispatcher === '') v.fail(['stack', 'dispatcher'], 'must be the path of a JavaScript module');
           cfg.stack.dispatcher = resolvePath(dirname(resolvePath(fileName)), t.dispatcher as string);
@@ -271,6 +273,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
         if (t.watchdog_ms !== undefined) cfg.stack.watchdogMs = v.int(['stack', 'watchdog_ms'], t.watchdog_ms, 100, 600_000);
         if (t.poll !== undefined) cfg.stack.poll = v.choice(['stack', 'poll'], t.poll, POLL_MODES);
         if (t.busy_poll_us !== undefined) cfg.stack.busyPollUs = v.int(['stack', 'busy_poll_us'], t.busy_poll_us, 0, 1_000_000);
+        if (t.poll_slice_us !== undefined) cfg.stack.pollSliceUs = v.int(['stack', 'poll_slice_us'], t.poll_slice_us, 0, 100_000);
         break;
       }
       case 'port': {

@@ -230,7 +230,7 @@ export function startInstance(config: TstackConfig, opts: InstanceOptions = {}):
   }
 
   const loop = new RunLoop({
-    stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, ...(opts.onError && { onError: opts.onError }),
+    stack, clock, poll: config.stack.poll, busyPollUs: config.stack.busyPollUs, spinSliceUs: config.stack.pollSliceUs, ...(opts.onError && { onError: opts.onError }),
   });
   for (const p of ports) loop.addPort(p.driver, p.ifIndex);
   if (opts.start !== false) loop.start();

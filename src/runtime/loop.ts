@@ -34,6 +34,18 @@ export interface RunLoopOptions {
    */
   busyPollUs?: number;
   /**
+   * busy, and adaptive with busyPollUs: when an iteration found nothing, the next one first
+   * watches the drivers' receive rings (Driver.rxReady, no system call, no allocation) for up
+   * to this many microseconds, then runs at once when a frame lands. An idle spin through the
+   * event loop costs a setImmediate (an allocation, and a trip through libuv) per look, and
+   * at hundreds of thousands a second that walks the heap's young generation through the
+   * CPU's caches: the first frame after a quiet spell then found the stack's code and data
+   * cold (input of one ping took 25 µs instead of 2). Other event-loop work (timers, kernel
+   * sockets, worker messages) waits at most this long. 0: off. Default 100. Drivers without
+   * rxReady (TAP) spin by iterations as before.
+   */
+  spinSliceUs?: number;
+  /**
    * Called when an iteration throws (a bug in the stack, since parsers do not throw).
    * Default: rethrow, which crashes the process loudly.
    */
@@ -80,6 +92,12 @@ export class RunLoop {
   private readonly spinIterations: number;
   /** busyPollUs in clock milliseconds; 0 when off. */
   private readonly busyPollMs: number;
+  /** spinSliceUs in clock milliseconds; 0 when off. */
+  private readonly spinSliceMs: number;
+  /** Every port's driver has rxReady(): the loop can watch the rings between iterations. */
+  private ringsWatchable = true;
+  /** Frames the last iteration received (-1 before the first, whose deadline is not known yet). */
+  private lastFrames = -1;
   /** adaptive with busyPollUs: spin until this clock time (ms). */
   private spinUntil = 0;
   private readonly onError: (err: unknown) => void;
@@ -129,6 +147,9 @@ export class RunLoop {
     const us = opts.busyPollUs ?? 0;
     if (!(us >= 0 && us <= 1_000_000)) throw new RangeError(`RunLoop: busyPollUs must be 0-1000000 (got ${us})`);
     this.busyPollMs = us / 1000;
+    const slice = opts.spinSliceUs ?? 100;
+    if (!(slice >= 0 && slice <= 100_000)) throw new RangeError(`RunLoop: spinSliceUs must be 0-100000 (got ${slice})`);
+    this.spinSliceMs = slice / 1000;
     this.onError = opts.onError ?? ((err) => { throw err; });
     this.rx = new Array<PacketBuffer>(this.burst);
   }
@@ -137,6 +158,7 @@ export class RunLoop {
   addPort(driver: Driver, ifIndex: number): void {
     if (this.stopped) throw new Error('RunLoop: stopped');
     this.ports.push({ driver, ifIndex });
+    if (typeof driver.rxReady !== 'function') this.ringsWatchable = false;
     if (this.running && this.mode !== 'busy') driver.onReadable(this.onReadable);
     if (!this.refed) driver.unref?.();
   }
@@ -370,9 +392,21 @@ export class RunLoop {
 
   private runOnce(): void {
     if (!this.running) return;
-    if (this.wakeReason === 'readable') this.st.readableWakeups++;
-    else if (this.wakeReason === 'timer') this.st.timerWakeups++;
+    const reason = this.wakeReason;
+    if (reason === 'readable') this.st.readableWakeups++;
+    else if (reason === 'timer') this.st.timerWakeups++;
     this.wakeReason = 'spin';
+    // A spin that found nothing last time: watch the rings here instead of going round the
+    // event loop again (see spinSliceUs), until a frame lands, a timer is due, or the slice
+    // (or the adaptive budget) is spent.
+    if (reason === 'spin' && this.lastFrames === 0 && this.spinSliceMs > 0 && this.ringsWatchable && this.posted.length === 0 &&
+        (this.mode === 'busy' || (this.mode === 'adaptive' && this.busyPollMs > 0))) {
+      const now = this.clock.now();
+      let until = now + this.spinSliceMs;
+      if (this.nextDeadline < until) until = this.nextDeadline;
+      if (this.mode === 'adaptive' && this.spinUntil < until) until = this.spinUntil;
+      if (until > now) this.watchRings(until);
+    }
     const t0 = this.clock.now();
     if (this.posted.length !== 0) this.runPosted();
     let frames = 0;
@@ -386,6 +420,7 @@ export class RunLoop {
       this.inIteration = false;
     }
     this.st.busyMs += this.clock.now() - t0;
+    this.lastFrames = frames;
     if (!this.running) return;
     // The transmit flush waits for the process.nextTick callbacks (and the promise jobs) the
     // frames just triggered: what the application does there goes out in the same batch. For
@@ -428,6 +463,15 @@ export class RunLoop {
         if (more) { this.schedule(); return; }
         this.armTimer(this.nextDeadline);
         return;
+    }
+  }
+
+  /** Looks at every driver's receive ring until one has a frame (true) or the clock reaches `until` (ms). */
+  private watchRings(until: number): boolean {
+    const ports = this.ports;
+    for (let i = 1; ; i++) {
+      for (let p = 0; p < ports.length; p++) if (ports[p]!.driver.rxReady!()) return true;
+      if ((i & 15) === 0 && this.clock.now() >= until) return false;
     }
   }
 

@@ -37,7 +37,7 @@ function assertNames(err: ConfigError, line: number, key: string, detail: RegExp
 describe('config defaults', () => {
   test('an empty file gives every default', () => {
     const c = parseConfig('', 'empty.toml');
-    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0, watchdogMs: 1000 });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0, pollSliceUs: 100, watchdogMs: 1000 });
     assert.deepEqual(c.ports, []);
     assert.deepEqual(c.sysctl, []);
     assert.deepEqual(c.control, { socket: '', name: 'empty', enabled: true });
@@ -87,7 +87,7 @@ socket = "/tmp/t.sock"
 [log]
 level = "debug"
 `, 'd.toml', { sysctl: registry() });
-    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0, watchdogMs: 1000 });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0, pollSliceUs: 100, watchdogMs: 1000 });
     const p = c.ports[0]!;
     assert.equal(p.gateway, '198.18.0.1');
     assert.equal(p.hostAddr, '198.18.0.1/24');
@@ -211,6 +211,12 @@ describe('config errors name the file, the key and the line', () => {
     assertNames(fails('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\nhost_addr = "198.18.70.1/24"\n'), 3, 'port[0].ifname', /at most 14 characters with host_addr/);
     // Without host_addr the driver attaches to an existing interface: 15 bytes are fine.
     assert.equal(parseConfig('[[port]]\ndriver = "afpacket"\nifname = "abcdefghijklmno"\n', 'f').ports[0]!.ifname, 'abcdefghijklmno');
+  });
+
+  test('[stack] poll_slice_us: microseconds of ring watching between spinning iterations, 0-100000', () => {
+    assert.equal(parseConfig('[stack]\npoll = "busy"\npoll_slice_us = 0\n', 'f').stack.pollSliceUs, 0);
+    assert.equal(parseConfig('[stack]\npoll_slice_us = 500\n', 'f').stack.pollSliceUs, 500);
+    assertNames(fails('[stack]\npoll_slice_us = 100001\n'), 2, 'stack.poll_slice_us', /100001/);
   });
 
   test('[stack] busy_poll_us: microseconds of polling after traffic (adaptive), 0-1000000', () => {

@@ -38,6 +38,18 @@ class FakeDriver implements Driver {
   }
 }
 
+/** A driver with a receive ring the loop can watch (Driver.rxReady); `land` runs at a given look. */
+class RingDriver extends FakeDriver {
+  looks = 0;
+  landAt = -1;
+  onLook: (() => void) | null = null;
+  rxReady(): boolean {
+    this.onLook?.();
+    if (++this.looks === this.landAt) { const b = this.pool.alloc(); b.append(60); this.rxQueue.push(b); }
+    return this.rxQueue.length > 0;
+  }
+}
+
 class FakeStack implements LoopStack {
   readonly clock = realClock;
   inputs: number[] = [];
@@ -197,6 +209,74 @@ describe('RunLoop', () => {
     assert.ok(loop.stats().iterations > 20, `iterations: ${loop.stats().iterations}`);
     assert.equal(driver.readableRegistrations, 0);
     loop.stop();
+  });
+
+  test('busy: between iterations that found nothing it watches the rings, and a frame that lands is input at once', async () => {
+    const stack = new FakeStack();
+    const driver = new RingDriver();
+    const loop = new RunLoop({ stack, poll: 'busy', spinSliceUs: 50_000 });
+    loop.addPort(driver, 3);
+    started.push(loop);
+    let inputAt = -1;
+    const input = stack.input.bind(stack);
+    stack.input = (i, b) => { inputAt = loop.stats().iterations; input(i, b); };
+    loop.start();
+    await turns(3);
+    const before = loop.stats().iterations;
+    // The frame lands while the next iteration watches the ring (no readable report, as a
+    // kernel writing the ring of a busy-polled socket sends none).
+    driver.landAt = driver.looks + 1000;
+    await until(() => stack.inputs.length === 1);
+    assert.equal(stack.inputs.length, 1);
+    // The iteration count goes up at the end of an iteration: this is the first one after `before`.
+    assert.equal(inputAt, before, 'received by the iteration that watched, not one event-loop turn later');
+    assert.ok(driver.looks >= driver.landAt, `looks: ${driver.looks}`);
+    assert.equal(driver.readableRegistrations, 0);
+  });
+
+  test('busy: the watch ends at the stack\'s next deadline and at the slice, so timers and the event loop still run', async () => {
+    // A clock that moves 1 µs per look at the ring: where each watch ended is exact.
+    const clock = { t: 1000, now() { return this.t; } };
+    const stack = new FakeStack();
+    const driver = new RingDriver();
+    driver.onLook = () => { clock.t += 0.001; };
+    const loop = new RunLoop({ stack, clock, poll: 'busy', spinSliceUs: 100_000 });
+    loop.addPort(driver, 3);
+    started.push(loop);
+    stack.deadline = 1020;
+    loop.start();
+    await until(() => stack.polls.length >= 3);
+    loop.stop();
+    const [first, second, third] = stack.polls.map((t) => t - 1000);
+    assert.equal(first, 0, 'the first iteration does not watch (its deadline is not known yet)');
+    assert.ok(second! >= 20 && second! < 20.1, `the watch ended at the 20 ms deadline: ${second}`);
+    assert.ok(third! - second! >= 100 && third! - second! < 100.1, `then at the end of the 100 ms slice: ${third! - second!}`);
+    assert.throws(() => new RunLoop({ stack, poll: 'busy', spinSliceUs: 100_001 }), /spinSliceUs/);
+  });
+
+  test('the rings are not watched with spinSliceUs 0, in adaptive without busyPollUs, or when a driver has no rxReady', async () => {
+    for (const [poll, extra] of [['busy', { spinSliceUs: 0 }], ['adaptive', {}]] as const) {
+      const stack = new FakeStack();
+      const driver = new RingDriver();
+      const loop = new RunLoop({ stack, poll, ...extra });
+      loop.addPort(driver, 3);
+      started.push(loop);
+      loop.start();
+      driver.receive(1);
+      await turns(30);
+      assert.equal(driver.looks, 0, `${poll} ${JSON.stringify(extra)}`);
+      loop.stop();
+    }
+    const stack = new FakeStack();
+    const ring = new RingDriver();
+    const loop = new RunLoop({ stack, poll: 'busy' });
+    loop.addPort(ring, 3);
+    loop.addPort(new FakeDriver(), 4);
+    started.push(loop);
+    loop.start();
+    await turns(30);
+    assert.equal(ring.looks, 0, 'one port without rxReady: spin by iterations');
+    assert.ok(loop.stats().iterations > 20);
   });
 
   test('kick() coalesces: many kicks in one tick run one iteration that flushes', async () => {
