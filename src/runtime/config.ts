@@ -247,7 +247,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 
   const cfg: TstackConfig = {
     file: fileName,
-    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0, pollSliceUs: 100, watchdogMs: 1000 },
+    stack: { workers: 1, poll: 'adaptive', busyPollUs: 0, pollSliceUs: 50, watchdogMs: 1000 },
     ports: [],
     sysctl: [],
     control: { socket: '', name: defaultInstanceName(fileName), enabled: true },

@@ -41,7 +41,7 @@ export interface RunLoopOptions {
    * at hundreds of thousands a second that walks the heap's young generation through the
    * CPU's caches: the first frame after a quiet spell then found the stack's code and data
    * cold (input of one ping took 25 µs instead of 2). Other event-loop work (timers, kernel
-   * sockets, worker messages) waits at most this long. 0: off. Default 100. Drivers without
+   * sockets, worker messages) waits at most this long. 0: off. Default 50. Drivers without
    * rxReady (TAP) spin by iterations as before.
    */
   spinSliceUs?: number;
@@ -147,7 +147,7 @@ export class RunLoop {
     const us = opts.busyPollUs ?? 0;
     if (!(us >= 0 && us <= 1_000_000)) throw new RangeError(`RunLoop: busyPollUs must be 0-1000000 (got ${us})`);
     this.busyPollMs = us / 1000;
-    const slice = opts.spinSliceUs ?? 100;
+    const slice = opts.spinSliceUs ?? 50;
     if (!(slice >= 0 && slice <= 100_000)) throw new RangeError(`RunLoop: spinSliceUs must be 0-100000 (got ${slice})`);
     this.spinSliceMs = slice / 1000;
     this.onError = opts.onError ?? ((err) => { throw err; });

@@ -37,7 +37,7 @@ function assertNames(err: ConfigError, line: number, key: string, detail: RegExp
 describe('config defaults', () => {
   test('an empty file gives every default', () => {
     const c = parseConfig('', 'empty.toml');
-    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0, pollSliceUs: 100, watchdogMs: 1000 });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'adaptive', busyPollUs: 0, pollSliceUs: 50, watchdogMs: 1000 });
     assert.deepEqual(c.ports, []);
     assert.deepEqual(c.sysctl, []);
     assert.deepEqual(c.control, { socket: '', name: 'empty', enabled: true });
@@ -87,7 +87,7 @@ socket = "/tmp/t.sock"
 [log]
 level = "debug"
 `, 'd.toml', { sysctl: registry() });
-    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0, pollSliceUs: 100, watchdogMs: 1000 });
+    assert.deepEqual(c.stack, { workers: 1, poll: 'interrupt', busyPollUs: 0, pollSliceUs: 50, watchdogMs: 1000 });
     const p = c.ports[0]!;
     assert.equal(p.gateway, '198.18.0.1');
     assert.equal(p.hostAddr, '198.18.0.1/24');
