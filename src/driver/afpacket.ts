@@ -66,17 +66,13 @@ const FRAME_SIZE = 17 * PAGE_SIZE;
 const FRAMES_PER_BLOCK = 15;
 const BLOCK_SIZE = FRAME_SIZE * FRAMES_PER_BLOCK;
 
-/** A ring's slot geometry: slots never span blocks; a block is whole pages. */
-interface Geometry { frameSize: number; framesPerBlock: number; blockSize: number }
-const LARGE: Geometry = { frameSize: FRAME_SIZE, framesPerBlock: FRAMES_PER_BLOCK, blockSize: BLOCK_SIZE };
 /**
- * Receive slots of 16 KiB (16 to a 256 KiB block) when the driver made the veth itself and capped
- * its kernel end's GSO frames to fit (SMALL_GSO_MAX): four times the slots for the memory, so a
- * burst from a thousand connections fits in the ring instead of being dropped at its end.
+ * Receive slots on a veth pair the driver made: 1,024 (rounded up to 1,035), so a burst from a
+ * thousand connections at once fits in the ring. They are whole 64 KB slots, like the others:
+ * 16 KiB slots with the kernel end's GSO capped to fit cost a bulk receiver four times the
+ * frames, and half its throughput (docs/drivers.md).
  */
-const SMALL: Geometry = { frameSize: 4 * PAGE_SIZE, framesPerBlock: 16, blockSize: 64 * PAGE_SIZE };
-/** The kernel end's gso_max_size with SMALL receive slots (slot minus the 90-byte RX offset, L2, slack). */
-const SMALL_GSO_MAX = SMALL.frameSize - 512;
+const VETH_RX_FRAMES = 1024;
 /** Largest frame (virtio header included) a TX slot takes. */
 const TX_CAPACITY = FRAME_SIZE - TPACKET2_HDRLEN;
 const L2_OVERHEAD = 18;
@@ -192,14 +188,13 @@ export class AfPacketDriver implements Driver {
     const mtu = opts.mtu ?? 1500;
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535 - L2_OVERHEAD) throw new Error(`AfPacketDriver: invalid mtu ${mtu}`);
     if (opts.mac && opts.mac.length !== 6) throw new Error('AfPacketDriver: mac must be 6 bytes');
-    const rxGeo = createVeth && mtu + L2_OVERHEAD + 90 <= SMALL.frameSize ? SMALL : LARGE;
-    const blocks = (n: number | undefined, def: number, geo: Geometry, what: string): number => {
+    const blocks = (n: number | undefined, def: number, what: string): number => {
       const want = n ?? def;
       if (!Number.isInteger(want) || want < 1 || want > 16384) throw new Error(`AfPacketDriver: invalid ${what} ${want}`);
-      return Math.ceil(want / geo.framesPerBlock);
+      return Math.ceil(want / FRAMES_PER_BLOCK);
     };
-    const rxBlocks = blocks(opts.rxFrames, rxGeo === SMALL ? 2048 : 256, rxGeo, 'rxFrames');
-    const txBlocks = blocks(opts.txFrames, 256, LARGE, 'txFrames');
+    const rxBlocks = blocks(opts.rxFrames, createVeth ? VETH_RX_FRAMES : 256, 'rxFrames');
+    const txBlocks = blocks(opts.txFrames, 256, 'txFrames');
 
     checkNetns(opts.netns);
     const at = opts.netns !== undefined ? ['-n', opts.netns] : [];
@@ -208,11 +203,7 @@ export class AfPacketDriver implements Driver {
     let ring: libc.Mapping | null = null;
     try {
       if (kernelEnd !== null) {
-        // Its TCP's super-frames must fit our receive slots (see SMALL).
-        createVethPair({
-          name, kernelEnd, netns: opts.netns, mtu, hostAddr: opts.hostAddr, hostAddr6: opts.hostAddr6,
-          ...(rxGeo === SMALL && { kernelGsoMax: SMALL_GSO_MAX }),
-        });
+        createVethPair({ name, kernelEnd, netns: opts.netns, mtu, hostAddr: opts.hostAddr, hostAddr6: opts.hostAddr6 });
       }
       // A socket stays in the namespace it was created in: create and bind it there.
       fd = inNetns(opts.netns, () => {
@@ -225,7 +216,7 @@ export class AfPacketDriver implements Driver {
             throw new Error(`AfPacketDriver: there is no interface ${name}${opts.netns !== undefined ? ` in network namespace ${opts.netns}` : ''}`
               + ' (without host_addr the driver attaches to an existing interface; with it, it creates a veth pair)');
           }
-          setup(s, ifindex, rxGeo, rxBlocks, txBlocks);
+          setup(s, ifindex, rxBlocks, txBlocks);
           if (opts.fanout) joinFanout(s, opts.fanout.group, opts.fanout.queues, opts.fanout.slots);
           return s;
         } catch (e) {
@@ -233,8 +224,8 @@ export class AfPacketDriver implements Driver {
           throw e;
         }
       });
-      ring = libc.mmap(rxBlocks * rxGeo.blockSize + txBlocks * BLOCK_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd);
-      return new AfPacketDriver(fd, ring, rxGeo.frameSize, rxBlocks * rxGeo.framesPerBlock, txBlocks * FRAMES_PER_BLOCK, opts, kernelEnd);
+      ring = libc.mmap((rxBlocks + txBlocks) * BLOCK_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd);
+      return new AfPacketDriver(fd, ring, FRAME_SIZE, rxBlocks * FRAMES_PER_BLOCK, txBlocks * FRAMES_PER_BLOCK, opts, kernelEnd);
     } catch (e) {
       if (ring) libc.munmap(ring);
       if (fd >= 0) libc.close(fd);
@@ -395,7 +386,7 @@ export class AfPacketDriver implements Driver {
 }
 
 /** Socket options, rings and bind, in the order the kernel requires (version and vnet before rings). */
-function setup(fd: number, ifindex: number, rxGeo: Geometry, rxBlocks: number, txBlocks: number): void {
+function setup(fd: number, ifindex: number, rxBlocks: number, txBlocks: number): void {
   const opt = (name: number, value: number, what: string): void => {
     if (libc.setsockoptInt(fd, SOL_PACKET, name, value) < 0) throw new libc.SysError(`setsockopt(${what})`, libc.errno());
   };
@@ -405,18 +396,18 @@ function setup(fd: number, ifindex: number, rxGeo: Geometry, rxBlocks: number, t
   opt(PACKET_IGNORE_OUTGOING, 1, 'PACKET_IGNORE_OUTGOING');
   // A malformed TX frame is skipped (slot back to AVAILABLE) instead of stopping the ring at it.
   opt(PACKET_LOSS, 1, 'PACKET_LOSS');
-  const req = new Uint8Array(16);
-  const dv = new DataView(req.buffer);
-  dv.setUint32(0, rxGeo.blockSize, true);
-  dv.setUint32(8, rxGeo.frameSize, true);
-  dv.setUint32(4, rxBlocks, true);
-  dv.setUint32(12, rxBlocks * rxGeo.framesPerBlock, true);
-  if (libc.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req) < 0) throw new libc.SysError('setsockopt(PACKET_RX_RING)', libc.errno());
-  dv.setUint32(0, BLOCK_SIZE, true);
-  dv.setUint32(8, FRAME_SIZE, true);
-  dv.setUint32(4, txBlocks, true);
-  dv.setUint32(12, txBlocks * FRAMES_PER_BLOCK, true);
-  if (libc.setsockopt(fd, SOL_PACKET, PACKET_TX_RING, req) < 0) throw new libc.SysError('setsockopt(PACKET_TX_RING)', libc.errno());
+  // struct tpacket_req: block size, block count, frame size, frame count; both rings alike.
+  const ring = (which: number, blocks: number, what: string): void => {
+    const req = new Uint8Array(16);
+    const dv = new DataView(req.buffer);
+    dv.setUint32(0, BLOCK_SIZE, true);
+    dv.setUint32(4, blocks, true);
+    dv.setUint32(8, FRAME_SIZE, true);
+    dv.setUint32(12, blocks * FRAMES_PER_BLOCK, true);
+    if (libc.setsockopt(fd, SOL_PACKET, which, req) < 0) throw new libc.SysError(`setsockopt(${what})`, libc.errno());
+  };
+  ring(PACKET_RX_RING, rxBlocks, 'PACKET_RX_RING');
+  ring(PACKET_TX_RING, txBlocks, 'PACKET_TX_RING');
   // struct sockaddr_ll: family u16, protocol u16 (network order), ifindex i32, hatype u16,
   // pkttype u8, halen u8, addr[8].
   const sll = new Uint8Array(20);

@@ -187,8 +187,6 @@ export interface VethPairOptions {
   /** Addresses for the kernel's end (IPv6 added without DAD). */
   hostAddr?: string;
   hostAddr6?: string;
-  /** Caps the kernel end's GSO super-frames (they must fit the driver's receive slots). */
-  kernelGsoMax?: number;
   /** Receive and transmit queues of both ends (veth's numrxqueues/numtxqueues); default the kernel's (1). */
   queues?: number;
 }
@@ -218,7 +216,6 @@ export function createVethPair(o: VethPairOptions): void {
   } catch (e) { throw new Error(`${key}: ${(e as Error).message}`); }
   ipBatch(o.netns, [
     `link set dev ${o.name} arp off up`,
-    ...(o.kernelGsoMax !== undefined ? [`link set dev ${o.kernelEnd} gso_max_size ${o.kernelGsoMax}`] : []),
     `link set dev ${o.kernelEnd} alias ${ownerTag()} up`,
     ...(o.hostAddr ? [`addr add ${o.hostAddr} dev ${o.kernelEnd}`] : []),
     ...(o.hostAddr6 ? [`addr add ${o.hostAddr6} dev ${o.kernelEnd} nodad`] : []),

@@ -54,14 +54,23 @@ export function rcvWindow(tcb: Tcb): number {
   return win > max ? max : win;
 }
 
-/** True when the window may be opened enough to be worth a segment of its own. */
+/**
+ * True when the window may be opened enough to be worth a segment of its own (FreeBSD's
+ * tcp_output rule): by two segments when that is a quarter of the buffer, or the window left is
+ * down to an eighth of it, or the buffer is small; or by half the buffer. Reads that free a
+ * little of a large buffer wait for the next ACK of data, which carries the window anyway: an
+ * update for every two segments read doubled the ACKs of a bulk receiver.
+ */
 function windowUpdateDue(tcb: Tcb): boolean {
   // Only reading opens the window; the first scaled advertisement rides on the next segment.
   if (!tcb.readSinceAck || tcb.finRcvd) return false;
   let cur = seqDiff(tcb.rcvAdv, tcb.rcvNxt);
   if (cur < 0) cur = 0;
-  const grow = rcvWindow(tcb) - cur;
-  return grow >= 2 * tcb.rcvMss || 2 * grow >= tcb.rcvBuf.capacity;
+  const win = rcvWindow(tcb);
+  const grow = win - cur;
+  const cap = tcb.rcvBuf.capacity, mss = tcb.rcvMss;
+  if (grow >= 2 * mss && (4 * grow >= cap || 8 * win <= cap || cap <= 8 * mss)) return true;
+  return 2 * grow >= cap;
 }
 
 /** Option bytes on a non-SYN segment right now (timestamps, SACK blocks). */
