@@ -111,6 +111,31 @@ test('a full receive buffer advertises a zero window; reading sends a window upd
   assert.equal(up.wnd, 3100);
 });
 
+test('a read that frees a little of a large buffer sends no window update; a quarter of it, or a nearly closed window, does (FreeBSD rule)', () => {
+  const h = new TcpHarness({ 'net.inet.tcp.recvspace': 60_000, 'net.inet.tcp.delayed_ack': 0 });
+  const { s, sport } = open(h, { mss: 1000 });
+  const mss = s.tcb.rcvMss;
+  let q = P + 1;
+  const fill = (n: number) => { for (let i = 0; i < n; i += 1000) { h.inject({ sport: 80, dport: sport, seq: q, flags: ACK, data: 1000 }); q += 1000; } h.take(); };
+  fill(40_000);
+  assert.ok(4000 >= 2 * mss, `two of our segments (${mss} bytes) fit the first read`);
+  // 20,000 left of the window: freeing 4,000 of a 60,000-byte buffer waits for the next ACK.
+  s.read(4000);
+  h.none();
+  // A quarter of the buffer (15,000) freed since the last advertisement: worth a segment.
+  s.read(12_000);
+  const up = h.one();
+  assert.equal(up.ack, q);
+  assert.equal(up.wnd, 36_000);
+  // The window nearly closed (3,000 left): a read of two segments that leaves it under an
+  // eighth of the buffer (7,500) is announced at once, the sender being about to stall.
+  fill(33_000);
+  s.read(3000);
+  const small = h.one();
+  assert.equal(small.ack, q);
+  assert.equal(small.wnd, 6000);
+});
+
 test('Nagle holds a small segment until the outstanding data is acknowledged; NODELAY sends at once', () => {
   const h = new TcpHarness();
   const { s, d0, sport } = open(h);
