@@ -10,7 +10,7 @@
 // (PACKET_VNET_HDR, the same header the TAP driver uses), so the kernel can hand us 64 KB GSO
 // frames with partial checksums and take ours (gso TCPV4/TCPV6). Ring slots are sized for them.
 //
-// Ring layout (one mmap, RX ring first, then TX), each slot `frameSize` bytes:
+// Ring layout (one mmap, RX ring first, then TX), each slot FRAME_SIZE bytes:
 //   tpacket2_hdr (32 bytes): status u32 @0 | len u32 @4 | snaplen u32 @8 | mac u16 @12 |
 //     net u16 @14 | sec u32 @16 | nsec u32 @20 | vlan_tci u16 @24 | vlan_tpid u16 @26 | pad[4]
 //   RX: virtio_net_hdr at slot + mac - 10, the frame at slot + mac.
@@ -123,8 +123,6 @@ export class AfPacketDriver implements Driver {
   /** The veth end holding the kernel's addresses when the driver created the pair; else null. */
   readonly kernelEnd: string | null;
   readonly rxFrames: number;
-  /** Bytes per receive slot (16 KiB on a veth the driver made, else 68 KiB). */
-  readonly rxFrameSize: number;
   readonly txFrames: number;
 
   private fd: number;
@@ -152,7 +150,7 @@ export class AfPacketDriver implements Driver {
     this.readableCb?.();
   };
 
-  private constructor(fd: number, ring: libc.Mapping, rxFrameSize: number, rxFrames: number, txFrames: number, opts: AfPacketOptions, kernelEnd: string | null) {
+  private constructor(fd: number, ring: libc.Mapping, rxFrames: number, txFrames: number, opts: AfPacketOptions, kernelEnd: string | null) {
     this.fd = fd;
     this.ring = ring;
     this.ringAddr = ring.address;
@@ -161,9 +159,8 @@ export class AfPacketDriver implements Driver {
     this.u32 = new Uint32Array(ring.buffer);
     this.i32 = new Int32Array(ring.buffer);
     this.rxFrames = rxFrames;
-    this.rxFrameSize = rxFrameSize;
     this.txFrames = txFrames;
-    this.txBase = rxFrames * rxFrameSize;
+    this.txBase = rxFrames * FRAME_SIZE;
     this.name = opts.ifname;
     this.mtu = opts.mtu ?? 1500;
     this.mac = opts.mac ? new Uint8Array(opts.mac) : randomLocalMac();
@@ -226,7 +223,7 @@ export class AfPacketDriver implements Driver {
         }
       });
       ring = libc.mmap((rxBlocks + txBlocks) * BLOCK_SIZE, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED, fd);
-      return new AfPacketDriver(fd, ring, FRAME_SIZE, rxBlocks * FRAMES_PER_BLOCK, txBlocks * FRAMES_PER_BLOCK, opts, kernelEnd);
+      return new AfPacketDriver(fd, ring, rxBlocks * FRAMES_PER_BLOCK, txBlocks * FRAMES_PER_BLOCK, opts, kernelEnd);
     } catch (e) {
       if (ring) libc.munmap(ring);
       if (fd >= 0) libc.close(fd);
@@ -237,7 +234,7 @@ export class AfPacketDriver implements Driver {
   }
 
   rxReady(): boolean {
-    return this.fd >= 0 && (Atomics.load(this.i32, (this.rxIdx * this.rxFrameSize) >> 2) & TP_STATUS_USER) !== 0;
+    return this.fd >= 0 && (Atomics.load(this.i32, (this.rxIdx * FRAME_SIZE) >> 2) & TP_STATUS_USER) !== 0;
   }
 
   rxBurst(out: PacketBuffer[], max: number): number {
@@ -245,7 +242,7 @@ export class AfPacketDriver implements Driver {
     const i32 = this.i32, u32 = this.u32, u16 = this.u16, u8 = this.u8, pool = this.pool;
     let n = 0;
     while (n < max) {
-      const slot = this.rxIdx * this.rxFrameSize;
+      const slot = this.rxIdx * FRAME_SIZE;
       const status = Atomics.load(i32, slot >> 2);
       if ((status & TP_STATUS_USER) === 0) break;
       if (++this.rxIdx === this.rxFrames) this.rxIdx = 0;

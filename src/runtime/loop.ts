@@ -466,12 +466,12 @@ export class RunLoop {
     }
   }
 
-  /** Looks at every driver's receive ring until one has a frame (true) or the clock reaches `until` (ms). */
-  private watchRings(until: number): boolean {
+  /** Looks at every driver's receive ring until one has a frame or the clock reaches `until` (ms). */
+  private watchRings(until: number): void {
     const ports = this.ports;
     for (let i = 1; ; i++) {
-      for (let p = 0; p < ports.length; p++) if (ports[p]!.driver.rxReady!()) return true;
-      if ((i & 15) === 0 && this.clock.now() >= until) return false;
+      for (let p = 0; p < ports.length; p++) if (ports[p]!.driver.rxReady!()) return;
+      if ((i & 15) === 0 && this.clock.now() >= until) return;
     }
   }
 
